@@ -1,0 +1,127 @@
+//! The REST API and the agent WebSocket route, on one axum router.
+//!
+//! Every route checks the `Host` header against the server's own addresses (DNS rebinding);
+//! every route except `/healthz` and the agent endpoint (which authenticates with its device
+//! token in the `hello`) needs `Authorization: Bearer <api token>`.
+
+mod devices;
+mod extract;
+mod openapi;
+mod requests;
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State, WebSocketUpgrade};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use tokio_util::sync::CancellationToken;
+use weft_planner::Planner;
+
+pub use extract::ApiJson;
+pub use openapi::ApiDoc;
+
+use crate::engine::Handle;
+use crate::store::Store;
+use crate::ws::{self, ConnSettings};
+use crate::{ApiError, token};
+
+/// Largest accepted REST body, in bytes.
+pub const BODY_LIMIT: usize = 256 * 1024;
+
+/// Shared state of every handler. Holds handles only; the engine owns the live state.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub engine: Handle,
+    pub store: Store,
+    pub planner: Arc<dyn Planner>,
+    pub api_token_hash: Arc<str>,
+    pub allowed_hosts: Arc<[String]>,
+    pub conn: ConnSettings,
+    pub shutdown: CancellationToken,
+}
+
+/// Builds the whole router.
+pub fn router(state: AppState) -> Router {
+    let authed = Router::new()
+        .route(
+            "/v1/requests",
+            get(requests::list).post(requests::submit),
+        )
+        .route("/v1/requests/{id}", get(requests::get_one))
+        .route("/v1/requests/{id}/events", get(requests::events))
+        .route("/v1/devices", get(devices::list).post(devices::add))
+        .route("/openapi.json", get(openapi::serve))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_api_token));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route(weft_protocol::AGENT_WS_PATH, get(agent_ws))
+        .merge(authed)
+        .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(state.clone(), check_host))
+        .with_state(state)
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("not_found", "no such route")
+}
+
+async fn agent_ws(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    let engine = state.engine.clone();
+    let settings = state.conn.clone();
+    ws.max_message_size(ws::HARD_FRAME_LIMIT)
+        .max_frame_size(ws::HARD_FRAME_LIMIT)
+        .on_upgrade(move |socket| ws::serve(socket, engine, settings))
+}
+
+/// Refuses requests whose `Host` is not one of this server's addresses (DNS rebinding).
+async fn check_host(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    match host {
+        Some(h) if state.allowed_hosts.iter().any(|a| a.eq_ignore_ascii_case(h)) => {
+            next.run(req).await
+        }
+        other => {
+            tracing::warn!(host = ?other, "refused request for a host this server is not");
+            ApiError::new(
+                StatusCode::MISDIRECTED_REQUEST,
+                "host_not_allowed",
+                format!(
+                    "this server answers to {}; add other names with --allowed-host",
+                    state.allowed_hosts.join(", ")
+                ),
+            )
+            .into_response()
+        }
+    }
+}
+
+async fn require_api_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "));
+    match presented {
+        Some(t) if token::matches(t.trim(), &state.api_token_hash) => next.run(req).await,
+        Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "bad_api_token", "wrong API token")
+            .into_response(),
+        None => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing_api_token",
+            "send `Authorization: Bearer <api token>`; `weft serve` wrote the token to its data directory",
+        )
+        .into_response(),
+    }
+}

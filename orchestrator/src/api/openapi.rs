@@ -1,0 +1,45 @@
+//! The OpenAPI document, generated from the handlers and wire types.
+
+use axum::Json;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use weft_protocol::rest::{
+    AttemptView, CreateDevice, DeviceCreated, DeviceStatus, DeviceView, EdgeView, ErrorBody, Event,
+    EventKind, RequestView, SubmitRequest, TaskView,
+};
+use weft_protocol::{Action, AttemptStatus, EdgeKind, ErrorInfo, RequestStatus, TaskOutput, TaskStatus};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "weft", description = "Multi-device agent task orchestrator"),
+    paths(
+        super::requests::submit,
+        super::requests::list,
+        super::requests::get_one,
+        super::requests::events,
+        super::devices::list,
+        super::devices::add,
+    ),
+    components(schemas(
+        SubmitRequest, RequestView, TaskView, AttemptView, EdgeView, DeviceView, DeviceStatus,
+        CreateDevice, DeviceCreated, ErrorBody, ErrorInfo, Event, EventKind, Action, TaskOutput,
+        TaskStatus, AttemptStatus, RequestStatus, EdgeKind,
+    )),
+    modifiers(&BearerAuth)
+)]
+#[derive(Debug)]
+pub struct ApiDoc;
+
+#[derive(Debug)]
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

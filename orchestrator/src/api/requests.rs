@@ -1,0 +1,201 @@
+//! `/v1/requests`: submit, list, get, and stream events.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures_util::Stream;
+use serde::Deserialize;
+use tokio::sync::broadcast;
+use weft_protocol::RequestId;
+use weft_protocol::rest::{
+    ErrorBody, Event, EventKind, MAX_REQUEST_TEXT_BYTES, RequestView, SubmitRequest,
+};
+
+use super::{ApiJson, AppState};
+use crate::ApiError;
+use crate::store::Store;
+
+fn planner_error(e: weft_planner::Error) -> ApiError {
+    let status = match e {
+        weft_planner::Error::Empty => StatusCode::BAD_REQUEST,
+        weft_planner::Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    ApiError::new(status, e.code(), e.to_string())
+}
+
+/// Submit a request: it is planned into a graph and starts running.
+#[utoipa::path(post, path = "/v1/requests", request_body = SubmitRequest,
+    responses(
+        (status = 201, description = "Planned and running", body = RequestView),
+        (status = 400, description = "Malformed body or empty text", body = ErrorBody),
+        (status = 413, description = "Text or plan too large", body = ErrorBody),
+        (status = 422, description = "Not plannable, or names an unknown device", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn submit(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<SubmitRequest>,
+) -> Result<(StatusCode, Json<RequestView>), ApiError> {
+    let text = body.text.trim();
+    if text.is_empty() {
+        return Err(ApiError::bad_request("empty_request", "the request text is empty"));
+    }
+    if text.len() > MAX_REQUEST_TEXT_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request_too_large",
+            format!(
+                "the request text is {} bytes; the limit is {MAX_REQUEST_TEXT_BYTES}",
+                text.len()
+            ),
+        ));
+    }
+    let devices = state.engine.device_infos().await?;
+    let plan = state
+        .planner
+        .plan(text, &devices)
+        .await
+        .map_err(planner_error)?;
+    plan.validate(&weft_planner::Limits::default())
+        .map_err(planner_error)?;
+    let id = state
+        .engine
+        .create(text.to_owned(), state.planner.name(), plan)
+        .await?;
+    let view = state
+        .store
+        .request_view(&id)
+        .await?
+        .ok_or_else(|| ApiError::from(crate::Error::Corrupt(format!("request {id} vanished"))))?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    limit: Option<u32>,
+}
+
+/// The most recent requests, newest first (`?limit=N`, default 50, at most 500).
+#[utoipa::path(get, path = "/v1/requests",
+    params(("limit" = Option<u32>, Query, description = "How many (default 50, max 500)")),
+    responses((status = 200, body = Vec<RequestView>)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<RequestView>>, ApiError> {
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    Ok(Json(state.store.list_requests(limit).await?))
+}
+
+fn not_found(id: &RequestId) -> ApiError {
+    ApiError::not_found("request_not_found", format!("no request with id {id}"))
+}
+
+/// One request with its graph, tasks, attempts and outputs.
+#[utoipa::path(get, path = "/v1/requests/{id}",
+    params(("id" = String, Path, description = "Request id")),
+    responses((status = 200, body = RequestView), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get_one(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<RequestView>, ApiError> {
+    let id = RequestId(id);
+    state
+        .store
+        .request_view(&id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| not_found(&id))
+}
+
+/// Server-Sent Events of every state change of a request, from its start. The stream ends
+/// after the request's final status.
+#[utoipa::path(get, path = "/v1/requests/{id}/events",
+    params(("id" = String, Path, description = "Request id")),
+    responses((status = 200, description = "text/event-stream of Event", body = Event),
+              (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let id = RequestId(id);
+    // Subscribe first, then read the journal: nothing can fall in between.
+    let live = state.engine.subscribe();
+    if !state.store.request_exists(&id).await? {
+        return Err(not_found(&id));
+    }
+    let past = state.store.events_after(&id, 0).await?;
+    let feed = Feed {
+        store: state.store.clone(),
+        id,
+        past: past.into(),
+        live,
+        last: 0,
+        done: false,
+    };
+    let shutdown = state.shutdown.clone();
+    let stream = futures_util::stream::unfold(feed, |mut f| async move {
+        let ev = f.next().await?;
+        Some((Ok(to_sse(&ev)), f))
+    });
+    let stream = futures_util::StreamExt::take_until(stream, shutdown.cancelled_owned());
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+fn to_sse(ev: &Event) -> SseEvent {
+    SseEvent::default()
+        .id(ev.seq.to_string())
+        .event(ev.kind.name())
+        .data(serde_json::to_string(ev).unwrap_or_default())
+}
+
+/// The journal of one request followed by its live events, without gaps or repeats.
+struct Feed {
+    store: Store,
+    id: RequestId,
+    past: VecDeque<Event>,
+    live: broadcast::Receiver<Event>,
+    last: u64,
+    done: bool,
+}
+
+impl Feed {
+    async fn next(&mut self) -> Option<Event> {
+        if self.done {
+            return None;
+        }
+        loop {
+            let ev = match self.past.pop_front() {
+                Some(ev) => ev,
+                None => match self.live.recv().await {
+                    Ok(ev) => ev,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::debug!(missed = n, "event subscriber lagged; re-reading the journal");
+                        self.past = self.store.events_after(&self.id, self.last).await.ok()?.into();
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+            };
+            if ev.request_id != self.id || ev.seq <= self.last {
+                continue;
+            }
+            self.last = ev.seq;
+            if let EventKind::RequestStatus { status, .. } = &ev.kind {
+                if status.is_terminal() {
+                    self.done = true;
+                }
+            }
+            return Some(ev);
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! A small REST client for the CLI and the demo.
+
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use weft_protocol::rest::{
+    CreateDevice, DeviceCreated, DeviceView, ErrorBody, Event, RequestView, SubmitRequest,
+};
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+    stream_http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(base: &str, token: &str) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        // Event streams stay open; they are bounded by a read timeout instead (the server
+        // sends a keep-alive comment every 15 s).
+        let stream_http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .read_timeout(Duration::from_secs(60))
+            .build()?;
+        Ok(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+            http,
+            stream_http,
+        })
+    }
+
+    async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> anyhow::Result<T> {
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).context("the server sent an unexpected answer");
+        }
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(b) => Err(anyhow!(
+                "{} ({}): {}",
+                b.error.code,
+                status.as_u16(),
+                b.error.message
+            )),
+            Err(_) => Err(anyhow!(
+                "the server answered {status}: {}",
+                String::from_utf8_lossy(&bytes)
+            )),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn send_err(&self, e: reqwest::Error) -> anyhow::Error {
+        anyhow!("cannot reach the weft server at {}: {e}", self.base)
+    }
+
+    pub async fn submit(&self, text: &str) -> anyhow::Result<RequestView> {
+        let resp = self
+            .http
+            .post(self.url("/v1/requests"))
+            .bearer_auth(&self.token)
+            .json(&SubmitRequest {
+                text: text.to_owned(),
+            })
+            .send()
+            .await
+            .map_err(|e| self.send_err(e))?;
+        Self::decode(resp).await
+    }
+
+    pub async fn request(&self, id: &str) -> anyhow::Result<RequestView> {
+        let resp = self
+            .http
+            .get(self.url(&format!("/v1/requests/{id}")))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| self.send_err(e))?;
+        Self::decode(resp).await
+    }
+
+    pub async fn devices(&self) -> anyhow::Result<Vec<DeviceView>> {
+        let resp = self
+            .http
+            .get(self.url("/v1/devices"))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| self.send_err(e))?;
+        Self::decode(resp).await
+    }
+
+    pub async fn add_device(&self, name: &str, kind: &str) -> anyhow::Result<DeviceCreated> {
+        let resp = self
+            .http
+            .post(self.url("/v1/devices"))
+            .bearer_auth(&self.token)
+            .json(&CreateDevice {
+                name: name.into(),
+                kind: kind.to_owned(),
+            })
+            .send()
+            .await
+            .map_err(|e| self.send_err(e))?;
+        Self::decode(resp).await
+    }
+
+    /// Follows a request's event stream, calling `on_event` for each event, until the stream
+    /// ends (after the request's final status).
+    pub async fn follow(&self, id: &str, mut on_event: impl FnMut(&Event)) -> anyhow::Result<()> {
+        let resp = self
+            .stream_http
+            .get(self.url(&format!("/v1/requests/{id}/events")))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| self.send_err(e))?;
+        if !resp.status().is_success() {
+            return Self::decode::<serde_json::Value>(resp).await.map(|_| ());
+        }
+        let mut body = resp.bytes_stream();
+        let mut buf = String::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.context("the event stream broke")?;
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let block: String = buf.drain(..end + 2).collect();
+                let data: Vec<&str> = block
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(|l| l.strip_prefix(' ').unwrap_or(l))
+                    .collect();
+                if data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                let ev: Event = serde_json::from_str(&data.join("\n"))
+                    .context("the server sent an event this CLI does not understand")?;
+                on_event(&ev);
+            }
+        }
+        Ok(())
+    }
+}

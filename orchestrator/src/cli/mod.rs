@@ -1,0 +1,281 @@
+//! The `weft` command line: `serve`, the client commands for people, `agent`, and `demo`.
+
+mod client;
+mod demo;
+pub mod render;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use weft_protocol::RequestStatus;
+
+pub use client::Client;
+pub use demo::DemoArgs;
+
+use crate::config::default_data_dir;
+use crate::{ServeOptions, server, token};
+
+#[derive(Debug, Parser)]
+#[command(name = "weft", version, about = "weft: run one request across your laptops, phones and servers")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run the orchestrator (REST API + agent WebSocket endpoint).
+    Serve(ServeArgs),
+    /// Submit a request.
+    Submit {
+        /// What to do, e.g. `on laptop run "echo hi" then on server run "uname -a"`.
+        text: String,
+        /// Follow the request live until it ends.
+        #[arg(long)]
+        watch: bool,
+        /// With --watch: give up after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout_secs: u64,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Show a request's graph, statuses and outputs.
+    Status {
+        id: String,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// List registered devices.
+    Devices {
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Manage devices.
+    #[command(subcommand)]
+    Device(DeviceCmd),
+    /// Run a device agent (the same program as `weft-agent`).
+    Agent(weft_agent::cli::Args),
+    /// Run the whole loop on this machine: orchestrator, three agents, one request.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCmd {
+    /// Register a device and print the command that starts its agent.
+    Add {
+        name: String,
+        /// laptop, phone, server, or another plain word.
+        #[arg(long)]
+        kind: String,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+}
+
+/// How the client commands reach the server.
+#[derive(Debug, clap::Args)]
+pub struct ConnArgs {
+    /// The orchestrator's base URL.
+    #[arg(long, env = "WEFT_SERVER", default_value = "http://127.0.0.1:7600")]
+    pub server: String,
+    /// The API token; by default read from the data directory's `api-token` file.
+    #[arg(long, env = "WEFT_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// Where `weft serve` keeps its API token.
+    #[arg(long, env = "WEFT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl ConnArgs {
+    fn client(&self) -> anyhow::Result<Client> {
+        let token = match &self.api_token {
+            Some(t) => t.clone(),
+            None => {
+                let dir = self.data_dir.clone().unwrap_or_else(default_data_dir);
+                token::read_api_token(&dir).with_context(|| {
+                    format!(
+                        "no API token: pass --api-token or WEFT_API_TOKEN, or run on the server's \
+                         machine where `weft serve` wrote {}",
+                        dir.join(token::API_TOKEN_FILE).display()
+                    )
+                })?
+            }
+        };
+        Client::new(&self.server, &token)
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on. The default is loopback only.
+    #[arg(long, env = "WEFT_LISTEN", default_value = "127.0.0.1:7600")]
+    pub listen: SocketAddr,
+    /// Database: a SQLite file path or URL, or `sqlite::memory:`.
+    #[arg(long, env = "WEFT_DB", default_value = "weft.db")]
+    pub db: String,
+    /// Where the API token file lives (default: $XDG_DATA_HOME/weft or ~/.local/share/weft).
+    #[arg(long, env = "WEFT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Use this API token instead of the one in the data directory.
+    #[arg(long, env = "WEFT_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// Other `Host` values to answer to, e.g. `weft.lan:7600` (repeat or comma-separate).
+    #[arg(long = "allowed-host", env = "WEFT_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+    /// Heartbeat interval in milliseconds (both directions).
+    #[arg(long, env = "WEFT_HEARTBEAT_MS", default_value_t = 5000)]
+    pub heartbeat_ms: u64,
+    /// Longest one attempt may run, in seconds.
+    #[arg(long, env = "WEFT_ATTEMPT_TIMEOUT_SECS", default_value_t = 300)]
+    pub attempt_timeout_secs: u64,
+    /// Longest a ready task waits for a capable device, in seconds.
+    #[arg(long, env = "WEFT_QUEUE_TIMEOUT_SECS", default_value_t = 300)]
+    pub queue_timeout_secs: u64,
+}
+
+impl ServeArgs {
+    pub fn options(&self) -> anyhow::Result<ServeOptions> {
+        if self.heartbeat_ms < 100 {
+            bail!("--heartbeat-ms must be at least 100");
+        }
+        if self.attempt_timeout_secs == 0 || self.queue_timeout_secs == 0 {
+            bail!("timeouts must be at least 1 second");
+        }
+        let mut o = ServeOptions::new(
+            self.db.clone(),
+            self.data_dir.clone().unwrap_or_else(default_data_dir),
+        );
+        o.api_token.clone_from(&self.api_token);
+        o.allowed_hosts = self
+            .allowed_hosts
+            .iter()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .collect();
+        o.heartbeat_interval = Duration::from_millis(self.heartbeat_ms);
+        o.attempt_timeout = Duration::from_secs(self.attempt_timeout_secs);
+        o.queue_timeout = Duration::from_secs(self.queue_timeout_secs);
+        Ok(o)
+    }
+}
+
+/// A token cancelled on SIGINT or SIGTERM.
+pub fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        t.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutdown requested");
+        t.cancel();
+    });
+    token
+}
+
+/// Runs a parsed command line. Returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.cmd {
+        Cmd::Serve(args) => {
+            let opts = args.options()?;
+            let listener = tokio::net::TcpListener::bind(args.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", args.listen))?;
+            let shutdown = shutdown_on_signal();
+            let running = server::start(listener, opts.clone(), shutdown).await?;
+            if opts.api_token.is_none() {
+                eprintln!(
+                    "weft: listening on http://{}; API token in {}",
+                    running.addr,
+                    opts.data_dir.join(token::API_TOKEN_FILE).display()
+                );
+            }
+            running.join.await.context("server task failed")??;
+            Ok(0)
+        }
+        Cmd::Submit {
+            text,
+            watch,
+            timeout_secs,
+            conn,
+        } => {
+            let client = conn.client()?;
+            let view = client.submit(&text).await?;
+            println!("{}", view.id);
+            if !watch {
+                return Ok(0);
+            }
+            let start = view.created_at_ms;
+            let follow = client.follow(view.id.as_str(), |ev| {
+                if let Some(line) = render::event_line(ev, start) {
+                    println!("{line}");
+                }
+            });
+            tokio::time::timeout(Duration::from_secs(timeout_secs), follow)
+                .await
+                .context("gave up watching: --timeout-secs passed")??;
+            let view = client.request(view.id.as_str()).await?;
+            println!("\n{}", render::request(&view));
+            Ok(if view.status == RequestStatus::Succeeded { 0 } else { 1 })
+        }
+        Cmd::Status { id, conn } => {
+            let view = conn.client()?.request(&id).await?;
+            print!("{}", render::request(&view));
+            Ok(0)
+        }
+        Cmd::Devices { conn } => {
+            let devices = conn.client()?.devices().await?;
+            if devices.is_empty() {
+                println!("no devices registered; add one with `weft device add NAME --kind KIND`");
+            }
+            for d in devices {
+                println!(
+                    "{:<16} {:<8} {:<8} running {}/{}  {}  [{}]",
+                    d.name.as_str(),
+                    d.kind,
+                    format!("{:?}", d.status).to_lowercase(),
+                    d.running,
+                    d.max_concurrency,
+                    d.platform.as_deref().unwrap_or("-"),
+                    d.capabilities.join(", ")
+                );
+            }
+            Ok(0)
+        }
+        Cmd::Device(DeviceCmd::Add { name, kind, conn }) => {
+            let created = conn.client()?.add_device(&name, &kind).await?;
+            println!("registered {} ({}). Its token is shown only now.", created.name, created.kind);
+            println!("On the device, run:\n");
+            println!(
+                "  WEFT_DEVICE_TOKEN={} weft-agent --server {} --name {} --kind {}",
+                created.token, conn.server, created.name, created.kind
+            );
+            Ok(0)
+        }
+        Cmd::Agent(args) => {
+            weft_agent::cli::run(args).await?;
+            Ok(0)
+        }
+        Cmd::Demo(args) => Ok(if demo::run(args).await? { 0 } else { 1 }),
+    }
+}

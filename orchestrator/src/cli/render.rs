@@ -1,0 +1,111 @@
+//! Human-readable rendering of events and request views for the terminal.
+
+use std::fmt::Write;
+
+use weft_protocol::rest::{Event, EventKind, RequestView};
+
+/// One line per event, with the time since `start_ms`.
+pub fn event_line(ev: &Event, start_ms: u64) -> Option<String> {
+    let t = ev.at_ms.saturating_sub(start_ms) as f64 / 1000.0;
+    let body = match &ev.kind {
+        EventKind::RequestCreated { tasks, edges, .. } => {
+            format!("planned {} tasks, {} edges", tasks.len(), edges.len())
+        }
+        EventKind::TaskStatus {
+            task_id,
+            status,
+            device,
+            output,
+            error,
+            ..
+        } => {
+            let mut s = format!("{task_id} {}", status.as_str());
+            if let Some(d) = device {
+                let _ = write!(s, " on {d}");
+            }
+            if let Some(o) = output.as_ref().filter(|o| !o.summary.is_empty()) {
+                let _ = write!(s, ": {}", one_line(&o.summary, 100));
+            }
+            if let Some(e) = error {
+                let _ = write!(s, " [{}: {}]", e.code, one_line(&e.message, 100));
+            }
+            s
+        }
+        EventKind::TaskProgress {
+            task_id, message, ..
+        } => format!("{task_id} … {}", one_line(message, 100)),
+        EventKind::RequestStatus { status, error } => {
+            let mut s = format!("request {}", status.as_str());
+            if let Some(e) = error {
+                let _ = write!(s, " ({}: {})", e.code, e.message);
+            }
+            s
+        }
+    };
+    Some(format!("[{t:>7.3}s] {body}"))
+}
+
+fn one_line(s: &str, max: usize) -> String {
+    let flat: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let flat = flat.trim();
+    if flat.chars().count() > max {
+        format!("{}…", flat.chars().take(max).collect::<String>())
+    } else {
+        flat.to_owned()
+    }
+}
+
+/// The final graph: tasks with status, device, attempts and output; then the edges.
+pub fn request(view: &RequestView) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "request {}  {}", view.id, view.status.as_str());
+    let _ = writeln!(s, "  text: {}", view.text);
+    if let Some(e) = &view.error {
+        let _ = writeln!(s, "  error: {}: {}", e.code, e.message);
+    }
+    let _ = writeln!(s, "  tasks:");
+    for t in &view.tasks {
+        let device = t.device.as_ref().map(|d| d.as_str()).unwrap_or("-");
+        let _ = writeln!(
+            s,
+            "    {:<4} {:<10} {:<10} {}  ({} attempt{})",
+            t.id.as_str(),
+            t.status.as_str(),
+            device,
+            t.title,
+            t.attempts.len(),
+            if t.attempts.len() == 1 { "" } else { "s" }
+        );
+        if let Some(o) = &t.output {
+            if !o.summary.is_empty() {
+                let _ = writeln!(s, "         output: {}", one_line(&o.summary, 160));
+            }
+        }
+        if let Some(e) = &t.error {
+            let _ = writeln!(s, "         error: {}: {}", e.code, one_line(&e.message, 160));
+        }
+    }
+    if view.edges.is_empty() {
+        let _ = writeln!(s, "  edges: none (all tasks ran in parallel)");
+    } else {
+        let _ = writeln!(s, "  edges:");
+        for e in &view.edges {
+            let _ = writeln!(s, "    {} -> {} ({})", e.from, e.to, e.kind.as_str());
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_flattened() {
+        assert_eq!(one_line("a\nb\x1b[31m", 10), "a b [31m");
+        assert_eq!(one_line("abcdef", 3), "abc…");
+    }
+}

@@ -1,0 +1,94 @@
+//! Typed, validated server configuration. Parsed and checked before any port is bound.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything `weft serve` needs. Build it with [`ServeOptions::new`] and adjust fields.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Database URL or file path (`weft.db`, `sqlite:///var/lib/weft.db`, `sqlite::memory:`).
+    pub db: String,
+    /// Where the API token file lives.
+    pub data_dir: PathBuf,
+    /// The API token; when `None`, it is read from (or created in) `data_dir`.
+    pub api_token: Option<String>,
+    /// Extra `Host` header values accepted besides the listen address (e.g. `weft.lan:7600`).
+    pub allowed_hosts: Vec<String>,
+    /// Interval of heartbeats in both directions; a connection silent for 3 intervals is closed.
+    pub heartbeat_interval: Duration,
+    /// Longest an attempt may run before it is stopped and failed with `timeout`.
+    pub attempt_timeout: Duration,
+    /// Longest a ready task may wait for a capable device before it fails with `no_device`.
+    pub queue_timeout: Duration,
+    /// How long an agent has to send its `hello` after connecting.
+    pub hello_timeout: Duration,
+    /// Grace period for in-flight work at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl ServeOptions {
+    pub fn new(db: impl Into<String>, data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            db: db.into(),
+            data_dir: data_dir.into(),
+            api_token: None,
+            allowed_hosts: Vec::new(),
+            heartbeat_interval: Duration::from_secs(5),
+            attempt_timeout: Duration::from_secs(300),
+            queue_timeout: Duration::from_secs(300),
+            hello_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+
+    /// The `Host` header values this server answers to when bound to `addr`.
+    pub fn host_allowlist(&self, addr: SocketAddr) -> Vec<String> {
+        let port = addr.port();
+        let mut hosts = vec![addr.to_string()];
+        if addr.ip().is_loopback() {
+            hosts.push(format!("localhost:{port}"));
+            hosts.push(format!("127.0.0.1:{port}"));
+            hosts.push(format!("[::1]:{port}"));
+        }
+        hosts.extend(self.allowed_hosts.iter().cloned());
+        hosts.sort();
+        hosts.dedup();
+        hosts
+    }
+}
+
+/// The default data directory: `$WEFT_DATA_DIR`, else `$XDG_DATA_HOME/weft`, else
+/// `~/.local/share/weft`, else `./.weft`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("WEFT_DATA_DIR") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(d).join("weft");
+    }
+    if let Some(h) = std::env::var_os("HOME") {
+        return PathBuf::from(h).join(".local/share/weft");
+    }
+    PathBuf::from(".weft")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_allows_its_names() {
+        let o = ServeOptions::new("x", "/tmp");
+        let hosts = o.host_allowlist("127.0.0.1:7600".parse().unwrap());
+        assert!(hosts.contains(&"localhost:7600".to_string()));
+        assert!(hosts.contains(&"127.0.0.1:7600".to_string()));
+        assert!(!hosts.contains(&"evil.example:7600".to_string()));
+        let o = ServeOptions {
+            allowed_hosts: vec!["weft.lan:7600".into()],
+            ..o
+        };
+        let hosts = o.host_allowlist("10.0.0.2:7600".parse().unwrap());
+        assert_eq!(hosts, vec!["10.0.0.2:7600", "weft.lan:7600"]);
+    }
+}

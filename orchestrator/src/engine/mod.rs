@@ -1,0 +1,163 @@
+//! The graph engine: the one owner of every live request's graph and of the device registry.
+//!
+//! Shape (see STYLE.md): [`Engine`] owns its state and runs one event loop over a closed set of
+//! inputs (its command channel and a timer); [`Handle`] is cheap to clone and is all that HTTP
+//! handlers and WebSocket connection tasks hold. Request/reply goes through a `oneshot` inside
+//! the command.
+//!
+//! Architecture invariant: every state change is committed to the store (with its journal
+//! events) before it is acknowledged to anyone or broadcast. If the store refuses a write the
+//! engine stops (fail-stop) rather than run on state that is not durable.
+
+mod graph;
+mod service;
+
+pub use graph::{Graph, IllegalTransition, legal};
+pub use service::Engine;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+use weft_planner::{DeviceInfo, Plan};
+use weft_protocol::rest::{DeviceCreated, DeviceView, Event};
+use weft_protocol::{AgentMsg, AttemptId, DeviceName, ErrorInfo, RequestId, ServerMsg};
+
+use crate::{ApiError, Error};
+
+/// Identifies one WebSocket connection, so that a stale connection's messages are never taken
+/// for a newer one's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnId(pub u64);
+
+/// What an agent states in its `hello`.
+#[derive(Debug, Clone)]
+pub struct Hello {
+    pub protocol_version: u32,
+    pub device: DeviceName,
+    pub token: String,
+    pub kind: String,
+    pub platform: String,
+    pub capabilities: Vec<String>,
+    pub max_concurrency: u32,
+    pub held_attempts: Vec<AttemptId>,
+}
+
+/// Frames the engine sends to one connection. Bounded; a connection that cannot keep up is
+/// dropped rather than allowed to grow memory without bound.
+pub type Outbound = mpsc::Sender<ServerMsg>;
+
+/// Capacity of each connection's outbound queue.
+pub const OUTBOUND_CAPACITY: usize = 1024;
+
+#[derive(Debug)]
+pub(crate) enum Command {
+    Create {
+        text: String,
+        planner: &'static str,
+        plan: Plan,
+        reply: oneshot::Sender<Result<RequestId, ApiError>>,
+    },
+    Devices {
+        reply: oneshot::Sender<Vec<DeviceView>>,
+    },
+    DeviceInfos {
+        reply: oneshot::Sender<Vec<DeviceInfo>>,
+    },
+    AddDevice {
+        name: DeviceName,
+        kind: String,
+        reply: oneshot::Sender<Result<DeviceCreated, ApiError>>,
+    },
+    Connect {
+        hello: Hello,
+        outbound: Outbound,
+        reply: oneshot::Sender<Result<(ConnId, ServerMsg), ErrorInfo>>,
+    },
+    FromAgent {
+        device: DeviceName,
+        conn: ConnId,
+        msg: AgentMsg,
+    },
+    Disconnected {
+        device: DeviceName,
+        conn: ConnId,
+    },
+}
+
+/// A cheap, cloneable handle to the engine.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    tx: mpsc::Sender<Command>,
+    events: broadcast::Sender<Event>,
+}
+
+impl Handle {
+    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| Error::EngineGone)?;
+        rx.await.map_err(|_| Error::EngineGone)
+    }
+
+    /// Creates a request from a validated plan and starts running it.
+    pub async fn create(
+        &self,
+        text: String,
+        planner: &'static str,
+        plan: Plan,
+    ) -> Result<RequestId, ApiError> {
+        self.call(|reply| Command::Create {
+            text,
+            planner,
+            plan,
+            reply,
+        })
+        .await?
+    }
+
+    pub async fn devices(&self) -> Result<Vec<DeviceView>, Error> {
+        self.call(|reply| Command::Devices { reply }).await
+    }
+
+    /// Registered devices as the planner sees them.
+    pub async fn device_infos(&self) -> Result<Vec<DeviceInfo>, Error> {
+        self.call(|reply| Command::DeviceInfos { reply }).await
+    }
+
+    pub async fn add_device(&self, name: DeviceName, kind: String) -> Result<DeviceCreated, ApiError> {
+        self.call(|reply| Command::AddDevice { name, kind, reply })
+            .await?
+    }
+
+    /// Authenticates a hello and binds `outbound` to the device. Returns the welcome to send.
+    pub async fn connect(
+        &self,
+        hello: Hello,
+        outbound: Outbound,
+    ) -> Result<Result<(ConnId, ServerMsg), ErrorInfo>, Error> {
+        self.call(|reply| Command::Connect {
+            hello,
+            outbound,
+            reply,
+        })
+        .await
+    }
+
+    /// Forwards a decoded frame from a bound connection.
+    pub async fn from_agent(&self, device: DeviceName, conn: ConnId, msg: AgentMsg) -> Result<(), Error> {
+        self.tx
+            .send(Command::FromAgent { device, conn, msg })
+            .await
+            .map_err(|_| Error::EngineGone)
+    }
+
+    pub async fn disconnected(&self, device: DeviceName, conn: ConnId) {
+        let _ = self.tx.send(Command::Disconnected { device, conn }).await;
+    }
+
+    /// Live events, as they are committed. Subscribe before reading the journal so that nothing
+    /// falls between the two.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+}

@@ -1,0 +1,1016 @@
+//! The engine's state and event loop.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use weft_planner::{DeviceInfo, Plan};
+use weft_protocol::rest::{DeviceCreated, DeviceStatus, DeviceView, EventKind};
+use weft_protocol::wire::ResultStatus;
+use weft_protocol::{
+    AgentMsg, AttemptId, AttemptStatus, DeviceName, ErrorInfo, PROTOCOL_VERSION, RequestId,
+    RequestStatus, ServerMsg, TaskId, TaskOutput, TaskStatus,
+};
+
+use super::graph::Graph;
+use super::{Command, ConnId, Handle, Hello, Outbound};
+use crate::store::{Batch, DeviceRow, Op, Store, TargetRow};
+use crate::{ApiError, Error, ServeOptions, now_ms, token};
+
+/// Largest `max_concurrency` a device may claim.
+const MAX_DEVICE_CONCURRENCY: u32 = 1024;
+
+#[derive(Debug)]
+struct Device {
+    row: DeviceRow,
+    conn: Option<(ConnId, Outbound)>,
+    running: BTreeSet<AttemptId>,
+}
+
+impl Device {
+    fn online(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    fn view(&self) -> DeviceView {
+        DeviceView {
+            name: self.row.name.clone(),
+            kind: self.row.kind.clone(),
+            status: if self.online() {
+                DeviceStatus::Online
+            } else {
+                DeviceStatus::Offline
+            },
+            platform: self.row.platform.clone(),
+            capabilities: self.row.capabilities.clone(),
+            max_concurrency: self.row.max_concurrency,
+            running: u32::try_from(self.running.len()).unwrap_or(u32::MAX),
+            last_seen_ms: self.row.last_seen_ms,
+        }
+    }
+}
+
+/// An attempt in flight.
+#[derive(Debug, Clone)]
+struct Live {
+    request: RequestId,
+    task: TaskId,
+    device: DeviceName,
+    status: AttemptStatus,
+    deadline_ms: u64,
+}
+
+#[derive(Debug)]
+struct Request {
+    graph: Graph,
+}
+
+/// The engine service. Build with [`Engine::start`].
+#[derive(Debug)]
+pub struct Engine {
+    store: Store,
+    opts: ServeOptions,
+    devices: BTreeMap<DeviceName, Device>,
+    /// Live (unfinished) requests; UUIDv7 ids iterate in creation order.
+    requests: BTreeMap<RequestId, Request>,
+    attempts: HashMap<AttemptId, Live>,
+    events: broadcast::Sender<weft_protocol::rest::Event>,
+    next_conn: u64,
+    shutdown: CancellationToken,
+}
+
+impl Engine {
+    /// Loads the device registry from `store` and starts the event loop on the current runtime.
+    /// The loop ends when `shutdown` is cancelled or every handle is dropped; it cancels
+    /// `shutdown` itself if the store fails (fail-stop).
+    pub async fn start(
+        store: Store,
+        opts: ServeOptions,
+        shutdown: CancellationToken,
+    ) -> Result<(Handle, tokio::task::JoinHandle<()>), Error> {
+        let mut devices = BTreeMap::new();
+        for row in store.load_devices().await? {
+            devices.insert(
+                row.name.clone(),
+                Device {
+                    row,
+                    conn: None,
+                    running: BTreeSet::new(),
+                },
+            );
+        }
+        let (tx, rx) = mpsc::channel(1024);
+        let (events, _) = broadcast::channel(4096);
+        let engine = Engine {
+            store,
+            opts,
+            devices,
+            requests: BTreeMap::new(),
+            attempts: HashMap::new(),
+            events: events.clone(),
+            next_conn: 0,
+            shutdown,
+        };
+        let join = tokio::spawn(engine.run(rx));
+        Ok((Handle { tx, events }, join))
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let shutdown = self.shutdown.clone();
+        loop {
+            let res = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => self.handle(cmd).await,
+                    None => break,
+                },
+                _ = tick.tick() => self.on_tick().await,
+            };
+            if let Err(e) = res {
+                tracing::error!(error = %e, "store write failed; stopping the engine (fail-stop)");
+                self.shutdown.cancel();
+                break;
+            }
+        }
+        // Closing every outbound queue ends the connection tasks.
+        for d in self.devices.values_mut() {
+            d.conn = None;
+        }
+        tracing::debug!("engine stopped");
+    }
+
+    async fn handle(&mut self, cmd: Command) -> Result<(), Error> {
+        match cmd {
+            Command::Create {
+                text,
+                planner,
+                plan,
+                reply,
+            } => {
+                let res = self.create(text, planner, plan).await;
+                let res = match res {
+                    Ok(id) => Ok(id),
+                    Err(Ok(api)) => Err(api),
+                    Err(Err(e)) => {
+                        let _ = reply.send(Err(ApiError::from(Error::Corrupt(
+                            "request could not be stored".into(),
+                        ))));
+                        return Err(e);
+                    }
+                };
+                let _ = reply.send(res);
+                self.schedule().await?;
+            }
+            Command::Devices { reply } => {
+                let _ = reply.send(self.devices.values().map(Device::view).collect());
+            }
+            Command::DeviceInfos { reply } => {
+                let _ = reply.send(
+                    self.devices
+                        .values()
+                        .map(|d| DeviceInfo {
+                            name: d.row.name.clone(),
+                            kind: d.row.kind.clone(),
+                            capabilities: d.row.capabilities.clone(),
+                            online: d.online(),
+                        })
+                        .collect(),
+                );
+            }
+            Command::AddDevice { name, kind, reply } => {
+                let res = self.add_device(name, kind).await?;
+                let _ = reply.send(res);
+            }
+            Command::Connect {
+                hello,
+                outbound,
+                reply,
+            } => {
+                let res = self.connect(hello, outbound).await?;
+                let _ = reply.send(res);
+                self.schedule().await?;
+            }
+            Command::FromAgent { device, conn, msg } => {
+                self.from_agent(device, conn, msg).await?;
+                self.schedule().await?;
+            }
+            Command::Disconnected { device, conn } => {
+                if let Some(d) = self.devices.get_mut(&device) {
+                    if d.conn.as_ref().is_some_and(|(c, _)| *c == conn) {
+                        d.conn = None;
+                        d.row.last_seen_ms = Some(now_ms());
+                        tracing::info!(device = %device, in_flight = d.running.len(), "device disconnected");
+                        self.store.touch_device(&device, now_ms()).await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits `batch` and broadcasts its events.
+    async fn commit(&self, batch: Batch) -> Result<(), Error> {
+        let events = self.store.commit(batch, now_ms()).await?;
+        for ev in events {
+            let _ = self.events.send(ev);
+        }
+        Ok(())
+    }
+
+    // ---- requests ------------------------------------------------------------------------
+
+    /// `Err(Ok(_))` is a refusal for the client, `Err(Err(_))` a store failure.
+    async fn create(
+        &mut self,
+        text: String,
+        planner: &'static str,
+        plan: Plan,
+    ) -> Result<RequestId, Result<ApiError, Error>> {
+        for t in &plan.tasks {
+            if let weft_planner::Target::Device(d) = &t.target {
+                if !self.devices.contains_key(d) {
+                    return Err(Ok(ApiError::unprocessable(
+                        "unknown_device",
+                        format!("task {} names device `{d}`, which is not registered", t.id),
+                    )));
+                }
+            }
+        }
+        let now = now_ms();
+        let graph = Graph::from_plan(&plan, now)
+            .map_err(|e| Ok(ApiError::unprocessable("invalid_plan", e)))?;
+        let id = RequestId(uuid::Uuid::now_v7().to_string());
+        let mut b = Batch::default();
+        b.op(Op::InsertRequest {
+            id: id.clone(),
+            text: text.clone(),
+            planner: planner.to_owned(),
+            status: RequestStatus::Running,
+            at_ms: now,
+        });
+        for t in graph.tasks() {
+            b.op(Op::InsertTask {
+                request_id: id.clone(),
+                task: t.row(),
+            });
+        }
+        let edges = graph.edges();
+        for e in &edges {
+            b.op(Op::InsertEdge {
+                request_id: id.clone(),
+                edge: e.clone(),
+            });
+        }
+        b.event(
+            &id,
+            EventKind::RequestCreated {
+                text,
+                tasks: graph.tasks().iter().map(|t| t.id.clone()).collect(),
+                edges,
+            },
+        );
+        b.event(
+            &id,
+            EventKind::RequestStatus {
+                status: RequestStatus::Running,
+                error: None,
+            },
+        );
+        for t in graph.tasks().iter().filter(|t| t.status == TaskStatus::Ready) {
+            b.event(&id, task_event(&t.id, TaskStatus::Ready));
+        }
+        self.commit(b).await.map_err(Err)?;
+        tracing::info!(request = %id, tasks = graph.tasks().len(), "request created");
+        self.requests.insert(id.clone(), Request { graph });
+        Ok(id)
+    }
+
+    /// Records that `task` ended and settles what follows from it: downstream tasks become
+    /// ready or skipped, and the request ends when every task has.
+    fn task_ended(
+        &mut self,
+        b: &mut Batch,
+        request: &RequestId,
+        task: &TaskId,
+        status: TaskStatus,
+        output: Option<TaskOutput>,
+        error: Option<ErrorInfo>,
+        attempt: Option<(&AttemptId, &DeviceName)>,
+    ) {
+        let Some(req) = self.requests.get_mut(request) else {
+            return;
+        };
+        if let Err(e) = req.graph.transition(task, status) {
+            tracing::warn!(error = %e, "refused transition");
+            return;
+        }
+        if let Some(t) = req.graph.task_mut(task) {
+            t.attempt = None;
+            if output.is_some() {
+                t.output.clone_from(&output);
+            }
+        }
+        b.op(Op::UpdateTask {
+            request_id: request.clone(),
+            task_id: task.clone(),
+            status,
+            device: attempt.map(|(_, d)| d.clone()),
+            output: output.clone(),
+            error: error.clone(),
+        });
+        b.event(
+            request,
+            EventKind::TaskStatus {
+                task_id: task.clone(),
+                status,
+                attempt_id: attempt.map(|(a, _)| a.clone()),
+                device: attempt.map(|(_, d)| d.clone()),
+                output,
+                error,
+            },
+        );
+        let now = now_ms();
+        for changed in req.graph.settle_downstream(task, now) {
+            let Some(t) = req.graph.task(&changed) else {
+                continue;
+            };
+            let (status, error) = if t.status == TaskStatus::Skipped {
+                (
+                    TaskStatus::Skipped,
+                    Some(ErrorInfo::new(
+                        "upstream_failed",
+                        "an upstream task did not succeed",
+                    )),
+                )
+            } else {
+                (t.status, None)
+            };
+            b.op(Op::UpdateTask {
+                request_id: request.clone(),
+                task_id: changed.clone(),
+                status,
+                device: None,
+                output: None,
+                error: error.clone(),
+            });
+            let mut ev = task_event(&changed, status);
+            if let EventKind::TaskStatus { error: e, .. } = &mut ev {
+                *e = error;
+            }
+            b.event(request, ev);
+        }
+        if let Some(outcome) = req.graph.outcome() {
+            let error = match outcome {
+                RequestStatus::Succeeded => None,
+                _ => {
+                    let failed: Vec<String> = req
+                        .graph
+                        .tasks()
+                        .iter()
+                        .filter(|t| t.status == TaskStatus::Failed)
+                        .map(|t| t.id.to_string())
+                        .collect();
+                    Some(ErrorInfo::new(
+                        "tasks_failed",
+                        format!("failed tasks: {}", failed.join(", ")),
+                    ))
+                }
+            };
+            b.op(Op::UpdateRequest {
+                id: request.clone(),
+                status: outcome,
+                error: error.clone(),
+                at_ms: now,
+            });
+            b.event(
+                request,
+                EventKind::RequestStatus {
+                    status: outcome,
+                    error,
+                },
+            );
+            tracing::info!(request = %request, status = outcome.as_str(), "request finished");
+            self.requests.remove(request);
+        }
+    }
+
+    /// Ends a live attempt: updates its row, frees its device slot, forgets it.
+    fn end_attempt(
+        &mut self,
+        b: &mut Batch,
+        id: &AttemptId,
+        status: AttemptStatus,
+        error: Option<ErrorInfo>,
+    ) -> Option<Live> {
+        let live = self.attempts.remove(id)?;
+        if let Some(d) = self.devices.get_mut(&live.device) {
+            d.running.remove(id);
+        }
+        b.op(Op::UpdateAttempt {
+            id: id.clone(),
+            status,
+            ended_at_ms: Some(now_ms()),
+            error,
+        });
+        Some(live)
+    }
+
+    // ---- scheduling ----------------------------------------------------------------------
+
+    /// Dispatches every ready task that has a capable device with a free slot.
+    async fn schedule(&mut self) -> Result<(), Error> {
+        let mut wanted = Vec::new();
+        for (rid, req) in &self.requests {
+            for t in req.graph.tasks() {
+                if t.status == TaskStatus::Ready {
+                    wanted.push((rid.clone(), t.id.clone()));
+                }
+            }
+        }
+        for (rid, tid) in wanted {
+            let Some(device) = self.place(&rid, &tid) else {
+                continue;
+            };
+            self.dispatch(&rid, &tid, &device).await?;
+        }
+        Ok(())
+    }
+
+    /// Picks the least-loaded online device that may run the task.
+    fn place(&self, rid: &RequestId, tid: &TaskId) -> Option<DeviceName> {
+        let task = self.requests.get(rid)?.graph.task(tid)?;
+        self.devices
+            .values()
+            .filter(|d| d.online() && (d.running.len() as u64) < u64::from(d.row.max_concurrency))
+            .filter(|d| match &task.target {
+                TargetRow::Device(n) => &d.row.name == n,
+                TargetRow::Kind(k) => &d.row.kind == k,
+                TargetRow::Any => true,
+            })
+            .filter(|d| {
+                task.capabilities
+                    .iter()
+                    .all(|c| d.row.capabilities.contains(c))
+            })
+            .min_by(|a, b| {
+                // running / max, compared without floats.
+                let la = a.running.len() as u64 * u64::from(b.row.max_concurrency);
+                let lb = b.running.len() as u64 * u64::from(a.row.max_concurrency);
+                la.cmp(&lb).then_with(|| a.row.name.cmp(&b.row.name))
+            })
+            .map(|d| d.row.name.clone())
+    }
+
+    async fn dispatch(
+        &mut self,
+        rid: &RequestId,
+        tid: &TaskId,
+        device: &DeviceName,
+    ) -> Result<(), Error> {
+        let Some(req) = self.requests.get_mut(rid) else {
+            return Ok(());
+        };
+        if req.graph.transition(tid, TaskStatus::Dispatched).is_err() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let deadline_ms = now + millis(self.opts.attempt_timeout);
+        let attempt_id = AttemptId(uuid::Uuid::now_v7().to_string());
+        let mut inputs = BTreeMap::new();
+        for up in req.graph.upstream_ids(tid) {
+            if let Some(out) = req.graph.task(&up).and_then(|t| t.output.clone()) {
+                inputs.insert(up, out);
+            }
+        }
+        let Some(task) = req.graph.task_mut(tid) else {
+            return Ok(());
+        };
+        task.attempt = Some(attempt_id.clone());
+        let assign = ServerMsg::Assign {
+            attempt_id: attempt_id.clone(),
+            request_id: rid.clone(),
+            task_id: tid.clone(),
+            title: task.title.clone(),
+            instruction: task.instruction.clone(),
+            action: task.action.clone(),
+            inputs,
+            deadline_ms,
+            max_turns: 1,
+        };
+        let mut b = Batch::default();
+        b.op(Op::InsertAttempt {
+            id: attempt_id.clone(),
+            request_id: rid.clone(),
+            task_id: tid.clone(),
+            device: device.clone(),
+            at_ms: now,
+            deadline_ms,
+        });
+        b.op(Op::UpdateTask {
+            request_id: rid.clone(),
+            task_id: tid.clone(),
+            status: TaskStatus::Dispatched,
+            device: Some(device.clone()),
+            output: None,
+            error: None,
+        });
+        let mut ev = task_event(tid, TaskStatus::Dispatched);
+        if let EventKind::TaskStatus {
+            attempt_id: a,
+            device: d,
+            ..
+        } = &mut ev
+        {
+            *a = Some(attempt_id.clone());
+            *d = Some(device.clone());
+        }
+        b.event(rid, ev);
+        self.attempts.insert(
+            attempt_id.clone(),
+            Live {
+                request: rid.clone(),
+                task: tid.clone(),
+                device: device.clone(),
+                status: AttemptStatus::Dispatched,
+                deadline_ms,
+            },
+        );
+        if let Some(d) = self.devices.get_mut(device) {
+            d.running.insert(attempt_id.clone());
+        }
+        self.commit(b).await?;
+        tracing::debug!(request = %rid, task = %tid, device = %device, attempt = %attempt_id, "dispatched");
+        self.send(device, assign);
+        Ok(())
+    }
+
+    /// Queues a frame for a device's connection. A connection whose queue is full is dropped
+    /// (its writer ends, the socket closes, the agent reconnects).
+    fn send(&mut self, device: &DeviceName, msg: ServerMsg) {
+        let Some(d) = self.devices.get_mut(device) else {
+            return;
+        };
+        let Some((_, tx)) = &d.conn else {
+            return;
+        };
+        if let Err(e) = tx.try_send(msg) {
+            tracing::warn!(device = %device, error = %e, "outbound queue unusable; dropping connection");
+            d.conn = None;
+        }
+    }
+
+    // ---- devices -------------------------------------------------------------------------
+
+    async fn add_device(
+        &mut self,
+        name: DeviceName,
+        kind: String,
+    ) -> Result<Result<DeviceCreated, ApiError>, Error> {
+        if !weft_protocol::ids::valid_device_name(name.as_str()) {
+            return Ok(Err(ApiError::bad_request(
+                "invalid_device_name",
+                "device names are 1-64 letters, digits, '-' or '_', starting with a letter or digit",
+            )));
+        }
+        if kind.is_empty()
+            || kind.len() > 32
+            || !kind.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+        {
+            return Ok(Err(ApiError::bad_request(
+                "invalid_device_kind",
+                "a device kind is a plain lowercase word such as laptop, phone or server",
+            )));
+        }
+        if self.devices.contains_key(&name) {
+            return Ok(Err(ApiError::conflict(
+                "device_exists",
+                format!("a device named `{name}` is already registered"),
+            )));
+        }
+        let tok = token::generate();
+        let row = DeviceRow {
+            name: name.clone(),
+            kind: kind.clone(),
+            token_hash: token::hash(&tok),
+            platform: None,
+            capabilities: Vec::new(),
+            max_concurrency: 1,
+            created_at_ms: now_ms(),
+            last_seen_ms: None,
+        };
+        if !self.store.insert_device(&row).await? {
+            return Ok(Err(ApiError::conflict(
+                "device_exists",
+                format!("a device named `{name}` is already registered"),
+            )));
+        }
+        tracing::info!(device = %name, kind = %kind, "device registered");
+        self.devices.insert(
+            name.clone(),
+            Device {
+                row,
+                conn: None,
+                running: BTreeSet::new(),
+            },
+        );
+        Ok(Ok(DeviceCreated {
+            name,
+            kind,
+            token: tok,
+        }))
+    }
+
+    async fn connect(
+        &mut self,
+        hello: Hello,
+        outbound: Outbound,
+    ) -> Result<Result<(ConnId, ServerMsg), ErrorInfo>, Error> {
+        if hello.protocol_version != PROTOCOL_VERSION {
+            return Ok(Err(ErrorInfo::new(
+                "unsupported_version",
+                format!(
+                    "this orchestrator speaks protocol version {PROTOCOL_VERSION}, the agent sent {}",
+                    hello.protocol_version
+                ),
+            )));
+        }
+        let Some(dev) = self.devices.get_mut(&hello.device) else {
+            tracing::warn!(device = %hello.device, "hello for an unknown device");
+            return Ok(Err(bad_token()));
+        };
+        if !token::matches(&hello.token, &dev.row.token_hash) {
+            tracing::warn!(device = %hello.device, "hello with a wrong token");
+            return Ok(Err(bad_token()));
+        }
+        if dev.conn.is_some() {
+            return Ok(Err(ErrorInfo::new(
+                "already_connected",
+                format!("device `{}` already has a live connection", hello.device),
+            )));
+        }
+        if hello.kind != dev.row.kind {
+            tracing::info!(device = %hello.device, registered = %dev.row.kind, stated = %hello.kind,
+                "agent states a different kind than registered; keeping the registered kind");
+        }
+        self.next_conn += 1;
+        let conn = ConnId(self.next_conn);
+        let now = now_ms();
+        dev.row.platform = Some(hello.platform.clone());
+        dev.row.capabilities = hello.capabilities.clone();
+        dev.row.max_concurrency = hello.max_concurrency.clamp(1, MAX_DEVICE_CONCURRENCY);
+        dev.row.last_seen_ms = Some(now);
+        dev.conn = Some((conn, outbound));
+        let row = dev.row.clone();
+        self.store.update_device_profile(&row).await?;
+
+        // Reconcile attempts this device held before: keep the ones it still has, fail the rest.
+        let mut reattached = Vec::new();
+        let mut lost = Vec::new();
+        for (id, live) in &self.attempts {
+            if live.device == hello.device {
+                if hello.held_attempts.contains(id) {
+                    reattached.push(id.clone());
+                } else {
+                    lost.push(id.clone());
+                }
+            }
+        }
+        let mut b = Batch::default();
+        for id in lost {
+            let err = ErrorInfo::new(
+                "device_lost",
+                format!("device `{}` reconnected without this attempt", hello.device),
+            );
+            if let Some(live) = self.end_attempt(&mut b, &id, AttemptStatus::Lost, Some(err.clone())) {
+                tracing::warn!(attempt = %id, device = %hello.device, "attempt lost");
+                self.task_ended(
+                    &mut b,
+                    &live.request,
+                    &live.task,
+                    TaskStatus::Failed,
+                    None,
+                    Some(err),
+                    Some((&id, &live.device)),
+                );
+            }
+        }
+        self.commit(b).await?;
+        tracing::info!(device = %hello.device, platform = %hello.platform,
+            capabilities = ?hello.capabilities, reattached = reattached.len(), "device connected");
+        Ok(Ok((
+            conn,
+            ServerMsg::Welcome {
+                protocol_version: PROTOCOL_VERSION,
+                device: hello.device,
+                heartbeat_interval_ms: millis(self.opts.heartbeat_interval),
+                reattached,
+            },
+        )))
+    }
+
+    // ---- agent messages ------------------------------------------------------------------
+
+    async fn from_agent(
+        &mut self,
+        device: DeviceName,
+        conn: ConnId,
+        msg: AgentMsg,
+    ) -> Result<(), Error> {
+        let Some(d) = self.devices.get_mut(&device) else {
+            return Ok(());
+        };
+        if !d.conn.as_ref().is_some_and(|(c, _)| *c == conn) {
+            // A message from a connection that has since been replaced or dropped.
+            return Ok(());
+        }
+        d.row.last_seen_ms = Some(now_ms());
+        match msg {
+            AgentMsg::Heartbeat {} => {}
+            AgentMsg::Hello { .. } => {
+                self.send(
+                    &device,
+                    ServerMsg::Error {
+                        error: ErrorInfo::new("bad_frame", "hello is only valid as the first frame"),
+                    },
+                );
+            }
+            AgentMsg::Accept { attempt_id } => {
+                let Some(live) = self.owned(&device, &attempt_id) else {
+                    return self.refuse_foreign(&device, &attempt_id, "accept").await;
+                };
+                if live.status != AttemptStatus::Dispatched {
+                    return Ok(());
+                }
+                if let Some(l) = self.attempts.get_mut(&attempt_id) {
+                    l.status = AttemptStatus::Running;
+                }
+                let ok = self
+                    .requests
+                    .get_mut(&live.request)
+                    .is_some_and(|r| r.graph.transition(&live.task, TaskStatus::Running).is_ok());
+                if ok {
+                    let mut b = Batch::default();
+                    b.op(Op::UpdateAttempt {
+                        id: attempt_id.clone(),
+                        status: AttemptStatus::Running,
+                        ended_at_ms: None,
+                        error: None,
+                    });
+                    b.op(Op::UpdateTask {
+                        request_id: live.request.clone(),
+                        task_id: live.task.clone(),
+                        status: TaskStatus::Running,
+                        device: None,
+                        output: None,
+                        error: None,
+                    });
+                    let mut ev = task_event(&live.task, TaskStatus::Running);
+                    if let EventKind::TaskStatus {
+                        attempt_id: a,
+                        device: d,
+                        ..
+                    } = &mut ev
+                    {
+                        *a = Some(attempt_id.clone());
+                        *d = Some(device.clone());
+                    }
+                    b.event(&live.request, ev);
+                    self.commit(b).await?;
+                }
+            }
+            AgentMsg::Reject { attempt_id, error } => {
+                let Some(live) = self.owned(&device, &attempt_id) else {
+                    return self.refuse_foreign(&device, &attempt_id, "reject").await;
+                };
+                let mut b = Batch::default();
+                self.end_attempt(&mut b, &attempt_id, AttemptStatus::Rejected, Some(error.clone()));
+                if error.code == "busy" {
+                    // The device is full after all: put the task back in the queue.
+                    if let Some(r) = self.requests.get_mut(&live.request) {
+                        if r.graph.transition(&live.task, TaskStatus::Ready).is_ok() {
+                            if let Some(t) = r.graph.task_mut(&live.task) {
+                                t.attempt = None;
+                            }
+                            b.op(Op::UpdateTask {
+                                request_id: live.request.clone(),
+                                task_id: live.task.clone(),
+                                status: TaskStatus::Ready,
+                                device: None,
+                                output: None,
+                                error: None,
+                            });
+                            b.event(&live.request, task_event(&live.task, TaskStatus::Ready));
+                        }
+                    }
+                } else {
+                    self.task_ended(
+                        &mut b,
+                        &live.request,
+                        &live.task,
+                        TaskStatus::Failed,
+                        None,
+                        Some(error),
+                        Some((&attempt_id, &device)),
+                    );
+                }
+                self.commit(b).await?;
+            }
+            AgentMsg::Progress {
+                attempt_id,
+                message,
+            } => {
+                let Some(live) = self.owned(&device, &attempt_id) else {
+                    return self.refuse_foreign(&device, &attempt_id, "progress").await;
+                };
+                let mut b = Batch::default();
+                b.event(
+                    &live.request,
+                    EventKind::TaskProgress {
+                        task_id: live.task.clone(),
+                        attempt_id,
+                        message: truncate(message, 4096),
+                    },
+                );
+                self.commit(b).await?;
+            }
+            AgentMsg::Result {
+                attempt_id,
+                status,
+                output,
+                error,
+            } => {
+                let Some(live) = self.owned(&device, &attempt_id) else {
+                    // Not live: a second copy of a result already applied (ack it so the
+                    // agent's outbox drains), or a frame about someone else's attempt (refuse).
+                    return match self.store.attempt_device(&attempt_id).await? {
+                        Some(owner) if owner == device => {
+                            tracing::debug!(attempt = %attempt_id, "duplicate or late result; acknowledged, not applied");
+                            self.send(&device, ServerMsg::Ack { attempt_id });
+                            Ok(())
+                        }
+                        _ => self.refuse_foreign(&device, &attempt_id, "result").await,
+                    };
+                };
+                let (attempt_status, task_status) = match status {
+                    ResultStatus::Succeeded => (AttemptStatus::Succeeded, TaskStatus::Succeeded),
+                    ResultStatus::Failed => (AttemptStatus::Failed, TaskStatus::Failed),
+                    ResultStatus::Cancelled => (AttemptStatus::Cancelled, TaskStatus::Cancelled),
+                };
+                let error = match (status, error) {
+                    (ResultStatus::Succeeded, _) => None,
+                    (_, Some(e)) => Some(e),
+                    (_, None) => Some(ErrorInfo::new("failed", "the device reported failure")),
+                };
+                let mut b = Batch::default();
+                self.end_attempt(&mut b, &attempt_id, attempt_status, error.clone());
+                self.task_ended(
+                    &mut b,
+                    &live.request,
+                    &live.task,
+                    task_status,
+                    Some(output),
+                    error,
+                    Some((&attempt_id, &device)),
+                );
+                self.commit(b).await?;
+                self.send(&device, ServerMsg::Ack { attempt_id });
+            }
+        }
+        Ok(())
+    }
+
+    /// The live attempt `id` if `device` holds it.
+    fn owned(&self, device: &DeviceName, id: &AttemptId) -> Option<Live> {
+        self.attempts.get(id).filter(|l| &l.device == device).cloned()
+    }
+
+    async fn refuse_foreign(
+        &mut self,
+        device: &DeviceName,
+        id: &AttemptId,
+        what: &str,
+    ) -> Result<(), Error> {
+        tracing::warn!(device = %device, attempt = %id, frame = what,
+            "refused a frame about an attempt this device does not hold");
+        self.send(
+            device,
+            ServerMsg::Error {
+                error: ErrorInfo::new(
+                    "not_your_attempt",
+                    format!("attempt {id} is not held by device `{device}`"),
+                ),
+            },
+        );
+        Ok(())
+    }
+
+    // ---- timers --------------------------------------------------------------------------
+
+    async fn on_tick(&mut self) -> Result<(), Error> {
+        let now = now_ms();
+        let mut b = Batch::default();
+
+        let overdue: Vec<AttemptId> = self
+            .attempts
+            .iter()
+            .filter(|(_, l)| l.deadline_ms <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in overdue {
+            let err = ErrorInfo::new(
+                "timeout",
+                format!(
+                    "the attempt did not finish within {} s",
+                    self.opts.attempt_timeout.as_secs()
+                ),
+            );
+            if let Some(live) = self.end_attempt(&mut b, &id, AttemptStatus::TimedOut, Some(err.clone())) {
+                tracing::warn!(attempt = %id, device = %live.device, "attempt timed out");
+                self.send(
+                    &live.device,
+                    ServerMsg::Cancel {
+                        attempt_id: id.clone(),
+                        reason: "deadline passed".into(),
+                    },
+                );
+                self.task_ended(
+                    &mut b,
+                    &live.request,
+                    &live.task,
+                    TaskStatus::Failed,
+                    None,
+                    Some(err),
+                    Some((&id, &live.device)),
+                );
+            }
+        }
+
+        let queue_ms = millis(self.opts.queue_timeout);
+        let mut starved = Vec::new();
+        for (rid, req) in &self.requests {
+            for t in req.graph.tasks() {
+                if t.status == TaskStatus::Ready && now.saturating_sub(t.ready_since_ms) >= queue_ms {
+                    starved.push((rid.clone(), t.id.clone(), describe_target(&t.target, &t.capabilities)));
+                }
+            }
+        }
+        for (rid, tid, wants) in starved {
+            let err = ErrorInfo::new(
+                "no_device",
+                format!(
+                    "no online device that {wants} had a free slot within {} s",
+                    self.opts.queue_timeout.as_secs()
+                ),
+            );
+            self.task_ended(&mut b, &rid, &tid, TaskStatus::Failed, None, Some(err), None);
+        }
+        self.commit(b).await?;
+        self.schedule().await
+    }
+}
+
+fn bad_token() -> ErrorInfo {
+    ErrorInfo::new("bad_token", "unknown device or wrong token")
+}
+
+fn task_event(task: &TaskId, status: TaskStatus) -> EventKind {
+    EventKind::TaskStatus {
+        task_id: task.clone(),
+        status,
+        attempt_id: None,
+        device: None,
+        output: None,
+        error: None,
+    }
+}
+
+fn describe_target(target: &TargetRow, caps: &[String]) -> String {
+    let who = match target {
+        TargetRow::Device(d) => format!("is `{d}`"),
+        TargetRow::Kind(k) => format!("is a {k}"),
+        TargetRow::Any => "exists".to_owned(),
+    };
+    if caps.is_empty() {
+        who
+    } else {
+        format!("{who} with capabilities [{}]", caps.join(", "))
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}

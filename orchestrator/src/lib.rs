@@ -1,0 +1,25 @@
+//! The weft orchestrator: REST API and agent WebSocket endpoint on one listener, the graph
+//! engine that owns every live request, and the SQLite store. Also the `weft` CLI.
+//!
+//! See ARCHITECTURE.md at the repository root for the code map and invariants.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod server;
+pub mod store;
+pub mod token;
+pub mod ws;
+
+pub use config::ServeOptions;
+pub use error::{ApiError, Error};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,639 @@
+//! The durable store: a SQLite file (or `sqlite::memory:`) through sqlx.
+//!
+//! Architecture invariant: only the engine writes. Every write is a [`Batch`] of row changes plus
+//! the journal events that describe them, committed in one transaction, so the journal and the
+//! state it describes can never disagree. REST views read from here.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Serialize, de::DeserializeOwned};
+use sqlx::Row;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use weft_protocol::rest::{AttemptView, EdgeView, Event, EventKind, RequestView, TaskView};
+use weft_protocol::{
+    Action, AttemptId, AttemptStatus, DeviceName, EdgeKind, ErrorInfo, RequestId, RequestStatus,
+    TaskId, TaskOutput, TaskStatus,
+};
+
+use crate::Error;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Where a task may run, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetRow {
+    Device(DeviceName),
+    Kind(String),
+    Any,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeviceRow {
+    pub name: DeviceName,
+    pub kind: String,
+    pub token_hash: String,
+    pub platform: Option<String>,
+    pub capabilities: Vec<String>,
+    pub max_concurrency: u32,
+    pub created_at_ms: u64,
+    pub last_seen_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TaskRow {
+    pub id: TaskId,
+    pub position: u32,
+    pub title: String,
+    pub instruction: String,
+    pub action: Option<Action>,
+    pub target: TargetRow,
+    pub capabilities: Vec<String>,
+    pub status: TaskStatus,
+}
+
+/// One row change inside a [`Batch`].
+#[derive(Debug, Clone)]
+pub enum Op {
+    InsertRequest {
+        id: RequestId,
+        text: String,
+        planner: String,
+        status: RequestStatus,
+        at_ms: u64,
+    },
+    InsertTask {
+        request_id: RequestId,
+        task: TaskRow,
+    },
+    InsertEdge {
+        request_id: RequestId,
+        edge: EdgeView,
+    },
+    UpdateTask {
+        request_id: RequestId,
+        task_id: TaskId,
+        status: TaskStatus,
+        device: Option<DeviceName>,
+        output: Option<TaskOutput>,
+        error: Option<ErrorInfo>,
+    },
+    InsertAttempt {
+        id: AttemptId,
+        request_id: RequestId,
+        task_id: TaskId,
+        device: DeviceName,
+        at_ms: u64,
+        deadline_ms: u64,
+    },
+    UpdateAttempt {
+        id: AttemptId,
+        status: AttemptStatus,
+        ended_at_ms: Option<u64>,
+        error: Option<ErrorInfo>,
+    },
+    UpdateRequest {
+        id: RequestId,
+        status: RequestStatus,
+        error: Option<ErrorInfo>,
+        at_ms: u64,
+    },
+}
+
+/// Row changes and the events that journal them; committed atomically by [`Store::commit`].
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub ops: Vec<Op>,
+    pub events: Vec<(RequestId, EventKind)>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty() && self.events.is_empty()
+    }
+
+    pub fn op(&mut self, op: Op) {
+        self.ops.push(op);
+    }
+
+    pub fn event(&mut self, request: &RequestId, kind: EventKind) {
+        self.events.push((request.clone(), kind));
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+fn to_json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())
+}
+
+fn from_json<T: DeserializeOwned>(s: &str, what: &str) -> Result<T, Error> {
+    serde_json::from_str(s).map_err(|e| Error::Corrupt(format!("{what}: {e}")))
+}
+
+fn opt_json<T: Serialize>(v: &Option<T>) -> Option<String> {
+    v.as_ref().map(to_json)
+}
+
+fn parse_opt<T: DeserializeOwned>(s: Option<String>, what: &str) -> Result<Option<T>, Error> {
+    s.map(|s| from_json(&s, what)).transpose()
+}
+
+fn ms(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn db_ms(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `url` and runs migrations.
+    ///
+    /// Accepts `sqlite://path`, `sqlite:path`, a plain file path, or `sqlite::memory:`.
+    pub async fn open(url: &str) -> Result<Self, Error> {
+        let memory = url.contains(":memory:");
+        let url = if url.starts_with("sqlite:") {
+            url.to_owned()
+        } else {
+            format!("sqlite://{url}")
+        };
+        let opts = SqliteConnectOptions::from_str(&url)
+            .map_err(|e| Error::Config(format!("bad database URL {url}: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(if memory {
+                SqliteJournalMode::Memory
+            } else {
+                SqliteJournalMode::Wal
+            })
+            // WAL + NORMAL: a commit survives a crash of the process (kill -9); only an OS
+            // crash or power loss can drop the last commits.
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            // An in-memory database exists once per connection: keep exactly one.
+            .max_connections(if memory { 1 } else { 4 })
+            .min_connections(if memory { 1 } else { 0 })
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await?;
+        MIGRATOR.run(&pool).await.map_err(sqlx::Error::from)?;
+        Ok(Self { pool })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub async fn load_devices(&self) -> Result<Vec<DeviceRow>, Error> {
+        let rows = sqlx::query(
+            "SELECT name, kind, token_hash, platform, capabilities, max_concurrency, \
+             created_at_ms, last_seen_ms FROM devices ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(DeviceRow {
+                    name: DeviceName(r.get("name")),
+                    kind: r.get("kind"),
+                    token_hash: r.get("token_hash"),
+                    platform: r.get("platform"),
+                    capabilities: from_json(r.get::<&str, _>("capabilities"), "capabilities")?,
+                    max_concurrency: u32::try_from(r.get::<i64, _>("max_concurrency")).unwrap_or(1),
+                    created_at_ms: ms(r.get("created_at_ms")),
+                    last_seen_ms: r.get::<Option<i64>, _>("last_seen_ms").map(ms),
+                })
+            })
+            .collect()
+    }
+
+    /// Inserts a new device; `Ok(false)` if the name is taken.
+    pub async fn insert_device(&self, d: &DeviceRow) -> Result<bool, Error> {
+        let res = sqlx::query(
+            "INSERT INTO devices (name, kind, token_hash, platform, capabilities, max_concurrency, \
+             created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO NOTHING",
+        )
+        .bind(d.name.as_str())
+        .bind(&d.kind)
+        .bind(&d.token_hash)
+        .bind(&d.platform)
+        .bind(to_json(&d.capabilities))
+        .bind(i64::from(d.max_concurrency))
+        .bind(db_ms(d.created_at_ms))
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// Records the profile a device stated in its hello.
+    pub async fn update_device_profile(&self, d: &DeviceRow) -> Result<(), Error> {
+        sqlx::query(
+            "UPDATE devices SET platform = ?, capabilities = ?, max_concurrency = ?, \
+             last_seen_ms = ? WHERE name = ?",
+        )
+        .bind(&d.platform)
+        .bind(to_json(&d.capabilities))
+        .bind(i64::from(d.max_concurrency))
+        .bind(d.last_seen_ms.map(db_ms))
+        .bind(d.name.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn touch_device(&self, name: &DeviceName, at_ms: u64) -> Result<(), Error> {
+        sqlx::query("UPDATE devices SET last_seen_ms = ? WHERE name = ?")
+            .bind(db_ms(at_ms))
+            .bind(name.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Commits a batch atomically and returns its events with their journal positions.
+    pub async fn commit(&self, batch: Batch, at_ms: u64) -> Result<Vec<Event>, Error> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await?;
+        for op in &batch.ops {
+            apply_op(&mut tx, op).await?;
+        }
+        let mut events = Vec::with_capacity(batch.events.len());
+        for (request_id, kind) in batch.events {
+            let row = sqlx::query(
+                "INSERT INTO events (request_id, at_ms, body) VALUES (?, ?, ?) RETURNING seq",
+            )
+            .bind(request_id.as_str())
+            .bind(db_ms(at_ms))
+            .bind(to_json(&kind))
+            .fetch_one(&mut *tx)
+            .await?;
+            events.push(Event {
+                seq: ms(row.get("seq")),
+                request_id,
+                at_ms,
+                kind,
+            });
+        }
+        tx.commit().await?;
+        Ok(events)
+    }
+
+    /// Journal events of one request with `seq > after`, in order.
+    pub async fn events_after(
+        &self,
+        request_id: &RequestId,
+        after: u64,
+    ) -> Result<Vec<Event>, Error> {
+        let rows = sqlx::query(
+            "SELECT seq, at_ms, body FROM events WHERE request_id = ? AND seq > ? ORDER BY seq",
+        )
+        .bind(request_id.as_str())
+        .bind(db_ms(after))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(Event {
+                    seq: ms(r.get("seq")),
+                    request_id: request_id.clone(),
+                    at_ms: ms(r.get("at_ms")),
+                    kind: from_json(r.get::<&str, _>("body"), "event")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The device an attempt was dispatched to, if the attempt exists.
+    pub async fn attempt_device(&self, id: &AttemptId) -> Result<Option<DeviceName>, Error> {
+        let row = sqlx::query("SELECT device FROM attempts WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| DeviceName(r.get("device"))))
+    }
+
+    pub async fn request_exists(&self, id: &RequestId) -> Result<bool, Error> {
+        let row = sqlx::query("SELECT 1 FROM requests WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// The full view of one request, or `None` if there is no such request.
+    pub async fn request_view(&self, id: &RequestId) -> Result<Option<RequestView>, Error> {
+        let Some(r) = sqlx::query(
+            "SELECT id, text, status, version, error, created_at_ms, updated_at_ms \
+             FROM requests WHERE id = ?",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let status: String = r.get("status");
+        let mut view = RequestView {
+            id: id.clone(),
+            text: r.get("text"),
+            status: RequestStatus::parse(&status)
+                .ok_or_else(|| Error::Corrupt(format!("request status {status}")))?,
+            version: ms(r.get("version")),
+            created_at_ms: ms(r.get("created_at_ms")),
+            updated_at_ms: ms(r.get("updated_at_ms")),
+            error: parse_opt(r.get("error"), "request error")?,
+            tasks: Vec::new(),
+            edges: Vec::new(),
+        };
+
+        let attempts = sqlx::query(
+            "SELECT id, task_id, device, status, started_at_ms, ended_at_ms, error FROM attempts \
+             WHERE request_id = ? ORDER BY started_at_ms, id",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut by_task: std::collections::HashMap<String, Vec<AttemptView>> =
+            std::collections::HashMap::new();
+        for a in attempts {
+            let status: String = a.get("status");
+            by_task
+                .entry(a.get("task_id"))
+                .or_default()
+                .push(AttemptView {
+                    id: AttemptId(a.get("id")),
+                    device: DeviceName(a.get("device")),
+                    status: AttemptStatus::parse(&status)
+                        .ok_or_else(|| Error::Corrupt(format!("attempt status {status}")))?,
+                    started_at_ms: ms(a.get("started_at_ms")),
+                    ended_at_ms: a.get::<Option<i64>, _>("ended_at_ms").map(ms),
+                    error: parse_opt(a.get("error"), "attempt error")?,
+                });
+        }
+
+        let tasks = sqlx::query(
+            "SELECT id, title, instruction, action, status, device, output, error FROM tasks \
+             WHERE request_id = ? ORDER BY position",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        for t in tasks {
+            let tid: String = t.get("id");
+            let status: String = t.get("status");
+            view.tasks.push(TaskView {
+                attempts: by_task.remove(&tid).unwrap_or_default(),
+                id: TaskId(tid),
+                title: t.get("title"),
+                instruction: t.get("instruction"),
+                action: parse_opt(t.get("action"), "task action")?,
+                device: t.get::<Option<String>, _>("device").map(DeviceName),
+                status: TaskStatus::parse(&status)
+                    .ok_or_else(|| Error::Corrupt(format!("task status {status}")))?,
+                output: parse_opt(t.get("output"), "task output")?,
+                error: parse_opt(t.get("error"), "task error")?,
+            });
+        }
+
+        let edges = sqlx::query(
+            "SELECT from_task, to_task, kind FROM edges WHERE request_id = ? ORDER BY rowid",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        for e in edges {
+            let kind: String = e.get("kind");
+            view.edges.push(EdgeView {
+                from: TaskId(e.get("from_task")),
+                to: TaskId(e.get("to_task")),
+                kind: EdgeKind::parse(&kind)
+                    .ok_or_else(|| Error::Corrupt(format!("edge kind {kind}")))?,
+            });
+        }
+        Ok(Some(view))
+    }
+
+    /// The most recent requests, newest first.
+    pub async fn list_requests(&self, limit: u32) -> Result<Vec<RequestView>, Error> {
+        let ids = sqlx::query("SELECT id FROM requests ORDER BY created_at_ms DESC, id DESC LIMIT ?")
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for r in ids {
+            if let Some(v) = self.request_view(&RequestId(r.get("id"))).await? {
+                out.push(v);
+            }
+        }
+        Ok(out)
+    }
+}
+
+async fn apply_op(tx: &mut sqlx::SqliteConnection, op: &Op) -> Result<(), Error> {
+    match op {
+        Op::InsertRequest {
+            id,
+            text,
+            planner,
+            status,
+            at_ms,
+        } => {
+            sqlx::query(
+                "INSERT INTO requests (id, text, status, planner, version, created_at_ms, \
+                 updated_at_ms) VALUES (?, ?, ?, ?, 1, ?, ?)",
+            )
+            .bind(id.as_str())
+            .bind(text)
+            .bind(status.as_str())
+            .bind(planner)
+            .bind(db_ms(*at_ms))
+            .bind(db_ms(*at_ms))
+            .execute(&mut *tx)
+            .await?;
+        }
+        Op::InsertTask { request_id, task } => {
+            sqlx::query(
+                "INSERT INTO tasks (request_id, id, position, title, instruction, action, target, \
+                 capabilities, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(request_id.as_str())
+            .bind(task.id.as_str())
+            .bind(i64::from(task.position))
+            .bind(&task.title)
+            .bind(&task.instruction)
+            .bind(opt_json(&task.action))
+            .bind(to_json(&task.target))
+            .bind(to_json(&task.capabilities))
+            .bind(task.status.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        Op::InsertEdge { request_id, edge } => {
+            sqlx::query(
+                "INSERT INTO edges (request_id, from_task, to_task, kind) VALUES (?, ?, ?, ?)",
+            )
+            .bind(request_id.as_str())
+            .bind(edge.from.as_str())
+            .bind(edge.to.as_str())
+            .bind(edge.kind.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        Op::UpdateTask {
+            request_id,
+            task_id,
+            status,
+            device,
+            output,
+            error,
+        } => {
+            sqlx::query(
+                "UPDATE tasks SET status = ?, device = COALESCE(?, device), \
+                 output = COALESCE(?, output), error = ? WHERE request_id = ? AND id = ?",
+            )
+            .bind(status.as_str())
+            .bind(device.as_ref().map(DeviceName::as_str))
+            .bind(opt_json(output))
+            .bind(opt_json(error))
+            .bind(request_id.as_str())
+            .bind(task_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        Op::InsertAttempt {
+            id,
+            request_id,
+            task_id,
+            device,
+            at_ms,
+            deadline_ms,
+        } => {
+            sqlx::query(
+                "INSERT INTO attempts (id, request_id, task_id, device, status, started_at_ms, \
+                 deadline_ms) VALUES (?, ?, ?, ?, 'dispatched', ?, ?)",
+            )
+            .bind(id.as_str())
+            .bind(request_id.as_str())
+            .bind(task_id.as_str())
+            .bind(device.as_str())
+            .bind(db_ms(*at_ms))
+            .bind(db_ms(*deadline_ms))
+            .execute(&mut *tx)
+            .await?;
+        }
+        Op::UpdateAttempt {
+            id,
+            status,
+            ended_at_ms,
+            error,
+        } => {
+            sqlx::query("UPDATE attempts SET status = ?, ended_at_ms = ?, error = ? WHERE id = ?")
+                .bind(status.as_str())
+                .bind(ended_at_ms.map(db_ms))
+                .bind(opt_json(error))
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        Op::UpdateRequest {
+            id,
+            status,
+            error,
+            at_ms,
+        } => {
+            sqlx::query(
+                "UPDATE requests SET status = ?, error = ?, updated_at_ms = ? WHERE id = ?",
+            )
+            .bind(status.as_str())
+            .bind(opt_json(error))
+            .bind(db_ms(*at_ms))
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn batch_commits_rows_and_journal_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("t.db").to_str().unwrap())
+            .await
+            .unwrap();
+        let rid = RequestId::from("r1");
+        let mut b = Batch::default();
+        b.op(Op::InsertRequest {
+            id: rid.clone(),
+            text: "hi".into(),
+            planner: "rules".into(),
+            status: RequestStatus::Running,
+            at_ms: 5,
+        });
+        b.op(Op::InsertTask {
+            request_id: rid.clone(),
+            task: TaskRow {
+                id: "t1".into(),
+                position: 0,
+                title: "x".into(),
+                instruction: "x".into(),
+                action: None,
+                target: TargetRow::Kind("laptop".into()),
+                capabilities: vec![],
+                status: TaskStatus::Ready,
+            },
+        });
+        b.event(
+            &rid,
+            EventKind::RequestStatus {
+                status: RequestStatus::Running,
+                error: None,
+            },
+        );
+        let evs = store.commit(b, 5).await.unwrap();
+        assert_eq!(evs.len(), 1);
+        let view = store.request_view(&rid).await.unwrap().unwrap();
+        assert_eq!(view.tasks.len(), 1);
+        assert_eq!(view.tasks[0].status, TaskStatus::Ready);
+        assert_eq!(store.events_after(&rid, 0).await.unwrap(), evs);
+
+        // A failing batch leaves nothing behind: inserting the same request twice.
+        let mut b = Batch::default();
+        b.event(
+            &rid,
+            EventKind::RequestStatus {
+                status: RequestStatus::Failed,
+                error: None,
+            },
+        );
+        b.op(Op::InsertRequest {
+            id: rid.clone(),
+            text: "dup".into(),
+            planner: "rules".into(),
+            status: RequestStatus::Running,
+            at_ms: 6,
+        });
+        assert!(store.commit(b, 6).await.is_err());
+        assert_eq!(store.events_after(&rid, 0).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn memory_database_works() {
+        let store = Store::open("sqlite::memory:").await.unwrap();
+        assert!(store.load_devices().await.unwrap().is_empty());
+    }
+}

@@ -1,0 +1,246 @@
+//! The agent WebSocket endpoint (`/v1/agent`).
+//!
+//! A connection task decodes frames and forwards typed messages to the engine; it makes no
+//! scheduling decision. It is split into a reader (this function's loop) and a writer task that
+//! stop each other. The first frame must be a `hello`; the engine authenticates it and binds the
+//! connection to that device for its lifetime.
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use weft_protocol::{AgentMsg, ErrorInfo, MAX_FRAME_BYTES, ServerMsg};
+
+use crate::engine::{Handle, Hello, OUTBOUND_CAPACITY};
+
+/// Frames above this size are cut off by the WebSocket layer itself; frames between
+/// [`MAX_FRAME_BYTES`] and this get a clean `frame_too_large` error first.
+pub const HARD_FRAME_LIMIT: usize = 4 * MAX_FRAME_BYTES;
+
+#[derive(Debug, Clone)]
+pub struct ConnSettings {
+    pub hello_timeout: Duration,
+    pub heartbeat_interval: Duration,
+}
+
+enum Ctrl {
+    Frame(ServerMsg),
+    Close(&'static str),
+}
+
+fn decode(msg: &Message) -> Result<Option<AgentMsg>, ErrorInfo> {
+    match msg {
+        Message::Text(t) => {
+            if t.len() > MAX_FRAME_BYTES {
+                return Err(ErrorInfo::new(
+                    "frame_too_large",
+                    format!("frames are limited to {MAX_FRAME_BYTES} bytes, got {}", t.len()),
+                ));
+            }
+            serde_json::from_str(t.as_str())
+                .map(Some)
+                .map_err(|e| ErrorInfo::new("bad_frame", format!("not a valid protocol message: {e}")))
+        }
+        Message::Binary(_) => Err(ErrorInfo::new(
+            "bad_frame",
+            "binary frames are not part of the protocol; send JSON text frames",
+        )),
+        Message::Ping(_) | Message::Pong(_) | Message::Close(_) => Ok(None),
+    }
+}
+
+fn text(msg: &ServerMsg) -> Message {
+    // Serializing our own enum cannot fail.
+    Message::Text(Utf8Bytes::from(serde_json::to_string(msg).unwrap_or_default()))
+}
+
+async fn close_with(socket: &mut WebSocket, msg: ServerMsg, reason: &'static str) {
+    let _ = socket.send(text(&msg)).await;
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code: 1008,
+            reason: Utf8Bytes::from_static(reason),
+        })))
+        .await;
+}
+
+/// Serves one agent connection until it closes.
+pub async fn serve(mut socket: WebSocket, engine: Handle, settings: ConnSettings) {
+    // 1. The hello.
+    let hello = loop {
+        let next = tokio::time::timeout(settings.hello_timeout, socket.recv()).await;
+        let msg = match next {
+            Err(_) => {
+                let e = ErrorInfo::new("hello_timeout", "no hello within the time allowed");
+                close_with(&mut socket, ServerMsg::Error { error: e }, "hello timeout").await;
+                return;
+            }
+            Ok(None) | Ok(Some(Err(_))) => return,
+            Ok(Some(Ok(m))) => m,
+        };
+        match decode(&msg) {
+            Ok(None) => {
+                if matches!(msg, Message::Close(_)) {
+                    return;
+                }
+            }
+            Ok(Some(AgentMsg::Hello {
+                protocol_version,
+                device,
+                token,
+                kind,
+                platform,
+                capabilities,
+                max_concurrency,
+                held_attempts,
+            })) => {
+                break Hello {
+                    protocol_version,
+                    device,
+                    token,
+                    kind,
+                    platform,
+                    capabilities,
+                    max_concurrency,
+                    held_attempts,
+                };
+            }
+            Ok(Some(_)) => {
+                let e = ErrorInfo::new("expected_hello", "the first frame must be a hello");
+                close_with(&mut socket, ServerMsg::Error { error: e }, "expected hello").await;
+                return;
+            }
+            Err(e) => {
+                close_with(&mut socket, ServerMsg::Error { error: e }, "bad frame").await;
+                return;
+            }
+        }
+    };
+
+    // 2. Authentication and binding.
+    let device = hello.device.clone();
+    let (out_tx, out_rx) = mpsc::channel(OUTBOUND_CAPACITY);
+    let (conn, welcome) = match engine.connect(hello, out_tx).await {
+        Ok(Ok(ok)) => ok,
+        Ok(Err(error)) => {
+            tracing::info!(device = %device, code = %error.code, "agent refused");
+            close_with(&mut socket, ServerMsg::Refused { error }, "refused").await;
+            return;
+        }
+        Err(_) => {
+            let e = ErrorInfo::new("shutting_down", "the orchestrator is shutting down");
+            close_with(&mut socket, ServerMsg::Refused { error: e }, "shutting down").await;
+            return;
+        }
+    };
+    if socket.send(text(&welcome)).await.is_err() {
+        engine.disconnected(device, conn).await;
+        return;
+    }
+
+    // 3. Reader and writer.
+    let (sink, mut stream) = socket.split();
+    let stop = CancellationToken::new();
+    let (ctrl_tx, ctrl_rx) = mpsc::channel(8);
+    let writer = tokio::spawn(write_loop(
+        sink,
+        out_rx,
+        ctrl_rx,
+        settings.heartbeat_interval,
+        stop.clone(),
+    ));
+    let silence = settings.heartbeat_interval * 3;
+    let mut graceful = false;
+    loop {
+        let next = tokio::select! {
+            _ = stop.cancelled() => break,
+            n = tokio::time::timeout(silence, stream.next()) => n,
+        };
+        let msg = match next {
+            Err(_) => {
+                tracing::warn!(device = %device, "no frame for 3 heartbeat intervals; closing");
+                let e = ErrorInfo::new("heartbeat_timeout", "no heartbeat received in time");
+                let _ = ctrl_tx.send(Ctrl::Frame(ServerMsg::Error { error: e })).await;
+                let _ = ctrl_tx.send(Ctrl::Close("heartbeat timeout")).await;
+                graceful = true;
+                break;
+            }
+            Ok(None) | Ok(Some(Err(_))) => break,
+            Ok(Some(Ok(m))) => m,
+        };
+        match decode(&msg) {
+            Ok(Some(m)) => {
+                if engine.from_agent(device.clone(), conn, m).await.is_err() {
+                    break;
+                }
+            }
+            Ok(None) => {
+                if matches!(msg, Message::Close(_)) {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(device = %device, code = %e.code, "bad frame from agent; closing");
+                let _ = ctrl_tx.send(Ctrl::Frame(ServerMsg::Error { error: e })).await;
+                let _ = ctrl_tx.send(Ctrl::Close("bad frame")).await;
+                graceful = true;
+                break;
+            }
+        }
+    }
+    engine.disconnected(device, conn).await;
+    if graceful {
+        // Let the writer flush the error and the close frame.
+        let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+    } else {
+        stop.cancel();
+        let _ = writer.await;
+    }
+}
+
+async fn write_loop(
+    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    mut out: mpsc::Receiver<ServerMsg>,
+    mut ctrl: mpsc::Receiver<Ctrl>,
+    heartbeat: Duration,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(heartbeat);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    let mut close_reason = "closing";
+    loop {
+        let res = tokio::select! {
+            _ = stop.cancelled() => break,
+            m = out.recv() => match m {
+                Some(m) => sink.send(text(&m)).await,
+                // The engine dropped this connection (shutdown, replaced, or too slow).
+                None => break,
+            },
+            c = ctrl.recv() => match c {
+                Some(Ctrl::Frame(m)) => sink.send(text(&m)).await,
+                Some(Ctrl::Close(reason)) => {
+                    close_reason = reason;
+                    break;
+                }
+                None => break,
+            },
+            _ = tick.tick() => sink.send(text(&ServerMsg::Heartbeat {})).await,
+        };
+        if res.is_err() {
+            break;
+        }
+    }
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        sink.send(Message::Close(Some(CloseFrame {
+            // 1000: normal closure; 1008: policy violation (bad frame, silence).
+            code: if close_reason == "closing" { 1000 } else { 1008 },
+            reason: Utf8Bytes::from_static(close_reason),
+        }))),
+    )
+    .await;
+    stop.cancel();
+}

@@ -1,0 +1,29 @@
+//! Wire types for weft.
+//!
+//! This crate holds only data: the messages an agent and the orchestrator exchange over the
+//! WebSocket (`/v1/agent`), the bodies of the REST API, and the identifiers both use. It does
+//! no I/O. Every type here is part of a public format; `tests` at the bottom of each module pin
+//! the exact JSON so that a change to the wire is always a deliberate one.
+//!
+//! See `docs/protocol.md` for every message with an example frame.
+
+pub mod ids;
+pub mod rest;
+pub mod task;
+pub mod wire;
+
+pub use ids::{AttemptId, DeviceName, RequestId, TaskId};
+pub use task::{
+    Action, AttemptStatus, EdgeKind, ErrorInfo, RequestStatus, TaskOutput, TaskStatus,
+};
+pub use wire::{AgentMsg, ServerMsg};
+
+/// Version of the agent⇄orchestrator protocol. An agent states the version it speaks in its
+/// `hello`; the orchestrator refuses a version it does not speak.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest WebSocket frame either side accepts, in bytes.
+pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
+
+/// Path of the agent WebSocket endpoint on the orchestrator's listener.
+pub const AGENT_WS_PATH: &str = "/v1/agent";

@@ -1,0 +1,224 @@
+//! Bodies of the REST API (`/v1/...`).
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::ids::{AttemptId, DeviceName, RequestId, TaskId};
+use crate::task::{
+    Action, AttemptStatus, EdgeKind, ErrorInfo, RequestStatus, TaskOutput, TaskStatus,
+};
+
+/// Largest accepted request text, in bytes.
+pub const MAX_REQUEST_TEXT_BYTES: usize = 16 * 1024;
+
+/// `POST /v1/requests`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    /// What to do, in the planner's language (see the README for the rules planner grammar).
+    pub text: String,
+}
+
+/// A request with its graph: the answer to `GET /v1/requests/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RequestView {
+    pub id: RequestId,
+    pub text: String,
+    pub status: RequestStatus,
+    /// Graph version; increases with every accepted change to the graph.
+    pub version: u64,
+    /// Milliseconds since the Unix epoch.
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorInfo>,
+    pub tasks: Vec<TaskView>,
+    pub edges: Vec<EdgeView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TaskView {
+    pub id: TaskId,
+    pub title: String,
+    pub instruction: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// The device the task is bound to (named in the plan) or ran on (last attempt).
+    pub device: Option<DeviceName>,
+    pub status: TaskStatus,
+    pub attempts: Vec<AttemptView>,
+    pub output: Option<TaskOutput>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AttemptView {
+    pub id: AttemptId,
+    pub device: DeviceName,
+    pub status: AttemptStatus,
+    pub started_at_ms: u64,
+    pub ended_at_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EdgeView {
+    pub from: TaskId,
+    pub to: TaskId,
+    pub kind: EdgeKind,
+}
+
+/// Status of a device's connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceStatus {
+    Online,
+    Offline,
+}
+
+/// `GET /v1/devices` element.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DeviceView {
+    pub name: DeviceName,
+    pub kind: String,
+    pub status: DeviceStatus,
+    pub platform: Option<String>,
+    pub capabilities: Vec<String>,
+    pub max_concurrency: u32,
+    /// Attempts running on the device now.
+    pub running: u32,
+    pub last_seen_ms: Option<u64>,
+}
+
+/// `POST /v1/devices`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDevice {
+    pub name: DeviceName,
+    /// `laptop`, `phone`, `server`, or another plain word.
+    pub kind: String,
+}
+
+/// Answer to `POST /v1/devices`. The token is shown only here; the server keeps only its hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DeviceCreated {
+    pub name: DeviceName,
+    pub kind: String,
+    pub token: String,
+}
+
+/// Every error answer: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorInfo,
+}
+
+/// One journaled state change, as streamed by `GET /v1/requests/{id}/events` (SSE; the event's
+/// `id` is `seq`, its `event` name is the `type`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Event {
+    /// Position in the journal; increases across all requests.
+    pub seq: u64,
+    pub request_id: RequestId,
+    pub at_ms: u64,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    /// The request was accepted and planned into a graph.
+    RequestCreated {
+        text: String,
+        tasks: Vec<TaskId>,
+        edges: Vec<EdgeView>,
+    },
+    /// A task changed status.
+    TaskStatus {
+        task_id: TaskId,
+        status: TaskStatus,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attempt_id: Option<AttemptId>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        device: Option<DeviceName>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<TaskOutput>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<ErrorInfo>,
+    },
+    /// Progress reported by the device running a task.
+    TaskProgress {
+        task_id: TaskId,
+        attempt_id: AttemptId,
+        message: String,
+    },
+    /// The request changed status.
+    RequestStatus {
+        status: RequestStatus,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<ErrorInfo>,
+    },
+}
+
+impl EventKind {
+    /// The SSE event name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::RequestCreated { .. } => "request_created",
+            EventKind::TaskStatus { .. } => "task_status",
+            EventKind::TaskProgress { .. } => "task_progress",
+            EventKind::RequestStatus { .. } => "request_status",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn submit_refuses_unknown_fields() {
+        assert!(serde_json::from_value::<SubmitRequest>(json!({"text": "x"})).is_ok());
+        assert!(serde_json::from_value::<SubmitRequest>(json!({"text": "x", "y": 1})).is_err());
+    }
+
+    #[test]
+    fn event_format() {
+        let ev = Event {
+            seq: 7,
+            request_id: "r-1".into(),
+            at_ms: 1000,
+            kind: EventKind::TaskStatus {
+                task_id: "t1".into(),
+                status: TaskStatus::Running,
+                attempt_id: Some("a-1".into()),
+                device: Some("laptop".into()),
+                output: None,
+                error: None,
+            },
+        };
+        let v = serde_json::to_value(&ev).unwrap();
+        assert_eq!(
+            v,
+            json!({"seq": 7, "request_id": "r-1", "at_ms": 1000, "type": "task_status",
+                   "task_id": "t1", "status": "running", "attempt_id": "a-1", "device": "laptop"})
+        );
+        assert_eq!(serde_json::from_value::<Event>(v).unwrap(), ev);
+        assert_eq!(ev.kind.name(), "task_status");
+    }
+
+    #[test]
+    fn error_body_format() {
+        let b = ErrorBody {
+            error: ErrorInfo::new("request_not_found", "no request r-9"),
+        };
+        assert_eq!(
+            serde_json::to_value(&b).unwrap(),
+            json!({"error": {"code": "request_not_found", "message": "no request r-9"}})
+        );
+    }
+}

@@ -1,0 +1,271 @@
+//! Agent⇄orchestrator WebSocket messages.
+//!
+//! Every frame is one JSON text frame holding one value of [`AgentMsg`] (agent → orchestrator) or
+//! [`ServerMsg`] (orchestrator → agent), tagged by `"type"`. Unknown fields are refused, so a
+//! typo on either side is an error rather than silently ignored data.
+//!
+//! A session: the agent connects to `/v1/agent` and sends `hello` first; the orchestrator answers
+//! `welcome` (the connection is now bound to that device for its lifetime) or `refused` and closes.
+//! Then the orchestrator sends `assign`; the agent answers `accept` or `reject`, may send
+//! `progress`, and ends with `result`, which the orchestrator answers with `ack`. `heartbeat` flows
+//! both ways; `cancel` asks the agent to stop an attempt; `error` reports a frame the receiver
+//! refused.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{AttemptId, DeviceName, RequestId, TaskId};
+use crate::task::{Action, ErrorInfo, TaskOutput};
+
+/// Messages from an agent to the orchestrator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AgentMsg {
+    /// First frame of every connection: who the device is and what it can do.
+    Hello {
+        protocol_version: u32,
+        device: DeviceName,
+        token: String,
+        kind: String,
+        platform: String,
+        capabilities: Vec<String>,
+        max_concurrency: u32,
+        /// Attempts this agent is still running (or holding an unacknowledged result for),
+        /// from before a reconnect.
+        #[serde(default)]
+        held_attempts: Vec<AttemptId>,
+    },
+    Heartbeat {},
+    /// The agent has started the attempt.
+    Accept { attempt_id: AttemptId },
+    /// The agent will not run the attempt.
+    Reject {
+        attempt_id: AttemptId,
+        error: ErrorInfo,
+    },
+    Progress {
+        attempt_id: AttemptId,
+        message: String,
+    },
+    /// The attempt ended. Kept in the agent's outbox until acknowledged.
+    Result {
+        attempt_id: AttemptId,
+        status: ResultStatus,
+        output: TaskOutput,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<ErrorInfo>,
+    },
+}
+
+/// How an attempt ended, as the agent reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResultStatus {
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+/// Messages from the orchestrator to an agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ServerMsg {
+    /// The hello was accepted; the connection is bound to `device`.
+    Welcome {
+        protocol_version: u32,
+        device: DeviceName,
+        heartbeat_interval_ms: u64,
+        /// Which of the hello's `held_attempts` the orchestrator still wants (the rest should
+        /// be stopped and forgotten, their results are no longer needed).
+        #[serde(default)]
+        reattached: Vec<AttemptId>,
+    },
+    /// The hello was refused; the orchestrator closes the connection after this frame.
+    Refused { error: ErrorInfo },
+    Heartbeat {},
+    /// Run one attempt of a task.
+    Assign {
+        attempt_id: AttemptId,
+        request_id: RequestId,
+        task_id: TaskId,
+        title: String,
+        instruction: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        action: Option<Action>,
+        /// Outputs of the upstream tasks, by task id.
+        #[serde(default)]
+        inputs: BTreeMap<TaskId, TaskOutput>,
+        /// Wall-clock deadline, milliseconds since the Unix epoch.
+        deadline_ms: u64,
+        max_turns: u32,
+    },
+    /// The result of this attempt is stored; the agent may drop it from its outbox.
+    Ack { attempt_id: AttemptId },
+    /// Stop this attempt (kill its process group) and report it `cancelled`.
+    Cancel { attempt_id: AttemptId, reason: String },
+    /// A frame the orchestrator refused. Fatal errors are followed by a close.
+    Error { error: ErrorInfo },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Checks that `msg` serializes to exactly `frame` and that `frame` parses back to `msg`.
+    fn check<T>(msg: T, frame: serde_json::Value)
+    where
+        T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug,
+    {
+        assert_eq!(serde_json::to_value(&msg).unwrap(), frame);
+        let text = serde_json::to_string(&frame).unwrap();
+        assert_eq!(serde_json::from_str::<T>(&text).unwrap(), msg);
+    }
+
+    #[test]
+    fn hello() {
+        check(
+            AgentMsg::Hello {
+                protocol_version: 1,
+                device: "laptop".into(),
+                token: "tok".into(),
+                kind: "laptop".into(),
+                platform: "linux-x86_64".into(),
+                capabilities: vec!["shell".into(), "fs".into()],
+                max_concurrency: 4,
+                held_attempts: vec!["a-1".into()],
+            },
+            json!({"type": "hello", "protocol_version": 1, "device": "laptop", "token": "tok",
+                   "kind": "laptop", "platform": "linux-x86_64", "capabilities": ["shell", "fs"],
+                   "max_concurrency": 4, "held_attempts": ["a-1"]}),
+        );
+    }
+
+    #[test]
+    fn agent_messages() {
+        check(AgentMsg::Heartbeat {}, json!({"type": "heartbeat"}));
+        check(
+            AgentMsg::Accept {
+                attempt_id: "a-1".into(),
+            },
+            json!({"type": "accept", "attempt_id": "a-1"}),
+        );
+        check(
+            AgentMsg::Reject {
+                attempt_id: "a-1".into(),
+                error: ErrorInfo::new("busy", "at capacity"),
+            },
+            json!({"type": "reject", "attempt_id": "a-1",
+                   "error": {"code": "busy", "message": "at capacity"}}),
+        );
+        check(
+            AgentMsg::Progress {
+                attempt_id: "a-1".into(),
+                message: "started".into(),
+            },
+            json!({"type": "progress", "attempt_id": "a-1", "message": "started"}),
+        );
+        check(
+            AgentMsg::Result {
+                attempt_id: "a-1".into(),
+                status: ResultStatus::Succeeded,
+                output: TaskOutput {
+                    summary: "alpha".into(),
+                    data: json!({"stdout": "alpha\n", "stderr": "", "exit_code": 0}),
+                },
+                error: None,
+            },
+            json!({"type": "result", "attempt_id": "a-1", "status": "succeeded",
+                   "output": {"summary": "alpha",
+                              "data": {"stdout": "alpha\n", "stderr": "", "exit_code": 0}}}),
+        );
+        check(
+            AgentMsg::Result {
+                attempt_id: "a-2".into(),
+                status: ResultStatus::Failed,
+                output: TaskOutput::default(),
+                error: Some(ErrorInfo::new("exit_status", "exited with 1")),
+            },
+            json!({"type": "result", "attempt_id": "a-2", "status": "failed",
+                   "output": {"summary": "", "data": null},
+                   "error": {"code": "exit_status", "message": "exited with 1"}}),
+        );
+    }
+
+    #[test]
+    fn server_messages() {
+        check(
+            ServerMsg::Welcome {
+                protocol_version: 1,
+                device: "laptop".into(),
+                heartbeat_interval_ms: 5000,
+                reattached: vec![],
+            },
+            json!({"type": "welcome", "protocol_version": 1, "device": "laptop",
+                   "heartbeat_interval_ms": 5000, "reattached": []}),
+        );
+        check(
+            ServerMsg::Refused {
+                error: ErrorInfo::new("bad_token", "unknown device or wrong token"),
+            },
+            json!({"type": "refused",
+                   "error": {"code": "bad_token", "message": "unknown device or wrong token"}}),
+        );
+        check(ServerMsg::Heartbeat {}, json!({"type": "heartbeat"}));
+        let mut inputs = BTreeMap::new();
+        inputs.insert(
+            TaskId::from("t1"),
+            TaskOutput {
+                summary: "one".into(),
+                data: json!({"stdout": "one\n"}),
+            },
+        );
+        check(
+            ServerMsg::Assign {
+                attempt_id: "a-1".into(),
+                request_id: "r-1".into(),
+                task_id: "t2".into(),
+                title: "run `echo two`".into(),
+                instruction: "run \"echo two\"".into(),
+                action: Some(Action::Shell {
+                    command: "echo two".into(),
+                }),
+                inputs,
+                deadline_ms: 1_700_000_000_000,
+                max_turns: 1,
+            },
+            json!({"type": "assign", "attempt_id": "a-1", "request_id": "r-1", "task_id": "t2",
+                   "title": "run `echo two`", "instruction": "run \"echo two\"",
+                   "action": {"kind": "shell", "command": "echo two"},
+                   "inputs": {"t1": {"summary": "one", "data": {"stdout": "one\n"}}},
+                   "deadline_ms": 1_700_000_000_000u64, "max_turns": 1}),
+        );
+        check(
+            ServerMsg::Ack {
+                attempt_id: "a-1".into(),
+            },
+            json!({"type": "ack", "attempt_id": "a-1"}),
+        );
+        check(
+            ServerMsg::Cancel {
+                attempt_id: "a-1".into(),
+                reason: "request cancelled".into(),
+            },
+            json!({"type": "cancel", "attempt_id": "a-1", "reason": "request cancelled"}),
+        );
+        check(
+            ServerMsg::Error {
+                error: ErrorInfo::new("bad_frame", "expected hello"),
+            },
+            json!({"type": "error", "error": {"code": "bad_frame", "message": "expected hello"}}),
+        );
+    }
+
+    #[test]
+    fn refuses_unknown_fields_and_types() {
+        assert!(serde_json::from_str::<AgentMsg>(r#"{"type":"heartbeat","x":1}"#).is_err());
+        assert!(serde_json::from_str::<AgentMsg>(r#"{"type":"launch"}"#).is_err());
+        assert!(serde_json::from_str::<AgentMsg>(r#"{"attempt_id":"a"}"#).is_err());
+    }
+}
