@@ -1,1 +1,9 @@
+//! Integration tests: real server on 127.0.0.1:0 with a fresh SQLite file, real HTTP, real
+//! WebSockets, real agents (in-process through the weft-agent library, and child processes).
 
+mod auth;
+mod bad_input;
+mod e2e;
+mod harness;
+mod processes;
+mod ws;

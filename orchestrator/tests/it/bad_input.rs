@@ -1,0 +1,135 @@
+//! Bad REST input: each case gets a clear error with a stable code, and nothing is lost.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::harness::Harness;
+
+fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<none>")
+}
+
+#[tokio::test]
+async fn malformed_bodies() {
+    let h = Harness::start().await;
+    let cases: &[(&[u8], &str)] = &[
+        (b"{not json", "invalid_json"),
+        (br#"{"text": "on laptop run \"x\"", "extra": 1}"#, "invalid_json"),
+        (br#"{"txt": "hi"}"#, "invalid_json"),
+        (br#"{"text": 5}"#, "invalid_json"),
+        (b"", "invalid_json"),
+    ];
+    for (body, want) in cases {
+        let (status, resp) = h.post_raw("/v1/requests", body.to_vec()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{}", String::from_utf8_lossy(body));
+        assert_eq!(code(&resp), *want);
+        assert!(!resp["error"]["message"].as_str().unwrap().is_empty());
+    }
+    let (_, resp) = h
+        .post_raw("/v1/requests", br#"{"text": "x", "extra": 1}"#.to_vec())
+        .await;
+    assert!(resp["error"]["message"].as_str().unwrap().contains("extra"));
+    // Nothing was created by any of them.
+    let (_, list) = h.get("/v1/requests").await;
+    assert_eq!(list.as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn empty_and_oversized_text() {
+    let h = Harness::start().await;
+    let (status, resp) = h.post("/v1/requests", &json!({"text": "   "})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(code(&resp), "empty_request");
+
+    let big = format!("on laptop run \"{}\"", "x".repeat(20_000));
+    let (status, resp) = h.post("/v1/requests", &json!({"text": big})).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(code(&resp), "request_too_large");
+
+    let huge = "x".repeat(1024 * 1024);
+    let (status, resp) = h.post("/v1/requests", &json!({"text": huge})).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(code(&resp), "body_too_large");
+}
+
+#[tokio::test]
+async fn unknown_request_and_route() {
+    let h = Harness::start().await;
+    let (status, resp) = h.get("/v1/requests/no-such-id").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(code(&resp), "request_not_found");
+    let (status, resp) = h.get("/v1/requests/no-such-id/events").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(code(&resp), "request_not_found");
+    let (status, resp) = h.get("/v1/nothing-here").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(code(&resp), "not_found");
+}
+
+#[tokio::test]
+async fn unknown_device_is_named() {
+    let h = Harness::start().await;
+    h.add_device("laptop", "laptop").await;
+    let (status, resp) = h
+        .post(
+            "/v1/requests",
+            &json!({"text": "on toaster run \"echo hi\""}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(code(&resp), "unknown_device");
+    assert!(resp["error"]["message"].as_str().unwrap().contains("toaster"));
+}
+
+#[tokio::test]
+async fn unplannable_text_says_what_was_understood() {
+    let h = Harness::start().await;
+    h.add_device("laptop", "laptop").await;
+    let (status, resp) = h
+        .post(
+            "/v1/requests",
+            &json!({"text": "on laptop run \"echo a\" then make me a sandwich"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(code(&resp), "unplannable");
+    let msg = resp["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("sandwich"), "{msg}");
+    assert!(msg.to_lowercase().contains("llm"), "{msg}");
+}
+
+#[tokio::test]
+async fn device_registration_errors() {
+    let h = Harness::start().await;
+    h.add_device("laptop", "laptop").await;
+    let (status, resp) = h
+        .post("/v1/devices", &json!({"name": "laptop", "kind": "laptop"}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(code(&resp), "device_exists");
+    let (status, resp) = h
+        .post("/v1/devices", &json!({"name": "../etc", "kind": "laptop"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(code(&resp), "invalid_device_name");
+    let (status, resp) = h
+        .post("/v1/devices", &json!({"name": "x", "kind": "Lap Top"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(code(&resp), "invalid_device_kind");
+    // The token is shown once and is not part of the device list.
+    let (_, list) = h.get("/v1/devices").await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert!(list[0].get("token").is_none());
+}
+
+#[tokio::test]
+async fn openapi_document_lists_the_routes() {
+    let h = Harness::start().await;
+    let (status, doc) = h.get("/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    for path in ["/v1/requests", "/v1/requests/{id}", "/v1/requests/{id}/events", "/v1/devices"] {
+        assert!(doc["paths"].get(path).is_some(), "missing {path}");
+    }
+    assert!(doc["components"]["schemas"].get("RequestView").is_some());
+}

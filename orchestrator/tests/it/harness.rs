@@ -1,0 +1,214 @@
+//! Starts a real orchestrator and real agents for a test.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use weft_orchestrator::{ServeOptions, server};
+use weft_protocol::rest::{DeviceView, RequestView};
+
+pub const WAIT: Duration = Duration::from_secs(20);
+
+#[derive(Debug)]
+pub struct Harness {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub token: String,
+    pub http: reqwest::Client,
+    pub dir: tempfile::TempDir,
+    shutdown: CancellationToken,
+    join: Option<tokio::task::JoinHandle<Result<(), weft_orchestrator::Error>>>,
+    agents: Vec<(CancellationToken, tokio::task::JoinHandle<()>)>,
+}
+
+impl Harness {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut ServeOptions)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = ServeOptions::new(
+            dir.path().join("weft.db").display().to_string(),
+            dir.path().join("data"),
+        );
+        opts.heartbeat_interval = Duration::from_millis(500);
+        opts.hello_timeout = Duration::from_secs(2);
+        opts.shutdown_grace = Duration::from_secs(1);
+        tweak(&mut opts);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let shutdown = CancellationToken::new();
+        let running = server::start(listener, opts, shutdown.clone()).await.unwrap();
+        Self {
+            addr: running.addr,
+            base: format!("http://{}", running.addr),
+            token: running.api_token,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+            dir,
+            shutdown,
+            join: Some(running.join),
+            agents: Vec::new(),
+        }
+    }
+
+    /// A server with in-process agents `laptop`, `server` and `phone` connected.
+    pub async fn with_three_agents() -> Self {
+        let mut h = Self::start().await;
+        for (name, kind) in [("laptop", "laptop"), ("server", "server"), ("phone", "phone")] {
+            let token = h.add_device(name, kind).await;
+            h.start_agent(name, kind, &token);
+        }
+        h.wait_online(3).await;
+        h
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.post_raw(path, serde_json::to_vec(body).unwrap()).await
+    }
+
+    pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn add_device(&self, name: &str, kind: &str) -> String {
+        let (status, body) = self
+            .post("/v1/devices", &json!({"name": name, "kind": kind}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    pub fn agent_config(&self, name: &str, kind: &str, token: &str) -> weft_agent::Config {
+        let mut c = weft_agent::Config::new(&self.base, name, token);
+        c.kind = kind.to_owned();
+        c.workdir = self.dir.path().join("agents").join(name);
+        c.max_concurrency = 4;
+        c
+    }
+
+    /// Starts an in-process agent (the real agent code, its own WebSocket connection).
+    pub fn start_agent(&mut self, name: &str, kind: &str, token: &str) {
+        let config = self.agent_config(name, kind, token);
+        let stop = CancellationToken::new();
+        let s = stop.clone();
+        let join = tokio::spawn(async move {
+            let _ = weft_agent::run(config, s).await;
+        });
+        self.agents.push((stop, join));
+    }
+
+    pub async fn devices(&self) -> Vec<DeviceView> {
+        let (status, body) = self.get("/v1/devices").await;
+        assert_eq!(status, StatusCode::OK);
+        serde_json::from_value(body).unwrap()
+    }
+
+    pub async fn wait_online(&self, n: usize) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let online = self
+                .devices()
+                .await
+                .iter()
+                .filter(|d| d.status == weft_protocol::rest::DeviceStatus::Online)
+                .count();
+            if online >= n {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {online} of {n} devices came online"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn submit(&self, text: &str) -> RequestView {
+        let (status, body) = self.post("/v1/requests", &json!({"text": text})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        serde_json::from_value(body).unwrap()
+    }
+
+    pub async fn request(&self, id: &str) -> RequestView {
+        let (status, body) = self.get(&format!("/v1/requests/{id}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        serde_json::from_value(body).unwrap()
+    }
+
+    /// Polls until the request has a final status.
+    pub async fn wait_done(&self, id: &str) -> RequestView {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let v = self.request(id).await;
+            if v.status.is_terminal() {
+                return v;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "request {id} still {:?}: {v:#?}",
+                v.status
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/v1/agent", self.addr)
+    }
+
+    pub async fn stop(mut self) {
+        self.stop_in_place().await;
+    }
+
+    /// Stops agents and server but keeps the temp dir (and the database in it).
+    pub async fn stop_in_place(&mut self) {
+        for (stop, join) in self.agents.drain(..) {
+            stop.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(5), join).await;
+        }
+        self.shutdown.cancel();
+        if let Some(j) = self.join.take() {
+            tokio::time::timeout(Duration::from_secs(10), j)
+                .await
+                .expect("server did not stop in time")
+                .unwrap()
+                .unwrap();
+        }
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        for (stop, _) in &self.agents {
+            stop.cancel();
+        }
+        self.shutdown.cancel();
+    }
+}

@@ -1,0 +1,218 @@
+//! The agent WebSocket endpoint with a raw protocol client: bad frames, bad tokens, and a device
+//! reporting on an attempt it does not hold.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+use weft_protocol::wire::ResultStatus;
+use weft_protocol::{AgentMsg, PROTOCOL_VERSION, RequestStatus, ServerMsg, TaskOutput, TaskStatus};
+
+use crate::harness::Harness;
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn open(h: &Harness) -> Ws {
+    let (ws, _) = tokio_tungstenite::connect_async(h.ws_url()).await.unwrap();
+    ws
+}
+
+fn hello(name: &str, token: &str) -> AgentMsg {
+    AgentMsg::Hello {
+        protocol_version: PROTOCOL_VERSION,
+        device: name.into(),
+        token: token.into(),
+        kind: "laptop".into(),
+        platform: "test".into(),
+        capabilities: vec!["shell".into(), "fs".into(), "http".into()],
+        max_concurrency: 2,
+        held_attempts: vec![],
+    }
+}
+
+async fn send(ws: &mut Ws, msg: &AgentMsg) {
+    ws.send(Message::Text(serde_json::to_string(msg).unwrap().into()))
+        .await
+        .unwrap();
+}
+
+/// The next protocol message, skipping heartbeats. `None` when the server closed.
+async fn recv(ws: &mut Ws) -> Option<ServerMsg> {
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("no frame from the server in time");
+        match next {
+            Some(Ok(Message::Text(t))) => {
+                let m: ServerMsg = serde_json::from_str(t.as_str()).unwrap();
+                if m != (ServerMsg::Heartbeat {}) {
+                    return Some(m);
+                }
+            }
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+async fn expect_error_then_close(ws: &mut Ws, want: &str) {
+    match recv(ws).await {
+        Some(ServerMsg::Error { error }) | Some(ServerMsg::Refused { error }) => {
+            assert_eq!(error.code, want, "{error:?}")
+        }
+        other => panic!("expected error {want}, got {other:?}"),
+    }
+    assert_eq!(recv(ws).await, None, "connection should be closed");
+}
+
+async fn connect_as(h: &Harness, name: &str, token: &str) -> Ws {
+    let mut ws = open(h).await;
+    send(&mut ws, &hello(name, token)).await;
+    match recv(&mut ws).await {
+        Some(ServerMsg::Welcome { device, .. }) => assert_eq!(device.as_str(), name),
+        other => panic!("expected welcome, got {other:?}"),
+    }
+    ws
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_frames_get_an_error_then_close_and_others_keep_working() {
+    let mut h = Harness::start().await;
+    let token = h.add_device("laptop", "laptop").await;
+
+    let mut ws = open(&h).await;
+    ws.send(Message::Text("{not json".into())).await.unwrap();
+    expect_error_then_close(&mut ws, "bad_frame").await;
+
+    let mut ws = open(&h).await;
+    ws.send(Message::Binary(vec![1u8, 2, 3].into())).await.unwrap();
+    expect_error_then_close(&mut ws, "bad_frame").await;
+
+    let mut ws = open(&h).await;
+    send(&mut ws, &AgentMsg::Heartbeat {}).await;
+    expect_error_then_close(&mut ws, "expected_hello").await;
+
+    let mut ws = open(&h).await;
+    let big = json!({"type": "heartbeat", "pad": "x".repeat(weft_protocol::MAX_FRAME_BYTES)});
+    ws.send(Message::Text(big.to_string().into())).await.unwrap();
+    expect_error_then_close(&mut ws, "frame_too_large").await;
+
+    // After a good hello, an invalid frame also ends that connection...
+    let mut ws = connect_as(&h, "laptop", &token).await;
+    ws.send(Message::Text(r#"{"type":"result"}"#.into()))
+        .await
+        .unwrap();
+    expect_error_then_close(&mut ws, "bad_frame").await;
+
+    // ...and the server still serves everyone: a real agent connects and runs work.
+    h.wait_online(0).await;
+    h.start_agent("laptop", "laptop", &token);
+    h.wait_online(1).await;
+    let v = h.submit(r#"on laptop run "echo still here""#).await;
+    let v = h.wait_done(v.id.as_str()).await;
+    assert_eq!(v.status, RequestStatus::Succeeded);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn silence_before_hello_times_out() {
+    let h = Harness::start().await;
+    let mut ws = open(&h).await;
+    expect_error_then_close(&mut ws, "hello_timeout").await;
+}
+
+#[tokio::test]
+async fn wrong_or_missing_tokens_are_refused() {
+    let h = Harness::start().await;
+    let token = h.add_device("laptop", "laptop").await;
+    for (name, tok) in [("laptop", "wrong"), ("laptop", ""), ("ghost", token.as_str())] {
+        let mut ws = open(&h).await;
+        send(&mut ws, &hello(name, tok)).await;
+        expect_error_then_close(&mut ws, "bad_token").await;
+    }
+    let mut ws = open(&h).await;
+    let mut old = hello("laptop", &token);
+    if let AgentMsg::Hello {
+        protocol_version, ..
+    } = &mut old
+    {
+        *protocol_version = 999;
+    }
+    send(&mut ws, &old).await;
+    expect_error_then_close(&mut ws, "unsupported_version").await;
+    assert!(h.devices().await.iter().all(|d| d.status
+        == weft_protocol::rest::DeviceStatus::Offline));
+}
+
+#[tokio::test]
+async fn a_second_connection_for_a_device_is_refused() {
+    let h = Harness::start().await;
+    let token = h.add_device("laptop", "laptop").await;
+    let _first = connect_as(&h, "laptop", &token).await;
+    let mut second = open(&h).await;
+    send(&mut second, &hello("laptop", &token)).await;
+    expect_error_then_close(&mut second, "already_connected").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_cannot_report_on_an_attempt_it_does_not_hold() {
+    let h = Harness::start().await;
+    let laptop_token = h.add_device("laptop", "laptop").await;
+    let server_token = h.add_device("server", "server").await;
+    let mut laptop = connect_as(&h, "laptop", &laptop_token).await;
+    let mut server = connect_as(&h, "server", &server_token).await;
+
+    let v = h.submit(r#"on server run "echo real""#).await;
+    let Some(ServerMsg::Assign { attempt_id, .. }) = recv(&mut server).await else {
+        panic!("server got no assignment");
+    };
+
+    // The laptop forges a result for the server's attempt, and for one that does not exist.
+    for forged in [attempt_id.clone(), "a-made-up".into()] {
+        send(
+            &mut laptop,
+            &AgentMsg::Result {
+                attempt_id: forged,
+                status: ResultStatus::Succeeded,
+                output: TaskOutput {
+                    summary: "forged".into(),
+                    data: json!({}),
+                },
+                error: None,
+            },
+        )
+        .await;
+        match recv(&mut laptop).await {
+            Some(ServerMsg::Error { error }) => assert_eq!(error.code, "not_your_attempt"),
+            other => panic!("expected not_your_attempt, got {other:?}"),
+        }
+    }
+    let now = h.request(v.id.as_str()).await;
+    assert_eq!(now.status, RequestStatus::Running);
+    assert_eq!(now.tasks[0].status, TaskStatus::Dispatched);
+    assert!(now.tasks[0].output.is_none());
+
+    // The real holder finishes it; a second copy of its result is acknowledged, not applied.
+    send(&mut server, &AgentMsg::Accept { attempt_id: attempt_id.clone() }).await;
+    let result = AgentMsg::Result {
+        attempt_id: attempt_id.clone(),
+        status: ResultStatus::Succeeded,
+        output: TaskOutput {
+            summary: "real".into(),
+            data: json!({"stdout": "real\n"}),
+        },
+        error: None,
+    };
+    send(&mut server, &result).await;
+    assert_eq!(recv(&mut server).await, Some(ServerMsg::Ack { attempt_id: attempt_id.clone() }));
+    send(&mut server, &result).await;
+    assert_eq!(recv(&mut server).await, Some(ServerMsg::Ack { attempt_id }));
+    let done = h.wait_done(v.id.as_str()).await;
+    assert_eq!(done.status, RequestStatus::Succeeded);
+    assert_eq!(done.tasks[0].output.as_ref().unwrap().summary, "real");
+    assert_eq!(done.tasks[0].attempts.len(), 1);
+    // The journal holds exactly one success for the task.
+    let (_, body) = h.get(&format!("/v1/requests/{}", v.id)).await;
+    assert_eq!(body["tasks"][0]["status"], "succeeded");
+}
