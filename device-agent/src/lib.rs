@@ -1,1 +1,36 @@
-//! placeholder
+//! The weft device agent.
+//!
+//! An agent keeps one WebSocket open to its orchestrator, states who it is and what it can do,
+//! runs the attempts it is assigned with its local executors (`shell`, `fs`, `http`), and sends
+//! their results back, keeping each in an outbox until the orchestrator acknowledges it. When
+//! the link drops it reconnects with jittered exponential backoff, for as long as it runs.
+//!
+//! Architecture invariant: the agent makes no scheduling decisions. It runs what it is
+//! assigned, up to its own `max_concurrency`, inside its own workdir.
+
+mod agent;
+mod backoff;
+pub mod cli;
+mod config;
+mod exec;
+mod outbox;
+
+pub use agent::platform;
+pub use backoff::Backoff;
+pub use config::{Config, DEFAULT_MAX_OUTPUT_BYTES};
+use tokio_util::sync::CancellationToken;
+use weft_protocol::ErrorInfo;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("the orchestrator refused this device: {}: {}", .0.code, .0.message)]
+    Refused(ErrorInfo),
+}
+
+/// Runs an agent until `stop` is cancelled. Returns an error only for bad configuration or a
+/// refusal that reconnecting cannot fix (wrong token, unsupported protocol version).
+pub async fn run(config: Config, stop: CancellationToken) -> Result<(), Error> {
+    agent::Agent::new(config)?.run(stop).await
+}

@@ -1,0 +1,576 @@
+//! The agent's life: connect, say hello, run what it is assigned, report, reconnect.
+//!
+//! One [`Agent`] owns the attempts in flight and the [`Outbox`]; both outlive any single
+//! connection. Attempts run as tokio tasks that report back through one channel, so a result
+//! that ends while the link is down is kept and sent after the next `welcome`.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use weft_protocol::{
+    Action, AgentMsg, AttemptId, ErrorInfo, MAX_FRAME_BYTES, PROTOCOL_VERSION, ServerMsg,
+    TaskOutput,
+};
+
+use crate::backoff::Backoff;
+use crate::exec::{self, Ctx, Outcome};
+use crate::outbox::Outbox;
+use crate::{Config, Error};
+
+type Ws = tokio_tungstenite::WebSocketStream<
+    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+>;
+
+/// Refusal codes after which reconnecting cannot help.
+const FATAL_REFUSALS: [&str; 2] = ["bad_token", "unsupported_version"];
+
+/// What running attempts tell the agent.
+#[derive(Debug)]
+enum Report {
+    Progress { attempt: AttemptId, message: String },
+    Done { attempt: AttemptId, outcome: Outcome },
+}
+
+/// How a session ended.
+enum End {
+    /// The stop token was cancelled.
+    Stopped,
+    /// The link failed; `welcomed` says whether it had worked (then backoff starts over).
+    Lost { reason: String, welcomed: bool },
+}
+
+#[derive(Debug)]
+pub struct Agent {
+    config: Config,
+    capabilities: Vec<String>,
+    http: reqwest::Client,
+    /// Attempts in flight, with the token that stops each.
+    running: HashMap<AttemptId, CancellationToken>,
+    /// Attempts the orchestrator no longer wants: their results are dropped.
+    forgotten: HashSet<AttemptId>,
+    outbox: Outbox,
+    reports_tx: mpsc::UnboundedSender<Report>,
+    reports: mpsc::UnboundedReceiver<Report>,
+    tracker: TaskTracker,
+}
+
+impl Agent {
+    pub fn new(config: Config) -> Result<Self, Error> {
+        config.validate()?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(config.http_timeout)
+            .build()
+            .map_err(|e| Error::Config(format!("cannot set up the HTTP client: {e}")))?;
+        let (reports_tx, reports) = mpsc::unbounded_channel();
+        Ok(Self {
+            capabilities: exec::capabilities(),
+            config,
+            http,
+            running: HashMap::new(),
+            forgotten: HashSet::new(),
+            outbox: Outbox::default(),
+            reports_tx,
+            reports,
+            tracker: TaskTracker::new(),
+        })
+    }
+
+    /// Runs until `stop` is cancelled (`Ok`) or the orchestrator refuses this device for good.
+    pub async fn run(mut self, stop: CancellationToken) -> Result<(), Error> {
+        std::fs::create_dir_all(&self.config.workdir).map_err(|e| {
+            Error::Config(format!(
+                "cannot create the workdir {}: {e}",
+                self.config.workdir.display()
+            ))
+        })?;
+        let mut backoff = Backoff::new(self.config.reconnect_min, self.config.reconnect_max);
+        let result = loop {
+            match self.session(&stop).await {
+                Ok(End::Stopped) => break Ok(()),
+                Ok(End::Lost { reason, welcomed }) => {
+                    if welcomed {
+                        backoff.reset();
+                    }
+                    let delay = backoff.next_delay();
+                    tracing::warn!(%reason, retry_in_ms = delay.as_millis() as u64,
+                        running = self.running.len(), unacked = self.outbox.len(),
+                        "connection to the orchestrator lost");
+                    tokio::select! {
+                        _ = stop.cancelled() => break Ok(()),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        self.shutdown().await;
+        result
+    }
+
+    /// Stops every running attempt and waits (bounded) for them to end.
+    async fn shutdown(&mut self) {
+        for cancel in self.running.values() {
+            cancel.cancel();
+        }
+        self.tracker.close();
+        if tokio::time::timeout(Duration::from_secs(5), self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some attempts did not stop within 5 s");
+        }
+    }
+
+    /// Applies reports that arrived while no connection could take them.
+    fn absorb_reports(&mut self) {
+        while let Ok(r) = self.reports.try_recv() {
+            if let Report::Done { attempt, outcome } = r {
+                self.finished(attempt, outcome);
+            }
+        }
+    }
+
+    /// Moves a finished attempt into the outbox (unless it was forgotten). Returns the result
+    /// frame to send, if any.
+    fn finished(&mut self, attempt: AttemptId, outcome: Outcome) -> Option<AgentMsg> {
+        self.running.remove(&attempt);
+        if self.forgotten.remove(&attempt) {
+            return None;
+        }
+        let msg = fit_frame(AgentMsg::Result {
+            attempt_id: attempt.clone(),
+            status: outcome.status,
+            output: outcome.output,
+            error: outcome.error,
+        });
+        self.outbox.put(attempt, msg.clone());
+        Some(msg)
+    }
+
+    fn hello(&self) -> AgentMsg {
+        let mut held: Vec<AttemptId> = self.running.keys().cloned().collect();
+        held.extend(self.outbox.attempts().cloned());
+        held.sort();
+        held.dedup();
+        AgentMsg::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            device: self.config.name.clone(),
+            token: self.config.token.clone(),
+            kind: self.config.kind.clone(),
+            platform: platform(),
+            capabilities: self.capabilities.clone(),
+            max_concurrency: self.config.max_concurrency,
+            held_attempts: held,
+        }
+    }
+
+    /// Connects and says hello. `Ok(Err(reason))` is a failure worth retrying.
+    async fn open(&mut self) -> Result<Result<(Ws, Duration), String>, Error> {
+        let url = self.config.ws_url()?;
+        let ws_config = WebSocketConfig::default()
+            .max_message_size(Some(4 * MAX_FRAME_BYTES))
+            .max_frame_size(Some(4 * MAX_FRAME_BYTES));
+        let handshake = async {
+            let (mut ws, _) =
+                tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_config), true)
+                    .await
+                    .map_err(|e| format!("cannot connect to {url}: {e}"))?;
+            send(&mut ws, &self.hello())
+                .await
+                .map_err(|e| format!("cannot send hello: {e}"))?;
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Text(t))) => {
+                        return Ok((ws, serde_json::from_str::<ServerMsg>(t.as_str())));
+                    }
+                    Some(Ok(Message::Close(_))) | None => {
+                        return Err("the orchestrator closed the connection".to_owned());
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(format!("connection failed: {e}")),
+                }
+            }
+        };
+        let (ws, first) = match tokio::time::timeout(self.config.connect_timeout, handshake).await {
+            Err(_) => return Ok(Err("no welcome in time".into())),
+            Ok(Err(reason)) => return Ok(Err(reason)),
+            Ok(Ok(v)) => v,
+        };
+        match first {
+            Ok(ServerMsg::Welcome {
+                heartbeat_interval_ms,
+                reattached,
+                ..
+            }) => {
+                self.reconcile(&reattached);
+                let hb = Duration::from_millis(heartbeat_interval_ms.clamp(100, 3_600_000));
+                Ok(Ok((ws, hb)))
+            }
+            Ok(ServerMsg::Refused { error }) => {
+                if FATAL_REFUSALS.contains(&error.code.as_str()) {
+                    Err(Error::Refused(error))
+                } else {
+                    Ok(Err(format!("refused: {}: {}", error.code, error.message)))
+                }
+            }
+            Ok(other) => Ok(Err(format!("expected welcome, got {other:?}"))),
+            Err(e) => Ok(Err(format!("the orchestrator sent a frame this agent cannot read: {e}"))),
+        }
+    }
+
+    /// After a welcome: keeps what the orchestrator still wants, forgets the rest.
+    fn reconcile(&mut self, reattached: &[AttemptId]) {
+        let keep: HashSet<&AttemptId> = reattached.iter().collect();
+        for (id, cancel) in &self.running {
+            if !keep.contains(id) {
+                tracing::info!(attempt = %id, "the orchestrator no longer wants this attempt; stopping it");
+                cancel.cancel();
+                self.forgotten.insert(id.clone());
+            }
+        }
+        self.outbox.retain(|a| keep.contains(a));
+    }
+
+    /// One connection, from connect to loss or stop.
+    async fn session(&mut self, stop: &CancellationToken) -> Result<End, Error> {
+        self.absorb_reports();
+        let opened = tokio::select! {
+            _ = stop.cancelled() => return Ok(End::Stopped),
+            o = self.open() => o?,
+        };
+        let (mut ws, heartbeat) = match opened {
+            Ok(v) => v,
+            Err(reason) => {
+                return Ok(End::Lost {
+                    reason,
+                    welcomed: false,
+                });
+            }
+        };
+        tracing::info!(device = %self.config.name, resend = self.outbox.len(),
+            reattached = self.running.len(), "connected to the orchestrator");
+        let lost = |reason: String| {
+            Ok(End::Lost {
+                reason,
+                welcomed: true,
+            })
+        };
+        for msg in self.outbox.pending() {
+            if let Err(e) = send(&mut ws, msg).await {
+                return lost(format!("cannot re-send results: {e}"));
+            }
+        }
+        let mut tick = tokio::time::interval(heartbeat);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_heard = Instant::now();
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+                    return Ok(End::Stopped);
+                }
+                Some(report) = self.reports.recv() => {
+                    let frame = match report {
+                        Report::Progress { attempt, message } => self
+                            .running
+                            .contains_key(&attempt)
+                            .then_some(AgentMsg::Progress { attempt_id: attempt, message }),
+                        Report::Done { attempt, outcome } => self.finished(attempt, outcome),
+                    };
+                    if let Some(frame) = frame {
+                        if let Err(e) = send(&mut ws, &frame).await {
+                            return lost(format!("send failed: {e}"));
+                        }
+                    }
+                }
+                frame = ws.next() => {
+                    last_heard = Instant::now();
+                    let msg = match frame {
+                        Some(Ok(Message::Text(t))) => t,
+                        Some(Ok(Message::Close(_))) | None => return lost("the orchestrator closed the connection".into()),
+                        Some(Ok(_)) => continue,
+                        Some(Err(e)) => return lost(format!("connection failed: {e}")),
+                    };
+                    let reply = match serde_json::from_str::<ServerMsg>(msg.as_str()) {
+                        Ok(m) => self.on_message(m),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "unreadable frame from the orchestrator; ignored");
+                            None
+                        }
+                    };
+                    if let Some(reply) = reply {
+                        if let Err(e) = send(&mut ws, &reply).await {
+                            return lost(format!("send failed: {e}"));
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    if last_heard.elapsed() > heartbeat * 3 {
+                        return lost("no frame from the orchestrator for 3 heartbeat intervals".into());
+                    }
+                    if let Err(e) = send(&mut ws, &AgentMsg::Heartbeat {}).await {
+                        return lost(format!("send failed: {e}"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles one frame from the orchestrator; returns the frame to answer with, if any.
+    fn on_message(&mut self, msg: ServerMsg) -> Option<AgentMsg> {
+        match msg {
+            ServerMsg::Heartbeat {} => None,
+            ServerMsg::Assign {
+                attempt_id,
+                task_id,
+                action,
+                deadline_ms,
+                ..
+            } => {
+                if self.running.contains_key(&attempt_id) {
+                    return None; // a repeated assignment: it is already running
+                }
+                if let Err(error) = self.admit(action.as_ref()) {
+                    tracing::info!(attempt = %attempt_id, task = %task_id, code = %error.code, "rejected an assignment");
+                    return Some(AgentMsg::Reject { attempt_id, error });
+                }
+                if let Some(action) = action {
+                    tracing::info!(attempt = %attempt_id, task = %task_id, kind = action.capability(), "running");
+                    self.start(attempt_id.clone(), action, deadline_ms);
+                }
+                Some(AgentMsg::Accept { attempt_id })
+            }
+            ServerMsg::Cancel { attempt_id, reason } => {
+                if let Some(cancel) = self.running.get(&attempt_id) {
+                    tracing::info!(attempt = %attempt_id, %reason, "cancelling");
+                    cancel.cancel();
+                }
+                None
+            }
+            ServerMsg::Ack { attempt_id } => {
+                self.outbox.ack(&attempt_id);
+                None
+            }
+            ServerMsg::Error { error } => {
+                tracing::warn!(code = %error.code, message = %error.message, "the orchestrator refused a frame");
+                None
+            }
+            ServerMsg::Welcome { .. } | ServerMsg::Refused { .. } => {
+                tracing::warn!("unexpected handshake frame mid-session; ignored");
+                None
+            }
+        }
+    }
+
+    /// Whether this agent will take an assignment.
+    fn admit(&self, action: Option<&Action>) -> Result<(), ErrorInfo> {
+        if self.running.len() >= self.config.max_concurrency as usize {
+            return Err(ErrorInfo::new(
+                "busy",
+                format!("already running {} attempts", self.running.len()),
+            ));
+        }
+        let Some(action) = action else {
+            return Err(ErrorInfo::new(
+                "no_executor",
+                "this agent runs explicit actions only (shell, fs, http); free-form \
+                 instructions need an LLM executor",
+            ));
+        };
+        if !self.capabilities.iter().any(|c| c == action.capability()) {
+            return Err(ErrorInfo::new(
+                "unsupported_action",
+                format!("this device has no `{}` executor", action.capability()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Starts an attempt as its own task; it reports through `reports`.
+    fn start(&mut self, attempt: AttemptId, action: Action, deadline_ms: u64) {
+        let cancel = CancellationToken::new();
+        self.running.insert(attempt.clone(), cancel.clone());
+        let reports = self.reports_tx.clone();
+        let workdir = self.config.workdir.clone();
+        let http = self.http.clone();
+        let max_output_bytes = self.config.max_output_bytes;
+        let http_timeout = self.config.http_timeout;
+        let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms()));
+        self.tracker.spawn(async move {
+            let (progress, mut progress_rx) = mpsc::unbounded_channel();
+            let ctx = Ctx {
+                workdir: &workdir,
+                max_output_bytes,
+                http: &http,
+                http_timeout: http_timeout.min(left),
+                progress,
+            };
+            let run = exec::run(&action, &ctx);
+            let forward = async {
+                while let Some(message) = progress_rx.recv().await {
+                    let _ = reports.send(Report::Progress {
+                        attempt: attempt.clone(),
+                        message,
+                    });
+                }
+                std::future::pending::<()>().await;
+            };
+            let outcome = tokio::select! {
+                o = run => o,
+                _ = cancel.cancelled() => Outcome::cancelled("cancelled by the orchestrator"),
+                _ = tokio::time::sleep(left) => Outcome::failed(
+                    "timeout",
+                    "the attempt passed its deadline and was stopped",
+                ),
+                _ = forward => unreachable!("forward never ends"),
+            };
+            let _ = reports.send(Report::Done { attempt, outcome });
+        });
+    }
+}
+
+async fn send(ws: &mut Ws, msg: &AgentMsg) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    let text = serde_json::to_string(msg).unwrap_or_default();
+    ws.send(Message::Text(text.into())).await
+}
+
+/// Makes sure a result frame fits the protocol's frame limit: if it does not, its output is
+/// replaced by a note saying so (the summary is kept, shortened).
+fn fit_frame(msg: AgentMsg) -> AgentMsg {
+    let len = serde_json::to_vec(&msg).map(|v| v.len()).unwrap_or(usize::MAX);
+    if len <= MAX_FRAME_BYTES - 1024 {
+        return msg;
+    }
+    match msg {
+        AgentMsg::Result {
+            attempt_id,
+            status,
+            output,
+            error,
+        } => AgentMsg::Result {
+            attempt_id,
+            status,
+            output: TaskOutput {
+                summary: output.summary.chars().take(1000).collect(),
+                data: serde_json::json!({
+                    "truncated": true,
+                    "note": format!("the output ({len} bytes as JSON) was above the frame limit and was dropped"),
+                }),
+            },
+            error,
+        },
+        other => other,
+    }
+}
+
+/// `os-arch`, e.g. `linux-x86_64`.
+pub fn platform() -> String {
+    format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weft_protocol::wire::ResultStatus;
+
+    #[test]
+    fn oversized_results_are_cut_to_fit_a_frame() {
+        let big = AgentMsg::Result {
+            attempt_id: "a".into(),
+            status: ResultStatus::Succeeded,
+            output: TaskOutput {
+                summary: "s".into(),
+                data: serde_json::json!({"stdout": "\u{1}".repeat(400_000)}),
+            },
+            error: None,
+        };
+        let fitted = fit_frame(big);
+        assert!(serde_json::to_vec(&fitted).unwrap().len() < MAX_FRAME_BYTES);
+        let AgentMsg::Result { output, .. } = fitted else {
+            panic!()
+        };
+        assert_eq!(output.data["truncated"], true);
+        assert_eq!(output.summary, "s");
+    }
+
+    fn agent(max: u32) -> Agent {
+        let mut c = Config::new("http://127.0.0.1:1", "laptop", "t");
+        c.max_concurrency = max;
+        Agent::new(c).unwrap()
+    }
+
+    #[tokio::test]
+    async fn assignments_beyond_capacity_or_without_an_action_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = agent(1);
+        a.config.workdir = dir.path().to_path_buf();
+        let assign = |id: &str, action: Option<Action>| ServerMsg::Assign {
+            attempt_id: id.into(),
+            request_id: "r".into(),
+            task_id: "t1".into(),
+            title: "x".into(),
+            instruction: "x".into(),
+            action,
+            inputs: Default::default(),
+            deadline_ms: now_ms() + 60_000,
+            max_turns: 1,
+        };
+        let sleep = Some(Action::Shell {
+            command: "sleep 5".into(),
+        });
+        match a.on_message(assign("a1", None)) {
+            Some(AgentMsg::Reject { attempt_id, error }) => {
+                assert_eq!(attempt_id.as_str(), "a1");
+                assert_eq!(error.code, "no_executor");
+            }
+            other => panic!("expected no_executor, got {other:?}"),
+        }
+        assert_eq!(
+            a.on_message(assign("a2", sleep.clone())),
+            Some(AgentMsg::Accept {
+                attempt_id: "a2".into()
+            })
+        );
+        // The same assignment again is not run twice.
+        assert_eq!(a.on_message(assign("a2", sleep.clone())), None);
+        match a.on_message(assign("a3", sleep)) {
+            Some(AgentMsg::Reject { error, .. }) => assert_eq!(error.code, "busy"),
+            other => panic!("expected busy, got {other:?}"),
+        }
+        // Cancel stops it and the cancelled result lands in the outbox.
+        a.on_message(ServerMsg::Cancel {
+            attempt_id: "a2".into(),
+            reason: "test".into(),
+        });
+        let Some(Report::Done { attempt, outcome }) =
+            tokio::time::timeout(Duration::from_secs(5), a.reports.recv())
+                .await
+                .unwrap()
+        else {
+            panic!("no report")
+        };
+        assert_eq!(outcome.status, ResultStatus::Cancelled);
+        assert!(a.finished(attempt.clone(), outcome).is_some());
+        assert_eq!(a.outbox.len(), 1);
+        a.on_message(ServerMsg::Ack {
+            attempt_id: attempt,
+        });
+        assert_eq!(a.outbox.len(), 0);
+        assert!(a.running.is_empty());
+    }
+}

@@ -1,0 +1,163 @@
+//! The agent's typed configuration, validated before any connection is made.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use weft_protocol::{AGENT_WS_PATH, DeviceName};
+
+use crate::Error;
+
+/// Everything an agent needs. Build it with [`Config::new`], adjust fields, then [`crate::run`].
+#[derive(Clone)]
+pub struct Config {
+    /// The orchestrator's base URL (`http://host:7600`); the WebSocket URL is derived from it.
+    pub server: String,
+    /// This device's registered name.
+    pub name: DeviceName,
+    /// This device's token (from `weft device add`).
+    pub token: String,
+    /// `laptop`, `phone`, `server`, …; the orchestrator keeps the kind it registered.
+    pub kind: String,
+    /// Where shell commands run and the only tree `fs` actions may touch.
+    pub workdir: PathBuf,
+    /// Most attempts run at once; further assignments are rejected as `busy`.
+    pub max_concurrency: u32,
+    /// Largest stdout, stderr, HTTP body or file content kept in a result, in bytes.
+    pub max_output_bytes: usize,
+    /// Longest an HTTP fetch may take (also bounded by the attempt's deadline).
+    pub http_timeout: Duration,
+    /// Reconnect backoff: first delay and cap.
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    /// How long connecting plus the hello/welcome exchange may take.
+    pub connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the token.
+        f.debug_struct("Config")
+            .field("server", &self.server)
+            .field("name", &self.name)
+            .field("token", &"<redacted>")
+            .field("kind", &self.kind)
+            .field("workdir", &self.workdir)
+            .field("max_concurrency", &self.max_concurrency)
+            .field("max_output_bytes", &self.max_output_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Results above this size are cut down so that the result frame stays under the protocol's
+/// frame limit with room for JSON escaping.
+pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 256 * 1024;
+
+impl Config {
+    pub fn new(server: &str, name: &str, token: &str) -> Self {
+        Self {
+            server: server.to_owned(),
+            name: DeviceName::from(name),
+            token: token.to_owned(),
+            kind: "laptop".to_owned(),
+            workdir: PathBuf::from("weft-work"),
+            max_concurrency: 4,
+            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+            http_timeout: Duration::from_secs(30),
+            reconnect_min: Duration::from_millis(200),
+            reconnect_max: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Checks every field; the error says which one is wrong and why.
+    pub fn validate(&self) -> Result<(), Error> {
+        if !weft_protocol::ids::valid_device_name(self.name.as_str()) {
+            return Err(Error::Config(format!(
+                "device name `{}`: use 1-64 letters, digits, '-' or '_'",
+                self.name
+            )));
+        }
+        if self.token.trim().is_empty() {
+            return Err(Error::Config(
+                "no device token: set WEFT_DEVICE_TOKEN or --token-file (from `weft device add`)"
+                    .into(),
+            ));
+        }
+        if self.max_concurrency == 0 || self.max_concurrency > 1024 {
+            return Err(Error::Config("max concurrency must be 1..=1024".into()));
+        }
+        if self.max_output_bytes == 0 || self.max_output_bytes > 512 * 1024 {
+            return Err(Error::Config(
+                "max output bytes must be 1..=524288 (results must fit one 1 MiB frame)".into(),
+            ));
+        }
+        self.ws_url().map(|_| ())
+    }
+
+    /// The WebSocket URL of the agent endpoint, derived from the base URL.
+    pub fn ws_url(&self) -> Result<String, Error> {
+        let base = self.server.trim().trim_end_matches('/');
+        let rest = if let Some(r) = base.strip_prefix("http://") {
+            r
+        } else if let Some(r) = base.strip_prefix("ws://") {
+            r
+        } else if base.starts_with("https://") || base.starts_with("wss://") {
+            return Err(Error::Config(format!(
+                "server `{base}`: this agent speaks plain ws:// only; put the TLS proxy's plain \
+                 side on a private network or use http://"
+            )));
+        } else {
+            return Err(Error::Config(format!(
+                "server `{base}` must be an http:// URL such as http://127.0.0.1:7600"
+            )));
+        };
+        let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        if host.is_empty() {
+            return Err(Error::Config(format!("server `{base}` has no host")));
+        }
+        if path.ends_with(AGENT_WS_PATH) {
+            Ok(format!("ws://{host}{path}"))
+        } else {
+            Ok(format!("ws://{host}{path}{AGENT_WS_PATH}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(server: &str) -> Result<String, Error> {
+        Config::new(server, "laptop", "t").ws_url()
+    }
+
+    #[test]
+    fn ws_url_is_derived_from_the_base_url() {
+        assert_eq!(url("http://127.0.0.1:7600").unwrap(), "ws://127.0.0.1:7600/v1/agent");
+        assert_eq!(url("http://h:1/").unwrap(), "ws://h:1/v1/agent");
+        assert_eq!(url("http://h:1/weft").unwrap(), "ws://h:1/weft/v1/agent");
+        assert_eq!(url("ws://h:1/v1/agent").unwrap(), "ws://h:1/v1/agent");
+        assert!(url("https://h").is_err());
+        assert!(url("h:1").is_err());
+        assert!(url("http://").is_err());
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let mut c = Config::new("http://h:1", "laptop", "tok");
+        assert!(c.validate().is_ok());
+        c.token = " ".into();
+        assert!(c.validate().unwrap_err().to_string().contains("token"));
+        let mut c = Config::new("http://h:1", "../x", "tok");
+        assert!(c.validate().unwrap_err().to_string().contains("name"));
+        c.name = "ok".into();
+        c.max_concurrency = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("concurrency"));
+    }
+
+    #[test]
+    fn debug_hides_the_token() {
+        let c = Config::new("http://h:1", "laptop", "sekrit");
+        assert!(!format!("{c:?}").contains("sekrit"));
+    }
+}
