@@ -24,9 +24,8 @@ use crate::exec::{self, Ctx, Outcome};
 use crate::outbox::Outbox;
 use crate::{Config, Error};
 
-type Ws = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Refusal codes after which reconnecting cannot help.
 const FATAL_REFUSALS: [&str; 2] = ["bad_token", "unsupported_version"];
@@ -34,8 +33,14 @@ const FATAL_REFUSALS: [&str; 2] = ["bad_token", "unsupported_version"];
 /// What running attempts tell the agent.
 #[derive(Debug)]
 enum Report {
-    Progress { attempt: AttemptId, message: String },
-    Done { attempt: AttemptId, outcome: Outcome },
+    Progress {
+        attempt: AttemptId,
+        message: String,
+    },
+    Done {
+        attempt: AttemptId,
+        outcome: Outcome,
+    },
 }
 
 /// How a session ended.
@@ -222,7 +227,9 @@ impl Agent {
                 }
             }
             Ok(other) => Ok(Err(format!("expected welcome, got {other:?}"))),
-            Err(e) => Ok(Err(format!("the orchestrator sent a frame this agent cannot read: {e}"))),
+            Err(e) => Ok(Err(format!(
+                "the orchestrator sent a frame this agent cannot read: {e}"
+            ))),
         }
     }
 
@@ -285,11 +292,10 @@ impl Agent {
                             .then_some(AgentMsg::Progress { attempt_id: attempt, message }),
                         Report::Done { attempt, outcome } => self.finished(attempt, outcome),
                     };
-                    if let Some(frame) = frame {
-                        if let Err(e) = send(&mut ws, &frame).await {
+                    if let Some(frame) = frame
+                        && let Err(e) = send(&mut ws, &frame).await {
                             return lost(format!("send failed: {e}"));
                         }
-                    }
                 }
                 frame = ws.next() => {
                     last_heard = Instant::now();
@@ -306,11 +312,10 @@ impl Agent {
                             None
                         }
                     };
-                    if let Some(reply) = reply {
-                        if let Err(e) = send(&mut ws, &reply).await {
+                    if let Some(reply) = reply
+                        && let Err(e) = send(&mut ws, &reply).await {
                             return lost(format!("send failed: {e}"));
                         }
-                    }
                 }
                 _ = tick.tick() => {
                     if last_heard.elapsed() > heartbeat * 3 {
@@ -445,7 +450,9 @@ async fn send(ws: &mut Ws, msg: &AgentMsg) -> Result<(), tokio_tungstenite::tung
 /// Makes sure a result frame fits the protocol's frame limit: if it does not, its output is
 /// replaced by a note saying so (the summary is kept, shortened).
 fn fit_frame(msg: AgentMsg) -> AgentMsg {
-    let len = serde_json::to_vec(&msg).map(|v| v.len()).unwrap_or(usize::MAX);
+    let len = serde_json::to_vec(&msg)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
     if len <= MAX_FRAME_BYTES - 1024 {
         return msg;
     }

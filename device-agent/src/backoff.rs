@@ -47,7 +47,11 @@ mod tests {
         let steps = [100u64, 200, 400, 800, 800, 800];
         for want in steps {
             let d = b.next_delay().as_millis() as u64;
-            assert!(d >= want / 2 && d <= want, "{d} not in [{}, {want}]", want / 2);
+            assert!(
+                d >= want / 2 && d <= want,
+                "{d} not in [{}, {want}]",
+                want / 2
+            );
         }
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(100));

@@ -133,7 +133,10 @@ mod tests {
 
     #[test]
     fn ws_url_is_derived_from_the_base_url() {
-        assert_eq!(url("http://127.0.0.1:7600").unwrap(), "ws://127.0.0.1:7600/v1/agent");
+        assert_eq!(
+            url("http://127.0.0.1:7600").unwrap(),
+            "ws://127.0.0.1:7600/v1/agent"
+        );
         assert_eq!(url("http://h:1/").unwrap(), "ws://h:1/v1/agent");
         assert_eq!(url("http://h:1/weft").unwrap(), "ws://h:1/weft/v1/agent");
         assert_eq!(url("ws://h:1/v1/agent").unwrap(), "ws://h:1/v1/agent");
@@ -152,7 +155,12 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("name"));
         c.name = "ok".into();
         c.max_concurrency = 0;
-        assert!(c.validate().unwrap_err().to_string().contains("concurrency"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("concurrency")
+        );
     }
 
     #[test]

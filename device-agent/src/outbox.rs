@@ -62,7 +62,10 @@ mod tests {
         let mut o = Outbox::default();
         o.put("b".into(), heartbeat());
         o.put("a".into(), heartbeat());
-        assert_eq!(o.attempts().map(|a| a.as_str()).collect::<Vec<_>>(), ["b", "a"]);
+        assert_eq!(
+            o.attempts().map(|a| a.as_str()).collect::<Vec<_>>(),
+            ["b", "a"]
+        );
         assert!(o.ack(&"b".into()));
         assert!(!o.ack(&"b".into()));
         assert_eq!(o.len(), 1);

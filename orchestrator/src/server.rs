@@ -41,7 +41,8 @@ pub async fn start(
         })?,
     };
     let store = Store::open(&opts.db).await?;
-    let (engine, engine_join) = Engine::start(store.clone(), opts.clone(), shutdown.clone()).await?;
+    let (engine, engine_join) =
+        Engine::start(store.clone(), opts.clone(), shutdown.clone()).await?;
     let planner: Arc<dyn Planner> = Arc::new(RulesPlanner::new());
     let allowed: Vec<String> = opts.host_allowlist(addr);
     let state = AppState {

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use serde::{Serialize, de::DeserializeOwned};
 use sqlx::Row;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use weft_protocol::rest::{AttemptView, EdgeView, Event, EventKind, RequestView, TaskView};
 use weft_protocol::{
     Action, AttemptId, AttemptStatus, DeviceName, EdgeKind, ErrorInfo, RequestId, RequestStatus,
@@ -425,10 +427,11 @@ impl Store {
 
     /// The most recent requests, newest first.
     pub async fn list_requests(&self, limit: u32) -> Result<Vec<RequestView>, Error> {
-        let ids = sqlx::query("SELECT id FROM requests ORDER BY created_at_ms DESC, id DESC LIMIT ?")
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
+        let ids =
+            sqlx::query("SELECT id FROM requests ORDER BY created_at_ms DESC, id DESC LIMIT ?")
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
         let mut out = Vec::with_capacity(ids.len());
         for r in ids {
             if let Some(v) = self.request_view(&RequestId(r.get("id"))).await? {

@@ -36,12 +36,15 @@ fn decode(msg: &Message) -> Result<Option<AgentMsg>, ErrorInfo> {
             if t.len() > MAX_FRAME_BYTES {
                 return Err(ErrorInfo::new(
                     "frame_too_large",
-                    format!("frames are limited to {MAX_FRAME_BYTES} bytes, got {}", t.len()),
+                    format!(
+                        "frames are limited to {MAX_FRAME_BYTES} bytes, got {}",
+                        t.len()
+                    ),
                 ));
             }
-            serde_json::from_str(t.as_str())
-                .map(Some)
-                .map_err(|e| ErrorInfo::new("bad_frame", format!("not a valid protocol message: {e}")))
+            serde_json::from_str(t.as_str()).map(Some).map_err(|e| {
+                ErrorInfo::new("bad_frame", format!("not a valid protocol message: {e}"))
+            })
         }
         Message::Binary(_) => Err(ErrorInfo::new(
             "bad_frame",
@@ -53,7 +56,9 @@ fn decode(msg: &Message) -> Result<Option<AgentMsg>, ErrorInfo> {
 
 fn text(msg: &ServerMsg) -> Message {
     // Serializing our own enum cannot fail.
-    Message::Text(Utf8Bytes::from(serde_json::to_string(msg).unwrap_or_default()))
+    Message::Text(Utf8Bytes::from(
+        serde_json::to_string(msg).unwrap_or_default(),
+    ))
 }
 
 async fn close_with(socket: &mut WebSocket, msg: ServerMsg, reason: &'static str) {
@@ -131,7 +136,12 @@ pub async fn serve(mut socket: WebSocket, engine: Handle, settings: ConnSettings
         }
         Err(_) => {
             let e = ErrorInfo::new("shutting_down", "the orchestrator is shutting down");
-            close_with(&mut socket, ServerMsg::Refused { error: e }, "shutting down").await;
+            close_with(
+                &mut socket,
+                ServerMsg::Refused { error: e },
+                "shutting down",
+            )
+            .await;
             return;
         }
     };
@@ -162,7 +172,9 @@ pub async fn serve(mut socket: WebSocket, engine: Handle, settings: ConnSettings
             Err(_) => {
                 tracing::warn!(device = %device, "no frame for 3 heartbeat intervals; closing");
                 let e = ErrorInfo::new("heartbeat_timeout", "no heartbeat received in time");
-                let _ = ctrl_tx.send(Ctrl::Frame(ServerMsg::Error { error: e })).await;
+                let _ = ctrl_tx
+                    .send(Ctrl::Frame(ServerMsg::Error { error: e }))
+                    .await;
                 let _ = ctrl_tx.send(Ctrl::Close("heartbeat timeout")).await;
                 graceful = true;
                 break;
@@ -172,7 +184,7 @@ pub async fn serve(mut socket: WebSocket, engine: Handle, settings: ConnSettings
         };
         match decode(&msg) {
             Ok(Some(m)) => {
-                if engine.from_agent(device.clone(), conn, m).await.is_err() {
+                if engine.agent_msg(device.clone(), conn, m).await.is_err() {
                     break;
                 }
             }
@@ -183,18 +195,22 @@ pub async fn serve(mut socket: WebSocket, engine: Handle, settings: ConnSettings
             }
             Err(e) => {
                 tracing::warn!(device = %device, code = %e.code, "bad frame from agent; closing");
-                let _ = ctrl_tx.send(Ctrl::Frame(ServerMsg::Error { error: e })).await;
+                let _ = ctrl_tx
+                    .send(Ctrl::Frame(ServerMsg::Error { error: e }))
+                    .await;
                 let _ = ctrl_tx.send(Ctrl::Close("bad frame")).await;
                 graceful = true;
                 break;
             }
         }
     }
-    engine.disconnected(device, conn).await;
     if graceful {
-        // Let the writer flush the error and the close frame.
+        // Let the writer flush the error and the close frame before the engine drops this
+        // connection's queue (which would end the writer at once).
         let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+        engine.disconnected(device, conn).await;
     } else {
+        engine.disconnected(device, conn).await;
         stop.cancel();
         let _ = writer.await;
     }
@@ -213,18 +229,20 @@ async fn write_loop(
     let mut close_reason = "closing";
     loop {
         let res = tokio::select! {
+            // Control frames (an error, then close) go before anything else queued.
+            biased;
             _ = stop.cancelled() => break,
-            m = out.recv() => match m {
-                Some(m) => sink.send(text(&m)).await,
-                // The engine dropped this connection (shutdown, replaced, or too slow).
-                None => break,
-            },
             c = ctrl.recv() => match c {
                 Some(Ctrl::Frame(m)) => sink.send(text(&m)).await,
                 Some(Ctrl::Close(reason)) => {
                     close_reason = reason;
                     break;
                 }
+                None => break,
+            },
+            m = out.recv() => match m {
+                Some(m) => sink.send(text(&m)).await,
+                // The engine dropped this connection (shutdown, replaced, or too slow).
                 None => break,
             },
             _ = tick.tick() => sink.send(text(&ServerMsg::Heartbeat {})).await,
@@ -237,7 +255,11 @@ async fn write_loop(
         Duration::from_secs(1),
         sink.send(Message::Close(Some(CloseFrame {
             // 1000: normal closure; 1008: policy violation (bad frame, silence).
-            code: if close_reason == "closing" { 1000 } else { 1008 },
+            code: if close_reason == "closing" {
+                1000
+            } else {
+                1008
+            },
             reason: Utf8Bytes::from_static(close_reason),
         }))),
     )

@@ -38,7 +38,9 @@ pub enum AgentMsg {
     },
     Heartbeat {},
     /// The agent has started the attempt.
-    Accept { attempt_id: AttemptId },
+    Accept {
+        attempt_id: AttemptId,
+    },
     /// The agent will not run the attempt.
     Reject {
         attempt_id: AttemptId,
@@ -82,7 +84,9 @@ pub enum ServerMsg {
         reattached: Vec<AttemptId>,
     },
     /// The hello was refused; the orchestrator closes the connection after this frame.
-    Refused { error: ErrorInfo },
+    Refused {
+        error: ErrorInfo,
+    },
     Heartbeat {},
     /// Run one attempt of a task.
     Assign {
@@ -101,11 +105,18 @@ pub enum ServerMsg {
         max_turns: u32,
     },
     /// The result of this attempt is stored; the agent may drop it from its outbox.
-    Ack { attempt_id: AttemptId },
+    Ack {
+        attempt_id: AttemptId,
+    },
     /// Stop this attempt (kill its process group) and report it `cancelled`.
-    Cancel { attempt_id: AttemptId, reason: String },
+    Cancel {
+        attempt_id: AttemptId,
+        reason: String,
+    },
     /// A frame the orchestrator refused. Fatal errors are followed by a close.
-    Error { error: ErrorInfo },
+    Error {
+        error: ErrorInfo,
+    },
 }
 
 #[cfg(test)]

@@ -23,7 +23,10 @@ fn lexical(workdir: &Path, path: &str) -> Result<PathBuf, Outcome> {
     if path.trim().is_empty() || path.contains('\0') {
         return Err(outside(path));
     }
-    if !p.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
+    if !p
+        .components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+    {
         return Err(outside(path));
     }
     Ok(workdir.join(p))
@@ -60,7 +63,11 @@ async fn try_write(path: &str, content: &str, ctx: &Ctx<'_>) -> Result<Outcome, 
     if content.len() > ctx.max_output_bytes {
         return Err(Outcome::failed(
             "content_too_large",
-            format!("{} bytes is above this agent's limit of {}", content.len(), ctx.max_output_bytes),
+            format!(
+                "{} bytes is above this agent's limit of {}",
+                content.len(),
+                ctx.max_output_bytes
+            ),
         ));
     }
     let target = lexical(ctx.workdir, path)?;
@@ -84,13 +91,13 @@ async fn try_write(path: &str, content: &str, ctx: &Ctx<'_>) -> Result<Outcome, 
     tokio::fs::create_dir_all(&parent)
         .await
         .map_err(|e| io_error("create the directory of", path, &e))?;
-    if let Ok(meta) = tokio::fs::symlink_metadata(&target).await {
-        if meta.file_type().is_symlink() {
-            let real = tokio::fs::canonicalize(&target)
-                .await
-                .map_err(|_| outside(path))?;
-            inside(ctx.workdir, &real, path).await?;
-        }
+    if let Ok(meta) = tokio::fs::symlink_metadata(&target).await
+        && meta.file_type().is_symlink()
+    {
+        let real = tokio::fs::canonicalize(&target)
+            .await
+            .map_err(|_| outside(path))?;
+        inside(ctx.workdir, &real, path).await?;
     }
     tokio::fs::write(&target, content)
         .await
@@ -149,12 +156,18 @@ mod tests {
         let c = ctx(dir.path(), &http);
         let w = write("notes/a.txt", "hello\nfile", &c).await;
         assert_eq!(w.status, ResultStatus::Succeeded, "{w:?}");
-        assert_eq!(std::fs::read_to_string(dir.path().join("notes/a.txt")).unwrap(), "hello\nfile");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("notes/a.txt")).unwrap(),
+            "hello\nfile"
+        );
         let r = read("./notes/a.txt", &c).await;
         assert_eq!(r.output.data["content"], "hello\nfile");
         assert_eq!(r.output.summary, "file");
         assert_eq!(code(&read("missing.txt", &c).await), "not_found");
-        assert_eq!(code(&write("big.txt", &"x".repeat(65), &c).await), "content_too_large");
+        assert_eq!(
+            code(&write("big.txt", &"x".repeat(65), &c).await),
+            "content_too_large"
+        );
     }
 
     #[tokio::test]
@@ -167,7 +180,11 @@ mod tests {
         let c = ctx(&work, &http);
         for bad in ["../secret", "/etc/passwd", "a/../../secret", "", "  "] {
             assert_eq!(code(&read(bad, &c).await), "path_outside_workdir", "{bad}");
-            assert_eq!(code(&write(bad, "x", &c).await), "path_outside_workdir", "{bad}");
+            assert_eq!(
+                code(&write(bad, "x", &c).await),
+                "path_outside_workdir",
+                "{bad}"
+            );
         }
         #[cfg(unix)]
         {
@@ -176,9 +193,15 @@ mod tests {
             assert_eq!(code(&read("up/secret", &c).await), "path_outside_workdir");
             assert_eq!(code(&read("link", &c).await), "path_outside_workdir");
             assert_eq!(code(&write("link", "x", &c).await), "path_outside_workdir");
-            assert_eq!(code(&write("up/new/file", "x", &c).await), "path_outside_workdir");
+            assert_eq!(
+                code(&write("up/new/file", "x", &c).await),
+                "path_outside_workdir"
+            );
             assert!(!dir.path().join("new").exists());
-            assert_eq!(std::fs::read_to_string(dir.path().join("secret")).unwrap(), "s");
+            assert_eq!(
+                std::fs::read_to_string(dir.path().join("secret")).unwrap(),
+                "s"
+            );
         }
     }
 }

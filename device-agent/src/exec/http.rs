@@ -29,8 +29,8 @@ pub async fn get(url: &str, ctx: &Ctx<'_>) -> Outcome {
         let mut cut = false;
         let mut stream = resp.bytes_stream();
         while let Some(chunk) = stream.next().await {
-            let chunk =
-                chunk.map_err(|e| Outcome::failed("http_unreachable", format!("GET {url}: {e}")))?;
+            let chunk = chunk
+                .map_err(|e| Outcome::failed("http_unreachable", format!("GET {url}: {e}")))?;
             let room = ctx.max_output_bytes.saturating_sub(body.len());
             body.extend_from_slice(&chunk[..chunk.len().min(room)]);
             if chunk.len() > room {
@@ -46,8 +46,12 @@ pub async fn get(url: &str, ctx: &Ctx<'_>) -> Outcome {
             "body": text,
             "truncated": cut || cut_utf8,
         });
-        let summary = format!("HTTP {} from {url} ({} bytes{})", status.as_u16(), body.len(),
-            if cut { ", truncated" } else { "" });
+        let summary = format!(
+            "HTTP {} from {url} ({} bytes{})",
+            status.as_u16(),
+            body.len(),
+            if cut { ", truncated" } else { "" }
+        );
         if status.is_success() {
             Ok(Outcome::succeeded(summary, data))
         } else {
@@ -62,7 +66,10 @@ pub async fn get(url: &str, ctx: &Ctx<'_>) -> Outcome {
         Ok(Ok(o) | Err(o)) => o,
         Err(_) => Outcome::failed(
             "timeout",
-            format!("GET {url} took longer than {} s", ctx.http_timeout.as_secs_f64()),
+            format!(
+                "GET {url} took longer than {} s",
+                ctx.http_timeout.as_secs_f64()
+            ),
         ),
     }
 }

@@ -76,7 +76,10 @@ async fn read_capped(r: Option<impl AsyncRead + Unpin>, buf: &mut Vec<u8>, max: 
 
 pub async fn run(line: &str, ctx: &Ctx<'_>) -> Outcome {
     if let Err(e) = tokio::fs::create_dir_all(ctx.workdir).await {
-        return Outcome::failed("workdir_unavailable", format!("cannot create the workdir: {e}"));
+        return Outcome::failed(
+            "workdir_unavailable",
+            format!("cannot create the workdir: {e}"),
+        );
     }
     let mut cmd = command(line);
     cmd.current_dir(ctx.workdir)
@@ -133,7 +136,11 @@ pub async fn run(line: &str, ctx: &Ctx<'_>) -> Outcome {
         "truncated": cut || cut_out || cut_err,
     });
     let output = weft_protocol::TaskOutput {
-        summary: summary_of(if stdout.trim().is_empty() { &stderr } else { &stdout }),
+        summary: summary_of(if stdout.trim().is_empty() {
+            &stderr
+        } else {
+            &stdout
+        }),
         data,
     };
     match status.code() {

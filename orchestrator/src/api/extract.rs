@@ -25,7 +25,10 @@ where
                 ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "body_too_large",
-                    format!("the request body is larger than {} bytes", super::BODY_LIMIT),
+                    format!(
+                        "the request body is larger than {} bytes",
+                        super::BODY_LIMIT
+                    ),
                 )
             } else {
                 ApiError::bad_request("invalid_body", e.body_text())

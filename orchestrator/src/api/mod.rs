@@ -46,15 +46,15 @@ pub struct AppState {
 /// Builds the whole router.
 pub fn router(state: AppState) -> Router {
     let authed = Router::new()
-        .route(
-            "/v1/requests",
-            get(requests::list).post(requests::submit),
-        )
+        .route("/v1/requests", get(requests::list).post(requests::submit))
         .route("/v1/requests/{id}", get(requests::get_one))
         .route("/v1/requests/{id}/events", get(requests::events))
         .route("/v1/devices", get(devices::list).post(devices::add))
         .route("/openapi.json", get(openapi::serve))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_api_token));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_api_token,
+        ));
     Router::new()
         .route("/healthz", get(healthz))
         .route(weft_protocol::AGENT_WS_PATH, get(agent_ws))
@@ -89,7 +89,12 @@ async fn check_host(State(state): State<AppState>, req: Request, next: Next) -> 
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().authority().map(|a| a.as_str()));
     match host {
-        Some(h) if state.allowed_hosts.iter().any(|a| a.eq_ignore_ascii_case(h)) => {
+        Some(h)
+            if state
+                .allowed_hosts
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(h)) =>
+        {
             next.run(req).await
         }
         other => {

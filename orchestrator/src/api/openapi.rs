@@ -7,7 +7,9 @@ use weft_protocol::rest::{
     AttemptView, CreateDevice, DeviceCreated, DeviceStatus, DeviceView, EdgeView, ErrorBody, Event,
     EventKind, RequestView, SubmitRequest, TaskView,
 };
-use weft_protocol::{Action, AttemptStatus, EdgeKind, ErrorInfo, RequestStatus, TaskOutput, TaskStatus};
+use weft_protocol::{
+    Action, AttemptStatus, EdgeKind, ErrorInfo, RequestStatus, TaskOutput, TaskStatus,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -36,7 +38,10 @@ struct BearerAuth;
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
     }
 }
 

@@ -43,7 +43,10 @@ pub async fn submit(
 ) -> Result<(StatusCode, Json<RequestView>), ApiError> {
     let text = body.text.trim();
     if text.is_empty() {
-        return Err(ApiError::bad_request("empty_request", "the request text is empty"));
+        return Err(ApiError::bad_request(
+            "empty_request",
+            "the request text is empty",
+        ));
     }
     if text.len() > MAX_REQUEST_TEXT_BYTES {
         return Err(ApiError::new(
@@ -67,11 +70,10 @@ pub async fn submit(
         .engine
         .create(text.to_owned(), state.planner.name(), plan)
         .await?;
-    let view = state
-        .store
-        .request_view(&id)
-        .await?
-        .ok_or_else(|| ApiError::from(crate::Error::Corrupt(format!("request {id} vanished"))))?;
+    let view =
+        state.store.request_view(&id).await?.ok_or_else(|| {
+            ApiError::from(crate::Error::Corrupt(format!("request {id} vanished")))
+        })?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -179,8 +181,16 @@ impl Feed {
                 None => match self.live.recv().await {
                     Ok(ev) => ev,
                     Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::debug!(missed = n, "event subscriber lagged; re-reading the journal");
-                        self.past = self.store.events_after(&self.id, self.last).await.ok()?.into();
+                        tracing::debug!(
+                            missed = n,
+                            "event subscriber lagged; re-reading the journal"
+                        );
+                        self.past = self
+                            .store
+                            .events_after(&self.id, self.last)
+                            .await
+                            .ok()?
+                            .into();
                         continue;
                     }
                     Err(broadcast::error::RecvError::Closed) => return None,
@@ -190,10 +200,10 @@ impl Feed {
                 continue;
             }
             self.last = ev.seq;
-            if let EventKind::RequestStatus { status, .. } = &ev.kind {
-                if status.is_terminal() {
-                    self.done = true;
-                }
+            if let EventKind::RequestStatus { status, .. } = &ev.kind
+                && status.is_terminal()
+            {
+                self.done = true;
             }
             return Some(ev);
         }

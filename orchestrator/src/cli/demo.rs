@@ -26,7 +26,11 @@ pub struct DemoArgs {
     pub timeout_secs: u64,
 }
 
-const DEVICES: [(&str, &str); 3] = [("laptop", "laptop"), ("server", "server"), ("phone", "phone")];
+const DEVICES: [(&str, &str); 3] = [
+    ("laptop", "laptop"),
+    ("server", "server"),
+    ("phone", "phone"),
+];
 
 /// How to start an agent: the `weft-agent` binary next to this one if it was built, otherwise
 /// this binary's own `weft agent` subcommand (the same code).
@@ -56,7 +60,10 @@ fn spawn_agent(
         .args(["--max-concurrency", "2"])
         // The token goes through the environment, never the command line.
         .env("WEFT_DEVICE_TOKEN", token)
-        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .kill_on_drop(true)
@@ -74,7 +81,10 @@ async fn stop_agents(children: &mut [Child]) {
         }
     }
     for c in children.iter_mut() {
-        if tokio::time::timeout(Duration::from_secs(5), c.wait()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(5), c.wait())
+            .await
+            .is_err()
+        {
             let _ = c.kill().await;
         }
     }
@@ -150,7 +160,10 @@ async fn wait_online(client: &Client) -> anyhow::Result<()> {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
-            bail!("only {online} of {} agents connected within 30 s", DEVICES.len());
+            bail!(
+                "only {online} of {} agents connected within 30 s",
+                DEVICES.len()
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -20,7 +20,11 @@ use crate::config::default_data_dir;
 use crate::{ServeOptions, server, token};
 
 #[derive(Debug, Parser)]
-#[command(name = "weft", version, about = "weft: run one request across your laptops, phones and servers")]
+#[command(
+    name = "weft",
+    version,
+    about = "weft: run one request across your laptops, phones and servers"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub cmd: Cmd,
@@ -124,7 +128,11 @@ pub struct ServeArgs {
     #[arg(long, env = "WEFT_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
     /// Other `Host` values to answer to, e.g. `weft.lan:7600` (repeat or comma-separate).
-    #[arg(long = "allowed-host", env = "WEFT_ALLOWED_HOSTS", value_delimiter = ',')]
+    #[arg(
+        long = "allowed-host",
+        env = "WEFT_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
     pub allowed_hosts: Vec<String>,
     /// Heartbeat interval in milliseconds (both directions).
     #[arg(long, env = "WEFT_HEARTBEAT_MS", default_value_t = 5000)]
@@ -236,7 +244,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 .context("gave up watching: --timeout-secs passed")??;
             let view = client.request(view.id.as_str()).await?;
             println!("\n{}", render::request(&view));
-            Ok(if view.status == RequestStatus::Succeeded { 0 } else { 1 })
+            Ok(if view.status == RequestStatus::Succeeded {
+                0
+            } else {
+                1
+            })
         }
         Cmd::Status { id, conn } => {
             let view = conn.client()?.request(&id).await?;
@@ -264,7 +276,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Cmd::Device(DeviceCmd::Add { name, kind, conn }) => {
             let created = conn.client()?.add_device(&name, &kind).await?;
-            println!("registered {} ({}). Its token is shown only now.", created.name, created.kind);
+            println!(
+                "registered {} ({}). Its token is shown only now.",
+                created.name, created.kind
+            );
             println!("On the device, run:\n");
             println!(
                 "  WEFT_DEVICE_TOKEN={} weft-agent --server {} --name {} --kind {}",

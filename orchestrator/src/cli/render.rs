@@ -79,13 +79,18 @@ pub fn request(view: &RequestView) -> String {
             t.attempts.len(),
             if t.attempts.len() == 1 { "" } else { "s" }
         );
-        if let Some(o) = &t.output {
-            if !o.summary.is_empty() {
-                let _ = writeln!(s, "         output: {}", one_line(&o.summary, 160));
-            }
+        if let Some(o) = &t.output
+            && !o.summary.is_empty()
+        {
+            let _ = writeln!(s, "         output: {}", one_line(&o.summary, 160));
         }
         if let Some(e) = &t.error {
-            let _ = writeln!(s, "         error: {}: {}", e.code, one_line(&e.message, 160));
+            let _ = writeln!(
+                s,
+                "         error: {}: {}",
+                e.code,
+                one_line(&e.message, 160)
+            );
         }
     }
     if view.edges.is_empty() {

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use petgraph::Direction;
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
-use petgraph::visit::EdgeRef;
+use petgraph::visit::{EdgeRef, IntoEdgeReferences};
 use weft_planner::{Plan, Target};
 use weft_protocol::rest::EdgeView;
 use weft_protocol::{
@@ -177,7 +177,10 @@ impl Graph {
     /// Upstream task ids of `id` (the tasks whose outputs it receives as inputs).
     pub fn upstream_ids(&self, id: &TaskId) -> Vec<TaskId> {
         match self.by_id.get(id) {
-            Some(&i) => self.upstream(i).map(|(u, _)| self.tasks[u].id.clone()).collect(),
+            Some(&i) => self
+                .upstream(i)
+                .map(|(u, _)| self.tasks[u].id.clone())
+                .collect(),
             None => Vec::new(),
         }
     }

@@ -124,7 +124,11 @@ impl Handle {
         self.call(|reply| Command::DeviceInfos { reply }).await
     }
 
-    pub async fn add_device(&self, name: DeviceName, kind: String) -> Result<DeviceCreated, ApiError> {
+    pub async fn add_device(
+        &self,
+        name: DeviceName,
+        kind: String,
+    ) -> Result<DeviceCreated, ApiError> {
         self.call(|reply| Command::AddDevice { name, kind, reply })
             .await?
     }
@@ -144,7 +148,12 @@ impl Handle {
     }
 
     /// Forwards a decoded frame from a bound connection.
-    pub async fn from_agent(&self, device: DeviceName, conn: ConnId, msg: AgentMsg) -> Result<(), Error> {
+    pub async fn agent_msg(
+        &self,
+        device: DeviceName,
+        conn: ConnId,
+        msg: AgentMsg,
+    ) -> Result<(), Error> {
         self.tx
             .send(Command::FromAgent { device, conn, msg })
             .await

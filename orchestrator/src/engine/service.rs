@@ -66,6 +66,16 @@ struct Request {
     graph: Graph,
 }
 
+/// How a task ended: what [`Engine::task_ended`] records.
+#[derive(Debug)]
+struct Ending {
+    status: TaskStatus,
+    output: Option<TaskOutput>,
+    error: Option<ErrorInfo>,
+    /// The attempt that ended it and its device, if an attempt did.
+    attempt: Option<(AttemptId, DeviceName)>,
+}
+
 /// The engine service. Build with [`Engine::start`].
 #[derive(Debug)]
 pub struct Engine {
@@ -194,17 +204,17 @@ impl Engine {
                 self.schedule().await?;
             }
             Command::FromAgent { device, conn, msg } => {
-                self.from_agent(device, conn, msg).await?;
+                self.on_agent_msg(device, conn, msg).await?;
                 self.schedule().await?;
             }
             Command::Disconnected { device, conn } => {
-                if let Some(d) = self.devices.get_mut(&device) {
-                    if d.conn.as_ref().is_some_and(|(c, _)| *c == conn) {
-                        d.conn = None;
-                        d.row.last_seen_ms = Some(now_ms());
-                        tracing::info!(device = %device, in_flight = d.running.len(), "device disconnected");
-                        self.store.touch_device(&device, now_ms()).await?;
-                    }
+                if let Some(d) = self.devices.get_mut(&device)
+                    && d.conn.as_ref().is_some_and(|(c, _)| *c == conn)
+                {
+                    d.conn = None;
+                    d.row.last_seen_ms = Some(now_ms());
+                    tracing::info!(device = %device, in_flight = d.running.len(), "device disconnected");
+                    self.store.touch_device(&device, now_ms()).await?;
                 }
             }
         }
@@ -230,13 +240,13 @@ impl Engine {
         plan: Plan,
     ) -> Result<RequestId, Result<ApiError, Error>> {
         for t in &plan.tasks {
-            if let weft_planner::Target::Device(d) = &t.target {
-                if !self.devices.contains_key(d) {
-                    return Err(Ok(ApiError::unprocessable(
-                        "unknown_device",
-                        format!("task {} names device `{d}`, which is not registered", t.id),
-                    )));
-                }
+            if let weft_planner::Target::Device(d) = &t.target
+                && !self.devices.contains_key(d)
+            {
+                return Err(Ok(ApiError::unprocessable(
+                    "unknown_device",
+                    format!("task {} names device `{d}`, which is not registered", t.id),
+                )));
             }
         }
         let now = now_ms();
@@ -279,7 +289,11 @@ impl Engine {
                 error: None,
             },
         );
-        for t in graph.tasks().iter().filter(|t| t.status == TaskStatus::Ready) {
+        for t in graph
+            .tasks()
+            .iter()
+            .filter(|t| t.status == TaskStatus::Ready)
+        {
             b.event(&id, task_event(&t.id, TaskStatus::Ready));
         }
         self.commit(b).await.map_err(Err)?;
@@ -290,16 +304,14 @@ impl Engine {
 
     /// Records that `task` ended and settles what follows from it: downstream tasks become
     /// ready or skipped, and the request ends when every task has.
-    fn task_ended(
-        &mut self,
-        b: &mut Batch,
-        request: &RequestId,
-        task: &TaskId,
-        status: TaskStatus,
-        output: Option<TaskOutput>,
-        error: Option<ErrorInfo>,
-        attempt: Option<(&AttemptId, &DeviceName)>,
-    ) {
+    fn task_ended(&mut self, b: &mut Batch, request: &RequestId, task: &TaskId, end: Ending) {
+        let Ending {
+            status,
+            output,
+            error,
+            attempt,
+        } = end;
+        let attempt = attempt.as_ref().map(|(a, d)| (a, d));
         let Some(req) = self.requests.get_mut(request) else {
             return;
         };
@@ -577,7 +589,9 @@ impl Engine {
         }
         if kind.is_empty()
             || kind.len() > 32
-            || !kind.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+            || !kind
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
         {
             return Ok(Err(ApiError::bad_request(
                 "invalid_device_kind",
@@ -684,16 +698,20 @@ impl Engine {
                 "device_lost",
                 format!("device `{}` reconnected without this attempt", hello.device),
             );
-            if let Some(live) = self.end_attempt(&mut b, &id, AttemptStatus::Lost, Some(err.clone())) {
+            if let Some(live) =
+                self.end_attempt(&mut b, &id, AttemptStatus::Lost, Some(err.clone()))
+            {
                 tracing::warn!(attempt = %id, device = %hello.device, "attempt lost");
                 self.task_ended(
                     &mut b,
                     &live.request,
                     &live.task,
-                    TaskStatus::Failed,
-                    None,
-                    Some(err),
-                    Some((&id, &live.device)),
+                    Ending {
+                        status: TaskStatus::Failed,
+                        output: None,
+                        error: Some(err),
+                        attempt: Some((id.clone(), live.device.clone())),
+                    },
                 );
             }
         }
@@ -713,7 +731,7 @@ impl Engine {
 
     // ---- agent messages ------------------------------------------------------------------
 
-    async fn from_agent(
+    async fn on_agent_msg(
         &mut self,
         device: DeviceName,
         conn: ConnId,
@@ -733,7 +751,10 @@ impl Engine {
                 self.send(
                     &device,
                     ServerMsg::Error {
-                        error: ErrorInfo::new("bad_frame", "hello is only valid as the first frame"),
+                        error: ErrorInfo::new(
+                            "bad_frame",
+                            "hello is only valid as the first frame",
+                        ),
                     },
                 );
             }
@@ -786,34 +807,41 @@ impl Engine {
                     return self.refuse_foreign(&device, &attempt_id, "reject").await;
                 };
                 let mut b = Batch::default();
-                self.end_attempt(&mut b, &attempt_id, AttemptStatus::Rejected, Some(error.clone()));
+                self.end_attempt(
+                    &mut b,
+                    &attempt_id,
+                    AttemptStatus::Rejected,
+                    Some(error.clone()),
+                );
                 if error.code == "busy" {
                     // The device is full after all: put the task back in the queue.
-                    if let Some(r) = self.requests.get_mut(&live.request) {
-                        if r.graph.transition(&live.task, TaskStatus::Ready).is_ok() {
-                            if let Some(t) = r.graph.task_mut(&live.task) {
-                                t.attempt = None;
-                            }
-                            b.op(Op::UpdateTask {
-                                request_id: live.request.clone(),
-                                task_id: live.task.clone(),
-                                status: TaskStatus::Ready,
-                                device: None,
-                                output: None,
-                                error: None,
-                            });
-                            b.event(&live.request, task_event(&live.task, TaskStatus::Ready));
+                    if let Some(r) = self.requests.get_mut(&live.request)
+                        && r.graph.transition(&live.task, TaskStatus::Ready).is_ok()
+                    {
+                        if let Some(t) = r.graph.task_mut(&live.task) {
+                            t.attempt = None;
                         }
+                        b.op(Op::UpdateTask {
+                            request_id: live.request.clone(),
+                            task_id: live.task.clone(),
+                            status: TaskStatus::Ready,
+                            device: None,
+                            output: None,
+                            error: None,
+                        });
+                        b.event(&live.request, task_event(&live.task, TaskStatus::Ready));
                     }
                 } else {
                     self.task_ended(
                         &mut b,
                         &live.request,
                         &live.task,
-                        TaskStatus::Failed,
-                        None,
-                        Some(error),
-                        Some((&attempt_id, &device)),
+                        Ending {
+                            status: TaskStatus::Failed,
+                            output: None,
+                            error: Some(error),
+                            attempt: Some((attempt_id.clone(), device.clone())),
+                        },
                     );
                 }
                 self.commit(b).await?;
@@ -870,10 +898,12 @@ impl Engine {
                     &mut b,
                     &live.request,
                     &live.task,
-                    task_status,
-                    Some(output),
-                    error,
-                    Some((&attempt_id, &device)),
+                    Ending {
+                        status: task_status,
+                        output: Some(output),
+                        error,
+                        attempt: Some((attempt_id.clone(), device.clone())),
+                    },
                 );
                 self.commit(b).await?;
                 self.send(&device, ServerMsg::Ack { attempt_id });
@@ -884,7 +914,10 @@ impl Engine {
 
     /// The live attempt `id` if `device` holds it.
     fn owned(&self, device: &DeviceName, id: &AttemptId) -> Option<Live> {
-        self.attempts.get(id).filter(|l| &l.device == device).cloned()
+        self.attempts
+            .get(id)
+            .filter(|l| &l.device == device)
+            .cloned()
     }
 
     async fn refuse_foreign(
@@ -927,7 +960,9 @@ impl Engine {
                     self.opts.attempt_timeout.as_secs()
                 ),
             );
-            if let Some(live) = self.end_attempt(&mut b, &id, AttemptStatus::TimedOut, Some(err.clone())) {
+            if let Some(live) =
+                self.end_attempt(&mut b, &id, AttemptStatus::TimedOut, Some(err.clone()))
+            {
                 tracing::warn!(attempt = %id, device = %live.device, "attempt timed out");
                 self.send(
                     &live.device,
@@ -940,10 +975,12 @@ impl Engine {
                     &mut b,
                     &live.request,
                     &live.task,
-                    TaskStatus::Failed,
-                    None,
-                    Some(err),
-                    Some((&id, &live.device)),
+                    Ending {
+                        status: TaskStatus::Failed,
+                        output: None,
+                        error: Some(err),
+                        attempt: Some((id.clone(), live.device.clone())),
+                    },
                 );
             }
         }
@@ -952,8 +989,13 @@ impl Engine {
         let mut starved = Vec::new();
         for (rid, req) in &self.requests {
             for t in req.graph.tasks() {
-                if t.status == TaskStatus::Ready && now.saturating_sub(t.ready_since_ms) >= queue_ms {
-                    starved.push((rid.clone(), t.id.clone(), describe_target(&t.target, &t.capabilities)));
+                if t.status == TaskStatus::Ready && now.saturating_sub(t.ready_since_ms) >= queue_ms
+                {
+                    starved.push((
+                        rid.clone(),
+                        t.id.clone(),
+                        describe_target(&t.target, &t.capabilities),
+                    ));
                 }
             }
         }
@@ -965,7 +1007,17 @@ impl Engine {
                     self.opts.queue_timeout.as_secs()
                 ),
             );
-            self.task_ended(&mut b, &rid, &tid, TaskStatus::Failed, None, Some(err), None);
+            self.task_ended(
+                &mut b,
+                &rid,
+                &tid,
+                Ending {
+                    status: TaskStatus::Failed,
+                    output: None,
+                    error: Some(err),
+                    attempt: None,
+                },
+            );
         }
         self.commit(b).await?;
         self.schedule().await

@@ -7,10 +7,25 @@ use crate::harness::Harness;
 #[tokio::test]
 async fn every_route_but_healthz_needs_the_api_token() {
     let h = Harness::start().await;
-    let resp = h.http.get(format!("{}/healthz", h.base)).send().await.unwrap();
+    let resp = h
+        .http
+        .get(format!("{}/healthz", h.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    for path in ["/v1/requests", "/v1/devices", "/openapi.json", "/v1/requests/x"] {
-        let resp = h.http.get(format!("{}{path}", h.base)).send().await.unwrap();
+    for path in [
+        "/v1/requests",
+        "/v1/devices",
+        "/openapi.json",
+        "/v1/requests/x",
+    ] {
+        let resp = h
+            .http
+            .get(format!("{}{path}", h.base))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{path}");
         let body: serde_json::Value = resp.json().await.unwrap();
         assert_eq!(body["error"]["code"], "missing_api_token");

@@ -14,14 +14,22 @@ async fn malformed_bodies() {
     let h = Harness::start().await;
     let cases: &[(&[u8], &str)] = &[
         (b"{not json", "invalid_json"),
-        (br#"{"text": "on laptop run \"x\"", "extra": 1}"#, "invalid_json"),
+        (
+            br#"{"text": "on laptop run \"x\"", "extra": 1}"#,
+            "invalid_json",
+        ),
         (br#"{"txt": "hi"}"#, "invalid_json"),
         (br#"{"text": 5}"#, "invalid_json"),
         (b"", "invalid_json"),
     ];
     for (body, want) in cases {
         let (status, resp) = h.post_raw("/v1/requests", body.to_vec()).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{}", String::from_utf8_lossy(body));
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "{}",
+            String::from_utf8_lossy(body)
+        );
         assert_eq!(code(&resp), *want);
         assert!(!resp["error"]["message"].as_str().unwrap().is_empty());
     }
@@ -78,7 +86,12 @@ async fn unknown_device_is_named() {
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(code(&resp), "unknown_device");
-    assert!(resp["error"]["message"].as_str().unwrap().contains("toaster"));
+    assert!(
+        resp["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("toaster")
+    );
 }
 
 #[tokio::test]
@@ -128,7 +141,12 @@ async fn openapi_document_lists_the_routes() {
     let h = Harness::start().await;
     let (status, doc) = h.get("/openapi.json").await;
     assert_eq!(status, StatusCode::OK);
-    for path in ["/v1/requests", "/v1/requests/{id}", "/v1/requests/{id}/events", "/v1/devices"] {
+    for path in [
+        "/v1/requests",
+        "/v1/requests/{id}",
+        "/v1/requests/{id}/events",
+        "/v1/devices",
+    ] {
         assert!(doc["paths"].get(path).is_some(), "missing {path}");
     }
     assert!(doc["components"]["schemas"].get("RequestView").is_some());

@@ -68,7 +68,10 @@ async fn sequence_runs_in_order() {
     // t2 started only after t1 ended.
     let t1_end = v.tasks[0].attempts[0].ended_at_ms.unwrap();
     let t2_start = v.tasks[1].attempts[0].started_at_ms;
-    assert!(t2_start >= t1_end, "t2 started at {t2_start}, before t1 ended at {t1_end}");
+    assert!(
+        t2_start >= t1_end,
+        "t2 started at {t2_start}, before t1 ended at {t1_end}"
+    );
     h.stop().await;
 }
 
@@ -92,7 +95,12 @@ async fn fan_in_waits_for_three_devices() {
     let v = h.wait_done(v.id.as_str()).await;
     assert_eq!(v.status, RequestStatus::Succeeded, "{v:#?}");
     assert_eq!(
-        [device(&v, "t1"), device(&v, "t2"), device(&v, "t3"), device(&v, "t4")],
+        [
+            device(&v, "t1"),
+            device(&v, "t2"),
+            device(&v, "t3"),
+            device(&v, "t4")
+        ],
         ["server", "laptop", "phone", "laptop"]
     );
     assert_eq!(stdout(&v, "t4"), "done\n");

@@ -40,7 +40,9 @@ impl Harness {
         tweak(&mut opts);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let shutdown = CancellationToken::new();
-        let running = server::start(listener, opts, shutdown.clone()).await.unwrap();
+        let running = server::start(listener, opts, shutdown.clone())
+            .await
+            .unwrap();
         Self {
             addr: running.addr,
             base: format!("http://{}", running.addr),
@@ -59,7 +61,11 @@ impl Harness {
     /// A server with in-process agents `laptop`, `server` and `phone` connected.
     pub async fn with_three_agents() -> Self {
         let mut h = Self::start().await;
-        for (name, kind) in [("laptop", "laptop"), ("server", "server"), ("phone", "phone")] {
+        for (name, kind) in [
+            ("laptop", "laptop"),
+            ("server", "server"),
+            ("phone", "phone"),
+        ] {
             let token = h.add_device(name, kind).await;
             h.start_agent(name, kind, &token);
         }

@@ -29,7 +29,11 @@ async fn child_process_agents_run_a_multi_device_request() {
     }
     h.wait_online(2).await;
     let devices = h.devices().await;
-    assert!(devices.iter().all(|d| d.capabilities.contains(&"shell".to_string())));
+    assert!(
+        devices
+            .iter()
+            .all(|d| d.capabilities.contains(&"shell".to_string()))
+    );
     let v = h
         .submit(r#"on laptop run "echo $PPID > pid.txt; echo one" then on server run "echo two""#)
         .await;
@@ -42,7 +46,10 @@ async fn child_process_agents_run_a_multi_device_request() {
     // SIGTERM stops an agent cleanly and the device goes offline.
     for c in &children {
         let pid = c.id().unwrap().to_string();
-        std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
     }
     for c in &mut children {
         let status = tokio::time::timeout(Duration::from_secs(10), c.wait())
@@ -52,8 +59,16 @@ async fn child_process_agents_run_a_multi_device_request() {
         assert!(status.success(), "agent exited with {status}");
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while h.devices().await.iter().any(|d| d.status == weft_protocol::rest::DeviceStatus::Online) {
-        assert!(tokio::time::Instant::now() < deadline, "devices still online");
+    while h
+        .devices()
+        .await
+        .iter()
+        .any(|d| d.status == weft_protocol::rest::DeviceStatus::Online)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "devices still online"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     h.stop().await;

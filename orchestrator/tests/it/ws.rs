@@ -11,7 +11,8 @@ use weft_protocol::{AgentMsg, PROTOCOL_VERSION, RequestStatus, ServerMsg, TaskOu
 
 use crate::harness::Harness;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn open(h: &Harness) -> Ws {
     let (ws, _) = tokio_tungstenite::connect_async(h.ws_url()).await.unwrap();
@@ -86,7 +87,9 @@ async fn bad_frames_get_an_error_then_close_and_others_keep_working() {
     expect_error_then_close(&mut ws, "bad_frame").await;
 
     let mut ws = open(&h).await;
-    ws.send(Message::Binary(vec![1u8, 2, 3].into())).await.unwrap();
+    ws.send(Message::Binary(vec![1u8, 2, 3].into()))
+        .await
+        .unwrap();
     expect_error_then_close(&mut ws, "bad_frame").await;
 
     let mut ws = open(&h).await;
@@ -95,7 +98,9 @@ async fn bad_frames_get_an_error_then_close_and_others_keep_working() {
 
     let mut ws = open(&h).await;
     let big = json!({"type": "heartbeat", "pad": "x".repeat(weft_protocol::MAX_FRAME_BYTES)});
-    ws.send(Message::Text(big.to_string().into())).await.unwrap();
+    ws.send(Message::Text(big.to_string().into()))
+        .await
+        .unwrap();
     expect_error_then_close(&mut ws, "frame_too_large").await;
 
     // After a good hello, an invalid frame also ends that connection...
@@ -126,7 +131,11 @@ async fn silence_before_hello_times_out() {
 async fn wrong_or_missing_tokens_are_refused() {
     let h = Harness::start().await;
     let token = h.add_device("laptop", "laptop").await;
-    for (name, tok) in [("laptop", "wrong"), ("laptop", ""), ("ghost", token.as_str())] {
+    for (name, tok) in [
+        ("laptop", "wrong"),
+        ("laptop", ""),
+        ("ghost", token.as_str()),
+    ] {
         let mut ws = open(&h).await;
         send(&mut ws, &hello(name, tok)).await;
         expect_error_then_close(&mut ws, "bad_token").await;
@@ -141,8 +150,12 @@ async fn wrong_or_missing_tokens_are_refused() {
     }
     send(&mut ws, &old).await;
     expect_error_then_close(&mut ws, "unsupported_version").await;
-    assert!(h.devices().await.iter().all(|d| d.status
-        == weft_protocol::rest::DeviceStatus::Offline));
+    assert!(
+        h.devices()
+            .await
+            .iter()
+            .all(|d| d.status == weft_protocol::rest::DeviceStatus::Offline)
+    );
 }
 
 #[tokio::test]
@@ -194,7 +207,13 @@ async fn a_device_cannot_report_on_an_attempt_it_does_not_hold() {
     assert!(now.tasks[0].output.is_none());
 
     // The real holder finishes it; a second copy of its result is acknowledged, not applied.
-    send(&mut server, &AgentMsg::Accept { attempt_id: attempt_id.clone() }).await;
+    send(
+        &mut server,
+        &AgentMsg::Accept {
+            attempt_id: attempt_id.clone(),
+        },
+    )
+    .await;
     let result = AgentMsg::Result {
         attempt_id: attempt_id.clone(),
         status: ResultStatus::Succeeded,
@@ -205,7 +224,12 @@ async fn a_device_cannot_report_on_an_attempt_it_does_not_hold() {
         error: None,
     };
     send(&mut server, &result).await;
-    assert_eq!(recv(&mut server).await, Some(ServerMsg::Ack { attempt_id: attempt_id.clone() }));
+    assert_eq!(
+        recv(&mut server).await,
+        Some(ServerMsg::Ack {
+            attempt_id: attempt_id.clone()
+        })
+    );
     send(&mut server, &result).await;
     assert_eq!(recv(&mut server).await, Some(ServerMsg::Ack { attempt_id }));
     let done = h.wait_done(v.id.as_str()).await;

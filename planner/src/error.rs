@@ -1,0 +1,168 @@
+//! The crate's one error type, with a stable machine code per variant.
+
+/// What the rules planner reads, shown with every [`Error::Unplannable`].
+pub(crate) const GRAMMAR_HINT: &str = "The rules planner only reads: run \"CMD\", fetch URL, \
+     write \"TEXT\" to PATH, read PATH, joined by \"and\", \",\" or \"then\", each optionally \
+     \"on DEVICE\". For free-form requests, configure an LLM planner (coming in a later release).";
+
+/// Why a request could not be planned, or why a plan is not acceptable.
+///
+/// [`Error::code`] is the stable code the REST API returns; the `Display` text is the human
+/// message that goes with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The request text is empty or only whitespace.
+    #[error("the request is empty")]
+    Empty,
+
+    /// The plan has more tasks or edges than [`crate::Limits`] allow.
+    #[error("the plan has {count} {what}; the limit is {limit}")]
+    TooLarge {
+        /// What is counted: `"tasks"` or `"edges"`.
+        what: &'static str,
+        count: usize,
+        limit: usize,
+    },
+
+    /// The planner could not read (part of) the request.
+    ///
+    /// `understood` holds the parts it read, as written. `not_understood` holds one ready-to-show
+    /// description per part it could not read: the part in double quotes, sometimes followed by
+    /// the reason in parentheses (`"fetch ftp://x" (...)`), or a note such as
+    /// `nothing after "and" at the end`.
+    #[error("{}", unplannable_message(understood, not_understood))]
+    Unplannable {
+        understood: Vec<String>,
+        not_understood: Vec<String>,
+    },
+
+    /// `on NAME` names neither a registered device nor a device kind.
+    #[error("{}", unknown_device_message(name, known))]
+    UnknownDevice {
+        /// The name as written in the request.
+        name: String,
+        /// The registered device names, sorted.
+        known: Vec<String>,
+    },
+
+    /// A plan breaks a structural rule (duplicate id, dangling edge, cycle, …).
+    #[error("invalid plan: {0}")]
+    InvalidPlan(String),
+}
+
+impl Error {
+    /// The stable machine-readable code, used by the REST API.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Empty => "empty_request",
+            Error::TooLarge { .. } => "plan_too_large",
+            Error::Unplannable { .. } => "unplannable",
+            Error::UnknownDevice { .. } => "unknown_device",
+            Error::InvalidPlan(_) => "invalid_plan",
+        }
+    }
+}
+
+fn unplannable_message(understood: &[String], not_understood: &[String]) -> String {
+    let understood = if understood.is_empty() {
+        "nothing".to_owned()
+    } else {
+        understood.join(", ")
+    };
+    format!(
+        "could not plan this request (understood: {understood}; did not understand: {}). \
+         {GRAMMAR_HINT}",
+        not_understood.join(", ")
+    )
+}
+
+fn unknown_device_message(name: &str, known: &[String]) -> String {
+    let known = if known.is_empty() {
+        "no devices are registered".to_owned()
+    } else {
+        format!("registered: {}", known.join(", "))
+    };
+    format!("no registered device or device kind is called `{name}` ({known})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all() -> Vec<Error> {
+        vec![
+            Error::Empty,
+            Error::TooLarge {
+                what: "tasks",
+                count: 300,
+                limit: 256,
+            },
+            Error::Unplannable {
+                understood: vec![],
+                not_understood: vec!["\"x\"".into()],
+            },
+            Error::UnknownDevice {
+                name: "toaster".into(),
+                known: vec![],
+            },
+            Error::InvalidPlan("cycle".into()),
+        ]
+    }
+
+    #[test]
+    fn every_error_has_a_code_and_a_message() {
+        let mut codes: Vec<&str> = all().iter().map(Error::code).collect();
+        for e in all() {
+            assert!(!e.code().is_empty(), "{e:?}");
+            assert!(!e.to_string().trim().is_empty(), "{e:?}");
+        }
+        codes.dedup();
+        assert_eq!(
+            codes,
+            [
+                "empty_request",
+                "plan_too_large",
+                "unplannable",
+                "unknown_device",
+                "invalid_plan"
+            ]
+        );
+    }
+
+    #[test]
+    fn messages() {
+        let check = |e: Error, expect: &str| assert_eq!(e.to_string(), expect);
+        check(
+            Error::UnknownDevice {
+                name: "toaster".into(),
+                known: vec!["laptop".into(), "server".into()],
+            },
+            "no registered device or device kind is called `toaster` (registered: laptop, server)",
+        );
+        check(
+            Error::UnknownDevice {
+                name: "toaster".into(),
+                known: vec![],
+            },
+            "no registered device or device kind is called `toaster` (no devices are registered)",
+        );
+        check(
+            Error::TooLarge {
+                what: "edges",
+                count: 5000,
+                limit: 4096,
+            },
+            "the plan has 5000 edges; the limit is 4096",
+        );
+        check(
+            Error::Unplannable {
+                understood: vec!["on laptop run \"echo a\"".into()],
+                not_understood: vec!["\"make me a sandwich\"".into()],
+            },
+            &format!(
+                "could not plan this request (understood: on laptop run \"echo a\"; \
+                 did not understand: \"make me a sandwich\"). {GRAMMAR_HINT}"
+            ),
+        );
+    }
+}

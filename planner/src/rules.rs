@@ -1,0 +1,234 @@
+//! The rules planner: offline, deterministic planning of imperative English.
+//!
+//! A request is steps separated by `then`; a step is clauses separated by `,` or `and`, which run
+//! in parallel; every task of a step waits (success edges) for every task of the step before.
+//! A clause is one action (`run`, `fetch`, `write`, `read`) with an optional `on DEVICE`. The full
+//! grammar, with examples, is in `docs/rules-planner.md`.
+//!
+//! Planning runs in stages, each its own module: [`lexer`] (text → tokens), [`split`] (tokens →
+//! steps of clauses), [`clause`] (clause → action and device word); this module resolves device
+//! words against the registered devices and builds the [`Plan`].
+
+mod clause;
+mod lexer;
+mod split;
+
+use weft_protocol::{Action, EdgeKind, TaskId};
+
+use self::split::Piece;
+use crate::{
+    DeviceInfo, Error, Limits, Plan, PlanFuture, PlannedEdge, PlannedTask, Planner, Target,
+};
+
+/// Device kinds understood after `on` even when no registered device has them yet.
+const WELL_KNOWN_KINDS: [&str; 6] = ["laptop", "phone", "server", "desktop", "tablet", "edge"];
+
+/// The longest task title, in characters; longer titles end with `…`.
+const MAX_TITLE_CHARS: usize = 80;
+
+/// The offline planner for imperative English (`on laptop run "make test" then …`).
+#[derive(Debug, Clone, Default)]
+pub struct RulesPlanner;
+
+/// A clause that was understood, before its device word is resolved.
+#[derive(Debug)]
+struct Draft<'t> {
+    /// The clause as written.
+    instruction: &'t str,
+    device: Option<&'t str>,
+    action: Action,
+}
+
+impl RulesPlanner {
+    /// The rules planner; it has no configuration.
+    pub fn new() -> Self {
+        Self
+    }
+
+    /// Plans `text` for the registered `devices`. Pure and deterministic; never panics.
+    ///
+    /// Errors: [`Error::Empty`] for blank text, [`Error::TooLarge`] beyond [`Limits::default`],
+    /// [`Error::Unplannable`] when any part is not understood, [`Error::UnknownDevice`] when an
+    /// `on DEVICE` matches neither a registered name nor a kind.
+    pub fn plan_sync(&self, text: &str, devices: &[DeviceInfo]) -> Result<Plan, Error> {
+        if text.trim().is_empty() {
+            return Err(Error::Empty);
+        }
+        let limits = Limits::default();
+        let tokens = lexer::lex(text);
+        let steps = split::split(&tokens);
+        check_task_count(&steps, &limits)?;
+        let drafts = parse_steps(text, &steps)?;
+        let plan = build_plan(&drafts, devices)?;
+        plan.validate(&limits)?;
+        Ok(plan)
+    }
+}
+
+impl Planner for RulesPlanner {
+    fn name(&self) -> &'static str {
+        "rules"
+    }
+
+    fn plan<'a>(&'a self, text: &'a str, devices: &'a [DeviceInfo]) -> PlanFuture<'a> {
+        Box::pin(std::future::ready(self.plan_sync(text, devices)))
+    }
+}
+
+/// Refuses more clauses than a plan may have tasks, before parsing any of them.
+fn check_task_count(steps: &[Vec<Piece<'_>>], limits: &Limits) -> Result<(), Error> {
+    let count = steps
+        .iter()
+        .flatten()
+        .filter(|p| matches!(p, Piece::Clause(_)))
+        .count();
+    if count > limits.max_tasks {
+        return Err(Error::TooLarge {
+            what: "tasks",
+            count,
+            limit: limits.max_tasks,
+        });
+    }
+    Ok(())
+}
+
+/// Parses every clause, collecting what was and was not understood, in order of appearance.
+fn parse_steps<'t>(text: &'t str, steps: &[Vec<Piece<'t>>]) -> Result<Vec<Vec<Draft<'t>>>, Error> {
+    let mut understood = Vec::new();
+    let mut not_understood = Vec::new();
+    let mut drafts = Vec::with_capacity(steps.len());
+    for step in steps {
+        let mut step_drafts = Vec::with_capacity(step.len());
+        for piece in step {
+            let tokens = match piece {
+                Piece::Clause(tokens) => *tokens,
+                Piece::Gap(gap) => {
+                    not_understood.push(gap.clone());
+                    continue;
+                }
+            };
+            let instruction = clause_text(text, tokens);
+            match clause::parse(tokens) {
+                Ok(c) => {
+                    understood.push(instruction.to_owned());
+                    step_drafts.push(Draft {
+                        instruction,
+                        device: c.device,
+                        action: c.action,
+                    });
+                }
+                Err(None) => not_understood.push(format!("\"{instruction}\"")),
+                Err(Some(why)) => not_understood.push(format!("\"{instruction}\" ({why})")),
+            }
+        }
+        drafts.push(step_drafts);
+    }
+    if !not_understood.is_empty() {
+        return Err(Error::Unplannable {
+            understood,
+            not_understood,
+        });
+    }
+    Ok(drafts)
+}
+
+/// The request text a clause's tokens cover, from the first token's start to the last one's end.
+fn clause_text<'t>(text: &'t str, tokens: &[lexer::Token]) -> &'t str {
+    match (tokens.first(), tokens.last()) {
+        (Some(first), Some(last)) => text.get(first.start..last.end).unwrap_or_default(),
+        _ => "",
+    }
+}
+
+/// Resolves the word after `on`: a registered device name (any case) first, then a registered or
+/// well-known device kind.
+fn resolve_device(word: &str, devices: &[DeviceInfo]) -> Result<Target, Error> {
+    if let Some(d) = devices
+        .iter()
+        .find(|d| d.name.as_str().eq_ignore_ascii_case(word))
+    {
+        return Ok(Target::Device(d.name.clone()));
+    }
+    let kind = word.to_ascii_lowercase();
+    let registered_kind = devices.iter().any(|d| d.kind.eq_ignore_ascii_case(&kind));
+    if registered_kind || WELL_KNOWN_KINDS.contains(&kind.as_str()) {
+        return Ok(Target::Kind(kind));
+    }
+    let mut known: Vec<String> = devices.iter().map(|d| d.name.to_string()).collect();
+    known.sort();
+    Err(Error::UnknownDevice {
+        name: word.to_owned(),
+        known,
+    })
+}
+
+/// Builds the plan: tasks `t1`, `t2`, … in order, and a success edge from every task of a step to
+/// every task of the next non-empty step. Fails on the first unknown device.
+fn build_plan(drafts: &[Vec<Draft<'_>>], devices: &[DeviceInfo]) -> Result<Plan, Error> {
+    let mut plan = Plan::default();
+    let mut previous: Vec<TaskId> = Vec::new();
+    for step in drafts.iter().filter(|s| !s.is_empty()) {
+        let mut current = Vec::with_capacity(step.len());
+        for draft in step {
+            let id = TaskId(format!("t{}", plan.tasks.len() + 1));
+            plan.tasks.push(task(id.clone(), draft, devices)?);
+            current.push(id);
+        }
+        for from in &previous {
+            for to in &current {
+                plan.edges.push(PlannedEdge {
+                    from: from.clone(),
+                    to: to.clone(),
+                    kind: EdgeKind::Success,
+                });
+            }
+        }
+        previous = current;
+    }
+    Ok(plan)
+}
+
+/// The task for one understood clause.
+fn task(id: TaskId, draft: &Draft<'_>, devices: &[DeviceInfo]) -> Result<PlannedTask, Error> {
+    let target = match draft.device {
+        Some(word) => resolve_device(word, devices)?,
+        None => Target::Any,
+    };
+    Ok(PlannedTask {
+        id,
+        title: title(&draft.action),
+        instruction: draft.instruction.to_owned(),
+        capabilities: vec![draft.action.capability().to_owned()],
+        action: Some(draft.action.clone()),
+        target,
+    })
+}
+
+/// A short human title: `` run `echo hi` ``, `fetch URL`, `write PATH`, `read PATH`.
+fn title(action: &Action) -> String {
+    let full = match action {
+        Action::Shell { command } => format!("run `{}`", one_line(command)),
+        Action::HttpGet { url } => format!("fetch {url}"),
+        Action::WriteFile { path, .. } => format!("write {}", one_line(path)),
+        Action::ReadFile { path } => format!("read {}", one_line(path)),
+    };
+    truncate(&full, MAX_TITLE_CHARS)
+}
+
+/// `text` with every run of whitespace (newlines included) turned into one space.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `text` cut to at most `max` characters, the last one `…` if anything was cut.
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+#[cfg(test)]
+mod tests;

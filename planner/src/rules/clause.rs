@@ -1,0 +1,356 @@
+//! Parses one clause: an action with an optional `on DEVICE` before or after it.
+//!
+//! ```text
+//! clause := [on] action [on]            (at most one `on`)
+//! on     := "on" [article] DEVICE       article: the, my, a, an
+//! action := run QUOTED | fetch URL | write QUOTED to PATH | read PATH
+//! ```
+//!
+//! Verbs and their synonyms are matched ignoring case. The device word is returned as written;
+//! resolving it against the registered devices is the caller's job.
+
+use weft_protocol::Action;
+
+use super::lexer::{Kind, Token};
+
+/// A clause the parser understood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Clause<'t> {
+    /// The word after `on` (article skipped), if any.
+    pub device: Option<&'t str>,
+    pub action: Action,
+}
+
+/// Why a clause was not understood: `None` when it does not start with a known action at all,
+/// else a specific reason.
+pub(crate) type NotUnderstood = Option<String>;
+
+/// The action verbs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verb {
+    Run,
+    Fetch,
+    Write,
+    Read,
+}
+
+impl Verb {
+    fn parse(word: &str) -> Option<Verb> {
+        match word.to_ascii_lowercase().as_str() {
+            "run" | "execute" | "exec" | "shell" => Some(Verb::Run),
+            "fetch" | "get" | "download" => Some(Verb::Fetch),
+            "write" | "save" => Some(Verb::Write),
+            "read" | "cat" | "show" => Some(Verb::Read),
+            _ => None,
+        }
+    }
+}
+
+const ARTICLES: [&str; 4] = ["the", "my", "a", "an"];
+
+/// The tokens of a clause and how far parsing got.
+struct Cursor<'t> {
+    tokens: &'t [Token],
+    pos: usize,
+}
+
+impl<'t> Cursor<'t> {
+    fn peek_at(&self, ahead: usize) -> Option<&'t Token> {
+        self.tokens.get(self.pos + ahead)
+    }
+
+    fn peek(&self) -> Option<&'t Token> {
+        self.peek_at(0)
+    }
+
+    fn next(&mut self) -> Option<&'t Token> {
+        let token = self.peek();
+        if token.is_some() {
+            self.pos += 1;
+        }
+        token
+    }
+
+    /// Whether the next token is the word `word`.
+    fn at_word(&self, word: &str) -> bool {
+        self.peek().is_some_and(|t| t.is_word(word))
+    }
+}
+
+/// Parses the (non-empty) tokens of one clause.
+pub(crate) fn parse(tokens: &[Token]) -> Result<Clause<'_>, NotUnderstood> {
+    if tokens
+        .iter()
+        .any(|t| t.kind == (Kind::Quoted { closed: false }))
+    {
+        return Err(reason("a quote is opened but never closed"));
+    }
+    let mut cur = Cursor { tokens, pos: 0 };
+    let mut device = on_device(&mut cur)?;
+    let action = action(&mut cur)?;
+    if device.is_none() {
+        device = on_device(&mut cur)?;
+    } else if cur.at_word("on") {
+        return Err(reason("a task can name only one device"));
+    }
+    if let Some(extra) = cur.next() {
+        return Err(reason(format!(
+            "unexpected {} after the action",
+            extra.show()
+        )));
+    }
+    Ok(Clause { device, action })
+}
+
+fn reason(text: impl Into<String>) -> NotUnderstood {
+    Some(text.into())
+}
+
+/// Reads `on [article] DEVICE` if the clause continues with `on`.
+fn on_device<'t>(cur: &mut Cursor<'t>) -> Result<Option<&'t str>, NotUnderstood> {
+    if !cur.at_word("on") {
+        return Ok(None);
+    }
+    cur.next();
+    if article_ahead(cur) {
+        cur.next();
+    }
+    match cur.next() {
+        Some(t) => match t.word() {
+            Some(w) if Verb::parse(w).is_none() => Ok(Some(w)),
+            _ => Err(reason(format!(
+                "expected a device name or kind after \"on\", found {}",
+                t.show()
+            ))),
+        },
+        None => Err(reason("\"on\" needs a device name or kind after it")),
+    }
+}
+
+/// Whether the next word is an article followed by what can be a device word, so that a device
+/// really named `my` still works in `on my run "x"`.
+fn article_ahead(cur: &Cursor<'_>) -> bool {
+    let is_article = cur
+        .peek()
+        .and_then(Token::word)
+        .is_some_and(|w| ARTICLES.iter().any(|a| a.eq_ignore_ascii_case(w)));
+    let device_follows = cur
+        .peek_at(1)
+        .and_then(Token::word)
+        .is_some_and(|w| Verb::parse(w).is_none() && !w.eq_ignore_ascii_case("on"));
+    is_article && device_follows
+}
+
+/// Reads an action: a verb and its arguments.
+fn action(cur: &mut Cursor<'_>) -> Result<Action, NotUnderstood> {
+    let Some(verb) = cur.peek().and_then(Token::word).and_then(Verb::parse) else {
+        return Err(None);
+    };
+    cur.next();
+    match verb {
+        Verb::Run => run(cur),
+        Verb::Fetch => fetch(cur),
+        Verb::Write => write(cur),
+        Verb::Read => read(cur),
+    }
+}
+
+/// `run "COMMAND"`.
+fn run(cur: &mut Cursor<'_>) -> Result<Action, NotUnderstood> {
+    const EXAMPLE: &str = "e.g. run \"echo hi\"";
+    let command = match cur.next() {
+        Some(t) if matches!(t.kind, Kind::Quoted { .. }) => t.value.clone(),
+        Some(_) => return Err(reason(format!("the command must be in quotes, {EXAMPLE}"))),
+        None => return Err(reason(format!("run needs a quoted command, {EXAMPLE}"))),
+    };
+    if command.trim().is_empty() {
+        return Err(reason("the command is empty"));
+    }
+    Ok(Action::Shell { command })
+}
+
+/// `fetch URL`, the URL bare or quoted.
+fn fetch(cur: &mut Cursor<'_>) -> Result<Action, NotUnderstood> {
+    let url = argument(cur, "fetch needs a URL")?;
+    if !is_http_url(&url) {
+        return Err(reason(format!(
+            "`{url}` is not a URL starting with http:// or https://"
+        )));
+    }
+    Ok(Action::HttpGet { url })
+}
+
+/// `write "TEXT" to PATH`, the path bare or quoted.
+fn write(cur: &mut Cursor<'_>) -> Result<Action, NotUnderstood> {
+    const EXAMPLE: &str = "e.g. write \"hello\" to notes.txt";
+    let content = match cur.next() {
+        Some(t) if matches!(t.kind, Kind::Quoted { .. }) => t.value.clone(),
+        Some(_) => return Err(reason(format!("the text must be in quotes, {EXAMPLE}"))),
+        None => return Err(reason(format!("write needs quoted text, {EXAMPLE}"))),
+    };
+    if !(cur.at_word("to") || cur.at_word("into")) {
+        return Err(reason(format!(
+            "expected \"to PATH\" after the text, {EXAMPLE}"
+        )));
+    }
+    cur.next();
+    let path = argument(cur, "write needs a path after \"to\"")?;
+    Ok(Action::WriteFile { path, content })
+}
+
+/// `read PATH`, the path bare or quoted.
+fn read(cur: &mut Cursor<'_>) -> Result<Action, NotUnderstood> {
+    let path = argument(cur, "read needs a path")?;
+    Ok(Action::ReadFile { path })
+}
+
+/// A non-empty argument, bare or quoted; `missing` is the reason given when there is none. A bare
+/// `on` is not an argument: it starts the device part.
+fn argument(cur: &mut Cursor<'_>, missing: &str) -> Result<String, NotUnderstood> {
+    match cur.peek() {
+        Some(t) if !t.value.trim().is_empty() && !t.is_word("on") => {
+            cur.next();
+            Ok(t.value.clone())
+        }
+        _ => Err(reason(missing)),
+    }
+}
+
+/// Whether `url` is `http://` or `https://` (any case) followed by something, without whitespace.
+fn is_http_url(url: &str) -> bool {
+    let lower = url.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("http://")
+        .or_else(|| lower.strip_prefix("https://"));
+    rest.is_some_and(|r| !r.is_empty()) && !url.chars().any(char::is_whitespace)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::lexer::lex;
+    use super::*;
+
+    /// Renders the parse of `input` as `[DEVICE] ACTION` or `? REASON` (`?` alone for no action).
+    fn check(input: &str, expect: &str) {
+        let tokens = lex(input);
+        let got = match parse(&tokens) {
+            Ok(c) => format!("[{}] {:?}", c.device.unwrap_or("-"), c.action),
+            Err(None) => "?".to_owned(),
+            Err(Some(r)) => format!("? {r}"),
+        };
+        assert_eq!(got, expect, "input {input:?}");
+    }
+
+    #[test]
+    fn actions_and_synonyms() {
+        check(r#"run "echo hi""#, r#"[-] Shell { command: "echo hi" }"#);
+        for verb in ["RUN", "execute", "Exec", "shell"] {
+            check(
+                &format!("{verb} 'ls -l'"),
+                r#"[-] Shell { command: "ls -l" }"#,
+            );
+        }
+        for verb in ["fetch", "get", "download", "GET"] {
+            check(
+                &format!("{verb} https://example.com/a?b=c"),
+                r#"[-] HttpGet { url: "https://example.com/a?b=c" }"#,
+            );
+        }
+        check(
+            r#"fetch "http://127.0.0.1:7600/healthz""#,
+            r#"[-] HttpGet { url: "http://127.0.0.1:7600/healthz" }"#,
+        );
+        for verb in ["write", "save"] {
+            check(
+                &format!(r#"{verb} "hello file" to notes/a.txt"#),
+                r#"[-] WriteFile { path: "notes/a.txt", content: "hello file" }"#,
+            );
+        }
+        check(
+            r#"write "" into "my notes.txt""#,
+            r#"[-] WriteFile { path: "my notes.txt", content: "" }"#,
+        );
+        for verb in ["read", "cat", "show"] {
+            check(
+                &format!("{verb} notes/a.txt"),
+                r#"[-] ReadFile { path: "notes/a.txt" }"#,
+            );
+        }
+    }
+
+    #[test]
+    fn devices() {
+        check(r#"on laptop run "x""#, r#"[laptop] Shell { command: "x" }"#);
+        check(r#"run "x" on laptop"#, r#"[laptop] Shell { command: "x" }"#);
+        check(
+            "On The Server read a.txt",
+            r#"[Server] ReadFile { path: "a.txt" }"#,
+        );
+        check(
+            "fetch http://x on my phone",
+            r#"[phone] HttpGet { url: "http://x" }"#,
+        );
+        check(r#"on my run "x""#, r#"[my] Shell { command: "x" }"#);
+        check(r#"on a run "x""#, r#"[a] Shell { command: "x" }"#);
+    }
+
+    #[test]
+    fn not_understood() {
+        check("make me a sandwich", "?");
+        check("on laptop make me a sandwich", "?");
+        check(
+            r#"run "unterminated"#,
+            "? a quote is opened but never closed",
+        );
+        check(
+            "run uname",
+            r#"? the command must be in quotes, e.g. run "echo hi""#,
+        );
+        check("run", r#"? run needs a quoted command, e.g. run "echo hi""#);
+        check(r#"run "  ""#, "? the command is empty");
+        check(
+            "fetch ftp://x",
+            "? `ftp://x` is not a URL starting with http:// or https://",
+        );
+        check(
+            "fetch http://",
+            "? `http://` is not a URL starting with http:// or https://",
+        );
+        check(
+            r#"fetch "http://a b""#,
+            "? `http://a b` is not a URL starting with http:// or https://",
+        );
+        check("fetch on laptop", "? fetch needs a URL");
+        check(
+            "write hello to a.txt",
+            r#"? the text must be in quotes, e.g. write "hello" to notes.txt"#,
+        );
+        check(
+            r#"write "hello" a.txt"#,
+            r#"? expected "to PATH" after the text, e.g. write "hello" to notes.txt"#,
+        );
+        check(r#"write "hello" to"#, r#"? write needs a path after "to""#);
+        check(r#"read """#, "? read needs a path");
+        check("on", r#"? "on" needs a device name or kind after it"#);
+        check(
+            r#"on "laptop" run "x""#,
+            r#"? expected a device name or kind after "on", found `"laptop"`"#,
+        );
+        check(
+            r#"on run "x""#,
+            r#"? expected a device name or kind after "on", found `run`"#,
+        );
+        check(
+            r#"on laptop run "x" on server"#,
+            "? a task can name only one device",
+        );
+        check(
+            r#"run "x" please"#,
+            "? unexpected `please` after the action",
+        );
+        check(
+            r#"run "x" on laptop now"#,
+            "? unexpected `now` after the action",
+        );
+    }
+}
