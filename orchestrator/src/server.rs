@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use weft_planner::{Planner, RulesPlanner};
@@ -61,6 +62,12 @@ pub async fn start(
     tracing::info!(%addr, db = %opts.db, "weft orchestrator listening");
     let grace = opts.shutdown_grace;
     let join = tokio::spawn(async move {
+        // Small frames (assign, ack) must not wait behind Nagle + delayed ACK (~40 ms each).
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         let serve = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .into_future();
