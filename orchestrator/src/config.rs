@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use weft_protocol::RetryPolicy;
+
 /// Everything `weft serve` needs. Build it with [`ServeOptions::new`] and adjust fields.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -21,6 +23,15 @@ pub struct ServeOptions {
     pub attempt_timeout: Duration,
     /// Longest a ready task may wait for a capable device before it fails with `no_device`.
     pub queue_timeout: Duration,
+    /// Longest a task may take over all its attempts before it fails with `task_timeout`.
+    pub task_timeout: Duration,
+    /// The retry policy given to every new task.
+    pub retry: RetryPolicy,
+    /// How long a disconnected device's attempts wait for it to come back (and reattach them)
+    /// before they are declared lost and tried again elsewhere.
+    pub lost_grace: Duration,
+    /// How often the engine checks deadlines, backoffs and grace windows.
+    pub tick: Duration,
     /// How long an agent has to send its `hello` after connecting.
     pub hello_timeout: Duration,
     /// Grace period for in-flight work at shutdown.
@@ -37,6 +48,10 @@ impl ServeOptions {
             heartbeat_interval: Duration::from_secs(5),
             attempt_timeout: Duration::from_secs(300),
             queue_timeout: Duration::from_secs(300),
+            task_timeout: Duration::from_secs(3600),
+            retry: RetryPolicy::default(),
+            lost_grace: Duration::from_secs(10),
+            tick: Duration::from_millis(100),
             hello_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
         }

@@ -12,10 +12,12 @@ use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use weft_protocol::rest::{AttemptView, EdgeView, Event, EventKind, RequestView, TaskView};
+use weft_protocol::rest::{
+    AttemptView, EdgeView, Event, EventKind, LateResult, RequestView, TaskView,
+};
 use weft_protocol::{
     Action, AttemptId, AttemptStatus, DeviceName, EdgeKind, ErrorInfo, RequestId, RequestStatus,
-    TaskId, TaskOutput, TaskStatus,
+    RetryPolicy, TaskId, TaskOutput, TaskStatus,
 };
 
 use crate::Error;
@@ -41,6 +43,7 @@ pub struct DeviceRow {
     pub max_concurrency: u32,
     pub created_at_ms: u64,
     pub last_seen_ms: Option<u64>,
+    pub draining: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +56,42 @@ pub struct TaskRow {
     pub target: TargetRow,
     pub capabilities: Vec<String>,
     pub status: TaskStatus,
+    pub retry: RetryPolicy,
+    pub sched: TaskSched,
+    /// Only read back on reload; written by `UpdateTask`.
+    pub output: Option<TaskOutput>,
+}
+
+/// A task's scheduling state besides its status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskSched {
+    /// The next attempt may not start before this time (retry backoff).
+    pub not_before_ms: u64,
+    /// When the task first became ready; its overall timeout counts from here.
+    pub first_ready_ms: Option<u64>,
+    /// Prefer any other device for the next attempt (after a device-related failure).
+    pub avoid: Option<DeviceName>,
+}
+
+/// An attempt that was in flight when the store was last written.
+#[derive(Debug, Clone)]
+pub struct LiveAttemptRow {
+    pub id: AttemptId,
+    pub task_id: TaskId,
+    pub device: DeviceName,
+    pub status: AttemptStatus,
+    pub deadline_ms: u64,
+}
+
+/// An unfinished request, as needed to resume it.
+#[derive(Debug, Clone)]
+pub struct LiveRequestRow {
+    pub id: RequestId,
+    pub tasks: Vec<TaskRow>,
+    pub edges: Vec<EdgeView>,
+    pub in_flight: Vec<LiveAttemptRow>,
+    /// Attempts made so far, per task.
+    pub attempts_used: std::collections::HashMap<TaskId, u32>,
 }
 
 /// One row change inside a [`Batch`].
@@ -80,6 +119,15 @@ pub enum Op {
         device: Option<DeviceName>,
         output: Option<TaskOutput>,
         error: Option<ErrorInfo>,
+    },
+    UpdateTaskSched {
+        request_id: RequestId,
+        task_id: TaskId,
+        sched: TaskSched,
+    },
+    RecordLateResult {
+        id: AttemptId,
+        result: LateResult,
     },
     InsertAttempt {
         id: AttemptId,
@@ -145,6 +193,42 @@ fn parse_opt<T: DeserializeOwned>(s: Option<String>, what: &str) -> Result<Optio
     s.map(|s| from_json(&s, what)).transpose()
 }
 
+fn parse_status<T>(parse: fn(&str) -> Option<T>, s: String, what: &str) -> Result<T, Error> {
+    parse(&s).ok_or_else(|| Error::Corrupt(format!("{what} `{s}`")))
+}
+
+fn is_busy(attempt: &sqlx::sqlite::SqliteRow) -> bool {
+    attempt
+        .try_get::<Option<String>, _>("error")
+        .ok()
+        .flatten()
+        .and_then(|e| serde_json::from_str::<ErrorInfo>(&e).ok())
+        .is_some_and(|e| e.code == "busy")
+}
+
+fn task_row(t: &sqlx::sqlite::SqliteRow) -> Result<TaskRow, Error> {
+    Ok(TaskRow {
+        id: TaskId(t.get("id")),
+        position: u32::try_from(t.get::<i64, _>("position")).unwrap_or(u32::MAX),
+        title: t.get("title"),
+        instruction: t.get("instruction"),
+        action: parse_opt(t.get("action"), "task action")?,
+        target: from_json(t.get::<&str, _>("target"), "task target")?,
+        capabilities: from_json(t.get::<&str, _>("capabilities"), "task capabilities")?,
+        status: parse_status(TaskStatus::parse, t.get("status"), "task status")?,
+        retry: parse_opt(t.get("retry"), "retry policy")?.unwrap_or_default(),
+        sched: TaskSched {
+            not_before_ms: t
+                .get::<Option<i64>, _>("not_before_ms")
+                .map(ms)
+                .unwrap_or(0),
+            first_ready_ms: t.get::<Option<i64>, _>("first_ready_ms").map(ms),
+            avoid: t.get::<Option<String>, _>("avoid_device").map(DeviceName),
+        },
+        output: parse_opt(t.get("output"), "task output")?,
+    })
+}
+
 fn ms(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
@@ -197,7 +281,7 @@ impl Store {
     pub async fn load_devices(&self) -> Result<Vec<DeviceRow>, Error> {
         let rows = sqlx::query(
             "SELECT name, kind, token_hash, platform, capabilities, max_concurrency, \
-             created_at_ms, last_seen_ms FROM devices ORDER BY name",
+             created_at_ms, last_seen_ms, draining FROM devices ORDER BY name",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -212,6 +296,7 @@ impl Store {
                     max_concurrency: u32::try_from(r.get::<i64, _>("max_concurrency")).unwrap_or(1),
                     created_at_ms: ms(r.get("created_at_ms")),
                     last_seen_ms: r.get::<Option<i64>, _>("last_seen_ms").map(ms),
+                    draining: r.get::<i64, _>("draining") != 0,
                 })
             })
             .collect()
@@ -249,6 +334,92 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    pub async fn set_draining(&self, name: &DeviceName, draining: bool) -> Result<(), Error> {
+        sqlx::query("UPDATE devices SET draining = ? WHERE name = ?")
+            .bind(i64::from(draining))
+            .bind(name.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Every request that has not finished, with what is needed to resume it.
+    pub async fn load_live(&self) -> Result<Vec<LiveRequestRow>, Error> {
+        let ids = sqlx::query(
+            "SELECT id FROM requests WHERE status IN ('planning', 'running') ORDER BY created_at_ms, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for r in ids {
+            let id = RequestId(r.get("id"));
+            let tasks = sqlx::query(
+                "SELECT id, position, title, instruction, action, target, capabilities, status, \
+                 retry, not_before_ms, first_ready_ms, avoid_device, output FROM tasks \
+                 WHERE request_id = ? ORDER BY position",
+            )
+            .bind(id.as_str())
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|t| task_row(&t))
+            .collect::<Result<Vec<_>, Error>>()?;
+            let edges = self.edges(&id).await?;
+            let mut in_flight = Vec::new();
+            let mut attempts_used = std::collections::HashMap::new();
+            let attempts = sqlx::query(
+                "SELECT id, task_id, device, status, deadline_ms, error FROM attempts \
+                 WHERE request_id = ? ORDER BY started_at_ms, id",
+            )
+            .bind(id.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+            for a in attempts {
+                let task_id = TaskId(a.get("task_id"));
+                let status = parse_status(AttemptStatus::parse, a.get("status"), "attempt")?;
+                // A refusal because the device was full does not use up an attempt.
+                if status != AttemptStatus::Rejected || !is_busy(&a) {
+                    *attempts_used.entry(task_id.clone()).or_insert(0) += 1;
+                }
+                if !status.is_terminal() {
+                    in_flight.push(LiveAttemptRow {
+                        id: AttemptId(a.get("id")),
+                        task_id,
+                        device: DeviceName(a.get("device")),
+                        status,
+                        deadline_ms: ms(a.get("deadline_ms")),
+                    });
+                }
+            }
+            out.push(LiveRequestRow {
+                id,
+                tasks,
+                edges,
+                in_flight,
+                attempts_used,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn edges(&self, id: &RequestId) -> Result<Vec<EdgeView>, Error> {
+        sqlx::query(
+            "SELECT from_task, to_task, kind FROM edges WHERE request_id = ? ORDER BY rowid",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|e| {
+            Ok(EdgeView {
+                from: TaskId(e.get("from_task")),
+                to: TaskId(e.get("to_task")),
+                kind: parse_status(EdgeKind::parse, e.get("kind"), "edge kind")?,
+            })
+        })
+        .collect()
     }
 
     pub async fn touch_device(&self, name: &DeviceName, at_ms: u64) -> Result<(), Error> {
@@ -359,8 +530,8 @@ impl Store {
         };
 
         let attempts = sqlx::query(
-            "SELECT id, task_id, device, status, started_at_ms, ended_at_ms, error FROM attempts \
-             WHERE request_id = ? ORDER BY started_at_ms, id",
+            "SELECT id, task_id, device, status, started_at_ms, ended_at_ms, error, late_result \
+             FROM attempts WHERE request_id = ? ORDER BY started_at_ms, id",
         )
         .bind(id.as_str())
         .fetch_all(&self.pool)
@@ -380,12 +551,13 @@ impl Store {
                     started_at_ms: ms(a.get("started_at_ms")),
                     ended_at_ms: a.get::<Option<i64>, _>("ended_at_ms").map(ms),
                     error: parse_opt(a.get("error"), "attempt error")?,
+                    late_result: parse_opt(a.get("late_result"), "late result")?,
                 });
         }
 
         let tasks = sqlx::query(
-            "SELECT id, title, instruction, action, status, device, output, error FROM tasks \
-             WHERE request_id = ? ORDER BY position",
+            "SELECT id, title, instruction, action, status, device, output, error, retry \
+             FROM tasks WHERE request_id = ? ORDER BY position",
         )
         .bind(id.as_str())
         .fetch_all(&self.pool)
@@ -404,24 +576,11 @@ impl Store {
                     .ok_or_else(|| Error::Corrupt(format!("task status {status}")))?,
                 output: parse_opt(t.get("output"), "task output")?,
                 error: parse_opt(t.get("error"), "task error")?,
+                retry: parse_opt(t.get("retry"), "retry policy")?.unwrap_or_default(),
             });
         }
 
-        let edges = sqlx::query(
-            "SELECT from_task, to_task, kind FROM edges WHERE request_id = ? ORDER BY rowid",
-        )
-        .bind(id.as_str())
-        .fetch_all(&self.pool)
-        .await?;
-        for e in edges {
-            let kind: String = e.get("kind");
-            view.edges.push(EdgeView {
-                from: TaskId(e.get("from_task")),
-                to: TaskId(e.get("to_task")),
-                kind: EdgeKind::parse(&kind)
-                    .ok_or_else(|| Error::Corrupt(format!("edge kind {kind}")))?,
-            });
-        }
+        view.edges = self.edges(id).await?;
         Ok(Some(view))
     }
 
@@ -467,7 +626,8 @@ async fn apply_op(tx: &mut sqlx::SqliteConnection, op: &Op) -> Result<(), Error>
         Op::InsertTask { request_id, task } => {
             sqlx::query(
                 "INSERT INTO tasks (request_id, id, position, title, instruction, action, target, \
-                 capabilities, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 capabilities, status, retry, not_before_ms, first_ready_ms, avoid_device) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(request_id.as_str())
             .bind(task.id.as_str())
@@ -478,6 +638,38 @@ async fn apply_op(tx: &mut sqlx::SqliteConnection, op: &Op) -> Result<(), Error>
             .bind(to_json(&task.target))
             .bind(to_json(&task.capabilities))
             .bind(task.status.as_str())
+            .bind(to_json(&task.retry))
+            .bind(db_ms(task.sched.not_before_ms))
+            .bind(task.sched.first_ready_ms.map(db_ms))
+            .bind(task.sched.avoid.as_ref().map(DeviceName::as_str))
+            .execute(&mut *tx)
+            .await?;
+        }
+        Op::UpdateTaskSched {
+            request_id,
+            task_id,
+            sched,
+        } => {
+            sqlx::query(
+                "UPDATE tasks SET not_before_ms = ?, first_ready_ms = ?, avoid_device = ? \
+                 WHERE request_id = ? AND id = ?",
+            )
+            .bind(db_ms(sched.not_before_ms))
+            .bind(sched.first_ready_ms.map(db_ms))
+            .bind(sched.avoid.as_ref().map(DeviceName::as_str))
+            .bind(request_id.as_str())
+            .bind(task_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        Op::RecordLateResult { id, result } => {
+            // Only the first late copy is kept.
+            sqlx::query(
+                "UPDATE attempts SET late_result = ? WHERE id = ? AND late_result IS NULL \
+                 AND status IN ('timed_out', 'lost')",
+            )
+            .bind(to_json(result))
+            .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
         }
@@ -598,6 +790,9 @@ mod tests {
                 target: TargetRow::Kind("laptop".into()),
                 capabilities: vec![],
                 status: TaskStatus::Ready,
+                retry: RetryPolicy::default(),
+                sched: TaskSched::default(),
+                output: None,
             },
         });
         b.event(

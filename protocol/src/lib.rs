@@ -13,7 +13,10 @@ pub mod task;
 pub mod wire;
 
 pub use ids::{AttemptId, DeviceName, RequestId, TaskId};
-pub use task::{Action, AttemptStatus, EdgeKind, ErrorInfo, RequestStatus, TaskOutput, TaskStatus};
+pub use task::{
+    Action, AttemptStatus, EdgeKind, ErrorInfo, NON_RETRYABLE_CODES, RequestStatus, RetryPolicy,
+    TaskOutput, TaskStatus,
+};
 pub use wire::{AgentMsg, ServerMsg};
 
 /// Version of the agent⇄orchestrator protocol. An agent states the version it speaks in its

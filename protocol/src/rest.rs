@@ -5,8 +5,9 @@ use utoipa::ToSchema;
 
 use crate::ids::{AttemptId, DeviceName, RequestId, TaskId};
 use crate::task::{
-    Action, AttemptStatus, EdgeKind, ErrorInfo, RequestStatus, TaskOutput, TaskStatus,
+    Action, AttemptStatus, EdgeKind, ErrorInfo, RequestStatus, RetryPolicy, TaskOutput, TaskStatus,
 };
+use crate::wire::ResultStatus;
 
 /// Largest accepted request text, in bytes.
 pub const MAX_REQUEST_TEXT_BYTES: usize = 16 * 1024;
@@ -50,6 +51,7 @@ pub struct TaskView {
     pub output: Option<TaskOutput>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorInfo>,
+    pub retry: RetryPolicy,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -61,6 +63,20 @@ pub struct AttemptView {
     pub ended_at_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorInfo>,
+    /// A result the device sent after this attempt had already ended (timed out or lost):
+    /// recorded, never applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_result: Option<LateResult>,
+}
+
+/// A result that arrived for an attempt that had already ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LateResult {
+    pub status: ResultStatus,
+    pub output: TaskOutput,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorInfo>,
+    pub at_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -76,6 +92,8 @@ pub struct EdgeView {
 pub enum DeviceStatus {
     Online,
     Offline,
+    /// Connected, but takes no new work (`weft device drain`); running work finishes.
+    Draining,
 }
 
 /// `GET /v1/devices` element.
@@ -149,6 +167,15 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<ErrorInfo>,
     },
+    /// An attempt failed and the task will be tried again at `retry_at_ms`.
+    TaskRetrying {
+        task_id: TaskId,
+        attempt_id: AttemptId,
+        /// Attempts used so far.
+        attempts: u32,
+        retry_at_ms: u64,
+        error: ErrorInfo,
+    },
     /// Progress reported by the device running a task.
     TaskProgress {
         task_id: TaskId,
@@ -169,6 +196,7 @@ impl EventKind {
         match self {
             EventKind::RequestCreated { .. } => "request_created",
             EventKind::TaskStatus { .. } => "task_status",
+            EventKind::TaskRetrying { .. } => "task_retrying",
             EventKind::TaskProgress { .. } => "task_progress",
             EventKind::RequestStatus { .. } => "request_status",
         }

@@ -60,6 +60,103 @@ impl ErrorInfo {
     }
 }
 
+/// When and how often a failed task is tried again (after Temporal's retry policy).
+///
+/// Attempt `n` (1-based) that fails with a retryable error is followed, after a delay of
+/// `initial_backoff_ms * multiplier^(n-1)` capped at `max_backoff_ms` and spread by ±`jitter`
+/// (a fraction), by attempt `n + 1`, up to `max_attempts` in all. Errors whose code is in
+/// `non_retryable` end the task at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub initial_backoff_ms: u64,
+    pub multiplier: f64,
+    pub max_backoff_ms: u64,
+    pub jitter: f64,
+    pub non_retryable: Vec<String>,
+}
+
+/// Error codes that retrying cannot fix: the same action would fail the same way.
+pub const NON_RETRYABLE_CODES: [&str; 11] = [
+    "policy_denied",
+    "budget_exhausted",
+    "invalid_action",
+    "unsupported_action",
+    "no_executor",
+    "path_outside_workdir",
+    "content_too_large",
+    "invalid_url",
+    "cancelled",
+    "task_timeout",
+    "no_device",
+];
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            initial_backoff_ms: 1000,
+            multiplier: 2.0,
+            max_backoff_ms: 60_000,
+            jitter: 0.2,
+            non_retryable: NON_RETRYABLE_CODES
+                .iter()
+                .map(|c| (*c).to_owned())
+                .collect(),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Whether an attempt that failed with `code` may be followed by another after `used`
+    /// attempts.
+    pub fn may_retry(&self, code: &str, used: u32) -> bool {
+        used < self.max_attempts && !self.non_retryable.iter().any(|c| c == code)
+    }
+
+    /// The delay before the attempt after `used` attempts, before jitter, in milliseconds.
+    pub fn base_backoff_ms(&self, used: u32) -> u64 {
+        let exp = used.saturating_sub(1).min(64) as i32;
+        let mult = if self.multiplier.is_finite() && self.multiplier >= 1.0 {
+            self.multiplier
+        } else {
+            1.0
+        };
+        let ms = self.initial_backoff_ms as f64 * mult.powi(exp);
+        if ms.is_finite() {
+            (ms as u64).min(self.max_backoff_ms)
+        } else {
+            self.max_backoff_ms
+        }
+    }
+
+    /// The delay with jitter applied; `unit` is a number in `[0, 1)` (random in production).
+    pub fn backoff_ms(&self, used: u32, unit: f64) -> u64 {
+        let base = self.base_backoff_ms(used) as f64;
+        let jitter = self.jitter.clamp(0.0, 1.0);
+        let factor = 1.0 + jitter * (2.0 * unit.clamp(0.0, 1.0) - 1.0);
+        (base * factor).max(0.0) as u64
+    }
+
+    /// Checks the numbers; the error names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_attempts == 0 || self.max_attempts > 100 {
+            return Err("max_attempts must be 1..=100".into());
+        }
+        if !(self.multiplier.is_finite() && (1.0..=10.0).contains(&self.multiplier)) {
+            return Err("multiplier must be between 1 and 10".into());
+        }
+        if !(0.0..=1.0).contains(&self.jitter) {
+            return Err("jitter must be between 0 and 1".into());
+        }
+        if self.max_backoff_ms < self.initial_backoff_ms {
+            return Err("max_backoff_ms must be at least initial_backoff_ms".into());
+        }
+        Ok(())
+    }
+}
+
 /// Status of a task in its request's graph.
 ///
 /// `pending` (waiting on edges) → `ready` → `dispatched` (sent, not yet accepted) → `running` →
@@ -261,6 +358,40 @@ mod tests {
         assert!(
             serde_json::from_value::<Action>(json!({"kind": "shell", "command": "x", "extra": 1}))
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn retry_backoff_grows_caps_and_jitters() {
+        let p = RetryPolicy {
+            initial_backoff_ms: 100,
+            max_backoff_ms: 350,
+            ..RetryPolicy::default()
+        };
+        let base: Vec<u64> = (1..=4).map(|n| p.base_backoff_ms(n)).collect();
+        assert_eq!(base, [100, 200, 350, 350]);
+        assert_eq!(p.backoff_ms(1, 0.0), 80);
+        assert_eq!(p.backoff_ms(1, 0.5), 100);
+        assert!(p.backoff_ms(1, 0.999) <= 120);
+        assert!(p.may_retry("exit_status", 2));
+        assert!(!p.may_retry("exit_status", 3));
+        assert!(!p.may_retry("policy_denied", 1));
+        assert!(p.validate().is_ok());
+        assert!(
+            RetryPolicy {
+                max_attempts: 0,
+                ..p.clone()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            RetryPolicy {
+                multiplier: f64::NAN,
+                ..p
+            }
+            .validate()
+            .is_err()
         );
     }
 

@@ -1,7 +1,7 @@
 //! `/v1/devices`: register and list devices.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use weft_protocol::rest::{CreateDevice, DeviceCreated, DeviceView, ErrorBody};
 
@@ -28,4 +28,28 @@ pub async fn add(
 ) -> Result<(StatusCode, Json<DeviceCreated>), ApiError> {
     let created = state.engine.add_device(body.name, body.kind).await?;
     Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Drain a device: it takes no new work; attempts it is running finish.
+#[utoipa::path(post, path = "/v1/devices/{name}/drain",
+    params(("name" = String, Path, description = "Device name")),
+    responses((status = 200, body = DeviceView), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn drain(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<DeviceView>, ApiError> {
+    Ok(Json(state.engine.set_draining(name.into(), true).await?))
+}
+
+/// Take a drained device back into service.
+#[utoipa::path(post, path = "/v1/devices/{name}/resume",
+    params(("name" = String, Path, description = "Device name")),
+    responses((status = 200, body = DeviceView), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn resume(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<DeviceView>, ApiError> {
+    Ok(Json(state.engine.set_draining(name.into(), false).await?))
 }

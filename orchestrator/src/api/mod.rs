@@ -15,7 +15,7 @@ use axum::extract::{Request, State, WebSocketUpgrade};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio_util::sync::CancellationToken;
 use weft_planner::Planner;
@@ -50,6 +50,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/requests/{id}", get(requests::get_one))
         .route("/v1/requests/{id}/events", get(requests::events))
         .route("/v1/devices", get(devices::list).post(devices::add))
+        .route("/v1/devices/{name}/drain", post(devices::drain))
+        .route("/v1/devices/{name}/resume", post(devices::resume))
         .route("/openapi.json", get(openapi::serve))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

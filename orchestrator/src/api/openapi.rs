@@ -5,10 +5,10 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use weft_protocol::rest::{
     AttemptView, CreateDevice, DeviceCreated, DeviceStatus, DeviceView, EdgeView, ErrorBody, Event,
-    EventKind, RequestView, SubmitRequest, TaskView,
+    EventKind, LateResult, RequestView, SubmitRequest, TaskView,
 };
 use weft_protocol::{
-    Action, AttemptStatus, EdgeKind, ErrorInfo, RequestStatus, TaskOutput, TaskStatus,
+    Action, AttemptStatus, EdgeKind, ErrorInfo, RequestStatus, RetryPolicy, TaskOutput, TaskStatus,
 };
 
 #[derive(OpenApi)]
@@ -21,11 +21,14 @@ use weft_protocol::{
         super::requests::events,
         super::devices::list,
         super::devices::add,
+        super::devices::drain,
+        super::devices::resume,
     ),
     components(schemas(
         SubmitRequest, RequestView, TaskView, AttemptView, EdgeView, DeviceView, DeviceStatus,
         CreateDevice, DeviceCreated, ErrorBody, ErrorInfo, Event, EventKind, Action, TaskOutput,
-        TaskStatus, AttemptStatus, RequestStatus, EdgeKind,
+        TaskStatus, AttemptStatus, RequestStatus, EdgeKind, RetryPolicy, LateResult,
+        weft_protocol::wire::ResultStatus,
     )),
     modifiers(&BearerAuth)
 )]

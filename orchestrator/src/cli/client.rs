@@ -116,6 +116,19 @@ impl Client {
         Self::decode(resp).await
     }
 
+    /// Drains a device (`true`) or takes it back into service (`false`).
+    pub async fn set_draining(&self, name: &str, draining: bool) -> anyhow::Result<DeviceView> {
+        let verb = if draining { "drain" } else { "resume" };
+        let resp = self
+            .http
+            .post(self.url(&format!("/v1/devices/{name}/{verb}")))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| self.send_err(e))?;
+        Self::decode(resp).await
+    }
+
     /// Follows a request's event stream, calling `on_event` for each event, until the stream
     /// ends (after the request's final status).
     pub async fn follow(&self, id: &str, mut on_event: impl FnMut(&Event)) -> anyhow::Result<()> {

@@ -78,6 +78,18 @@ pub enum DeviceCmd {
         #[command(flatten)]
         conn: ConnArgs,
     },
+    /// Stop giving a device new work; what it is running finishes.
+    Drain {
+        name: String,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Give a drained device work again.
+    Resume {
+        name: String,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
 }
 
 /// How the client commands reach the server.
@@ -285,6 +297,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 "  WEFT_DEVICE_TOKEN={} weft-agent --server {} --name {} --kind {}",
                 created.token, conn.server, created.name, created.kind
             );
+            Ok(0)
+        }
+        Cmd::Device(DeviceCmd::Drain { name, conn }) => {
+            let d = conn.client()?.set_draining(&name, true).await?;
+            println!(
+                "{} is draining: no new work; {} attempt(s) still running",
+                d.name, d.running
+            );
+            Ok(0)
+        }
+        Cmd::Device(DeviceCmd::Resume { name, conn }) => {
+            let d = conn.client()?.set_draining(&name, false).await?;
+            println!("{} takes work again", d.name);
             Ok(0)
         }
         Cmd::Agent(args) => {

@@ -31,6 +31,18 @@ pub fn event_line(ev: &Event, start_ms: u64) -> Option<String> {
             }
             s
         }
+        EventKind::TaskRetrying {
+            task_id,
+            attempts,
+            retry_at_ms,
+            error,
+            ..
+        } => format!(
+            "{task_id} attempt {attempts} failed [{}: {}]; retrying in {:.1}s",
+            error.code,
+            one_line(&error.message, 100),
+            retry_at_ms.saturating_sub(ev.at_ms) as f64 / 1000.0
+        ),
         EventKind::TaskProgress {
             task_id, message, ..
         } => format!("{task_id} … {}", one_line(message, 100)),

@@ -12,10 +12,11 @@ use petgraph::visit::{EdgeRef, IntoEdgeReferences};
 use weft_planner::{Plan, Target};
 use weft_protocol::rest::EdgeView;
 use weft_protocol::{
-    Action, AttemptId, DeviceName, EdgeKind, RequestStatus, TaskId, TaskOutput, TaskStatus,
+    Action, AttemptId, DeviceName, EdgeKind, RequestStatus, RetryPolicy, TaskId, TaskOutput,
+    TaskStatus,
 };
 
-use crate::store::{TargetRow, TaskRow};
+use crate::store::{TargetRow, TaskRow, TaskSched};
 
 #[derive(Debug, Clone)]
 pub struct Task {
@@ -28,6 +29,10 @@ pub struct Task {
     pub capabilities: Vec<String>,
     pub status: TaskStatus,
     pub output: Option<TaskOutput>,
+    pub retry: RetryPolicy,
+    pub sched: TaskSched,
+    /// Attempts made so far (a `busy` refusal does not count).
+    pub attempts_used: u32,
     /// The attempt in flight, if any.
     pub attempt: Option<AttemptId>,
     /// When the task last became ready (for the queue timeout).
@@ -46,6 +51,9 @@ impl Task {
             target: self.target.clone(),
             capabilities: self.capabilities.clone(),
             status: self.status,
+            retry: self.retry.clone(),
+            sched: self.sched.clone(),
+            output: self.output.clone(),
         }
     }
 
@@ -87,17 +95,12 @@ pub struct Graph {
 
 impl Graph {
     /// Builds the graph of a validated plan; tasks without upstream edges start `ready`.
-    pub fn from_plan(plan: &Plan, now_ms: u64) -> Result<Self, String> {
-        let mut g = StableDiGraph::new();
-        let mut tasks = Vec::with_capacity(plan.tasks.len());
-        let mut by_id = HashMap::new();
-        for (i, t) in plan.tasks.iter().enumerate() {
-            if by_id.contains_key(&t.id) {
-                return Err(format!("duplicate task id {}", t.id));
-            }
-            let node = g.add_node(t.id.clone());
-            by_id.insert(t.id.clone(), i);
-            tasks.push(Task {
+    pub fn from_plan(plan: &Plan, retry: &RetryPolicy, now_ms: u64) -> Result<Self, String> {
+        let rows = plan
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| TaskRow {
                 id: t.id.clone(),
                 position: u32::try_from(i).unwrap_or(u32::MAX),
                 title: t.title.clone(),
@@ -110,13 +113,60 @@ impl Graph {
                 },
                 capabilities: t.capabilities.clone(),
                 status: TaskStatus::Pending,
+                retry: retry.clone(),
+                sched: TaskSched::default(),
                 output: None,
+            })
+            .collect();
+        let edges: Vec<EdgeView> = plan
+            .edges
+            .iter()
+            .map(|e| EdgeView {
+                from: e.from.clone(),
+                to: e.to.clone(),
+                kind: e.kind,
+            })
+            .collect();
+        let mut graph = Self::from_rows(rows, &edges, now_ms)?;
+        for i in 0..graph.tasks.len() {
+            if graph.upstream(i).next().is_none() {
+                graph.tasks[i].status = TaskStatus::Ready;
+                graph.tasks[i].sched.first_ready_ms = Some(now_ms);
+            }
+        }
+        Ok(graph)
+    }
+
+    /// Rebuilds a graph from stored rows, statuses as they are.
+    pub fn from_rows(rows: Vec<TaskRow>, edges: &[EdgeView], now_ms: u64) -> Result<Self, String> {
+        let mut g = StableDiGraph::new();
+        let mut tasks = Vec::with_capacity(rows.len());
+        let mut by_id = HashMap::new();
+        for (i, t) in rows.into_iter().enumerate() {
+            if by_id.contains_key(&t.id) {
+                return Err(format!("duplicate task id {}", t.id));
+            }
+            let node = g.add_node(t.id.clone());
+            by_id.insert(t.id.clone(), i);
+            tasks.push(Task {
+                id: t.id,
+                position: t.position,
+                title: t.title,
+                instruction: t.instruction,
+                action: t.action,
+                target: t.target,
+                capabilities: t.capabilities,
+                status: t.status,
+                output: t.output,
+                retry: t.retry,
+                sched: t.sched,
+                attempts_used: 0,
                 attempt: None,
                 ready_since_ms: now_ms,
                 node,
             });
         }
-        for e in &plan.edges {
+        for e in edges {
             let (Some(&a), Some(&b)) = (by_id.get(&e.from), by_id.get(&e.to)) else {
                 return Err(format!("edge {} -> {} names a missing task", e.from, e.to));
             };
@@ -125,13 +175,7 @@ impl Graph {
         if petgraph::algo::is_cyclic_directed(&g) {
             return Err("the graph has a cycle".into());
         }
-        let mut graph = Self { g, tasks, by_id };
-        for i in 0..graph.tasks.len() {
-            if graph.upstream(i).next().is_none() {
-                graph.tasks[i].status = TaskStatus::Ready;
-            }
-        }
-        Ok(graph)
+        Ok(Self { g, tasks, by_id })
     }
 
     pub fn tasks(&self) -> &[Task] {
@@ -241,6 +285,7 @@ impl Graph {
                 if self.transition(&did, to).is_ok() {
                     if to == TaskStatus::Ready {
                         self.tasks[d].ready_since_ms = now_ms;
+                        self.tasks[d].sched.first_ready_ms = Some(now_ms);
                     } else {
                         stack.push(d);
                     }
@@ -312,14 +357,24 @@ mod tests {
 
     #[test]
     fn roots_start_ready() {
-        let g = Graph::from_plan(&plan(3, &[(1, 3, EdgeKind::Success)]), 0).unwrap();
+        let g = Graph::from_plan(
+            &plan(3, &[(1, 3, EdgeKind::Success)]),
+            &RetryPolicy::default(),
+            0,
+        )
+        .unwrap();
         assert_eq!(statuses(&g), ["ready", "ready", "pending"]);
     }
 
     #[test]
     fn fan_in_waits_for_all() {
         use EdgeKind::Success as S;
-        let mut g = Graph::from_plan(&plan(3, &[(1, 3, S), (2, 3, S)]), 0).unwrap();
+        let mut g = Graph::from_plan(
+            &plan(3, &[(1, 3, S), (2, 3, S)]),
+            &RetryPolicy::default(),
+            0,
+        )
+        .unwrap();
         assert!(finish(&mut g, "t1", TaskStatus::Succeeded).is_empty());
         assert_eq!(
             finish(&mut g, "t2", TaskStatus::Succeeded),
@@ -331,7 +386,12 @@ mod tests {
     #[test]
     fn failure_skips_transitively_and_request_fails() {
         use EdgeKind::Success as S;
-        let mut g = Graph::from_plan(&plan(4, &[(1, 2, S), (2, 3, S)]), 0).unwrap();
+        let mut g = Graph::from_plan(
+            &plan(4, &[(1, 2, S), (2, 3, S)]),
+            &RetryPolicy::default(),
+            0,
+        )
+        .unwrap();
         let changed = finish(&mut g, "t1", TaskStatus::Failed);
         assert_eq!(changed, vec![TaskId::from("t2"), TaskId::from("t3")]);
         assert_eq!(statuses(&g), ["failed", "skipped", "skipped", "ready"]);
@@ -342,14 +402,24 @@ mod tests {
 
     #[test]
     fn completion_edge_runs_after_failure() {
-        let mut g = Graph::from_plan(&plan(2, &[(1, 2, EdgeKind::Completion)]), 0).unwrap();
+        let mut g = Graph::from_plan(
+            &plan(2, &[(1, 2, EdgeKind::Completion)]),
+            &RetryPolicy::default(),
+            0,
+        )
+        .unwrap();
         finish(&mut g, "t1", TaskStatus::Failed);
         assert_eq!(statuses(&g), ["failed", "ready"]);
     }
 
     #[test]
     fn illegal_transitions_are_refused() {
-        let mut g = Graph::from_plan(&plan(2, &[(1, 2, EdgeKind::Success)]), 0).unwrap();
+        let mut g = Graph::from_plan(
+            &plan(2, &[(1, 2, EdgeKind::Success)]),
+            &RetryPolicy::default(),
+            0,
+        )
+        .unwrap();
         let t2 = TaskId::from("t2");
         assert!(g.transition(&t2, TaskStatus::Running).is_err());
         finish(&mut g, "t1", TaskStatus::Succeeded);
@@ -362,7 +432,14 @@ mod tests {
     #[test]
     fn cycles_and_dangling_edges_are_refused() {
         use EdgeKind::Success as S;
-        assert!(Graph::from_plan(&plan(2, &[(1, 2, S), (2, 1, S)]), 0).is_err());
-        assert!(Graph::from_plan(&plan(1, &[(1, 5, S)]), 0).is_err());
+        assert!(
+            Graph::from_plan(
+                &plan(2, &[(1, 2, S), (2, 1, S)]),
+                &RetryPolicy::default(),
+                0
+            )
+            .is_err()
+        );
+        assert!(Graph::from_plan(&plan(1, &[(1, 5, S)]), &RetryPolicy::default(), 0).is_err());
     }
 }

@@ -66,6 +66,11 @@ pub(crate) enum Command {
         kind: String,
         reply: oneshot::Sender<Result<DeviceCreated, ApiError>>,
     },
+    SetDraining {
+        name: DeviceName,
+        draining: bool,
+        reply: oneshot::Sender<Result<DeviceView, ApiError>>,
+    },
     Connect {
         hello: Hello,
         outbound: Outbound,
@@ -131,6 +136,20 @@ impl Handle {
     ) -> Result<DeviceCreated, ApiError> {
         self.call(|reply| Command::AddDevice { name, kind, reply })
             .await?
+    }
+
+    /// Drains a device (no new work; running work finishes) or takes it back into service.
+    pub async fn set_draining(
+        &self,
+        name: DeviceName,
+        draining: bool,
+    ) -> Result<DeviceView, ApiError> {
+        self.call(|reply| Command::SetDraining {
+            name,
+            draining,
+            reply,
+        })
+        .await?
     }
 
     /// Authenticates a hello and binds `outbound` to the device. Returns the welcome to send.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use weft_planner::{DeviceInfo, Plan};
-use weft_protocol::rest::{DeviceCreated, DeviceStatus, DeviceView, EventKind};
+use weft_protocol::rest::{DeviceCreated, DeviceStatus, DeviceView, EventKind, LateResult};
 use weft_protocol::wire::ResultStatus;
 use weft_protocol::{
     AgentMsg, AttemptId, AttemptStatus, DeviceName, ErrorInfo, PROTOCOL_VERSION, RequestId,
@@ -17,6 +17,9 @@ use super::graph::Graph;
 use super::{Command, ConnId, Handle, Hello, Outbound};
 use crate::store::{Batch, DeviceRow, Op, Store, TargetRow};
 use crate::{ApiError, Error, ServeOptions, now_ms, token};
+
+/// How long a task refused as `busy` waits before it is placed again.
+const BUSY_BACKOFF_MS: u64 = 200;
 
 /// Largest `max_concurrency` a device may claim.
 const MAX_DEVICE_CONCURRENCY: u32 = 1024;
@@ -37,10 +40,10 @@ impl Device {
         DeviceView {
             name: self.row.name.clone(),
             kind: self.row.kind.clone(),
-            status: if self.online() {
-                DeviceStatus::Online
-            } else {
-                DeviceStatus::Offline
+            status: match (self.online(), self.row.draining) {
+                (false, _) => DeviceStatus::Offline,
+                (true, false) => DeviceStatus::Online,
+                (true, true) => DeviceStatus::Draining,
             },
             platform: self.row.platform.clone(),
             capabilities: self.row.capabilities.clone(),
@@ -59,6 +62,9 @@ struct Live {
     device: DeviceName,
     status: AttemptStatus,
     deadline_ms: u64,
+    /// When the device's connection dropped with this attempt in flight; after the grace
+    /// window the attempt is lost.
+    lost_since: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -88,6 +94,9 @@ pub struct Engine {
     events: broadcast::Sender<weft_protocol::rest::Event>,
     next_conn: u64,
     shutdown: CancellationToken,
+    /// Set once shutdown began: no new requests or dispatches; in-flight results are still
+    /// taken until `drain_until`.
+    drain_until: Option<u64>,
 }
 
 impl Engine {
@@ -112,7 +121,7 @@ impl Engine {
         }
         let (tx, rx) = mpsc::channel(1024);
         let (events, _) = broadcast::channel(4096);
-        let engine = Engine {
+        let mut engine = Engine {
             store,
             opts,
             devices,
@@ -121,18 +130,25 @@ impl Engine {
             events: events.clone(),
             next_conn: 0,
             shutdown,
+            drain_until: None,
         };
+        engine.resume().await?;
         let join = tokio::spawn(engine.run(rx));
         Ok((Handle { tx, events }, join))
     }
 
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut tick = tokio::time::interval(self.opts.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let shutdown = self.shutdown.clone();
         loop {
             let res = tokio::select! {
-                _ = shutdown.cancelled() => break,
+                _ = shutdown.cancelled(), if self.drain_until.is_none() => {
+                    let until = now_ms() + millis(self.opts.shutdown_grace);
+                    tracing::info!(in_flight = self.attempts.len(), "draining: no new work; waiting for running attempts");
+                    self.drain_until = Some(until);
+                    Ok(())
+                }
                 cmd = rx.recv() => match cmd {
                     Some(cmd) => self.handle(cmd).await,
                     None => break,
@@ -143,6 +159,22 @@ impl Engine {
                 tracing::error!(error = %e, "store write failed; stopping the engine (fail-stop)");
                 self.shutdown.cancel();
                 break;
+            }
+            if let Some(until) = self.drain_until {
+                let running = self
+                    .attempts
+                    .values()
+                    .filter(|l| l.lost_since.is_none())
+                    .count();
+                if running == 0 || now_ms() >= until {
+                    if running > 0 {
+                        tracing::warn!(
+                            running,
+                            "grace period over; in-flight attempts resume after restart"
+                        );
+                    }
+                    break;
+                }
             }
         }
         // Closing every outbound queue ends the connection tasks.
@@ -160,6 +192,14 @@ impl Engine {
                 plan,
                 reply,
             } => {
+                if self.drain_until.is_some() {
+                    let _ = reply.send(Err(ApiError::new(
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        "shutting_down",
+                        "the orchestrator is shutting down; submit again after it restarts",
+                    )));
+                    return Ok(());
+                }
                 let res = self.create(text, planner, plan).await;
                 let res = match res {
                     Ok(id) => Ok(id),
@@ -194,6 +234,26 @@ impl Engine {
                 let res = self.add_device(name, kind).await?;
                 let _ = reply.send(res);
             }
+            Command::SetDraining {
+                name,
+                draining,
+                reply,
+            } => {
+                let res = match self.devices.get_mut(&name) {
+                    None => Err(ApiError::not_found(
+                        "device_not_found",
+                        format!("no device named `{name}`"),
+                    )),
+                    Some(d) => {
+                        d.row.draining = draining;
+                        tracing::info!(device = %name, draining, "device drain changed");
+                        self.store.set_draining(&name, draining).await?;
+                        Ok(d.view())
+                    }
+                };
+                let _ = reply.send(res);
+                self.schedule().await?;
+            }
             Command::Connect {
                 hello,
                 outbound,
@@ -211,10 +271,16 @@ impl Engine {
                 if let Some(d) = self.devices.get_mut(&device)
                     && d.conn.as_ref().is_some_and(|(c, _)| *c == conn)
                 {
+                    let now = now_ms();
                     d.conn = None;
-                    d.row.last_seen_ms = Some(now_ms());
+                    d.row.last_seen_ms = Some(now);
                     tracing::info!(device = %device, in_flight = d.running.len(), "device disconnected");
-                    self.store.touch_device(&device, now_ms()).await?;
+                    for id in &d.running {
+                        if let Some(live) = self.attempts.get_mut(id) {
+                            live.lost_since.get_or_insert(now);
+                        }
+                    }
+                    self.store.touch_device(&device, now).await?;
                 }
             }
         }
@@ -250,7 +316,7 @@ impl Engine {
             }
         }
         let now = now_ms();
-        let graph = Graph::from_plan(&plan, now)
+        let graph = Graph::from_plan(&plan, &self.opts.retry, now)
             .map_err(|e| Ok(ApiError::unprocessable("invalid_plan", e)))?;
         let id = RequestId(uuid::Uuid::now_v7().to_string());
         let mut b = Batch::default();
@@ -368,6 +434,13 @@ impl Engine {
                 output: None,
                 error: error.clone(),
             });
+            if status == TaskStatus::Ready {
+                b.op(Op::UpdateTaskSched {
+                    request_id: request.clone(),
+                    task_id: changed.clone(),
+                    sched: t.sched.clone(),
+                });
+            }
             let mut ev = task_event(&changed, status);
             if let EventKind::TaskStatus { error: e, .. } = &mut ev {
                 *e = error;
@@ -430,33 +503,157 @@ impl Engine {
         Some(live)
     }
 
+    /// An attempt failed: ends it, then either queues the task for another attempt after its
+    /// backoff or, when the error is not retryable or the attempts are used up, fails the task.
+    fn attempt_failed(
+        &mut self,
+        b: &mut Batch,
+        id: &AttemptId,
+        status: AttemptStatus,
+        error: ErrorInfo,
+        output: Option<TaskOutput>,
+    ) {
+        let Some(live) = self.end_attempt(b, id, status, Some(error.clone())) else {
+            return;
+        };
+        let now = now_ms();
+        let task_timeout = millis(self.opts.task_timeout);
+        let Some(task) = self
+            .requests
+            .get(&live.request)
+            .and_then(|r| r.graph.task(&live.task))
+        else {
+            return;
+        };
+        let used = task.attempts_used;
+        let delay = task.retry.backoff_ms(used, rand::random::<f64>());
+        let retry_at = now + delay;
+        let out_of_time = task
+            .sched
+            .first_ready_ms
+            .is_some_and(|t| retry_at >= t + task_timeout);
+        if !task.retry.may_retry(&error.code, used) || out_of_time {
+            let error = if task.retry.may_retry(&error.code, used) {
+                ErrorInfo::new(
+                    "task_timeout",
+                    format!(
+                        "no time left for another attempt; the last failed: {}",
+                        error.message
+                    ),
+                )
+            } else if used > 1 && !task.retry.non_retryable.contains(&error.code) {
+                ErrorInfo::new(
+                    error.code,
+                    format!("{} (after {used} attempts)", error.message),
+                )
+            } else {
+                error
+            };
+            self.task_ended(
+                b,
+                &live.request,
+                &live.task,
+                Ending {
+                    status: TaskStatus::Failed,
+                    output,
+                    error: Some(error),
+                    attempt: Some((id.clone(), live.device)),
+                },
+            );
+            return;
+        }
+        let Some(task) = self
+            .requests
+            .get_mut(&live.request)
+            .and_then(|r| r.graph.task_mut(&live.task))
+        else {
+            return;
+        };
+        task.attempt = None;
+        task.sched.not_before_ms = retry_at;
+        task.sched.avoid = device_related(&error.code).then(|| live.device.clone());
+        task.ready_since_ms = retry_at;
+        let sched = task.sched.clone();
+        let moved = self
+            .requests
+            .get_mut(&live.request)
+            .is_some_and(|r| r.graph.transition(&live.task, TaskStatus::Ready).is_ok());
+        if !moved {
+            return;
+        }
+        tracing::info!(request = %live.request, task = %live.task, attempt = %id, code = %error.code,
+            attempts = used, retry_in_ms = delay, "attempt failed; will retry");
+        b.op(Op::UpdateTask {
+            request_id: live.request.clone(),
+            task_id: live.task.clone(),
+            status: TaskStatus::Ready,
+            device: None,
+            output: None,
+            error: Some(error.clone()),
+        });
+        b.op(Op::UpdateTaskSched {
+            request_id: live.request.clone(),
+            task_id: live.task.clone(),
+            sched,
+        });
+        b.event(
+            &live.request,
+            EventKind::TaskRetrying {
+                task_id: live.task.clone(),
+                attempt_id: id.clone(),
+                attempts: used,
+                retry_at_ms: retry_at,
+                error,
+            },
+        );
+    }
+
     // ---- scheduling ----------------------------------------------------------------------
 
-    /// Dispatches every ready task that has a capable device with a free slot.
+    /// Dispatches every ready task whose backoff has passed and that has a capable device with
+    /// a free slot; all dispatches of one pass are committed together, then sent.
     async fn schedule(&mut self) -> Result<(), Error> {
+        if self.drain_until.is_some() {
+            return Ok(());
+        }
+        let now = now_ms();
         let mut wanted = Vec::new();
         for (rid, req) in &self.requests {
             for t in req.graph.tasks() {
-                if t.status == TaskStatus::Ready {
+                if t.status == TaskStatus::Ready && t.sched.not_before_ms <= now {
                     wanted.push((rid.clone(), t.id.clone()));
                 }
             }
         }
+        let mut b = Batch::default();
+        let mut sends = Vec::new();
         for (rid, tid) in wanted {
             let Some(device) = self.place(&rid, &tid) else {
                 continue;
             };
-            self.dispatch(&rid, &tid, &device).await?;
+            if let Some(assign) = self.dispatch(&mut b, &rid, &tid, &device, now) {
+                sends.push((device, assign));
+            }
+        }
+        self.commit(b).await?;
+        for (device, assign) in sends {
+            self.send(&device, assign);
         }
         Ok(())
     }
 
-    /// Picks the least-loaded online device that may run the task.
+    /// Picks the device for a task: online, not draining, with a free slot, matching the
+    /// task's target and capabilities; a device to avoid (after a device-related failure) only
+    /// if there is no other; then the least loaded.
     fn place(&self, rid: &RequestId, tid: &TaskId) -> Option<DeviceName> {
         let task = self.requests.get(rid)?.graph.task(tid)?;
         self.devices
             .values()
-            .filter(|d| d.online() && (d.running.len() as u64) < u64::from(d.row.max_concurrency))
+            .filter(|d| {
+                d.online()
+                    && !d.row.draining
+                    && (d.running.len() as u64) < u64::from(d.row.max_concurrency)
+            })
             .filter(|d| match &task.target {
                 TargetRow::Device(n) => &d.row.name == n,
                 TargetRow::Kind(k) => &d.row.kind == k,
@@ -468,27 +665,31 @@ impl Engine {
                     .all(|c| d.row.capabilities.contains(c))
             })
             .min_by(|a, b| {
+                let avoid_a = task.sched.avoid.as_ref() == Some(&a.row.name);
+                let avoid_b = task.sched.avoid.as_ref() == Some(&b.row.name);
                 // running / max, compared without floats.
                 let la = a.running.len() as u64 * u64::from(b.row.max_concurrency);
                 let lb = b.running.len() as u64 * u64::from(a.row.max_concurrency);
-                la.cmp(&lb).then_with(|| a.row.name.cmp(&b.row.name))
+                avoid_a
+                    .cmp(&avoid_b)
+                    .then(la.cmp(&lb))
+                    .then_with(|| a.row.name.cmp(&b.row.name))
             })
             .map(|d| d.row.name.clone())
     }
 
-    async fn dispatch(
+    /// Records a new attempt of `tid` on `device` in `b`; returns the `assign` to send once
+    /// `b` is committed.
+    fn dispatch(
         &mut self,
+        b: &mut Batch,
         rid: &RequestId,
         tid: &TaskId,
         device: &DeviceName,
-    ) -> Result<(), Error> {
-        let Some(req) = self.requests.get_mut(rid) else {
-            return Ok(());
-        };
-        if req.graph.transition(tid, TaskStatus::Dispatched).is_err() {
-            return Ok(());
-        }
-        let now = now_ms();
+        now: u64,
+    ) -> Option<ServerMsg> {
+        let req = self.requests.get_mut(rid)?;
+        req.graph.transition(tid, TaskStatus::Dispatched).ok()?;
         let deadline_ms = now + millis(self.opts.attempt_timeout);
         let attempt_id = AttemptId(uuid::Uuid::now_v7().to_string());
         let mut inputs = BTreeMap::new();
@@ -497,10 +698,9 @@ impl Engine {
                 inputs.insert(up, out);
             }
         }
-        let Some(task) = req.graph.task_mut(tid) else {
-            return Ok(());
-        };
+        let task = req.graph.task_mut(tid)?;
         task.attempt = Some(attempt_id.clone());
+        task.attempts_used += 1;
         let assign = ServerMsg::Assign {
             attempt_id: attempt_id.clone(),
             request_id: rid.clone(),
@@ -512,7 +712,6 @@ impl Engine {
             deadline_ms,
             max_turns: 1,
         };
-        let mut b = Batch::default();
         b.op(Op::InsertAttempt {
             id: attempt_id.clone(),
             request_id: rid.clone(),
@@ -529,17 +728,10 @@ impl Engine {
             output: None,
             error: None,
         });
-        let mut ev = task_event(tid, TaskStatus::Dispatched);
-        if let EventKind::TaskStatus {
-            attempt_id: a,
-            device: d,
-            ..
-        } = &mut ev
-        {
-            *a = Some(attempt_id.clone());
-            *d = Some(device.clone());
-        }
-        b.event(rid, ev);
+        b.event(
+            rid,
+            task_event_on(tid, TaskStatus::Dispatched, &attempt_id, device),
+        );
         self.attempts.insert(
             attempt_id.clone(),
             Live {
@@ -548,15 +740,14 @@ impl Engine {
                 device: device.clone(),
                 status: AttemptStatus::Dispatched,
                 deadline_ms,
+                lost_since: None,
             },
         );
         if let Some(d) = self.devices.get_mut(device) {
             d.running.insert(attempt_id.clone());
         }
-        self.commit(b).await?;
         tracing::debug!(request = %rid, task = %tid, device = %device, attempt = %attempt_id, "dispatched");
-        self.send(device, assign);
-        Ok(())
+        Some(assign)
     }
 
     /// Queues a frame for a device's connection. A connection whose queue is full is dropped
@@ -614,6 +805,7 @@ impl Engine {
             max_concurrency: 1,
             created_at_ms: now_ms(),
             last_seen_ms: None,
+            draining: false,
         };
         if !self.store.insert_device(&row).await? {
             return Ok(Err(ApiError::conflict(
@@ -680,40 +872,27 @@ impl Engine {
         let row = dev.row.clone();
         self.store.update_device_profile(&row).await?;
 
-        // Reconcile attempts this device held before: keep the ones it still has, fail the rest.
-        let mut reattached = Vec::new();
-        let mut lost = Vec::new();
-        for (id, live) in &self.attempts {
-            if live.device == hello.device {
-                if hello.held_attempts.contains(id) {
-                    reattached.push(id.clone());
-                } else {
-                    lost.push(id.clone());
-                }
+        // Reconcile attempts this device held before: reattach the ones it still has; the rest
+        // are lost and tried again.
+        let held: BTreeSet<&AttemptId> = hello.held_attempts.iter().collect();
+        let (reattached, lost): (Vec<AttemptId>, Vec<AttemptId>) = dev
+            .running
+            .iter()
+            .cloned()
+            .partition(|id| held.contains(id));
+        for id in &reattached {
+            if let Some(live) = self.attempts.get_mut(id) {
+                live.lost_since = None;
             }
         }
         let mut b = Batch::default();
         for id in lost {
+            tracing::warn!(attempt = %id, device = %hello.device, "device came back without the attempt");
             let err = ErrorInfo::new(
                 "device_lost",
                 format!("device `{}` reconnected without this attempt", hello.device),
             );
-            if let Some(live) =
-                self.end_attempt(&mut b, &id, AttemptStatus::Lost, Some(err.clone()))
-            {
-                tracing::warn!(attempt = %id, device = %hello.device, "attempt lost");
-                self.task_ended(
-                    &mut b,
-                    &live.request,
-                    &live.task,
-                    Ending {
-                        status: TaskStatus::Failed,
-                        output: None,
-                        error: Some(err),
-                        attempt: Some((id.clone(), live.device.clone())),
-                    },
-                );
-            }
+            self.attempt_failed(&mut b, &id, AttemptStatus::Lost, err, None);
         }
         self.commit(b).await?;
         tracing::info!(device = %hello.device, platform = %hello.platform,
@@ -803,24 +982,22 @@ impl Engine {
                 }
             }
             AgentMsg::Reject { attempt_id, error } => {
-                let Some(live) = self.owned(&device, &attempt_id) else {
+                if self.owned(&device, &attempt_id).is_none() {
                     return self.refuse_foreign(&device, &attempt_id, "reject").await;
-                };
+                }
                 let mut b = Batch::default();
-                self.end_attempt(
-                    &mut b,
-                    &attempt_id,
-                    AttemptStatus::Rejected,
-                    Some(error.clone()),
-                );
                 if error.code == "busy" {
-                    // The device is full after all: put the task back in the queue.
-                    if let Some(r) = self.requests.get_mut(&live.request)
+                    // The device is full after all: the task goes back to the queue, briefly
+                    // held back, and the refusal does not count as an attempt.
+                    if let Some(live) =
+                        self.end_attempt(&mut b, &attempt_id, AttemptStatus::Rejected, Some(error))
+                        && let Some(r) = self.requests.get_mut(&live.request)
                         && r.graph.transition(&live.task, TaskStatus::Ready).is_ok()
+                        && let Some(t) = r.graph.task_mut(&live.task)
                     {
-                        if let Some(t) = r.graph.task_mut(&live.task) {
-                            t.attempt = None;
-                        }
+                        t.attempt = None;
+                        t.attempts_used = t.attempts_used.saturating_sub(1);
+                        t.sched.not_before_ms = now_ms() + BUSY_BACKOFF_MS;
                         b.op(Op::UpdateTask {
                             request_id: live.request.clone(),
                             task_id: live.task.clone(),
@@ -829,20 +1006,15 @@ impl Engine {
                             output: None,
                             error: None,
                         });
+                        b.op(Op::UpdateTaskSched {
+                            request_id: live.request.clone(),
+                            task_id: live.task.clone(),
+                            sched: t.sched.clone(),
+                        });
                         b.event(&live.request, task_event(&live.task, TaskStatus::Ready));
                     }
                 } else {
-                    self.task_ended(
-                        &mut b,
-                        &live.request,
-                        &live.task,
-                        Ending {
-                            status: TaskStatus::Failed,
-                            output: None,
-                            error: Some(error),
-                            attempt: Some((attempt_id.clone(), device.clone())),
-                        },
-                    );
+                    self.attempt_failed(&mut b, &attempt_id, AttemptStatus::Rejected, error, None);
                 }
                 self.commit(b).await?;
             }
@@ -871,21 +1043,28 @@ impl Engine {
                 error,
             } => {
                 let Some(live) = self.owned(&device, &attempt_id) else {
-                    // Not live: a second copy of a result already applied (ack it so the
-                    // agent's outbox drains), or a frame about someone else's attempt (refuse).
+                    // Not live: a second copy of a result already applied, or a late result of
+                    // an attempt that timed out or was lost (recorded, not applied; acked so
+                    // the agent's outbox drains), or a frame about someone else's attempt.
                     return match self.store.attempt_device(&attempt_id).await? {
                         Some(owner) if owner == device => {
-                            tracing::debug!(attempt = %attempt_id, "duplicate or late result; acknowledged, not applied");
+                            tracing::info!(attempt = %attempt_id, "duplicate or late result; recorded, not applied");
+                            let mut b = Batch::default();
+                            b.op(Op::RecordLateResult {
+                                id: attempt_id.clone(),
+                                result: LateResult {
+                                    status,
+                                    output,
+                                    error,
+                                    at_ms: now_ms(),
+                                },
+                            });
+                            self.commit(b).await?;
                             self.send(&device, ServerMsg::Ack { attempt_id });
                             Ok(())
                         }
                         _ => self.refuse_foreign(&device, &attempt_id, "result").await,
                     };
-                };
-                let (attempt_status, task_status) = match status {
-                    ResultStatus::Succeeded => (AttemptStatus::Succeeded, TaskStatus::Succeeded),
-                    ResultStatus::Failed => (AttemptStatus::Failed, TaskStatus::Failed),
-                    ResultStatus::Cancelled => (AttemptStatus::Cancelled, TaskStatus::Cancelled),
                 };
                 let error = match (status, error) {
                     (ResultStatus::Succeeded, _) => None,
@@ -893,18 +1072,34 @@ impl Engine {
                     (_, None) => Some(ErrorInfo::new("failed", "the device reported failure")),
                 };
                 let mut b = Batch::default();
-                self.end_attempt(&mut b, &attempt_id, attempt_status, error.clone());
-                self.task_ended(
-                    &mut b,
-                    &live.request,
-                    &live.task,
-                    Ending {
-                        status: task_status,
-                        output: Some(output),
-                        error,
-                        attempt: Some((attempt_id.clone(), device.clone())),
-                    },
-                );
+                match status {
+                    ResultStatus::Failed => self.attempt_failed(
+                        &mut b,
+                        &attempt_id,
+                        AttemptStatus::Failed,
+                        error.unwrap_or_else(|| ErrorInfo::new("failed", "failed")),
+                        Some(output),
+                    ),
+                    ResultStatus::Succeeded | ResultStatus::Cancelled => {
+                        let (attempt_status, task_status) = if status == ResultStatus::Succeeded {
+                            (AttemptStatus::Succeeded, TaskStatus::Succeeded)
+                        } else {
+                            (AttemptStatus::Cancelled, TaskStatus::Cancelled)
+                        };
+                        self.end_attempt(&mut b, &attempt_id, attempt_status, error.clone());
+                        self.task_ended(
+                            &mut b,
+                            &live.request,
+                            &live.task,
+                            Ending {
+                                status: task_status,
+                                output: Some(output),
+                                error,
+                                attempt: Some((attempt_id.clone(), device.clone())),
+                            },
+                        );
+                    }
+                }
                 self.commit(b).await?;
                 self.send(&device, ServerMsg::Ack { attempt_id });
             }
@@ -942,71 +1137,108 @@ impl Engine {
 
     // ---- timers --------------------------------------------------------------------------
 
+    /// Deadlines: attempts past their deadline, attempts of devices gone longer than the grace
+    /// window, tasks past their overall timeout, ready tasks no device took in time.
     async fn on_tick(&mut self) -> Result<(), Error> {
         let now = now_ms();
         let mut b = Batch::default();
-
-        let overdue: Vec<AttemptId> = self
-            .attempts
-            .iter()
-            .filter(|(_, l)| l.deadline_ms <= now)
-            .map(|(id, _)| id.clone())
-            .collect();
+        let grace = millis(self.opts.lost_grace);
+        let mut overdue = Vec::new();
+        let mut lost = Vec::new();
+        for (id, l) in &self.attempts {
+            if l.deadline_ms <= now {
+                overdue.push(id.clone());
+            } else if l.lost_since.is_some_and(|t| t + grace <= now) {
+                lost.push(id.clone());
+            }
+        }
         for id in overdue {
+            let Some(live) = self.attempts.get(&id) else {
+                continue;
+            };
+            tracing::warn!(attempt = %id, device = %live.device, "attempt timed out; telling the device to stop");
+            let device = live.device.clone();
+            self.send(
+                &device,
+                ServerMsg::Cancel {
+                    attempt_id: id.clone(),
+                    reason: "the attempt passed its deadline".into(),
+                },
+            );
             let err = ErrorInfo::new(
                 "timeout",
                 format!(
                     "the attempt did not finish within {} s",
-                    self.opts.attempt_timeout.as_secs()
+                    self.opts.attempt_timeout.as_secs_f64()
                 ),
             );
-            if let Some(live) =
-                self.end_attempt(&mut b, &id, AttemptStatus::TimedOut, Some(err.clone()))
+            self.attempt_failed(&mut b, &id, AttemptStatus::TimedOut, err, None);
+        }
+        for id in lost {
+            let Some(live) = self.attempts.get(&id) else {
+                continue;
+            };
+            tracing::warn!(attempt = %id, device = %live.device, "device did not come back in time; attempt lost");
+            let err = ErrorInfo::new(
+                "device_lost",
+                format!(
+                    "device `{}` was gone longer than the {} s grace window",
+                    live.device,
+                    self.opts.lost_grace.as_secs_f64()
+                ),
+            );
+            self.attempt_failed(&mut b, &id, AttemptStatus::Lost, err, None);
+        }
+
+        let task_ms = millis(self.opts.task_timeout);
+        let queue_ms = millis(self.opts.queue_timeout);
+        let mut expired = Vec::new();
+        for (rid, req) in &self.requests {
+            for t in req.graph.tasks() {
+                if t.status.is_terminal() {
+                    continue;
+                }
+                if t.sched.first_ready_ms.is_some_and(|f| f + task_ms <= now) {
+                    let err = ErrorInfo::new(
+                        "task_timeout",
+                        format!(
+                            "the task did not finish within {} s over {} attempt(s)",
+                            self.opts.task_timeout.as_secs_f64(),
+                            t.attempts_used
+                        ),
+                    );
+                    expired.push((rid.clone(), t.id.clone(), t.attempt.clone(), err));
+                } else if t.status == TaskStatus::Ready
+                    && t.sched.not_before_ms <= now
+                    && now.saturating_sub(t.ready_since_ms) >= queue_ms
+                {
+                    let err = ErrorInfo::new(
+                        "no_device",
+                        format!(
+                            "no online device that {} had a free slot within {} s",
+                            describe_target(&t.target, &t.capabilities),
+                            self.opts.queue_timeout.as_secs_f64()
+                        ),
+                    );
+                    expired.push((rid.clone(), t.id.clone(), None, err));
+                }
+            }
+        }
+        for (rid, tid, attempt, err) in expired {
+            let mut device = None;
+            if let Some(id) = attempt
+                && let Some(live) =
+                    self.end_attempt(&mut b, &id, AttemptStatus::Cancelled, Some(err.clone()))
             {
-                tracing::warn!(attempt = %id, device = %live.device, "attempt timed out");
                 self.send(
                     &live.device,
                     ServerMsg::Cancel {
                         attempt_id: id.clone(),
-                        reason: "deadline passed".into(),
+                        reason: "the task passed its overall timeout".into(),
                     },
                 );
-                self.task_ended(
-                    &mut b,
-                    &live.request,
-                    &live.task,
-                    Ending {
-                        status: TaskStatus::Failed,
-                        output: None,
-                        error: Some(err),
-                        attempt: Some((id.clone(), live.device.clone())),
-                    },
-                );
+                device = Some((id, live.device));
             }
-        }
-
-        let queue_ms = millis(self.opts.queue_timeout);
-        let mut starved = Vec::new();
-        for (rid, req) in &self.requests {
-            for t in req.graph.tasks() {
-                if t.status == TaskStatus::Ready && now.saturating_sub(t.ready_since_ms) >= queue_ms
-                {
-                    starved.push((
-                        rid.clone(),
-                        t.id.clone(),
-                        describe_target(&t.target, &t.capabilities),
-                    ));
-                }
-            }
-        }
-        for (rid, tid, wants) in starved {
-            let err = ErrorInfo::new(
-                "no_device",
-                format!(
-                    "no online device that {wants} had a free slot within {} s",
-                    self.opts.queue_timeout.as_secs()
-                ),
-            );
             self.task_ended(
                 &mut b,
                 &rid,
@@ -1015,12 +1247,91 @@ impl Engine {
                     status: TaskStatus::Failed,
                     output: None,
                     error: Some(err),
-                    attempt: None,
+                    attempt: device,
                 },
             );
         }
         self.commit(b).await?;
         self.schedule().await
+    }
+
+    // ---- recovery ------------------------------------------------------------------------
+
+    /// Rebuilds every unfinished request from the store after a restart. Attempts that were in
+    /// flight wait for their device as if it had just disconnected: reattached if it comes
+    /// back holding them within the grace window, tried again otherwise.
+    async fn resume(&mut self) -> Result<(), Error> {
+        let now = now_ms();
+        let live = self.store.load_live().await?;
+        let mut b = Batch::default();
+        let (mut requests, mut attempts) = (0, 0);
+        for row in live {
+            let mut graph = Graph::from_rows(row.tasks, &row.edges, now)
+                .map_err(|e| Error::Corrupt(format!("request {}: {e}", row.id)))?;
+            for (task, used) in &row.attempts_used {
+                if let Some(t) = graph.task_mut(task) {
+                    t.attempts_used = *used;
+                }
+            }
+            for a in row.in_flight {
+                let known = graph.task(&a.task_id).is_some_and(|t| {
+                    matches!(t.status, TaskStatus::Dispatched | TaskStatus::Running)
+                }) && self.devices.contains_key(&a.device);
+                if !known {
+                    return Err(Error::Corrupt(format!(
+                        "attempt {} is in flight for task {} which is not",
+                        a.id, a.task_id
+                    )));
+                }
+                if let Some(t) = graph.task_mut(&a.task_id) {
+                    t.attempt = Some(a.id.clone());
+                }
+                if let Some(d) = self.devices.get_mut(&a.device) {
+                    d.running.insert(a.id.clone());
+                }
+                self.attempts.insert(
+                    a.id,
+                    Live {
+                        request: row.id.clone(),
+                        task: a.task_id,
+                        device: a.device,
+                        status: a.status,
+                        deadline_ms: a.deadline_ms,
+                        lost_since: Some(now),
+                    },
+                );
+                attempts += 1;
+            }
+            requests += 1;
+            self.requests.insert(row.id.clone(), Request { graph });
+            // A request whose every task ended but that was not closed cannot occur (both are
+            // written in one transaction); settle it anyway rather than leave it running.
+            if let Some(outcome) = self.requests[&row.id].graph.outcome() {
+                self.requests.remove(&row.id);
+                b.op(Op::UpdateRequest {
+                    id: row.id.clone(),
+                    status: outcome,
+                    error: None,
+                    at_ms: now,
+                });
+                b.event(
+                    &row.id,
+                    EventKind::RequestStatus {
+                        status: outcome,
+                        error: None,
+                    },
+                );
+            }
+        }
+        self.commit(b).await?;
+        if requests > 0 {
+            tracing::info!(
+                requests,
+                in_flight = attempts,
+                "resumed unfinished requests"
+            );
+        }
+        Ok(())
     }
 }
 
@@ -1037,6 +1348,32 @@ fn task_event(task: &TaskId, status: TaskStatus) -> EventKind {
         output: None,
         error: None,
     }
+}
+
+/// A task event naming the attempt and device it concerns.
+fn task_event_on(
+    task: &TaskId,
+    status: TaskStatus,
+    attempt: &AttemptId,
+    device: &DeviceName,
+) -> EventKind {
+    EventKind::TaskStatus {
+        task_id: task.clone(),
+        status,
+        attempt_id: Some(attempt.clone()),
+        device: Some(device.clone()),
+        output: None,
+        error: None,
+    }
+}
+
+/// Failures that say more about the device than the task: the next attempt should go
+/// elsewhere if it can.
+fn device_related(code: &str) -> bool {
+    matches!(
+        code,
+        "device_lost" | "timeout" | "agent_stopping" | "spawn_failed" | "workdir_unavailable"
+    )
 }
 
 fn describe_target(target: &TargetRow, caps: &[String]) -> String {
