@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
@@ -68,18 +69,31 @@ pub async fn start(
                 tracing::debug!(error = %e, "cannot set TCP_NODELAY");
             }
         });
+        // HTTP stays up while the engine drains, so agents can still deliver results.
+        let http_stop = CancellationToken::new();
         let serve = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .with_graceful_shutdown(http_stop.clone().cancelled_owned())
             .into_future();
         let mut serve = std::pin::pin!(serve);
         tokio::select! {
-            res = &mut serve => res?,
-            _ = async {
-                shutdown.cancelled().await;
-                tokio::time::sleep(grace).await;
-            } => tracing::warn!("connections still open after the grace period; closing them"),
+            res = &mut serve => {
+                // The listener failed on its own: stop everything.
+                shutdown.cancel();
+                res?;
+            }
+            _ = shutdown.cancelled() => {}
         }
-        let _ = tokio::time::timeout(grace, engine_join).await;
+        // The engine drains for at most `grace`, then drops every connection's queue.
+        if tokio::time::timeout(grace + Duration::from_secs(1), engine_join)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the engine did not stop within the grace period");
+        }
+        http_stop.cancel();
+        if tokio::time::timeout(grace, &mut serve).await.is_err() {
+            tracing::warn!("connections still open after the grace period; closing them");
+        }
         store.close().await;
         tracing::info!("weft orchestrator stopped");
         Ok(())

@@ -155,6 +155,26 @@ pub struct ServeArgs {
     /// Longest a ready task waits for a capable device, in seconds.
     #[arg(long, env = "WEFT_QUEUE_TIMEOUT_SECS", default_value_t = 300)]
     pub queue_timeout_secs: u64,
+    /// Longest a task may take over all its attempts, in seconds.
+    #[arg(long, env = "WEFT_TASK_TIMEOUT_SECS", default_value_t = 3600)]
+    pub task_timeout_secs: u64,
+    /// How long a disconnected device's running attempts wait for it to come back before they
+    /// are tried elsewhere, in milliseconds.
+    #[arg(long, env = "WEFT_LOST_GRACE_MS", default_value_t = 10_000)]
+    pub lost_grace_ms: u64,
+    /// Attempts per task (1 = no retries).
+    #[arg(long, env = "WEFT_RETRY_MAX_ATTEMPTS", default_value_t = 3)]
+    pub retry_max_attempts: u32,
+    /// Delay before the second attempt, in milliseconds; it doubles for each further attempt.
+    #[arg(long, env = "WEFT_RETRY_INITIAL_BACKOFF_MS", default_value_t = 1000)]
+    pub retry_initial_backoff_ms: u64,
+    /// Longest delay between attempts, in milliseconds.
+    #[arg(long, env = "WEFT_RETRY_MAX_BACKOFF_MS", default_value_t = 60_000)]
+    pub retry_max_backoff_ms: u64,
+    /// On SIGTERM, how long running attempts may take to finish before the server exits
+    /// (they resume after a restart), in seconds.
+    #[arg(long, env = "WEFT_SHUTDOWN_GRACE_SECS", default_value_t = 5)]
+    pub shutdown_grace_secs: u64,
 }
 
 impl ServeArgs {
@@ -179,6 +199,15 @@ impl ServeArgs {
         o.heartbeat_interval = Duration::from_millis(self.heartbeat_ms);
         o.attempt_timeout = Duration::from_secs(self.attempt_timeout_secs);
         o.queue_timeout = Duration::from_secs(self.queue_timeout_secs);
+        o.task_timeout = Duration::from_secs(self.task_timeout_secs.max(1));
+        o.lost_grace = Duration::from_millis(self.lost_grace_ms);
+        o.shutdown_grace = Duration::from_secs(self.shutdown_grace_secs);
+        o.retry.max_attempts = self.retry_max_attempts;
+        o.retry.initial_backoff_ms = self.retry_initial_backoff_ms;
+        o.retry.max_backoff_ms = self.retry_max_backoff_ms;
+        o.retry
+            .validate()
+            .map_err(|e| anyhow::anyhow!("retry settings: {e}"))?;
         Ok(o)
     }
 }
