@@ -1,8 +1,15 @@
-//! The agent's life: connect, say hello, run what it is assigned, report, reconnect.
+//! The agent's life: connect, say hello, run what it is assigned, report, reconnect, stop.
 //!
 //! One [`Agent`] owns the attempts in flight and the [`Outbox`]; both outlive any single
-//! connection. Attempts run as tokio tasks that report back through one channel, so a result
-//! that ends while the link is down is kept and sent after the next `welcome`.
+//! connection, and the outbox (on disk) outlives the process. Attempts run as tokio tasks that
+//! report back through one channel, so a result that ends while the link is down is kept and
+//! sent after the next `welcome`.
+//!
+//! Stopping hands the work back: new assignments are rejected (`agent_stopping`), every running
+//! attempt is stopped and reported `failed` with code `agent_stopping` (so the orchestrator may
+//! run it elsewhere), and the agent waits up to `stop_grace` for those results to be
+//! acknowledged before it closes the connection. Whatever is not acknowledged by then stays in
+//! the outbox for the next start.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -11,7 +18,9 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use weft_protocol::{
@@ -29,6 +38,14 @@ type Ws =
 
 /// Refusal codes after which reconnecting cannot help.
 const FATAL_REFUSALS: [&str; 2] = ["bad_token", "unsupported_version"];
+
+/// The error code of attempts handed back because the agent is stopping, and of assignments
+/// refused while it stops.
+const AGENT_STOPPING: &str = "agent_stopping";
+
+/// How long stopped attempts may take to end (dropping an executor is immediate; a shell
+/// run's process group is killed when it is dropped).
+const ATTEMPTS_STOP_LIMIT: Duration = Duration::from_secs(5);
 
 /// What running attempts tell the agent.
 #[derive(Debug)]
@@ -61,14 +78,29 @@ pub struct Agent {
     /// Attempts the orchestrator no longer wants: their results are dropped.
     forgotten: HashSet<AttemptId>,
     outbox: Outbox,
+    /// Cancelled when the agent stops (a child of the caller's stop token); every attempt
+    /// watches it.
+    halt: CancellationToken,
     reports_tx: mpsc::UnboundedSender<Report>,
     reports: mpsc::UnboundedReceiver<Report>,
     tracker: TaskTracker,
 }
 
 impl Agent {
-    pub fn new(config: Config) -> Result<Self, Error> {
+    /// Validates `config` and loads the outbox left by an earlier run. The agent stops when
+    /// `stop` is cancelled.
+    pub fn new(config: Config, stop: &CancellationToken) -> Result<Self, Error> {
         config.validate()?;
+        let outbox = Outbox::open(&config.state_dir).map_err(|e| {
+            Error::Config(format!(
+                "cannot open the outbox in the state dir {}: {e}",
+                config.state_dir.display()
+            ))
+        })?;
+        if !outbox.is_empty() {
+            tracing::info!(results = outbox.len(), dir = %outbox.dir().display(),
+                "results from an earlier run are waiting for the orchestrator");
+        }
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(config.http_timeout)
@@ -81,15 +113,17 @@ impl Agent {
             http,
             running: HashMap::new(),
             forgotten: HashSet::new(),
-            outbox: Outbox::default(),
+            outbox,
+            halt: stop.child_token(),
             reports_tx,
             reports,
             tracker: TaskTracker::new(),
         })
     }
 
-    /// Runs until `stop` is cancelled (`Ok`) or the orchestrator refuses this device for good.
-    pub async fn run(mut self, stop: CancellationToken) -> Result<(), Error> {
+    /// Runs until the stop token is cancelled (`Ok`) or the orchestrator refuses this device
+    /// for good.
+    pub async fn run(mut self) -> Result<(), Error> {
         std::fs::create_dir_all(&self.config.workdir).map_err(|e| {
             Error::Config(format!(
                 "cannot create the workdir {}: {e}",
@@ -98,7 +132,7 @@ impl Agent {
         })?;
         let mut backoff = Backoff::new(self.config.reconnect_min, self.config.reconnect_max);
         let result = loop {
-            match self.session(&stop).await {
+            match self.session().await {
                 Ok(End::Stopped) => break Ok(()),
                 Ok(End::Lost { reason, welcomed }) => {
                     if welcomed {
@@ -108,9 +142,8 @@ impl Agent {
                     tracing::warn!(%reason, retry_in_ms = delay.as_millis() as u64,
                         running = self.running.len(), unacked = self.outbox.len(),
                         "connection to the orchestrator lost");
-                    tokio::select! {
-                        _ = stop.cancelled() => break Ok(()),
-                        _ = tokio::time::sleep(delay) => {}
+                    if !self.pause(delay).await {
+                        break Ok(());
                     }
                 }
                 Err(e) => break Err(e),
@@ -120,26 +153,51 @@ impl Agent {
         result
     }
 
-    /// Stops every running attempt and waits (bounded) for them to end.
-    async fn shutdown(&mut self) {
-        for cancel in self.running.values() {
-            cancel.cancel();
+    /// Waits out a reconnect delay, putting the results of attempts that end meanwhile in the
+    /// outbox. Returns `false` if the agent was stopped.
+    async fn pause(&mut self, delay: Duration) -> bool {
+        let wake = Instant::now() + delay;
+        loop {
+            tokio::select! {
+                _ = self.halt.cancelled() => return false,
+                _ = tokio::time::sleep_until(wake) => return true,
+                Some(report) = self.reports.recv() => self.offline(report),
+            }
         }
+    }
+
+    /// Stops every running attempt (each reports `agent_stopping`), waits (bounded) for them
+    /// to end, and keeps their results in the outbox for the next start.
+    async fn shutdown(&mut self) {
+        self.halt.cancel();
         self.tracker.close();
-        if tokio::time::timeout(Duration::from_secs(5), self.tracker.wait())
+        if tokio::time::timeout(ATTEMPTS_STOP_LIMIT, self.tracker.wait())
             .await
             .is_err()
         {
-            tracing::warn!("some attempts did not stop within 5 s");
+            tracing::warn!(
+                "some attempts did not stop within {} s",
+                ATTEMPTS_STOP_LIMIT.as_secs()
+            );
+        }
+        self.absorb_reports();
+        if !self.outbox.is_empty() {
+            tracing::info!(unacked = self.outbox.len(), dir = %self.outbox.dir().display(),
+                "results kept in the outbox for the next start");
         }
     }
 
     /// Applies reports that arrived while no connection could take them.
     fn absorb_reports(&mut self) {
         while let Ok(r) = self.reports.try_recv() {
-            if let Report::Done { attempt, outcome } = r {
-                self.finished(attempt, outcome);
-            }
+            self.offline(r);
+        }
+    }
+
+    /// Applies a report while no connection can take it: a result goes to the outbox.
+    fn offline(&mut self, report: Report) {
+        if let Report::Done { attempt, outcome } = report {
+            self.finished(attempt, outcome);
         }
     }
 
@@ -156,7 +214,10 @@ impl Agent {
             output: outcome.output,
             error: outcome.error,
         });
-        self.outbox.put(attempt, msg.clone());
+        if let Err(e) = self.outbox.put(msg.clone()) {
+            tracing::error!(attempt = %attempt, error = %e, dir = %self.outbox.dir().display(),
+                "cannot write a result to the outbox; sending it anyway, but it will not survive a restart");
+        }
         Some(msg)
     }
 
@@ -247,10 +308,11 @@ impl Agent {
     }
 
     /// One connection, from connect to loss or stop.
-    async fn session(&mut self, stop: &CancellationToken) -> Result<End, Error> {
+    async fn session(&mut self) -> Result<End, Error> {
+        let halt = self.halt.clone();
         self.absorb_reports();
         let opened = tokio::select! {
-            _ = stop.cancelled() => return Ok(End::Stopped),
+            _ = halt.cancelled() => return Ok(End::Stopped),
             o = self.open() => o?,
         };
         let (mut ws, heartbeat) = match opened {
@@ -264,24 +326,49 @@ impl Agent {
         };
         tracing::info!(device = %self.config.name, resend = self.outbox.len(),
             reattached = self.running.len(), "connected to the orchestrator");
-        let lost = |reason: String| {
-            Ok(End::Lost {
-                reason,
-                welcomed: true,
-            })
-        };
         for msg in self.outbox.pending() {
             if let Err(e) = send(&mut ws, msg).await {
-                return lost(format!("cannot re-send results: {e}"));
+                return Ok(End::Lost {
+                    reason: format!("cannot re-send results: {e}"),
+                    welcomed: true,
+                });
             }
         }
         let mut tick = tokio::time::interval(heartbeat);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
+        // Set when the agent starts stopping: the end of the wait for acknowledgements.
+        let mut grace_until: Option<Instant> = None;
         loop {
+            let stopping = grace_until.is_some();
+            if stopping && self.running.is_empty() && self.outbox.is_empty() {
+                tracing::info!("every result acknowledged; closing the connection");
+                close(ws).await;
+                return Ok(End::Stopped);
+            }
+            // Once stopping, a lost link ends the session for good: every result is on disk.
+            let lost = move |reason: String| {
+                if stopping {
+                    tracing::warn!(%reason, "connection lost while stopping");
+                    Ok(End::Stopped)
+                } else {
+                    Ok(End::Lost {
+                        reason,
+                        welcomed: true,
+                    })
+                }
+            };
             tokio::select! {
-                _ = stop.cancelled() => {
-                    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+                _ = halt.cancelled(), if !stopping => {
+                    // Running attempts watch `halt` too, and report `agent_stopping`.
+                    tracing::info!(running = self.running.len(), unacked = self.outbox.len(),
+                        "stopping: handing running attempts back to the orchestrator");
+                    grace_until = Some(Instant::now() + self.config.stop_grace);
+                }
+                _ = tokio::time::sleep_until(grace_until.unwrap_or_else(Instant::now)), if stopping => {
+                    tracing::warn!(running = self.running.len(), unacked = self.outbox.len(),
+                        "stop grace over; unacknowledged results stay in the outbox for the next start");
+                    close(ws).await;
                     return Ok(End::Stopped);
                 }
                 Some(report) = self.reports.recv() => {
@@ -377,6 +464,12 @@ impl Agent {
 
     /// Whether this agent will take an assignment.
     fn admit(&self, action: Option<&Action>) -> Result<(), ErrorInfo> {
+        if self.halt.is_cancelled() {
+            return Err(ErrorInfo::new(
+                AGENT_STOPPING,
+                "this agent is stopping and takes no new work",
+            ));
+        }
         if self.running.len() >= self.config.max_concurrency as usize {
             return Err(ErrorInfo::new(
                 "busy",
@@ -408,6 +501,7 @@ impl Agent {
         let http = self.http.clone();
         let max_output_bytes = self.config.max_output_bytes;
         let http_timeout = self.config.http_timeout;
+        let halt = self.halt.clone();
         let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms()));
         self.tracker.spawn(async move {
             let (progress, mut progress_rx) = mpsc::unbounded_channel();
@@ -431,6 +525,10 @@ impl Agent {
             let outcome = tokio::select! {
                 o = run => o,
                 _ = cancel.cancelled() => Outcome::cancelled("cancelled by the orchestrator"),
+                _ = halt.cancelled() => Outcome::failed(
+                    AGENT_STOPPING,
+                    "the agent stopped before the attempt ended; it was stopped and handed back",
+                ),
                 _ = tokio::time::sleep(left) => Outcome::failed(
                     "timeout",
                     "the attempt passed its deadline and was stopped",
@@ -440,6 +538,20 @@ impl Agent {
             let _ = reports.send(Report::Done { attempt, outcome });
         });
     }
+}
+
+/// Closes the connection normally and waits (briefly) for the orchestrator's close reply.
+async fn close(mut ws: Ws) {
+    let polite = async {
+        ws.close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "agent stopping".into(),
+        }))
+        .await?;
+        while let Some(Ok(_)) = ws.next().await {}
+        Ok::<_, tokio_tungstenite::tungstenite::Error>(())
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), polite).await;
 }
 
 async fn send(ws: &mut Ws, msg: &AgentMsg) -> Result<(), tokio_tungstenite::tungstenite::Error> {
@@ -515,18 +627,18 @@ mod tests {
         assert_eq!(output.summary, "s");
     }
 
-    fn agent(max: u32) -> Agent {
+    /// An agent with its state dir and workdir in `dir`, and the token that stops it.
+    fn agent(max: u32, dir: &std::path::Path) -> (Agent, CancellationToken) {
         let mut c = Config::new("http://127.0.0.1:1", "laptop", "t");
         c.max_concurrency = max;
-        Agent::new(c).unwrap()
+        c.workdir = dir.join("work");
+        c.state_dir = dir.join("state");
+        let stop = CancellationToken::new();
+        (Agent::new(c, &stop).unwrap(), stop)
     }
 
-    #[tokio::test]
-    async fn assignments_beyond_capacity_or_without_an_action_are_rejected() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut a = agent(1);
-        a.config.workdir = dir.path().to_path_buf();
-        let assign = |id: &str, action: Option<Action>| ServerMsg::Assign {
+    fn assign(id: &str, action: Option<Action>) -> ServerMsg {
+        ServerMsg::Assign {
             attempt_id: id.into(),
             request_id: "r".into(),
             task_id: "t1".into(),
@@ -536,10 +648,33 @@ mod tests {
             inputs: Default::default(),
             deadline_ms: now_ms() + 60_000,
             max_turns: 1,
-        };
-        let sleep = Some(Action::Shell {
-            command: "sleep 5".into(),
-        });
+        }
+    }
+
+    fn shell(command: &str) -> Option<Action> {
+        Some(Action::Shell {
+            command: command.into(),
+        })
+    }
+
+    async fn next_done(a: &mut Agent) -> (AttemptId, Outcome) {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), a.reports.recv())
+                .await
+                .expect("no report in time")
+            {
+                Some(Report::Done { attempt, outcome }) => return (attempt, outcome),
+                Some(Report::Progress { .. }) => {}
+                None => panic!("report channel closed"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn assignments_beyond_capacity_or_without_an_action_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut a, _stop) = agent(1, dir.path());
+        let sleep = shell("sleep 5");
         match a.on_message(assign("a1", None)) {
             Some(AgentMsg::Reject { attempt_id, error }) => {
                 assert_eq!(attempt_id.as_str(), "a1");
@@ -559,25 +694,106 @@ mod tests {
             Some(AgentMsg::Reject { error, .. }) => assert_eq!(error.code, "busy"),
             other => panic!("expected busy, got {other:?}"),
         }
-        // Cancel stops it and the cancelled result lands in the outbox.
+        // Cancel stops it and the cancelled result lands in the outbox, on disk.
         a.on_message(ServerMsg::Cancel {
             attempt_id: "a2".into(),
             reason: "test".into(),
         });
-        let Some(Report::Done { attempt, outcome }) =
-            tokio::time::timeout(Duration::from_secs(5), a.reports.recv())
-                .await
-                .unwrap()
-        else {
-            panic!("no report")
-        };
+        let (attempt, outcome) = next_done(&mut a).await;
         assert_eq!(outcome.status, ResultStatus::Cancelled);
         assert!(a.finished(attempt.clone(), outcome).is_some());
         assert_eq!(a.outbox.len(), 1);
+        let file = dir.path().join("state/outbox/a2.json");
+        assert!(file.is_file());
         a.on_message(ServerMsg::Ack {
             attempt_id: attempt,
         });
         assert_eq!(a.outbox.len(), 0);
+        assert!(!file.exists());
         assert!(a.running.is_empty());
+    }
+
+    #[tokio::test]
+    async fn results_from_an_earlier_run_are_held_in_the_hello_then_reconciled() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut o = Outbox::open(&dir.path().join("state")).unwrap();
+            for id in ["old-1", "old-2"] {
+                o.put(AgentMsg::Result {
+                    attempt_id: id.into(),
+                    status: ResultStatus::Succeeded,
+                    output: TaskOutput::default(),
+                    error: None,
+                })
+                .unwrap();
+            }
+        }
+        let (mut a, _stop) = agent(1, dir.path());
+        let AgentMsg::Hello { held_attempts, .. } = a.hello() else {
+            panic!("not a hello")
+        };
+        assert_eq!(held_attempts, ["old-1".into(), "old-2".into()]);
+        a.reconcile(&["old-2".into()]);
+        assert_eq!(a.outbox.attempts().collect::<Vec<_>>(), [&"old-2".into()]);
+        assert!(!dir.path().join("state/outbox/old-1.json").exists());
+        assert!(dir.path().join("state/outbox/old-2.json").exists());
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn stopping_hands_running_attempts_back_and_keeps_their_results() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut a, stop) = agent(2, dir.path());
+        assert!(matches!(
+            a.on_message(assign("a1", shell("echo $$ > pid; exec sleep 30"))),
+            Some(AgentMsg::Accept { .. })
+        ));
+        let pid_file = dir.path().join("work/pid");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let pid = loop {
+            if let Ok(p) = std::fs::read_to_string(&pid_file)
+                && let Ok(p) = p.trim().parse::<i32>()
+            {
+                break p;
+            }
+            assert!(Instant::now() < deadline, "the command did not start");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+
+        stop.cancel();
+        // No new work once stopping.
+        match a.on_message(assign("a2", shell("echo late"))) {
+            Some(AgentMsg::Reject { error, .. }) => assert_eq!(error.code, AGENT_STOPPING),
+            other => panic!("expected agent_stopping, got {other:?}"),
+        }
+        // What the agent does when stopped without a connection.
+        a.shutdown().await;
+        // The group was killed when the run was dropped; allow for the zombie to be reaped.
+        let group = nix::unistd::Pid::from_raw(pid);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while nix::sys::signal::killpg(group, None).is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "the process group outlived the agent"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drop(a);
+        let kept = Outbox::open(&dir.path().join("state")).unwrap();
+        let results: Vec<&AgentMsg> = kept.pending().collect();
+        match results.as_slice() {
+            [
+                AgentMsg::Result {
+                    attempt_id,
+                    status: ResultStatus::Failed,
+                    error: Some(error),
+                    ..
+                },
+            ] => {
+                assert_eq!(attempt_id.as_str(), "a1");
+                assert_eq!(error.code, AGENT_STOPPING);
+            }
+            other => panic!("expected one agent_stopping result, got {other:?}"),
+        }
     }
 }

@@ -29,6 +29,9 @@ pub struct Args {
     /// Where shell commands run; `fs` actions cannot leave it.
     #[arg(long, env = "WEFT_WORKDIR", default_value = "weft-work")]
     pub workdir: PathBuf,
+    /// Where unacknowledged results are kept across restarts; must be outside the workdir.
+    #[arg(long, env = "WEFT_STATE_DIR", default_value = "weft-state")]
+    pub state_dir: PathBuf,
     /// Most attempts this device runs at once.
     #[arg(long, env = "WEFT_MAX_CONCURRENCY", default_value_t = 4)]
     pub max_concurrency: u32,
@@ -50,6 +53,7 @@ impl Args {
         let mut c = Config::new(&self.server, &self.name, &token);
         c.kind.clone_from(&self.kind);
         c.workdir.clone_from(&self.workdir);
+        c.state_dir.clone_from(&self.state_dir);
         c.max_concurrency = self.max_concurrency;
         c.validate()?;
         Ok(c)
@@ -87,7 +91,8 @@ fn stop_on_signal() -> CancellationToken {
 /// Runs the agent until SIGINT/SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let config = args.config()?;
-    tracing::info!(server = %config.server, device = %config.name, workdir = %config.workdir.display(), "weft-agent starting");
+    tracing::info!(server = %config.server, device = %config.name, workdir = %config.workdir.display(),
+        state_dir = %config.state_dir.display(), "weft-agent starting");
     crate::run(config, stop_on_signal()).await?;
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! The agent's typed configuration, validated before any connection is made.
 
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use weft_protocol::{AGENT_WS_PATH, DeviceName};
@@ -20,6 +20,10 @@ pub struct Config {
     pub kind: String,
     /// Where shell commands run and the only tree `fs` actions may touch.
     pub workdir: PathBuf,
+    /// Where the agent keeps what must outlive it: the outbox of unacknowledged results
+    /// (`STATE_DIR/outbox/`). Created with mode 0700; must not lie inside the workdir, where
+    /// tasks could forge or delete its files.
+    pub state_dir: PathBuf,
     /// Most attempts run at once; further assignments are rejected as `busy`.
     pub max_concurrency: u32,
     /// Largest stdout, stderr, HTTP body or file content kept in a result, in bytes.
@@ -31,6 +35,10 @@ pub struct Config {
     pub reconnect_max: Duration,
     /// How long connecting plus the hello/welcome exchange may take.
     pub connect_timeout: Duration,
+    /// On stop, how long to wait for the orchestrator to acknowledge the results of the
+    /// attempts handed back before closing the connection (unacknowledged ones stay in the
+    /// outbox for the next start).
+    pub stop_grace: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -42,6 +50,7 @@ impl std::fmt::Debug for Config {
             .field("token", &"<redacted>")
             .field("kind", &self.kind)
             .field("workdir", &self.workdir)
+            .field("state_dir", &self.state_dir)
             .field("max_concurrency", &self.max_concurrency)
             .field("max_output_bytes", &self.max_output_bytes)
             .finish_non_exhaustive()
@@ -60,12 +69,14 @@ impl Config {
             token: token.to_owned(),
             kind: "laptop".to_owned(),
             workdir: PathBuf::from("weft-work"),
+            state_dir: PathBuf::from("weft-state"),
             max_concurrency: 4,
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
             http_timeout: Duration::from_secs(30),
             reconnect_min: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            stop_grace: Duration::from_secs(5),
         }
     }
 
@@ -91,7 +102,31 @@ impl Config {
                 "max output bytes must be 1..=524288 (results must fit one 1 MiB frame)".into(),
             ));
         }
+        self.check_state_dir()?;
         self.ws_url().map(|_| ())
+    }
+
+    /// The state dir must not be reachable by tasks: not the workdir, not inside it, and the
+    /// workdir not inside its outbox. Paths are compared absolute and lexically normalized.
+    fn check_state_dir(&self) -> Result<(), Error> {
+        let state = normalized(&self.state_dir, "state dir")?;
+        let work = normalized(&self.workdir, "workdir")?;
+        if state.starts_with(&work) {
+            return Err(Error::Config(format!(
+                "state dir {}: must not be the workdir ({}) or inside it, where tasks could \
+                 forge or delete queued results",
+                self.state_dir.display(),
+                self.workdir.display()
+            )));
+        }
+        if work.starts_with(state.join(crate::outbox::OUTBOX_DIR)) {
+            return Err(Error::Config(format!(
+                "workdir {}: must not be inside the state dir's outbox ({})",
+                self.workdir.display(),
+                state.join(crate::outbox::OUTBOX_DIR).display()
+            )));
+        }
+        Ok(())
     }
 
     /// The WebSocket URL of the agent endpoint, derived from the base URL.
@@ -121,6 +156,23 @@ impl Config {
             Ok(format!("ws://{host}{path}{AGENT_WS_PATH}"))
         }
     }
+}
+
+/// `path` made absolute (against the current directory) with `.` and `..` resolved lexically.
+fn normalized(path: &Path, what: &str) -> Result<PathBuf, Error> {
+    let abs = std::path::absolute(path)
+        .map_err(|e| Error::Config(format!("{what} `{}`: {e}", path.display())))?;
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -161,6 +213,37 @@ mod tests {
                 .to_string()
                 .contains("concurrency")
         );
+    }
+
+    #[test]
+    fn the_state_dir_must_stay_out_of_the_workdir() {
+        let check = |work: &str, state: &str| {
+            let mut c = Config::new("http://h:1", "laptop", "tok");
+            c.workdir = work.into();
+            c.state_dir = state.into();
+            c.validate().map_err(|e| e.to_string())
+        };
+        assert!(check("weft-work", "weft-state").is_ok());
+        assert!(check("/srv/weft/work", "/srv/weft/state").is_ok());
+        // The workdir inside the state dir is fine, as long as it is not in the outbox.
+        assert!(check("/srv/weft/work", "/srv/weft").is_ok());
+        for (work, state) in [
+            ("/srv/work", "/srv/work"),
+            ("/srv/work", "/srv/work/"),
+            ("/srv/work", "/srv/work/state"),
+            ("/srv/work", "/srv/./work/.state"),
+            ("/srv/work", "/srv/other/../work/state"),
+            ("/srv/./work/", "/srv/work/a/b/.."),
+            ("work", "work/state"),
+            ("a/../work", "./work"),
+        ] {
+            let err = check(work, state).expect_err(state);
+            assert!(err.contains("state dir"), "{err}");
+        }
+        let err = check("/srv/state/outbox/x", "/srv/state").unwrap_err();
+        assert!(err.contains("outbox"), "{err}");
+        // Lexical only: a name that merely starts the same is another directory.
+        assert!(check("/srv/work", "/srv/work-state").is_ok());
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //!
 //! An agent keeps one WebSocket open to its orchestrator, states who it is and what it can do,
 //! runs the attempts it is assigned with its local executors (`shell`, `fs`, `http`), and sends
-//! their results back, keeping each in an outbox until the orchestrator acknowledges it. When
-//! the link drops it reconnects with jittered exponential backoff, for as long as it runs.
+//! their results back, keeping each in a durable [`outbox`] (files in its state dir) until the
+//! orchestrator acknowledges it, across reconnects and restarts. When the link drops it
+//! reconnects with jittered exponential backoff, for as long as it runs. When stopped it hands
+//! its running attempts back (`failed`, code `agent_stopping`) before it closes the connection.
 //!
 //! Architecture invariant: the agent makes no scheduling decisions. It runs what it is
 //! assigned, up to its own `max_concurrency`, inside its own workdir.
@@ -13,7 +15,7 @@ mod backoff;
 pub mod cli;
 mod config;
 mod exec;
-mod outbox;
+pub mod outbox;
 
 pub use agent::platform;
 pub use backoff::Backoff;
@@ -29,8 +31,9 @@ pub enum Error {
     Refused(ErrorInfo),
 }
 
-/// Runs an agent until `stop` is cancelled. Returns an error only for bad configuration or a
-/// refusal that reconnecting cannot fix (wrong token, unsupported protocol version).
+/// Runs an agent until `stop` is cancelled. Returns an error only for bad configuration (or a
+/// state dir that cannot be opened) or a refusal that reconnecting cannot fix (wrong token,
+/// unsupported protocol version).
 pub async fn run(config: Config, stop: CancellationToken) -> Result<(), Error> {
-    agent::Agent::new(config)?.run(stop).await
+    agent::Agent::new(config, &stop)?.run().await
 }

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod metrics;
 pub mod server;
 pub mod store;
 pub mod token;

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use weft_protocol::{AgentMsg, ErrorInfo, MAX_FRAME_BYTES, ServerMsg};
 
 use crate::engine::{Handle, Hello, OUTBOUND_CAPACITY};
+use crate::metrics::Metrics;
 
 /// Frames above this size are cut off by the WebSocket layer itself; frames between
 /// [`MAX_FRAME_BYTES`] and this get a clean `frame_too_large` error first.
@@ -118,6 +119,7 @@ pub async fn serve(mut socket: WebSocket, engine: Handle, settings: ConnSettings
                 return;
             }
             Err(e) => {
+                Metrics::inc(&engine.metrics.bad_frames_total);
                 close_with(&mut socket, ServerMsg::Error { error: e }, "bad frame").await;
                 return;
             }
@@ -194,6 +196,7 @@ pub async fn serve(mut socket: WebSocket, engine: Handle, settings: ConnSettings
                 }
             }
             Err(e) => {
+                Metrics::inc(&engine.metrics.bad_frames_total);
                 tracing::warn!(device = %device, code = %e.code, "bad frame from agent; closing");
                 let _ = ctrl_tx
                     .send(Ctrl::Frame(ServerMsg::Error { error: e }))

@@ -53,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/devices/{name}/drain", post(devices::drain))
         .route("/v1/devices/{name}/resume", post(devices::resume))
         .route("/openapi.json", get(openapi::serve))
+        .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_api_token,
@@ -69,6 +70,14 @@ pub fn router(state: AppState) -> Router {
 
 async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+/// Prometheus text exposition of the orchestrator's counters.
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.engine.metrics.render(),
+    )
 }
 
 async fn not_found() -> ApiError {

@@ -50,6 +50,7 @@ fn spawn_agent(
     kind: &str,
     token: &str,
     workdir: &Path,
+    state_dir: &Path,
 ) -> anyhow::Result<Child> {
     let (exe, prefix) = agent_command()?;
     Command::new(&exe)
@@ -57,6 +58,8 @@ fn spawn_agent(
         .args(["--server", base, "--name", name, "--kind", kind])
         .arg("--workdir")
         .arg(workdir)
+        .arg("--state-dir")
+        .arg(state_dir)
         .args(["--max-concurrency", "2"])
         // The token goes through the environment, never the command line.
         .env("WEFT_DEVICE_TOKEN", token)
@@ -111,7 +114,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         for (name, kind) in DEVICES {
             let created = client.add_device(name, kind).await?;
             let workdir = dir.path().join("agents").join(name);
-            children.push(spawn_agent(&base, name, kind, &created.token, &workdir)?);
+            let state_dir = dir.path().join("agent-state").join(name);
+            children.push(spawn_agent(&base, name, kind, &created.token, &workdir, &state_dir)?);
             println!("  agent         {name} ({kind}), pid {}", children.last().and_then(Child::id).unwrap_or(0));
         }
         wait_online(&client).await?;

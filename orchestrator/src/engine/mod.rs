@@ -15,11 +15,14 @@ mod service;
 pub use graph::{Graph, IllegalTransition, legal};
 pub use service::Engine;
 
+use std::sync::Arc;
+
 use tokio::sync::{broadcast, mpsc, oneshot};
 use weft_planner::{DeviceInfo, Plan};
 use weft_protocol::rest::{DeviceCreated, DeviceView, Event};
 use weft_protocol::{AgentMsg, AttemptId, DeviceName, ErrorInfo, RequestId, ServerMsg};
 
+use crate::metrics::Metrics;
 use crate::{ApiError, Error};
 
 /// Identifies one WebSocket connection, so that a stale connection's messages are never taken
@@ -92,6 +95,8 @@ pub(crate) enum Command {
 pub struct Handle {
     tx: mpsc::Sender<Command>,
     events: broadcast::Sender<Event>,
+    /// Counters the engine and the connection tasks update.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Handle {

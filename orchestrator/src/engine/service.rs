@@ -1,6 +1,7 @@
 //! The engine's state and event loop.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc};
@@ -15,6 +16,7 @@ use weft_protocol::{
 
 use super::graph::Graph;
 use super::{Command, ConnId, Handle, Hello, Outbound};
+use crate::metrics::Metrics;
 use crate::store::{Batch, DeviceRow, Op, Store, TargetRow};
 use crate::{ApiError, Error, ServeOptions, now_ms, token};
 
@@ -94,6 +96,7 @@ pub struct Engine {
     events: broadcast::Sender<weft_protocol::rest::Event>,
     next_conn: u64,
     shutdown: CancellationToken,
+    metrics: Arc<Metrics>,
     /// Set once shutdown began: no new requests or dispatches; in-flight results are still
     /// taken until `drain_until`.
     drain_until: Option<u64>,
@@ -131,10 +134,19 @@ impl Engine {
             next_conn: 0,
             shutdown,
             drain_until: None,
+            metrics: Arc::new(Metrics::default()),
         };
+        let metrics = engine.metrics.clone();
         engine.resume().await?;
         let join = tokio::spawn(engine.run(rx));
-        Ok((Handle { tx, events }, join))
+        Ok((
+            Handle {
+                tx,
+                events,
+                metrics,
+            },
+            join,
+        ))
     }
 
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
@@ -364,6 +376,7 @@ impl Engine {
         }
         self.commit(b).await.map_err(Err)?;
         tracing::info!(request = %id, tasks = graph.tasks().len(), "request created");
+        Metrics::inc(&self.metrics.requests_created_total);
         self.requests.insert(id.clone(), Request { graph });
         Ok(id)
     }
@@ -478,6 +491,7 @@ impl Engine {
                 },
             );
             tracing::info!(request = %request, status = outcome.as_str(), "request finished");
+            Metrics::inc(&self.metrics.requests_finished_total);
             self.requests.remove(request);
         }
     }
@@ -581,6 +595,7 @@ impl Engine {
         if !moved {
             return;
         }
+        Metrics::inc(&self.metrics.attempts_retried_total);
         tracing::info!(request = %live.request, task = %live.task, attempt = %id, code = %error.code,
             attempts = used, retry_in_ms = delay, "attempt failed; will retry");
         b.op(Op::UpdateTask {
@@ -746,6 +761,7 @@ impl Engine {
         if let Some(d) = self.devices.get_mut(device) {
             d.running.insert(attempt_id.clone());
         }
+        Metrics::inc(&self.metrics.attempts_dispatched_total);
         tracing::debug!(request = %rid, task = %tid, device = %device, attempt = %attempt_id, "dispatched");
         Some(assign)
     }
@@ -883,11 +899,13 @@ impl Engine {
         for id in &reattached {
             if let Some(live) = self.attempts.get_mut(id) {
                 live.lost_since = None;
+                Metrics::inc(&self.metrics.attempts_reattached_total);
             }
         }
         let mut b = Batch::default();
         for id in lost {
             tracing::warn!(attempt = %id, device = %hello.device, "device came back without the attempt");
+            Metrics::inc(&self.metrics.attempts_lost_total);
             let err = ErrorInfo::new(
                 "device_lost",
                 format!("device `{}` reconnected without this attempt", hello.device),
@@ -1049,6 +1067,7 @@ impl Engine {
                     return match self.store.attempt_device(&attempt_id).await? {
                         Some(owner) if owner == device => {
                             tracing::info!(attempt = %attempt_id, "duplicate or late result; recorded, not applied");
+                            Metrics::inc(&self.metrics.results_duplicate_total);
                             let mut b = Batch::default();
                             b.op(Op::RecordLateResult {
                                 id: attempt_id.clone(),
@@ -1121,6 +1140,7 @@ impl Engine {
         id: &AttemptId,
         what: &str,
     ) -> Result<(), Error> {
+        Metrics::inc(&self.metrics.frames_refused_total);
         tracing::warn!(device = %device, attempt = %id, frame = what,
             "refused a frame about an attempt this device does not hold");
         self.send(
@@ -1157,6 +1177,7 @@ impl Engine {
                 continue;
             };
             tracing::warn!(attempt = %id, device = %live.device, "attempt timed out; telling the device to stop");
+            Metrics::inc(&self.metrics.attempts_timed_out_total);
             let device = live.device.clone();
             self.send(
                 &device,
@@ -1179,6 +1200,7 @@ impl Engine {
                 continue;
             };
             tracing::warn!(attempt = %id, device = %live.device, "device did not come back in time; attempt lost");
+            Metrics::inc(&self.metrics.attempts_lost_total);
             let err = ErrorInfo::new(
                 "device_lost",
                 format!(

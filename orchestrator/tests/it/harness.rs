@@ -20,7 +20,14 @@ pub struct Harness {
     pub dir: tempfile::TempDir,
     shutdown: CancellationToken,
     join: Option<tokio::task::JoinHandle<Result<(), weft_orchestrator::Error>>>,
-    agents: Vec<(CancellationToken, tokio::task::JoinHandle<()>)>,
+    agents: Vec<RunningAgent>,
+}
+
+/// An in-process agent: the token that stops it and its task (taken once it has been awaited).
+#[derive(Debug)]
+struct RunningAgent {
+    stop: CancellationToken,
+    join: Option<tokio::task::JoinHandle<Result<(), weft_agent::Error>>>,
 }
 
 impl Harness {
@@ -115,19 +122,40 @@ impl Harness {
         let mut c = weft_agent::Config::new(&self.base, name, token);
         c.kind = kind.to_owned();
         c.workdir = self.dir.path().join("agents").join(name);
+        // Outside the workdir, which the agent refuses.
+        c.state_dir = self.dir.path().join("agent-state").join(name);
         c.max_concurrency = 4;
         c
     }
 
     /// Starts an in-process agent (the real agent code, its own WebSocket connection).
-    pub fn start_agent(&mut self, name: &str, kind: &str, token: &str) {
+    pub fn start_agent(&mut self, name: &str, kind: &str, token: &str) -> usize {
         let config = self.agent_config(name, kind, token);
+        self.start_agent_with(config)
+    }
+
+    /// Starts an in-process agent with this configuration; returns its index for
+    /// [`Harness::stop_agent`].
+    pub fn start_agent_with(&mut self, config: weft_agent::Config) -> usize {
         let stop = CancellationToken::new();
-        let s = stop.clone();
-        let join = tokio::spawn(async move {
-            let _ = weft_agent::run(config, s).await;
+        let join = tokio::spawn(weft_agent::run(config, stop.clone()));
+        self.agents.push(RunningAgent {
+            stop,
+            join: Some(join),
         });
-        self.agents.push((stop, join));
+        self.agents.len() - 1
+    }
+
+    /// Stops one in-process agent (as SIGTERM would) and waits for it to exit; returns what
+    /// its run returned.
+    pub async fn stop_agent(&mut self, index: usize) -> Result<(), weft_agent::Error> {
+        let agent = &mut self.agents[index];
+        agent.stop.cancel();
+        let join = agent.join.take().expect("agent already stopped");
+        tokio::time::timeout(WAIT, join)
+            .await
+            .expect("the agent did not stop in time")
+            .expect("the agent task panicked")
     }
 
     pub async fn devices(&self) -> Vec<DeviceView> {
@@ -168,6 +196,41 @@ impl Harness {
         serde_json::from_value(body).unwrap()
     }
 
+    /// Polls until `done` holds for the request; `what` names the wait in the failure message.
+    pub async fn wait_for(
+        &self,
+        id: &str,
+        what: &str,
+        done: impl Fn(&RequestView) -> bool,
+    ) -> RequestView {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let v = self.request(id).await;
+            if done(&v) {
+                return v;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "request {id}: still not {what}: {v:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Polls until device `name` is offline.
+    pub async fn wait_offline(&self, name: &str) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while self.devices().await.iter().any(|d| {
+            d.name.as_str() == name && d.status == weft_protocol::rest::DeviceStatus::Online
+        }) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "device {name} still online"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Polls until the request has a final status.
     pub async fn wait_done(&self, id: &str) -> RequestView {
         let deadline = tokio::time::Instant::now() + WAIT;
@@ -195,9 +258,13 @@ impl Harness {
 
     /// Stops agents and server but keeps the temp dir (and the database in it).
     pub async fn stop_in_place(&mut self) {
-        for (stop, join) in self.agents.drain(..) {
-            stop.cancel();
-            let _ = tokio::time::timeout(Duration::from_secs(5), join).await;
+        for agent in &self.agents {
+            agent.stop.cancel();
+        }
+        for agent in self.agents.drain(..) {
+            if let Some(join) = agent.join {
+                let _ = tokio::time::timeout(Duration::from_secs(10), join).await;
+            }
         }
         self.shutdown.cancel();
         if let Some(j) = self.join.take() {
@@ -212,8 +279,8 @@ impl Harness {
 
 impl Drop for Harness {
     fn drop(&mut self) {
-        for (stop, _) in &self.agents {
-            stop.cancel();
+        for agent in &self.agents {
+            agent.stop.cancel();
         }
         self.shutdown.cancel();
     }

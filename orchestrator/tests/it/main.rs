@@ -4,6 +4,9 @@
 mod auth;
 mod bad_input;
 mod e2e;
+mod faults;
 mod harness;
+mod outbox;
 mod processes;
+mod raw;
 mod ws;

@@ -18,6 +18,8 @@ async fn child_process_agents_run_a_multi_device_request() {
             .args(["agent", "--server", &h.base, "--name", name, "--kind", kind])
             .arg("--workdir")
             .arg(h.dir.path().join("procs").join(name))
+            .arg("--state-dir")
+            .arg(h.dir.path().join("procs-state").join(name))
             .env("WEFT_DEVICE_TOKEN", &token)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
