@@ -600,3 +600,118 @@ async fn devices_show_offline_when_their_agent_dies() {
     }
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_result_is_recorded_but_not_applied() {
+    use weft_protocol::wire::ResultStatus;
+    use weft_protocol::{AgentMsg, ServerMsg, TaskOutput};
+
+    use crate::raw;
+
+    let mut h = Harness::start_with(|o| {
+        o.retry = quick_retry(3);
+        o.lost_grace = Duration::from_millis(200);
+    })
+    .await;
+    let t1 = h.add_device("l1", "laptop").await;
+    let t2 = h.add_device("l2", "laptop").await;
+    // l1 is a raw protocol client: it takes the attempt, then vanishes.
+    let mut ws = raw::connect_as(&h, "l1", &t1).await;
+    let v = h.submit(r#"on laptop run "echo real""#).await;
+    let Some(ServerMsg::Assign { attempt_id, .. }) = raw::recv(&mut ws).await else {
+        panic!("no assignment");
+    };
+    raw::send(
+        &mut ws,
+        &AgentMsg::Accept {
+            attempt_id: attempt_id.clone(),
+        },
+    )
+    .await;
+    drop(ws);
+    // After the grace window the attempt is lost and a real agent on l2 does the task.
+    h.start_agent("l2", "laptop", &t2);
+    let v = h.wait_done(v.id.as_str()).await;
+    assert_eq!(v.status, RequestStatus::Succeeded, "{v:#?}");
+    assert_eq!(v.tasks[0].output.as_ref().unwrap().summary, "real");
+    // l1 comes back and delivers its result for the lost attempt: acknowledged, recorded on
+    // the attempt, not applied.
+    let mut ws = raw::open(&h).await;
+    let mut hello = raw::hello("l1", &t1);
+    if let AgentMsg::Hello { held_attempts, .. } = &mut hello {
+        held_attempts.push(attempt_id.clone());
+    }
+    raw::send(&mut ws, &hello).await;
+    match raw::recv(&mut ws).await {
+        Some(ServerMsg::Welcome { reattached, .. }) => assert!(reattached.is_empty()),
+        other => panic!("expected welcome, got {other:?}"),
+    }
+    raw::send(
+        &mut ws,
+        &AgentMsg::Result {
+            attempt_id: attempt_id.clone(),
+            status: ResultStatus::Succeeded,
+            output: TaskOutput {
+                summary: "late".into(),
+                data: json!({}),
+            },
+            error: None,
+        },
+    )
+    .await;
+    assert_eq!(
+        raw::recv(&mut ws).await,
+        Some(ServerMsg::Ack {
+            attempt_id: attempt_id.clone()
+        })
+    );
+    let v = h.request(v.id.as_str()).await;
+    assert_eq!(v.tasks[0].output.as_ref().unwrap().summary, "real");
+    let first = &v.tasks[0].attempts[0];
+    assert_eq!(
+        (first.id.clone(), first.status),
+        (attempt_id, AttemptStatus::Lost)
+    );
+    assert_eq!(first.late_result.as_ref().unwrap().output.summary, "late");
+    let metrics = h
+        .http
+        .get(format!("{}/metrics", h.base))
+        .bearer_auth(&h.token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("weft_attempts_lost_total 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("weft_results_duplicate_total 1\n"),
+        "{metrics}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_stops_heartbeating_is_disconnected() {
+    use weft_protocol::ServerMsg;
+
+    use crate::raw;
+
+    let h = Harness::start_with(|o| o.heartbeat_interval = Duration::from_millis(200)).await;
+    let token = h.add_device("l1", "laptop").await;
+    // A raw client that says hello and then never sends another frame, though its socket
+    // stays open.
+    let mut ws = raw::connect_as(&h, "l1", &token).await;
+    let start = tokio::time::Instant::now();
+    match raw::recv(&mut ws).await {
+        Some(ServerMsg::Error { error }) => assert_eq!(error.code, "heartbeat_timeout"),
+        other => panic!("expected heartbeat_timeout, got {other:?}"),
+    }
+    assert!(start.elapsed() >= Duration::from_millis(500));
+    assert_eq!(raw::recv(&mut ws).await, None);
+    h.wait_offline("l1").await;
+    h.stop().await;
+}
