@@ -71,6 +71,8 @@ pub struct TaskSched {
     pub first_ready_ms: Option<u64>,
     /// Prefer any other device for the next attempt (after a device-related failure).
     pub avoid: Option<DeviceName>,
+    /// A cancel was asked for while the task ran: it ends `cancelled`.
+    pub cancel_requested: bool,
 }
 
 /// An attempt that was in flight when the store was last written.
@@ -87,6 +89,8 @@ pub struct LiveAttemptRow {
 #[derive(Debug, Clone)]
 pub struct LiveRequestRow {
     pub id: RequestId,
+    pub version: u64,
+    pub cancel_requested: bool,
     pub tasks: Vec<TaskRow>,
     pub edges: Vec<EdgeView>,
     pub in_flight: Vec<LiveAttemptRow>,
@@ -128,6 +132,29 @@ pub enum Op {
     RecordLateResult {
         id: AttemptId,
         result: LateResult,
+    },
+    /// A task's definition changed (an edit).
+    UpdateTaskDef {
+        request_id: RequestId,
+        task: TaskRow,
+    },
+    DeleteTask {
+        request_id: RequestId,
+        task_id: TaskId,
+    },
+    DeleteEdge {
+        request_id: RequestId,
+        from: TaskId,
+        to: TaskId,
+    },
+    /// The graph moved to `version` (an accepted edit batch).
+    SetVersion {
+        id: RequestId,
+        version: u64,
+    },
+    /// A cancel of the whole request was asked for.
+    CancelRequested {
+        id: RequestId,
     },
     InsertAttempt {
         id: AttemptId,
@@ -224,6 +251,7 @@ fn task_row(t: &sqlx::sqlite::SqliteRow) -> Result<TaskRow, Error> {
                 .unwrap_or(0),
             first_ready_ms: t.get::<Option<i64>, _>("first_ready_ms").map(ms),
             avoid: t.get::<Option<String>, _>("avoid_device").map(DeviceName),
+            cancel_requested: t.get::<i64, _>("cancel_requested") != 0,
         },
         output: parse_opt(t.get("output"), "task output")?,
     })
@@ -348,16 +376,19 @@ impl Store {
     /// Every request that has not finished, with what is needed to resume it.
     pub async fn load_live(&self) -> Result<Vec<LiveRequestRow>, Error> {
         let ids = sqlx::query(
-            "SELECT id FROM requests WHERE status IN ('planning', 'running') ORDER BY created_at_ms, id",
+            "SELECT id, version, cancel_requested FROM requests \
+             WHERE status IN ('planning', 'running') ORDER BY created_at_ms, id",
         )
         .fetch_all(&self.pool)
         .await?;
         let mut out = Vec::with_capacity(ids.len());
         for r in ids {
             let id = RequestId(r.get("id"));
+            let version = ms(r.get("version"));
+            let cancel_requested = r.get::<i64, _>("cancel_requested") != 0;
             let tasks = sqlx::query(
                 "SELECT id, position, title, instruction, action, target, capabilities, status, \
-                 retry, not_before_ms, first_ready_ms, avoid_device, output FROM tasks \
+                 retry, not_before_ms, first_ready_ms, avoid_device, cancel_requested, output FROM tasks \
                  WHERE request_id = ? ORDER BY position",
             )
             .bind(id.as_str())
@@ -395,6 +426,8 @@ impl Store {
             }
             out.push(LiveRequestRow {
                 id,
+                version,
+                cancel_requested,
                 tasks,
                 edges,
                 in_flight,
@@ -406,7 +439,7 @@ impl Store {
 
     async fn edges(&self, id: &RequestId) -> Result<Vec<EdgeView>, Error> {
         sqlx::query(
-            "SELECT from_task, to_task, kind FROM edges WHERE request_id = ? ORDER BY rowid",
+            "SELECT from_task, to_task, kind, condition FROM edges WHERE request_id = ? ORDER BY rowid",
         )
         .bind(id.as_str())
         .fetch_all(&self.pool)
@@ -417,6 +450,7 @@ impl Store {
                 from: TaskId(e.get("from_task")),
                 to: TaskId(e.get("to_task")),
                 kind: parse_status(EdgeKind::parse, e.get("kind"), "edge kind")?,
+                condition: parse_opt(e.get("condition"), "edge condition")?,
             })
         })
         .collect()
@@ -651,16 +685,76 @@ async fn apply_op(tx: &mut sqlx::SqliteConnection, op: &Op) -> Result<(), Error>
             sched,
         } => {
             sqlx::query(
-                "UPDATE tasks SET not_before_ms = ?, first_ready_ms = ?, avoid_device = ? \
-                 WHERE request_id = ? AND id = ?",
+                "UPDATE tasks SET not_before_ms = ?, first_ready_ms = ?, avoid_device = ?, \
+                 cancel_requested = ? WHERE request_id = ? AND id = ?",
             )
             .bind(db_ms(sched.not_before_ms))
             .bind(sched.first_ready_ms.map(db_ms))
             .bind(sched.avoid.as_ref().map(DeviceName::as_str))
+            .bind(i64::from(sched.cancel_requested))
             .bind(request_id.as_str())
             .bind(task_id.as_str())
             .execute(&mut *tx)
             .await?;
+        }
+        Op::UpdateTaskDef { request_id, task } => {
+            sqlx::query(
+                "UPDATE tasks SET title = ?, instruction = ?, action = ?, target = ?, \
+                 capabilities = ?, retry = ? WHERE request_id = ? AND id = ?",
+            )
+            .bind(&task.title)
+            .bind(&task.instruction)
+            .bind(opt_json(&task.action))
+            .bind(to_json(&task.target))
+            .bind(to_json(&task.capabilities))
+            .bind(to_json(&task.retry))
+            .bind(request_id.as_str())
+            .bind(task.id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        Op::DeleteTask {
+            request_id,
+            task_id,
+        } => {
+            sqlx::query(
+                "DELETE FROM edges WHERE request_id = ? AND (from_task = ? OR to_task = ?)",
+            )
+            .bind(request_id.as_str())
+            .bind(task_id.as_str())
+            .bind(task_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM tasks WHERE request_id = ? AND id = ?")
+                .bind(request_id.as_str())
+                .bind(task_id.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        Op::DeleteEdge {
+            request_id,
+            from,
+            to,
+        } => {
+            sqlx::query("DELETE FROM edges WHERE request_id = ? AND from_task = ? AND to_task = ?")
+                .bind(request_id.as_str())
+                .bind(from.as_str())
+                .bind(to.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        Op::SetVersion { id, version } => {
+            sqlx::query("UPDATE requests SET version = ? WHERE id = ?")
+                .bind(db_ms(*version))
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        Op::CancelRequested { id } => {
+            sqlx::query("UPDATE requests SET cancel_requested = 1 WHERE id = ?")
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
         }
         Op::RecordLateResult { id, result } => {
             // Only the first late copy is kept.
@@ -675,12 +769,14 @@ async fn apply_op(tx: &mut sqlx::SqliteConnection, op: &Op) -> Result<(), Error>
         }
         Op::InsertEdge { request_id, edge } => {
             sqlx::query(
-                "INSERT INTO edges (request_id, from_task, to_task, kind) VALUES (?, ?, ?, ?)",
+                "INSERT INTO edges (request_id, from_task, to_task, kind, condition) \
+                 VALUES (?, ?, ?, ?, ?)",
             )
             .bind(request_id.as_str())
             .bind(edge.from.as_str())
             .bind(edge.to.as_str())
             .bind(edge.kind.as_str())
+            .bind(opt_json(&edge.condition))
             .execute(&mut *tx)
             .await?;
         }

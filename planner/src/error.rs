@@ -2,8 +2,9 @@
 
 /// What the rules planner reads, shown with every [`Error::Unplannable`].
 pub(crate) const GRAMMAR_HINT: &str = "The rules planner only reads: run \"CMD\", fetch URL, \
-     write \"TEXT\" to PATH, read PATH, joined by \"and\", \",\" or \"then\", each optionally \
-     \"on DEVICE\". For free-form requests, configure an LLM planner (coming in a later release).";
+     write \"TEXT\" to PATH, write the result to PATH, read PATH, joined by \"and\", \",\" or \
+     \"then\", each optionally \"on DEVICE\". For free-form requests, configure an LLM planner \
+     (coming in a later release).";
 
 /// Why a request could not be planned, or why a plan is not acceptable.
 ///

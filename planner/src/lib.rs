@@ -1,5 +1,9 @@
 //! Planners for weft: turn a request's text into a task graph ([`Plan`]).
 //!
+//! Also the pure graph logic the engine calls at run time: [`condition`] (checking and evaluating
+//! the predicates of `condition` edges) and [`refs`] (`{{t1.output}}` references from one task
+//! to an upstream task's output). `docs/graph.md` describes both.
+//!
 //! Architecture invariant: this crate is pure. A planner does no I/O of its own and holds no state
 //! between calls; it knows devices only through the [`DeviceInfo`] list it is given. (A future LLM
 //! planner will talk HTTP, which is why [`Planner::plan`] returns a future.)
@@ -22,8 +26,10 @@
 //! assert_eq!(plan.edges.len(), 1);
 //! ```
 
+pub mod condition;
 mod error;
 mod plan;
+pub mod refs;
 mod rules;
 
 use std::future::Future;
@@ -32,7 +38,10 @@ use std::pin::Pin;
 pub use error::Error;
 pub use plan::{Limits, Plan, PlannedEdge, PlannedTask, Target};
 pub use rules::RulesPlanner;
-pub use weft_protocol::{Action, DeviceName, EdgeKind, TaskId};
+pub use weft_protocol::{
+    Action, Condition, ConditionOp, ConditionSource, DeviceName, EdgeKind, TaskId, TaskOutput,
+    TaskStatus,
+};
 
 /// A registered device as the planner sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 
 use weft_protocol::{Action, DeviceName, EdgeKind, TaskId};
 
-use crate::Error;
+use crate::{Error, condition, refs};
 
 /// Where a task may run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +39,8 @@ pub struct PlannedEdge {
     pub from: TaskId,
     pub to: TaskId,
     pub kind: EdgeKind,
+    /// Present exactly when `kind` is [`EdgeKind::Condition`].
+    pub condition: Option<weft_protocol::Condition>,
 }
 
 /// A task graph: tasks in order of appearance, and the edges between them.
@@ -71,7 +73,9 @@ const MAX_TASK_ID_LEN: usize = 64;
 impl Plan {
     /// Checks the structural rules: within `limits` ([`Error::TooLarge`]); at least one task;
     /// unique, well-formed task ids; edges between existing, distinct tasks, each pair at most
-    /// once; no cycle. Every other failure is [`Error::InvalidPlan`].
+    /// once; a valid condition on every `condition` edge and on no other; no cycle; every
+    /// reference (`{{t1.output}}`, see [`crate::refs`]) well-formed and naming a task upstream of
+    /// the task that makes it. Every other failure is [`Error::InvalidPlan`].
     pub fn validate(&self, limits: &Limits) -> Result<(), Error> {
         check_size("tasks", self.tasks.len(), limits.max_tasks)?;
         check_size("edges", self.edges.len(), limits.max_edges)?;
@@ -80,7 +84,65 @@ impl Plan {
         }
         let index = self.index_tasks()?;
         let adjacency = self.adjacency(&index)?;
-        self.check_acyclic(&adjacency)
+        self.check_acyclic(&adjacency)?;
+        self.check_references()
+    }
+
+    /// The tasks upstream of `task`: those it reaches by following edges backwards, however
+    /// many. Excludes `task` itself unless it sits on a cycle; empty for an unknown task.
+    pub fn ancestors(&self, task: &TaskId) -> HashSet<TaskId> {
+        let upstream = self.upstream_map();
+        ancestors_in(&upstream, task.as_str())
+            .into_iter()
+            .map(TaskId::new)
+            .collect()
+    }
+
+    /// For each task id, the ids of the tasks it has a direct edge from.
+    fn upstream_map(&self) -> HashMap<&str, Vec<&str>> {
+        let mut upstream: HashMap<&str, Vec<&str>> = HashMap::new();
+        for edge in &self.edges {
+            upstream
+                .entry(edge.to.as_str())
+                .or_default()
+                .push(edge.from.as_str());
+        }
+        upstream
+    }
+
+    /// Refuses malformed references and references to anything but an ancestor.
+    fn check_references(&self) -> Result<(), Error> {
+        let upstream = self.upstream_map();
+        let known: HashSet<&str> = self.tasks.iter().map(|t| t.id.as_str()).collect();
+        for task in &self.tasks {
+            let id = task.id.as_str();
+            let references = refs::task_references(&task.instruction, task.action.as_ref())
+                .map_err(|e| invalid(format!("task {id}: {e}")))?;
+            if references.is_empty() {
+                continue;
+            }
+            let ancestors = ancestors_in(&upstream, id);
+            for r in &references {
+                let other = r.task.as_str();
+                if other == id {
+                    return Err(invalid(format!(
+                        "task {id} refers to {other} ({r}), its own output; a task can only use \
+                         the outputs of tasks upstream of it"
+                    )));
+                }
+                if !known.contains(other) {
+                    return Err(invalid(format!(
+                        "task {id} refers to {other} ({r}), which is not in the plan"
+                    )));
+                }
+                if !ancestors.contains(other) {
+                    return Err(invalid(format!(
+                        "task {id} refers to {other} ({r}), which is not upstream of it"
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Maps each task id to its position, refusing malformed and duplicate ids.
@@ -117,6 +179,7 @@ impl Plan {
             if !seen.insert((a, b)) {
                 return Err(invalid(format!("edge {from} -> {to} appears twice")));
             }
+            check_condition(edge)?;
             if let Some(downstream) = adjacency.get_mut(a) {
                 downstream.push(b);
             }
@@ -168,6 +231,35 @@ impl Plan {
     }
 }
 
+/// A `condition` edge carries a valid condition; other kinds carry none.
+fn check_condition(edge: &PlannedEdge) -> Result<(), Error> {
+    let (from, to) = (&edge.from, &edge.to);
+    match (edge.kind, &edge.condition) {
+        (EdgeKind::Condition, None) => Err(invalid(format!(
+            "edge {from} -> {to} is a condition edge without a condition"
+        ))),
+        (EdgeKind::Condition, Some(c)) => condition::validate(c)
+            .map_err(|e| invalid(format!("edge {from} -> {to} has an invalid condition: {e}"))),
+        (kind, Some(_)) => Err(invalid(format!(
+            "edge {from} -> {to} is a {} edge but has a condition; only condition edges carry one",
+            kind.as_str()
+        ))),
+        (_, None) => Ok(()),
+    }
+}
+
+/// Every task reachable from `task` by following `upstream` links, however many.
+fn ancestors_in<'p>(upstream: &HashMap<&'p str, Vec<&'p str>>, task: &str) -> HashSet<&'p str> {
+    let mut seen = HashSet::new();
+    let mut stack: Vec<&str> = upstream.get(task).cloned().unwrap_or_default();
+    while let Some(t) = stack.pop() {
+        if seen.insert(t) {
+            stack.extend(upstream.get(t).into_iter().flatten().copied());
+        }
+    }
+    seen
+}
+
 fn check_size(what: &'static str, count: usize, limit: usize) -> Result<(), Error> {
     if count > limit {
         return Err(Error::TooLarge { what, count, limit });
@@ -191,31 +283,44 @@ mod tests {
     use super::*;
 
     /// Builds a plan from a compact description: `"t1 t2 t3 | t1>t2 t2>t3"`.
+    ///
+    /// A task may carry an instruction without spaces: `t2=echo_{{t1.output}}`. An edge may
+    /// carry a kind and a condition (JSON without spaces): `t1>t2:completion`,
+    /// `t1>t2:condition={"op":"exists"}`, `t1>t2:condition` (no condition).
     fn plan(spec: &str) -> Plan {
         let (tasks, edges) = spec.split_once('|').unwrap_or((spec, ""));
         Plan {
             tasks: tasks
                 .split_whitespace()
-                .map(|id| PlannedTask {
-                    id: TaskId::new(id),
-                    title: id.to_owned(),
-                    instruction: String::new(),
-                    action: None,
-                    target: Target::Any,
-                    capabilities: vec![],
-                })
-                .collect(),
-            edges: edges
-                .split_whitespace()
-                .map(|e| {
-                    let (a, b) = e.split_once('>').expect("edge spec");
-                    PlannedEdge {
-                        from: TaskId::new(a),
-                        to: TaskId::new(b),
-                        kind: EdgeKind::Success,
+                .map(|t| {
+                    let (id, instruction) = t.split_once('=').unwrap_or((t, ""));
+                    PlannedTask {
+                        id: TaskId::new(id),
+                        title: id.to_owned(),
+                        instruction: instruction.to_owned(),
+                        action: None,
+                        target: Target::Any,
+                        capabilities: vec![],
                     }
                 })
                 .collect(),
+            edges: edges.split_whitespace().map(edge).collect(),
+        }
+    }
+
+    /// One edge of [`plan`]'s description.
+    fn edge(spec: &str) -> PlannedEdge {
+        let (ends, kind) = spec.split_once(':').unwrap_or((spec, "success"));
+        let (a, b) = ends.split_once('>').expect("edge spec");
+        let (kind, condition) = match kind.split_once('=') {
+            Some((kind, json)) => (kind, Some(serde_json::from_str(json).expect("condition"))),
+            None => (kind, None),
+        };
+        PlannedEdge {
+            from: TaskId::new(a),
+            to: TaskId::new(b),
+            kind: EdgeKind::parse(kind).expect("edge kind"),
+            condition,
         }
     }
 
@@ -306,5 +411,128 @@ mod tests {
         );
         let defaults = Limits::default();
         assert_eq!((defaults.max_tasks, defaults.max_edges), (256, 4096));
+    }
+
+    #[test]
+    fn edge_kinds_and_conditions() {
+        check("t1 t2 | t1>t2:completion", "ok");
+        check(
+            r#"t1 t2 | t1>t2:condition={"path":"/exit_code","op":"equals","value":0}"#,
+            "ok",
+        );
+        check(
+            r#"t1 t2 | t1>t2:condition={"on":"status","op":"equals","value":"failed"}"#,
+            "ok",
+        );
+        check(
+            "t1 t2 | t1>t2:condition",
+            "invalid_plan: invalid plan: edge t1 -> t2 is a condition edge without a condition",
+        );
+        check(
+            r#"t1 t2 | t1>t2:success={"op":"exists"}"#,
+            "invalid_plan: invalid plan: edge t1 -> t2 is a success edge but has a condition; \
+             only condition edges carry one",
+        );
+        check(
+            r#"t1 t2 | t1>t2:completion={"op":"exists"}"#,
+            "invalid_plan: invalid plan: edge t1 -> t2 is a completion edge but has a condition; \
+             only condition edges carry one",
+        );
+        check(
+            r#"t1 t2 | t1>t2:condition={"path":"/x","op":"equals"}"#,
+            "invalid_plan: invalid plan: edge t1 -> t2 has an invalid condition: \
+             `equals` needs a `value`",
+        );
+        check(
+            r#"t1 t2 | t1>t2:condition={"on":"status","op":"equals","value":"ok"}"#,
+            "invalid_plan: invalid plan: edge t1 -> t2 has an invalid condition: \
+             `on: status` with `equals` needs a final status as `value`: \
+             \"succeeded\", \"failed\", \"skipped\" or \"cancelled\"",
+        );
+    }
+
+    #[test]
+    fn references_must_point_upstream() {
+        check("t1 t2={{t1.output}} | t1>t2", "ok");
+        check("t1 t2={{t1.output}} | t1>t2:completion", "ok");
+        check(
+            r#"t1 t2={{t1.output.exit_code}} | t1>t2:condition={"on":"status","op":"equals","value":"failed"}"#,
+            "ok",
+        );
+        check(
+            "t1 t2 t3 t4=cat_{{t1.output.stdout}}_{{t3.output}} | t1>t2 t2>t3 t3>t4",
+            "ok",
+        );
+        check("a b c d={{a.output}} | a>b a>c b>d c>d", "ok");
+        check(
+            "t1 t2={{t3.output}} t3 | t1>t2 t1>t3",
+            "invalid_plan: invalid plan: task t2 refers to t3 ({{t3.output}}), which is not \
+             upstream of it",
+        );
+        check(
+            "t1={{t2.output}} t2 | t1>t2",
+            "invalid_plan: invalid plan: task t1 refers to t2 ({{t2.output}}), which is not \
+             upstream of it",
+        );
+        check(
+            "t1={{t1.output.stdout}}",
+            "invalid_plan: invalid plan: task t1 refers to t1 ({{t1.output.stdout}}), its own \
+             output; a task can only use the outputs of tasks upstream of it",
+        );
+        check(
+            "t1 t2={{t9.output}} | t1>t2",
+            "invalid_plan: invalid plan: task t2 refers to t9 ({{t9.output}}), which is not in \
+             the plan",
+        );
+        check(
+            "t1 t2=echo_{{t1}} | t1>t2",
+            "invalid_plan: invalid plan: task t2: in the instruction: `{{t1}}` is not a \
+             reference (expected `.output` after the task id); a reference looks like \
+             {{t1.output}}, {{t1.output.summary}} or {{t1.output.stdout}}, and `{{` always \
+             starts one",
+        );
+    }
+
+    #[test]
+    fn references_in_actions_are_checked() {
+        let mut p = plan("t1 t2 t3 | t1>t2");
+        p.tasks[2].action = Some(Action::WriteFile {
+            path: "out.txt".into(),
+            content: "{{t1.output}}".into(),
+        });
+        assert_eq!(
+            p.validate(&Limits::default()),
+            Err(invalid(
+                "task t3 refers to t1 ({{t1.output}}), which is not upstream of it".into()
+            ))
+        );
+        p.edges.push(edge("t2>t3"));
+        assert_eq!(p.validate(&Limits::default()), Ok(()));
+        p.tasks[2].action = Some(Action::Shell {
+            command: "echo {{t1.output".into(),
+        });
+        assert!(matches!(
+            p.validate(&Limits::default()),
+            Err(Error::InvalidPlan(m)) if m.starts_with("task t3: in the action's `command`: `{{t1.output` has no closing `}}`")
+        ));
+    }
+
+    #[test]
+    fn ancestors() {
+        let check = |spec: &str, task: &str, expect: &str| {
+            let mut got: Vec<String> = plan(spec)
+                .ancestors(&TaskId::new(task))
+                .into_iter()
+                .map(|t| t.0)
+                .collect();
+            got.sort();
+            assert_eq!(got.join(" "), expect, "{spec} {task}");
+        };
+        check("t1 t2 t3 t4 | t1>t2 t2>t3 t3>t4", "t4", "t1 t2 t3");
+        check("t1 t2 t3 t4 | t1>t2 t2>t3 t3>t4", "t2", "t1");
+        check("t1 t2 t3 t4 | t1>t2 t2>t3 t3>t4", "t1", "");
+        check("a b c d e | a>b a>c b>d c>d e>a", "d", "a b c e");
+        check("a b c | a>b b>c c>a", "b", "a b c");
+        check("a", "zzz", "");
     }
 }

@@ -2,8 +2,10 @@
 //!
 //! A request is steps separated by `then`; a step is clauses separated by `,` or `and`, which run
 //! in parallel; every task of a step waits (success edges) for every task of the step before.
-//! A clause is one action (`run`, `fetch`, `write`, `read`) with an optional `on DEVICE`. The full
-//! grammar, with examples, is in `docs/rules-planner.md`.
+//! A clause is one action (`run`, `fetch`, `write`, `read`) with an optional `on DEVICE`.
+//! `write the result to PATH` writes the output of the step before: its content is a reference
+//! (`{{t1.output}}`, see [`crate::refs`]) to each task of that step. The full grammar, with
+//! examples, is in `docs/rules-planner.md`.
 //!
 //! Planning runs in stages, each its own module: [`lexer`] (text → tokens), [`split`] (tokens →
 //! steps of clauses), [`clause`] (clause → action and device word); this module resolves device
@@ -15,9 +17,10 @@ mod split;
 
 use weft_protocol::{Action, EdgeKind, TaskId};
 
+use self::clause::Job;
 use self::split::Piece;
 use crate::{
-    DeviceInfo, Error, Limits, Plan, PlanFuture, PlannedEdge, PlannedTask, Planner, Target,
+    DeviceInfo, Error, Limits, Plan, PlanFuture, PlannedEdge, PlannedTask, Planner, Target, refs,
 };
 
 /// Device kinds understood after `on` even when no registered device has them yet.
@@ -36,7 +39,7 @@ struct Draft<'t> {
     /// The clause as written.
     instruction: &'t str,
     device: Option<&'t str>,
-    action: Action,
+    job: Job,
 }
 
 impl RulesPlanner {
@@ -93,10 +96,14 @@ fn check_task_count(steps: &[Vec<Piece<'_>>], limits: &Limits) -> Result<(), Err
 }
 
 /// Parses every clause, collecting what was and was not understood, in order of appearance.
+///
+/// A clause is not understood either when a `{{…}}` in its action is malformed or misplaced
+/// ([`refs::task_references`]), or when it writes "the result" with no earlier step.
 fn parse_steps<'t>(text: &'t str, steps: &[Vec<Piece<'t>>]) -> Result<Vec<Vec<Draft<'t>>>, Error> {
     let mut understood = Vec::new();
     let mut not_understood = Vec::new();
     let mut drafts = Vec::with_capacity(steps.len());
+    let mut earlier_step = false;
     for step in steps {
         let mut step_drafts = Vec::with_capacity(step.len());
         for piece in step {
@@ -108,19 +115,28 @@ fn parse_steps<'t>(text: &'t str, steps: &[Vec<Piece<'t>>]) -> Result<Vec<Vec<Dr
                 }
             };
             let instruction = clause_text(text, tokens);
-            match clause::parse(tokens) {
+            let parsed = clause::parse(tokens).and_then(|c| match &c.job {
+                Job::Action(action) => match refs::task_references("", Some(action)) {
+                    Ok(_) => Ok(c),
+                    Err(why) => Err(Some(why)),
+                },
+                Job::WriteResult { .. } if !earlier_step => Err(Some(NO_EARLIER_RESULT.to_owned())),
+                Job::WriteResult { .. } => Ok(c),
+            });
+            match parsed {
                 Ok(c) => {
                     understood.push(instruction.to_owned());
                     step_drafts.push(Draft {
                         instruction,
                         device: c.device,
-                        action: c.action,
+                        job: c.job,
                     });
                 }
                 Err(None) => not_understood.push(format!("\"{instruction}\"")),
                 Err(Some(why)) => not_understood.push(format!("\"{instruction}\" ({why})")),
             }
         }
+        earlier_step |= step.iter().any(|p| matches!(p, Piece::Clause(_)));
         drafts.push(step_drafts);
     }
     if !not_understood.is_empty() {
@@ -171,7 +187,8 @@ fn build_plan(drafts: &[Vec<Draft<'_>>], devices: &[DeviceInfo]) -> Result<Plan,
         let mut current = Vec::with_capacity(step.len());
         for draft in step {
             let id = TaskId(format!("t{}", plan.tasks.len() + 1));
-            plan.tasks.push(task(id.clone(), draft, devices)?);
+            plan.tasks
+                .push(task(id.clone(), draft, &previous, devices)?);
             current.push(id);
         }
         for from in &previous {
@@ -180,6 +197,7 @@ fn build_plan(drafts: &[Vec<Draft<'_>>], devices: &[DeviceInfo]) -> Result<Plan,
                     from: from.clone(),
                     to: to.clone(),
                     kind: EdgeKind::Success,
+                    condition: None,
                 });
             }
         }
@@ -188,21 +206,53 @@ fn build_plan(drafts: &[Vec<Draft<'_>>], devices: &[DeviceInfo]) -> Result<Plan,
     Ok(plan)
 }
 
-/// The task for one understood clause.
-fn task(id: TaskId, draft: &Draft<'_>, devices: &[DeviceInfo]) -> Result<PlannedTask, Error> {
+/// The task for one understood clause; `previous` are the tasks of the step before.
+fn task(
+    id: TaskId,
+    draft: &Draft<'_>,
+    previous: &[TaskId],
+    devices: &[DeviceInfo],
+) -> Result<PlannedTask, Error> {
     let target = match draft.device {
         Some(word) => resolve_device(word, devices)?,
         None => Target::Any,
     };
+    let (action, title) = match &draft.job {
+        Job::Action(action) => (action.clone(), title(action)),
+        Job::WriteResult { path } => {
+            let content: Vec<String> = previous
+                .iter()
+                .map(|p| format!("{{{{{p}.output}}}}"))
+                .collect();
+            let what = if previous.len() == 1 {
+                "result"
+            } else {
+                "results"
+            };
+            let title = truncate(
+                &format!("write {what} to {}", one_line(path)),
+                MAX_TITLE_CHARS,
+            );
+            let action = Action::WriteFile {
+                path: path.clone(),
+                content: content.join("\n"),
+            };
+            (action, title)
+        }
+    };
     Ok(PlannedTask {
         id,
-        title: title(&draft.action),
+        title,
         instruction: draft.instruction.to_owned(),
-        capabilities: vec![draft.action.capability().to_owned()],
-        action: Some(draft.action.clone()),
+        capabilities: vec![action.capability().to_owned()],
+        action: Some(action),
         target,
     })
 }
+
+/// Why `write the result` cannot be the first step.
+const NO_EARLIER_RESULT: &str = "there is no earlier result to write: \"the result\" is the output \
+     of the step before \"then\", e.g. run \"date\" then write the result to date.txt";
 
 /// A short human title: `` run `echo hi` ``, `fetch URL`, `write PATH`, `read PATH`.
 fn title(action: &Action) -> String {

@@ -14,8 +14,8 @@ pub mod wire;
 
 pub use ids::{AttemptId, DeviceName, RequestId, TaskId};
 pub use task::{
-    Action, AttemptStatus, EdgeKind, ErrorInfo, NON_RETRYABLE_CODES, RequestStatus, RetryPolicy,
-    TaskOutput, TaskStatus,
+    Action, AttemptStatus, Condition, ConditionOp, ConditionSource, EdgeKind, ErrorInfo,
+    NON_RETRYABLE_CODES, RequestStatus, RetryPolicy, TaskOutput, TaskStatus,
 };
 pub use wire::{AgentMsg, ServerMsg};
 

@@ -5,7 +5,8 @@ use utoipa::ToSchema;
 
 use crate::ids::{AttemptId, DeviceName, RequestId, TaskId};
 use crate::task::{
-    Action, AttemptStatus, EdgeKind, ErrorInfo, RequestStatus, RetryPolicy, TaskOutput, TaskStatus,
+    Action, AttemptStatus, Condition, EdgeKind, ErrorInfo, RequestStatus, RetryPolicy, TaskOutput,
+    TaskStatus,
 };
 use crate::wire::ResultStatus;
 
@@ -84,6 +85,95 @@ pub struct EdgeView {
     pub from: TaskId,
     pub to: TaskId,
     pub kind: EdgeKind,
+    /// Present exactly when `kind` is `condition`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<Condition>,
+}
+
+/// A task as written by a planner or an `add_task` edit: what to do and where. Also how the
+/// journal records each task, so that a graph can be rebuilt from its events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    pub id: TaskId,
+    #[serde(default)]
+    pub title: String,
+    pub instruction: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Run on this device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceName>,
+    /// Run on a device of this kind (ignored when `device` is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_kind: Option<String>,
+    /// Capabilities the device must have (the action's own is added).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
+    /// Retry policy; the server's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+}
+
+/// One operation of a graph edit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum EditOp {
+    AddTask {
+        task: TaskSpec,
+    },
+    /// Removes a task that has not started, with its edges.
+    RemoveTask {
+        task_id: TaskId,
+    },
+    /// Changes fields of a task that has not started; absent fields stay as they are.
+    UpdateTask {
+        task_id: TaskId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        title: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instruction: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        action: Option<Action>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        device: Option<DeviceName>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        capabilities: Option<Vec<String>>,
+    },
+    AddEdge {
+        from: TaskId,
+        to: TaskId,
+        #[serde(default)]
+        kind: EdgeKind,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        condition: Option<Condition>,
+    },
+    RemoveEdge {
+        from: TaskId,
+        to: TaskId,
+    },
+}
+
+impl EditOp {
+    /// The op's name as written in JSON.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EditOp::AddTask { .. } => "add_task",
+            EditOp::RemoveTask { .. } => "remove_task",
+            EditOp::UpdateTask { .. } => "update_task",
+            EditOp::AddEdge { .. } => "add_edge",
+            EditOp::RemoveEdge { .. } => "remove_edge",
+        }
+    }
+}
+
+/// `POST /v1/requests/{id}/edits`: a batch applied atomically, or not at all.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EditBatch {
+    /// The graph version the edit was made against; a different current version is a 409.
+    pub expected_version: u64,
+    pub ops: Vec<EditOp>,
 }
 
 /// Status of a device's connection.
@@ -148,12 +238,14 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventKind {
-    /// The request was accepted and planned into a graph.
+    /// The request was accepted and planned into a graph (version 1).
     RequestCreated {
         text: String,
-        tasks: Vec<TaskId>,
+        tasks: Vec<TaskSpec>,
         edges: Vec<EdgeView>,
     },
+    /// An edit batch was applied; the graph is now at `version`.
+    GraphEdited { version: u64, ops: Vec<EditOp> },
     /// A task changed status.
     TaskStatus {
         task_id: TaskId,
@@ -195,6 +287,7 @@ impl EventKind {
     pub fn name(&self) -> &'static str {
         match self {
             EventKind::RequestCreated { .. } => "request_created",
+            EventKind::GraphEdited { .. } => "graph_edited",
             EventKind::TaskStatus { .. } => "task_status",
             EventKind::TaskRetrying { .. } => "task_retrying",
             EventKind::TaskProgress { .. } => "task_progress",

@@ -309,6 +309,56 @@ impl RequestStatus {
     }
 }
 
+/// A predicate on how an upstream task ended, carried by a `condition` edge.
+///
+/// `on` picks what is tested: `data` (the value at the JSON pointer `path` in the output's
+/// structured data, e.g. `/exit_code` or `/status`), `summary` (the output's summary text), or
+/// `status` (the upstream task's final status: `succeeded`, `failed`, `skipped`, `cancelled`).
+/// `op` is `equals` / `not_equals` (JSON equality with `value`; a string also equals its text),
+/// `contains` (a string contains `value`'s text, or an array contains `value`), `exists` /
+/// `not_exists` (the pointer resolves / does not; no `value`).
+///
+/// ```json
+/// {"on": "data", "path": "/exit_code", "op": "equals", "value": 0}
+/// {"on": "summary", "op": "contains", "value": "ERROR"}
+/// {"on": "status", "op": "equals", "value": "failed"}
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    #[serde(default)]
+    pub on: ConditionSource,
+    /// A JSON pointer (RFC 6901) into the output data; `""` is the whole data. Only for
+    /// `on: data`.
+    #[serde(default)]
+    pub path: String,
+    pub op: ConditionOp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub value: Option<serde_json::Value>,
+}
+
+/// What a [`Condition`] tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConditionSource {
+    #[default]
+    Data,
+    Summary,
+    Status,
+}
+
+/// How a [`Condition`] compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConditionOp {
+    Equals,
+    NotEquals,
+    Contains,
+    Exists,
+    NotExists,
+}
+
 /// The kind of a dependency edge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -318,6 +368,9 @@ pub enum EdgeKind {
     Success,
     /// Run the downstream task once the upstream task has ended, however it ended.
     Completion,
+    /// Run the downstream task once the upstream task has ended and its [`Condition`] holds on
+    /// the upstream outcome; otherwise the downstream task is skipped.
+    Condition,
 }
 
 impl EdgeKind {
@@ -325,6 +378,7 @@ impl EdgeKind {
         match self {
             EdgeKind::Success => "success",
             EdgeKind::Completion => "completion",
+            EdgeKind::Condition => "condition",
         }
     }
 
@@ -332,6 +386,7 @@ impl EdgeKind {
         match s {
             "success" => Some(EdgeKind::Success),
             "completion" => Some(EdgeKind::Completion),
+            "condition" => Some(EdgeKind::Condition),
             _ => None,
         }
     }
@@ -409,7 +464,7 @@ mod tests {
             assert_eq!(RequestStatus::parse(s.as_str()), Some(s));
             assert_eq!(serde_json::to_value(s).unwrap(), json!(s.as_str()));
         }
-        for k in [EdgeKind::Success, EdgeKind::Completion] {
+        for k in [EdgeKind::Success, EdgeKind::Completion, EdgeKind::Condition] {
             assert_eq!(EdgeKind::parse(k.as_str()), Some(k));
         }
     }

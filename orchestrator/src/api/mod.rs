@@ -49,6 +49,16 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/requests", get(requests::list).post(requests::submit))
         .route("/v1/requests/{id}", get(requests::get_one))
         .route("/v1/requests/{id}/events", get(requests::events))
+        .route("/v1/requests/{id}/edits", post(requests::edit))
+        .route("/v1/requests/{id}/cancel", post(requests::cancel))
+        .route(
+            "/v1/requests/{id}/tasks/{task_id}/cancel",
+            post(requests::cancel_task),
+        )
+        .route(
+            "/v1/requests/{id}/tasks/{task_id}",
+            axum::routing::delete(requests::cancel_task),
+        )
         .route("/v1/devices", get(devices::list).post(devices::add))
         .route("/v1/devices/{name}/drain", post(devices::drain))
         .route("/v1/devices/{name}/resume", post(devices::resume))

@@ -4,11 +4,13 @@ use axum::Json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use weft_protocol::rest::{
-    AttemptView, CreateDevice, DeviceCreated, DeviceStatus, DeviceView, EdgeView, ErrorBody, Event,
-    EventKind, LateResult, RequestView, SubmitRequest, TaskView,
+    AttemptView, CreateDevice, DeviceCreated, DeviceStatus, DeviceView, EdgeView, EditBatch,
+    EditOp, ErrorBody, Event, EventKind, LateResult, RequestView, SubmitRequest, TaskSpec,
+    TaskView,
 };
 use weft_protocol::{
-    Action, AttemptStatus, EdgeKind, ErrorInfo, RequestStatus, RetryPolicy, TaskOutput, TaskStatus,
+    Action, AttemptStatus, Condition, ConditionOp, ConditionSource, EdgeKind, ErrorInfo,
+    RequestStatus, RetryPolicy, TaskOutput, TaskStatus,
 };
 
 #[derive(OpenApi)]
@@ -19,6 +21,9 @@ use weft_protocol::{
         super::requests::list,
         super::requests::get_one,
         super::requests::events,
+        super::requests::edit,
+        super::requests::cancel,
+        super::requests::cancel_task,
         super::devices::list,
         super::devices::add,
         super::devices::drain,
@@ -28,6 +33,7 @@ use weft_protocol::{
         SubmitRequest, RequestView, TaskView, AttemptView, EdgeView, DeviceView, DeviceStatus,
         CreateDevice, DeviceCreated, ErrorBody, ErrorInfo, Event, EventKind, Action, TaskOutput,
         TaskStatus, AttemptStatus, RequestStatus, EdgeKind, RetryPolicy, LateResult,
+        EditBatch, EditOp, TaskSpec, Condition, ConditionOp, ConditionSource,
         weft_protocol::wire::ResultStatus,
     )),
     modifiers(&BearerAuth)

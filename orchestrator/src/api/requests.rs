@@ -11,8 +11,9 @@ use futures_util::Stream;
 use serde::Deserialize;
 use tokio::sync::broadcast;
 use weft_protocol::RequestId;
+use weft_protocol::TaskId;
 use weft_protocol::rest::{
-    ErrorBody, Event, EventKind, MAX_REQUEST_TEXT_BYTES, RequestView, SubmitRequest,
+    EditBatch, ErrorBody, Event, EventKind, MAX_REQUEST_TEXT_BYTES, RequestView, SubmitRequest,
 };
 
 use super::{ApiJson, AppState};
@@ -75,6 +76,68 @@ pub async fn submit(
             ApiError::from(crate::Error::Corrupt(format!("request {id} vanished")))
         })?;
     Ok((StatusCode::CREATED, Json(view)))
+}
+
+async fn view(state: &AppState, id: &RequestId) -> Result<RequestView, ApiError> {
+    state
+        .store
+        .request_view(id)
+        .await?
+        .ok_or_else(|| not_found(id))
+}
+
+/// Edit a running request's graph: a batch of ops applied atomically, or not at all.
+#[utoipa::path(post, path = "/v1/requests/{id}/edits", request_body = EditBatch,
+    params(("id" = String, Path, description = "Request id")),
+    responses(
+        (status = 200, description = "Applied; the graph's version went up by one", body = RequestView),
+        (status = 400, description = "Malformed body", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "`version_conflict` (stale expected_version), `request_finished`, `request_cancelling`", body = ErrorBody),
+        (status = 422, description = "An op was refused (the message names it); nothing was applied", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn edit(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(batch): ApiJson<EditBatch>,
+) -> Result<Json<RequestView>, ApiError> {
+    let id = RequestId(id);
+    state.engine.edit(id.clone(), batch).await?;
+    Ok(Json(view(&state, &id).await?))
+}
+
+/// Cancel a request: tasks that have not started are cancelled at once, running ones are
+/// told to stop; the request ends `cancelled`.
+#[utoipa::path(post, path = "/v1/requests/{id}/cancel",
+    params(("id" = String, Path, description = "Request id")),
+    responses((status = 202, body = RequestView), (status = 404, body = ErrorBody),
+              (status = 409, description = "`request_finished`", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<RequestView>), ApiError> {
+    let id = RequestId(id);
+    state.engine.cancel(id.clone(), None).await?;
+    Ok((StatusCode::ACCEPTED, Json(view(&state, &id).await?)))
+}
+
+/// Cancel one task (also `DELETE /v1/requests/{id}/tasks/{task_id}`): downstream tasks that
+/// needed it to succeed are skipped.
+#[utoipa::path(post, path = "/v1/requests/{id}/tasks/{task_id}/cancel",
+    params(("id" = String, Path, description = "Request id"),
+           ("task_id" = String, Path, description = "Task id")),
+    responses((status = 202, body = RequestView), (status = 404, body = ErrorBody),
+              (status = 409, description = "`task_finished`, `request_finished`", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn cancel_task(
+    State(state): State<AppState>,
+    Path((id, task)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<RequestView>), ApiError> {
+    let id = RequestId(id);
+    state.engine.cancel(id.clone(), Some(TaskId(task))).await?;
+    Ok((StatusCode::ACCEPTED, Json(view(&state, &id).await?)))
 }
 
 #[derive(Debug, Deserialize)]

@@ -116,6 +116,35 @@ impl Client {
         Self::decode(resp).await
     }
 
+    /// Cancels a request, or one task of it.
+    pub async fn cancel(&self, id: &str, task: Option<&str>) -> anyhow::Result<RequestView> {
+        let path = match task {
+            Some(t) => format!("/v1/requests/{id}/tasks/{t}/cancel"),
+            None => format!("/v1/requests/{id}/cancel"),
+        };
+        let resp = self
+            .http
+            .post(self.url(&path))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| self.send_err(e))?;
+        Self::decode(resp).await
+    }
+
+    /// Applies an edit batch (JSON `{"expected_version", "ops"}`) to a request's graph.
+    pub async fn edit(&self, id: &str, batch: &serde_json::Value) -> anyhow::Result<RequestView> {
+        let resp = self
+            .http
+            .post(self.url(&format!("/v1/requests/{id}/edits")))
+            .bearer_auth(&self.token)
+            .json(batch)
+            .send()
+            .await
+            .map_err(|e| self.send_err(e))?;
+        Self::decode(resp).await
+    }
+
     /// Drains a device (`true`) or takes it back into service (`false`).
     pub async fn set_draining(&self, name: &str, draining: bool) -> anyhow::Result<DeviceView> {
         let verb = if draining { "drain" } else { "resume" };

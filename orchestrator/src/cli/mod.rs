@@ -53,6 +53,23 @@ pub enum Cmd {
         #[command(flatten)]
         conn: ConnArgs,
     },
+    /// Cancel a request (or, with --task, one of its tasks).
+    Cancel {
+        id: String,
+        /// Cancel only this task.
+        #[arg(long)]
+        task: Option<String>,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Edit a running request's graph with a JSON batch `{"expected_version": N, "ops": [...]}`
+    /// read from FILE (`-` for standard input). See docs/graph.md.
+    Edit {
+        id: String,
+        file: PathBuf,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
     /// List registered devices.
     Devices {
         #[command(flatten)]
@@ -293,6 +310,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Cmd::Status { id, conn } => {
             let view = conn.client()?.request(&id).await?;
+            print!("{}", render::request(&view));
+            Ok(0)
+        }
+        Cmd::Cancel { id, task, conn } => {
+            let view = conn.client()?.cancel(&id, task.as_deref()).await?;
+            match task {
+                Some(t) => println!("cancelling task {t} of {}", view.id),
+                None => println!("cancelling request {}", view.id),
+            }
+            Ok(0)
+        }
+        Cmd::Edit { id, file, conn } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin()).context("cannot read standard input")?
+            } else {
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?
+            };
+            let batch: serde_json::Value =
+                serde_json::from_str(&text).context("the edit batch is not valid JSON")?;
+            let view = conn.client()?.edit(&id, &batch).await?;
+            println!("graph of {} is now at version {}", view.id, view.version);
             print!("{}", render::request(&view));
             Ok(0)
         }

@@ -31,6 +31,10 @@ pub fn event_line(ev: &Event, start_ms: u64) -> Option<String> {
             }
             s
         }
+        EventKind::GraphEdited { version, ops } => {
+            let names: Vec<&str> = ops.iter().map(|o| o.name()).collect();
+            format!("graph edited to version {version}: {}", names.join(", "))
+        }
         EventKind::TaskRetrying {
             task_id,
             attempts,

@@ -1,8 +1,8 @@
 //! One request's task graph: pure data and rules, no I/O.
 //!
 //! Architecture invariant: [`Graph::transition`] is the only function that changes a task's
-//! status, and it refuses illegal transitions. Edge kinds live on the graph's edges, the same
-//! representation that is persisted.
+//! status, and it refuses illegal transitions. Edge kinds (and conditions) live on the graph's
+//! edges, the same representation that is persisted and journaled.
 
 use std::collections::HashMap;
 
@@ -10,15 +10,15 @@ use petgraph::Direction;
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::{EdgeRef, IntoEdgeReferences};
 use weft_planner::{Plan, Target};
-use weft_protocol::rest::EdgeView;
+use weft_protocol::rest::{EdgeView, EventKind, TaskSpec};
 use weft_protocol::{
-    Action, AttemptId, DeviceName, EdgeKind, RequestStatus, RetryPolicy, TaskId, TaskOutput,
-    TaskStatus,
+    Action, AttemptId, Condition, DeviceName, EdgeKind, RequestStatus, RetryPolicy, TaskId,
+    TaskOutput, TaskStatus,
 };
 
 use crate::store::{TargetRow, TaskRow, TaskSched};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Task {
     pub id: TaskId,
     pub position: u32,
@@ -37,10 +37,81 @@ pub struct Task {
     pub attempt: Option<AttemptId>,
     /// When the task last became ready (for the queue timeout).
     pub ready_since_ms: u64,
-    node: NodeIndex,
 }
 
 impl Task {
+    fn from_row(t: TaskRow, now_ms: u64) -> Self {
+        Self {
+            id: t.id,
+            position: t.position,
+            title: t.title,
+            instruction: t.instruction,
+            action: t.action,
+            target: t.target,
+            capabilities: t.capabilities,
+            status: t.status,
+            output: t.output,
+            retry: t.retry,
+            sched: t.sched,
+            attempts_used: 0,
+            attempt: None,
+            ready_since_ms: now_ms,
+        }
+    }
+
+    /// A new, pending task from its spec.
+    pub fn from_spec(spec: &TaskSpec, position: u32, default_retry: &RetryPolicy) -> Self {
+        let mut capabilities = spec.capabilities.clone();
+        if let Some(a) = &spec.action {
+            let cap = a.capability().to_owned();
+            if !capabilities.contains(&cap) {
+                capabilities.push(cap);
+            }
+        }
+        let title = if spec.title.trim().is_empty() {
+            default_title(&spec.instruction)
+        } else {
+            spec.title.clone()
+        };
+        Self {
+            id: spec.id.clone(),
+            position,
+            title,
+            instruction: spec.instruction.clone(),
+            action: spec.action.clone(),
+            target: match (&spec.device, &spec.device_kind) {
+                (Some(d), _) => TargetRow::Device(d.clone()),
+                (None, Some(k)) => TargetRow::Kind(k.clone()),
+                (None, None) => TargetRow::Any,
+            },
+            capabilities,
+            status: TaskStatus::Pending,
+            output: None,
+            retry: spec.retry.clone().unwrap_or_else(|| default_retry.clone()),
+            sched: TaskSched::default(),
+            attempts_used: 0,
+            attempt: None,
+            ready_since_ms: 0,
+        }
+    }
+
+    /// The task as the journal records it.
+    pub fn spec(&self) -> TaskSpec {
+        TaskSpec {
+            id: self.id.clone(),
+            title: self.title.clone(),
+            instruction: self.instruction.clone(),
+            action: self.action.clone(),
+            device: self.bound_device().cloned(),
+            device_kind: match &self.target {
+                TargetRow::Kind(k) => Some(k.clone()),
+                _ => None,
+            },
+            capabilities: self.capabilities.clone(),
+            retry: Some(self.retry.clone()),
+        }
+    }
+
     pub fn row(&self) -> TaskRow {
         TaskRow {
             id: self.id.clone(),
@@ -64,6 +135,31 @@ impl Task {
             _ => None,
         }
     }
+
+    /// Whether the task may still be edited or removed: it has not started.
+    pub fn editable(&self) -> bool {
+        matches!(self.status, TaskStatus::Pending | TaskStatus::Ready)
+    }
+}
+
+fn default_title(instruction: &str) -> String {
+    let flat: String = instruction
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let flat = flat.trim();
+    if flat.chars().count() > 80 {
+        format!("{}…", flat.chars().take(80).collect::<String>())
+    } else {
+        flat.to_owned()
+    }
+}
+
+/// A dependency edge: its kind, and its condition when the kind is `condition`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Edge {
+    pub kind: EdgeKind,
+    pub condition: Option<Condition>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -80,17 +176,31 @@ pub fn legal(from: TaskStatus, to: TaskStatus) -> bool {
     matches!(
         (from, to),
         (Pending, Ready | Skipped | Cancelled)
-            | (Ready, Dispatched | Failed | Skipped | Cancelled)
+            // A ready task goes back to waiting when an edit gives it an unfinished upstream.
+            | (Ready, Pending | Dispatched | Failed | Skipped | Cancelled)
             | (Dispatched, Running | Ready | Succeeded | Failed | Cancelled)
             | (Running, Ready | Succeeded | Failed | Cancelled)
     )
 }
 
-#[derive(Debug)]
+/// Whether a waiting task can run yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// Some upstream task has not ended.
+    Waiting,
+    /// Every edge is satisfied.
+    Ready,
+    /// Some edge can never be satisfied: the task will be skipped.
+    Unsatisfiable,
+}
+
+#[derive(Debug, Clone)]
 pub struct Graph {
-    g: StableDiGraph<TaskId, EdgeKind>,
-    tasks: Vec<Task>,
-    by_id: HashMap<TaskId, usize>,
+    pub(super) g: StableDiGraph<Task, Edge>,
+    pub(super) by_id: HashMap<TaskId, NodeIndex>,
+    /// Nodes in task order (by `position`).
+    pub(super) order: Vec<NodeIndex>,
+    pub(super) next_position: u32,
 }
 
 impl Graph {
@@ -125,105 +235,115 @@ impl Graph {
                 from: e.from.clone(),
                 to: e.to.clone(),
                 kind: e.kind,
+                condition: e.condition.clone(),
             })
             .collect();
         let mut graph = Self::from_rows(rows, &edges, now_ms)?;
-        for i in 0..graph.tasks.len() {
-            if graph.upstream(i).next().is_none() {
-                graph.tasks[i].status = TaskStatus::Ready;
-                graph.tasks[i].sched.first_ready_ms = Some(now_ms);
-            }
-        }
+        graph.settle_all(now_ms);
         Ok(graph)
     }
 
     /// Rebuilds a graph from stored rows, statuses as they are.
     pub fn from_rows(rows: Vec<TaskRow>, edges: &[EdgeView], now_ms: u64) -> Result<Self, String> {
-        let mut g = StableDiGraph::new();
-        let mut tasks = Vec::with_capacity(rows.len());
-        let mut by_id = HashMap::new();
-        for (i, t) in rows.into_iter().enumerate() {
-            if by_id.contains_key(&t.id) {
-                return Err(format!("duplicate task id {}", t.id));
-            }
-            let node = g.add_node(t.id.clone());
-            by_id.insert(t.id.clone(), i);
-            tasks.push(Task {
-                id: t.id,
-                position: t.position,
-                title: t.title,
-                instruction: t.instruction,
-                action: t.action,
-                target: t.target,
-                capabilities: t.capabilities,
-                status: t.status,
-                output: t.output,
-                retry: t.retry,
-                sched: t.sched,
-                attempts_used: 0,
-                attempt: None,
-                ready_since_ms: now_ms,
-                node,
-            });
+        let mut graph = Self {
+            g: StableDiGraph::new(),
+            by_id: HashMap::new(),
+            order: Vec::new(),
+            next_position: 0,
+        };
+        for row in rows {
+            graph.insert(Task::from_row(row, now_ms))?;
         }
         for e in edges {
-            let (Some(&a), Some(&b)) = (by_id.get(&e.from), by_id.get(&e.to)) else {
-                return Err(format!("edge {} -> {} names a missing task", e.from, e.to));
-            };
-            g.add_edge(tasks[a].node, tasks[b].node, e.kind);
+            graph.insert_edge(e)?;
         }
-        if petgraph::algo::is_cyclic_directed(&g) {
+        if petgraph::algo::is_cyclic_directed(&graph.g) {
             return Err("the graph has a cycle".into());
         }
-        Ok(Self { g, tasks, by_id })
+        Ok(graph)
     }
 
-    pub fn tasks(&self) -> &[Task] {
-        &self.tasks
+    /// Adds a task node. Errors on a duplicate id.
+    pub(super) fn insert(&mut self, task: Task) -> Result<(), String> {
+        if self.by_id.contains_key(&task.id) {
+            return Err(format!("duplicate task id {}", task.id));
+        }
+        self.next_position = self.next_position.max(task.position.saturating_add(1));
+        let id = task.id.clone();
+        let position = task.position;
+        let node = self.g.add_node(task);
+        self.by_id.insert(id, node);
+        let at = self
+            .order
+            .partition_point(|&n| self.g[n].position <= position);
+        self.order.insert(at, node);
+        Ok(())
+    }
+
+    /// Adds an edge between existing tasks (no cycle check).
+    pub(super) fn insert_edge(&mut self, e: &EdgeView) -> Result<(), String> {
+        let (Some(&a), Some(&b)) = (self.by_id.get(&e.from), self.by_id.get(&e.to)) else {
+            return Err(format!("edge {} -> {} names a missing task", e.from, e.to));
+        };
+        self.g.add_edge(
+            a,
+            b,
+            Edge {
+                kind: e.kind,
+                condition: e.condition.clone(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Tasks in order.
+    pub fn tasks(&self) -> impl Iterator<Item = &Task> + '_ {
+        self.order.iter().map(|&n| &self.g[n])
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
     }
 
     pub fn task(&self, id: &TaskId) -> Option<&Task> {
-        self.by_id.get(id).map(|&i| &self.tasks[i])
+        self.by_id.get(id).map(|&n| &self.g[n])
     }
 
     pub fn task_mut(&mut self, id: &TaskId) -> Option<&mut Task> {
-        self.by_id.get(id).map(|&i| &mut self.tasks[i])
+        self.by_id.get(id).map(|&n| &mut self.g[n])
     }
 
     pub fn edges(&self) -> Vec<EdgeView> {
-        self.g
+        let mut edges: Vec<EdgeView> = self
+            .g
             .edge_references()
             .map(|e| EdgeView {
-                from: self.g[e.source()].clone(),
-                to: self.g[e.target()].clone(),
-                kind: *e.weight(),
+                from: self.g[e.source()].id.clone(),
+                to: self.g[e.target()].id.clone(),
+                kind: e.weight().kind,
+                condition: e.weight().condition.clone(),
             })
-            .collect()
+            .collect();
+        // A stable order: by the positions of the endpoints.
+        edges.sort_by_key(|e| (self.position(&e.to), self.position(&e.from)));
+        edges
     }
 
-    fn index_of(&self, node: NodeIndex) -> usize {
-        self.by_id[&self.g[node]]
-    }
-
-    fn upstream(&self, i: usize) -> impl Iterator<Item = (usize, EdgeKind)> + '_ {
-        self.g
-            .edges_directed(self.tasks[i].node, Direction::Incoming)
-            .map(|e| (self.index_of(e.source()), *e.weight()))
-    }
-
-    fn downstream(&self, i: usize) -> Vec<usize> {
-        self.g
-            .neighbors_directed(self.tasks[i].node, Direction::Outgoing)
-            .map(|n| self.index_of(n))
-            .collect()
+    fn position(&self, id: &TaskId) -> u32 {
+        self.task(id).map(|t| t.position).unwrap_or(u32::MAX)
     }
 
     /// Upstream task ids of `id` (the tasks whose outputs it receives as inputs).
     pub fn upstream_ids(&self, id: &TaskId) -> Vec<TaskId> {
         match self.by_id.get(id) {
-            Some(&i) => self
-                .upstream(i)
-                .map(|(u, _)| self.tasks[u].id.clone())
+            Some(&n) => self
+                .g
+                .neighbors_directed(n, Direction::Incoming)
+                .map(|u| self.g[u].id.clone())
                 .collect(),
             None => Vec::new(),
         }
@@ -231,14 +351,14 @@ impl Graph {
 
     /// The one place a task's status changes.
     pub fn transition(&mut self, id: &TaskId, to: TaskStatus) -> Result<(), IllegalTransition> {
-        let Some(&i) = self.by_id.get(id) else {
+        let Some(&n) = self.by_id.get(id) else {
             return Err(IllegalTransition {
                 task: id.clone(),
                 from: to,
                 to,
             });
         };
-        let from = self.tasks[i].status;
+        let from = self.g[n].status;
         if !legal(from, to) {
             return Err(IllegalTransition {
                 task: id.clone(),
@@ -246,11 +366,60 @@ impl Graph {
                 to,
             });
         }
-        self.tasks[i].status = to;
+        self.g[n].status = to;
         Ok(())
     }
 
-    /// After `id` ended, decides its pending downstream tasks: those whose edges are all
+    /// Whether the task at `n` can run, from its incoming edges and their upstream tasks.
+    pub(super) fn readiness(&self, n: NodeIndex) -> Readiness {
+        let mut waiting = false;
+        for e in self.g.edges_directed(n, Direction::Incoming) {
+            let up = &self.g[e.source()];
+            if !up.status.is_terminal() {
+                waiting = true;
+                continue;
+            }
+            let ok = match e.weight().kind {
+                EdgeKind::Success => up.status == TaskStatus::Succeeded,
+                EdgeKind::Completion => true,
+                EdgeKind::Condition => e.weight().condition.as_ref().is_some_and(|c| {
+                    weft_planner::condition::evaluate(c, up.status, up.output.as_ref())
+                }),
+            };
+            if !ok {
+                return Readiness::Unsatisfiable;
+            }
+        }
+        if waiting {
+            Readiness::Waiting
+        } else {
+            Readiness::Ready
+        }
+    }
+
+    /// Moves the waiting task at `n` to what its edges say. Returns the new status if it
+    /// changed.
+    fn settle(&mut self, n: NodeIndex, now_ms: u64) -> Option<TaskStatus> {
+        let status = self.g[n].status;
+        let to = match (status, self.readiness(n)) {
+            (TaskStatus::Pending, Readiness::Ready) => TaskStatus::Ready,
+            (TaskStatus::Ready, Readiness::Waiting) => TaskStatus::Pending,
+            (TaskStatus::Pending | TaskStatus::Ready, Readiness::Unsatisfiable) => {
+                TaskStatus::Skipped
+            }
+            _ => return None,
+        };
+        let id = self.g[n].id.clone();
+        self.transition(&id, to).ok()?;
+        if to == TaskStatus::Ready {
+            let t = &mut self.g[n];
+            t.ready_since_ms = now_ms;
+            t.sched.first_ready_ms.get_or_insert(now_ms);
+        }
+        Some(to)
+    }
+
+    /// After `id` ended, decides its waiting downstream tasks: those whose edges are all
     /// satisfied become `ready`; those that can no longer be satisfied become `skipped`, and the
     /// skip propagates. Returns every task whose status changed, in order.
     pub fn settle_downstream(&mut self, id: &TaskId, now_ms: u64) -> Vec<TaskId> {
@@ -259,66 +428,150 @@ impl Graph {
             return changed;
         };
         let mut stack = vec![start];
-        while let Some(i) = stack.pop() {
-            for d in self.downstream(i) {
-                if self.tasks[d].status != TaskStatus::Pending {
+        while let Some(n) = stack.pop() {
+            let mut down: Vec<NodeIndex> =
+                self.g.neighbors_directed(n, Direction::Outgoing).collect();
+            down.sort_by_key(|&d| self.g[d].position);
+            for d in down {
+                if self.g[d].status != TaskStatus::Pending {
                     continue;
                 }
-                let mut all_ended = true;
-                let mut unsatisfiable = false;
-                for (u, kind) in self.upstream(d) {
-                    let s = self.tasks[u].status;
-                    if !s.is_terminal() {
-                        all_ended = false;
-                    } else if kind == EdgeKind::Success && s != TaskStatus::Succeeded {
-                        unsatisfiable = true;
-                    }
-                }
-                let to = if unsatisfiable {
-                    TaskStatus::Skipped
-                } else if all_ended {
-                    TaskStatus::Ready
-                } else {
-                    continue;
-                };
-                let did = self.tasks[d].id.clone();
-                if self.transition(&did, to).is_ok() {
-                    if to == TaskStatus::Ready {
-                        self.tasks[d].ready_since_ms = now_ms;
-                        self.tasks[d].sched.first_ready_ms = Some(now_ms);
-                    } else {
+                if let Some(to) = self.settle(d, now_ms) {
+                    if to == TaskStatus::Skipped {
                         stack.push(d);
                     }
-                    changed.push(did);
+                    changed.push(self.g[d].id.clone());
                 }
             }
         }
         changed
     }
 
-    /// `Some(final status)` once every task has ended.
+    /// Settles every waiting task, upstream first (after a graph is built or edited). Returns
+    /// every task whose status changed, in order.
+    pub fn settle_all(&mut self, now_ms: u64) -> Vec<TaskId> {
+        let order = petgraph::algo::toposort(&self.g, None).unwrap_or_default();
+        let mut changed = Vec::new();
+        for n in order {
+            if self.settle(n, now_ms).is_some() {
+                changed.push(self.g[n].id.clone());
+            }
+        }
+        changed
+    }
+
+    /// Rebuilds a request's graph from its journal alone: the tasks and edges it was created
+    /// with, every accepted edit batch, and every status change with its output. The result
+    /// equals the live graph ([`Graph::snapshot`]): the journal is enough to recover it.
+    pub fn replay<'a>(
+        events: impl IntoIterator<Item = &'a EventKind>,
+        retry: &RetryPolicy,
+    ) -> Result<Self, String> {
+        let mut graph: Option<Graph> = None;
+        let ctx = crate::engine::EditCtx {
+            devices: HashMap::new(),
+            check_targets: false,
+            retry: retry.clone(),
+            now_ms: 0,
+        };
+        for ev in events {
+            let g = graph.as_mut();
+            match (ev, g) {
+                (EventKind::RequestCreated { tasks, edges, .. }, None) => {
+                    let mut g = Graph::from_rows(Vec::new(), &[], 0)?;
+                    for (i, spec) in tasks.iter().enumerate() {
+                        let position = u32::try_from(i).unwrap_or(u32::MAX);
+                        g.insert(Task::from_spec(spec, position, retry))?;
+                    }
+                    for e in edges {
+                        g.insert_edge(e)?;
+                    }
+                    graph = Some(g);
+                }
+                (EventKind::GraphEdited { ops, .. }, Some(g)) => {
+                    g.apply_ops(ops, &ctx).map_err(|e| e.message)?;
+                }
+                (
+                    EventKind::TaskStatus {
+                        task_id,
+                        status,
+                        output,
+                        ..
+                    },
+                    Some(g),
+                ) => {
+                    let t = g
+                        .task_mut(task_id)
+                        .ok_or_else(|| format!("status of unknown task {task_id}"))?;
+                    t.status = *status;
+                    if output.is_some() {
+                        t.output.clone_from(output);
+                    }
+                }
+                (EventKind::TaskRetrying { task_id, .. }, Some(g)) => {
+                    if let Some(t) = g.task_mut(task_id) {
+                        t.status = TaskStatus::Ready;
+                    }
+                }
+                (EventKind::RequestCreated { .. }, Some(_)) => {
+                    return Err("a second request_created event".into());
+                }
+                (_, None) => return Err("events before request_created".into()),
+                _ => {}
+            }
+        }
+        graph.ok_or_else(|| "no request_created event".into())
+    }
+
+    /// What the journal determines: every task's definition, status and output, and the
+    /// edges. Two graphs with equal snapshots are the same graph.
+    pub fn snapshot(&self) -> String {
+        let mut out = String::new();
+        for t in self.tasks() {
+            out.push_str(&format!(
+                "{} [{}] {:?} {:?} {:?} {:?} {:?} {:?}\n",
+                t.id,
+                t.status.as_str(),
+                t.title,
+                t.instruction,
+                t.action,
+                t.target,
+                t.capabilities,
+                t.output
+            ));
+        }
+        for e in self.edges() {
+            out.push_str(&format!(
+                "{} -> {} {:?} {:?}\n",
+                e.from, e.to, e.kind, e.condition
+            ));
+        }
+        out
+    }
+
+    /// `Some(final status)` once every task has ended: `failed` if any task failed,
+    /// `cancelled` if any was cancelled, else `succeeded` (tasks skipped because a condition did
+    /// not hold are a normal outcome).
     pub fn outcome(&self) -> Option<RequestStatus> {
-        if !self.tasks.iter().all(|t| t.status.is_terminal()) {
+        if !self.tasks().all(|t| t.status.is_terminal()) {
             return None;
         }
-        Some(
-            if self.tasks.iter().all(|t| t.status == TaskStatus::Succeeded) {
-                RequestStatus::Succeeded
-            } else if self.tasks.iter().any(|t| t.status == TaskStatus::Failed) {
-                RequestStatus::Failed
-            } else if self.tasks.iter().any(|t| t.status == TaskStatus::Cancelled) {
-                RequestStatus::Cancelled
-            } else {
-                RequestStatus::Failed
-            },
-        )
+        Some(if self.tasks().any(|t| t.status == TaskStatus::Failed) {
+            RequestStatus::Failed
+        } else if self.tasks().any(|t| t.status == TaskStatus::Cancelled) {
+            RequestStatus::Cancelled
+        } else {
+            RequestStatus::Succeeded
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use weft_planner::{PlannedEdge, PlannedTask};
+    use weft_protocol::{ConditionOp, ConditionSource};
 
     fn plan(n: usize, edges: &[(usize, usize, EdgeKind)]) -> Plan {
         Plan {
@@ -338,43 +591,57 @@ mod tests {
                     from: TaskId(format!("t{a}")),
                     to: TaskId(format!("t{b}")),
                     kind,
+                    condition: (kind == EdgeKind::Condition).then(|| exit_code_is(0)),
                 })
                 .collect(),
         }
     }
 
-    fn statuses(g: &Graph) -> Vec<&'static str> {
-        g.tasks().iter().map(|t| t.status.as_str()).collect()
+    fn exit_code_is(code: i64) -> Condition {
+        Condition {
+            on: ConditionSource::Data,
+            path: "/exit_code".into(),
+            op: ConditionOp::Equals,
+            value: Some(json!(code)),
+        }
     }
 
-    fn finish(g: &mut Graph, id: &str, to: TaskStatus) -> Vec<TaskId> {
+    fn build(n: usize, edges: &[(usize, usize, EdgeKind)]) -> Graph {
+        Graph::from_plan(&plan(n, edges), &RetryPolicy::default(), 0).unwrap()
+    }
+
+    fn statuses(g: &Graph) -> Vec<&'static str> {
+        g.tasks().map(|t| t.status.as_str()).collect()
+    }
+
+    fn finish_with(
+        g: &mut Graph,
+        id: &str,
+        to: TaskStatus,
+        output: Option<TaskOutput>,
+    ) -> Vec<TaskId> {
         let id = TaskId::from(id);
         g.transition(&id, TaskStatus::Dispatched).unwrap();
         g.transition(&id, TaskStatus::Running).unwrap();
         g.transition(&id, to).unwrap();
+        g.task_mut(&id).unwrap().output = output;
         g.settle_downstream(&id, 0)
+    }
+
+    fn finish(g: &mut Graph, id: &str, to: TaskStatus) -> Vec<TaskId> {
+        finish_with(g, id, to, None)
     }
 
     #[test]
     fn roots_start_ready() {
-        let g = Graph::from_plan(
-            &plan(3, &[(1, 3, EdgeKind::Success)]),
-            &RetryPolicy::default(),
-            0,
-        )
-        .unwrap();
+        let g = build(3, &[(1, 3, EdgeKind::Success)]);
         assert_eq!(statuses(&g), ["ready", "ready", "pending"]);
     }
 
     #[test]
     fn fan_in_waits_for_all() {
         use EdgeKind::Success as S;
-        let mut g = Graph::from_plan(
-            &plan(3, &[(1, 3, S), (2, 3, S)]),
-            &RetryPolicy::default(),
-            0,
-        )
-        .unwrap();
+        let mut g = build(3, &[(1, 3, S), (2, 3, S)]);
         assert!(finish(&mut g, "t1", TaskStatus::Succeeded).is_empty());
         assert_eq!(
             finish(&mut g, "t2", TaskStatus::Succeeded),
@@ -386,12 +653,7 @@ mod tests {
     #[test]
     fn failure_skips_transitively_and_request_fails() {
         use EdgeKind::Success as S;
-        let mut g = Graph::from_plan(
-            &plan(4, &[(1, 2, S), (2, 3, S)]),
-            &RetryPolicy::default(),
-            0,
-        )
-        .unwrap();
+        let mut g = build(4, &[(1, 2, S), (2, 3, S)]);
         let changed = finish(&mut g, "t1", TaskStatus::Failed);
         assert_eq!(changed, vec![TaskId::from("t2"), TaskId::from("t3")]);
         assert_eq!(statuses(&g), ["failed", "skipped", "skipped", "ready"]);
@@ -402,24 +664,44 @@ mod tests {
 
     #[test]
     fn completion_edge_runs_after_failure() {
-        let mut g = Graph::from_plan(
-            &plan(2, &[(1, 2, EdgeKind::Completion)]),
-            &RetryPolicy::default(),
-            0,
-        )
-        .unwrap();
+        let mut g = build(2, &[(1, 2, EdgeKind::Completion)]);
         finish(&mut g, "t1", TaskStatus::Failed);
         assert_eq!(statuses(&g), ["failed", "ready"]);
     }
 
+    fn shell_output(code: i64) -> Option<TaskOutput> {
+        Some(TaskOutput {
+            summary: String::new(),
+            data: json!({"exit_code": code}),
+        })
+    }
+
+    #[test]
+    fn condition_edges_choose_a_branch_and_the_request_still_succeeds() {
+        // t1 then t2 if exit code 0 (condition), t3 completion; t4 after t2 (success).
+        use EdgeKind::{Completion, Condition as If, Success};
+        let mut g = build(4, &[(1, 2, If), (1, 3, Completion), (2, 4, Success)]);
+        finish_with(&mut g, "t1", TaskStatus::Failed, shell_output(1));
+        assert_eq!(statuses(&g), ["failed", "skipped", "ready", "skipped"]);
+
+        let mut g = build(4, &[(1, 2, If), (1, 3, Completion), (2, 4, Success)]);
+        finish_with(&mut g, "t1", TaskStatus::Succeeded, shell_output(0));
+        assert_eq!(statuses(&g), ["succeeded", "ready", "ready", "pending"]);
+        finish(&mut g, "t2", TaskStatus::Succeeded);
+        finish(&mut g, "t3", TaskStatus::Succeeded);
+        finish(&mut g, "t4", TaskStatus::Succeeded);
+        assert_eq!(g.outcome(), Some(RequestStatus::Succeeded));
+
+        // A false condition on a succeeded upstream skips its branch; the request succeeds.
+        let mut g = build(2, &[(1, 2, If)]);
+        finish_with(&mut g, "t1", TaskStatus::Succeeded, shell_output(3));
+        assert_eq!(statuses(&g), ["succeeded", "skipped"]);
+        assert_eq!(g.outcome(), Some(RequestStatus::Succeeded));
+    }
+
     #[test]
     fn illegal_transitions_are_refused() {
-        let mut g = Graph::from_plan(
-            &plan(2, &[(1, 2, EdgeKind::Success)]),
-            &RetryPolicy::default(),
-            0,
-        )
-        .unwrap();
+        let mut g = build(2, &[(1, 2, EdgeKind::Success)]);
         let t2 = TaskId::from("t2");
         assert!(g.transition(&t2, TaskStatus::Running).is_err());
         finish(&mut g, "t1", TaskStatus::Succeeded);
@@ -432,14 +714,8 @@ mod tests {
     #[test]
     fn cycles_and_dangling_edges_are_refused() {
         use EdgeKind::Success as S;
-        assert!(
-            Graph::from_plan(
-                &plan(2, &[(1, 2, S), (2, 1, S)]),
-                &RetryPolicy::default(),
-                0
-            )
-            .is_err()
-        );
-        assert!(Graph::from_plan(&plan(1, &[(1, 5, S)]), &RetryPolicy::default(), 0).is_err());
+        let retry = RetryPolicy::default();
+        assert!(Graph::from_plan(&plan(2, &[(1, 2, S), (2, 1, S)]), &retry, 0).is_err());
+        assert!(Graph::from_plan(&plan(1, &[(1, 5, S)]), &retry, 0).is_err());
     }
 }

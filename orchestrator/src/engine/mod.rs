@@ -9,9 +9,11 @@
 //! events) before it is acknowledged to anyone or broadcast. If the store refuses a write the
 //! engine stops (fail-stop) rather than run on state that is not durable.
 
+mod edit;
 mod graph;
 mod service;
 
+pub use edit::{EditCtx, EditError, MAX_OPS_PER_BATCH, MAX_TASKS_PER_GRAPH};
 pub use graph::{Graph, IllegalTransition, legal};
 pub use service::Engine;
 
@@ -19,8 +21,8 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 use weft_planner::{DeviceInfo, Plan};
-use weft_protocol::rest::{DeviceCreated, DeviceView, Event};
-use weft_protocol::{AgentMsg, AttemptId, DeviceName, ErrorInfo, RequestId, ServerMsg};
+use weft_protocol::rest::{DeviceCreated, DeviceView, EditBatch, Event};
+use weft_protocol::{AgentMsg, AttemptId, DeviceName, ErrorInfo, RequestId, ServerMsg, TaskId};
 
 use crate::metrics::Metrics;
 use crate::{ApiError, Error};
@@ -57,6 +59,16 @@ pub(crate) enum Command {
         planner: &'static str,
         plan: Plan,
         reply: oneshot::Sender<Result<RequestId, ApiError>>,
+    },
+    Edit {
+        request: RequestId,
+        batch: EditBatch,
+        reply: oneshot::Sender<Result<u64, ApiError>>,
+    },
+    Cancel {
+        request: RequestId,
+        task: Option<TaskId>,
+        reply: oneshot::Sender<Result<(), ApiError>>,
     },
     Devices {
         reply: oneshot::Sender<Vec<DeviceView>>,
@@ -120,6 +132,26 @@ impl Handle {
             text,
             planner,
             plan,
+            reply,
+        })
+        .await?
+    }
+
+    /// Applies an edit batch atomically; returns the graph's new version.
+    pub async fn edit(&self, request: RequestId, batch: EditBatch) -> Result<u64, ApiError> {
+        self.call(|reply| Command::Edit {
+            request,
+            batch,
+            reply,
+        })
+        .await?
+    }
+
+    /// Cancels a whole request (`task: None`) or one task of it.
+    pub async fn cancel(&self, request: RequestId, task: Option<TaskId>) -> Result<(), ApiError> {
+        self.call(|reply| Command::Cancel {
+            request,
+            task,
             reply,
         })
         .await?

@@ -5,6 +5,7 @@ mod auth;
 mod bad_input;
 mod e2e;
 mod faults;
+mod graph;
 mod harness;
 mod outbox;
 mod processes;

@@ -3,11 +3,13 @@
 //! ```text
 //! clause := [on] action [on]            (at most one `on`)
 //! on     := "on" [article] DEVICE       article: the, my, a, an
-//! action := run QUOTED | fetch URL | write QUOTED to PATH | read PATH
+//! action := run QUOTED | fetch URL | write (QUOTED | RESULT) to PATH | read PATH
+//! RESULT := "the result" | "the results" | "the output" | "its output" | "it"
 //! ```
 //!
 //! Verbs and their synonyms are matched ignoring case. The device word is returned as written;
-//! resolving it against the registered devices is the caller's job.
+//! resolving it against the registered devices is the caller's job, and so is filling in which
+//! tasks' result a `write the result` means.
 
 use weft_protocol::Action;
 
@@ -18,7 +20,17 @@ use super::lexer::{Kind, Token};
 pub(crate) struct Clause<'t> {
     /// The word after `on` (article skipped), if any.
     pub device: Option<&'t str>,
-    pub action: Action,
+    pub job: Job,
+}
+
+/// What a clause asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Job {
+    /// A complete action.
+    Action(Action),
+    /// `write the result to PATH`: write the result of the step before to `path`. Which tasks
+    /// that is, and so the file's content, is known only when the plan is built.
+    WriteResult { path: String },
 }
 
 /// Why a clause was not understood: `None` when it does not start with a known action at all,
@@ -87,7 +99,7 @@ pub(crate) fn parse(tokens: &[Token]) -> Result<Clause<'_>, NotUnderstood> {
     }
     let mut cur = Cursor { tokens, pos: 0 };
     let mut device = on_device(&mut cur)?;
-    let action = action(&mut cur)?;
+    let job = action(&mut cur)?;
     if device.is_none() {
         device = on_device(&mut cur)?;
     } else if cur.at_word("on") {
@@ -99,7 +111,7 @@ pub(crate) fn parse(tokens: &[Token]) -> Result<Clause<'_>, NotUnderstood> {
             extra.show()
         )));
     }
-    Ok(Clause { device, action })
+    Ok(Clause { device, job })
 }
 
 fn reason(text: impl Into<String>) -> NotUnderstood {
@@ -142,16 +154,16 @@ fn article_ahead(cur: &Cursor<'_>) -> bool {
 }
 
 /// Reads an action: a verb and its arguments.
-fn action(cur: &mut Cursor<'_>) -> Result<Action, NotUnderstood> {
+fn action(cur: &mut Cursor<'_>) -> Result<Job, NotUnderstood> {
     let Some(verb) = cur.peek().and_then(Token::word).and_then(Verb::parse) else {
         return Err(None);
     };
     cur.next();
     match verb {
-        Verb::Run => run(cur),
-        Verb::Fetch => fetch(cur),
+        Verb::Run => run(cur).map(Job::Action),
+        Verb::Fetch => fetch(cur).map(Job::Action),
         Verb::Write => write(cur),
-        Verb::Read => read(cur),
+        Verb::Read => read(cur).map(Job::Action),
     }
 }
 
@@ -180,13 +192,27 @@ fn fetch(cur: &mut Cursor<'_>) -> Result<Action, NotUnderstood> {
     Ok(Action::HttpGet { url })
 }
 
-/// `write "TEXT" to PATH`, the path bare or quoted.
-fn write(cur: &mut Cursor<'_>) -> Result<Action, NotUnderstood> {
+/// `write "TEXT" to PATH` or `write the result to PATH`, the path bare or quoted.
+fn write(cur: &mut Cursor<'_>) -> Result<Job, NotUnderstood> {
     const EXAMPLE: &str = "e.g. write \"hello\" to notes.txt";
-    let content = match cur.next() {
-        Some(t) if matches!(t.kind, Kind::Quoted { .. }) => t.value.clone(),
-        Some(_) => return Err(reason(format!("the text must be in quotes, {EXAMPLE}"))),
-        None => return Err(reason(format!("write needs quoted text, {EXAMPLE}"))),
+    const EITHER: &str = "e.g. write \"hello\" to notes.txt or write the result to notes.txt";
+    let content = if let Some(words) = result_words(cur) {
+        cur.pos += words;
+        None
+    } else {
+        match cur.next() {
+            Some(t) if matches!(t.kind, Kind::Quoted { .. }) => Some(t.value.clone()),
+            Some(_) => {
+                return Err(reason(format!(
+                    "the text must be in quotes or be \"the result\", {EITHER}"
+                )));
+            }
+            None => {
+                return Err(reason(format!(
+                    "write needs quoted text or \"the result\", {EITHER}"
+                )));
+            }
+        }
     };
     if !(cur.at_word("to") || cur.at_word("into")) {
         return Err(reason(format!(
@@ -195,7 +221,31 @@ fn write(cur: &mut Cursor<'_>) -> Result<Action, NotUnderstood> {
     }
     cur.next();
     let path = argument(cur, "write needs a path after \"to\"")?;
-    Ok(Action::WriteFile { path, content })
+    Ok(match content {
+        Some(content) => Job::Action(Action::WriteFile { path, content }),
+        None => Job::WriteResult { path },
+    })
+}
+
+/// How many words at the cursor name the result of the step before (`it`, `the result`, `the
+/// results`, `the output`, `its output`, any case), if they do.
+fn result_words(cur: &Cursor<'_>) -> Option<usize> {
+    const PHRASES: [&[&str]; 5] = [
+        &["it"],
+        &["the", "result"],
+        &["the", "results"],
+        &["the", "output"],
+        &["its", "output"],
+    ];
+    PHRASES
+        .iter()
+        .find(|phrase| {
+            phrase
+                .iter()
+                .enumerate()
+                .all(|(k, word)| cur.peek_at(k).is_some_and(|t| t.is_word(word)))
+        })
+        .map(|phrase| phrase.len())
 }
 
 /// `read PATH`, the path bare or quoted.
@@ -234,7 +284,17 @@ mod tests {
     fn check(input: &str, expect: &str) {
         let tokens = lex(input);
         let got = match parse(&tokens) {
-            Ok(c) => format!("[{}] {:?}", c.device.unwrap_or("-"), c.action),
+            Ok(Clause {
+                device,
+                job: Job::Action(action),
+            }) => format!("[{}] {action:?}", device.unwrap_or("-")),
+            Ok(Clause {
+                device,
+                job: Job::WriteResult { path },
+            }) => format!(
+                "[{}] WriteResult {{ path: {path:?} }}",
+                device.unwrap_or("-")
+            ),
             Err(None) => "?".to_owned(),
             Err(Some(r)) => format!("? {r}"),
         };
@@ -276,6 +336,49 @@ mod tests {
                 r#"[-] ReadFile { path: "notes/a.txt" }"#,
             );
         }
+    }
+
+    #[test]
+    fn write_the_result() {
+        for thing in [
+            "the result",
+            "the results",
+            "the output",
+            "its output",
+            "it",
+            "The Result",
+            "IT",
+        ] {
+            check(
+                &format!("write {thing} to out.txt"),
+                r#"[-] WriteResult { path: "out.txt" }"#,
+            );
+        }
+        check(
+            "on phone save the output into 'my notes.txt'",
+            r#"[phone] WriteResult { path: "my notes.txt" }"#,
+        );
+        check(
+            "write it to out.txt on laptop",
+            r#"[laptop] WriteResult { path: "out.txt" }"#,
+        );
+        check(
+            r#"write "the result" to out.txt"#,
+            r#"[-] WriteFile { path: "out.txt", content: "the result" }"#,
+        );
+        check(
+            "write result to out.txt",
+            r#"? the text must be in quotes or be "the result", e.g. write "hello" to notes.txt or write the result to notes.txt"#,
+        );
+        check(
+            "write the results of t1 to out.txt",
+            r#"? expected "to PATH" after the text, e.g. write "hello" to notes.txt"#,
+        );
+        check("write it to", r#"? write needs a path after "to""#);
+        check(
+            "write",
+            r#"? write needs quoted text or "the result", e.g. write "hello" to notes.txt or write the result to notes.txt"#,
+        );
     }
 
     #[test]
@@ -323,7 +426,7 @@ mod tests {
         check("fetch on laptop", "? fetch needs a URL");
         check(
             "write hello to a.txt",
-            r#"? the text must be in quotes, e.g. write "hello" to notes.txt"#,
+            r#"? the text must be in quotes or be "the result", e.g. write "hello" to notes.txt or write the result to notes.txt"#,
         );
         check(
             r#"write "hello" a.txt"#,

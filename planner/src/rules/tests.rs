@@ -136,6 +136,104 @@ fn readme_examples() {
 }
 
 #[test]
+fn write_the_result() {
+    check(
+        r#"on laptop run "echo hi" then on phone write the result to out.txt"#,
+        r#"t1[laptop] shell "echo hi"; t2[phone] write out.txt "{{t1.output}}" | edges: t1->t2"#,
+    );
+    check(
+        "on phone fetch https://example.com then save the output to page.html",
+        r#"t1[phone] fetch https://example.com; t2[*] write page.html "{{t1.output}}" | edges: t1->t2"#,
+    );
+    check(
+        r#"run "a" and on server run "b" then on laptop write the results to both.txt"#,
+        r#"t1[*] shell "a"; t2[server] shell "b"; t3[laptop] write both.txt "{{t1.output}}\n{{t2.output}}" | edges: t1->t3, t2->t3"#,
+    );
+    check(
+        r#"read a.txt then write it to b.txt and write its output to c.txt then write the result to d.txt"#,
+        r#"t1[*] read a.txt; t2[*] write b.txt "{{t1.output}}"; t3[*] write c.txt "{{t1.output}}"; t4[*] write d.txt "{{t2.output}}\n{{t3.output}}" | edges: t1->t2, t1->t3, t2->t4, t3->t4"#,
+    );
+}
+
+#[test]
+fn write_the_result_needs_an_earlier_step() {
+    let why = "there is no earlier result to write: \\\"the result\\\" is the output of the step \
+               before \\\"then\\\", e.g. run \\\"date\\\" then write the result to date.txt";
+    check(
+        "on phone write the result to out.txt",
+        &format!(
+            r#"unplannable: understood []; not ["\"on phone write the result to out.txt\" ({why})"]"#
+        ),
+    );
+    check(
+        r#"run "a" and write it to out.txt"#,
+        &format!(
+            r#"unplannable: understood ["run \"a\""]; not ["\"write it to out.txt\" ({why})"]"#
+        ),
+    );
+}
+
+#[test]
+fn write_the_result_titles() {
+    let plan = RulesPlanner::new()
+        .plan_sync(
+            r#"run "a" then on phone write the result to "my  out.txt" then run "b", run "c" then write it to x"#,
+            &three_devices(),
+        )
+        .expect("plannable");
+    let rows: Vec<String> = plan
+        .tasks
+        .iter()
+        .map(|t| {
+            format!(
+                "{} | {} | {}",
+                t.title,
+                t.instruction,
+                t.capabilities.join(",")
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "run `a` | run \"a\" | shell",
+            "write result to my out.txt | on phone write the result to \"my  out.txt\" | fs",
+            "run `b` | run \"b\" | shell",
+            "run `c` | run \"c\" | shell",
+            "write results to x | write it to x | fs",
+        ]
+    );
+}
+
+#[test]
+fn hand_written_references() {
+    check(
+        r#"on laptop run "uname" then on phone run "echo {{t1.output}} > host.txt""#,
+        r#"t1[laptop] shell "uname"; t2[phone] shell "echo {{t1.output}} > host.txt" | edges: t1->t2"#,
+    );
+    check(
+        r#"run "uname" then run "x" then write "{{ t1.output.exit_code }}" to code.txt"#,
+        r#"t1[*] shell "uname"; t2[*] shell "x"; t3[*] write code.txt "{{ t1.output.exit_code }}" | edges: t1->t2, t2->t3"#,
+    );
+    check(
+        r#"run "echo {{t2.output}}" then run "b""#,
+        "invalid_plan: invalid plan: task t1 refers to t2 ({{t2.output}}), which is not upstream of it",
+    );
+    check(
+        r#"run "a" and run "echo {{t1.output}}""#,
+        "invalid_plan: invalid plan: task t2 refers to t1 ({{t1.output}}), which is not upstream of it",
+    );
+    check(
+        r#"run "a" then run "echo '{{t1.output}}'""#,
+        r#"unplannable: understood ["run \"a\""]; not ["\"run \"echo '{{t1.output}}'\"\" (in the action's `command`: {{t1.output}} is inside '…'; in a shell command write references bare, they are quoted for you (e.g. echo {{t1.output}}))"]"#,
+    );
+    check(
+        r#"run "a" then write "{{t1}}" to x"#,
+        r#"unplannable: understood ["run \"a\""]; not ["\"write \"{{t1}}\" to x\" (in the action's `content`: `{{t1}}` is not a reference (expected `.output` after the task id); a reference looks like {{t1.output}}, {{t1.output.summary}} or {{t1.output.stdout}}, and `{{` always starts one)"]"#,
+    );
+}
+
+#[test]
 fn three_steps() {
     check(
         r#"on server run "uname -sr", on laptop run "echo hello from the laptop" and on phone fetch http://127.0.0.1:1234/healthz then on laptop write "three devices answered" to report.txt then on laptop read report.txt"#,
@@ -399,21 +497,32 @@ const CLAUSES: &[&str] = &[
 ];
 const JOINS: &[&str] = &[" and ", ", ", " then ", ", and ", " ", "", "\n"];
 
-#[test]
-fn random_requests_never_panic_and_plans_validate() {
-    let words: Vec<&str> = WORDS.split_whitespace().collect();
+/// More pieces, with data flow: `write the result`, references good and bad.
+const REF_WORDS: &str = r#"it result output its the {{ }} {{t1.output}} "{{t1.output}}"
+    {{t2.output.x "{{t1}}" '{{' "'{{t1.output}}'" t1.output"#;
+const REF_CLAUSES: &[&str] = &[
+    "write the result to r.txt",
+    "on phone save it into s.txt",
+    r#"run "cat {{t1.output.stdout}}""#,
+    r#"write "{{ t1.output }}" to "{{t2.output.summary}}""#,
+    "fetch http://x/{{t1.output}}",
+];
+
+/// Plans 1000 random requests: `prefix`, then `words` and `clauses`. Every plan must validate.
+/// Returns how many were plannable, and how many of those had a reference.
+fn random_requests(prefix: &str, words: &[&str], clauses: &[&str], seed: u64) -> (usize, usize) {
     let devices = three_devices();
     let planner = RulesPlanner::new();
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    let mut planned = 0;
+    let mut rng = Rng(seed);
+    let (mut planned, mut with_refs) = (0, 0);
     for _ in 0..1000 {
-        let mut text = String::new();
+        let mut text = prefix.to_owned();
         for i in 0..1 + rng.below(8) {
             if i > 0 {
                 text.push_str(JOINS[rng.below(JOINS.len())]);
             }
             if rng.below(3) != 0 {
-                text.push_str(CLAUSES[rng.below(CLAUSES.len())]);
+                text.push_str(clauses[rng.below(clauses.len())]);
             } else {
                 text.push_str(words[rng.below(words.len())]);
             }
@@ -422,10 +531,25 @@ fn random_requests_never_panic_and_plans_validate() {
             Ok(plan) => {
                 planned += 1;
                 assert_eq!(plan.validate(&Limits::default()), Ok(()), "{text:?}");
+                let refs = plan.tasks.iter().map(|t| {
+                    crate::refs::task_references(&t.instruction, t.action.as_ref())
+                        .map(|r| r.len())
+                        .unwrap_or_default()
+                });
+                if refs.sum::<usize>() > 0 {
+                    with_refs += 1;
+                }
             }
             Err(e) => assert!(!e.code().is_empty() && !e.to_string().is_empty()),
         }
     }
+    (planned, with_refs)
+}
+
+#[test]
+fn random_requests_never_panic_and_plans_validate() {
+    let words: Vec<&str> = WORDS.split_whitespace().collect();
+    let (planned, _) = random_requests("", &words, CLAUSES, 0x9E37_79B9_7F4A_7C15);
     assert!(
         planned >= 100,
         "only {planned} random requests were plannable"
@@ -433,8 +557,25 @@ fn random_requests_never_panic_and_plans_validate() {
 }
 
 #[test]
+fn random_requests_with_references_never_panic_and_plans_validate() {
+    let words: Vec<&str> = WORDS
+        .split_whitespace()
+        .chain(REF_WORDS.split_whitespace())
+        .collect();
+    let clauses: Vec<&str> = CLAUSES.iter().chain(REF_CLAUSES).copied().collect();
+    // Half the requests start with two steps, so that t1 and t2 are upstream of the rest.
+    let (a, a_refs) = random_requests("", &words, &clauses, 0x2545_F491_4F6C_DD1D);
+    let (b, b_refs) = random_requests(r#"run "a" then run "b" then "#, &words, &clauses, 7);
+    let (planned, with_refs) = (a + b, a_refs + b_refs);
+    assert!(
+        planned >= 100 && with_refs >= 50,
+        "only {planned} random requests were plannable, {with_refs} with references"
+    );
+}
+
+#[test]
 fn random_characters_never_panic() {
-    let chars: Vec<char> = "ab o n,\"'\\\u{201C}\u{201D}\u{2018}\u{2019}é日\n\t"
+    let chars: Vec<char> = "ab o n,\"'\\\u{201C}\u{201D}\u{2018}\u{2019}é日\n\t{{}}.$#`"
         .chars()
         .collect();
     let planner = RulesPlanner::new();

@@ -1,17 +1,19 @@
 //! The engine's state and event loop.
 
+mod requests;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
-use weft_planner::{DeviceInfo, Plan};
+use weft_planner::DeviceInfo;
 use weft_protocol::rest::{DeviceCreated, DeviceStatus, DeviceView, EventKind, LateResult};
 use weft_protocol::wire::ResultStatus;
 use weft_protocol::{
     AgentMsg, AttemptId, AttemptStatus, DeviceName, ErrorInfo, PROTOCOL_VERSION, RequestId,
-    RequestStatus, ServerMsg, TaskId, TaskOutput, TaskStatus,
+    ServerMsg, TaskId, TaskOutput, TaskStatus,
 };
 
 use super::graph::Graph;
@@ -72,6 +74,10 @@ struct Live {
 #[derive(Debug)]
 struct Request {
     graph: Graph,
+    /// The graph's version: 1 when created, +1 per accepted edit batch.
+    version: u64,
+    /// The user cancelled the request: it ends `cancelled` once its tasks have stopped.
+    cancelling: bool,
 }
 
 /// How a task ended: what [`Engine::task_ended`] records.
@@ -226,6 +232,24 @@ impl Engine {
                 let _ = reply.send(res);
                 self.schedule().await?;
             }
+            Command::Edit {
+                request,
+                batch,
+                reply,
+            } => {
+                let res = self.edit(request, batch).await?;
+                let _ = reply.send(res);
+                self.schedule().await?;
+            }
+            Command::Cancel {
+                request,
+                task,
+                reply,
+            } => {
+                let res = self.cancel(request, task).await?;
+                let _ = reply.send(res);
+                self.schedule().await?;
+            }
             Command::Devices { reply } => {
                 let _ = reply.send(self.devices.values().map(Device::view).collect());
             }
@@ -308,194 +332,6 @@ impl Engine {
         Ok(())
     }
 
-    // ---- requests ------------------------------------------------------------------------
-
-    /// `Err(Ok(_))` is a refusal for the client, `Err(Err(_))` a store failure.
-    async fn create(
-        &mut self,
-        text: String,
-        planner: &'static str,
-        plan: Plan,
-    ) -> Result<RequestId, Result<ApiError, Error>> {
-        for t in &plan.tasks {
-            if let weft_planner::Target::Device(d) = &t.target
-                && !self.devices.contains_key(d)
-            {
-                return Err(Ok(ApiError::unprocessable(
-                    "unknown_device",
-                    format!("task {} names device `{d}`, which is not registered", t.id),
-                )));
-            }
-        }
-        let now = now_ms();
-        let graph = Graph::from_plan(&plan, &self.opts.retry, now)
-            .map_err(|e| Ok(ApiError::unprocessable("invalid_plan", e)))?;
-        let id = RequestId(uuid::Uuid::now_v7().to_string());
-        let mut b = Batch::default();
-        b.op(Op::InsertRequest {
-            id: id.clone(),
-            text: text.clone(),
-            planner: planner.to_owned(),
-            status: RequestStatus::Running,
-            at_ms: now,
-        });
-        for t in graph.tasks() {
-            b.op(Op::InsertTask {
-                request_id: id.clone(),
-                task: t.row(),
-            });
-        }
-        let edges = graph.edges();
-        for e in &edges {
-            b.op(Op::InsertEdge {
-                request_id: id.clone(),
-                edge: e.clone(),
-            });
-        }
-        b.event(
-            &id,
-            EventKind::RequestCreated {
-                text,
-                tasks: graph.tasks().iter().map(|t| t.id.clone()).collect(),
-                edges,
-            },
-        );
-        b.event(
-            &id,
-            EventKind::RequestStatus {
-                status: RequestStatus::Running,
-                error: None,
-            },
-        );
-        for t in graph
-            .tasks()
-            .iter()
-            .filter(|t| t.status == TaskStatus::Ready)
-        {
-            b.event(&id, task_event(&t.id, TaskStatus::Ready));
-        }
-        self.commit(b).await.map_err(Err)?;
-        tracing::info!(request = %id, tasks = graph.tasks().len(), "request created");
-        Metrics::inc(&self.metrics.requests_created_total);
-        self.requests.insert(id.clone(), Request { graph });
-        Ok(id)
-    }
-
-    /// Records that `task` ended and settles what follows from it: downstream tasks become
-    /// ready or skipped, and the request ends when every task has.
-    fn task_ended(&mut self, b: &mut Batch, request: &RequestId, task: &TaskId, end: Ending) {
-        let Ending {
-            status,
-            output,
-            error,
-            attempt,
-        } = end;
-        let attempt = attempt.as_ref().map(|(a, d)| (a, d));
-        let Some(req) = self.requests.get_mut(request) else {
-            return;
-        };
-        if let Err(e) = req.graph.transition(task, status) {
-            tracing::warn!(error = %e, "refused transition");
-            return;
-        }
-        if let Some(t) = req.graph.task_mut(task) {
-            t.attempt = None;
-            if output.is_some() {
-                t.output.clone_from(&output);
-            }
-        }
-        b.op(Op::UpdateTask {
-            request_id: request.clone(),
-            task_id: task.clone(),
-            status,
-            device: attempt.map(|(_, d)| d.clone()),
-            output: output.clone(),
-            error: error.clone(),
-        });
-        b.event(
-            request,
-            EventKind::TaskStatus {
-                task_id: task.clone(),
-                status,
-                attempt_id: attempt.map(|(a, _)| a.clone()),
-                device: attempt.map(|(_, d)| d.clone()),
-                output,
-                error,
-            },
-        );
-        let now = now_ms();
-        for changed in req.graph.settle_downstream(task, now) {
-            let Some(t) = req.graph.task(&changed) else {
-                continue;
-            };
-            let (status, error) = if t.status == TaskStatus::Skipped {
-                (
-                    TaskStatus::Skipped,
-                    Some(ErrorInfo::new(
-                        "upstream_failed",
-                        "an upstream task did not succeed",
-                    )),
-                )
-            } else {
-                (t.status, None)
-            };
-            b.op(Op::UpdateTask {
-                request_id: request.clone(),
-                task_id: changed.clone(),
-                status,
-                device: None,
-                output: None,
-                error: error.clone(),
-            });
-            if status == TaskStatus::Ready {
-                b.op(Op::UpdateTaskSched {
-                    request_id: request.clone(),
-                    task_id: changed.clone(),
-                    sched: t.sched.clone(),
-                });
-            }
-            let mut ev = task_event(&changed, status);
-            if let EventKind::TaskStatus { error: e, .. } = &mut ev {
-                *e = error;
-            }
-            b.event(request, ev);
-        }
-        if let Some(outcome) = req.graph.outcome() {
-            let error = match outcome {
-                RequestStatus::Succeeded => None,
-                _ => {
-                    let failed: Vec<String> = req
-                        .graph
-                        .tasks()
-                        .iter()
-                        .filter(|t| t.status == TaskStatus::Failed)
-                        .map(|t| t.id.to_string())
-                        .collect();
-                    Some(ErrorInfo::new(
-                        "tasks_failed",
-                        format!("failed tasks: {}", failed.join(", ")),
-                    ))
-                }
-            };
-            b.op(Op::UpdateRequest {
-                id: request.clone(),
-                status: outcome,
-                error: error.clone(),
-                at_ms: now,
-            });
-            b.event(
-                request,
-                EventKind::RequestStatus {
-                    status: outcome,
-                    error,
-                },
-            );
-            tracing::info!(request = %request, status = outcome.as_str(), "request finished");
-            Metrics::inc(&self.metrics.requests_finished_total);
-            self.requests.remove(request);
-        }
-    }
-
     /// Ends a live attempt: updates its row, frees its device slot, forgets it.
     fn end_attempt(
         &mut self,
@@ -539,6 +375,23 @@ impl Engine {
         else {
             return;
         };
+        if task.sched.cancel_requested {
+            self.task_ended(
+                b,
+                &live.request,
+                &live.task,
+                Ending {
+                    status: TaskStatus::Cancelled,
+                    output,
+                    error: Some(ErrorInfo::new(
+                        "cancelled",
+                        format!("cancelled; the attempt ended with {}", error.code),
+                    )),
+                    attempt: Some((id.clone(), live.device)),
+                },
+            );
+            return;
+        }
         let used = task.attempts_used;
         let delay = task.retry.backoff_ms(used, rand::random::<f64>());
         let retry_at = now + delay;
@@ -703,16 +556,43 @@ impl Engine {
         device: &DeviceName,
         now: u64,
     ) -> Option<ServerMsg> {
+        let req = self.requests.get(rid)?;
+        // References to upstream outputs are filled in now; the device gets plain values.
+        let ancestors = req.graph.ancestors(tid);
+        let outputs: BTreeMap<TaskId, TaskOutput> = ancestors
+            .iter()
+            .filter_map(|a| Some((a.clone(), req.graph.task(a)?.output.clone()?)))
+            .collect();
+        let task = req.graph.task(tid)?;
+        let (instruction, action) =
+            match weft_planner::refs::substitute(&task.instruction, task.action.as_ref(), &outputs)
+            {
+                Ok(v) => v,
+                Err(e) => {
+                    self.task_ended(
+                        b,
+                        rid,
+                        tid,
+                        Ending {
+                            status: TaskStatus::Failed,
+                            output: None,
+                            error: Some(ErrorInfo::new("bad_reference", e)),
+                            attempt: None,
+                        },
+                    );
+                    return None;
+                }
+            };
+        let inputs: BTreeMap<TaskId, TaskOutput> = req
+            .graph
+            .upstream_ids(tid)
+            .into_iter()
+            .filter_map(|u| outputs.get(&u).map(|o| (u, o.clone())))
+            .collect();
         let req = self.requests.get_mut(rid)?;
         req.graph.transition(tid, TaskStatus::Dispatched).ok()?;
         let deadline_ms = now + millis(self.opts.attempt_timeout);
         let attempt_id = AttemptId(uuid::Uuid::now_v7().to_string());
-        let mut inputs = BTreeMap::new();
-        for up in req.graph.upstream_ids(tid) {
-            if let Some(out) = req.graph.task(&up).and_then(|t| t.output.clone()) {
-                inputs.insert(up, out);
-            }
-        }
         let task = req.graph.task_mut(tid)?;
         task.attempt = Some(attempt_id.clone());
         task.attempts_used += 1;
@@ -721,8 +601,8 @@ impl Engine {
             request_id: rid.clone(),
             task_id: tid.clone(),
             title: task.title.clone(),
-            instruction: task.instruction.clone(),
-            action: task.action.clone(),
+            instruction,
+            action,
             inputs,
             deadline_ms,
             max_turns: 1,
@@ -1325,7 +1205,14 @@ impl Engine {
                 attempts += 1;
             }
             requests += 1;
-            self.requests.insert(row.id.clone(), Request { graph });
+            self.requests.insert(
+                row.id.clone(),
+                Request {
+                    graph,
+                    version: row.version,
+                    cancelling: row.cancel_requested,
+                },
+            );
             // A request whose every task ended but that was not closed cannot occur (both are
             // written in one transaction); settle it anyway rather than leave it running.
             if let Some(outcome) = self.requests[&row.id].graph.outcome() {

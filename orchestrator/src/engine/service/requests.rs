@@ -1,0 +1,478 @@
+//! The engine's request lifecycle: create, settle after a task ends, finish, edit, cancel.
+
+use std::collections::HashMap;
+
+use weft_planner::Plan;
+use weft_protocol::rest::{EditBatch, EditOp, EventKind};
+use weft_protocol::{ErrorInfo, RequestId, RequestStatus, ServerMsg, TaskId, TaskStatus};
+
+use super::{Ending, Engine, Request, task_event};
+use crate::engine::edit::EditCtx;
+use crate::engine::graph::Graph;
+use crate::metrics::Metrics;
+use crate::store::{Batch, Op};
+use crate::{ApiError, Error, now_ms};
+
+/// How long a running attempt has to confirm a cancel before it is given up on.
+const CANCEL_GRACE_MS: u64 = 10_000;
+
+impl Engine {
+    /// `Err(Ok(_))` is a refusal for the client, `Err(Err(_))` a store failure.
+    pub(super) async fn create(
+        &mut self,
+        text: String,
+        planner: &'static str,
+        plan: Plan,
+    ) -> Result<RequestId, Result<ApiError, Error>> {
+        for t in &plan.tasks {
+            if let weft_planner::Target::Device(d) = &t.target
+                && !self.devices.contains_key(d)
+            {
+                return Err(Ok(ApiError::unprocessable(
+                    "unknown_device",
+                    format!("task {} names device `{d}`, which is not registered", t.id),
+                )));
+            }
+        }
+        let now = now_ms();
+        let graph = Graph::from_plan(&plan, &self.opts.retry, now)
+            .map_err(|e| Ok(ApiError::unprocessable("invalid_plan", e)))?;
+        let id = RequestId(uuid::Uuid::now_v7().to_string());
+        let mut b = Batch::default();
+        b.op(Op::InsertRequest {
+            id: id.clone(),
+            text: text.clone(),
+            planner: planner.to_owned(),
+            status: RequestStatus::Running,
+            at_ms: now,
+        });
+        for t in graph.tasks() {
+            b.op(Op::InsertTask {
+                request_id: id.clone(),
+                task: t.row(),
+            });
+        }
+        let edges = graph.edges();
+        for e in &edges {
+            b.op(Op::InsertEdge {
+                request_id: id.clone(),
+                edge: e.clone(),
+            });
+        }
+        b.event(
+            &id,
+            EventKind::RequestCreated {
+                text,
+                tasks: graph.tasks().map(|t| t.spec()).collect(),
+                edges,
+            },
+        );
+        b.event(
+            &id,
+            EventKind::RequestStatus {
+                status: RequestStatus::Running,
+                error: None,
+            },
+        );
+        for t in graph.tasks().filter(|t| t.status == TaskStatus::Ready) {
+            b.event(&id, task_event(&t.id, TaskStatus::Ready));
+        }
+        self.commit(b).await.map_err(Err)?;
+        tracing::info!(request = %id, tasks = graph.len(), "request created");
+        Metrics::inc(&self.metrics.requests_created_total);
+        self.requests.insert(
+            id.clone(),
+            Request {
+                graph,
+                version: 1,
+                cancelling: false,
+            },
+        );
+        Ok(id)
+    }
+
+    /// Records that `task` ended and settles what follows from it: downstream tasks become
+    /// ready or skipped, and the request ends when every task has.
+    pub(super) fn task_ended(
+        &mut self,
+        b: &mut Batch,
+        request: &RequestId,
+        task: &TaskId,
+        end: Ending,
+    ) {
+        let Ending {
+            status,
+            output,
+            error,
+            attempt,
+        } = end;
+        let Some(req) = self.requests.get_mut(request) else {
+            return;
+        };
+        if let Err(e) = req.graph.transition(task, status) {
+            tracing::warn!(error = %e, "refused transition");
+            return;
+        }
+        if let Some(t) = req.graph.task_mut(task) {
+            t.attempt = None;
+            if output.is_some() {
+                t.output.clone_from(&output);
+            }
+        }
+        b.op(Op::UpdateTask {
+            request_id: request.clone(),
+            task_id: task.clone(),
+            status,
+            device: attempt.as_ref().map(|(_, d)| d.clone()),
+            output: output.clone(),
+            error: error.clone(),
+        });
+        b.event(
+            request,
+            EventKind::TaskStatus {
+                task_id: task.clone(),
+                status,
+                attempt_id: attempt.as_ref().map(|(a, _)| a.clone()),
+                device: attempt.map(|(_, d)| d),
+                output,
+                error,
+            },
+        );
+        let changed = req.graph.settle_downstream(task, now_ms());
+        self.record_changes(b, request, &changed);
+        self.finish_if_done(b, request);
+    }
+
+    /// Journals status changes the graph made by itself (tasks becoming ready, waiting again,
+    /// or skipped).
+    fn record_changes(&self, b: &mut Batch, request: &RequestId, changed: &[TaskId]) {
+        let Some(req) = self.requests.get(request) else {
+            return;
+        };
+        for id in changed {
+            let Some(t) = req.graph.task(id) else {
+                continue;
+            };
+            let error = (t.status == TaskStatus::Skipped).then(|| skip_reason(&req.graph, id));
+            b.op(Op::UpdateTask {
+                request_id: request.clone(),
+                task_id: id.clone(),
+                status: t.status,
+                device: None,
+                output: None,
+                error: error.clone(),
+            });
+            if t.status == TaskStatus::Ready {
+                b.op(Op::UpdateTaskSched {
+                    request_id: request.clone(),
+                    task_id: id.clone(),
+                    sched: t.sched.clone(),
+                });
+            }
+            let mut ev = task_event(id, t.status);
+            if let EventKind::TaskStatus { error: e, .. } = &mut ev {
+                *e = error;
+            }
+            b.event(request, ev);
+        }
+    }
+
+    /// Ends the request once every task has ended.
+    fn finish_if_done(&mut self, b: &mut Batch, request: &RequestId) {
+        let Some(req) = self.requests.get(request) else {
+            return;
+        };
+        let Some(outcome) = req.graph.outcome() else {
+            return;
+        };
+        let (outcome, error) = if req.cancelling {
+            (
+                RequestStatus::Cancelled,
+                Some(ErrorInfo::new("cancelled", "the request was cancelled")),
+            )
+        } else {
+            let failed: Vec<String> = req
+                .graph
+                .tasks()
+                .filter(|t| t.status == TaskStatus::Failed)
+                .map(|t| t.id.to_string())
+                .collect();
+            let error = match outcome {
+                RequestStatus::Succeeded => None,
+                RequestStatus::Cancelled => Some(ErrorInfo::new(
+                    "tasks_cancelled",
+                    "some tasks were cancelled",
+                )),
+                _ => Some(ErrorInfo::new(
+                    "tasks_failed",
+                    format!("failed tasks: {}", failed.join(", ")),
+                )),
+            };
+            (outcome, error)
+        };
+        b.op(Op::UpdateRequest {
+            id: request.clone(),
+            status: outcome,
+            error: error.clone(),
+            at_ms: now_ms(),
+        });
+        b.event(
+            request,
+            EventKind::RequestStatus {
+                status: outcome,
+                error,
+            },
+        );
+        tracing::info!(request = %request, status = outcome.as_str(), "request finished");
+        Metrics::inc(&self.metrics.requests_finished_total);
+        self.requests.remove(request);
+    }
+
+    /// Why a request that is not live cannot be changed: it finished, or it never existed.
+    async fn not_live(&self, request: &RequestId) -> Result<ApiError, Error> {
+        Ok(if self.store.request_exists(request).await? {
+            ApiError::conflict(
+                "request_finished",
+                format!("request {request} has finished and can no longer change"),
+            )
+        } else {
+            ApiError::not_found("request_not_found", format!("no request with id {request}"))
+        })
+    }
+
+    /// Applies an edit batch atomically; returns the new version.
+    pub(super) async fn edit(
+        &mut self,
+        request: RequestId,
+        batch: EditBatch,
+    ) -> Result<Result<u64, ApiError>, Error> {
+        let Some(req) = self.requests.get(&request) else {
+            return Ok(Err(self.not_live(&request).await?));
+        };
+        if batch.expected_version != req.version {
+            return Ok(Err(ApiError::conflict(
+                "version_conflict",
+                format!(
+                    "the graph is at version {}, the edit was made against version {}; read it again and retry",
+                    req.version, batch.expected_version
+                ),
+            )));
+        }
+        if req.cancelling {
+            return Ok(Err(ApiError::conflict(
+                "request_cancelling",
+                "the request is being cancelled",
+            )));
+        }
+        let ctx = EditCtx {
+            devices: self
+                .devices
+                .iter()
+                .map(|(n, d)| (n.clone(), d.row.capabilities.clone()))
+                .collect(),
+            check_targets: true,
+            retry: self.opts.retry.clone(),
+            now_ms: now_ms(),
+        };
+        let applied = match req.graph.apply(&batch.ops, &ctx) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::info!(request = %request, code = e.code, op = ?e.op, "edit refused");
+                return Ok(Err(ApiError::unprocessable(e.code, e.message)));
+            }
+        };
+        let version = req.version + 1;
+        let mut b = Batch::default();
+        for op in &batch.ops {
+            edit_rows(&mut b, &request, &applied.graph, op);
+        }
+        b.op(Op::SetVersion {
+            id: request.clone(),
+            version,
+        });
+        b.event(
+            &request,
+            EventKind::GraphEdited {
+                version,
+                ops: batch.ops,
+            },
+        );
+        if let Some(req) = self.requests.get_mut(&request) {
+            req.graph = applied.graph;
+            req.version = version;
+        }
+        self.record_changes(&mut b, &request, &applied.changed);
+        self.finish_if_done(&mut b, &request);
+        self.commit(b).await?;
+        tracing::info!(request = %request, version, "graph edited");
+        Ok(Ok(version))
+    }
+
+    /// Cancels a request (`task: None`) or one of its tasks. Tasks that have not started end
+    /// `cancelled` at once; running attempts are told to stop, and their tasks end `cancelled`
+    /// when the device confirms (or after a grace period).
+    pub(super) async fn cancel(
+        &mut self,
+        request: RequestId,
+        task: Option<TaskId>,
+    ) -> Result<Result<(), ApiError>, Error> {
+        let Some(req) = self.requests.get_mut(&request) else {
+            return Ok(Err(self.not_live(&request).await?));
+        };
+        let mut b = Batch::default();
+        let targets: Vec<TaskId> = match &task {
+            Some(id) => {
+                let Some(t) = req.graph.task(id) else {
+                    return Ok(Err(ApiError::not_found(
+                        "task_not_found",
+                        format!("request {request} has no task {id}"),
+                    )));
+                };
+                if t.status.is_terminal() {
+                    return Ok(Err(ApiError::conflict(
+                        "task_finished",
+                        format!("task {id} is already {}", t.status.as_str()),
+                    )));
+                }
+                vec![id.clone()]
+            }
+            None => {
+                req.cancelling = true;
+                b.op(Op::CancelRequested {
+                    id: request.clone(),
+                });
+                req.graph.tasks().map(|t| t.id.clone()).collect()
+            }
+        };
+        tracing::info!(request = %request, task = ?task, "cancel requested");
+        let now = now_ms();
+        let mut stop = Vec::new();
+        for id in targets {
+            let Some(status) = self
+                .requests
+                .get(&request)
+                .and_then(|r| r.graph.task(&id))
+                .map(|t| t.status)
+            else {
+                continue;
+            };
+            match status {
+                TaskStatus::Pending | TaskStatus::Ready => self.task_ended(
+                    &mut b,
+                    &request,
+                    &id,
+                    Ending {
+                        status: TaskStatus::Cancelled,
+                        output: None,
+                        error: Some(ErrorInfo::new("cancelled", "cancelled before it started")),
+                        attempt: None,
+                    },
+                ),
+                TaskStatus::Dispatched | TaskStatus::Running => {
+                    let Some(t) = self
+                        .requests
+                        .get_mut(&request)
+                        .and_then(|r| r.graph.task_mut(&id))
+                    else {
+                        continue;
+                    };
+                    t.sched.cancel_requested = true;
+                    b.op(Op::UpdateTaskSched {
+                        request_id: request.clone(),
+                        task_id: id.clone(),
+                        sched: t.sched.clone(),
+                    });
+                    if let Some(attempt) = t.attempt.clone() {
+                        stop.push(attempt);
+                    }
+                }
+                _ => {}
+            }
+        }
+        for attempt in stop {
+            let Some(live) = self.attempts.get_mut(&attempt) else {
+                continue;
+            };
+            live.deadline_ms = live.deadline_ms.min(now + CANCEL_GRACE_MS);
+            let device = live.device.clone();
+            self.send(
+                &device,
+                ServerMsg::Cancel {
+                    attempt_id: attempt,
+                    reason: "cancelled by a user".into(),
+                },
+            );
+        }
+        self.finish_if_done(&mut b, &request);
+        self.commit(b).await?;
+        Ok(Ok(()))
+    }
+}
+
+/// The row changes one accepted edit op makes, written from the graph after the whole batch.
+fn edit_rows(b: &mut Batch, request: &RequestId, graph: &Graph, op: &EditOp) {
+    match op {
+        EditOp::AddTask { task } => {
+            if let Some(t) = graph.task(&task.id) {
+                b.op(Op::InsertTask {
+                    request_id: request.clone(),
+                    task: t.row(),
+                });
+            }
+        }
+        EditOp::RemoveTask { task_id } => b.op(Op::DeleteTask {
+            request_id: request.clone(),
+            task_id: task_id.clone(),
+        }),
+        EditOp::UpdateTask { task_id, .. } => {
+            if let Some(t) = graph.task(task_id) {
+                b.op(Op::UpdateTaskDef {
+                    request_id: request.clone(),
+                    task: t.row(),
+                });
+            }
+        }
+        EditOp::AddEdge { from, to, .. } => {
+            if let Some(e) = graph
+                .edges()
+                .into_iter()
+                .find(|e| &e.from == from && &e.to == to)
+            {
+                b.op(Op::InsertEdge {
+                    request_id: request.clone(),
+                    edge: e,
+                });
+            }
+        }
+        EditOp::RemoveEdge { from, to } => b.op(Op::DeleteEdge {
+            request_id: request.clone(),
+            from: from.clone(),
+            to: to.clone(),
+        }),
+    }
+}
+
+/// Why a task was skipped: a condition that did not hold, or an upstream task that did not
+/// succeed.
+fn skip_reason(graph: &Graph, id: &TaskId) -> ErrorInfo {
+    let upstream: HashMap<TaskId, TaskStatus> = graph
+        .upstream_ids(id)
+        .into_iter()
+        .filter_map(|u| graph.task(&u).map(|t| (u, t.status)))
+        .collect();
+    let failed_upstream = graph.edges().into_iter().any(|e| {
+        &e.to == id
+            && e.kind == weft_protocol::EdgeKind::Success
+            && upstream
+                .get(&e.from)
+                .is_some_and(|s| s.is_terminal() && *s != TaskStatus::Succeeded)
+    });
+    if failed_upstream {
+        ErrorInfo::new("upstream_failed", "an upstream task did not succeed")
+    } else {
+        ErrorInfo::new(
+            "condition_false",
+            "a condition on an upstream task's outcome did not hold",
+        )
+    }
+}
