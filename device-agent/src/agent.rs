@@ -29,7 +29,7 @@ use weft_protocol::{
 };
 
 use crate::backoff::Backoff;
-use crate::exec::{self, Ctx, Outcome};
+use crate::exec::{self, Ctx, ExecEvent, Outcome};
 use crate::outbox::Outbox;
 use crate::{Config, Error};
 
@@ -53,6 +53,13 @@ enum Report {
     Progress {
         attempt: AttemptId,
         message: String,
+        turns_used: Option<u32>,
+    },
+    /// The attempt asks for more turns; `reply` gets the number granted.
+    Extend {
+        attempt: AttemptId,
+        turns: u32,
+        reply: tokio::sync::oneshot::Sender<u32>,
     },
     Done {
         attempt: AttemptId,
@@ -77,6 +84,9 @@ pub struct Agent {
     running: HashMap<AttemptId, CancellationToken>,
     /// Attempts the orchestrator no longer wants: their results are dropped.
     forgotten: HashSet<AttemptId>,
+    /// Requests for more turns waiting for the orchestrator's `turns` answer. A request that
+    /// is lost with the connection is answered 0 by being dropped.
+    turn_requests: HashMap<AttemptId, tokio::sync::oneshot::Sender<u32>>,
     outbox: Outbox,
     /// Cancelled when the agent stops (a child of the caller's stop token); every attempt
     /// watches it.
@@ -108,11 +118,12 @@ impl Agent {
             .map_err(|e| Error::Config(format!("cannot set up the HTTP client: {e}")))?;
         let (reports_tx, reports) = mpsc::unbounded_channel();
         Ok(Self {
-            capabilities: exec::capabilities(),
+            capabilities: exec::capabilities(config.test_executors),
             config,
             http,
             running: HashMap::new(),
             forgotten: HashSet::new(),
+            turn_requests: HashMap::new(),
             outbox,
             halt: stop.child_token(),
             reports_tx,
@@ -310,6 +321,8 @@ impl Agent {
     /// One connection, from connect to loss or stop.
     async fn session(&mut self) -> Result<End, Error> {
         let halt = self.halt.clone();
+        // Requests for turns sent on a connection that is gone will not be answered.
+        self.turn_requests.clear();
         self.absorb_reports();
         let opened = tokio::select! {
             _ = halt.cancelled() => return Ok(End::Stopped),
@@ -373,10 +386,14 @@ impl Agent {
                 }
                 Some(report) = self.reports.recv() => {
                     let frame = match report {
-                        Report::Progress { attempt, message } => self
+                        Report::Progress { attempt, message, turns_used } => self
                             .running
                             .contains_key(&attempt)
-                            .then_some(AgentMsg::Progress { attempt_id: attempt, message }),
+                            .then_some(AgentMsg::Progress { attempt_id: attempt, message, turns_used }),
+                        Report::Extend { attempt, turns, reply } => {
+                            self.turn_requests.insert(attempt.clone(), reply);
+                            Some(AgentMsg::ExtendTurns { attempt_id: attempt, turns })
+                        }
                         Report::Done { attempt, outcome } => self.finished(attempt, outcome),
                     };
                     if let Some(frame) = frame
@@ -425,6 +442,7 @@ impl Agent {
                 task_id,
                 action,
                 deadline_ms,
+                max_turns,
                 ..
             } => {
                 if self.running.contains_key(&attempt_id) {
@@ -436,7 +454,7 @@ impl Agent {
                 }
                 if let Some(action) = action {
                     tracing::info!(attempt = %attempt_id, task = %task_id, kind = action.capability(), "running");
-                    self.start(attempt_id.clone(), action, deadline_ms);
+                    self.start(attempt_id.clone(), action, deadline_ms, max_turns);
                 }
                 Some(AgentMsg::Accept { attempt_id })
             }
@@ -449,6 +467,17 @@ impl Agent {
             }
             ServerMsg::Ack { attempt_id } => {
                 self.outbox.ack(&attempt_id);
+                None
+            }
+            ServerMsg::Turns {
+                attempt_id,
+                granted,
+                max_turns,
+            } => {
+                tracing::info!(attempt = %attempt_id, granted, max_turns, "turns answered");
+                if let Some(reply) = self.turn_requests.remove(&attempt_id) {
+                    let _ = reply.send(granted);
+                }
                 None
             }
             ServerMsg::Error { error } => {
@@ -493,7 +522,7 @@ impl Agent {
     }
 
     /// Starts an attempt as its own task; it reports through `reports`.
-    fn start(&mut self, attempt: AttemptId, action: Action, deadline_ms: u64) {
+    fn start(&mut self, attempt: AttemptId, action: Action, deadline_ms: u64, max_turns: u32) {
         let cancel = CancellationToken::new();
         self.running.insert(attempt.clone(), cancel.clone());
         let reports = self.reports_tx.clone();
@@ -511,14 +540,12 @@ impl Agent {
                 http: &http,
                 http_timeout: http_timeout.min(left),
                 progress,
+                max_turns,
             };
             let run = exec::run(&action, &ctx);
             let forward = async {
-                while let Some(message) = progress_rx.recv().await {
-                    let _ = reports.send(Report::Progress {
-                        attempt: attempt.clone(),
-                        message,
-                    });
+                while let Some(ev) = progress_rx.recv().await {
+                    let _ = reports.send(report(&attempt, ev));
                 }
                 std::future::pending::<()>().await;
             };
@@ -535,8 +562,34 @@ impl Agent {
                 ),
                 _ = forward => unreachable!("forward never ends"),
             };
+            // Progress the executor sent just before it ended goes out before the result.
+            while let Ok(ev) = progress_rx.try_recv() {
+                let _ = reports.send(report(&attempt, ev));
+            }
             let _ = reports.send(Report::Done { attempt, outcome });
         });
+    }
+}
+
+/// What the agent makes of an executor's event.
+fn report(attempt: &AttemptId, ev: ExecEvent) -> Report {
+    let attempt = attempt.clone();
+    match ev {
+        ExecEvent::Note(message) => Report::Progress {
+            attempt,
+            message,
+            turns_used: None,
+        },
+        ExecEvent::Turn { used, note } => Report::Progress {
+            attempt,
+            message: note,
+            turns_used: Some(used),
+        },
+        ExecEvent::Extend { turns, reply } => Report::Extend {
+            attempt,
+            turns,
+            reply,
+        },
     }
 }
 
@@ -664,7 +717,7 @@ mod tests {
                 .expect("no report in time")
             {
                 Some(Report::Done { attempt, outcome }) => return (attempt, outcome),
-                Some(Report::Progress { .. }) => {}
+                Some(Report::Progress { .. } | Report::Extend { .. }) => {}
                 None => panic!("report channel closed"),
             }
         }

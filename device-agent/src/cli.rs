@@ -35,6 +35,9 @@ pub struct Args {
     /// Most attempts this device runs at once.
     #[arg(long, env = "WEFT_MAX_CONCURRENCY", default_value_t = 4)]
     pub max_concurrency: u32,
+    /// Also offer the test executors (`steps`, which works in turns like an LLM loop).
+    #[arg(long, env = "WEFT_TEST_EXECUTORS")]
+    pub test_executors: bool,
 }
 
 impl Args {
@@ -55,6 +58,7 @@ impl Args {
         c.workdir.clone_from(&self.workdir);
         c.state_dir.clone_from(&self.state_dir);
         c.max_concurrency = self.max_concurrency;
+        c.test_executors = self.test_executors;
         c.validate()?;
         Ok(c)
     }

@@ -39,6 +39,8 @@ pub struct Config {
     /// attempts handed back before closing the connection (unacknowledged ones stay in the
     /// outbox for the next start).
     pub stop_grace: Duration,
+    /// Offer the test executors (`steps`), for exercising turn budgets.
+    pub test_executors: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -77,6 +79,7 @@ impl Config {
             reconnect_max: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             stop_grace: Duration::from_secs(5),
+            test_executors: false,
         }
     }
 

@@ -27,6 +27,10 @@ pub struct ServeOptions {
     pub task_timeout: Duration,
     /// The retry policy given to every new task.
     pub retry: RetryPolicy,
+    /// Turns (LLM agent steps) a request may use in all, unless it asks for another budget.
+    pub turn_budget: u32,
+    /// Turn limit of each attempt of a turn-based task, unless the task sets its own.
+    pub max_turns: u32,
     /// How long a disconnected device's attempts wait for it to come back (and reattach them)
     /// before they are declared lost and tried again elsewhere.
     pub lost_grace: Duration,
@@ -50,6 +54,8 @@ impl ServeOptions {
             queue_timeout: Duration::from_secs(300),
             task_timeout: Duration::from_secs(3600),
             retry: RetryPolicy::default(),
+            turn_budget: 200,
+            max_turns: 20,
             lost_grace: Duration::from_secs(10),
             tick: Duration::from_millis(100),
             hello_timeout: Duration::from_secs(10),

@@ -13,7 +13,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use weft_protocol::rest::{
-    AttemptView, EdgeView, Event, EventKind, LateResult, RequestView, TaskView,
+    AttemptView, EdgeView, Event, EventKind, LateResult, RequestView, TaskView, TurnsView,
 };
 use weft_protocol::{
     Action, AttemptId, AttemptStatus, DeviceName, EdgeKind, ErrorInfo, RequestId, RequestStatus,
@@ -58,6 +58,8 @@ pub struct TaskRow {
     pub status: TaskStatus,
     pub retry: RetryPolicy,
     pub sched: TaskSched,
+    /// Turn limit of each attempt, for executors that work in turns.
+    pub max_turns: u32,
     /// Only read back on reload; written by `UpdateTask`.
     pub output: Option<TaskOutput>,
 }
@@ -83,6 +85,8 @@ pub struct LiveAttemptRow {
     pub device: DeviceName,
     pub status: AttemptStatus,
     pub deadline_ms: u64,
+    pub max_turns: u32,
+    pub turns_used: u32,
 }
 
 /// An unfinished request, as needed to resume it.
@@ -90,6 +94,7 @@ pub struct LiveAttemptRow {
 pub struct LiveRequestRow {
     pub id: RequestId,
     pub version: u64,
+    pub turns: TurnsView,
     pub cancel_requested: bool,
     pub tasks: Vec<TaskRow>,
     pub edges: Vec<EdgeView>,
@@ -106,7 +111,18 @@ pub enum Op {
         text: String,
         planner: String,
         status: RequestStatus,
+        turns: TurnsView,
         at_ms: u64,
+    },
+    /// The request's turn pool changed.
+    UpdateTurns {
+        id: RequestId,
+        turns: TurnsView,
+    },
+    UpdateAttemptTurns {
+        id: AttemptId,
+        max_turns: u32,
+        turns_used: u32,
     },
     InsertTask {
         request_id: RequestId,
@@ -163,6 +179,7 @@ pub enum Op {
         device: DeviceName,
         at_ms: u64,
         deadline_ms: u64,
+        max_turns: u32,
     },
     UpdateAttempt {
         id: AttemptId,
@@ -253,8 +270,13 @@ fn task_row(t: &sqlx::sqlite::SqliteRow) -> Result<TaskRow, Error> {
             avoid: t.get::<Option<String>, _>("avoid_device").map(DeviceName),
             cancel_requested: t.get::<i64, _>("cancel_requested") != 0,
         },
+        max_turns: turns_col(t, "max_turns"),
         output: parse_opt(t.get("output"), "task output")?,
     })
+}
+
+fn turns_col(row: &sqlx::sqlite::SqliteRow, col: &str) -> u32 {
+    u32::try_from(row.get::<i64, _>(col)).unwrap_or(0)
 }
 
 fn ms(v: i64) -> u64 {
@@ -376,7 +398,7 @@ impl Store {
     /// Every request that has not finished, with what is needed to resume it.
     pub async fn load_live(&self) -> Result<Vec<LiveRequestRow>, Error> {
         let ids = sqlx::query(
-            "SELECT id, version, cancel_requested FROM requests \
+            "SELECT id, version, cancel_requested, turns FROM requests \
              WHERE status IN ('planning', 'running') ORDER BY created_at_ms, id",
         )
         .fetch_all(&self.pool)
@@ -386,9 +408,11 @@ impl Store {
             let id = RequestId(r.get("id"));
             let version = ms(r.get("version"));
             let cancel_requested = r.get::<i64, _>("cancel_requested") != 0;
+            let turns = parse_opt(r.get("turns"), "turns")?.unwrap_or_default();
             let tasks = sqlx::query(
                 "SELECT id, position, title, instruction, action, target, capabilities, status, \
-                 retry, not_before_ms, first_ready_ms, avoid_device, cancel_requested, output FROM tasks \
+                 retry, not_before_ms, first_ready_ms, avoid_device, cancel_requested, max_turns, \
+                 output FROM tasks \
                  WHERE request_id = ? ORDER BY position",
             )
             .bind(id.as_str())
@@ -401,7 +425,8 @@ impl Store {
             let mut in_flight = Vec::new();
             let mut attempts_used = std::collections::HashMap::new();
             let attempts = sqlx::query(
-                "SELECT id, task_id, device, status, deadline_ms, error FROM attempts \
+                "SELECT id, task_id, device, status, deadline_ms, error, max_turns, turns_used \
+                 FROM attempts \
                  WHERE request_id = ? ORDER BY started_at_ms, id",
             )
             .bind(id.as_str())
@@ -421,12 +446,15 @@ impl Store {
                         device: DeviceName(a.get("device")),
                         status,
                         deadline_ms: ms(a.get("deadline_ms")),
+                        max_turns: turns_col(&a, "max_turns"),
+                        turns_used: turns_col(&a, "turns_used"),
                     });
                 }
             }
             out.push(LiveRequestRow {
                 id,
                 version,
+                turns,
                 cancel_requested,
                 tasks,
                 edges,
@@ -540,7 +568,7 @@ impl Store {
     /// The full view of one request, or `None` if there is no such request.
     pub async fn request_view(&self, id: &RequestId) -> Result<Option<RequestView>, Error> {
         let Some(r) = sqlx::query(
-            "SELECT id, text, status, version, error, created_at_ms, updated_at_ms \
+            "SELECT id, text, status, version, error, created_at_ms, updated_at_ms, turns \
              FROM requests WHERE id = ?",
         )
         .bind(id.as_str())
@@ -561,19 +589,23 @@ impl Store {
             error: parse_opt(r.get("error"), "request error")?,
             tasks: Vec::new(),
             edges: Vec::new(),
+            turns: parse_opt(r.get("turns"), "turns")?.unwrap_or_default(),
         };
 
         let attempts = sqlx::query(
-            "SELECT id, task_id, device, status, started_at_ms, ended_at_ms, error, late_result \
-             FROM attempts WHERE request_id = ? ORDER BY started_at_ms, id",
+            "SELECT id, task_id, device, status, started_at_ms, ended_at_ms, error, late_result, \
+             turns_used FROM attempts WHERE request_id = ? ORDER BY started_at_ms, id",
         )
         .bind(id.as_str())
         .fetch_all(&self.pool)
         .await?;
         let mut by_task: std::collections::HashMap<String, Vec<AttemptView>> =
             std::collections::HashMap::new();
+        let mut turns_by_task: std::collections::HashMap<String, u32> =
+            std::collections::HashMap::new();
         for a in attempts {
             let status: String = a.get("status");
+            *turns_by_task.entry(a.get("task_id")).or_default() += turns_col(&a, "turns_used");
             by_task
                 .entry(a.get("task_id"))
                 .or_default()
@@ -590,8 +622,8 @@ impl Store {
         }
 
         let tasks = sqlx::query(
-            "SELECT id, title, instruction, action, status, device, output, error, retry \
-             FROM tasks WHERE request_id = ? ORDER BY position",
+            "SELECT id, title, instruction, action, status, device, output, error, retry, \
+             max_turns FROM tasks WHERE request_id = ? ORDER BY position",
         )
         .bind(id.as_str())
         .fetch_all(&self.pool)
@@ -601,6 +633,8 @@ impl Store {
             let status: String = t.get("status");
             view.tasks.push(TaskView {
                 attempts: by_task.remove(&tid).unwrap_or_default(),
+                turns_used: turns_by_task.get(&tid).copied().unwrap_or(0),
+                max_turns: turns_col(&t, "max_turns"),
                 id: TaskId(tid),
                 title: t.get("title"),
                 instruction: t.get("instruction"),
@@ -642,11 +676,12 @@ async fn apply_op(tx: &mut sqlx::SqliteConnection, op: &Op) -> Result<(), Error>
             text,
             planner,
             status,
+            turns,
             at_ms,
         } => {
             sqlx::query(
                 "INSERT INTO requests (id, text, status, planner, version, created_at_ms, \
-                 updated_at_ms) VALUES (?, ?, ?, ?, 1, ?, ?)",
+                 updated_at_ms, turns) VALUES (?, ?, ?, ?, 1, ?, ?, ?)",
             )
             .bind(id.as_str())
             .bind(text)
@@ -654,14 +689,34 @@ async fn apply_op(tx: &mut sqlx::SqliteConnection, op: &Op) -> Result<(), Error>
             .bind(planner)
             .bind(db_ms(*at_ms))
             .bind(db_ms(*at_ms))
+            .bind(to_json(turns))
             .execute(&mut *tx)
             .await?;
+        }
+        Op::UpdateTurns { id, turns } => {
+            sqlx::query("UPDATE requests SET turns = ? WHERE id = ?")
+                .bind(to_json(turns))
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        Op::UpdateAttemptTurns {
+            id,
+            max_turns,
+            turns_used,
+        } => {
+            sqlx::query("UPDATE attempts SET max_turns = ?, turns_used = ? WHERE id = ?")
+                .bind(i64::from(*max_turns))
+                .bind(i64::from(*turns_used))
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
         }
         Op::InsertTask { request_id, task } => {
             sqlx::query(
                 "INSERT INTO tasks (request_id, id, position, title, instruction, action, target, \
-                 capabilities, status, retry, not_before_ms, first_ready_ms, avoid_device) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 capabilities, status, retry, not_before_ms, first_ready_ms, avoid_device, \
+                 max_turns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(request_id.as_str())
             .bind(task.id.as_str())
@@ -676,6 +731,7 @@ async fn apply_op(tx: &mut sqlx::SqliteConnection, op: &Op) -> Result<(), Error>
             .bind(db_ms(task.sched.not_before_ms))
             .bind(task.sched.first_ready_ms.map(db_ms))
             .bind(task.sched.avoid.as_ref().map(DeviceName::as_str))
+            .bind(i64::from(task.max_turns))
             .execute(&mut *tx)
             .await?;
         }
@@ -700,7 +756,7 @@ async fn apply_op(tx: &mut sqlx::SqliteConnection, op: &Op) -> Result<(), Error>
         Op::UpdateTaskDef { request_id, task } => {
             sqlx::query(
                 "UPDATE tasks SET title = ?, instruction = ?, action = ?, target = ?, \
-                 capabilities = ?, retry = ? WHERE request_id = ? AND id = ?",
+                 capabilities = ?, retry = ?, max_turns = ? WHERE request_id = ? AND id = ?",
             )
             .bind(&task.title)
             .bind(&task.instruction)
@@ -708,6 +764,7 @@ async fn apply_op(tx: &mut sqlx::SqliteConnection, op: &Op) -> Result<(), Error>
             .bind(to_json(&task.target))
             .bind(to_json(&task.capabilities))
             .bind(to_json(&task.retry))
+            .bind(i64::from(task.max_turns))
             .bind(request_id.as_str())
             .bind(task.id.as_str())
             .execute(&mut *tx)
@@ -808,10 +865,11 @@ async fn apply_op(tx: &mut sqlx::SqliteConnection, op: &Op) -> Result<(), Error>
             device,
             at_ms,
             deadline_ms,
+            max_turns,
         } => {
             sqlx::query(
                 "INSERT INTO attempts (id, request_id, task_id, device, status, started_at_ms, \
-                 deadline_ms) VALUES (?, ?, ?, ?, 'dispatched', ?, ?)",
+                 deadline_ms, max_turns) VALUES (?, ?, ?, ?, 'dispatched', ?, ?, ?)",
             )
             .bind(id.as_str())
             .bind(request_id.as_str())
@@ -819,6 +877,7 @@ async fn apply_op(tx: &mut sqlx::SqliteConnection, op: &Op) -> Result<(), Error>
             .bind(device.as_str())
             .bind(db_ms(*at_ms))
             .bind(db_ms(*deadline_ms))
+            .bind(i64::from(*max_turns))
             .execute(&mut *tx)
             .await?;
         }
@@ -873,6 +932,7 @@ mod tests {
             text: "hi".into(),
             planner: "rules".into(),
             status: RequestStatus::Running,
+            turns: TurnsView::default(),
             at_ms: 5,
         });
         b.op(Op::InsertTask {
@@ -888,6 +948,7 @@ mod tests {
                 status: TaskStatus::Ready,
                 retry: RetryPolicy::default(),
                 sched: TaskSched::default(),
+                max_turns: 1,
                 output: None,
             },
         });
@@ -919,6 +980,7 @@ mod tests {
             text: "dup".into(),
             planner: "rules".into(),
             status: RequestStatus::Running,
+            turns: TurnsView::default(),
             at_ms: 6,
         });
         assert!(store.commit(b, 6).await.is_err());

@@ -157,6 +157,7 @@ pub fn substitute(
         Some(Action::ReadFile { path }) => Some(Action::ReadFile {
             path: field("path", path, false)?,
         }),
+        Some(a @ Action::Steps { .. }) => Some(a.clone()),
     };
     Ok((instruction, action))
 }
@@ -193,6 +194,7 @@ fn action_fields(action: &Action) -> Vec<(&'static str, &str)> {
         Action::HttpGet { url } => vec![("url", url)],
         Action::WriteFile { path, content } => vec![("path", path), ("content", content)],
         Action::ReadFile { path } => vec![("path", path)],
+        Action::Steps { .. } => vec![],
     }
 }
 

@@ -261,6 +261,7 @@ fn title(action: &Action) -> String {
         Action::HttpGet { url } => format!("fetch {url}"),
         Action::WriteFile { path, .. } => format!("write {}", one_line(path)),
         Action::ReadFile { path } => format!("read {}", one_line(path)),
+        Action::Steps { steps, .. } => format!("{steps} steps"),
     };
     truncate(&full, MAX_TITLE_CHARS)
 }

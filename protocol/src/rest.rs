@@ -19,6 +19,9 @@ pub const MAX_REQUEST_TEXT_BYTES: usize = 16 * 1024;
 pub struct SubmitRequest {
     /// What to do, in the planner's language (see the README for the rules planner grammar).
     pub text: String,
+    /// Turns (LLM agent steps) the whole request may use; the server's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn_budget: Option<u32>,
 }
 
 /// A request with its graph: the answer to `GET /v1/requests/{id}`.
@@ -36,6 +39,21 @@ pub struct RequestView {
     pub error: Option<ErrorInfo>,
     pub tasks: Vec<TaskView>,
     pub edges: Vec<EdgeView>,
+    pub turns: TurnsView,
+}
+
+/// A request's turn budget: the pool its turn-based tasks draw from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+pub struct TurnsView {
+    pub budget: u32,
+    /// Turns held by running attempts or used by ended ones.
+    pub reserved: u32,
+    /// Turns actually used.
+    pub used: u32,
+    /// Extra turns granted to tasks that asked.
+    pub extensions_granted: u32,
+    /// Extension requests refused because the pool was spent.
+    pub extensions_refused: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -53,6 +71,10 @@ pub struct TaskView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorInfo>,
     pub retry: RetryPolicy,
+    /// Turn limit of each attempt (before extensions).
+    pub max_turns: u32,
+    /// Turns used over all attempts.
+    pub turns_used: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -113,6 +135,9 @@ pub struct TaskSpec {
     /// Retry policy; the server's default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryPolicy>,
+    /// Turn limit of each attempt, for executors that work in turns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_turns: Option<u32>,
 }
 
 /// One operation of a graph edit.
@@ -273,6 +298,18 @@ pub enum EventKind {
         task_id: TaskId,
         attempt_id: AttemptId,
         message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        turns_used: Option<u32>,
+    },
+    /// A task asked for more turns; `granted` of `asked` came from the request's pool
+    /// (0: refused).
+    TurnsExtended {
+        task_id: TaskId,
+        attempt_id: AttemptId,
+        asked: u32,
+        granted: u32,
+        max_turns: u32,
+        pool_left: u32,
     },
     /// The request changed status.
     RequestStatus {
@@ -291,6 +328,7 @@ impl EventKind {
             EventKind::TaskStatus { .. } => "task_status",
             EventKind::TaskRetrying { .. } => "task_retrying",
             EventKind::TaskProgress { .. } => "task_progress",
+            EventKind::TurnsExtended { .. } => "turns_extended",
             EventKind::RequestStatus { .. } => "request_status",
         }
     }

@@ -16,6 +16,14 @@ pub enum Action {
     WriteFile { path: String, content: String },
     /// Read a text file inside the agent's workdir.
     ReadFile { path: String },
+    /// A test executor that works in turns like an LLM agent: it takes `steps` turns of
+    /// `step_ms` each, reports every turn, and asks for more turns when it reaches its limit.
+    /// Agents offer it (capability `steps`) only when started with `--test-executors`.
+    Steps {
+        steps: u32,
+        #[serde(default)]
+        step_ms: u64,
+    },
 }
 
 impl Action {
@@ -25,7 +33,13 @@ impl Action {
             Action::Shell { .. } => "shell",
             Action::HttpGet { .. } => "http",
             Action::WriteFile { .. } | Action::ReadFile { .. } => "fs",
+            Action::Steps { .. } => "steps",
         }
+    }
+
+    /// Whether the executor works in turns drawn from the request's turn budget.
+    pub fn uses_turns(&self) -> bool {
+        matches!(self, Action::Steps { .. })
     }
 }
 

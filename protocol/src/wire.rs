@@ -49,6 +49,14 @@ pub enum AgentMsg {
     Progress {
         attempt_id: AttemptId,
         message: String,
+        /// For executors that work in turns (LLM steps): turns used so far by this attempt.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        turns_used: Option<u32>,
+    },
+    /// The attempt is near its turn limit and asks for `turns` more. Answered by `turns`.
+    ExtendTurns {
+        attempt_id: AttemptId,
+        turns: u32,
     },
     /// The attempt ended. Kept in the agent's outbox until acknowledged.
     Result {
@@ -102,6 +110,13 @@ pub enum ServerMsg {
         inputs: BTreeMap<TaskId, TaskOutput>,
         /// Wall-clock deadline, milliseconds since the Unix epoch.
         deadline_ms: u64,
+        max_turns: u32,
+    },
+    /// The answer to `extend_turns`: `granted` more turns (0 = refused, the request's pool is
+    /// spent); `max_turns` is the attempt's limit now.
+    Turns {
+        attempt_id: AttemptId,
+        granted: u32,
         max_turns: u32,
     },
     /// The result of this attempt is stored; the agent may drop it from its outbox.
@@ -174,8 +189,24 @@ mod tests {
             AgentMsg::Progress {
                 attempt_id: "a-1".into(),
                 message: "started".into(),
+                turns_used: None,
             },
             json!({"type": "progress", "attempt_id": "a-1", "message": "started"}),
+        );
+        check(
+            AgentMsg::Progress {
+                attempt_id: "a-1".into(),
+                message: "step 3".into(),
+                turns_used: Some(3),
+            },
+            json!({"type": "progress", "attempt_id": "a-1", "message": "step 3", "turns_used": 3}),
+        );
+        check(
+            AgentMsg::ExtendTurns {
+                attempt_id: "a-1".into(),
+                turns: 4,
+            },
+            json!({"type": "extend_turns", "attempt_id": "a-1", "turns": 4}),
         );
         check(
             AgentMsg::Result {
@@ -251,6 +282,14 @@ mod tests {
                    "action": {"kind": "shell", "command": "echo two"},
                    "inputs": {"t1": {"summary": "one", "data": {"stdout": "one\n"}}},
                    "deadline_ms": 1_700_000_000_000u64, "max_turns": 1}),
+        );
+        check(
+            ServerMsg::Turns {
+                attempt_id: "a-1".into(),
+                granted: 4,
+                max_turns: 9,
+            },
+            json!({"type": "turns", "attempt_id": "a-1", "granted": 4, "max_turns": 9}),
         );
         check(
             ServerMsg::Ack {

@@ -142,6 +142,7 @@ mod tests {
             http,
             http_timeout: std::time::Duration::from_secs(1),
             progress: tokio::sync::mpsc::unbounded_channel().0,
+            max_turns: 1,
         }
     }
 

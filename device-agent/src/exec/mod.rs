@@ -7,10 +7,11 @@
 mod fs;
 mod http;
 mod shell;
+mod steps;
 
 use std::path::Path;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use weft_protocol::wire::ResultStatus;
 use weft_protocol::{Action, ErrorInfo, TaskOutput};
 
@@ -62,18 +63,37 @@ pub struct Ctx<'a> {
     pub max_output_bytes: usize,
     pub http: &'a reqwest::Client,
     pub http_timeout: std::time::Duration,
-    /// Progress lines for the orchestrator (best effort).
-    pub progress: mpsc::UnboundedSender<String>,
+    /// Progress for the orchestrator (best effort), and requests for more turns.
+    pub progress: mpsc::UnboundedSender<ExecEvent>,
+    /// The attempt's turn limit (for executors that work in turns).
+    pub max_turns: u32,
 }
 
-/// The capabilities this agent has on this machine.
-pub fn capabilities() -> Vec<String> {
+/// What a running executor tells the agent.
+#[derive(Debug)]
+pub enum ExecEvent {
+    /// A progress line.
+    Note(String),
+    /// A turn ended; `used` turns so far.
+    Turn { used: u32, note: String },
+    /// Ask the orchestrator for `turns` more; the answer is how many were granted (0: none).
+    Extend {
+        turns: u32,
+        reply: oneshot::Sender<u32>,
+    },
+}
+
+/// The capabilities this agent has on this machine; `steps` only with test executors on.
+pub fn capabilities(test_executors: bool) -> Vec<String> {
     let mut caps = Vec::new();
     if shell::available() {
         caps.push("shell".to_owned());
     }
     caps.push("fs".to_owned());
     caps.push("http".to_owned());
+    if test_executors {
+        caps.push("steps".to_owned());
+    }
     caps
 }
 
@@ -84,6 +104,7 @@ pub async fn run(action: &Action, ctx: &Ctx<'_>) -> Outcome {
         Action::HttpGet { url } => http::get(url, ctx).await,
         Action::WriteFile { path, content } => fs::write(path, content, ctx).await,
         Action::ReadFile { path } => fs::read(path, ctx).await,
+        Action::Steps { steps, step_ms } => steps::run(*steps, *step_ms, ctx).await,
     }
 }
 

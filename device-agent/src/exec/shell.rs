@@ -93,7 +93,9 @@ pub async fn run(line: &str, ctx: &Ctx<'_>) -> Outcome {
     };
     let guard = GroupGuard(child.id());
     if let Some(pid) = child.id() {
-        let _ = ctx.progress.send(format!("started (pid {pid})"));
+        let _ = ctx
+            .progress
+            .send(super::ExecEvent::Note(format!("started (pid {pid})")));
     }
     let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
     let max = ctx.max_output_bytes;
@@ -177,6 +179,7 @@ mod tests {
             http: &http,
             http_timeout: Duration::from_secs(1),
             progress: tx,
+            max_turns: 1,
         };
         run(line, &ctx).await
     }
@@ -225,6 +228,7 @@ mod tests {
             http: &http,
             http_timeout: Duration::from_secs(1),
             progress: tx,
+            max_turns: 1,
         };
         let marker = dir.path().join("alive");
         let line = format!("(sleep 1; touch {}) & sleep 60", marker.display());

@@ -69,7 +69,12 @@ pub async fn submit(
         .map_err(planner_error)?;
     let id = state
         .engine
-        .create(text.to_owned(), state.planner.name(), plan)
+        .create(
+            text.to_owned(),
+            state.planner.name(),
+            plan,
+            body.turn_budget,
+        )
         .await?;
     let view =
         state.store.request_view(&id).await?.ok_or_else(|| {

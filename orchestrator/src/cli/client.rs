@@ -72,6 +72,7 @@ impl Client {
             .bearer_auth(&self.token)
             .json(&SubmitRequest {
                 text: text.to_owned(),
+                turn_budget: None,
             })
             .send()
             .await

@@ -188,6 +188,12 @@ pub struct ServeArgs {
     /// Longest delay between attempts, in milliseconds.
     #[arg(long, env = "WEFT_RETRY_MAX_BACKOFF_MS", default_value_t = 60_000)]
     pub retry_max_backoff_ms: u64,
+    /// Turns a request may use in all unless it sets its own `turn_budget`.
+    #[arg(long, env = "WEFT_TURN_BUDGET", default_value_t = 200)]
+    pub turn_budget: u32,
+    /// Turn limit of each attempt of a turn-based task unless the task sets `max_turns`.
+    #[arg(long, env = "WEFT_MAX_TURNS", default_value_t = 20)]
+    pub max_turns: u32,
     /// On SIGTERM, how long running attempts may take to finish before the server exits
     /// (they resume after a restart), in seconds.
     #[arg(long, env = "WEFT_SHUTDOWN_GRACE_SECS", default_value_t = 5)]
@@ -219,6 +225,8 @@ impl ServeArgs {
         o.task_timeout = Duration::from_secs(self.task_timeout_secs.max(1));
         o.lost_grace = Duration::from_millis(self.lost_grace_ms);
         o.shutdown_grace = Duration::from_secs(self.shutdown_grace_secs);
+        o.turn_budget = self.turn_budget;
+        o.max_turns = self.max_turns.max(1);
         o.retry.max_attempts = self.retry_max_attempts;
         o.retry.initial_backoff_ms = self.retry_initial_backoff_ms;
         o.retry.max_backoff_ms = self.retry_max_backoff_ms;

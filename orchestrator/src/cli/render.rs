@@ -31,6 +31,22 @@ pub fn event_line(ev: &Event, start_ms: u64) -> Option<String> {
             }
             s
         }
+        EventKind::TurnsExtended {
+            task_id,
+            asked,
+            granted,
+            max_turns,
+            pool_left,
+            ..
+        } => {
+            if *granted == 0 {
+                format!("{task_id} asked for {asked} more turns: refused (budget spent)")
+            } else {
+                format!(
+                    "{task_id} granted {granted} of {asked} more turns (limit {max_turns}, {pool_left} left)"
+                )
+            }
+        }
         EventKind::GraphEdited { version, ops } => {
             let names: Vec<&str> = ops.iter().map(|o| o.name()).collect();
             format!("graph edited to version {version}: {}", names.join(", "))
@@ -48,8 +64,14 @@ pub fn event_line(ev: &Event, start_ms: u64) -> Option<String> {
             retry_at_ms.saturating_sub(ev.at_ms) as f64 / 1000.0
         ),
         EventKind::TaskProgress {
-            task_id, message, ..
-        } => format!("{task_id} … {}", one_line(message, 100)),
+            task_id,
+            message,
+            turns_used,
+            ..
+        } => match turns_used {
+            Some(t) => format!("{task_id} … {} (turn {t})", one_line(message, 100)),
+            None => format!("{task_id} … {}", one_line(message, 100)),
+        },
         EventKind::RequestStatus { status, error } => {
             let mut s = format!("request {}", status.as_str());
             if let Some(e) = error {

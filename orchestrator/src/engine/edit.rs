@@ -11,9 +11,9 @@ use std::collections::{HashMap, HashSet};
 use petgraph::Direction;
 use petgraph::visit::EdgeRef;
 use weft_protocol::rest::{EdgeView, EditOp};
-use weft_protocol::{DeviceName, EdgeKind, RetryPolicy, TaskId};
+use weft_protocol::{DeviceName, EdgeKind, TaskId};
 
-use super::graph::{Graph, Task};
+use super::graph::{Graph, Task, TaskDefaults};
 use crate::store::TargetRow;
 
 /// Most ops in one batch.
@@ -29,7 +29,7 @@ pub struct EditCtx {
     /// Whether named devices and capabilities must exist (off when replaying a journal:
     /// what was valid then stays valid).
     pub check_targets: bool,
-    pub retry: RetryPolicy,
+    pub defaults: TaskDefaults,
     pub now_ms: u64,
 }
 
@@ -187,7 +187,7 @@ impl Graph {
                         format!("task {} has neither an instruction nor an action", task.id),
                     ));
                 }
-                let new = Task::from_spec(task, self.next_position, &ctx.retry);
+                let new = Task::from_spec(task, self.next_position, &ctx.defaults);
                 Self::check_target(i, new.bound_device(), &new.capabilities, ctx)?;
                 self.insert(new).map_err(|m| err(i, "duplicate_task", m))?;
             }
@@ -392,7 +392,7 @@ mod tests {
         EditCtx {
             devices,
             check_targets: true,
-            retry: RetryPolicy::default(),
+            defaults: crate::engine::graph::tests::defaults(),
             now_ms: 0,
         }
     }
@@ -598,8 +598,8 @@ mod properties {
     use serde_json::json;
     use weft_protocol::rest::{EditOp, EventKind, TaskSpec};
     use weft_protocol::{
-        Action, Condition, ConditionOp, ConditionSource, DeviceName, EdgeKind, RetryPolicy, TaskId,
-        TaskOutput, TaskStatus,
+        Action, Condition, ConditionOp, ConditionSource, DeviceName, EdgeKind, TaskId, TaskOutput,
+        TaskStatus,
     };
 
     use super::EditCtx;
@@ -650,6 +650,7 @@ mod properties {
                         device_kind: None,
                         capabilities: vec![],
                         retry: None,
+                        max_turns: None,
                     },
                 }
             }),
@@ -685,7 +686,7 @@ mod properties {
         EditCtx {
             devices,
             check_targets: true,
-            retry: RetryPolicy::default(),
+            defaults: crate::engine::graph::tests::defaults(),
             now_ms: 0,
         }
     }
@@ -785,7 +786,8 @@ mod properties {
                     }
                 }
                 // The journal rebuilds the live graph.
-                let replayed = Graph::replay(&journal, &RetryPolicy::default()).unwrap();
+                let replayed =
+                    Graph::replay(&journal, &crate::engine::graph::tests::defaults()).unwrap();
                 prop_assert_eq!(replayed.snapshot(), g.snapshot());
             }
         }

@@ -31,6 +31,8 @@ pub struct Task {
     pub output: Option<TaskOutput>,
     pub retry: RetryPolicy,
     pub sched: TaskSched,
+    /// Turn limit of each attempt, for executors that work in turns.
+    pub max_turns: u32,
     /// Attempts made so far (a `busy` refusal does not count).
     pub attempts_used: u32,
     /// The attempt in flight, if any.
@@ -53,14 +55,21 @@ impl Task {
             output: t.output,
             retry: t.retry,
             sched: t.sched,
+            max_turns: t.max_turns,
             attempts_used: 0,
             attempt: None,
             ready_since_ms: now_ms,
         }
     }
 
+    /// Whether the task's executor works in turns drawn from the request's pool: an LLM
+    /// executor (no explicit action) or a turn-based action.
+    pub fn uses_turns(&self) -> bool {
+        self.action.as_ref().is_none_or(Action::uses_turns)
+    }
+
     /// A new, pending task from its spec.
-    pub fn from_spec(spec: &TaskSpec, position: u32, default_retry: &RetryPolicy) -> Self {
+    pub fn from_spec(spec: &TaskSpec, position: u32, defaults: &TaskDefaults) -> Self {
         let mut capabilities = spec.capabilities.clone();
         if let Some(a) = &spec.action {
             let cap = a.capability().to_owned();
@@ -87,8 +96,9 @@ impl Task {
             capabilities,
             status: TaskStatus::Pending,
             output: None,
-            retry: spec.retry.clone().unwrap_or_else(|| default_retry.clone()),
+            retry: spec.retry.clone().unwrap_or_else(|| defaults.retry.clone()),
             sched: TaskSched::default(),
+            max_turns: spec.max_turns.unwrap_or(defaults.max_turns).max(1),
             attempts_used: 0,
             attempt: None,
             ready_since_ms: 0,
@@ -109,6 +119,7 @@ impl Task {
             },
             capabilities: self.capabilities.clone(),
             retry: Some(self.retry.clone()),
+            max_turns: Some(self.max_turns),
         }
     }
 
@@ -124,6 +135,7 @@ impl Task {
             status: self.status,
             retry: self.retry.clone(),
             sched: self.sched.clone(),
+            max_turns: self.max_turns,
             output: self.output.clone(),
         }
     }
@@ -153,6 +165,13 @@ fn default_title(instruction: &str) -> String {
     } else {
         flat.to_owned()
     }
+}
+
+/// What a task gets when its plan or spec does not say.
+#[derive(Debug, Clone)]
+pub struct TaskDefaults {
+    pub retry: RetryPolicy,
+    pub max_turns: u32,
 }
 
 /// A dependency edge: its kind, and its condition when the kind is `condition`.
@@ -205,7 +224,7 @@ pub struct Graph {
 
 impl Graph {
     /// Builds the graph of a validated plan; tasks without upstream edges start `ready`.
-    pub fn from_plan(plan: &Plan, retry: &RetryPolicy, now_ms: u64) -> Result<Self, String> {
+    pub fn from_plan(plan: &Plan, defaults: &TaskDefaults, now_ms: u64) -> Result<Self, String> {
         let rows = plan
             .tasks
             .iter()
@@ -223,8 +242,9 @@ impl Graph {
                 },
                 capabilities: t.capabilities.clone(),
                 status: TaskStatus::Pending,
-                retry: retry.clone(),
+                retry: defaults.retry.clone(),
                 sched: TaskSched::default(),
+                max_turns: defaults.max_turns,
                 output: None,
             })
             .collect();
@@ -465,13 +485,13 @@ impl Graph {
     /// equals the live graph ([`Graph::snapshot`]): the journal is enough to recover it.
     pub fn replay<'a>(
         events: impl IntoIterator<Item = &'a EventKind>,
-        retry: &RetryPolicy,
+        defaults: &TaskDefaults,
     ) -> Result<Self, String> {
         let mut graph: Option<Graph> = None;
         let ctx = crate::engine::EditCtx {
             devices: HashMap::new(),
             check_targets: false,
-            retry: retry.clone(),
+            defaults: defaults.clone(),
             now_ms: 0,
         };
         for ev in events {
@@ -481,7 +501,7 @@ impl Graph {
                     let mut g = Graph::from_rows(Vec::new(), &[], 0)?;
                     for (i, spec) in tasks.iter().enumerate() {
                         let position = u32::try_from(i).unwrap_or(u32::MAX);
-                        g.insert(Task::from_spec(spec, position, retry))?;
+                        g.insert(Task::from_spec(spec, position, defaults))?;
                     }
                     for e in edges {
                         g.insert_edge(e)?;
@@ -567,7 +587,7 @@ impl Graph {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
     use weft_planner::{PlannedEdge, PlannedTask};
@@ -606,8 +626,15 @@ mod tests {
         }
     }
 
+    pub(crate) fn defaults() -> TaskDefaults {
+        TaskDefaults {
+            retry: RetryPolicy::default(),
+            max_turns: 5,
+        }
+    }
+
     fn build(n: usize, edges: &[(usize, usize, EdgeKind)]) -> Graph {
-        Graph::from_plan(&plan(n, edges), &RetryPolicy::default(), 0).unwrap()
+        Graph::from_plan(&plan(n, edges), &defaults(), 0).unwrap()
     }
 
     fn statuses(g: &Graph) -> Vec<&'static str> {
@@ -714,8 +741,8 @@ mod tests {
     #[test]
     fn cycles_and_dangling_edges_are_refused() {
         use EdgeKind::Success as S;
-        let retry = RetryPolicy::default();
-        assert!(Graph::from_plan(&plan(2, &[(1, 2, S), (2, 1, S)]), &retry, 0).is_err());
-        assert!(Graph::from_plan(&plan(1, &[(1, 5, S)]), &retry, 0).is_err());
+        let d = defaults();
+        assert!(Graph::from_plan(&plan(2, &[(1, 2, S), (2, 1, S)]), &d, 0).is_err());
+        assert!(Graph::from_plan(&plan(1, &[(1, 5, S)]), &d, 0).is_err());
     }
 }

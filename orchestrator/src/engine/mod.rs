@@ -14,7 +14,7 @@ mod graph;
 mod service;
 
 pub use edit::{EditCtx, EditError, MAX_OPS_PER_BATCH, MAX_TASKS_PER_GRAPH};
-pub use graph::{Graph, IllegalTransition, legal};
+pub use graph::{Graph, IllegalTransition, TaskDefaults, legal};
 pub use service::Engine;
 
 use std::sync::Arc;
@@ -58,6 +58,7 @@ pub(crate) enum Command {
         text: String,
         planner: &'static str,
         plan: Plan,
+        turn_budget: Option<u32>,
         reply: oneshot::Sender<Result<RequestId, ApiError>>,
     },
     Edit {
@@ -127,11 +128,13 @@ impl Handle {
         text: String,
         planner: &'static str,
         plan: Plan,
+        turn_budget: Option<u32>,
     ) -> Result<RequestId, ApiError> {
         self.call(|reply| Command::Create {
             text,
             planner,
             plan,
+            turn_budget,
             reply,
         })
         .await?

@@ -117,7 +117,10 @@ async fn assert_journal_rebuilds(h: &Harness, v: &RequestView) {
         .collect();
     let graph = weft_orchestrator::engine::Graph::replay(
         events.iter().map(|e| &e.kind),
-        &weft_protocol::RetryPolicy::default(),
+        &weft_orchestrator::engine::TaskDefaults {
+            retry: weft_protocol::RetryPolicy::default(),
+            max_turns: 1,
+        },
     )
     .unwrap();
     let rebuilt: Vec<_> = graph

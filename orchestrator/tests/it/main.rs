@@ -10,4 +10,5 @@ mod harness;
 mod outbox;
 mod processes;
 mod raw;
+mod turns;
 mod ws;

@@ -38,6 +38,7 @@ fn render_action(action: Option<&Action>) -> String {
         Some(Action::HttpGet { url }) => format!("fetch {url}"),
         Some(Action::WriteFile { path, content }) => format!("write {path} {content:?}"),
         Some(Action::ReadFile { path }) => format!("read {path}"),
+        Some(Action::Steps { steps, .. }) => format!("steps {steps}"),
         None => "none".to_owned(),
     }
 }

@@ -9,7 +9,9 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use weft_planner::DeviceInfo;
-use weft_protocol::rest::{DeviceCreated, DeviceStatus, DeviceView, EventKind, LateResult};
+use weft_protocol::rest::{
+    DeviceCreated, DeviceStatus, DeviceView, EventKind, LateResult, TurnsView,
+};
 use weft_protocol::wire::ResultStatus;
 use weft_protocol::{
     AgentMsg, AttemptId, AttemptStatus, DeviceName, ErrorInfo, PROTOCOL_VERSION, RequestId,
@@ -69,6 +71,11 @@ struct Live {
     /// When the device's connection dropped with this attempt in flight; after the grace
     /// window the attempt is lost.
     lost_since: Option<u64>,
+    /// Whether the attempt draws turns from the request's pool, its limit (extensions
+    /// included) and what it reported using.
+    uses_turns: bool,
+    max_turns: u32,
+    turns_used: u32,
 }
 
 #[derive(Debug)]
@@ -78,6 +85,8 @@ struct Request {
     version: u64,
     /// The user cancelled the request: it ends `cancelled` once its tasks have stopped.
     cancelling: bool,
+    /// The request's turn pool.
+    turns: TurnsView,
 }
 
 /// How a task ended: what [`Engine::task_ended`] records.
@@ -208,6 +217,7 @@ impl Engine {
                 text,
                 planner,
                 plan,
+                turn_budget,
                 reply,
             } => {
                 if self.drain_until.is_some() {
@@ -218,7 +228,7 @@ impl Engine {
                     )));
                     return Ok(());
                 }
-                let res = self.create(text, planner, plan).await;
+                let res = self.create(text, planner, plan, turn_budget).await;
                 let res = match res {
                     Ok(id) => Ok(id),
                     Err(Ok(api)) => Err(api),
@@ -343,6 +353,18 @@ impl Engine {
         let live = self.attempts.remove(id)?;
         if let Some(d) = self.devices.get_mut(&live.device) {
             d.running.remove(id);
+        }
+        if live.uses_turns
+            && let Some(req) = self.requests.get_mut(&live.request)
+        {
+            // Turns the attempt held but did not use go back to the pool.
+            let used = live.turns_used.min(live.max_turns);
+            req.turns.reserved = req.turns.reserved.saturating_sub(live.max_turns - used);
+            req.turns.used += used;
+            b.op(Op::UpdateTurns {
+                id: live.request.clone(),
+                turns: req.turns,
+            });
         }
         b.op(Op::UpdateAttempt {
             id: id.clone(),
@@ -590,6 +612,37 @@ impl Engine {
             .filter_map(|u| outputs.get(&u).map(|o| (u, o.clone())))
             .collect();
         let req = self.requests.get_mut(rid)?;
+        let uses_turns = req.graph.task(tid)?.uses_turns();
+        let max_turns = if uses_turns {
+            let left = req.turns.budget.saturating_sub(req.turns.reserved);
+            if left == 0 {
+                let budget = req.turns.budget;
+                self.task_ended(
+                    b,
+                    rid,
+                    tid,
+                    Ending {
+                        status: TaskStatus::Failed,
+                        output: None,
+                        error: Some(ErrorInfo::new(
+                            "budget_exhausted",
+                            format!("the request's turn budget of {budget} is spent"),
+                        )),
+                        attempt: None,
+                    },
+                );
+                return None;
+            }
+            let r = req.graph.task(tid)?.max_turns.min(left);
+            req.turns.reserved += r;
+            b.op(Op::UpdateTurns {
+                id: rid.clone(),
+                turns: req.turns,
+            });
+            r
+        } else {
+            1
+        };
         req.graph.transition(tid, TaskStatus::Dispatched).ok()?;
         let deadline_ms = now + millis(self.opts.attempt_timeout);
         let attempt_id = AttemptId(uuid::Uuid::now_v7().to_string());
@@ -605,7 +658,7 @@ impl Engine {
             action,
             inputs,
             deadline_ms,
-            max_turns: 1,
+            max_turns,
         };
         b.op(Op::InsertAttempt {
             id: attempt_id.clone(),
@@ -614,6 +667,7 @@ impl Engine {
             device: device.clone(),
             at_ms: now,
             deadline_ms,
+            max_turns,
         });
         b.op(Op::UpdateTask {
             request_id: rid.clone(),
@@ -636,6 +690,9 @@ impl Engine {
                 status: AttemptStatus::Dispatched,
                 deadline_ms,
                 lost_since: None,
+                uses_turns,
+                max_turns,
+                turns_used: 0,
             },
         );
         if let Some(d) = self.devices.get_mut(device) {
@@ -919,20 +976,45 @@ impl Engine {
             AgentMsg::Progress {
                 attempt_id,
                 message,
+                turns_used,
             } => {
                 let Some(live) = self.owned(&device, &attempt_id) else {
                     return self.refuse_foreign(&device, &attempt_id, "progress").await;
                 };
                 let mut b = Batch::default();
+                if let Some(used) = turns_used
+                    && let Some(l) = self.attempts.get_mut(&attempt_id)
+                {
+                    l.turns_used = l.turns_used.max(used);
+                    b.op(Op::UpdateAttemptTurns {
+                        id: attempt_id.clone(),
+                        max_turns: l.max_turns,
+                        turns_used: l.turns_used,
+                    });
+                }
                 b.event(
                     &live.request,
                     EventKind::TaskProgress {
                         task_id: live.task.clone(),
                         attempt_id,
                         message: truncate(message, 4096),
+                        turns_used,
                     },
                 );
                 self.commit(b).await?;
+            }
+            AgentMsg::ExtendTurns { attempt_id, turns } => {
+                if self.owned(&device, &attempt_id).is_none() {
+                    return self
+                        .refuse_foreign(&device, &attempt_id, "extend_turns")
+                        .await;
+                }
+                let mut b = Batch::default();
+                let reply = self.extend_turns(&mut b, &attempt_id, turns);
+                self.commit(b).await?;
+                if let Some(reply) = reply {
+                    self.send(&device, reply);
+                }
             }
             AgentMsg::Result {
                 attempt_id,
@@ -1157,6 +1239,48 @@ impl Engine {
         self.schedule().await
     }
 
+    /// A request for more turns: grants what the request's pool still has, up to `asked`.
+    /// Returns the `turns` answer to send once `b` is committed.
+    fn extend_turns(&mut self, b: &mut Batch, id: &AttemptId, asked: u32) -> Option<ServerMsg> {
+        let live = self.attempts.get_mut(id)?;
+        let req = self.requests.get_mut(&live.request)?;
+        let left = req.turns.budget.saturating_sub(req.turns.reserved);
+        let granted = if live.uses_turns { asked.min(left) } else { 0 };
+        if granted == 0 {
+            req.turns.extensions_refused += 1;
+        } else {
+            req.turns.reserved += granted;
+            req.turns.extensions_granted += granted;
+            live.max_turns += granted;
+        }
+        tracing::info!(attempt = %id, asked, granted, pool_left = left - granted, "turn extension");
+        b.op(Op::UpdateTurns {
+            id: live.request.clone(),
+            turns: req.turns,
+        });
+        b.op(Op::UpdateAttemptTurns {
+            id: id.clone(),
+            max_turns: live.max_turns,
+            turns_used: live.turns_used,
+        });
+        b.event(
+            &live.request,
+            EventKind::TurnsExtended {
+                task_id: live.task.clone(),
+                attempt_id: id.clone(),
+                asked,
+                granted,
+                max_turns: live.max_turns,
+                pool_left: left - granted,
+            },
+        );
+        Some(ServerMsg::Turns {
+            attempt_id: id.clone(),
+            granted,
+            max_turns: live.max_turns,
+        })
+    }
+
     // ---- recovery ------------------------------------------------------------------------
 
     /// Rebuilds every unfinished request from the store after a restart. Attempts that were in
@@ -1191,6 +1315,7 @@ impl Engine {
                 if let Some(d) = self.devices.get_mut(&a.device) {
                     d.running.insert(a.id.clone());
                 }
+                let uses_turns = graph.task(&a.task_id).is_some_and(|t| t.uses_turns());
                 self.attempts.insert(
                     a.id,
                     Live {
@@ -1200,6 +1325,9 @@ impl Engine {
                         status: a.status,
                         deadline_ms: a.deadline_ms,
                         lost_since: Some(now),
+                        uses_turns,
+                        max_turns: a.max_turns,
+                        turns_used: a.turns_used,
                     },
                 );
                 attempts += 1;
@@ -1211,6 +1339,7 @@ impl Engine {
                     graph,
                     version: row.version,
                     cancelling: row.cancel_requested,
+                    turns: row.turns,
                 },
             );
             // A request whose every task ended but that was not closed cannot occur (both are

@@ -3,12 +3,12 @@
 use std::collections::HashMap;
 
 use weft_planner::Plan;
-use weft_protocol::rest::{EditBatch, EditOp, EventKind};
+use weft_protocol::rest::{EditBatch, EditOp, EventKind, TurnsView};
 use weft_protocol::{ErrorInfo, RequestId, RequestStatus, ServerMsg, TaskId, TaskStatus};
 
 use super::{Ending, Engine, Request, task_event};
 use crate::engine::edit::EditCtx;
-use crate::engine::graph::Graph;
+use crate::engine::graph::{Graph, TaskDefaults};
 use crate::metrics::Metrics;
 use crate::store::{Batch, Op};
 use crate::{ApiError, Error, now_ms};
@@ -23,6 +23,7 @@ impl Engine {
         text: String,
         planner: &'static str,
         plan: Plan,
+        turn_budget: Option<u32>,
     ) -> Result<RequestId, Result<ApiError, Error>> {
         for t in &plan.tasks {
             if let weft_planner::Target::Device(d) = &t.target
@@ -35,7 +36,11 @@ impl Engine {
             }
         }
         let now = now_ms();
-        let graph = Graph::from_plan(&plan, &self.opts.retry, now)
+        let turns = TurnsView {
+            budget: turn_budget.unwrap_or(self.opts.turn_budget),
+            ..TurnsView::default()
+        };
+        let graph = Graph::from_plan(&plan, &self.defaults(), now)
             .map_err(|e| Ok(ApiError::unprocessable("invalid_plan", e)))?;
         let id = RequestId(uuid::Uuid::now_v7().to_string());
         let mut b = Batch::default();
@@ -44,6 +49,7 @@ impl Engine {
             text: text.clone(),
             planner: planner.to_owned(),
             status: RequestStatus::Running,
+            turns,
             at_ms: now,
         });
         for t in graph.tasks() {
@@ -86,6 +92,7 @@ impl Engine {
                 graph,
                 version: 1,
                 cancelling: false,
+                turns,
             },
         );
         Ok(id)
@@ -228,6 +235,14 @@ impl Engine {
         self.requests.remove(request);
     }
 
+    /// What tasks get when their plan or spec does not say.
+    pub(super) fn defaults(&self) -> TaskDefaults {
+        TaskDefaults {
+            retry: self.opts.retry.clone(),
+            max_turns: self.opts.max_turns,
+        }
+    }
+
     /// Why a request that is not live cannot be changed: it finished, or it never existed.
     async fn not_live(&self, request: &RequestId) -> Result<ApiError, Error> {
         Ok(if self.store.request_exists(request).await? {
@@ -271,7 +286,7 @@ impl Engine {
                 .map(|(n, d)| (n.clone(), d.row.capabilities.clone()))
                 .collect(),
             check_targets: true,
-            retry: self.opts.retry.clone(),
+            defaults: self.defaults(),
             now_ms: now_ms(),
         };
         let applied = match req.graph.apply(&batch.ops, &ctx) {
