@@ -22,6 +22,20 @@ pub struct SubmitRequest {
     /// Turns (LLM agent steps) the whole request may use; the server's default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub turn_budget: Option<u32>,
+    /// A graph to run as given, instead of planning `text` (which then only describes it).
+    /// Checked like an edit batch: devices and capabilities exist, acyclic, references point
+    /// upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph: Option<GraphSpec>,
+}
+
+/// A whole graph, as submitted with a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GraphSpec {
+    pub tasks: Vec<TaskSpec>,
+    #[serde(default)]
+    pub edges: Vec<EdgeView>,
 }
 
 /// A request with its graph: the answer to `GET /v1/requests/{id}`.

@@ -29,7 +29,7 @@ use crate::ws::{self, ConnSettings};
 use crate::{ApiError, token};
 
 /// Largest accepted REST body, in bytes.
-pub const BODY_LIMIT: usize = 256 * 1024;
+pub const BODY_LIMIT: usize = 1024 * 1024;
 
 /// Shared state of every handler. Holds handles only; the engine owns the live state.
 #[derive(Debug, Clone)]

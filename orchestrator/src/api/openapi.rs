@@ -5,8 +5,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use weft_protocol::rest::{
     AttemptView, CreateDevice, DeviceCreated, DeviceStatus, DeviceView, EdgeView, EditBatch,
-    EditOp, ErrorBody, Event, EventKind, LateResult, RequestView, SubmitRequest, TaskSpec,
-    TaskView,
+    EditOp, ErrorBody, Event, EventKind, GraphSpec, LateResult, RequestView, SubmitRequest,
+    TaskSpec, TaskView,
 };
 use weft_protocol::{
     Action, AttemptStatus, Condition, ConditionOp, ConditionSource, EdgeKind, ErrorInfo,
@@ -33,7 +33,7 @@ use weft_protocol::{
         SubmitRequest, RequestView, TaskView, AttemptView, EdgeView, DeviceView, DeviceStatus,
         CreateDevice, DeviceCreated, ErrorBody, ErrorInfo, Event, EventKind, Action, TaskOutput,
         TaskStatus, AttemptStatus, RequestStatus, EdgeKind, RetryPolicy, LateResult,
-        EditBatch, EditOp, TaskSpec, Condition, ConditionOp, ConditionSource,
+        EditBatch, EditOp, GraphSpec, TaskSpec, Condition, ConditionOp, ConditionSource,
         weft_protocol::wire::ResultStatus,
     )),
     modifiers(&BearerAuth)

@@ -18,6 +18,7 @@ use weft_protocol::rest::{
 
 use super::{ApiJson, AppState};
 use crate::ApiError;
+use crate::engine::Planned;
 use crate::store::Store;
 
 fn planner_error(e: weft_planner::Error) -> ApiError {
@@ -59,22 +60,23 @@ pub async fn submit(
             ),
         ));
     }
-    let devices = state.engine.device_infos().await?;
-    let plan = state
-        .planner
-        .plan(text, &devices)
-        .await
-        .map_err(planner_error)?;
-    plan.validate(&weft_planner::Limits::default())
-        .map_err(planner_error)?;
+    let (planner, planned) = match body.graph {
+        Some(graph) => ("given", Planned::Given(graph)),
+        None => {
+            let devices = state.engine.device_infos().await?;
+            let plan = state
+                .planner
+                .plan(text, &devices)
+                .await
+                .map_err(planner_error)?;
+            plan.validate(&weft_planner::Limits::default())
+                .map_err(planner_error)?;
+            (state.planner.name(), Planned::Plan(plan))
+        }
+    };
     let id = state
         .engine
-        .create(
-            text.to_owned(),
-            state.planner.name(),
-            plan,
-            body.turn_budget,
-        )
+        .create(text.to_owned(), planner, planned, body.turn_budget)
         .await?;
     let view =
         state.store.request_view(&id).await?.ok_or_else(|| {

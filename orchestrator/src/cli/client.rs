@@ -73,6 +73,7 @@ impl Client {
             .json(&SubmitRequest {
                 text: text.to_owned(),
                 turn_budget: None,
+                graph: None,
             })
             .send()
             .await

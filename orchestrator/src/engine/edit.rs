@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 
 use petgraph::Direction;
 use petgraph::visit::EdgeRef;
-use weft_protocol::rest::{EdgeView, EditOp};
+use weft_protocol::rest::{EdgeView, EditOp, GraphSpec};
 use weft_protocol::{DeviceName, EdgeKind, TaskId};
 
 use super::graph::{Graph, Task, TaskDefaults};
@@ -19,7 +19,7 @@ use crate::store::TargetRow;
 /// Most ops in one batch.
 pub const MAX_OPS_PER_BATCH: usize = 100;
 /// Most tasks in one graph.
-pub const MAX_TASKS_PER_GRAPH: usize = 256;
+pub const MAX_TASKS_PER_GRAPH: usize = 10_000;
 
 /// What an edit is checked against.
 #[derive(Debug, Clone)]
@@ -80,6 +80,44 @@ impl Graph {
         }
         let mut g = self.clone();
         g.apply_ops(ops, ctx)?;
+        if let Some(bad) = g.check_references() {
+            return Err(EditError {
+                op: None,
+                code: "bad_reference",
+                message: bad,
+            });
+        }
+        let changed = g.settle_all(ctx.now_ms);
+        Ok(Applied { graph: g, changed })
+    }
+
+    /// A graph submitted whole (`POST /v1/requests` with `graph`), checked exactly like an edit
+    /// that adds every task and edge to an empty graph, without the per-batch op limit.
+    pub fn from_given(spec: &GraphSpec, ctx: &EditCtx) -> Result<Applied, EditError> {
+        if spec.tasks.is_empty() {
+            return Err(EditError {
+                op: None,
+                code: "empty_graph",
+                message: "the graph has no tasks".into(),
+            });
+        }
+        let ops: Vec<EditOp> = spec
+            .tasks
+            .iter()
+            .map(|t| EditOp::AddTask { task: t.clone() })
+            .chain(spec.edges.iter().map(|e| EditOp::AddEdge {
+                from: e.from.clone(),
+                to: e.to.clone(),
+                kind: e.kind,
+                condition: e.condition.clone(),
+            }))
+            .collect();
+        let mut g = Graph::from_rows(Vec::new(), &[], ctx.now_ms).map_err(|m| EditError {
+            op: None,
+            code: "invalid_graph",
+            message: m,
+        })?;
+        g.apply_ops(&ops, ctx)?;
         if let Some(bad) = g.check_references() {
             return Err(EditError {
                 op: None,

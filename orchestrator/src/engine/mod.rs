@@ -45,6 +45,13 @@ pub struct Hello {
     pub held_attempts: Vec<AttemptId>,
 }
 
+/// A new request's graph: planned from its text, or given whole by the client.
+#[derive(Debug)]
+pub enum Planned {
+    Plan(Plan),
+    Given(weft_protocol::rest::GraphSpec),
+}
+
 /// Frames the engine sends to one connection. Bounded; a connection that cannot keep up is
 /// dropped rather than allowed to grow memory without bound.
 pub type Outbound = mpsc::Sender<ServerMsg>;
@@ -57,7 +64,7 @@ pub(crate) enum Command {
     Create {
         text: String,
         planner: &'static str,
-        plan: Plan,
+        plan: Planned,
         turn_budget: Option<u32>,
         reply: oneshot::Sender<Result<RequestId, ApiError>>,
     },
@@ -127,7 +134,7 @@ impl Handle {
         &self,
         text: String,
         planner: &'static str,
-        plan: Plan,
+        plan: Planned,
         turn_budget: Option<u32>,
     ) -> Result<RequestId, ApiError> {
         self.call(|reply| Command::Create {

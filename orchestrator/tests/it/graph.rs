@@ -317,3 +317,59 @@ async fn cancelling_one_waiting_task_skips_what_needed_it() {
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graph_can_be_submitted_whole_and_is_checked_like_an_edit() {
+    let h = Harness::with_three_agents().await;
+    let n = 60;
+    let tasks: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"id": format!("s{i}"), "instruction": "step",
+                "action": {"kind": "shell", "command": format!("echo {i}")}})
+        })
+        .collect();
+    let edges: Vec<Value> = (1..n)
+        .map(|i| json!({"from": format!("s{}", i - 1), "to": format!("s{i}"), "kind": "success"}))
+        .collect();
+    let (status, body) = h
+        .post(
+            "/v1/requests",
+            &json!({"text": "a 60-step chain", "graph": {"tasks": tasks, "edges": edges}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let v = h.wait_done(body["id"].as_str().unwrap()).await;
+    assert_eq!(v.status, RequestStatus::Succeeded);
+    assert_eq!(v.tasks.len(), n);
+    assert_eq!(
+        v.tasks[n - 1].output.as_ref().unwrap().data["stdout"],
+        format!("{}\n", n - 1)
+    );
+    // Starts never overlap along the chain.
+    for w in v.tasks.windows(2) {
+        assert!(w[1].attempts[0].started_at_ms >= w[0].attempts[0].ended_at_ms.unwrap());
+    }
+
+    for (graph, code) in [
+        (
+            json!({"tasks": [{"id": "a", "instruction": "x", "device": "toaster",
+                "action": {"kind": "shell", "command": "true"}}]}),
+            "unknown_device",
+        ),
+        (
+            json!({"tasks": [
+                {"id": "a", "instruction": "x", "action": {"kind": "shell", "command": "true"}},
+                {"id": "b", "instruction": "x", "action": {"kind": "shell", "command": "true"}}],
+              "edges": [{"from": "a", "to": "b", "kind": "success"}, {"from": "b", "to": "a", "kind": "success"}]}),
+            "cycle",
+        ),
+        (json!({"tasks": []}), "empty_graph"),
+    ] {
+        let (status, body) = h
+            .post("/v1/requests", &json!({"text": "bad", "graph": graph}))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(body["error"]["code"], code);
+    }
+    h.stop().await;
+}

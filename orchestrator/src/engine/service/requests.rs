@@ -2,11 +2,11 @@
 
 use std::collections::HashMap;
 
-use weft_planner::Plan;
 use weft_protocol::rest::{EditBatch, EditOp, EventKind, TurnsView};
 use weft_protocol::{ErrorInfo, RequestId, RequestStatus, ServerMsg, TaskId, TaskStatus};
 
 use super::{Ending, Engine, Request, task_event};
+use crate::engine::Planned;
 use crate::engine::edit::EditCtx;
 use crate::engine::graph::{Graph, TaskDefaults};
 use crate::metrics::Metrics;
@@ -22,26 +22,36 @@ impl Engine {
         &mut self,
         text: String,
         planner: &'static str,
-        plan: Plan,
+        planned: Planned,
         turn_budget: Option<u32>,
     ) -> Result<RequestId, Result<ApiError, Error>> {
-        for t in &plan.tasks {
-            if let weft_planner::Target::Device(d) = &t.target
-                && !self.devices.contains_key(d)
-            {
-                return Err(Ok(ApiError::unprocessable(
-                    "unknown_device",
-                    format!("task {} names device `{d}`, which is not registered", t.id),
-                )));
-            }
-        }
         let now = now_ms();
         let turns = TurnsView {
             budget: turn_budget.unwrap_or(self.opts.turn_budget),
             ..TurnsView::default()
         };
-        let graph = Graph::from_plan(&plan, &self.defaults(), now)
-            .map_err(|e| Ok(ApiError::unprocessable("invalid_plan", e)))?;
+        let graph = match planned {
+            Planned::Plan(plan) => {
+                for t in &plan.tasks {
+                    if let weft_planner::Target::Device(d) = &t.target
+                        && !self.devices.contains_key(d)
+                    {
+                        return Err(Ok(ApiError::unprocessable(
+                            "unknown_device",
+                            format!("task {} names device `{d}`, which is not registered", t.id),
+                        )));
+                    }
+                }
+                Graph::from_plan(&plan, &self.defaults(), now)
+                    .map_err(|e| Ok(ApiError::unprocessable("invalid_plan", e)))?
+            }
+            Planned::Given(spec) => {
+                let ctx = self.edit_ctx(now);
+                Graph::from_given(&spec, &ctx)
+                    .map_err(|e| Ok(ApiError::unprocessable(e.code, e.message)))?
+                    .graph
+            }
+        };
         let id = RequestId(uuid::Uuid::now_v7().to_string());
         let mut b = Batch::default();
         b.op(Op::InsertRequest {
@@ -235,6 +245,20 @@ impl Engine {
         self.requests.remove(request);
     }
 
+    /// What edits (and submitted graphs) are checked against: the registered devices.
+    fn edit_ctx(&self, now: u64) -> EditCtx {
+        EditCtx {
+            devices: self
+                .devices
+                .iter()
+                .map(|(n, d)| (n.clone(), d.row.capabilities.clone()))
+                .collect(),
+            check_targets: true,
+            defaults: self.defaults(),
+            now_ms: now,
+        }
+    }
+
     /// What tasks get when their plan or spec does not say.
     pub(super) fn defaults(&self) -> TaskDefaults {
         TaskDefaults {
@@ -279,16 +303,7 @@ impl Engine {
                 "the request is being cancelled",
             )));
         }
-        let ctx = EditCtx {
-            devices: self
-                .devices
-                .iter()
-                .map(|(n, d)| (n.clone(), d.row.capabilities.clone()))
-                .collect(),
-            check_targets: true,
-            defaults: self.defaults(),
-            now_ms: now_ms(),
-        };
+        let ctx = self.edit_ctx(now_ms());
         let applied = match req.graph.apply(&batch.ops, &ctx) {
             Ok(a) => a,
             Err(e) => {
