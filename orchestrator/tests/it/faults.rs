@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use weft_protocol::rest::{DeviceStatus, EventKind, RequestView};
 use weft_protocol::{AttemptStatus, RequestStatus, RetryPolicy, TaskStatus};
 
-use crate::harness::{Harness, WAIT};
+use crate::harness::{Harness, WAIT, pid_alive};
 
 /// Retries fast enough for tests, without jitter so the gaps can be checked.
 fn quick_retry(max_attempts: u32) -> RetryPolicy {
@@ -40,15 +40,6 @@ fn codes(v: &RequestView, task: usize) -> Vec<String> {
         .collect()
 }
 
-fn pid_alive(pid: &str) -> bool {
-    std::process::Command::new("kill")
-        .args(["-0", pid.trim()])
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flaky_command_is_retried_with_backoff_until_it_succeeds() {
     let mut h = Harness::start_with(|o| o.retry = quick_retry(3)).await;
@@ -73,16 +64,7 @@ async fn a_flaky_command_is_retried_with_backoff_until_it_succeeds() {
     assert!(gap1 >= 100, "first backoff {gap1} ms");
     assert!(gap2 >= 200, "second backoff {gap2} ms");
     // Each retry is announced in the journal.
-    let text = h
-        .http
-        .get(format!("{}/v1/requests/{}/events", h.base, v.id))
-        .bearer_auth(&h.token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = h.events_text(v.id.as_str()).await;
     assert_eq!(text.matches("event: task_retrying").count(), 2, "{text}");
     h.stop().await;
 }

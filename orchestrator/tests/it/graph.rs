@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use weft_protocol::rest::RequestView;
 use weft_protocol::{RequestStatus, TaskStatus};
 
-use crate::harness::Harness;
+use crate::harness::{Harness, pid_alive};
 
 fn task<'a>(v: &'a RequestView, id: &str) -> &'a weft_protocol::rest::TaskView {
     v.tasks
@@ -100,21 +100,7 @@ async fn condition_edges_pick_a_branch_and_references_carry_outputs() {
 /// The request's journal alone rebuilds its graph: every task's status and output, and every
 /// edge with its kind and condition.
 async fn assert_journal_rebuilds(h: &Harness, v: &RequestView) {
-    let text = h
-        .http
-        .get(format!("{}/v1/requests/{}/events", h.base, v.id))
-        .bearer_auth(&h.token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let events: Vec<weft_protocol::rest::Event> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .map(|d| serde_json::from_str(d).unwrap())
-        .collect();
+    let events = h.events(v.id.as_str()).await;
     let graph = weft_orchestrator::engine::Graph::replay(
         events.iter().map(|e| &e.kind),
         &weft_orchestrator::engine::TaskDefaults {
@@ -211,27 +197,9 @@ async fn an_edit_batch_applies_whole_or_not_at_all() {
     let (status, body) = edit(&h, "nope", json!({"expected_version": 1, "ops": []})).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     // The journal records the accepted batch, in order, with its version.
-    let text = h
-        .http
-        .get(format!("{}/v1/requests/{id}/events", h.base))
-        .bearer_auth(&h.token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = h.events_text(&id).await;
     assert_eq!(text.matches("event: graph_edited").count(), 1);
     h.stop().await;
-}
-
-fn pid_alive(pid: &str) -> bool {
-    std::process::Command::new("kill")
-        .args(["-0", pid.trim()])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -248,6 +248,32 @@ impl Harness {
         }
     }
 
+    /// The whole SSE body of a request's event stream (it ends after the final status).
+    pub async fn events_text(&self, id: &str) -> String {
+        let resp = self
+            .http
+            .get(format!("{}/v1/requests/{id}/events", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        tokio::time::timeout(Duration::from_secs(10), resp.text())
+            .await
+            .expect("the event stream did not end")
+            .unwrap()
+    }
+
+    /// A request's journal, parsed from its event stream.
+    pub async fn events(&self, id: &str) -> Vec<weft_protocol::rest::Event> {
+        self.events_text(id)
+            .await
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect()
+    }
+
     pub fn ws_url(&self) -> String {
         format!("ws://{}/v1/agent", self.addr)
     }
@@ -284,4 +310,14 @@ impl Drop for Harness {
         }
         self.shutdown.cancel();
     }
+}
+
+/// Whether a process with this pid (as text, e.g. read from a pid file) is alive.
+pub fn pid_alive(pid: &str) -> bool {
+    std::process::Command::new("kill")
+        .args(["-0", pid.trim()])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
 }

@@ -63,16 +63,7 @@ async fn extensions_are_granted_from_the_pool_then_refused() {
     assert_eq!(v.turns.extensions_refused, 1);
     assert_eq!(v.turns.reserved, 10);
 
-    let text = h
-        .http
-        .get(format!("{}/v1/requests/{id}/events", h.base))
-        .bearer_auth(&h.token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = h.events_text(&id).await;
     assert_eq!(text.matches("event: turns_extended").count(), 2);
     assert!(text.contains(r#""granted":3"#), "{text}");
     assert!(text.contains(r#""granted":0"#), "{text}");
