@@ -29,7 +29,7 @@ use weft_protocol::{
 };
 
 use crate::backoff::Backoff;
-use crate::exec::{self, Ctx, ExecEvent, Outcome};
+use crate::exec::{self, Ctx, ExecEvent, Outcome, Toolbox};
 use crate::outbox::Outbox;
 use crate::{Config, Error};
 
@@ -78,7 +78,13 @@ enum End {
 #[derive(Debug)]
 pub struct Agent {
     config: Config,
+    /// The executors it has and the policy allows: what it advertises.
     capabilities: Vec<String>,
+    /// The tool programs found at start (Termux:API, adb).
+    tools: std::sync::Arc<Toolbox>,
+    tool_specs: Vec<weft_protocol::ToolSpec>,
+    os_version: Option<String>,
+    policy: std::sync::Arc<crate::policy::Policy>,
     http: reqwest::Client,
     /// Attempts in flight, with the token that stops each.
     running: HashMap<AttemptId, CancellationToken>,
@@ -111,14 +117,16 @@ impl Agent {
             tracing::info!(results = outbox.len(), dir = %outbox.dir().display(),
                 "results from an earlier run are waiting for the orchestrator");
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(config.http_timeout)
-            .build()
+        let http = exec::http::client(&config.policy, config.http_timeout)
             .map_err(|e| Error::Config(format!("cannot set up the HTTP client: {e}")))?;
         let (reports_tx, reports) = mpsc::unbounded_channel();
+        let tools = Toolbox::discover(&config);
         Ok(Self {
-            capabilities: exec::capabilities(config.test_executors),
+            capabilities: exec::capabilities(&config, &tools),
+            tool_specs: exec::tool_specs(&config, &tools),
+            tools: std::sync::Arc::new(tools),
+            os_version: crate::profile::os_version(),
+            policy: std::sync::Arc::new(config.policy.clone()),
             config,
             http,
             running: HashMap::new(),
@@ -246,6 +254,8 @@ impl Agent {
             capabilities: self.capabilities.clone(),
             max_concurrency: self.config.max_concurrency,
             held_attempts: held,
+            os_version: self.os_version.clone(),
+            tools: self.tool_specs.clone(),
         }
     }
 
@@ -512,13 +522,19 @@ impl Agent {
                  instructions need an LLM executor",
             ));
         };
-        if !self.capabilities.iter().any(|c| c == action.capability()) {
-            return Err(ErrorInfo::new(
-                "unsupported_action",
-                format!("this device has no `{}` executor", action.capability()),
-            ));
-        }
-        Ok(())
+        // The owner's policy and the action's own checks, before anything runs.
+        let (progress, _) = mpsc::unbounded_channel();
+        let ctx = Ctx {
+            workdir: &self.config.workdir,
+            policy: &self.policy,
+            tools: &self.tools,
+            max_output_bytes: self.policy.max_output_bytes,
+            http: &self.http,
+            http_timeout: self.config.http_timeout,
+            progress,
+            max_turns: 1,
+        };
+        exec::vet(action, &self.capabilities, &ctx)
     }
 
     /// Starts an attempt as its own task; it reports through `reports`.
@@ -528,21 +544,28 @@ impl Agent {
         let reports = self.reports_tx.clone();
         let workdir = self.config.workdir.clone();
         let http = self.http.clone();
-        let max_output_bytes = self.config.max_output_bytes;
+        let policy = self.policy.clone();
+        let tools = self.tools.clone();
+        let capabilities = self.capabilities.clone();
         let http_timeout = self.config.http_timeout;
         let halt = self.halt.clone();
-        let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms()));
+        let until_deadline = Duration::from_millis(deadline_ms.saturating_sub(now_ms()));
+        // The owner's run-time limit, if it ends the attempt before the orchestrator would.
+        let limited = policy.max_run.filter(|max| *max < until_deadline);
+        let left = limited.unwrap_or(until_deadline);
         self.tracker.spawn(async move {
             let (progress, mut progress_rx) = mpsc::unbounded_channel();
             let ctx = Ctx {
                 workdir: &workdir,
-                max_output_bytes,
+                policy: &policy,
+                tools: &tools,
+                max_output_bytes: policy.max_output_bytes,
                 http: &http,
                 http_timeout: http_timeout.min(left),
                 progress,
                 max_turns,
             };
-            let run = exec::run(&action, &ctx);
+            let run = exec::run(&action, &capabilities, &ctx);
             let forward = async {
                 while let Some(ev) = progress_rx.recv().await {
                     let _ = reports.send(report(&attempt, ev));
@@ -556,10 +579,20 @@ impl Agent {
                     AGENT_STOPPING,
                     "the agent stopped before the attempt ended; it was stopped and handed back",
                 ),
-                _ = tokio::time::sleep(left) => Outcome::failed(
-                    "timeout",
-                    "the attempt passed its deadline and was stopped",
-                ),
+                _ = tokio::time::sleep(left) => match limited {
+                    Some(max) => Outcome::failed(
+                        crate::policy::POLICY_DENIED,
+                        format!(
+                            "refused by policy.max_run_secs: stopped after {} s, the longest \
+                             an attempt may run on this device",
+                            max.as_secs()
+                        ),
+                    ),
+                    None => Outcome::failed(
+                        "timeout",
+                        "the attempt passed its deadline and was stopped",
+                    ),
+                },
                 _ = forward => unreachable!("forward never ends"),
             };
             // Progress the executor sent just before it ended goes out before the result.
@@ -767,6 +800,53 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_owners_policy_refuses_before_anything_runs_and_limits_run_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Config::new("http://127.0.0.1:1", "laptop", "t");
+        c.workdir = dir.path().join("work");
+        c.state_dir = dir.path().join("state");
+        c.policy.shell.deny = vec![crate::policy::Glob::new("touch *")];
+        c.policy.executors = Some(vec!["shell".into(), "fs".into()]);
+        c.policy.max_run = Some(Duration::from_millis(300));
+        let stop = CancellationToken::new();
+        let mut a = Agent::new(c, &stop).unwrap();
+        let AgentMsg::Hello { capabilities, .. } = a.hello() else {
+            panic!("not a hello")
+        };
+        assert_eq!(capabilities, ["shell", "fs"]);
+        // Refused at assignment, with the rule named; nothing ran.
+        match a.on_message(assign("a1", shell("touch pwned"))) {
+            Some(AgentMsg::Reject { error, .. }) => {
+                assert_eq!(error.code, "policy_denied");
+                assert!(error.message.contains("policy.shell.deny[0]"), "{error:?}");
+            }
+            other => panic!("expected policy_denied, got {other:?}"),
+        }
+        match a.on_message(assign(
+            "a2",
+            Some(Action::HttpGet {
+                url: "https://example.com".into(),
+            }),
+        )) {
+            Some(AgentMsg::Reject { error, .. }) => {
+                assert_eq!(error.code, "policy_denied");
+                assert!(error.message.contains("policy.executors"), "{error:?}");
+            }
+            other => panic!("expected policy_denied, got {other:?}"),
+        }
+        assert!(!dir.path().join("work/pwned").exists());
+        // The device's run-time limit ends an attempt before the orchestrator's deadline.
+        assert!(matches!(
+            a.on_message(assign("a3", shell("sleep 30"))),
+            Some(AgentMsg::Accept { .. })
+        ));
+        let (_, outcome) = next_done(&mut a).await;
+        let error = outcome.error.unwrap();
+        assert_eq!(error.code, "policy_denied");
+        assert!(error.message.contains("policy.max_run_secs"), "{error:?}");
+    }
+
+    #[tokio::test]
     async fn results_from_an_earlier_run_are_held_in_the_hello_then_reconciled() {
         let dir = tempfile::tempdir().unwrap();
         {
@@ -832,7 +912,19 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         drop(a);
-        let kept = Outbox::open(&dir.path().join("state")).unwrap();
+        // Another test's child process, between its fork and its exec, may briefly hold a copy
+        // of the state dir's lock: wait for it.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let kept = loop {
+            match Outbox::open(&dir.path().join("state")) {
+                Ok(o) => break o,
+                Err(e) if Instant::now() < deadline => {
+                    assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
         let results: Vec<&AgentMsg> = kept.pending().collect();
         match results.as_slice() {
             [

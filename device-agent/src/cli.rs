@@ -1,66 +1,139 @@
 //! The `weft-agent` command line (also `weft agent`).
+//!
+//! Without a subcommand it runs the agent. The flags belong to the top level and may also be
+//! given after a subcommand (`weft-agent init --name mbp`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
+use weft_protocol::Action;
 
-use crate::Config;
+use crate::exec::{self, Ctx, Toolbox};
+use crate::service::{self, InstallOptions, Manager, ServiceSpec};
+use crate::settings::{self, InitValues, Loaded, Overrides};
 
-/// Run a weft device agent: connect to an orchestrator and run the tasks it assigns.
+/// Run a weft device agent: connect to an orchestrator and run the tasks it assigns, within
+/// the policy of this device's owner.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The orchestrator's base URL; the WebSocket URL is derived from it.
-    #[arg(long, env = "WEFT_SERVER", default_value = "http://127.0.0.1:7600")]
-    pub server: String,
+    /// The config file (default: the platform's config dir, e.g. ~/.config/weft/agent.toml,
+    /// read if it exists). Flags and WEFT_* variables override its values.
+    #[arg(long, env = "WEFT_AGENT_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// The orchestrator's base URL [default: http://127.0.0.1:7600]; the WebSocket URL is
+    /// derived from it.
+    #[arg(long, env = "WEFT_SERVER", global = true)]
+    pub server: Option<String>,
     /// This device's registered name (`weft device add NAME`).
-    #[arg(long, env = "WEFT_DEVICE_NAME")]
-    pub name: String,
-    /// The device token. Prefer the environment variable or --token-file: a command line is
+    #[arg(long, env = "WEFT_DEVICE_NAME", global = true)]
+    pub name: Option<String>,
+    /// The device token. Prefer the environment variable or a token file: a command line is
     /// visible to every user of the machine.
-    #[arg(long, env = "WEFT_DEVICE_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "WEFT_DEVICE_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
     /// A file holding the device token.
-    #[arg(long, env = "WEFT_DEVICE_TOKEN_FILE", conflicts_with = "token")]
+    #[arg(
+        long,
+        env = "WEFT_DEVICE_TOKEN_FILE",
+        conflicts_with = "token",
+        global = true
+    )]
     pub token_file: Option<PathBuf>,
-    /// laptop, phone, server, …
-    #[arg(long, env = "WEFT_DEVICE_KIND", default_value = "laptop")]
-    pub kind: String,
-    /// Where shell commands run; `fs` actions cannot leave it.
-    #[arg(long, env = "WEFT_WORKDIR", default_value = "weft-work")]
-    pub workdir: PathBuf,
-    /// Where unacknowledged results are kept across restarts; must be outside the workdir.
-    #[arg(long, env = "WEFT_STATE_DIR", default_value = "weft-state")]
-    pub state_dir: PathBuf,
-    /// Most attempts this device runs at once.
-    #[arg(long, env = "WEFT_MAX_CONCURRENCY", default_value_t = 4)]
-    pub max_concurrency: u32,
+    /// laptop, phone, server, … [default: laptop]
+    #[arg(long, env = "WEFT_DEVICE_KIND", global = true)]
+    pub kind: Option<String>,
+    /// Where shell commands run; `fs` actions stay inside it (and the roots the policy allows)
+    /// [default: ./weft-work].
+    #[arg(long, env = "WEFT_WORKDIR", global = true)]
+    pub workdir: Option<PathBuf>,
+    /// Where unacknowledged results are kept across restarts; must be outside the workdir
+    /// [default: ./weft-state].
+    #[arg(long, env = "WEFT_STATE_DIR", global = true)]
+    pub state_dir: Option<PathBuf>,
+    /// Most attempts this device runs at once [default: 4].
+    #[arg(long, env = "WEFT_MAX_CONCURRENCY", global = true)]
+    pub max_concurrency: Option<u32>,
     /// Also offer the test executors (`steps`, which works in turns like an LLM loop).
-    #[arg(long, env = "WEFT_TEST_EXECUTORS")]
+    #[arg(long, env = "WEFT_TEST_EXECUTORS", global = true)]
     pub test_executors: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Write a commented config file (and the token file, from WEFT_DEVICE_TOKEN) for this
+    /// device.
+    Init {
+        /// Replace an existing config or token file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run the agent as a service of this user: a systemd user unit (Linux), a launchd agent
+    /// (macOS), a Termux:Boot script (Android); prints the steps for Windows.
+    InstallService {
+        /// Print what would be written and run, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Write the service file but do not enable or start it.
+        #[arg(long)]
+        no_start: bool,
+    },
+    /// Stop and remove the service.
+    UninstallService {
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The owner's policy.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Print the profile this agent states in its hello: kind, platform, OS version,
+    /// capabilities and tools (with their argument schemas). This is what planners see.
+    Profile,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum PolicyCommand {
+    /// Explain what this device would do with an action, e.g.
+    /// '{"kind": "shell", "command": "rm -rf /"}'. Exits 0 if it would run, 1 if refused.
+    Check {
+        /// The action as JSON (the `action` of a task).
+        action: String,
+    },
+    /// Print the policy in force (after the config file is read).
+    Show,
 }
 
 impl Args {
-    pub fn config(&self) -> anyhow::Result<Config> {
-        let token = match (&self.token, &self.token_file) {
-            (Some(t), _) => t.trim().to_owned(),
-            (None, Some(f)) => std::fs::read_to_string(f)
-                .with_context(|| format!("cannot read the token file {}", f.display()))?
-                .trim()
-                .to_owned(),
-            (None, None) => anyhow::bail!(
-                "no device token: set WEFT_DEVICE_TOKEN or pass --token-file (the token was \
-                 printed by `weft device add`)"
-            ),
-        };
-        let mut c = Config::new(&self.server, &self.name, &token);
-        c.kind.clone_from(&self.kind);
-        c.workdir.clone_from(&self.workdir);
-        c.state_dir.clone_from(&self.state_dir);
-        c.max_concurrency = self.max_concurrency;
-        c.test_executors = self.test_executors;
-        c.validate()?;
-        Ok(c)
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            server: self.server.clone(),
+            name: self.name.clone(),
+            token: self.token.clone(),
+            token_file: self.token_file.clone(),
+            kind: self.kind.clone(),
+            workdir: self.workdir.clone(),
+            state_dir: self.state_dir.clone(),
+            max_concurrency: self.max_concurrency,
+            test_executors: self.test_executors,
+        }
+    }
+
+    /// The configuration to run with: flags and environment over the config file over
+    /// defaults, validated.
+    pub fn config(&self) -> anyhow::Result<crate::Config> {
+        let file = Loaded::find(self.config.as_deref())?;
+        settings::config(&self.overrides(), file.as_ref())
+    }
+
+    /// The config file this invocation means: `--config`, else the platform default.
+    fn config_path(&self) -> anyhow::Result<PathBuf> {
+        match &self.config {
+            Some(p) => Ok(p.clone()),
+            None => settings::default_config_path()
+                .context("cannot tell where the config file goes (no HOME); pass --config PATH"),
+        }
     }
 }
 
@@ -92,11 +165,253 @@ fn stop_on_signal() -> CancellationToken {
     token
 }
 
-/// Runs the agent until SIGINT/SIGTERM.
-pub async fn run(args: Args) -> anyhow::Result<()> {
-    let config = args.config()?;
-    tracing::info!(server = %config.server, device = %config.name, workdir = %config.workdir.display(),
-        state_dir = %config.state_dir.display(), "weft-agent starting");
-    crate::run(config, stop_on_signal()).await?;
+/// Runs the command line: the agent (until SIGINT/SIGTERM) or a subcommand. Returns the exit
+/// code.
+pub async fn run(args: Args) -> anyhow::Result<i32> {
+    match &args.command {
+        None => {
+            let config = args.config()?;
+            tracing::info!(server = %config.server, device = %config.name,
+                workdir = %config.workdir.display(), state_dir = %config.state_dir.display(),
+                "weft-agent starting");
+            crate::run(config, stop_on_signal()).await?;
+            Ok(0)
+        }
+        Some(Command::Init { force }) => init(&args, *force).map(|()| 0),
+        Some(Command::InstallService { dry_run, no_start }) => {
+            let path = args.config_path()?;
+            // The service must be able to start: check the file now.
+            let file = Loaded::read(&path).with_context(|| {
+                format!("run `weft-agent init` first (it writes {})", path.display())
+            })?;
+            // The service runs with `--config` alone: the file must be enough.
+            settings::config(&Overrides::default(), Some(&file))?;
+            let spec = ServiceSpec::for_this_program(&path)?;
+            let opts = InstallOptions {
+                dry_run: *dry_run,
+                no_start: *no_start,
+            };
+            service::install(Manager::current(), &spec, opts, &mut std::io::stdout())?;
+            Ok(0)
+        }
+        Some(Command::UninstallService { dry_run }) => {
+            service::uninstall(Manager::current(), *dry_run, &mut std::io::stdout())?;
+            Ok(0)
+        }
+        Some(Command::Policy(PolicyCommand::Show)) => {
+            let file = Loaded::find(args.config.as_deref())?;
+            let c = settings::config_without_token(&args.overrides(), file.as_ref());
+            match &file {
+                Some(f) => println!("config file: {}", f.path.display()),
+                None => println!("config file: none (the default policy)"),
+            }
+            println!("workdir: {}", c.workdir.display());
+            println!("{:#?}", c.policy);
+            Ok(0)
+        }
+        Some(Command::Policy(PolicyCommand::Check { action })) => {
+            let file = Loaded::find(args.config.as_deref())?;
+            let c = settings::config_without_token(&args.overrides(), file.as_ref());
+            let (allowed, text) = check_action(&c, action).await;
+            println!("{text}");
+            Ok(if allowed { 0 } else { 1 })
+        }
+        Some(Command::Profile) => {
+            let file = Loaded::find(args.config.as_deref())?;
+            let c = settings::config_without_token(&args.overrides(), file.as_ref());
+            let tools = Toolbox::discover(&c);
+            let profile = serde_json::json!({
+                "kind": c.kind,
+                "platform": crate::platform(),
+                "os_version": crate::profile::os_version(),
+                "capabilities": exec::capabilities(&c, &tools),
+                "tools": exec::tool_specs(&c, &tools),
+                "max_concurrency": c.max_concurrency,
+            });
+            println!("{}", serde_json::to_string_pretty(&profile)?);
+            Ok(0)
+        }
+    }
+}
+
+/// What `policy check` says about `action_json`, and whether it would run.
+pub async fn check_action(c: &crate::Config, action_json: &str) -> (bool, String) {
+    let action: Action = match serde_json::from_str(action_json) {
+        Ok(a) => a,
+        Err(e) => {
+            return (
+                false,
+                format!(
+                    "refused: not an action ({e}); e.g. {{\"kind\": \"shell\", \"command\": \"ls\"}}"
+                ),
+            );
+        }
+    };
+    let tools = Toolbox::discover(c);
+    let capabilities = exec::capabilities(c, &tools);
+    let http = match exec::http::client(&c.policy, c.http_timeout) {
+        Ok(h) => h,
+        Err(e) => return (false, format!("cannot set up the HTTP client: {e}")),
+    };
+    let ctx = Ctx {
+        workdir: &c.workdir,
+        policy: &c.policy,
+        tools: &tools,
+        max_output_bytes: c.policy.max_output_bytes,
+        http: &http,
+        http_timeout: c.http_timeout,
+        progress: tokio::sync::mpsc::unbounded_channel().0,
+        max_turns: 1,
+    };
+    if let Err(e) = exec::vet(&action, &capabilities, &ctx) {
+        return (false, format!("refused ({}): {}", e.code, e.message));
+    }
+    let mut lines = vec![format!(
+        "allowed: the `{}` executor would run it",
+        action.capability()
+    )];
+    match &action {
+        Action::HttpGet { url } => {
+            // What the resolver would see (each redirect is checked the same way).
+            if let Ok(u) = reqwest::Url::parse(url)
+                && let Some(host) = u.host_str()
+            {
+                let bare = host.trim_start_matches('[').trim_end_matches(']');
+                if bare.parse::<std::net::IpAddr>().is_err() {
+                    match tokio::net::lookup_host((bare, u.port_or_known_default().unwrap_or(80)))
+                        .await
+                    {
+                        Ok(addrs) => {
+                            for a in addrs {
+                                if let Err(d) = c.policy.check_ip(bare, a.ip()) {
+                                    return (
+                                        false,
+                                        format!(
+                                            "refused ({}): {}",
+                                            d.error().code,
+                                            d.error().message
+                                        ),
+                                    );
+                                }
+                                lines.push(format!("  {bare} resolves to {}: allowed", a.ip()));
+                            }
+                        }
+                        Err(e) => lines.push(format!(
+                            "  {bare} does not resolve here ({e}); it is checked again when fetched"
+                        )),
+                    }
+                }
+            }
+        }
+        Action::ReadFile { path } | Action::WriteFile { path, .. } => {
+            lines.push(format!(
+                "  inside {}; symlinks are resolved and checked when it runs",
+                if Path::new(path).is_absolute() {
+                    "a root the policy allows"
+                } else {
+                    "the workdir"
+                }
+            ));
+        }
+        _ => {}
+    }
+    if let Some(max) = c.policy.max_run {
+        lines.push(format!(
+            "  stopped after {} s (policy.max_run_secs)",
+            max.as_secs()
+        ));
+    }
+    lines.push(format!(
+        "  output kept up to {} bytes (policy.max_output_bytes)",
+        c.policy.max_output_bytes
+    ));
+    (true, lines.join("\n"))
+}
+
+/// `weft-agent init`: writes the config file and, given a token, the token file.
+fn init(args: &Args, force: bool) -> anyhow::Result<()> {
+    let path = std::path::absolute(args.config_path()?)?;
+    if path.exists() && !force {
+        bail!(
+            "{} already exists; pass --force to replace it",
+            path.display()
+        );
+    }
+    let Some(name) = args.name.clone() else {
+        bail!("init needs the device's name: --name NAME (as in `weft device add NAME`)");
+    };
+    if !weft_protocol::ids::valid_device_name(&name) {
+        bail!("device name `{name}`: use 1-64 letters, digits, '-' or '_'");
+    }
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let data = settings::data_dir().unwrap_or_else(|| dir.clone());
+    let token_file = match &args.token_file {
+        Some(f) => std::path::absolute(f)?,
+        None => dir.join(settings::TOKEN_FILE),
+    };
+    match (&args.token, token_file.is_file()) {
+        (Some(token), _) => {
+            if token.trim().is_empty() {
+                bail!("the device token is empty");
+            }
+            settings::write_private(&token_file, &format!("{}\n", token.trim()), force)?;
+        }
+        (None, true) => {}
+        (None, false) => bail!(
+            "no device token: run with WEFT_DEVICE_TOKEN=… (printed by `weft device add`), or \
+             pass --token-file FILE of an existing file"
+        ),
+    }
+    let values = InitValues {
+        server: args
+            .server
+            .clone()
+            .unwrap_or_else(|| settings::DEFAULT_SERVER.to_owned()),
+        name,
+        kind: args.kind.clone().unwrap_or_else(|| "laptop".to_owned()),
+        token_file: if token_file.parent() == Some(dir.as_path()) {
+            PathBuf::from(token_file.file_name().unwrap_or_default())
+        } else {
+            token_file.clone()
+        },
+        workdir: match &args.workdir {
+            Some(w) => std::path::absolute(w)?,
+            None => data.join("work"),
+        },
+        state_dir: match &args.state_dir {
+            Some(s) => std::path::absolute(s)?,
+            None => data.join("state"),
+        },
+        max_concurrency: args.max_concurrency.unwrap_or(4),
+    };
+    let text = settings::init_text(&values);
+    // Check what was written reads back into a valid configuration before keeping it.
+    let loaded = Loaded::parse(&path, &text)?;
+    let check = Overrides {
+        token: Some("x".into()),
+        ..Overrides::default()
+    };
+    settings::config(&check, Some(&loaded))?;
+    settings::write_private(&path, &text, force)?;
+    println!("wrote {}", path.display());
+    println!("token in {}", token_file.display());
+    println!(
+        "next: `{} install-service` to run it as a service, or `{}` to run it here",
+        program_hint(),
+        program_hint()
+    );
     Ok(())
+}
+
+/// How the user invoked this program: `weft agent` or `weft-agent`.
+fn program_hint() -> &'static str {
+    let exe = std::env::current_exe().ok();
+    match exe
+        .as_deref()
+        .and_then(Path::file_stem)
+        .and_then(|s| s.to_str())
+    {
+        Some("weft") => "weft agent",
+        _ => "weft-agent",
+    }
 }

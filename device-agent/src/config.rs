@@ -6,6 +6,16 @@ use std::time::Duration;
 use weft_protocol::{AGENT_WS_PATH, DeviceName};
 
 use crate::Error;
+use crate::policy::{MAX_OUTPUT_BYTES_LIMIT, Policy};
+
+/// An Android device driven over adb by the `adb` executor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdbConfig {
+    /// The device's serial (`adb devices`), passed as `adb -s SERIAL`.
+    pub serial: String,
+    /// The adb program: a path, or a name looked up on the tool path.
+    pub program: PathBuf,
+}
 
 /// Everything an agent needs. Build it with [`Config::new`], adjust fields, then [`crate::run`].
 #[derive(Clone)]
@@ -26,8 +36,13 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Most attempts run at once; further assignments are rejected as `busy`.
     pub max_concurrency: u32,
-    /// Largest stdout, stderr, HTTP body or file content kept in a result, in bytes.
-    pub max_output_bytes: usize,
+    /// The owner's policy: executors, shell patterns, file roots, HTTP hosts and networks,
+    /// output and run-time limits. Enforced here, whatever the orchestrator asks.
+    pub policy: Policy,
+    /// The `adb` executor's device, if this agent drives one.
+    pub adb: Option<AdbConfig>,
+    /// Where to look for adb and the Termux:API tools (a PATH-style list); `None`: `$PATH`.
+    pub tool_path: Option<std::ffi::OsString>,
     /// Longest an HTTP fetch may take (also bounded by the attempt's deadline).
     pub http_timeout: Duration,
     /// Reconnect backoff: first delay and cap.
@@ -54,14 +69,11 @@ impl std::fmt::Debug for Config {
             .field("workdir", &self.workdir)
             .field("state_dir", &self.state_dir)
             .field("max_concurrency", &self.max_concurrency)
-            .field("max_output_bytes", &self.max_output_bytes)
+            .field("policy", &self.policy)
+            .field("adb", &self.adb)
             .finish_non_exhaustive()
     }
 }
-
-/// Results above this size are cut down so that the result frame stays under the protocol's
-/// frame limit with room for JSON escaping.
-pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 256 * 1024;
 
 impl Config {
     pub fn new(server: &str, name: &str, token: &str) -> Self {
@@ -73,7 +85,9 @@ impl Config {
             workdir: PathBuf::from("weft-work"),
             state_dir: PathBuf::from("weft-state"),
             max_concurrency: 4,
-            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+            policy: Policy::default(),
+            adb: None,
+            tool_path: None,
             http_timeout: Duration::from_secs(30),
             reconnect_min: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(30),
@@ -100,10 +114,20 @@ impl Config {
         if self.max_concurrency == 0 || self.max_concurrency > 1024 {
             return Err(Error::Config("max concurrency must be 1..=1024".into()));
         }
-        if self.max_output_bytes == 0 || self.max_output_bytes > 512 * 1024 {
-            return Err(Error::Config(
-                "max output bytes must be 1..=524288 (results must fit one 1 MiB frame)".into(),
-            ));
+        let max = self.policy.max_output_bytes;
+        if max == 0 || max > MAX_OUTPUT_BYTES_LIMIT {
+            return Err(Error::Config(format!(
+                "policy.max_output_bytes: {max} is not in 1..={MAX_OUTPUT_BYTES_LIMIT} (results \
+                 must fit one 1 MiB frame)"
+            )));
+        }
+        if let Some(adb) = &self.adb
+            && (adb.serial.trim().is_empty() || adb.serial.starts_with('-'))
+        {
+            return Err(Error::Config(format!(
+                "adb.serial `{}`: give the serial `adb devices` lists",
+                adb.serial
+            )));
         }
         self.check_state_dir()?;
         self.ws_url().map(|_| ())

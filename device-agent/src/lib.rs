@@ -1,7 +1,8 @@
 //! The weft device agent.
 //!
 //! An agent keeps one WebSocket open to its orchestrator, states who it is and what it can do,
-//! runs the attempts it is assigned with its local executors (`shell`, `fs`, `http`), and sends
+//! runs the attempts it is assigned with its local executors (`shell`, `fs`, `http`, and
+//! `phone` / `adb` where the machine has them) inside the owner's [`policy`], and sends
 //! their results back, keeping each in a durable [`outbox`] (files in its state dir) until the
 //! orchestrator acknowledges it, across reconnects and restarts. When the link drops it
 //! reconnects with jittered exponential backoff, for as long as it runs. When stopped it hands
@@ -9,6 +10,11 @@
 //!
 //! Architecture invariant: the agent makes no scheduling decisions. It runs what it is
 //! assigned, up to its own `max_concurrency`, inside its own workdir.
+//!
+//! Architecture invariant: the owner's policy is enforced on the device before any executor
+//! runs (`exec::vet`, called when an assignment arrives and again by `exec::run`), whatever the
+//! orchestrator asks; what only run time can tell (symlinks, DNS answers, redirects) is checked
+//! by the executors against the same policy.
 
 mod agent;
 mod backoff;
@@ -16,10 +22,15 @@ pub mod cli;
 mod config;
 mod exec;
 pub mod outbox;
+pub mod policy;
+pub mod profile;
+pub mod service;
+pub mod settings;
 
 pub use agent::platform;
 pub use backoff::Backoff;
-pub use config::{Config, DEFAULT_MAX_OUTPUT_BYTES};
+pub use config::{AdbConfig, Config};
+pub use policy::{DEFAULT_MAX_OUTPUT_BYTES, Policy};
 use tokio_util::sync::CancellationToken;
 use weft_protocol::ErrorInfo;
 

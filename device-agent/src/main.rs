@@ -16,8 +16,11 @@ async fn main() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    if let Err(e) = weft_agent::cli::run(cli.args).await {
-        eprintln!("weft-agent: {e:#}");
-        std::process::exit(2);
+    match weft_agent::cli::run(cli.args).await {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("weft-agent: {e:#}");
+            std::process::exit(2);
+        }
     }
 }

@@ -40,6 +40,61 @@ pub struct ServeOptions {
     pub hello_timeout: Duration,
     /// Grace period for in-flight work at shutdown.
     pub shutdown_grace: Duration,
+    /// Which planner turns request texts into graphs (rules by default).
+    pub planner: PlannerChoice,
+}
+
+/// Which planner the server uses.
+#[derive(Debug, Clone, Default)]
+pub enum PlannerChoice {
+    /// The offline rules planner (docs/rules-planner.md).
+    #[default]
+    Rules,
+    /// The LLM planner, which also revises running graphs after results.
+    Llm(Box<LlmOptions>),
+}
+
+/// Settings of the LLM planner. The API key inside is redacted in `Debug` and never stored.
+#[derive(Debug, Clone)]
+pub struct LlmOptions {
+    pub planner: weft_planner::llm::LlmPlannerConfig,
+    /// Revision rounds per request (0: never revise).
+    pub revise_rounds: u32,
+}
+
+impl LlmOptions {
+    /// Defaults for `base_url` and `model`: 2 repair rounds, 2000 bytes of output per task,
+    /// 3 revision rounds per request.
+    pub fn new(base_url: impl Into<String>, model: impl Into<String>) -> Self {
+        Self {
+            planner: weft_planner::llm::LlmPlannerConfig::new(
+                weft_planner::llm::ClientConfig::new(base_url, model),
+            ),
+            revise_rounds: 3,
+        }
+    }
+}
+
+impl PlannerChoice {
+    /// Revision rounds per request (0 for planners that do not revise).
+    pub fn revise_rounds(&self) -> u32 {
+        match self {
+            PlannerChoice::Rules => 0,
+            PlannerChoice::Llm(o) => o.revise_rounds,
+        }
+    }
+
+    /// Builds the planner (in replay mode this loads the cassette, so a missing file fails
+    /// here, before anything listens).
+    pub fn build(&self) -> Result<std::sync::Arc<dyn weft_planner::Planner>, crate::Error> {
+        Ok(match self {
+            PlannerChoice::Rules => std::sync::Arc::new(weft_planner::RulesPlanner::new()),
+            PlannerChoice::Llm(o) => std::sync::Arc::new(
+                weft_planner::llm::LlmPlanner::new(o.planner.clone())
+                    .map_err(|e| crate::Error::Config(e.to_string()))?,
+            ),
+        })
+    }
 }
 
 impl ServeOptions {
@@ -60,6 +115,7 @@ impl ServeOptions {
             tick: Duration::from_millis(100),
             hello_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
+            planner: PlannerChoice::Rules,
         }
     }
 

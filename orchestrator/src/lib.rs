@@ -8,13 +8,15 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod llm_log;
 pub mod metrics;
+pub mod reviser;
 pub mod server;
 pub mod store;
 pub mod token;
 pub mod ws;
 
-pub use config::ServeOptions;
+pub use config::{LlmOptions, PlannerChoice, ServeOptions};
 pub use error::{ApiError, Error};
 
 /// Milliseconds since the Unix epoch.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use weft_planner::{Planner, RulesPlanner};
+use weft_planner::Planner;
 
 use crate::api::{self, AppState};
 use crate::engine::Engine;
@@ -42,10 +42,24 @@ pub async fn start(
             ))
         })?,
     };
+    let planner: Arc<dyn Planner> = opts.planner.build()?;
     let store = Store::open(&opts.db).await?;
     let (engine, engine_join) =
         Engine::start(store.clone(), opts.clone(), shutdown.clone()).await?;
-    let planner: Arc<dyn Planner> = Arc::new(RulesPlanner::new());
+    // Revisions (LLM planner only) run beside the engine, never inside its loop.
+    let _reviser = crate::reviser::spawn(
+        engine.clone(),
+        store.clone(),
+        planner.clone(),
+        crate::reviser::ReviserOptions {
+            max_rounds: opts.planner.revise_rounds(),
+            defaults: crate::engine::TaskDefaults {
+                retry: opts.retry.clone(),
+                max_turns: opts.max_turns,
+            },
+        },
+        shutdown.clone(),
+    );
     let allowed: Vec<String> = opts.host_allowlist(addr);
     let state = AppState {
         engine,

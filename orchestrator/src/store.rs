@@ -39,7 +39,9 @@ pub struct DeviceRow {
     pub kind: String,
     pub token_hash: String,
     pub platform: Option<String>,
+    pub os_version: Option<String>,
     pub capabilities: Vec<String>,
+    pub tools: Vec<weft_protocol::ToolSpec>,
     pub max_concurrency: u32,
     pub created_at_ms: u64,
     pub last_seen_ms: Option<u64>,
@@ -328,10 +330,15 @@ impl Store {
         self.pool.close().await;
     }
 
+    /// The pool, for `llm_log` (which appends LLM calls, an audit log outside live state).
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     pub async fn load_devices(&self) -> Result<Vec<DeviceRow>, Error> {
         let rows = sqlx::query(
             "SELECT name, kind, token_hash, platform, capabilities, max_concurrency, \
-             created_at_ms, last_seen_ms, draining FROM devices ORDER BY name",
+             created_at_ms, last_seen_ms, draining, os_version, tools FROM devices ORDER BY name",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -343,6 +350,8 @@ impl Store {
                     token_hash: r.get("token_hash"),
                     platform: r.get("platform"),
                     capabilities: from_json(r.get::<&str, _>("capabilities"), "capabilities")?,
+                    os_version: r.get("os_version"),
+                    tools: from_json(r.get::<&str, _>("tools"), "tools")?,
                     max_concurrency: u32::try_from(r.get::<i64, _>("max_concurrency")).unwrap_or(1),
                     created_at_ms: ms(r.get("created_at_ms")),
                     last_seen_ms: r.get::<Option<i64>, _>("last_seen_ms").map(ms),
@@ -374,12 +383,14 @@ impl Store {
     pub async fn update_device_profile(&self, d: &DeviceRow) -> Result<(), Error> {
         sqlx::query(
             "UPDATE devices SET platform = ?, capabilities = ?, max_concurrency = ?, \
-             last_seen_ms = ? WHERE name = ?",
+             last_seen_ms = ?, os_version = ?, tools = ? WHERE name = ?",
         )
         .bind(&d.platform)
         .bind(to_json(&d.capabilities))
         .bind(i64::from(d.max_concurrency))
         .bind(d.last_seen_ms.map(db_ms))
+        .bind(&d.os_version)
+        .bind(to_json(&d.tools))
         .bind(d.name.as_str())
         .execute(&self.pool)
         .await?;
@@ -590,6 +601,7 @@ impl Store {
             tasks: Vec::new(),
             edges: Vec::new(),
             turns: parse_opt(r.get("turns"), "turns")?.unwrap_or_default(),
+            llm: crate::llm_log::usage(&self.pool, id).await?,
         };
 
         let attempts = sqlx::query(

@@ -27,7 +27,7 @@ pub struct ConnSettings {
 }
 
 enum Ctrl {
-    Frame(ServerMsg),
+    Frame(Box<ServerMsg>),
     Close(&'static str),
 }
 
@@ -101,6 +101,8 @@ pub async fn serve(mut socket: WebSocket, engine: Handle, settings: ConnSettings
                 capabilities,
                 max_concurrency,
                 held_attempts,
+                os_version,
+                tools,
             })) => {
                 break Hello {
                     protocol_version,
@@ -111,6 +113,8 @@ pub async fn serve(mut socket: WebSocket, engine: Handle, settings: ConnSettings
                     capabilities,
                     max_concurrency,
                     held_attempts,
+                    os_version,
+                    tools,
                 };
             }
             Ok(Some(_)) => {
@@ -175,7 +179,7 @@ pub async fn serve(mut socket: WebSocket, engine: Handle, settings: ConnSettings
                 tracing::warn!(device = %device, "no frame for 3 heartbeat intervals; closing");
                 let e = ErrorInfo::new("heartbeat_timeout", "no heartbeat received in time");
                 let _ = ctrl_tx
-                    .send(Ctrl::Frame(ServerMsg::Error { error: e }))
+                    .send(Ctrl::Frame(Box::new(ServerMsg::Error { error: e })))
                     .await;
                 let _ = ctrl_tx.send(Ctrl::Close("heartbeat timeout")).await;
                 graceful = true;
@@ -199,7 +203,7 @@ pub async fn serve(mut socket: WebSocket, engine: Handle, settings: ConnSettings
                 Metrics::inc(&engine.metrics.bad_frames_total);
                 tracing::warn!(device = %device, code = %e.code, "bad frame from agent; closing");
                 let _ = ctrl_tx
-                    .send(Ctrl::Frame(ServerMsg::Error { error: e }))
+                    .send(Ctrl::Frame(Box::new(ServerMsg::Error { error: e })))
                     .await;
                 let _ = ctrl_tx.send(Ctrl::Close("bad frame")).await;
                 graceful = true;

@@ -3,8 +3,8 @@
 /// What the rules planner reads, shown with every [`Error::Unplannable`].
 pub(crate) const GRAMMAR_HINT: &str = "The rules planner only reads: run \"CMD\", fetch URL, \
      write \"TEXT\" to PATH, write the result to PATH, read PATH, joined by \"and\", \",\" or \
-     \"then\", each optionally \"on DEVICE\". For free-form requests, configure an LLM planner \
-     (coming in a later release).";
+     \"then\", each optionally \"on DEVICE\". For free-form requests, start the server with \
+     --planner llm.";
 
 /// Why a request could not be planned, or why a plan is not acceptable.
 ///
@@ -49,6 +49,30 @@ pub enum Error {
     /// A plan breaks a structural rule (duplicate id, dangling edge, cycle, …).
     #[error("invalid plan: {0}")]
     InvalidPlan(String),
+
+    /// The LLM planner plans only for online devices, and none is.
+    #[error("no device is online; the LLM planner plans only for online devices")]
+    NoOnlineDevice,
+
+    /// The LLM endpoint could not be used; `code` is the client's (`llm_unreachable`,
+    /// `llm_timeout`, `llm_http_error`, `llm_bad_response`, `llm_cassette_miss`, …).
+    #[error("{message}")]
+    Llm { code: &'static str, message: String },
+
+    /// The model's plan was still refused after every repair round; `errors` are the last
+    /// answer's.
+    #[error(
+        "the LLM planner's answer was not a valid plan after {attempts} attempts: {}",
+        errors.join("; ")
+    )]
+    PlanInvalid { attempts: u32, errors: Vec<String> },
+
+    /// The model's revision was still unreadable after every repair round.
+    #[error(
+        "the LLM planner's revision was not valid after {attempts} attempts: {}",
+        errors.join("; ")
+    )]
+    RevisionInvalid { attempts: u32, errors: Vec<String> },
 }
 
 impl Error {
@@ -60,6 +84,10 @@ impl Error {
             Error::Unplannable { .. } => "unplannable",
             Error::UnknownDevice { .. } => "unknown_device",
             Error::InvalidPlan(_) => "invalid_plan",
+            Error::NoOnlineDevice => "no_online_device",
+            Error::Llm { code, .. } => code,
+            Error::PlanInvalid { .. } => "plan_invalid",
+            Error::RevisionInvalid { .. } => "revision_invalid",
         }
     }
 }
@@ -107,6 +135,19 @@ mod tests {
                 known: vec![],
             },
             Error::InvalidPlan("cycle".into()),
+            Error::NoOnlineDevice,
+            Error::Llm {
+                code: "llm_unreachable",
+                message: "cannot reach".into(),
+            },
+            Error::PlanInvalid {
+                attempts: 3,
+                errors: vec!["a".into(), "b".into()],
+            },
+            Error::RevisionInvalid {
+                attempts: 3,
+                errors: vec!["c".into()],
+            },
         ]
     }
 
@@ -125,7 +166,11 @@ mod tests {
                 "plan_too_large",
                 "unplannable",
                 "unknown_device",
-                "invalid_plan"
+                "invalid_plan",
+                "no_online_device",
+                "llm_unreachable",
+                "plan_invalid",
+                "revision_invalid",
             ]
         );
     }
@@ -154,6 +199,14 @@ mod tests {
                 limit: 4096,
             },
             "the plan has 5000 edges; the limit is 4096",
+        );
+        check(
+            Error::PlanInvalid {
+                attempts: 3,
+                errors: vec!["task t1: x".into(), "invalid plan: cycle".into()],
+            },
+            "the LLM planner's answer was not a valid plan after 3 attempts: task t1: x; \
+             invalid plan: cycle",
         );
         check(
             Error::Unplannable {

@@ -31,6 +31,9 @@ pub struct PlannedTask {
     pub target: Target,
     /// The capabilities a device needs to run this task.
     pub capabilities: Vec<String>,
+    /// Turn limit of each attempt, for executors that work in turns; the server's default when
+    /// `None`.
+    pub max_turns: Option<u32>,
 }
 
 /// A dependency: `to` waits for `from`.
@@ -301,6 +304,7 @@ mod tests {
                         action: None,
                         target: Target::Any,
                         capabilities: vec![],
+                        max_turns: None,
                     }
                 })
                 .collect(),

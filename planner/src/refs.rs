@@ -157,7 +157,9 @@ pub fn substitute(
         Some(Action::ReadFile { path }) => Some(Action::ReadFile {
             path: field("path", path, false)?,
         }),
-        Some(a @ Action::Steps { .. }) => Some(a.clone()),
+        Some(a @ (Action::Steps { .. } | Action::Phone { .. } | Action::Adb { .. })) => {
+            Some(a.clone())
+        }
     };
     Ok((instruction, action))
 }
@@ -194,7 +196,7 @@ fn action_fields(action: &Action) -> Vec<(&'static str, &str)> {
         Action::HttpGet { url } => vec![("url", url)],
         Action::WriteFile { path, content } => vec![("path", path), ("content", content)],
         Action::ReadFile { path } => vec![("path", path)],
-        Action::Steps { .. } => vec![],
+        Action::Steps { .. } | Action::Phone { .. } | Action::Adb { .. } => vec![],
     }
 }
 

@@ -20,7 +20,8 @@ use weft_protocol::{Action, EdgeKind, TaskId};
 use self::clause::Job;
 use self::split::Piece;
 use crate::{
-    DeviceInfo, Error, Limits, Plan, PlanFuture, PlannedEdge, PlannedTask, Planner, Target, refs,
+    DeviceInfo, Error, Limits, Plan, PlanFuture, PlanInput, PlannedEdge, PlannedTask, Planner,
+    Target, refs,
 };
 
 /// Device kinds understood after `on` even when no registered device has them yet.
@@ -73,8 +74,9 @@ impl Planner for RulesPlanner {
         "rules"
     }
 
-    fn plan<'a>(&'a self, text: &'a str, devices: &'a [DeviceInfo]) -> PlanFuture<'a> {
-        Box::pin(std::future::ready(self.plan_sync(text, devices)))
+    fn plan<'a>(&'a self, input: PlanInput<'a>) -> PlanFuture<'a> {
+        let devices: Vec<DeviceInfo> = input.devices.iter().map(|d| d.info.clone()).collect();
+        Box::pin(std::future::ready(self.plan_sync(input.text, &devices)))
     }
 }
 
@@ -247,6 +249,7 @@ fn task(
         capabilities: vec![action.capability().to_owned()],
         action: Some(action),
         target,
+        max_turns: None,
     })
 }
 
@@ -262,6 +265,8 @@ fn title(action: &Action) -> String {
         Action::WriteFile { path, .. } => format!("write {}", one_line(path)),
         Action::ReadFile { path } => format!("read {}", one_line(path)),
         Action::Steps { steps, .. } => format!("{steps} steps"),
+        Action::Phone { tool, .. } => format!("phone {tool}"),
+        Action::Adb { tool, .. } => format!("adb {tool}"),
     };
     truncate(&full, MAX_TITLE_CHARS)
 }

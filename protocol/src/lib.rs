@@ -15,7 +15,7 @@ pub mod wire;
 pub use ids::{AttemptId, DeviceName, RequestId, TaskId};
 pub use task::{
     Action, AttemptStatus, Condition, ConditionOp, ConditionSource, EdgeKind, ErrorInfo,
-    NON_RETRYABLE_CODES, RequestStatus, RetryPolicy, TaskOutput, TaskStatus,
+    NON_RETRYABLE_CODES, RequestStatus, RetryPolicy, TaskOutput, TaskStatus, ToolSpec,
 };
 pub use wire::{AgentMsg, ServerMsg};
 

@@ -54,6 +54,18 @@ pub struct RequestView {
     pub tasks: Vec<TaskView>,
     pub edges: Vec<EdgeView>,
     pub turns: TurnsView,
+    /// Calls to an LLM made for this request (planning and revisions) and their tokens; absent
+    /// when none were made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm: Option<LlmUsageView>,
+}
+
+/// What a request's calls to an LLM cost, as counted by the LLM server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+pub struct LlmUsageView {
+    pub calls: u32,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
 }
 
 /// A request's turn budget: the pool its turn-based tasks draw from.
@@ -232,7 +244,13 @@ pub struct DeviceView {
     pub kind: String,
     pub status: DeviceStatus,
     pub platform: Option<String>,
+    /// The OS version the agent stated in its last hello.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_version: Option<String>,
     pub capabilities: Vec<String>,
+    /// The tools of its tool executors (`phone`, `adb`), each with a JSON Schema for its args.
+    #[serde(default)]
+    pub tools: Vec<crate::task::ToolSpec>,
     pub max_concurrency: u32,
     /// Attempts running on the device now.
     pub running: u32,
@@ -382,6 +400,19 @@ mod tests {
         );
         assert_eq!(serde_json::from_value::<Event>(v).unwrap(), ev);
         assert_eq!(ev.kind.name(), "task_status");
+    }
+
+    #[test]
+    fn llm_usage_format() {
+        let u = LlmUsageView {
+            calls: 2,
+            prompt_tokens: 900,
+            completion_tokens: 120,
+        };
+        assert_eq!(
+            serde_json::to_value(u).unwrap(),
+            json!({"calls": 2, "prompt_tokens": 900, "completion_tokens": 120})
+        );
     }
 
     #[test]

@@ -24,6 +24,23 @@ pub enum Action {
         #[serde(default)]
         step_ms: u64,
     },
+    /// Use one of the phone's own tools (Termux:API on Android: `notification`,
+    /// `clipboard_set`, `battery_status`, …). The device lists the tools it has, with a JSON
+    /// Schema for each one's `args`, in its hello (`tools`).
+    Phone {
+        tool: String,
+        #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+        #[schema(value_type = Object)]
+        args: serde_json::Value,
+    },
+    /// Drive an Android device attached to the agent's machine over adb (`tap`, `type_text`,
+    /// `screenshot`, …); tools and their argument schemas as for `phone`.
+    Adb {
+        tool: String,
+        #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+        #[schema(value_type = Object)]
+        args: serde_json::Value,
+    },
 }
 
 impl Action {
@@ -34,6 +51,8 @@ impl Action {
             Action::HttpGet { .. } => "http",
             Action::WriteFile { .. } | Action::ReadFile { .. } => "fs",
             Action::Steps { .. } => "steps",
+            Action::Phone { .. } => "phone",
+            Action::Adb { .. } => "adb",
         }
     }
 
@@ -41,6 +60,21 @@ impl Action {
     pub fn uses_turns(&self) -> bool {
         matches!(self, Action::Steps { .. })
     }
+}
+
+/// A tool a device offers through a tool executor (`phone`, `adb`), as the planner sees it:
+/// an action `{"kind": executor, "tool": name, "args": {...}}` whose `args` match the JSON
+/// Schema `args`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ToolSpec {
+    /// The executor (and capability) that runs it: `phone` or `adb`.
+    pub executor: String,
+    pub name: String,
+    pub description: String,
+    /// A JSON Schema (draft 2020-12 subset: `type`, `properties`, `required`, `enum`) for `args`.
+    #[schema(value_type = Object)]
+    pub args: serde_json::Value,
 }
 
 /// The typed output of a task: a human summary and structured data.
@@ -428,6 +462,54 @@ mod tests {
             serde_json::from_value::<Action>(json!({"kind": "shell", "command": "x", "extra": 1}))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn tool_actions_round_trip() {
+        let check = |a: Action, v: serde_json::Value| {
+            assert_eq!(serde_json::to_value(&a).unwrap(), v);
+            assert_eq!(serde_json::from_value::<Action>(v).unwrap(), a);
+        };
+        check(
+            Action::Phone {
+                tool: "notification".into(),
+                args: json!({"title": "weft", "content": "done"}),
+            },
+            json!({"kind": "phone", "tool": "notification",
+                   "args": {"title": "weft", "content": "done"}}),
+        );
+        // `args` may be left out (a tool without arguments).
+        check(
+            Action::Phone {
+                tool: "battery_status".into(),
+                args: serde_json::Value::Null,
+            },
+            json!({"kind": "phone", "tool": "battery_status"}),
+        );
+        let tap = Action::Adb {
+            tool: "tap".into(),
+            args: json!({"x": 10, "y": 20}),
+        };
+        assert_eq!(tap.capability(), "adb");
+        check(
+            tap,
+            json!({"kind": "adb", "tool": "tap", "args": {"x": 10, "y": 20}}),
+        );
+        assert!(
+            serde_json::from_value::<Action>(json!({"kind": "adb", "tool": "tap", "x": 1}))
+                .is_err()
+        );
+        let spec = ToolSpec {
+            executor: "phone".into(),
+            name: "battery_status".into(),
+            description: "battery level".into(),
+            args: json!({"type": "object", "properties": {}}),
+        };
+        let v = json!({"executor": "phone", "name": "battery_status",
+                       "description": "battery level",
+                       "args": {"type": "object", "properties": {}}});
+        assert_eq!(serde_json::to_value(&spec).unwrap(), v);
+        assert_eq!(serde_json::from_value::<ToolSpec>(v).unwrap(), spec);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{AttemptId, DeviceName, RequestId, TaskId};
-use crate::task::{Action, ErrorInfo, TaskOutput};
+use crate::task::{Action, ErrorInfo, TaskOutput, ToolSpec};
 
 /// Messages from an agent to the orchestrator.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,6 +35,14 @@ pub enum AgentMsg {
         /// from before a reconnect.
         #[serde(default)]
         held_attempts: Vec<AttemptId>,
+        /// The operating system's version (`Debian GNU/Linux 13 (trixie); kernel 6.12.0`,
+        /// `macOS 15.1`, `Android 14`), when the agent can tell.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        os_version: Option<String>,
+        /// The tools of its tool executors (`phone`, `adb`) with a JSON Schema for each one's
+        /// arguments: what the planner may ask of this device beyond `shell`, `fs` and `http`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tools: Vec<ToolSpec>,
     },
     Heartbeat {},
     /// The agent has started the attempt.
@@ -161,10 +169,42 @@ mod tests {
                 capabilities: vec!["shell".into(), "fs".into()],
                 max_concurrency: 4,
                 held_attempts: vec!["a-1".into()],
+                os_version: None,
+                tools: vec![],
             },
             json!({"type": "hello", "protocol_version": 1, "device": "laptop", "token": "tok",
                    "kind": "laptop", "platform": "linux-x86_64", "capabilities": ["shell", "fs"],
                    "max_concurrency": 4, "held_attempts": ["a-1"]}),
+        );
+        // A phone's profile: its OS version and the tools it has, each with an argument schema.
+        check(
+            AgentMsg::Hello {
+                protocol_version: 1,
+                device: "pixel".into(),
+                token: "tok".into(),
+                kind: "phone".into(),
+                platform: "android-aarch64".into(),
+                capabilities: vec!["shell".into(), "phone".into()],
+                max_concurrency: 2,
+                held_attempts: vec![],
+                os_version: Some("Android 14".into()),
+                tools: vec![ToolSpec {
+                    executor: "phone".into(),
+                    name: "clipboard_set".into(),
+                    description: "set the clipboard".into(),
+                    args: json!({"type": "object", "properties": {"text": {"type": "string"}},
+                                 "required": ["text"]}),
+                }],
+            },
+            json!({"type": "hello", "protocol_version": 1, "device": "pixel", "token": "tok",
+                   "kind": "phone", "platform": "android-aarch64",
+                   "capabilities": ["shell", "phone"], "max_concurrency": 2,
+                   "held_attempts": [], "os_version": "Android 14",
+                   "tools": [{"executor": "phone", "name": "clipboard_set",
+                              "description": "set the clipboard",
+                              "args": {"type": "object",
+                                       "properties": {"text": {"type": "string"}},
+                                       "required": ["text"]}}]}),
         );
     }
 

@@ -1,47 +1,41 @@
-//! `fs`: read and write text files inside the agent's workdir, and nowhere else.
+//! `fs`: read and write text files inside the agent's workdir, and inside the extra roots the
+//! owner's policy names (`policy.fs.read` / `policy.fs.write`), nowhere else.
 //!
-//! A path must be relative and may not contain `..`; after symlinks are resolved it must still
-//! lie inside the workdir. Anything else is refused with `path_outside_workdir`, which is never
-//! worth retrying.
+//! A relative path is taken inside the workdir; an absolute one must lie inside a configured
+//! root (else `policy_denied`). `..` is never accepted, and after symlinks are resolved the
+//! path must still lie inside an allowed root; anything else is refused with
+//! `path_outside_workdir`. Neither is worth retrying.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
 use super::{Ctx, Outcome, capped_text, summary_of};
+use crate::policy::FsOp;
 
 fn outside(path: &str) -> Outcome {
     Outcome::failed(
         "path_outside_workdir",
-        format!("`{path}` is not a relative path inside the agent's workdir"),
+        format!("`{path}` resolves outside the agent's workdir and every allowed root"),
     )
 }
 
-/// The workdir-relative `path`, checked lexically (no absolute paths, no `..`).
-fn lexical(workdir: &Path, path: &str) -> Result<PathBuf, Outcome> {
-    let p = Path::new(path);
-    if path.trim().is_empty() || path.contains('\0') {
-        return Err(outside(path));
+/// Checks that `real` (a canonical path) is inside one of the canonical roots for `op`.
+async fn inside(op: FsOp, real: &Path, path: &str, ctx: &Ctx<'_>) -> Result<(), Outcome> {
+    for (i, root) in ctx.policy.fs_roots(op, ctx.workdir).iter().enumerate() {
+        match tokio::fs::canonicalize(root).await {
+            Ok(root) if real.starts_with(&root) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if i == 0 => {
+                return Err(Outcome::failed(
+                    "workdir_unavailable",
+                    format!("the workdir: {e}"),
+                ));
+            }
+            Err(_) => {}
+        }
     }
-    if !p
-        .components()
-        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
-    {
-        return Err(outside(path));
-    }
-    Ok(workdir.join(p))
-}
-
-/// Checks that `real` (a canonical path) is inside the canonical workdir.
-async fn inside(workdir: &Path, real: &Path, path: &str) -> Result<(), Outcome> {
-    let root = tokio::fs::canonicalize(workdir)
-        .await
-        .map_err(|e| Outcome::failed("workdir_unavailable", format!("the workdir: {e}")))?;
-    if real.starts_with(&root) {
-        Ok(())
-    } else {
-        Err(outside(path))
-    }
+    Err(outside(path))
 }
 
 fn io_error(what: &str, path: &str, e: &std::io::Error) -> Outcome {
@@ -51,6 +45,57 @@ fn io_error(what: &str, path: &str, e: &std::io::Error) -> Outcome {
         _ => "io_error",
     };
     Outcome::failed(code, format!("cannot {what} `{path}`: {e}"))
+}
+
+/// The lexical check of the policy, as an [`Outcome`].
+fn lexical(op: FsOp, path: &str, ctx: &Ctx<'_>) -> Result<PathBuf, Outcome> {
+    ctx.policy
+        .check_path(op, path, ctx.workdir)
+        .map_err(|r| super::failed(r.error()))
+}
+
+/// The real file `path` names, for reading: checked lexically, then after resolving symlinks.
+pub async fn resolve_read(path: &str, ctx: &Ctx<'_>) -> Result<PathBuf, Outcome> {
+    let target = lexical(FsOp::Read, path, ctx)?;
+    let real = tokio::fs::canonicalize(&target)
+        .await
+        .map_err(|e| io_error("read", path, &e))?;
+    inside(FsOp::Read, &real, path, ctx).await?;
+    Ok(real)
+}
+
+/// Where to write `path`: checked lexically, its directories created only after the deepest
+/// existing one is found inside an allowed root (so a symlinked directory cannot lead them
+/// elsewhere), and an existing symlink at the target checked too.
+pub async fn resolve_write(path: &str, ctx: &Ctx<'_>) -> Result<PathBuf, Outcome> {
+    let target = lexical(FsOp::Write, path, ctx)?;
+    let parent = target.parent().unwrap_or(ctx.workdir).to_path_buf();
+    tokio::fs::create_dir_all(ctx.workdir)
+        .await
+        .map_err(|e| io_error("create the workdir for", path, &e))?;
+    let mut existing = parent.clone();
+    while !existing.exists() {
+        match existing.parent() {
+            Some(p) => existing = p.to_path_buf(),
+            None => break,
+        }
+    }
+    let real = tokio::fs::canonicalize(&existing)
+        .await
+        .map_err(|e| io_error("resolve", path, &e))?;
+    inside(FsOp::Write, &real, path, ctx).await?;
+    tokio::fs::create_dir_all(&parent)
+        .await
+        .map_err(|e| io_error("create the directory of", path, &e))?;
+    if let Ok(meta) = tokio::fs::symlink_metadata(&target).await
+        && meta.file_type().is_symlink()
+    {
+        let real = tokio::fs::canonicalize(&target)
+            .await
+            .map_err(|_| outside(path))?;
+        inside(FsOp::Write, &real, path, ctx).await?;
+    }
+    Ok(target)
 }
 
 pub async fn write(path: &str, content: &str, ctx: &Ctx<'_>) -> Outcome {
@@ -64,41 +109,13 @@ async fn try_write(path: &str, content: &str, ctx: &Ctx<'_>) -> Result<Outcome, 
         return Err(Outcome::failed(
             "content_too_large",
             format!(
-                "{} bytes is above this agent's limit of {}",
+                "{} bytes is above this agent's limit of {} (policy.max_output_bytes)",
                 content.len(),
                 ctx.max_output_bytes
             ),
         ));
     }
-    let target = lexical(ctx.workdir, path)?;
-    let parent = target.parent().unwrap_or(ctx.workdir).to_path_buf();
-    tokio::fs::create_dir_all(ctx.workdir)
-        .await
-        .map_err(|e| io_error("create the workdir for", path, &e))?;
-    // Resolve the deepest existing ancestor first, so that a symlinked directory cannot lead
-    // the directories created below out of the workdir.
-    let mut existing = parent.clone();
-    while !existing.exists() {
-        match existing.parent() {
-            Some(p) => existing = p.to_path_buf(),
-            None => break,
-        }
-    }
-    let real = tokio::fs::canonicalize(&existing)
-        .await
-        .map_err(|e| io_error("resolve", path, &e))?;
-    inside(ctx.workdir, &real, path).await?;
-    tokio::fs::create_dir_all(&parent)
-        .await
-        .map_err(|e| io_error("create the directory of", path, &e))?;
-    if let Ok(meta) = tokio::fs::symlink_metadata(&target).await
-        && meta.file_type().is_symlink()
-    {
-        let real = tokio::fs::canonicalize(&target)
-            .await
-            .map_err(|_| outside(path))?;
-        inside(ctx.workdir, &real, path).await?;
-    }
+    let target = resolve_write(path, ctx).await?;
     tokio::fs::write(&target, content)
         .await
         .map_err(|e| io_error("write", path, &e))?;
@@ -115,11 +132,7 @@ pub async fn read(path: &str, ctx: &Ctx<'_>) -> Outcome {
 }
 
 async fn try_read(path: &str, ctx: &Ctx<'_>) -> Result<Outcome, Outcome> {
-    let target = lexical(ctx.workdir, path)?;
-    let real = tokio::fs::canonicalize(&target)
-        .await
-        .map_err(|e| io_error("read", path, &e))?;
-    inside(ctx.workdir, &real, path).await?;
+    let real = resolve_read(path, ctx).await?;
     let bytes = tokio::fs::read(&real)
         .await
         .map_err(|e| io_error("read", path, &e))?;
@@ -133,17 +146,15 @@ async fn try_read(path: &str, ctx: &Ctx<'_>) -> Result<Outcome, Outcome> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exec::TestEnv;
+    use crate::policy::Policy;
     use weft_protocol::wire::ResultStatus;
 
-    fn ctx<'a>(dir: &'a Path, http: &'a reqwest::Client) -> Ctx<'a> {
-        Ctx {
-            workdir: dir,
+    fn small() -> TestEnv {
+        TestEnv::with_policy(Policy {
             max_output_bytes: 64,
-            http,
-            http_timeout: std::time::Duration::from_secs(1),
-            progress: tokio::sync::mpsc::unbounded_channel().0,
-            max_turns: 1,
-        }
+            ..Policy::default()
+        })
     }
 
     fn code(o: &Outcome) -> &str {
@@ -153,8 +164,8 @@ mod tests {
     #[tokio::test]
     async fn writes_and_reads_inside_the_workdir() {
         let dir = tempfile::tempdir().unwrap();
-        let http = reqwest::Client::new();
-        let c = ctx(dir.path(), &http);
+        let env = small();
+        let c = env.ctx(dir.path());
         let w = write("notes/a.txt", "hello\nfile", &c).await;
         assert_eq!(w.status, ResultStatus::Succeeded, "{w:?}");
         assert_eq!(
@@ -177,9 +188,9 @@ mod tests {
         let work = dir.path().join("work");
         std::fs::create_dir_all(&work).unwrap();
         std::fs::write(dir.path().join("secret"), "s").unwrap();
-        let http = reqwest::Client::new();
-        let c = ctx(&work, &http);
-        for bad in ["../secret", "/etc/passwd", "a/../../secret", "", "  "] {
+        let env = small();
+        let c = env.ctx(&work);
+        for bad in ["../secret", "a/../../secret", "", "  "] {
             assert_eq!(code(&read(bad, &c).await), "path_outside_workdir", "{bad}");
             assert_eq!(
                 code(&write(bad, "x", &c).await),
@@ -187,6 +198,11 @@ mod tests {
                 "{bad}"
             );
         }
+        // An absolute path needs a root in the policy.
+        let r = read("/etc/passwd", &c).await;
+        assert_eq!(code(&r), "policy_denied");
+        assert!(r.error.unwrap().message.contains("policy.fs.read"));
+        assert_eq!(code(&write("/tmp/x", "x", &c).await), "policy_denied");
         #[cfg(unix)]
         {
             std::os::unix::fs::symlink(dir.path(), work.join("up")).unwrap();
@@ -202,6 +218,48 @@ mod tests {
             assert_eq!(
                 std::fs::read_to_string(dir.path().join("secret")).unwrap(),
                 "s"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn configured_roots_open_more_of_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().join("work");
+        let shared = dir.path().join("shared");
+        let out = dir.path().join("out");
+        for d in [&work, &shared, &out] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(shared.join("in.txt"), "shared text").unwrap();
+        let mut policy = Policy::default();
+        policy.fs.read = vec![shared.clone()];
+        policy.fs.write = vec![out.clone()];
+        let env = TestEnv::with_policy(policy);
+        let c = env.ctx(&work);
+        let p = |d: &Path, f: &str| d.join(f).display().to_string();
+        let r = read(&p(&shared, "in.txt"), &c).await;
+        assert_eq!(r.output.data["content"], "shared text", "{r:?}");
+        let w = write(&p(&out, "sub/o.txt"), "o", &c).await;
+        assert_eq!(w.status, ResultStatus::Succeeded, "{w:?}");
+        assert_eq!(
+            read(&p(&out, "sub/o.txt"), &c).await.output.data["content"],
+            "o"
+        );
+        // A read root is not writable.
+        let w = write(&p(&shared, "x.txt"), "x", &c).await;
+        assert!(w.error.unwrap().message.contains("policy.fs.write"));
+        // `..` out of a root is refused before anything is touched.
+        let r = read(&format!("{}/../work/x", shared.display()), &c).await;
+        assert_eq!(code(&r), "path_outside_workdir");
+        #[cfg(unix)]
+        {
+            // A symlink inside a root that leads out of every root.
+            std::os::unix::fs::symlink("/etc", shared.join("etc")).unwrap();
+            let r = read(&p(&shared, "etc/hostname"), &c).await;
+            assert!(
+                matches!(code(&r), "path_outside_workdir" | "not_found"),
+                "{r:?}"
             );
         }
     }

@@ -60,16 +60,11 @@ mod tests {
 
     async fn with_grants(steps: u32, max: u32, grants: Vec<u32>) -> (Outcome, Vec<u32>) {
         let dir = tempfile::tempdir().unwrap();
-        let http = reqwest::Client::new();
+        let env = crate::exec::TestEnv::new();
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let ctx = Ctx {
-            workdir: dir.path(),
-            max_output_bytes: 1024,
-            http: &http,
-            http_timeout: Duration::from_secs(1),
-            progress: tx,
-            max_turns: max,
-        };
+        let mut ctx = env.ctx(dir.path());
+        ctx.progress = tx;
+        ctx.max_turns = max;
         let answer = async move {
             let mut grants = grants.into_iter();
             let mut turns = Vec::new();

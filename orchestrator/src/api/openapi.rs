@@ -34,7 +34,7 @@ use weft_protocol::{
         CreateDevice, DeviceCreated, ErrorBody, ErrorInfo, Event, EventKind, Action, TaskOutput,
         TaskStatus, AttemptStatus, RequestStatus, EdgeKind, RetryPolicy, LateResult,
         EditBatch, EditOp, GraphSpec, TaskSpec, Condition, ConditionOp, ConditionSource,
-        weft_protocol::wire::ResultStatus,
+        weft_protocol::wire::ResultStatus, weft_protocol::rest::LlmUsageView,
     )),
     modifiers(&BearerAuth)
 )]

@@ -25,9 +25,39 @@ fn planner_error(e: weft_planner::Error) -> ApiError {
     let status = match e {
         weft_planner::Error::Empty => StatusCode::BAD_REQUEST,
         weft_planner::Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        // The LLM endpoint failed us: say which way, with the (credential-free) reason.
+        weft_planner::Error::Llm {
+            code: "llm_timeout",
+            ..
+        } => StatusCode::GATEWAY_TIMEOUT,
+        weft_planner::Error::Llm { .. } => StatusCode::BAD_GATEWAY,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     };
+    if status.is_server_error() {
+        tracing::warn!(code = e.code(), error = %e, "planning failed");
+    }
     ApiError::new(status, e.code(), e.to_string())
+}
+
+/// Plans `text` with the server's planner and checks the plan. LLM calls go to `calls`.
+async fn plan(
+    state: &AppState,
+    text: &str,
+    calls: &weft_planner::CallLog,
+) -> Result<weft_planner::Plan, ApiError> {
+    let devices = crate::reviser::device_profiles(state.engine.devices().await?);
+    let plan = state
+        .planner
+        .plan(weft_planner::PlanInput {
+            text,
+            devices: &devices,
+            calls,
+        })
+        .await
+        .map_err(planner_error)?;
+    plan.validate(&weft_planner::Limits::default())
+        .map_err(planner_error)?;
+    Ok(plan)
 }
 
 /// Submit a request: it is planned into a graph and starts running.
@@ -36,7 +66,9 @@ fn planner_error(e: weft_planner::Error) -> ApiError {
         (status = 201, description = "Planned and running", body = RequestView),
         (status = 400, description = "Malformed body or empty text", body = ErrorBody),
         (status = 413, description = "Text or plan too large", body = ErrorBody),
-        (status = 422, description = "Not plannable, or names an unknown device", body = ErrorBody),
+        (status = 422, description = "Not plannable, or names an unknown device; `plan_invalid`: the LLM planner's plan was still invalid after its repair rounds", body = ErrorBody),
+        (status = 502, description = "The LLM planner's endpoint failed: `llm_unreachable`, `llm_http_error`, `llm_bad_response`, `llm_cassette_miss`", body = ErrorBody),
+        (status = 504, description = "`llm_timeout`: the LLM planner's endpoint did not answer in time", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn submit(
@@ -60,24 +92,31 @@ pub async fn submit(
             ),
         ));
     }
+    // The LLM calls made while planning are stored whatever happens: with the request if one
+    // is created, else without one.
+    let calls = weft_planner::CallLog::default();
     let (planner, planned) = match body.graph {
         Some(graph) => ("given", Planned::Given(graph)),
-        None => {
-            let devices = state.engine.device_infos().await?;
-            let plan = state
-                .planner
-                .plan(text, &devices)
-                .await
-                .map_err(planner_error)?;
-            plan.validate(&weft_planner::Limits::default())
-                .map_err(planner_error)?;
-            (state.planner.name(), Planned::Plan(plan))
-        }
+        None => match plan(&state, text, &calls).await {
+            Ok(plan) => (state.planner.name(), Planned::Plan(plan)),
+            Err(e) => {
+                crate::llm_log::save(&state.store, None, calls.take()).await;
+                return Err(e);
+            }
+        },
     };
-    let id = state
+    let created = state
         .engine
         .create(text.to_owned(), planner, planned, body.turn_budget)
-        .await?;
+        .await;
+    let id = match created {
+        Ok(id) => id,
+        Err(e) => {
+            crate::llm_log::save(&state.store, None, calls.take()).await;
+            return Err(e);
+        }
+    };
+    crate::llm_log::save(&state.store, Some(&id), calls.take()).await;
     let view =
         state.store.request_view(&id).await?.ok_or_else(|| {
             ApiError::from(crate::Error::Corrupt(format!("request {id} vanished")))

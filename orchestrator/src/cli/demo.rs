@@ -53,8 +53,20 @@ fn spawn_agent(
     state_dir: &Path,
 ) -> anyhow::Result<Child> {
     let (exe, prefix) = agent_command()?;
+    // The phone fetches the orchestrator's own /healthz on 127.0.0.1, which the default policy
+    // refuses (loopback): the demo's agents allow loopback explicitly, in their config file.
+    let config = state_dir.with_extension("toml");
+    if let Some(dir) = config.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(
+        &config,
+        "[policy.http]\nallow_networks = [\"127.0.0.0/8\", \"::1\"]\n",
+    )?;
     Command::new(&exe)
         .args(prefix)
+        .arg("--config")
+        .arg(&config)
         .args(["--server", base, "--name", name, "--kind", kind])
         .arg("--workdir")
         .arg(workdir)

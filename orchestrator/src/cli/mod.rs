@@ -2,6 +2,8 @@
 
 mod client;
 mod demo;
+mod enroll;
+mod llm_args;
 pub mod render;
 
 use std::net::SocketAddr;
@@ -86,12 +88,16 @@ pub enum Cmd {
 
 #[derive(Debug, Subcommand)]
 pub enum DeviceCmd {
-    /// Register a device and print the command that starts its agent.
+    /// Register a device and print the one command that enrolls it (for phones also as a QR
+    /// code).
     Add {
         name: String,
         /// laptop, phone, server, or another plain word.
         #[arg(long)]
         kind: String,
+        /// Print the command as a QR code too (the default for `--kind phone`).
+        #[arg(long)]
+        qr: bool,
         #[command(flatten)]
         conn: ConnArgs,
     },
@@ -198,6 +204,9 @@ pub struct ServeArgs {
     /// (they resume after a restart), in seconds.
     #[arg(long, env = "WEFT_SHUTDOWN_GRACE_SECS", default_value_t = 5)]
     pub shutdown_grace_secs: u64,
+    /// The planner (`--planner rules|llm`) and the LLM's settings.
+    #[command(flatten)]
+    pub llm: llm_args::LlmArgs,
 }
 
 impl ServeArgs {
@@ -233,6 +242,7 @@ impl ServeArgs {
         o.retry
             .validate()
             .map_err(|e| anyhow::anyhow!("retry settings: {e}"))?;
+        o.planner = self.llm.choice()?;
         Ok(o)
     }
 }
@@ -362,17 +372,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Cmd::Device(DeviceCmd::Add { name, kind, conn }) => {
+        Cmd::Device(DeviceCmd::Add {
+            name,
+            kind,
+            qr,
+            conn,
+        }) => {
             let created = conn.client()?.add_device(&name, &kind).await?;
             println!(
                 "registered {} ({}). Its token is shown only now.",
                 created.name, created.kind
             );
-            println!("On the device, run:\n");
-            println!(
-                "  WEFT_DEVICE_TOKEN={} weft-agent --server {} --name {} --kind {}",
-                created.token, conn.server, created.name, created.kind
+            let line = enroll::agent_command(
+                &conn.server,
+                created.name.as_str(),
+                &created.kind,
+                &created.token,
             );
+            println!("On the device, run (it writes its config and starts it as a service):\n");
+            println!("  {line}\n");
+            if qr || created.kind == "phone" {
+                println!("or scan this into the phone (in Termux):\n");
+                println!("{}", enroll::qr_text(&line)?);
+            }
             Ok(0)
         }
         Cmd::Device(DeviceCmd::Drain { name, conn }) => {
@@ -388,10 +410,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             println!("{} takes work again", d.name);
             Ok(0)
         }
-        Cmd::Agent(args) => {
-            weft_agent::cli::run(args).await?;
-            Ok(0)
-        }
+        Cmd::Agent(args) => weft_agent::cli::run(args).await,
         Cmd::Demo(args) => Ok(if demo::run(args).await? { 0 } else { 1 }),
     }
 }

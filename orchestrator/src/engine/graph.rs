@@ -244,7 +244,7 @@ impl Graph {
                 status: TaskStatus::Pending,
                 retry: defaults.retry.clone(),
                 sched: TaskSched::default(),
-                max_turns: defaults.max_turns,
+                max_turns: t.max_turns.unwrap_or(defaults.max_turns).max(1),
                 output: None,
             })
             .collect();
@@ -603,6 +603,7 @@ pub(crate) mod tests {
                     action: None,
                     target: Target::Any,
                     capabilities: vec![],
+                    max_turns: None,
                 })
                 .collect(),
             edges: edges

@@ -43,6 +43,8 @@ pub struct Hello {
     pub capabilities: Vec<String>,
     pub max_concurrency: u32,
     pub held_attempts: Vec<AttemptId>,
+    pub os_version: Option<String>,
+    pub tools: Vec<weft_protocol::ToolSpec>,
 }
 
 /// A new request's graph: planned from its text, or given whole by the client.
@@ -115,6 +117,9 @@ pub(crate) enum Command {
 pub struct Handle {
     tx: mpsc::Sender<Command>,
     events: broadcast::Sender<Event>,
+    /// A device's view after it connected, disconnected, was drained or resumed, was
+    /// registered, or started or ended an attempt.
+    device_events: broadcast::Sender<DeviceView>,
     /// Counters the engine and the connection tasks update.
     pub metrics: Arc<Metrics>,
 }
@@ -234,5 +239,11 @@ impl Handle {
     /// falls between the two.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
+    }
+
+    /// Device views as they change (after the change is stored). Subscribe before reading
+    /// [`Handle::devices`] so that nothing falls between the two.
+    pub fn subscribe_devices(&self) -> broadcast::Receiver<DeviceView> {
+        self.device_events.subscribe()
     }
 }

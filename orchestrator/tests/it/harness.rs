@@ -125,6 +125,9 @@ impl Harness {
         // Outside the workdir, which the agent refuses.
         c.state_dir = self.dir.path().join("agent-state").join(name);
         c.max_concurrency = 4;
+        // The tests fetch the orchestrator's own URLs on 127.0.0.1, which the default policy
+        // refuses.
+        c.policy.allow_loopback_http();
         c
     }
 

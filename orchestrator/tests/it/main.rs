@@ -4,9 +4,11 @@
 mod auth;
 mod bad_input;
 mod e2e;
+mod enroll;
 mod faults;
 mod graph;
 mod harness;
+mod llm;
 mod outbox;
 mod processes;
 mod raw;

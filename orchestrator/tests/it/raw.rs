@@ -26,6 +26,8 @@ pub fn hello(name: &str, token: &str) -> AgentMsg {
         capabilities: vec!["shell".into(), "fs".into(), "http".into()],
         max_concurrency: 2,
         held_attempts: vec![],
+        os_version: None,
+        tools: vec![],
     }
 }
 

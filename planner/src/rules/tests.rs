@@ -39,6 +39,7 @@ fn render_action(action: Option<&Action>) -> String {
         Some(Action::WriteFile { path, content }) => format!("write {path} {content:?}"),
         Some(Action::ReadFile { path }) => format!("read {path}"),
         Some(Action::Steps { steps, .. }) => format!("steps {steps}"),
+        Some(Action::Phone { tool, .. } | Action::Adb { tool, .. }) => format!("tool {tool}"),
         None => "none".to_owned(),
     }
 }
@@ -404,7 +405,7 @@ fn unplannable_message_says_what_was_and_was_not_understood() {
              did not understand: \"make me a sandwich\"). {GRAMMAR_HINT}"
         )
     );
-    assert!(err.to_string().contains("LLM planner"));
+    assert!(err.to_string().contains("--planner llm"));
 }
 
 #[test]

@@ -52,7 +52,9 @@ impl Device {
                 (true, true) => DeviceStatus::Draining,
             },
             platform: self.row.platform.clone(),
+            os_version: self.row.os_version.clone(),
             capabilities: self.row.capabilities.clone(),
+            tools: self.row.tools.clone(),
             max_concurrency: self.row.max_concurrency,
             running: u32::try_from(self.running.len()).unwrap_or(u32::MAX),
             last_seen_ms: self.row.last_seen_ms,
@@ -109,6 +111,9 @@ pub struct Engine {
     requests: BTreeMap<RequestId, Request>,
     attempts: HashMap<AttemptId, Live>,
     events: broadcast::Sender<weft_protocol::rest::Event>,
+    /// Devices whose view changed during the current input; published once it is handled.
+    changed_devices: BTreeSet<DeviceName>,
+    device_events: broadcast::Sender<DeviceView>,
     next_conn: u64,
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
@@ -139,6 +144,7 @@ impl Engine {
         }
         let (tx, rx) = mpsc::channel(1024);
         let (events, _) = broadcast::channel(4096);
+        let (device_events, _) = broadcast::channel(256);
         let mut engine = Engine {
             store,
             opts,
@@ -146,6 +152,8 @@ impl Engine {
             requests: BTreeMap::new(),
             attempts: HashMap::new(),
             events: events.clone(),
+            changed_devices: BTreeSet::new(),
+            device_events: device_events.clone(),
             next_conn: 0,
             shutdown,
             drain_until: None,
@@ -158,6 +166,7 @@ impl Engine {
             Handle {
                 tx,
                 events,
+                device_events,
                 metrics,
             },
             join,
@@ -187,6 +196,7 @@ impl Engine {
                 self.shutdown.cancel();
                 break;
             }
+            self.publish_device_changes();
             if let Some(until) = self.drain_until {
                 let running = self
                     .attempts
@@ -294,7 +304,9 @@ impl Engine {
                         d.row.draining = draining;
                         tracing::info!(device = %name, draining, "device drain changed");
                         self.store.set_draining(&name, draining).await?;
-                        Ok(d.view())
+                        let view = d.view();
+                        self.device_changed(&name);
+                        Ok(view)
                     }
                 };
                 let _ = reply.send(res);
@@ -327,10 +339,27 @@ impl Engine {
                         }
                     }
                     self.store.touch_device(&device, now).await?;
+                    self.device_changed(&device);
                 }
             }
         }
         Ok(())
+    }
+
+    /// Notes that a device's view changed; it is broadcast once the current input is handled
+    /// (and so after its changes are stored).
+    fn device_changed(&mut self, name: &DeviceName) {
+        if self.device_events.receiver_count() > 0 {
+            self.changed_devices.insert(name.clone());
+        }
+    }
+
+    fn publish_device_changes(&mut self) {
+        for name in std::mem::take(&mut self.changed_devices) {
+            if let Some(d) = self.devices.get(&name) {
+                let _ = self.device_events.send(d.view());
+            }
+        }
     }
 
     /// Commits `batch` and broadcasts its events.
@@ -354,6 +383,7 @@ impl Engine {
         if let Some(d) = self.devices.get_mut(&live.device) {
             d.running.remove(id);
         }
+        self.device_changed(&live.device);
         if live.uses_turns
             && let Some(req) = self.requests.get_mut(&live.request)
         {
@@ -698,6 +728,7 @@ impl Engine {
         if let Some(d) = self.devices.get_mut(device) {
             d.running.insert(attempt_id.clone());
         }
+        self.device_changed(device);
         Metrics::inc(&self.metrics.attempts_dispatched_total);
         tracing::debug!(request = %rid, task = %tid, device = %device, attempt = %attempt_id, "dispatched");
         Some(assign)
@@ -715,6 +746,7 @@ impl Engine {
         if let Err(e) = tx.try_send(msg) {
             tracing::warn!(device = %device, error = %e, "outbound queue unusable; dropping connection");
             d.conn = None;
+            self.device_changed(device);
         }
     }
 
@@ -754,7 +786,9 @@ impl Engine {
             kind: kind.clone(),
             token_hash: token::hash(&tok),
             platform: None,
+            os_version: None,
             capabilities: Vec::new(),
+            tools: Vec::new(),
             max_concurrency: 1,
             created_at_ms: now_ms(),
             last_seen_ms: None,
@@ -767,6 +801,7 @@ impl Engine {
             )));
         }
         tracing::info!(device = %name, kind = %kind, "device registered");
+        self.device_changed(&name);
         self.devices.insert(
             name.clone(),
             Device {
@@ -819,6 +854,8 @@ impl Engine {
         let now = now_ms();
         dev.row.platform = Some(hello.platform.clone());
         dev.row.capabilities = hello.capabilities.clone();
+        dev.row.os_version.clone_from(&hello.os_version);
+        dev.row.tools.clone_from(&hello.tools);
         dev.row.max_concurrency = hello.max_concurrency.clamp(1, MAX_DEVICE_CONCURRENCY);
         dev.row.last_seen_ms = Some(now);
         dev.conn = Some((conn, outbound));
@@ -850,6 +887,7 @@ impl Engine {
             self.attempt_failed(&mut b, &id, AttemptStatus::Lost, err, None);
         }
         self.commit(b).await?;
+        self.device_changed(&hello.device);
         tracing::info!(device = %hello.device, platform = %hello.platform,
             capabilities = ?hello.capabilities, reattached = reattached.len(), "device connected");
         Ok(Ok((

@@ -1,0 +1,110 @@
+//! What `weft device add` prints: the one line that enrolls the device (its config file and
+//! token file, then the agent as a service), and for phones the same line as a QR code.
+
+use qrcode::QrCode;
+use qrcode::render::unicode::Dense1x2;
+
+/// `text` as one POSIX shell word: as it is when it is plainly safe, else single-quoted.
+fn sh_word(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:@%+=,".contains(c));
+    if plain {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+/// The command to run on the device: write the agent's config and token file, then install and
+/// start the agent as a service. The token is in the environment of `init` only (which writes
+/// it to a file readable by the user alone); the service never has it on its command line.
+pub fn agent_command(server: &str, name: &str, kind: &str, token: &str) -> String {
+    format!(
+        "WEFT_DEVICE_TOKEN={} weft-agent init --server {} --name {} --kind {} && weft-agent install-service",
+        sh_word(token),
+        sh_word(server),
+        sh_word(name),
+        sh_word(kind)
+    )
+}
+
+/// `text` as a QR code drawn with Unicode half blocks, two modules per character, with its
+/// quiet zone. Light modules are drawn as blocks (as `qrencode -t UTF8` does), which reads as
+/// a normal code on a terminal with light text on a dark background.
+pub fn qr_text(text: &str) -> anyhow::Result<String> {
+    let code = QrCode::new(text.as_bytes())?;
+    Ok(code
+        .render::<Dense1x2>()
+        .dark_color(Dense1x2::Light)
+        .light_color(Dense1x2::Dark)
+        .quiet_zone(true)
+        .build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads a QR code back from the text [`qr_text`] printed, the way a camera would see it
+    /// on a dark terminal: blocks light, spaces dark.
+    fn decode(printed: &str) -> String {
+        let rows: Vec<Vec<char>> = printed.lines().map(|l| l.chars().collect()).collect();
+        let width = rows.iter().map(Vec::len).max().unwrap();
+        // Each character holds two modules, top and bottom.
+        let mut modules = Vec::new();
+        for row in &rows {
+            let (mut top, mut bottom) = (Vec::new(), Vec::new());
+            for x in 0..width {
+                let (t, b) = match row.get(x).copied().unwrap_or(' ') {
+                    '█' => (true, true),
+                    '▀' => (true, false),
+                    '▄' => (false, true),
+                    ' ' => (false, false),
+                    other => panic!("unexpected character {other:?}"),
+                };
+                top.push(t);
+                bottom.push(b);
+            }
+            modules.push(top);
+            modules.push(bottom);
+        }
+        const SCALE: usize = 4;
+        let h = modules.len();
+        let mut img =
+            rqrr::PreparedImage::prepare_from_greyscale(width * SCALE, h * SCALE, |x, y| {
+                if modules[y / SCALE][x / SCALE] {
+                    255
+                } else {
+                    0
+                }
+            });
+        let grids = img.detect_grids();
+        assert_eq!(grids.len(), 1, "one QR code");
+        grids[0].decode().unwrap().1
+    }
+
+    #[test]
+    fn the_phone_qr_code_decodes_to_the_enrollment_command() {
+        let token = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let cmd = agent_command("http://weft.lan:7600", "pixel-7", "phone", token);
+        assert_eq!(
+            cmd,
+            format!(
+                "WEFT_DEVICE_TOKEN={token} weft-agent init --server http://weft.lan:7600 \
+                 --name pixel-7 --kind phone && weft-agent install-service"
+            )
+        );
+        let printed = qr_text(&cmd).unwrap();
+        assert!(printed.lines().count() > 10);
+        assert_eq!(decode(&printed), cmd);
+    }
+
+    #[test]
+    fn odd_values_are_quoted_for_the_shell() {
+        let cmd = agent_command("http://h:1/a b", "n", "laptop", "t'ok");
+        assert!(cmd.contains("--server 'http://h:1/a b'"), "{cmd}");
+        assert!(cmd.starts_with(r"WEFT_DEVICE_TOKEN='t'\''ok' "), "{cmd}");
+    }
+}
