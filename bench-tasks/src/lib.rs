@@ -6,7 +6,9 @@
 //!   orchestrator's memory and CPU as read from `/proc`. See BENCHMARKS.md at the repository root.
 //! - `benches/hot_paths.rs` holds micro-benchmarks (divan) of frame encode/decode and planning.
 //!
-//! The cross-device benchmark suite (task data files, simulated devices, checkers) will live in
-//! this crate too; it arrives with its own issue.
+//! - [`suite`] is the engine of the `weft-bench` binary: the cross-device task suite
+//!   (`tasks/`), five simulated devices run as real agent processes, checkers on their final
+//!   state, and the report. See docs/bench.md.
 
 pub mod load;
+pub mod suite;

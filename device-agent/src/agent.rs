@@ -29,7 +29,7 @@ use weft_protocol::{
 };
 
 use crate::backoff::Backoff;
-use crate::exec::{self, Ctx, ExecEvent, Outcome, Toolbox};
+use crate::exec::{self, Ctx, ExecEvent, Outcome, Toolbox, Work};
 use crate::outbox::Outbox;
 use crate::{Config, Error};
 
@@ -450,7 +450,9 @@ impl Agent {
             ServerMsg::Assign {
                 attempt_id,
                 task_id,
+                instruction,
                 action,
+                inputs,
                 deadline_ms,
                 max_turns,
                 ..
@@ -462,10 +464,20 @@ impl Agent {
                     tracing::info!(attempt = %attempt_id, task = %task_id, code = %error.code, "rejected an assignment");
                     return Some(AgentMsg::Reject { attempt_id, error });
                 }
-                if let Some(action) = action {
-                    tracing::info!(attempt = %attempt_id, task = %task_id, kind = action.capability(), "running");
-                    self.start(attempt_id.clone(), action, deadline_ms, max_turns);
-                }
+                let work = match action {
+                    Some(action) => {
+                        tracing::info!(attempt = %attempt_id, task = %task_id, kind = action.capability(), "running");
+                        Work::Action(action)
+                    }
+                    None => {
+                        tracing::info!(attempt = %attempt_id, task = %task_id, kind = "llm", max_turns, "running");
+                        Work::Instruction {
+                            instruction,
+                            inputs,
+                        }
+                    }
+                };
+                self.start(attempt_id.clone(), work, deadline_ms, max_turns);
                 Some(AgentMsg::Accept { attempt_id })
             }
             ServerMsg::Cancel { attempt_id, reason } => {
@@ -515,13 +527,6 @@ impl Agent {
                 format!("already running {} attempts", self.running.len()),
             ));
         }
-        let Some(action) = action else {
-            return Err(ErrorInfo::new(
-                "no_executor",
-                "this agent runs explicit actions only (shell, fs, http); free-form \
-                 instructions need an LLM executor",
-            ));
-        };
         // The owner's policy and the action's own checks, before anything runs.
         let (progress, _) = mpsc::unbounded_channel();
         let ctx = Ctx {
@@ -534,11 +539,15 @@ impl Agent {
             progress,
             max_turns: 1,
         };
-        exec::vet(action, &self.capabilities, &ctx)
+        match action {
+            Some(action) => exec::vet(action, &self.capabilities, &ctx),
+            // No action: the LLM executor, if this device has one (else `no_executor`).
+            None => exec::llm::vet(&self.capabilities, &ctx),
+        }
     }
 
     /// Starts an attempt as its own task; it reports through `reports`.
-    fn start(&mut self, attempt: AttemptId, action: Action, deadline_ms: u64, max_turns: u32) {
+    fn start(&mut self, attempt: AttemptId, work: Work, deadline_ms: u64, max_turns: u32) {
         let cancel = CancellationToken::new();
         self.running.insert(attempt.clone(), cancel.clone());
         let reports = self.reports_tx.clone();
@@ -565,7 +574,7 @@ impl Agent {
                 progress,
                 max_turns,
             };
-            let run = exec::run(&action, &capabilities, &ctx);
+            let run = exec::run_work(&work, &capabilities, &ctx);
             let forward = async {
                 while let Some(ev) = progress_rx.recv().await {
                     let _ = reports.send(report(&attempt, ev));

@@ -57,6 +57,25 @@ pub struct Args {
     /// Also offer the test executors (`steps`, which works in turns like an LLM loop).
     #[arg(long, env = "WEFT_TEST_EXECUTORS", global = true)]
     pub test_executors: bool,
+    /// The API root of this device's own model, any OpenAI-compatible chat-completions
+    /// endpoint (e.g. http://localhost:11434/v1). With --llm-model, the device runs tasks that
+    /// have an instruction and no action (capability `llm`).
+    #[arg(long, env = "WEFT_AGENT_LLM_BASE_URL", global = true)]
+    pub llm_base_url: Option<String>,
+    /// The model of this device's LLM executor, e.g. llama3.1.
+    #[arg(long, env = "WEFT_AGENT_LLM_MODEL", global = true)]
+    pub llm_model: Option<String>,
+    /// A file holding the LLM endpoint's API key (else WEFT_AGENT_LLM_API_KEY; there is no
+    /// flag for the key itself).
+    #[arg(long, env = "WEFT_AGENT_LLM_API_KEY_FILE", global = true)]
+    pub llm_api_key_file: Option<PathBuf>,
+    /// Simulate this benchmark device profile (windows-laptop, mac-laptop, linux-server,
+    /// android-phone, edge-box): offer the `sim` executor (docs/sim.md).
+    #[arg(long, env = "WEFT_SIM_PROFILE", global = true)]
+    pub sim_profile: Option<String>,
+    /// Seed of the simulated profile's modelled times and transient failures [default: 0].
+    #[arg(long, env = "WEFT_SIM_SEED", global = true)]
+    pub sim_seed: Option<u64>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -117,6 +136,15 @@ impl Args {
             state_dir: self.state_dir.clone(),
             max_concurrency: self.max_concurrency,
             test_executors: self.test_executors,
+            llm_base_url: self.llm_base_url.clone(),
+            llm_model: self.llm_model.clone(),
+            llm_api_key_file: self.llm_api_key_file.clone(),
+            // From the environment only, so it is never on a command line.
+            llm_api_key: std::env::var("WEFT_AGENT_LLM_API_KEY")
+                .ok()
+                .map(weft_planner::llm::Secret::new),
+            sim_profile: self.sim_profile.clone(),
+            sim_seed: self.sim_seed,
         }
     }
 

@@ -56,6 +56,12 @@ pub struct Config {
     pub stop_grace: Duration,
     /// Offer the test executors (`steps`), for exercising turn budgets.
     pub test_executors: bool,
+    /// The device's own model (`[llm]`): with it the device offers the `llm` executor and runs
+    /// tasks that have an instruction and no action; without it, it rejects them
+    /// (`no_executor`).
+    pub llm: Option<crate::LlmConfig>,
+    /// Offer the `sim` executor with this simulated device profile (`[sim]`, `--sim-profile`).
+    pub sim: Option<crate::sim::SimConfig>,
 }
 
 impl std::fmt::Debug for Config {
@@ -71,6 +77,8 @@ impl std::fmt::Debug for Config {
             .field("max_concurrency", &self.max_concurrency)
             .field("policy", &self.policy)
             .field("adb", &self.adb)
+            // The API key inside is a `Secret`, printed `[redacted]`.
+            .field("llm", &self.llm)
             .finish_non_exhaustive()
     }
 }
@@ -94,6 +102,8 @@ impl Config {
             connect_timeout: Duration::from_secs(10),
             stop_grace: Duration::from_secs(5),
             test_executors: false,
+            llm: None,
+            sim: None,
         }
     }
 
@@ -128,6 +138,12 @@ impl Config {
                 "adb.serial `{}`: give the serial `adb devices` lists",
                 adb.serial
             )));
+        }
+        if let Some(llm) = &self.llm {
+            llm.check().map_err(Error::Config)?;
+        }
+        if let Some(sim) = &self.sim {
+            sim.validate().map_err(Error::Config)?;
         }
         self.check_state_dir()?;
         self.ws_url().map(|_| ())

@@ -2,11 +2,13 @@
 //!
 //! An agent keeps one WebSocket open to its orchestrator, states who it is and what it can do,
 //! runs the attempts it is assigned with its local executors (`shell`, `fs`, `http`, and
-//! `phone` / `adb` where the machine has them) inside the owner's [`policy`], and sends
-//! their results back, keeping each in a durable [`outbox`] (files in its state dir) until the
-//! orchestrator acknowledges it, across reconnects and restarts. When the link drops it
-//! reconnects with jittered exponential backoff, for as long as it runs. When stopped it hands
-//! its running attempts back (`failed`, code `agent_stopping`) before it closes the connection.
+//! `phone` / `adb` where the machine has them; `llm` for tasks with no action, when it has
+//! `[llm]` settings: the device's own model calling those executors as tools) inside the
+//! owner's [`policy`], and sends their results back, keeping each in a durable [`outbox`]
+//! (files in its state dir) until the orchestrator acknowledges it, across reconnects and
+//! restarts. When the link drops it reconnects with jittered exponential backoff, for as long as
+//! it runs. When stopped it hands its running attempts back (`failed`, code `agent_stopping`)
+//! before it closes the connection.
 //!
 //! Architecture invariant: the agent makes no scheduling decisions. It runs what it is
 //! assigned, up to its own `max_concurrency`, inside its own workdir.
@@ -30,6 +32,9 @@ pub mod settings;
 pub use agent::platform;
 pub use backoff::Backoff;
 pub use config::{AdbConfig, Config};
+pub use exec::llm::LlmConfig;
+/// The `sim` executor: profiles, the state file and its types (for benchmark runners).
+pub use exec::sim;
 pub use policy::{DEFAULT_MAX_OUTPUT_BYTES, Policy};
 use tokio_util::sync::CancellationToken;
 use weft_protocol::ErrorInfo;

@@ -30,7 +30,7 @@ pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 256 * 1024;
 pub const MAX_OUTPUT_BYTES_LIMIT: usize = 512 * 1024;
 
 /// Every executor this agent knows, by capability name.
-pub const EXECUTORS: [&str; 6] = ["shell", "fs", "http", "phone", "adb", "steps"];
+pub const EXECUTORS: [&str; 8] = ["shell", "fs", "http", "phone", "adb", "steps", "sim", "llm"];
 
 /// Phone tools that are off unless the owner names them in `policy.phone.tools`.
 pub const PHONE_TOOLS_OFF_BY_DEFAULT: [&str; 1] = ["location"];

@@ -13,9 +13,11 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
-use crate::Config;
+use weft_planner::llm::Secret;
+
 use crate::config::AdbConfig;
 use crate::policy::{EXECUTORS, Glob, Policy};
+use crate::{Config, LlmConfig};
 
 /// The config file's name inside the config dir.
 pub const CONFIG_FILE: &str = "agent.toml";
@@ -94,6 +96,32 @@ pub struct FileConfig {
     #[serde(default)]
     pub policy: PolicyFile,
     pub adb: Option<AdbFile>,
+    pub llm: Option<LlmFile>,
+    pub sim: Option<SimFile>,
+}
+
+/// `[sim]`: a simulated device profile for benchmarks (the `sim` executor, docs/sim.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimFile {
+    pub profile: Option<String>,
+    pub seed: Option<u64>,
+    pub latency_scale: Option<f64>,
+    pub fail_rate: Option<f64>,
+}
+
+/// `[llm]`: the device's own model, for tasks that have an instruction and no action.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmFile {
+    pub base_url: Option<String>,
+    pub model: Option<String>,
+    /// The file holding the API key; there is no key for the key itself.
+    pub api_key_file: Option<PathBuf>,
+    pub timeout_secs: Option<u64>,
+    pub max_retries: Option<u32>,
+    pub input_bytes: Option<usize>,
+    pub tool_output_bytes: Option<usize>,
 }
 
 /// `[policy]`.
@@ -185,7 +213,16 @@ impl Loaded {
         {
             *p = resolve(p, &base);
         }
+        if let Some(key) = file.llm.as_mut().and_then(|l| l.api_key_file.as_mut()) {
+            *key = resolve(key, &base);
+        }
         let policy = build_policy(&file.policy, &base).map_err(at)?;
+        if let Some(sim) = &file.sim {
+            sim_config(None, None, Some(sim))
+                .map(|c| c.validate())
+                .transpose()
+                .map_err(at)?;
+        }
         Ok(Self { path, file, policy })
     }
 
@@ -316,6 +353,18 @@ pub struct Overrides {
     pub state_dir: Option<PathBuf>,
     pub max_concurrency: Option<u32>,
     pub test_executors: bool,
+    /// `--llm-base-url` / `WEFT_AGENT_LLM_BASE_URL`.
+    pub llm_base_url: Option<String>,
+    /// `--llm-model` / `WEFT_AGENT_LLM_MODEL`.
+    pub llm_model: Option<String>,
+    /// `--llm-api-key-file` / `WEFT_AGENT_LLM_API_KEY_FILE`.
+    pub llm_api_key_file: Option<PathBuf>,
+    /// `WEFT_AGENT_LLM_API_KEY` (environment only: never a flag). `Debug` redacts it.
+    pub llm_api_key: Option<Secret>,
+    /// `--sim-profile` / `WEFT_SIM_PROFILE`.
+    pub sim_profile: Option<String>,
+    /// `--sim-seed` / `WEFT_SIM_SEED`.
+    pub sim_seed: Option<u64>,
 }
 
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7600";
@@ -348,6 +397,12 @@ pub fn config_without_token(o: &Overrides, file: Option<&Loaded>) -> Config {
         .or_else(|| f.and_then(|f| f.max_concurrency))
         .unwrap_or(4);
     c.test_executors = o.test_executors;
+    c.llm = llm_config(o, f.and_then(|f| f.llm.as_ref()));
+    c.sim = sim_config(
+        o.sim_profile.as_deref(),
+        o.sim_seed,
+        f.and_then(|f| f.sim.as_ref()),
+    );
     if let Some(l) = file {
         c.policy = l.policy.clone();
         c.adb = l.file.adb.as_ref().map(|a| AdbConfig {
@@ -360,6 +415,57 @@ pub fn config_without_token(o: &Overrides, file: Option<&Loaded>) -> Config {
         });
     }
     c
+}
+
+/// The device's LLM settings without the API key, if flags, the environment or an `[llm]`
+/// section say anything about them (a half-given setting is then refused by validation, rather
+/// than silently leaving the device without its executor).
+fn llm_config(o: &Overrides, f: Option<&LlmFile>) -> Option<LlmConfig> {
+    if f.is_none()
+        && o.llm_base_url.is_none()
+        && o.llm_model.is_none()
+        && o.llm_api_key_file.is_none()
+    {
+        return None;
+    }
+    let none = LlmFile::default();
+    let f = f.unwrap_or(&none);
+    let base_url = o.llm_base_url.clone().or_else(|| f.base_url.clone());
+    let model = o.llm_model.clone().or_else(|| f.model.clone());
+    let mut l = LlmConfig::new(base_url.unwrap_or_default(), model.unwrap_or_default());
+    if let Some(s) = f.timeout_secs {
+        l.client.timeout = Duration::from_secs(s);
+    }
+    if let Some(n) = f.max_retries {
+        l.client.max_retries = n;
+    }
+    if let Some(n) = f.input_bytes {
+        l.input_bytes = n;
+    }
+    if let Some(n) = f.tool_output_bytes {
+        l.tool_output_bytes = n;
+    }
+    Some(l)
+}
+
+/// The `sim` executor's settings, if a profile is named by a flag or `[sim]`.
+fn sim_config(
+    profile: Option<&str>,
+    seed: Option<u64>,
+    f: Option<&SimFile>,
+) -> Option<crate::sim::SimConfig> {
+    let profile = profile.or_else(|| f.and_then(|f| f.profile.as_deref()))?;
+    let mut c = crate::sim::SimConfig::new(profile);
+    if let Some(seed) = seed.or_else(|| f.and_then(|f| f.seed)) {
+        c.seed = seed;
+    }
+    if let Some(s) = f.and_then(|f| f.latency_scale) {
+        c.latency_scale = s;
+    }
+    if let Some(r) = f.and_then(|f| f.fail_rate) {
+        c.fail_rate = r;
+    }
+    Some(c)
 }
 
 /// The full configuration to run with: [`config_without_token`] plus the token (flag or
@@ -395,6 +501,29 @@ pub fn config(o: &Overrides, file: Option<&Loaded>) -> anyhow::Result<Config> {
             where_()
         ),
     };
+    if let Some(llm) = &mut c.llm {
+        let key_file = o.llm_api_key_file.clone().or_else(|| {
+            file.and_then(|l| l.file.llm.as_ref())
+                .and_then(|l| l.api_key_file.clone())
+        });
+        let key = match (&o.llm_api_key, key_file) {
+            (Some(k), _) => Some(k.expose().trim().to_owned()),
+            (None, Some(f)) => Some(
+                std::fs::read_to_string(&f)
+                    .with_context(|| {
+                        format!(
+                            "cannot read the LLM API key file {}{}",
+                            f.display(),
+                            where_()
+                        )
+                    })?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, None) => None,
+        };
+        llm.client.api_key = key.filter(|k| !k.is_empty()).map(Secret::new);
+    }
     c.validate()
         .map_err(|e| anyhow::anyhow!("{e}{}", where_()))?;
     Ok(c)
@@ -457,6 +586,18 @@ max_concurrency = {max_concurrency}
 # [adb]
 # serial = "emulator-5554"   # as `adb devices` lists it
 # path = "adb"               # the adb program, if it is not on PATH
+
+# The device's own model (any OpenAI-compatible chat-completions endpoint: Ollama, vLLM,
+# llama.cpp, OpenAI, ...). With it the device runs tasks that have an instruction and no action,
+# calling its own tools (within the policy below); without it, it refuses them.
+# [llm]
+# base_url = "http://localhost:11434/v1"
+# model = "llama3.1"
+# api_key_file = "llm-key"     # a file holding the API key, if the endpoint needs one
+# timeout_secs = 120           # one model call
+# max_retries = 3              # after a connection failure, 429 or 5xx
+# input_bytes = 8000           # of each upstream task's output shown to the model
+# tool_output_bytes = 4000     # of each tool result returned to the model
 
 # The owner's policy: what this device does, whatever the orchestrator asks. A refusal ends
 # the task with `policy_denied` and names the rule. Patterns are globs: * is any text, ? one

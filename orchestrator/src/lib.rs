@@ -14,6 +14,7 @@ pub mod reviser;
 pub mod server;
 pub mod store;
 pub mod token;
+pub mod web;
 pub mod ws;
 
 pub use config::{LlmOptions, PlannerChoice, ServeOptions};

@@ -72,6 +72,7 @@ pub async fn start(
             heartbeat_interval: opts.heartbeat_interval,
         },
         shutdown: shutdown.clone(),
+        web: crate::web::Web::default(),
     };
     let app = api::router(state);
     tracing::info!(%addr, db = %opts.db, "weft orchestrator listening");

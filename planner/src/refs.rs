@@ -115,7 +115,61 @@ pub fn task_references(
             scan_field(text, shell).map_err(|e| format!("in the action's `{field}`: {e}"))?;
         all.extend(found.into_iter().map(|f| f.reference));
     }
+    if let Some(Action::Sim { args, .. }) = action {
+        let mut strings = Vec::new();
+        sim_strings(args, "args".to_owned(), &mut strings);
+        for (field, text) in strings {
+            let found =
+                scan_field(text, false).map_err(|e| format!("in the action's `{field}`: {e}"))?;
+            all.extend(found.into_iter().map(|f| f.reference));
+        }
+    }
     Ok(all)
+}
+
+/// The string values inside a `sim` action's `args`, each named by its place (`args.body`,
+/// `args.to.0`): the fields that may hold references.
+fn sim_strings<'a>(value: &'a Value, at: String, out: &mut Vec<(String, &'a str)>) {
+    match value {
+        Value::String(s) => out.push((at, s)),
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                sim_strings(v, format!("{at}.{i}"), out);
+            }
+        }
+        Value::Object(map) => {
+            for (k, v) in map {
+                sim_strings(v, format!("{at}.{k}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `value` with the references in its strings filled in (never shell-quoted).
+fn fill_json(
+    value: &Value,
+    at: &str,
+    outputs: &BTreeMap<TaskId, TaskOutput>,
+) -> Result<Value, String> {
+    Ok(match value {
+        Value::String(s) => Value::String(
+            fill(s, outputs, false).map_err(|e| format!("in the action's `{at}`: {e}"))?,
+        ),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| fill_json(v, &format!("{at}.{i}"), outputs))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), fill_json(v, &format!("{at}.{k}"), outputs)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        other => other.clone(),
+    })
 }
 
 /// Substitutes references at dispatch time, given the outputs of the task's upstream tasks.
@@ -157,6 +211,10 @@ pub fn substitute(
         Some(Action::ReadFile { path }) => Some(Action::ReadFile {
             path: field("path", path, false)?,
         }),
+        Some(Action::Sim { op, args }) => Some(Action::Sim {
+            op: op.clone(),
+            args: fill_json(args, "args", outputs)?,
+        }),
         Some(a @ (Action::Steps { .. } | Action::Phone { .. } | Action::Adb { .. })) => {
             Some(a.clone())
         }
@@ -196,7 +254,9 @@ fn action_fields(action: &Action) -> Vec<(&'static str, &str)> {
         Action::HttpGet { url } => vec![("url", url)],
         Action::WriteFile { path, content } => vec![("path", path), ("content", content)],
         Action::ReadFile { path } => vec![("path", path)],
-        Action::Steps { .. } | Action::Phone { .. } | Action::Adb { .. } => vec![],
+        Action::Steps { .. } | Action::Phone { .. } | Action::Adb { .. } | Action::Sim { .. } => {
+            vec![]
+        }
     }
 }
 
@@ -898,6 +958,40 @@ mod tests {
             }),
             r#"no refs }} at all | Some(Shell { command: "echo '}}'" })"#,
         );
+    }
+
+    #[test]
+    fn sim_args_get_values_in_every_string() {
+        let sim = Action::Sim {
+            op: "mail.send".into(),
+            args: json!({"to": ["ana@example.com", "{{t2.output.status}}"], "n": 3,
+                         "body": "got {{t1.output.exit_code}}"}),
+        };
+        assert_eq!(
+            task_references("", Some(&sim)).map(|r| r.len()),
+            Ok(2),
+            "references in nested strings are found"
+        );
+        let (_, a) = substitute("", Some(&sim), &upstream()).unwrap();
+        assert_eq!(
+            a,
+            Some(Action::Sim {
+                op: "mail.send".into(),
+                args: json!({"to": ["ana@example.com", "200"], "n": 3, "body": "got 0"}),
+            })
+        );
+        let bad = Action::Sim {
+            op: "note.create".into(),
+            args: json!({"note": {"body": "{{t1.outpt}}"}}),
+        };
+        let e = task_references("", Some(&bad)).unwrap_err();
+        assert!(e.starts_with("in the action's `args.note.body`: "), "{e}");
+        let missing = Action::Sim {
+            op: "note.create".into(),
+            args: json!({"body": "{{t3.output}}"}),
+        };
+        let e = substitute("", Some(&missing), &upstream()).unwrap_err();
+        assert!(e.starts_with("in the action's `args.body`: "), "{e}");
     }
 
     #[test]

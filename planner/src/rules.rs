@@ -267,6 +267,7 @@ fn title(action: &Action) -> String {
         Action::Steps { steps, .. } => format!("{steps} steps"),
         Action::Phone { tool, .. } => format!("phone {tool}"),
         Action::Adb { tool, .. } => format!("adb {tool}"),
+        Action::Sim { op, .. } => format!("sim {op}"),
     };
     truncate(&full, MAX_TITLE_CHARS)
 }

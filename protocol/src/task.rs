@@ -41,6 +41,16 @@ pub enum Action {
         #[schema(value_type = Object)]
         args: serde_json::Value,
     },
+    /// An operation on the device's simulated apps (files, notes, mail, calendar, clipboard,
+    /// apps, key-value data, …), used by the benchmark suite. Agents offer it (capability
+    /// `sim`) only when started with a simulated device profile (`--sim-profile`). The ops and
+    /// their `args` are listed in docs/sim.md; string values in `args` may hold references.
+    Sim {
+        op: String,
+        #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+        #[schema(value_type = Object)]
+        args: serde_json::Value,
+    },
 }
 
 impl Action {
@@ -53,6 +63,7 @@ impl Action {
             Action::Steps { .. } => "steps",
             Action::Phone { .. } => "phone",
             Action::Adb { .. } => "adb",
+            Action::Sim { .. } => "sim",
         }
     }
 
@@ -510,6 +521,41 @@ mod tests {
                        "args": {"type": "object", "properties": {}}});
         assert_eq!(serde_json::to_value(&spec).unwrap(), v);
         assert_eq!(serde_json::from_value::<ToolSpec>(v).unwrap(), spec);
+    }
+
+    #[test]
+    fn sim_action_round_trips() {
+        let a = Action::Sim {
+            op: "mail.send".into(),
+            args: json!({"to": "ana@example.com", "subject": "hi", "body": "{{t1.output}}"}),
+        };
+        let v = json!({"kind": "sim", "op": "mail.send",
+                       "args": {"to": "ana@example.com", "subject": "hi", "body": "{{t1.output}}"}});
+        assert_eq!(serde_json::to_value(&a).unwrap(), v);
+        assert_eq!(serde_json::from_value::<Action>(v).unwrap(), a);
+        assert_eq!(a.capability(), "sim");
+        assert!(!a.uses_turns());
+        // `args` may be left out.
+        let bare = json!({"kind": "sim", "op": "clipboard.get"});
+        assert_eq!(
+            serde_json::from_value::<Action>(bare.clone()).unwrap(),
+            Action::Sim {
+                op: "clipboard.get".into(),
+                args: serde_json::Value::Null
+            }
+        );
+        assert_eq!(
+            serde_json::to_value(Action::Sim {
+                op: "clipboard.get".into(),
+                args: serde_json::Value::Null
+            })
+            .unwrap(),
+            bare
+        );
+        assert!(
+            serde_json::from_value::<Action>(json!({"kind": "sim", "op": "x", "tool": "y"}))
+                .is_err()
+        );
     }
 
     #[test]

@@ -352,6 +352,38 @@ mod tests {
         );
     }
 
+    /// An instruction-only task (docs/protocol.md): no `action`, run by the device's LLM
+    /// executor.
+    #[test]
+    fn instruction_only_assign() {
+        let inputs = BTreeMap::from([(
+            TaskId::from("t2"),
+            TaskOutput {
+                summary: "200".into(),
+                data: json!({"status": 200, "body": "...", "truncated": false}),
+            },
+        )]);
+        check(
+            ServerMsg::Assign {
+                attempt_id: "a-2".into(),
+                request_id: "r-1".into(),
+                task_id: "t3".into(),
+                title: "summarise the logs".into(),
+                instruction: "summarise the errors in the logs t2 fetched".into(),
+                action: None,
+                inputs,
+                deadline_ms: 1_700_000_000_000,
+                max_turns: 20,
+            },
+            json!({"type": "assign", "attempt_id": "a-2", "request_id": "r-1", "task_id": "t3",
+                   "title": "summarise the logs",
+                   "instruction": "summarise the errors in the logs t2 fetched",
+                   "inputs": {"t2": {"summary": "200",
+                                     "data": {"status": 200, "body": "...", "truncated": false}}},
+                   "deadline_ms": 1_700_000_000_000u64, "max_turns": 20}),
+        );
+    }
+
     #[test]
     fn refuses_unknown_fields_and_types() {
         assert!(serde_json::from_str::<AgentMsg>(r#"{"type":"heartbeat","x":1}"#).is_err());

@@ -10,7 +10,9 @@
 pub(crate) mod adb;
 pub(crate) mod fs;
 pub(crate) mod http;
+pub(crate) mod llm;
 pub(crate) mod shell;
+pub mod sim;
 mod steps;
 pub(crate) mod termux;
 
@@ -104,6 +106,10 @@ pub struct Toolbox {
     pub phone: termux::Termux,
     /// adb and the device it drives, if configured and adb was found.
     pub adb: Option<adb::Adb>,
+    /// The simulated apps of a benchmark device profile, if configured (`[sim]`).
+    pub sim: Option<sim::Sim>,
+    /// The device's own model (the `llm` executor), if the config has `[llm]` settings.
+    pub llm: Option<std::sync::Arc<llm::Llm>>,
 }
 
 impl Toolbox {
@@ -130,7 +136,24 @@ impl Toolbox {
                 serial: a.serial.clone(),
             })
         });
-        Self { phone, adb }
+        let llm = config.llm.as_ref().and_then(|c| match llm::Llm::new(c) {
+            Ok(l) => Some(std::sync::Arc::new(l)),
+            Err(e) => {
+                tracing::warn!(error = %e, "the LLM settings cannot work; the llm executor is off");
+                None
+            }
+        });
+        let sim = config.sim.as_ref().and_then(|s| {
+            sim::Sim::new(s.clone(), &config.state_dir)
+                .inspect_err(|e| tracing::warn!(error = %e, "the sim executor is off"))
+                .ok()
+        });
+        Self {
+            phone,
+            adb,
+            llm,
+            sim,
+        }
     }
 }
 
@@ -163,8 +186,14 @@ pub fn capabilities(config: &Config, tools: &Toolbox) -> Vec<String> {
     if tools.adb.is_some() {
         caps.push("adb");
     }
+    if tools.llm.is_some() {
+        caps.push(llm::CAPABILITY);
+    }
     if config.test_executors {
         caps.push("steps");
+    }
+    if tools.sim.is_some() {
+        caps.push("sim");
     }
     caps.into_iter()
         .filter(|c| config.policy.check_executor(c).is_ok())
@@ -185,6 +214,9 @@ pub fn tool_specs(config: &Config, tools: &Toolbox) -> Vec<ToolSpec> {
                 .into_iter()
                 .filter(|s| policy.check_tool("phone", &s.name).is_ok()),
         );
+    }
+    if tools.sim.is_some() && policy.check_executor("sim").is_ok() {
+        specs.extend(sim::specs());
     }
     if tools.adb.is_some() && policy.check_executor("adb").is_ok() {
         specs.extend(
@@ -236,6 +268,13 @@ pub fn vet(action: &Action, capabilities: &[String], ctx: &Ctx<'_>) -> Result<()
             adb::vet(tool, args, ctx).map(drop)
         }
         Action::Steps { .. } => Ok(()),
+        Action::Sim { op, args } => match &ctx.tools.sim {
+            Some(sim) => sim.vet(op, args, ctx),
+            None => Err(ErrorInfo::new(
+                "unsupported_action",
+                "this device has no simulated profile",
+            )),
+        },
     }
 }
 
@@ -252,6 +291,29 @@ pub async fn run(action: &Action, capabilities: &[String], ctx: &Ctx<'_>) -> Out
         Action::Steps { steps, step_ms } => steps::run(*steps, *step_ms, ctx).await,
         Action::Phone { tool, args } => termux::run(tool, args, ctx).await,
         Action::Adb { tool, args } => adb::run(tool, args, ctx).await,
+        Action::Sim { op, args } => sim::run(op, args, ctx).await,
+    }
+}
+
+/// What an attempt runs: an explicit action, or (a task with no action) its instruction,
+/// carried out by the LLM executor, whose tool calls go through [`run`] like any action.
+#[derive(Debug, Clone)]
+pub enum Work {
+    Action(Action),
+    Instruction {
+        instruction: String,
+        inputs: std::collections::BTreeMap<weft_protocol::TaskId, TaskOutput>,
+    },
+}
+
+/// Runs an attempt's work to its end: [`run`] for an action, [`llm::run`] for an instruction.
+pub async fn run_work(work: &Work, capabilities: &[String], ctx: &Ctx<'_>) -> Outcome {
+    match work {
+        Work::Action(action) => run(action, capabilities, ctx).await,
+        Work::Instruction {
+            instruction,
+            inputs,
+        } => llm::run(instruction, inputs, capabilities, ctx).await,
     }
 }
 

@@ -1,8 +1,10 @@
 //! The REST API and the agent WebSocket route, on one axum router.
 //!
 //! Every route checks the `Host` header against the server's own addresses (DNS rebinding);
-//! every route except `/healthz` and the agent endpoint (which authenticates with its device
-//! token in the `hello`) needs `Authorization: Bearer <api token>`.
+//! every route except `/healthz`, the agent endpoint (which authenticates with its device
+//! token in the `hello`) and the web view's page routes (`crate::web`) needs
+//! `Authorization: Bearer <api token>`, or the web view's session cookie (with CSRF checks on
+//! state-changing calls, see `crate::web::session`).
 
 mod devices;
 mod extract;
@@ -41,6 +43,8 @@ pub struct AppState {
     pub allowed_hosts: Arc<[String]>,
     pub conn: ConnSettings,
     pub shutdown: CancellationToken,
+    /// The web view's sessions and layout cache.
+    pub web: crate::web::Web,
 }
 
 /// Builds the whole router.
@@ -64,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/devices/{name}/resume", post(devices::resume))
         .route("/openapi.json", get(openapi::serve))
         .route("/metrics", get(metrics))
+        .merge(crate::web::api_routes())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_api_token,
@@ -72,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route(weft_protocol::AGENT_WS_PATH, get(agent_ws))
         .merge(authed)
+        .merge(crate::web::page_routes())
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn_with_state(state.clone(), check_host))
@@ -133,16 +139,33 @@ async fn check_host(State(state): State<AppState>, req: Request, next: Next) -> 
     }
 }
 
-async fn require_api_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+async fn require_api_token(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.strip_prefix("Bearer "));
-    match presented {
-        Some(t) if token::matches(t.trim(), &state.api_token_hash) => next.run(req).await,
-        Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "bad_api_token", "wrong API token")
-            .into_response(),
+    let auth = match presented {
+        Some(t) if token::matches(t.trim(), &state.api_token_hash) => {
+            Some(Ok(crate::web::Auth::ApiToken))
+        }
+        Some(_) => Some(Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_api_token",
+            "wrong API token",
+        ))),
+        None => state.web.sessions.authenticate(req.method(), req.headers()),
+    };
+    match auth {
+        Some(Ok(auth)) => {
+            req.extensions_mut().insert(auth);
+            next.run(req).await
+        }
+        Some(Err(e)) => e.into_response(),
         None => ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing_api_token",

@@ -55,5 +55,5 @@ impl Modify for BearerAuth {
 }
 
 pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+    Json(ApiDoc::openapi().merge_from(crate::web::WebApiDoc::openapi()))
 }

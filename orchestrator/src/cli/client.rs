@@ -160,6 +160,18 @@ impl Client {
         Self::decode(resp).await
     }
 
+    /// A one-time login link to the web view (`POST /v1/ui/login-links`).
+    pub async fn login_link(&self) -> anyhow::Result<crate::web::LoginLink> {
+        let resp = self
+            .http
+            .post(self.url("/v1/ui/login-links"))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| self.send_err(e))?;
+        Self::decode(resp).await
+    }
+
     /// Follows a request's event stream, calling `on_event` for each event, until the stream
     /// ends (after the request's final status).
     pub async fn follow(&self, id: &str, mut on_event: impl FnMut(&Event)) -> anyhow::Result<()> {

@@ -4,6 +4,7 @@ mod client;
 mod demo;
 mod enroll;
 mod llm_args;
+mod open;
 pub mod render;
 
 use std::net::SocketAddr;
@@ -84,6 +85,14 @@ pub enum Cmd {
     Agent(weft_agent::cli::Args),
     /// Run the whole loop on this machine: orchestrator, three agents, one request.
     Demo(DemoArgs),
+    /// Print a one-time login link to the web view, and open it in a browser when possible.
+    Open {
+        /// Only print the link.
+        #[arg(long)]
+        no_browser: bool,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -412,5 +421,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Cmd::Agent(args) => weft_agent::cli::run(args).await,
         Cmd::Demo(args) => Ok(if demo::run(args).await? { 0 } else { 1 }),
+        Cmd::Open { no_browser, conn } => {
+            open::run(&conn.client()?, &conn.server, no_browser).await
+        }
     }
 }

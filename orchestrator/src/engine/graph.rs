@@ -71,11 +71,14 @@ impl Task {
     /// A new, pending task from its spec.
     pub fn from_spec(spec: &TaskSpec, position: u32, defaults: &TaskDefaults) -> Self {
         let mut capabilities = spec.capabilities.clone();
-        if let Some(a) = &spec.action {
-            let cap = a.capability().to_owned();
-            if !capabilities.contains(&cap) {
-                capabilities.push(cap);
-            }
+        // An explicit action needs its executor; an instruction alone needs a device model.
+        let cap = spec
+            .action
+            .as_ref()
+            .map_or("llm", Action::capability)
+            .to_owned();
+        if !capabilities.contains(&cap) {
+            capabilities.push(cap);
         }
         let title = if spec.title.trim().is_empty() {
             default_title(&spec.instruction)

@@ -151,7 +151,11 @@ impl Sessions {
 
     /// Authenticates a request by its session cookie. `None`: the request has no session
     /// cookie (the caller answers as for a missing API token).
-    pub fn authenticate(&self, method: &Method, headers: &HeaderMap) -> Option<Result<Auth, ApiError>> {
+    pub fn authenticate(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Option<Result<Auth, ApiError>> {
         let id = session_cookie(headers)?;
         let Some(csrf) = self.csrf(id, now_ms()) else {
             return Some(Err(ApiError::new(
@@ -261,8 +265,14 @@ mod tests {
         assert!(s.csrf(&session.id, 1_001 + millis(SESSION_TTL)).is_none());
 
         let (late, expires) = s.create_link(5_000);
-        assert!(s.redeem(&late, expires).is_none(), "expired links do not work");
-        assert!(s.redeem(&late, 5_001).is_none(), "and are used up by the attempt");
+        assert!(
+            s.redeem(&late, expires).is_none(),
+            "expired links do not work"
+        );
+        assert!(
+            s.redeem(&late, 5_001).is_none(),
+            "and are used up by the attempt"
+        );
     }
 
     #[test]
@@ -272,7 +282,10 @@ mod tests {
             .map(|i| s.create_link(1_000 + i as u64).0)
             .collect();
         assert!(s.lock().links.len() <= MAX_LINKS);
-        assert!(s.redeem(&links[0], 2_000).is_none(), "the oldest link was dropped");
+        assert!(
+            s.redeem(&links[0], 2_000).is_none(),
+            "the oldest link was dropped"
+        );
         assert!(s.redeem(&links[MAX_LINKS + 4], 2_000).is_some());
         for i in 0..MAX_SESSIONS + 5 {
             let (l, _) = s.create_link(3_000);

@@ -40,6 +40,7 @@ fn render_action(action: Option<&Action>) -> String {
         Some(Action::ReadFile { path }) => format!("read {path}"),
         Some(Action::Steps { steps, .. }) => format!("steps {steps}"),
         Some(Action::Phone { tool, .. } | Action::Adb { tool, .. }) => format!("tool {tool}"),
+        Some(Action::Sim { op, .. }) => format!("sim {op}"),
         None => "none".to_owned(),
     }
 }

@@ -1,0 +1,1378 @@
+//! Everyday categories: file sync and backup, report assembly, phone notifications and
+//! messages, calendar and reminders, photo and document hand-off.
+
+// The families are tables of tuples, one row per task, read row by row.
+#![allow(clippy::type_complexity)]
+
+use serde_json::json;
+use weft_protocol::ConditionOp;
+
+use super::*;
+
+/// Copies each file from `src` to `dst` under `prefix`: reads in parallel, each write after
+/// its read. Returns the write task ids.
+fn copy_files(
+    b: &mut B,
+    src: &str,
+    dst: &str,
+    files: &[(&str, &str)],
+    prefix: &str,
+) -> Vec<String> {
+    let reads: Vec<String> = files
+        .iter()
+        .map(|(path, content)| {
+            b.file(src, path, content);
+            b.sim(
+                src,
+                &format!("read {path} on the {src}"),
+                "file.read",
+                json!({"path": path}),
+            )
+        })
+        .collect();
+    files
+        .iter()
+        .zip(&reads)
+        .map(|((path, _), r)| {
+            let to = format!("{prefix}{path}");
+            let w = b.sim(
+                dst,
+                &format!("save {path} as {to} on the {dst}"),
+                "file.write",
+                json!({"path": to, "content": format!("{{{{{r}.output}}}}")}),
+            );
+            b.after(r, &w);
+            w
+        })
+        .collect()
+}
+
+/// The rules text for the same copies: reads joined by "and", then writes of each read.
+fn copy_rules(src: &str, dst: &str, files: &[(&str, &str)], prefix: &str) -> String {
+    let reads: Vec<String> = files
+        .iter()
+        .map(|(p, _)| format!("on {src} read {p}"))
+        .collect();
+    let writes: Vec<String> = files
+        .iter()
+        .enumerate()
+        .map(|(i, (p, _))| {
+            format!(
+                "on {dst} write \"{{{{t{}.output}}}}\" to {prefix}{p}",
+                i + 1
+            )
+        })
+        .collect();
+    format!("{} then {}", reads.join(" and "), writes.join(" and "))
+}
+
+pub fn file_sync() -> Vec<TaskFile> {
+    let c = "file-sync";
+    let mut out = Vec::new();
+    // A: back files up from a laptop to the server, optionally telling the phone.
+    let backups: [(&str, &str, &str, &[(&str, &str)], bool); 5] = [
+        (
+            "sync-01",
+            M,
+            "my thesis introduction",
+            &[(
+                "thesis/ch1-introduction.md",
+                "# 1 Introduction\n\nAgents that span laptops, phones and servers need one plan.\nThis chapter states the problem and the three research questions.\n",
+            )],
+            false,
+        ),
+        (
+            "sync-02",
+            W,
+            "the budget files",
+            &[
+                (
+                    "finance/budget-2026.csv",
+                    "month,rent,food,travel\njan,1200,410,95\nfeb,1200,388,240\n",
+                ),
+                (
+                    "finance/invoices-q1.txt",
+                    "INV-1041 Northwind 2300 EUR paid\nINV-1042 Contoso 870 EUR open\n",
+                ),
+            ],
+            true,
+        ),
+        (
+            "sync-03",
+            M,
+            "the three recipes",
+            &[
+                (
+                    "recipes/shakshuka.md",
+                    "Shakshuka: 6 eggs, 800 g tomatoes, 1 onion, cumin, paprika.\n",
+                ),
+                (
+                    "recipes/dal.md",
+                    "Red lentil dal: 250 g lentils, coconut milk, ginger, turmeric.\n",
+                ),
+                (
+                    "recipes/focaccia.md",
+                    "Focaccia: 500 g flour, 400 ml water, 10 g salt, olive oil, rosemary.\n",
+                ),
+            ],
+            false,
+        ),
+        (
+            "sync-04",
+            M,
+            "my lecture notes",
+            &[
+                (
+                    "lectures/week-07-consensus.md",
+                    "Week 7: Raft elects a leader per term; logs are replicated by the leader.\n",
+                ),
+                (
+                    "lectures/week-08-crdts.md",
+                    "Week 8: CRDTs merge without coordination; G-counters only grow.\n",
+                ),
+            ],
+            true,
+        ),
+        (
+            "sync-05",
+            W,
+            "the signed contracts",
+            &[
+                (
+                    "contracts/acme-2026.txt",
+                    "Contract ACME-2026: support hours 9-17 CET, renewal 2027-01-01.\n",
+                ),
+                (
+                    "contracts/globex-nda.txt",
+                    "NDA Globex: mutual, 3 years, signed 2026-02-11.\n",
+                ),
+                (
+                    "contracts/initech-sow.txt",
+                    "SOW Initech: migration of 14 services, fixed price 48k.\n",
+                ),
+            ],
+            false,
+        ),
+    ];
+    for (id, src, what, files, notify) in backups {
+        let prefix = format!("backup/{src}/");
+        let paths: Vec<&str> = files.iter().map(|(p, _)| *p).collect();
+        let request = format!(
+            "Back up {what} ({}) from my {} to the Linux server, under backup/{src}/{}.",
+            paths.join(", "),
+            src.replace('-', " "),
+            if notify {
+                ", and let me know on my phone when the backup is done"
+            } else {
+                ""
+            }
+        );
+        let mut b = B::new(c, id, &format!("Back up {what} to the server"), &request);
+        let writes = copy_files(&mut b, src, S, files, &prefix);
+        for (p, content) in files.iter() {
+            b.check(file_eq(S, &format!("{prefix}{p}"), content));
+        }
+        if notify {
+            let n = b.sim(
+                P,
+                "tell the phone the backup is done",
+                "notify",
+                json!({"title": "Backup done", "body": format!("{} files from the {src} are on the server", files.len())}),
+            );
+            b.after_all(&writes, &n);
+            b.check(notification(
+                P,
+                &["Backup done", &format!("{} files", files.len())],
+            ));
+            b.unsupported(NO_APPS);
+        } else {
+            b.rules(&copy_rules(src, S, files, &prefix));
+        }
+        out.push(b.done());
+    }
+    // B: two-way sync between the laptops.
+    let pairs: [(&str, (&str, &str), (&str, &str)); 2] = [
+        (
+            "sync-06",
+            (
+                "shared/agenda.md",
+                "Agenda 2026-03-04\n1. Q1 numbers\n2. Hiring\n3. Offsite venue\n",
+            ),
+            (
+                "shared/action-items.md",
+                "- Ana: send Q1 deck by Friday\n- Ben: book the venue\n",
+            ),
+        ),
+        (
+            "sync-07",
+            (
+                "site/index.html",
+                "<html><body><h1>Studio Lumen</h1><p>Now booking spring shoots.</p></body></html>\n",
+            ),
+            (
+                "site/style.css",
+                "body { font-family: Georgia; }\nh1 { color: #2b4c7e; }\n",
+            ),
+        ),
+    ];
+    for (id, (wpath, wtext), (mpath, mtext)) in pairs {
+        let mut b = B::new(
+            c,
+            id,
+            "Sync a folder between the two laptops",
+            &format!(
+                "Make both laptops have the same files: copy {wpath} from the Windows laptop to \
+                 the Mac and {mpath} from the Mac to the Windows laptop."
+            ),
+        );
+        b.file(W, wpath, wtext).file(M, mpath, mtext);
+        let r1 = b.sim(
+            W,
+            &format!("read {wpath} on the Windows laptop"),
+            "file.read",
+            json!({"path": wpath}),
+        );
+        let r2 = b.sim(
+            M,
+            &format!("read {mpath} on the Mac"),
+            "file.read",
+            json!({"path": mpath}),
+        );
+        let w1 = b.sim(
+            M,
+            &format!("save {wpath} on the Mac"),
+            "file.write",
+            json!({"path": wpath, "content": "{{t1.output}}"}),
+        );
+        let w2 = b.sim(
+            W,
+            &format!("save {mpath} on the Windows laptop"),
+            "file.write",
+            json!({"path": mpath, "content": "{{t2.output}}"}),
+        );
+        b.after(&r1, &w1).after(&r2, &w2);
+        b.rules(&format!(
+            "on {W} read {wpath} and on {M} read {mpath} then on {M} write \"{{{{t1.output}}}}\" to {wpath} and on {W} write \"{{{{t2.output}}}}\" to {mpath}"
+        ));
+        for d in [W, M] {
+            b.check(file_eq(d, wpath, wtext));
+            b.check(file_eq(d, mpath, mtext));
+        }
+        out.push(b.done());
+    }
+    // C: back up a folder and write a manifest of what is on the server.
+    let manifests: [(&str, &str, &str, &[(&str, &str)]); 2] = [
+        (
+            "sync-08",
+            M,
+            "design",
+            &[
+                (
+                    "design/logo.svg",
+                    "<svg viewBox=\"0 0 10 10\"><circle cx=\"5\" cy=\"5\" r=\"4\"/></svg>\n",
+                ),
+                (
+                    "design/palette.txt",
+                    "primary #2b4c7e\naccent #e08a2c\nbackground #fdfcf9\n",
+                ),
+                (
+                    "design/fonts.txt",
+                    "headings: Fraunces 600\nbody: Inter 400\n",
+                ),
+            ],
+        ),
+        (
+            "sync-09",
+            W,
+            "tax",
+            &[
+                (
+                    "tax/2025-return.txt",
+                    "Tax return 2025: income 61,200; deductions 4,310; refund 820.\n",
+                ),
+                (
+                    "tax/2025-receipts.txt",
+                    "donation 150\ntraining course 890\nwork laptop 1,240\n",
+                ),
+            ],
+        ),
+    ];
+    for (id, src, folder, files) in manifests {
+        let mut b = B::new(
+            c,
+            id,
+            &format!("Back up the {folder} folder with a manifest"),
+            &format!(
+                "Copy the {folder} folder from my {} to the server under backup/{folder}/ and \
+                 write a MANIFEST.txt there listing every file that is now in the backup.",
+                src.replace('-', " ")
+            ),
+        );
+        let writes = copy_files(&mut b, src, S, files, "backup/");
+        let list = b.sim(
+            S,
+            &format!("list backup/{folder} on the server"),
+            "file.list",
+            json!({"dir": format!("backup/{folder}")}),
+        );
+        b.after_all(&writes, &list);
+        let manifest = format!("backup/{folder}/MANIFEST.txt");
+        let w = b.sim(
+            S,
+            "write the manifest",
+            "file.write",
+            json!({"path": manifest, "content": format!("{{{{{list}.output}}}}")}),
+        );
+        b.after(&list, &w);
+        b.rules(&format!(
+            "{} then on {S} run \"find backup/{folder} -type f | sort\" then on {S} write the result to {manifest}",
+            copy_rules(src, S, files, "backup/")
+        ));
+        let listed: Vec<String> = files.iter().map(|(p, _)| format!("backup/{p}")).collect();
+        let listed_ref: Vec<&str> = listed.iter().map(String::as_str).collect();
+        b.check(file_has(S, &manifest, &listed_ref));
+        for (p, content) in files.iter() {
+            b.check(file_eq(S, &format!("backup/{p}"), content));
+        }
+        out.push(b.done());
+    }
+    // D: push a config file from the server to other devices.
+    let configs: [(&str, &str, &str, &[&str], Option<&str>); 2] = [
+        (
+            "sync-10",
+            "config/app.toml",
+            "[server]\nport = 8443\nworkers = 6\n[features]\nbeta_search = true\n",
+            &[E, W],
+            None,
+        ),
+        (
+            "sync-11",
+            "config/sensors.toml",
+            "version = \"v14\"\n[intervals]\ntemperature_s = 30\nhumidity_s = 60\n",
+            &[E],
+            Some("v14"),
+        ),
+    ];
+    for (id, path, text, targets, version) in configs {
+        let names: Vec<String> = targets.iter().map(|t| t.replace('-', " ")).collect();
+        let mut b = B::new(
+            c,
+            id,
+            &format!("Roll out {path} from the server"),
+            &format!(
+                "Copy {path} from the Linux server to the {}{}.",
+                names.join(" and the "),
+                match version {
+                    Some(v) => format!(
+                        ", and record on my phone (app data key sensor_config_version) that {v} is deployed"
+                    ),
+                    None => String::new(),
+                }
+            ),
+        );
+        b.file(S, path, text);
+        let r = b.sim(
+            S,
+            &format!("read {path} on the server"),
+            "file.read",
+            json!({"path": path}),
+        );
+        let mut writes = Vec::new();
+        for t in targets.iter() {
+            let w = b.sim(
+                t,
+                &format!("install {path} on the {t}"),
+                "file.write",
+                json!({"path": path, "content": "{{t1.output}}"}),
+            );
+            b.after(&r, &w);
+            writes.push(w);
+            b.check(file_eq(t, path, text));
+        }
+        match version {
+            Some(v) => {
+                let k = b.sim(
+                    P,
+                    "record the deployed version on the phone",
+                    "kv.set",
+                    json!({"key": "sensor_config_version", "value": v}),
+                );
+                b.after_all(&writes, &k);
+                b.check(kv(P, "sensor_config_version", json!(v)));
+                b.unsupported(NO_APPS);
+            }
+            None => {
+                let w: Vec<String> = targets
+                    .iter()
+                    .map(|t| format!("on {t} write \"{{{{t1.output}}}}\" to {path}"))
+                    .collect();
+                b.rules(&format!("on {S} read {path} then {}", w.join(" and ")));
+            }
+        }
+        out.push(b.done());
+    }
+    out
+}
+
+pub fn report_assembly() -> Vec<TaskFile> {
+    let c = "report-assembly";
+    let mut out = Vec::new();
+    // (id, week, notes, kpis, third source (device, path, text), mail to)
+    let weeks: [(&str, u32, &str, &str, (&str, &str, &str), Option<&str>); 8] = [
+        (
+            "report-01",
+            12,
+            "Meeting w12: launch date confirmed for April 2.\nRisks: payment provider sandbox is flaky.\n",
+            "signups 1840\nchurn 2.1%\nNPS 41\n",
+            (P, "health/steps-w12.txt", "average steps 8120\n"),
+            None,
+        ),
+        (
+            "report-02",
+            13,
+            "Meeting w13: beta opened to 200 users.\nDecision: drop the legacy exporter.\n",
+            "signups 2210\nchurn 1.9%\nNPS 44\n",
+            (
+                E,
+                "sensors/office-w13.txt",
+                "office CO2 peak 1180 ppm on Tuesday\n",
+            ),
+            None,
+        ),
+        (
+            "report-03",
+            14,
+            "Meeting w14: hiring two support engineers.\nOffsite moved to May 21.\n",
+            "signups 2480\nchurn 2.4%\nNPS 39\n",
+            (P, "health/steps-w14.txt", "average steps 6930\n"),
+            None,
+        ),
+        (
+            "report-04",
+            15,
+            "Meeting w15: pricing page A/B test ends Friday.\nInvoices now sent on the 1st.\n",
+            "signups 2650\nchurn 2.0%\nNPS 45\n",
+            (
+                E,
+                "sensors/office-w15.txt",
+                "office temperature average 21.4 C\n",
+            ),
+            None,
+        ),
+        (
+            "report-05",
+            16,
+            "Meeting w16: SOC 2 audit kickoff on Monday.\nNew on-call rotation from May.\n",
+            "signups 2790\nchurn 1.8%\nNPS 47\n",
+            (P, "health/steps-w16.txt", "average steps 9410\n"),
+            Some("maria.keller@example.com"),
+        ),
+        (
+            "report-06",
+            17,
+            "Meeting w17: mobile app 3.2 shipped.\nCustomer council scheduled for June.\n",
+            "signups 3010\nchurn 1.7%\nNPS 48\n",
+            (
+                E,
+                "sensors/office-w17.txt",
+                "meeting rooms occupied 64% of the week\n",
+            ),
+            Some("board@example.com"),
+        ),
+        (
+            "report-07",
+            18,
+            "Meeting w18: support backlog down to 31 tickets.\nDesign system v2 adopted.\n",
+            "signups 2950\nchurn 2.2%\nNPS 46\n",
+            (P, "health/steps-w18.txt", "average steps 7770\n"),
+            Some("team-leads@example.com"),
+        ),
+        (
+            "report-08",
+            19,
+            "Meeting w19: data retention policy approved.\nQ2 OKR review next week.\n",
+            "signups 3180\nchurn 1.6%\nNPS 50\n",
+            (
+                E,
+                "sensors/office-w19.txt",
+                "office CO2 peak 960 ppm on Thursday\n",
+            ),
+            Some("maria.keller@example.com"),
+        ),
+    ];
+    for (id, week, notes, kpis, (third_dev, third_path, third_text), mail_to) in weeks {
+        let notes_path = format!("notes/meeting-w{week}.md");
+        let kpi_path = format!("kpi/week-{week}.txt");
+        let report = format!("reports/week-{week}.md");
+        let third_label = if third_dev == P {
+            "my step count from the phone"
+        } else {
+            "the office sensor summary from the edge box"
+        };
+        // Some weeks the report may be written on either laptop.
+        let any_laptop = week % 2 == 1 && mail_to.is_none();
+        let request = format!(
+            "Put together the week {week} report on {} ({report}): the meeting \
+             notes from my Mac ({notes_path}), the KPIs from our dashboard at ${{WEB}}/{kpi_path} \
+             (fetch it from the server) and {third_label} ({third_path}){}.",
+            if any_laptop {
+                "either laptop"
+            } else {
+                "the Windows laptop"
+            },
+            match mail_to {
+                Some(to) => format!(", then mail it to {to} as an attachment"),
+                None => String::new(),
+            }
+        );
+        let mut b = B::new(c, id, &format!("Week {week} report"), &request);
+        b.file(M, &notes_path, notes)
+            .file(third_dev, third_path, third_text)
+            .page(&kpi_path, kpis);
+        let t1 = b.sim(
+            M,
+            "read the meeting notes on the Mac",
+            "file.read",
+            json!({"path": notes_path}),
+        );
+        let t2 = b.fetch(
+            S,
+            "fetch the KPIs from the dashboard",
+            &format!("${{WEB}}/{kpi_path}"),
+        );
+        let t3 = b.sim(
+            third_dev,
+            &format!("read {third_path} on the {third_dev}"),
+            "file.read",
+            json!({"path": third_path}),
+        );
+        let content = json!({"path": report, "content": format!(
+            "# Week {week} report\n\n## Meeting notes\n{{{{t1.output}}}}\n## KPIs\n{{{{t2.output}}}}\n## Other\n{{{{t3.output}}}}"
+        )});
+        let t4 = if any_laptop {
+            b.sim_on_kind(
+                "laptop",
+                "write the report on a laptop",
+                "file.write",
+                content,
+            )
+        } else {
+            b.sim(
+                W,
+                "write the report on the Windows laptop",
+                "file.write",
+                content,
+            )
+        };
+        b.after_all(&[t1, t2, t3], &t4);
+        let first = |t: &str| t.lines().next().unwrap_or_default().to_owned();
+        let k: Vec<String> = vec![first(notes), first(kpis), first(third_text)];
+        let kr: Vec<&str> = k.iter().map(String::as_str).collect();
+        b.check(file_has(
+            if any_laptop { "any:laptop" } else { W },
+            &report,
+            &kr,
+        ));
+        match mail_to {
+            Some(to) => {
+                let m = b.sim(
+                    W,
+                    &format!("mail the report to {to}"),
+                    "mail.send",
+                    json!({"to": to, "subject": format!("Week {week} report"), "body": "Hi, the weekly report is attached.", "attachments": [report]}),
+                );
+                b.after(&t4, &m);
+                b.check(mail(
+                    W,
+                    to,
+                    Some(&format!("Week {week}")),
+                    &[],
+                    Some(&report),
+                ));
+                b.unsupported(NO_APPS);
+            }
+            None => {
+                let writer = if any_laptop { "laptop" } else { W };
+                b.rules(&format!(
+                    "on {M} read {notes_path}, on {S} fetch ${{WEB}}/{kpi_path} and on {third_dev} read {third_path} then on {writer} write the results to {report}"
+                ));
+            }
+        }
+        out.push(b.done());
+    }
+    // C: a morning brief from the apps themselves.
+    let briefs: [(&str, &str, &str, u32, &[(&str, &str)]); 3] = [
+        (
+            "report-09",
+            "2026-03-09",
+            "Q1 planning: ship offline mode; cut cloud costs 15%; hire a designer.",
+            9120,
+            &[
+                ("2026-03-09T09:30", "Standup"),
+                ("2026-03-09T14:00", "Design review"),
+            ],
+        ),
+        (
+            "report-10",
+            "2026-03-10",
+            "Q1 planning: migrate billing to the new provider before April.",
+            4310,
+            &[
+                ("2026-03-10T11:00", "Vendor call"),
+                ("2026-03-10T16:30", "1:1 with Ben"),
+            ],
+        ),
+        (
+            "report-11",
+            "2026-03-11",
+            "Q1 planning: customer interviews, 12 done of 20.",
+            11030,
+            &[
+                ("2026-03-11T10:00", "Interview: Fabrikam"),
+                ("2026-03-11T13:00", "Lunch with Ana"),
+                ("2026-03-11T17:00", "Gym"),
+            ],
+        ),
+    ];
+    for (id, date, plan_note, steps, events) in briefs {
+        let brief = format!("briefs/{date}.md");
+        let mut b = B::new(
+            c,
+            id,
+            &format!("Morning brief for {date}"),
+            &format!(
+                "Make my morning brief for {date} in {brief} on the Windows laptop: today's \
+                 events from the Mac calendar, my \"Q1 planning\" note, and yesterday's steps \
+                 from the phone's fitness data; then copy the brief to the Mac's clipboard."
+            ),
+        );
+        b.dev(M).notes.push(weft_agent::sim::Note {
+            title: "Q1 planning".into(),
+            body: plan_note.into(),
+            folder: "work".into(),
+        });
+        for (start, title) in events.iter() {
+            b.dev(M).calendar.push(weft_agent::sim::Event {
+                title: (*title).into(),
+                start: (*start).into(),
+                ..Default::default()
+            });
+        }
+        b.dev(M).calendar.push(weft_agent::sim::Event {
+            title: "Dentist".into(),
+            start: "2026-03-20T08:00".into(),
+            ..Default::default()
+        });
+        b.dev(P).kv.insert("steps_yesterday".into(), json!(steps));
+        let t1 = b.sim(
+            M,
+            "list today's events on the Mac",
+            "calendar.list",
+            json!({"date": date}),
+        );
+        let t2 = b.sim(
+            M,
+            "read the Q1 planning note",
+            "note.read",
+            json!({"title": "Q1 planning"}),
+        );
+        let t3 = b.sim(
+            P,
+            "read yesterday's steps on the phone",
+            "kv.get",
+            json!({"key": "steps_yesterday"}),
+        );
+        let t4 = b.sim(
+            W,
+            "write the brief",
+            "file.write",
+            json!({"path": brief, "content": format!("# Brief {date}\n\n{{{{t1.output}}}}\n{{{{t2.output}}}}\n\nSteps yesterday: {{{{t3.output}}}}\n")}),
+        );
+        b.after_all(&[t1, t2, t3], &t4);
+        let t5 = b.sim(
+            M,
+            "copy the brief to the Mac clipboard",
+            "clipboard.set",
+            json!({"text": "{{t4.output.path}}"}),
+        );
+        b.after(&t4, &t5);
+        let mut wanted: Vec<String> = events.iter().map(|(s, t)| format!("{s} {t}")).collect();
+        wanted.push(plan_note.to_owned());
+        wanted.push(format!("Steps yesterday: {steps}"));
+        let wr: Vec<&str> = wanted.iter().map(String::as_str).collect();
+        b.check(file_has(W, &brief, &wr));
+        b.check(clipboard_eq(M, &brief));
+        b.unsupported(NO_APPS);
+        out.push(b.done());
+    }
+    out
+}
+
+pub fn phone_messaging() -> Vec<TaskFile> {
+    let c = "phone-messaging";
+    let mut out = Vec::new();
+    // A: a status file on the server, texted to someone.
+    let deploys: [(&str, &str, &str, &str); 3] = [
+        (
+            "phone-01",
+            "checkout",
+            "deployed v4.12.0 to production at 14:02, all health checks green",
+            "+49 151 2345 6789",
+        ),
+        (
+            "phone-02",
+            "search",
+            "rollback to v2.8.3 after error rate rose to 4%",
+            "Ben",
+        ),
+        (
+            "phone-03",
+            "billing",
+            "canary at 10% since 09:40, no errors so far",
+            "Priya",
+        ),
+    ];
+    for (id, app, status, to) in deploys {
+        let path = format!("status/deploy-{app}.txt");
+        let mut b = B::new(
+            c,
+            id,
+            &format!("Text the {app} deploy status"),
+            &format!(
+                "Text {to} from my phone what the server says about the {app} deploy ({path})."
+            ),
+        );
+        b.file(S, &path, &format!("{status}\n"));
+        let r = b.sim(
+            S,
+            &format!("read {path} on the server"),
+            "file.read",
+            json!({"path": path}),
+        );
+        let m = b.sim(
+            P,
+            &format!("text {to}"),
+            "message.send",
+            json!({"to": to, "text": format!("{app} deploy: {{{{t1.output}}}}")}),
+        );
+        b.after(&r, &m);
+        b.check(message(P, to, &[&format!("{app} deploy: "), status]));
+        b.unsupported(NO_APPS);
+        out.push(b.done());
+    }
+    // B: a laptop's clipboard as a phone notification.
+    let clips: [(&str, &str, &str); 2] = [
+        ("phone-04", M, "Gate B42, boarding 18:05, seat 14C"),
+        ("phone-05", W, "Wi-Fi: StudioGuest / password lumen-2026"),
+    ];
+    for (id, dev, text) in clips {
+        let mut b = B::new(
+            c,
+            id,
+            "Send my clipboard to the phone",
+            &format!(
+                "Show what is on the {}'s clipboard as a notification on my phone.",
+                dev.replace('-', " ")
+            ),
+        );
+        b.dev(dev).clipboard = text.to_owned();
+        let g = b.sim(dev, "read the laptop clipboard", "clipboard.get", json!({}));
+        let n = b.sim(
+            P,
+            "notify on the phone",
+            "notify",
+            json!({"title": "From your laptop", "body": "{{t1.output}}"}),
+        );
+        b.after(&g, &n);
+        b.check(notification(P, &["From your laptop", text]));
+        b.unsupported(NO_APPS);
+        out.push(b.done());
+    }
+    // C: the same news texted to several people at once.
+    let groups: [(&str, &str, &[&str]); 3] = [
+        (
+            "phone-06",
+            "Dinner moved to 20:00 at Lupa",
+            &["Ana", "Ben", "Chloe"],
+        ),
+        (
+            "phone-07",
+            "Climbing cancelled tomorrow, gym closed",
+            &["Dario", "Emma"],
+        ),
+        (
+            "phone-08",
+            "Standup starts 15 min late today",
+            &["Femi", "Greta", "Hugo", "Ines"],
+        ),
+    ];
+    for (id, news, people) in groups {
+        let mut b = B::new(
+            c,
+            id,
+            &format!("Text {} people", people.len()),
+            &format!(
+                "Text {} from my phone: \"{news}\", each message starting with their name, and \
+                 show me a notification once all are sent.",
+                people.join(", ")
+            ),
+        );
+        let sends: Vec<String> = people
+            .iter()
+            .map(|p| {
+                b.sim(
+                    P,
+                    &format!("text {p}"),
+                    "message.send",
+                    json!({"to": p, "text": format!("{p}, {news}")}),
+                )
+            })
+            .collect();
+        let n = b.sim(P, "confirm on the phone", "notify", json!({"title": "Messages sent", "body": format!("{} people know: {news}", people.len())}));
+        b.after_all(&sends, &n);
+        for p in people.iter() {
+            b.check(message(P, p, &[&format!("{p}, {news}")]));
+        }
+        b.check(notification(
+            P,
+            &["Messages sent", &format!("{} people", people.len())],
+        ));
+        b.unsupported(NO_APPS);
+        out.push(b.done());
+    }
+    // D: what the laptop's inbox has about something, as a phone notification.
+    let inboxes: [(&str, &str, &[(&str, &str, &str)], usize); 3] = [
+        (
+            "phone-09",
+            "invoice",
+            &[
+                (
+                    "billing@northwind.example",
+                    "Invoice 2291 due",
+                    "Your invoice 2291 over 340 EUR is due on March 15.",
+                ),
+                ("ana@example.com", "Lunch?", "Free on Thursday?"),
+                (
+                    "billing@contoso.example",
+                    "Invoice 77 paid",
+                    "Thanks, invoice 77 is paid.",
+                ),
+            ],
+            2,
+        ),
+        (
+            "phone-10",
+            "delivery",
+            &[
+                (
+                    "noreply@parcels.example",
+                    "Delivery today",
+                    "Your parcel arrives between 13:00 and 15:00.",
+                ),
+                ("ben@example.com", "Slides", "Here are the slides."),
+            ],
+            1,
+        ),
+        (
+            "phone-11",
+            "interview",
+            &[
+                (
+                    "hr@fabrikam.example",
+                    "Interview slot",
+                    "Your interview is on March 18 at 10:00.",
+                ),
+                (
+                    "hr@fabrikam.example",
+                    "Interview prep",
+                    "Please bring a short portfolio.",
+                ),
+                ("news@shop.example", "Spring sale", "Up to 40% off."),
+            ],
+            2,
+        ),
+    ];
+    for (id, topic, mails, hits) in inboxes {
+        let mut b = B::new(
+            c,
+            id,
+            &format!("Notify me about {topic} mails"),
+            &format!(
+                "Check the Windows laptop's inbox for mail about \"{topic}\" and tell me on my \
+                 phone how many there are and what the latest says."
+            ),
+        );
+        for (from, subject, body) in mails.iter() {
+            b.dev(W).inbox.push(weft_agent::sim::Mail {
+                from: (*from).into(),
+                to: vec!["me@example.com".into()],
+                subject: (*subject).into(),
+                body: (*body).into(),
+                attachments: vec![],
+            });
+        }
+        let q = b.sim(
+            W,
+            &format!("search the inbox for {topic}"),
+            "mail.search",
+            json!({"query": topic}),
+        );
+        let n = b.sim(P, "notify on the phone", "notify", json!({"title": format!("{topic} mail"), "body": "{{t1.output.count}} mails; latest: {{t1.output.summary}}"}));
+        b.after(&q, &n);
+        let last = mails
+            .iter()
+            .rfind(|(_, s, bd)| {
+                s.to_lowercase().contains(topic) || bd.to_lowercase().contains(topic)
+            })
+            .map(|(_, _, bd)| *bd)
+            .unwrap_or_default();
+        b.check(notification(P, &[&format!("{hits} mails"), last]));
+        b.unsupported(NO_APPS);
+        out.push(b.done());
+    }
+    out
+}
+
+pub fn calendar() -> Vec<TaskFile> {
+    let c = "calendar";
+    let mut out = Vec::new();
+    // A: one event on every device with a calendar.
+    let everywhere: [(&str, &str, &str, &str, &str); 3] = [
+        (
+            "cal-01",
+            "Team offsite",
+            "2026-05-21T09:00",
+            "2026-05-21T17:00",
+            "Villa Hügel",
+        ),
+        (
+            "cal-02",
+            "Flight LH 2034 to Munich",
+            "2026-04-03T07:15",
+            "2026-04-03T08:20",
+            "BER Terminal 1",
+        ),
+        (
+            "cal-03",
+            "Parents' evening",
+            "2026-03-26T18:30",
+            "2026-03-26T20:00",
+            "Riverside School",
+        ),
+    ];
+    for (id, title, start, end, location) in everywhere {
+        let mut b = B::new(
+            c,
+            id,
+            &format!("Put \"{title}\" on every calendar"),
+            &format!(
+                "Add \"{title}\" ({start} to {end}, at {location}) to the calendars on both \
+                 laptops and my phone."
+            ),
+        );
+        for d in [W, M, P] {
+            b.sim(
+                d,
+                &format!("add the event on the {d}"),
+                "calendar.add",
+                json!({"title": title, "start": start, "end": end, "location": location}),
+            );
+            b.check(event(d, title, start, None));
+        }
+        b.unsupported(NO_APPS);
+        out.push(b.done());
+    }
+    // B: a meeting proposed by mail, booked with a reminder.
+    let invites: [(&str, &str, &str, &str, &str, &str, &str); 3] = [
+        (
+            "cal-04",
+            "roadmap",
+            "Roadmap review",
+            "2026-03-12T15:00",
+            "2026-03-12T14:45",
+            "lena@example.com",
+            "Bring the Q2 estimates.",
+        ),
+        (
+            "cal-05",
+            "contract",
+            "Contract call with Initech",
+            "2026-03-17T11:00",
+            "2026-03-17T10:45",
+            "legal@initech.example",
+            "We will go through clause 7 (liability).",
+        ),
+        (
+            "cal-06",
+            "kickoff",
+            "Project kickoff",
+            "2026-03-23T09:30",
+            "2026-03-23T09:15",
+            "pm@fabrikam.example",
+            "Agenda: scope, timeline, roles.",
+        ),
+    ];
+    for (id, key, title, start, due, from, last_line) in invites {
+        let mut b = B::new(
+            c,
+            id,
+            &format!("Book the {key} meeting from the mail"),
+            &format!(
+                "Find the mail about the {key} on my Mac, put \"{title}\" at {start} in the Mac's \
+                 calendar with the sender invited, and remind me on the phone 15 minutes before \
+                 with what the mail asks me to prepare."
+            ),
+        );
+        b.dev(M).inbox.push(weft_agent::sim::Mail {
+            from: from.into(),
+            to: vec!["me@example.com".into()],
+            subject: format!("Re: {key}"),
+            body: format!("Can we meet on {start}?\n{last_line}"),
+            attachments: vec![],
+        });
+        let q = b.sim(
+            M,
+            &format!("find the {key} mail"),
+            "mail.search",
+            json!({"query": key}),
+        );
+        let e = b.sim(
+            M,
+            "add the meeting to the Mac calendar",
+            "calendar.add",
+            json!({"title": title, "start": start, "attendees": [from]}),
+        );
+        let r = b.sim(
+            P,
+            "add the reminder on the phone",
+            "reminder.add",
+            json!({"text": format!("{title}: {{{{t1.output.summary}}}}"), "due": due}),
+        );
+        b.after(&q, &e).after(&q, &r);
+        b.check(event(M, title, start, Some(from)));
+        b.check(reminder(P, due, &[title, last_line]));
+        b.unsupported(NO_APPS);
+        out.push(b.done());
+    }
+    // C: today's agenda from the Mac as a reminder on the phone.
+    let agendas: [(&str, &str, &[(&str, &str)]); 2] = [
+        (
+            "cal-07",
+            "2026-03-13",
+            &[
+                ("2026-03-13T09:00", "Standup"),
+                ("2026-03-13T12:30", "Lunch with Omar"),
+                ("2026-03-13T16:00", "Release retro"),
+            ],
+        ),
+        (
+            "cal-08",
+            "2026-03-16",
+            &[
+                ("2026-03-16T10:00", "Budget review"),
+                ("2026-03-16T15:00", "Dentist"),
+            ],
+        ),
+    ];
+    for (id, date, events) in agendas {
+        let due = format!("{date}T07:45");
+        let mut b = B::new(
+            c,
+            id,
+            &format!("Agenda for {date} on the phone"),
+            &format!(
+                "At 07:45 on {date}, remind me on my phone of that day's agenda from the Mac calendar."
+            ),
+        );
+        for (start, title) in events.iter() {
+            b.dev(M).calendar.push(weft_agent::sim::Event {
+                title: (*title).into(),
+                start: (*start).into(),
+                ..Default::default()
+            });
+        }
+        b.dev(M).calendar.push(weft_agent::sim::Event {
+            title: "Other day".into(),
+            start: "2026-04-01T10:00".into(),
+            ..Default::default()
+        });
+        let l = b.sim(
+            M,
+            &format!("list the events of {date}"),
+            "calendar.list",
+            json!({"date": date}),
+        );
+        let r = b.sim(
+            P,
+            "remind me of the agenda",
+            "reminder.add",
+            json!({"text": "Agenda: {{t1.output}}", "due": due}),
+        );
+        b.after(&l, &r);
+        let titles: Vec<&str> = events.iter().map(|(_, t)| *t).collect();
+        b.check(reminder(P, &due, &titles));
+        b.unsupported(NO_APPS);
+        out.push(b.done());
+    }
+    // D: book a slot only if the day is free; else say so on the phone.
+    let slots: [(&str, &str, &str, bool); 3] = [
+        ("cal-09", "2026-03-19", "Focus day", true),
+        ("cal-10", "2026-03-24", "Car service", false),
+        ("cal-11", "2026-03-27", "Day off", true),
+    ];
+    for (id, date, title, free) in slots {
+        let start = format!("{date}T09:00");
+        let mut b = B::new(
+            c,
+            id,
+            &format!("Book \"{title}\" if {date} is free"),
+            &format!(
+                "If nothing is on the Windows laptop's calendar on {date}, book \"{title}\" there \
+                 at 09:00; otherwise tell me on my phone what is in the way."
+            ),
+        );
+        if !free {
+            b.dev(W).calendar.push(weft_agent::sim::Event {
+                title: "Quarterly review".into(),
+                start: format!("{date}T10:00"),
+                ..Default::default()
+            });
+        }
+        let l = b.sim(
+            W,
+            &format!("list the events of {date}"),
+            "calendar.list",
+            json!({"date": date}),
+        );
+        let add = b.sim(
+            W,
+            &format!("book {title}"),
+            "calendar.add",
+            json!({"title": title, "start": start}),
+        );
+        let busy = b.sim(
+            P,
+            "say the day is taken",
+            "notify",
+            json!({"title": format!("{date} is busy"), "body": "{{t1.output}}"}),
+        );
+        b.when(&l, &add, "/count", ConditionOp::Equals, json!(0));
+        b.when(&l, &busy, "/count", ConditionOp::NotEquals, json!(0));
+        if free {
+            b.check(event(W, title, &start, None));
+            b.check(no_notification(P));
+        } else {
+            b.check(no_event(W, title));
+            b.check(notification(
+                P,
+                &[&format!("{date} is busy"), "Quarterly review"],
+            ));
+        }
+        b.unsupported(NO_APPS);
+        out.push(b.done());
+    }
+    out
+}
+
+pub fn photo_handoff() -> Vec<TaskFile> {
+    let c = "photo-handoff";
+    let mut out = Vec::new();
+    // A: a photo from the phone onto a laptop.
+    let shots: [(&str, &str, &str, bool); 4] = [
+        ("photo-01", "whiteboard-sprint-12", L, false),
+        ("photo-02", "receipt-hardware-store", W, true),
+        ("photo-03", "parking-level-3", M, true),
+        ("photo-04", "serial-number-router", W, false),
+    ];
+    for (id, name, dst, tell) in shots {
+        let path = format!("Desktop/{name}.jpg");
+        let mut b = B::new(
+            c,
+            id,
+            &format!("Photo {name} to the laptop"),
+            &format!(
+                "Take a photo named {name} with my phone and put it on the {}'s Desktop{}.",
+                dst.replace('-', " "),
+                if tell {
+                    ", then pop up a notification there"
+                } else {
+                    ""
+                }
+            ),
+        );
+        let t = b.sim(P, "take the photo", "photo.take", json!({"name": name}));
+        let w = b.sim(
+            dst,
+            "save it on the laptop's Desktop",
+            "file.write",
+            json!({"path": path, "content": "{{t1.output}}"}),
+        );
+        b.after(&t, &w);
+        b.check(file_eq(dst, &path, &format!("JPEG android-phone {name}\n")));
+        if tell {
+            let n = b.sim(
+                dst,
+                "tell the laptop",
+                "notify",
+                json!({"title": "Photo arrived", "body": format!("{path} from your phone")}),
+            );
+            b.after(&w, &n);
+            b.check(notification(dst, &["Photo arrived", &path]));
+        }
+        b.unsupported(NO_APPS);
+        out.push(b.done());
+    }
+    // B: a document from a laptop onto the phone.
+    let docs: [(&str, &str, &str, &str); 3] = [
+        (
+            "photo-05",
+            W,
+            "docs/boarding-pass.txt",
+            "BOARDING PASS LH2034 BER-MUC seat 14C gate B42 18:05\n",
+        ),
+        (
+            "photo-06",
+            M,
+            "docs/lease-2026.txt",
+            "Lease: Flat 3, 14 Canal St; rent 1,150/month; from 2026-04-01.\n",
+        ),
+        (
+            "photo-07",
+            W,
+            "docs/insurance-card.txt",
+            "Health insurance: TK 1234 5678 90, valid to 2027-12\n",
+        ),
+    ];
+    for (id, src, path, text) in docs {
+        let name = path.trim_start_matches("docs/");
+        let to = format!("Downloads/{name}");
+        let mut b = B::new(
+            c,
+            id,
+            &format!("Hand {name} to the phone"),
+            &format!(
+                "Put {path} from my {} into the phone's Downloads folder.",
+                src.replace('-', " ")
+            ),
+        );
+        b.file(src, path, text);
+        let r = b.sim(
+            src,
+            &format!("read {path}"),
+            "file.read",
+            json!({"path": path}),
+        );
+        let w = b.sim(
+            P,
+            &format!("save {to} on the phone"),
+            "file.write",
+            json!({"path": to, "content": "{{t1.output}}"}),
+        );
+        b.after(&r, &w);
+        b.check(file_eq(P, &to, text));
+        b.rules(&format!(
+            "on {src} read {path} then on {P} write the result to {to}"
+        ));
+        out.push(b.done());
+    }
+    // C: receipts photographed, filed on the server, listed in a note on the Mac.
+    let receipts: [(&str, &str, &[&str]); 2] = [
+        (
+            "photo-08",
+            "March",
+            &["receipt-taxi-0311", "receipt-hotel-0312"],
+        ),
+        (
+            "photo-09",
+            "April",
+            &[
+                "receipt-train-0402",
+                "receipt-dinner-0402",
+                "receipt-parking-0403",
+            ],
+        ),
+    ];
+    for (id, month, names) in receipts {
+        let title = format!("Receipts {month}");
+        let mut b = B::new(
+            c,
+            id,
+            &format!("File the {month} receipts"),
+            &format!(
+                "Photograph my {month} receipts ({}) with the phone, file them on the server under \
+                 receipts/{}/, and keep a note \"{title}\" on the Mac listing them.",
+                names.join(", "),
+                month.to_lowercase()
+            ),
+        );
+        let mut writes = Vec::new();
+        let mut listed = Vec::new();
+        for n in names.iter() {
+            let t = b.sim(
+                P,
+                &format!("photograph {n}"),
+                "photo.take",
+                json!({"name": n}),
+            );
+            let path = format!("receipts/{}/{n}.jpg", month.to_lowercase());
+            let w = b.sim(
+                S,
+                &format!("file {path} on the server"),
+                "file.write",
+                json!({"path": path, "content": format!("{{{{{t}.output}}}}")}),
+            );
+            b.after(&t, &w);
+            b.check(file_eq(S, &path, &format!("JPEG android-phone {n}\n")));
+            writes.push(w);
+            listed.push(path);
+        }
+        let nt = b.sim(
+            M,
+            "write the note on the Mac",
+            "note.create",
+            json!({"title": title, "body": listed.join("\n"), "folder": "expenses"}),
+        );
+        b.after_all(&writes, &nt);
+        let lr: Vec<&str> = listed.iter().map(String::as_str).collect();
+        b.check(note(M, &title, &lr));
+        b.unsupported(NO_APPS);
+        out.push(b.done());
+    }
+    // D: a text handed over through the phone's clipboard.
+    let clips: [(&str, &str, &str); 2] = [
+        (
+            "photo-10",
+            "docs/wifi.txt",
+            "Network: Lumen-5G  Password: tulip-harbor-42",
+        ),
+        ("photo-11", "docs/tracking.txt", "DHL 00340434161094015902"),
+    ];
+    for (id, path, text) in clips {
+        let mut b = B::new(
+            c,
+            id,
+            "Hand text over through the phone clipboard",
+            &format!(
+                "Put the text of {path} from my Mac on my phone's clipboard, so I can paste it there."
+            ),
+        );
+        b.file(M, path, &format!("{text}\n"));
+        let r = b.sim(
+            M,
+            &format!("read {path}"),
+            "file.read",
+            json!({"path": path}),
+        );
+        let s_ = b.sim(
+            P,
+            "set the phone clipboard",
+            "clipboard.set",
+            json!({"text": "{{t1.output}}"}),
+        );
+        b.after(&r, &s_);
+        b.check(clipboard_eq(P, text));
+        b.unsupported(NO_APPS);
+        out.push(b.done());
+    }
+    out
+}

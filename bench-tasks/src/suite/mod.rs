@@ -1,0 +1,26 @@
+//! The cross-device benchmark suite behind `weft-bench` (docs/bench.md).
+//!
+//! - [`task`]: the task files (`bench-tasks/tasks/CATEGORY/ID.toml`) and the suite;
+//! - [`devices`]: the five simulated devices, each a real agent process with a `sim` profile;
+//! - [`check`]: checkers, predicates on the devices' final state;
+//! - [`env`]: the world a suite runs in (orchestrator in-process, agents, link proxies, web);
+//! - [`run`]: the runner; [`measure`]: figures from a finished request;
+//! - [`report`]: `report.json`, `report.md`, `chart.svg`;
+//! - [`generate`]: the program that writes the task files.
+//!
+//! Nothing here is needed by the product at run time.
+
+pub mod api;
+pub mod check;
+pub mod devices;
+pub mod env;
+pub mod generate;
+pub mod measure;
+pub mod progress;
+pub mod report;
+pub mod run;
+pub mod task;
+
+pub use report::Report;
+pub use run::{Faults, LlmSettings, Mode, PlannerKind, RunOptions, run};
+pub use task::{Suite, TaskFile};

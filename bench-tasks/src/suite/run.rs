@@ -1,0 +1,644 @@
+//! The runner: every task of the suite, one after another, against a fresh world per mode;
+//! each scored by its checkers on the devices' final state.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use weft_orchestrator::config::{LlmOptions, PlannerChoice};
+use weft_planner::llm::CassetteMode;
+use weft_planner::{DeviceInfo, RulesPlanner, Target};
+use weft_protocol::RequestStatus;
+use weft_protocol::rest::{
+    DeviceStatus, EdgeView, GraphSpec, RequestView, SubmitRequest, TaskSpec,
+};
+
+use super::api::Submitted;
+use super::check::Verdict;
+use super::env::{Env, EnvOptions};
+use super::measure;
+use super::progress::Progress;
+use super::report::{FaultEvent, ModeRun, Report, TaskResult, TaskTiming};
+use super::task::{Suite, TaskFile};
+
+/// Where a task's graph comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum PlannerKind {
+    /// The task file's reference plan, submitted as a graph (the suite's self-check).
+    Reference,
+    /// The rules planner, given the task's rules-grammar request.
+    Rules,
+    /// The LLM planner, given the natural-language request.
+    Llm,
+}
+
+impl PlannerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlannerKind::Reference => "reference",
+            PlannerKind::Rules => "rules",
+            PlannerKind::Llm => "llm",
+        }
+    }
+}
+
+/// How the tasks of one request are allowed to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// As planned: independent tasks run at once.
+    Parallel,
+    /// The same tasks chained one after another (extra `completion` edges).
+    Sequential,
+    /// Parallel, then sequential, on the same seed, compared.
+    Both,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Parallel => "parallel",
+            Mode::Sequential => "sequential",
+            Mode::Both => "both",
+        }
+    }
+}
+
+/// Faults injected while the suite runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Faults {
+    None,
+    /// Links cut and restored during tasks (seeded), and executors failing a share of attempts
+    /// (`sim_transient`, seeded).
+    Transient,
+    /// One device killed in the middle of a task, never back (seeded).
+    Permanent,
+}
+
+impl Faults {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Faults::None => "none",
+            Faults::Transient => "transient",
+            Faults::Permanent => "permanent",
+        }
+    }
+}
+
+/// The LLM planner's settings (passed to the orchestrator's planner as `weft serve` would).
+#[derive(Debug, Clone, Default)]
+pub struct LlmSettings {
+    pub replay: Option<PathBuf>,
+    pub record: Option<PathBuf>,
+    pub base_url: Option<String>,
+    pub model: Option<String>,
+}
+
+/// Everything `weft-bench run` was asked.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub suite: PathBuf,
+    pub planner: PlannerKind,
+    pub llm: LlmSettings,
+    pub mode: Mode,
+    pub faults: Faults,
+    pub seed: u64,
+    pub filter: Vec<String>,
+    /// Multiplies the simulated devices' modelled times.
+    pub latency_scale: f64,
+    /// Share of attempts the sim executors fail; `None`: 0.15 with transient faults, else 0.
+    pub fail_rate: Option<f64>,
+    /// `PROGRAM agent --config FILE` runs an agent.
+    pub agent_bin: PathBuf,
+    /// Longest one task may take before it is cancelled and counted failed.
+    pub task_timeout: Duration,
+    /// Keep the world's files (databases, agent logs, device workdirs) under this directory.
+    pub keep_dir: Option<PathBuf>,
+    /// The command line, for the report.
+    pub command: String,
+}
+
+impl RunOptions {
+    pub fn fail_rate(&self) -> f64 {
+        self.fail_rate.unwrap_or(match self.faults {
+            Faults::Transient => 0.15,
+            _ => 0.0,
+        })
+    }
+
+    fn planner_choice(&self) -> anyhow::Result<PlannerChoice> {
+        if self.planner != PlannerKind::Llm {
+            return Ok(PlannerChoice::Rules);
+        }
+        let l = &self.llm;
+        let model = l.model.clone().unwrap_or_else(|| "weft-bench".into());
+        let base = match (&l.base_url, &l.replay) {
+            (Some(u), _) => u.clone(),
+            (None, Some(_)) => String::new(),
+            (None, None) => bail!(
+                "--planner llm needs --llm-replay FILE (a recorded cassette) or --llm-base-url URL \
+                 with --llm-model NAME"
+            ),
+        };
+        let mut o = LlmOptions::new(base, model);
+        o.planner.client.cassette = match (&l.record, &l.replay) {
+            (Some(r), _) => CassetteMode::Record(r.clone()),
+            (None, Some(p)) => {
+                if !p.is_file() {
+                    bail!("--llm-replay {}: no such file", p.display());
+                }
+                CassetteMode::Replay(p.clone())
+            }
+            (None, None) => CassetteMode::Off,
+        };
+        o.planner.client.api_key = std::env::var("WEFT_LLM_API_KEY")
+            .ok()
+            .filter(|k| !k.trim().is_empty())
+            .map(|k| weft_planner::llm::Secret::new(k.trim()));
+        Ok(PlannerChoice::Llm(Box::new(o)))
+    }
+}
+
+/// SplitMix64: the seeded choices of the fault schedule.
+fn mix(seed: u64, a: u64, b: u64) -> u64 {
+    let mut z = seed
+        .wrapping_add(a.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        .wrapping_add(b.wrapping_mul(0xd1b5_4a32_d192_ed03));
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A fault planned for one task.
+#[derive(Debug, Clone, PartialEq)]
+enum Planned {
+    Cut {
+        device: String,
+        after: Duration,
+        down: Duration,
+    },
+    Kill {
+        device: String,
+        after: Duration,
+    },
+}
+
+/// The devices a task's reference plan names, sorted.
+fn plan_devices(task: &TaskFile) -> Vec<String> {
+    let mut d: Vec<String> = task
+        .plan
+        .tasks
+        .iter()
+        .filter_map(|t| t.device.as_ref().map(|d| d.as_str().to_owned()))
+        .collect();
+    d.sort();
+    d.dedup();
+    d
+}
+
+/// The seeded fault schedule: what happens during which task (by index).
+fn fault_schedule(faults: Faults, seed: u64, tasks: &[TaskFile]) -> BTreeMap<usize, Planned> {
+    let mut plan = BTreeMap::new();
+    match faults {
+        Faults::None => {}
+        Faults::Transient => {
+            for (i, t) in tasks.iter().enumerate() {
+                let r = |k| mix(seed, i as u64, k);
+                let devices = plan_devices(t);
+                if r(1) % 100 < 40 && !devices.is_empty() {
+                    plan.insert(
+                        i,
+                        Planned::Cut {
+                            device: devices[(r(2) % devices.len() as u64) as usize].clone(),
+                            after: Duration::from_millis(20 + r(3) % 400),
+                            down: Duration::from_millis(200 + r(4) % 1000),
+                        },
+                    );
+                }
+            }
+        }
+        Faults::Permanent => {
+            let n = tasks.len() as u64;
+            if n > 0 {
+                let i = (n / 3 + mix(seed, 0, 1) % (n / 3).max(1)).min(n - 1) as usize;
+                let devices = plan_devices(&tasks[i]);
+                if !devices.is_empty() {
+                    plan.insert(
+                        i,
+                        Planned::Kill {
+                            device: devices[(mix(seed, 0, 2) % devices.len() as u64) as usize]
+                                .clone(),
+                            after: Duration::from_millis(30 + mix(seed, 0, 3) % 200),
+                        },
+                    );
+                }
+            }
+        }
+    }
+    plan
+}
+
+/// A rules plan as a graph to submit.
+fn graph_of(plan: &weft_planner::Plan) -> GraphSpec {
+    GraphSpec {
+        tasks: plan
+            .tasks
+            .iter()
+            .map(|t| TaskSpec {
+                id: t.id.clone(),
+                title: t.title.clone(),
+                instruction: t.instruction.clone(),
+                action: t.action.clone(),
+                device: match &t.target {
+                    Target::Device(d) => Some(d.clone()),
+                    _ => None,
+                },
+                device_kind: match &t.target {
+                    Target::Kind(k) => Some(k.clone()),
+                    _ => None,
+                },
+                capabilities: t.capabilities.clone(),
+                retry: None,
+                max_turns: t.max_turns,
+            })
+            .collect(),
+        edges: plan
+            .edges
+            .iter()
+            .map(|e| EdgeView {
+                from: e.from.clone(),
+                to: e.to.clone(),
+                kind: e.kind,
+                condition: e.condition.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// The graph a finished request ran (ids and edges only), for its structural width.
+fn graph_of_view(view: &RequestView) -> GraphSpec {
+    GraphSpec {
+        tasks: view
+            .tasks
+            .iter()
+            .map(|t| TaskSpec {
+                id: t.id.clone(),
+                title: String::new(),
+                instruction: String::new(),
+                action: None,
+                device: None,
+                device_kind: None,
+                capabilities: vec![],
+                retry: None,
+                max_turns: None,
+            })
+            .collect(),
+        edges: view.edges.clone(),
+    }
+}
+
+/// Runs the suite as `opts` says and builds the report.
+pub async fn run(opts: &RunOptions, progress: &mut Progress) -> anyhow::Result<Report> {
+    if opts.planner == PlannerKind::Llm && opts.mode != Mode::Parallel {
+        bail!(
+            "--planner llm runs in --mode parallel only: the sequential baseline needs the plan \
+             before it is submitted, and the LLM plans inside the orchestrator"
+        );
+    }
+    if !(opts.latency_scale.is_finite() && (0.0..=100.0).contains(&opts.latency_scale)) {
+        bail!("--latency-scale must be between 0 and 100");
+    }
+    let planner = opts.planner_choice()?;
+    let suite = Suite::load(&opts.suite)?.filtered(&opts.filter)?;
+    if suite.tasks.is_empty() {
+        bail!("no task to run in {}", opts.suite.display());
+    }
+    let modes: Vec<Mode> = match opts.mode {
+        Mode::Both => vec![Mode::Parallel, Mode::Sequential],
+        m => vec![m],
+    };
+    let mut runs = Vec::new();
+    for (k, mode) in modes.iter().enumerate() {
+        let env_opts = EnvOptions {
+            planner: planner.clone(),
+            seed: opts.seed,
+            latency_scale: opts.latency_scale,
+            fail_rate: opts.fail_rate(),
+            agent_bin: opts.agent_bin.clone(),
+            queue_timeout: match opts.faults {
+                Faults::Permanent => Duration::from_secs(4),
+                _ => Duration::from_secs(20),
+            },
+            keep_dir: opts.keep_dir.as_ref().map(|d| d.join(mode.as_str())),
+        };
+        progress.start(mode.as_str(), suite.tasks.len(), k + 1, modes.len());
+        runs.push(run_mode(opts, &suite, *mode, &env_opts, progress).await?);
+        progress.finish();
+    }
+    Ok(Report::new(opts, &suite, runs))
+}
+
+async fn run_mode(
+    opts: &RunOptions,
+    suite: &Suite,
+    mode: Mode,
+    env_opts: &EnvOptions,
+    progress: &mut Progress,
+) -> anyhow::Result<ModeRun> {
+    let env = Env::start(env_opts).await?;
+    let schedule = fault_schedule(opts.faults, opts.seed, &suite.tasks);
+    let mut tasks = Vec::new();
+    let mut faults = Vec::new();
+    let mut dead: Vec<String> = Vec::new();
+    let metrics_before = env.api.metrics().await.unwrap_or_default();
+    let mut outcome = Ok(());
+    for (i, file) in suite.tasks.iter().enumerate() {
+        let task = file.with_web(&env.web_base)?;
+        let planned = schedule.get(&i);
+        match run_task(&env, &task, opts, mode, planned, &dead).await {
+            Ok((result, fault)) => {
+                if let Some(f) = fault {
+                    if f.kind == "kill" {
+                        dead.push(f.device.clone());
+                    }
+                    faults.push(f);
+                }
+                progress.task(&result.category, &result.id, result.success);
+                tasks.push(result);
+            }
+            Err(e) => {
+                outcome = Err(e.context(format!("task {}", task.id)));
+                break;
+            }
+        }
+    }
+    let metrics_after = env.api.metrics().await.unwrap_or_default();
+    env.stop().await;
+    outcome?;
+    let delta = |k: &str| {
+        metrics_after
+            .get(k)
+            .copied()
+            .unwrap_or(0)
+            .saturating_sub(metrics_before.get(k).copied().unwrap_or(0))
+    };
+    let counters = [
+        "weft_attempts_dispatched_total",
+        "weft_attempts_retried_total",
+        "weft_attempts_lost_total",
+        "weft_attempts_reattached_total",
+        "weft_attempts_timed_out_total",
+        "weft_results_duplicate_total",
+    ]
+    .into_iter()
+    .map(|k| (k.trim_start_matches("weft_").to_owned(), delta(k)))
+    .collect();
+    Ok(ModeRun::new(mode.as_str(), tasks, faults, counters))
+}
+
+/// What to submit for a task, or why nothing is.
+enum Plan {
+    Submit(SubmitRequest),
+    Unsupported(String),
+    Refused { code: String, message: String },
+}
+
+async fn plan_for(
+    env: &Env,
+    task: &TaskFile,
+    opts: &RunOptions,
+    mode: Mode,
+) -> anyhow::Result<Plan> {
+    let seq = mode == Mode::Sequential;
+    Ok(match opts.planner {
+        PlannerKind::Reference => Plan::Submit(SubmitRequest {
+            text: task.request.clone(),
+            turn_budget: None,
+            graph: Some(if seq {
+                measure::sequential(&task.plan)
+            } else {
+                task.plan.clone()
+            }),
+        }),
+        PlannerKind::Rules if !task.rules_supported() => Plan::Unsupported(task.rules_note.clone()),
+        PlannerKind::Rules if !seq => Plan::Submit(SubmitRequest {
+            text: task.rules.clone(),
+            turn_budget: None,
+            graph: None,
+        }),
+        PlannerKind::Rules => {
+            // The same planner the server runs, here, so that its graph can be chained.
+            let devices: Vec<DeviceInfo> = env
+                .api
+                .devices()
+                .await?
+                .into_iter()
+                .map(|d| DeviceInfo {
+                    name: d.name,
+                    kind: d.kind,
+                    capabilities: d.capabilities,
+                    online: d.status == DeviceStatus::Online,
+                })
+                .collect();
+            match RulesPlanner::new().plan_sync(&task.rules, &devices) {
+                Ok(plan) => Plan::Submit(SubmitRequest {
+                    text: task.rules.clone(),
+                    turn_budget: None,
+                    graph: Some(measure::sequential(&graph_of(&plan))),
+                }),
+                Err(e) => Plan::Refused {
+                    code: e.code().to_owned(),
+                    message: e.to_string(),
+                },
+            }
+        }
+        PlannerKind::Llm => Plan::Submit(SubmitRequest {
+            text: task.request.clone(),
+            turn_budget: None,
+            graph: None,
+        }),
+    })
+}
+
+/// Polls a request until it ends; past `timeout` it is cancelled.
+async fn wait_done(env: &Env, id: &str, timeout: Duration) -> anyhow::Result<(RequestView, bool)> {
+    let until = Instant::now() + timeout;
+    let mut timed_out = false;
+    loop {
+        let v = env.api.request(id).await?;
+        if v.status.is_terminal() {
+            return Ok((v, timed_out));
+        }
+        if Instant::now() > until {
+            if timed_out {
+                return Ok((v, true));
+            }
+            timed_out = true;
+            env.api.cancel(id).await.ok();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            continue;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Carries out a planned fault; returns what happened.
+async fn inject(env: &Env, planned: &Planned, task: &str) -> FaultEvent {
+    match planned {
+        Planned::Cut {
+            device,
+            after,
+            down,
+        } => {
+            tokio::time::sleep(*after).await;
+            let cut_at = Instant::now();
+            env.cut(device, *down);
+            // Until the orchestrator has it online again (the agent reconnects on its own).
+            let mut seen_offline = false;
+            let limit = *down + Duration::from_secs(30);
+            loop {
+                let st = env.status(device).await.ok().flatten();
+                if st != Some(DeviceStatus::Online) {
+                    seen_offline = true;
+                } else if seen_offline || cut_at.elapsed() > *down {
+                    break;
+                }
+                if cut_at.elapsed() > limit {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            FaultEvent::new(
+                "cut",
+                task,
+                device,
+                Some(cut_at.elapsed().as_millis() as u64),
+                Some(down.as_millis() as u64),
+            )
+        }
+        Planned::Kill { device, after } => {
+            tokio::time::sleep(*after).await;
+            env.kill(device).await;
+            FaultEvent::new("kill", task, device, None, None)
+        }
+    }
+}
+
+async fn run_task(
+    env: &Env,
+    task: &TaskFile,
+    opts: &RunOptions,
+    mode: Mode,
+    planned: Option<&Planned>,
+    dead: &[String],
+) -> anyhow::Result<(TaskResult, Option<FaultEvent>)> {
+    env.reset(task)?;
+    let mut result = TaskResult::new(task);
+    let body = match plan_for(env, task, opts, mode).await? {
+        Plan::Submit(b) => b,
+        Plan::Unsupported(why) => {
+            result.outcome = "unsupported".into();
+            result.note = why;
+            return Ok((result, None));
+        }
+        Plan::Refused { code, message } => {
+            result.outcome = "refused".into();
+            result.note = format!("{code}: {message}");
+            return Ok((result, None));
+        }
+    };
+    let view = match env.api.submit(&body).await? {
+        Submitted::Accepted(v) => v,
+        Submitted::Refused { code, message } => {
+            result.outcome = "refused".into();
+            result.note = format!("{code}: {message}");
+            return Ok((result, None));
+        }
+    };
+    let id = view.id.as_str().to_owned();
+    let (done, fault) = match planned {
+        Some(p) => {
+            let (done, fault) = tokio::join!(
+                wait_done(env, &id, opts.task_timeout),
+                inject(env, p, &task.id)
+            );
+            (done?, Some(fault))
+        }
+        None => (wait_done(env, &id, opts.task_timeout).await?, None),
+    };
+    let (view, timed_out) = done;
+    env.wait_idle(Duration::from_secs(10)).await?;
+    if let Some(FaultEvent { kind, device, .. }) = &fault
+        && kind == "cut"
+        && !dead.contains(device)
+    {
+        env.wait_online(&[device.as_str()], Duration::from_secs(30))
+            .await
+            .context("a device did not come back after its link was cut")?;
+    }
+    let states = env.states()?;
+    let verdicts: Vec<Verdict> = task.checks.iter().map(|c| c.evaluate(&states)).collect();
+    let counts = measure::counts(&view);
+    let (avg, max) = measure::width(&measure::intervals(&view));
+    let recoveries = measure::recoveries(&view);
+    result.outcome = if timed_out {
+        "timed_out".into()
+    } else {
+        "ran".into()
+    };
+    result.request_status = Some(view.status.as_str().to_owned());
+    result.success = verdicts.iter().all(|v| v.passed);
+    result.checks_passed = verdicts.iter().filter(|v| v.passed).count() as u32;
+    result.checks_total = verdicts.len() as u32;
+    result.failed_checks = verdicts.into_iter().filter(|v| !v.passed).collect();
+    result.subtasks = counts.subtasks;
+    result.subtasks_completed = counts.completed;
+    result.attempts = counts.attempts;
+    result.retries = counts.retries;
+    result.replacements = counts.replacements;
+    result.lost = counts.lost;
+    result.errors = counts.errors;
+    result.graph_width = (measure::graph_width(&graph_of_view(&view)) * 100.0).round() / 100.0;
+    result.turns = view.turns.used;
+    result.tokens = view
+        .llm
+        .map(|l| l.prompt_tokens + l.completion_tokens)
+        .unwrap_or(0);
+    result.timing = TaskTiming {
+        latency_ms: view.updated_at_ms.saturating_sub(view.created_at_ms),
+        width_avg: (avg * 100.0).round() / 100.0,
+        width_max: max,
+        recovery_ms: recoveries.iter().max().copied(),
+    };
+    if view.status != RequestStatus::Succeeded && result.note.is_empty() {
+        result.note = view
+            .error
+            .as_ref()
+            .map(|e| format!("{}: {}", e.code, e.message))
+            .unwrap_or_default();
+    }
+    Ok((result, fault))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fault_schedule_follows_the_seed() {
+        let suite = Suite::load(&super::super::task::default_suite()).unwrap();
+        let a = fault_schedule(Faults::Transient, 1, &suite.tasks);
+        assert_eq!(a, fault_schedule(Faults::Transient, 1, &suite.tasks));
+        assert_ne!(a, fault_schedule(Faults::Transient, 2, &suite.tasks));
+        assert!(a.len() > suite.tasks.len() / 5, "{} cuts", a.len());
+        let k = fault_schedule(Faults::Permanent, 1, &suite.tasks);
+        assert_eq!(k.len(), 1);
+        let (i, _) = k.iter().next().unwrap();
+        assert!(*i >= suite.tasks.len() / 3 && *i < 2 * suite.tasks.len() / 3 + 1);
+        assert!(fault_schedule(Faults::None, 1, &suite.tasks).is_empty());
+    }
+}

@@ -1,0 +1,278 @@
+//! A benchmark task file (`tasks/CATEGORY/ID.toml`) and the suite: every task file under a
+//! directory.
+//!
+//! A task holds the request in two forms (natural language, and the rules planner's grammar or
+//! `"unsupported"`), the initial state of the devices it involves, the web pages it may fetch,
+//! a reference plan (the graph a good planner should produce) and the checkers its final device
+//! state must pass. `${WEB}` in any string stands for the runner's web server
+//! (`http://127.0.0.1:PORT`), filled in when the suite is loaded for a run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use weft_agent::sim::{Event, Mail, Note, State};
+use weft_protocol::Action;
+use weft_protocol::rest::GraphSpec;
+
+use super::check::Check;
+use super::devices;
+
+/// What `rules` holds for a task the rules planner's grammar cannot express.
+pub const UNSUPPORTED: &str = "unsupported";
+
+/// The placeholder for the runner's web server in task strings.
+pub const WEB: &str = "${WEB}";
+
+/// One task file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskFile {
+    /// Unique in the suite; also the file's name (`sync-03` in `file-sync/sync-03.toml`).
+    pub id: String,
+    /// The folder it is in.
+    pub category: String,
+    pub title: String,
+    /// What a person would ask, in plain English.
+    pub request: String,
+    /// The same request in the rules planner's grammar (docs/rules-planner.md), or
+    /// `"unsupported"` when the grammar cannot express it.
+    pub rules: String,
+    /// Why the grammar cannot express it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub rules_note: String,
+    /// Initial state of the devices, by device name; devices not named start empty (their
+    /// profile's default apps).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub devices: BTreeMap<String, DeviceSetup>,
+    /// Pages the runner's web server serves during this task, by path (`data/sales.csv` is
+    /// `${WEB}/data/sales.csv`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub web: BTreeMap<String, String>,
+    /// The reference plan.
+    pub plan: GraphSpec,
+    /// Predicates on the final device state; the task succeeds when all hold.
+    pub checks: Vec<Check>,
+}
+
+/// A device's state before the task: files in its workdir and its simulated apps.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceSetup {
+    /// Workdir files: relative path → content.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, String>,
+    /// Apps installed besides the profile's defaults.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub install: Vec<String>,
+    /// Default apps that are not installed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uninstall: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<Note>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inbox: Vec<Mail>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calendar: Vec<Event>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub clipboard: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub kv: BTreeMap<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, f64>,
+}
+
+impl DeviceSetup {
+    /// The simulated state this setup starts `profile` with.
+    pub fn state(&self, profile: &str) -> State {
+        let mut s = weft_agent::sim::profile(profile)
+            .map(|p| p.initial_state())
+            .unwrap_or_default();
+        s.apps.retain(|a| !self.uninstall.contains(a));
+        for a in &self.install {
+            if !s.apps.contains(a) {
+                s.apps.push(a.clone());
+            }
+        }
+        s.notes.clone_from(&self.notes);
+        s.inbox.clone_from(&self.inbox);
+        s.calendar.clone_from(&self.calendar);
+        s.clipboard.clone_from(&self.clipboard);
+        s.kv.clone_from(&self.kv);
+        s.metrics.clone_from(&self.metrics);
+        s
+    }
+}
+
+impl TaskFile {
+    /// Whether the rules grammar can express this task.
+    pub fn rules_supported(&self) -> bool {
+        self.rules.trim() != UNSUPPORTED
+    }
+
+    /// Checks what loading cannot: names, devices, the reference plan's shape, checkers.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !valid_id(&self.id) || !valid_id(&self.category) {
+            bail!("id and category: use lowercase letters, digits and '-'");
+        }
+        if self.request.trim().is_empty() || self.rules.trim().is_empty() {
+            bail!("request and rules must not be empty (rules may be \"unsupported\")");
+        }
+        if !self.rules_supported() && self.rules_note.trim().is_empty() {
+            bail!("rules = \"unsupported\" needs a rules_note saying why");
+        }
+        for name in self.devices.keys() {
+            if devices::by_name(name).is_none() {
+                bail!(
+                    "devices.{name}: no such device ({})",
+                    devices::names().join(", ")
+                );
+            }
+        }
+        if self.plan.tasks.is_empty() {
+            bail!("the reference plan has no task");
+        }
+        for t in &self.plan.tasks {
+            match (&t.device, &t.device_kind) {
+                (Some(d), _) if devices::by_name(d.as_str()).is_none() => {
+                    bail!("plan task {}: no device {d}", t.id)
+                }
+                (None, Some(k)) if !devices::all().iter().any(|d| d.kind == k) => {
+                    bail!("plan task {}: no device of kind {k}", t.id)
+                }
+                _ => {}
+            }
+            if let Some(Action::Sim { op, .. }) = &t.action
+                && !weft_agent::sim::op_names().contains(&op.as_str())
+            {
+                bail!("plan task {}: unknown sim op `{op}`", t.id);
+            }
+        }
+        if self.checks.is_empty() {
+            bail!("a task needs at least one checker");
+        }
+        for (i, c) in self.checks.iter().enumerate() {
+            c.validate().with_context(|| format!("checks[{i}]"))?;
+        }
+        Ok(())
+    }
+
+    /// This task with `${WEB}` replaced by `base` in its request, rules, plan and web pages.
+    pub fn with_web(&self, base: &str) -> anyhow::Result<TaskFile> {
+        let mut t = self.clone();
+        t.request = t.request.replace(WEB, base);
+        t.rules = t.rules.replace(WEB, base);
+        let plan = serde_json::to_string(&t.plan)?;
+        // `base` has no characters JSON escapes.
+        t.plan = serde_json::from_str(&plan.replace(WEB, base))?;
+        for page in t.web.values_mut() {
+            *page = page.replace(WEB, base);
+        }
+        Ok(t)
+    }
+}
+
+fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Every task of a suite, sorted by category, then id.
+#[derive(Debug, Clone)]
+pub struct Suite {
+    pub root: PathBuf,
+    pub tasks: Vec<TaskFile>,
+}
+
+impl Suite {
+    /// Reads every `*.toml` under `root/CATEGORY/`, checking each file and that ids are unique
+    /// and match their file names and folders.
+    pub fn load(root: &Path) -> anyhow::Result<Self> {
+        let mut tasks = Vec::new();
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
+            .with_context(|| format!("cannot read the suite {}", root.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        dirs.sort();
+        for dir in dirs {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                .collect();
+            files.sort();
+            for f in files {
+                let text = std::fs::read_to_string(&f)
+                    .with_context(|| format!("cannot read {}", f.display()))?;
+                let task: TaskFile =
+                    toml::from_str(&text).with_context(|| format!("{}", f.display()))?;
+                task.validate()
+                    .with_context(|| format!("{}", f.display()))?;
+                let stem = f.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+                let folder = dir.file_name().and_then(|s| s.to_str()).unwrap_or_default();
+                if task.id != stem || task.category != folder {
+                    bail!(
+                        "{}: id `{}` and category `{}` must be the file name and its folder",
+                        f.display(),
+                        task.id,
+                        task.category
+                    );
+                }
+                tasks.push(task);
+            }
+        }
+        let mut ids: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
+        ids.sort_unstable();
+        if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+            bail!("the task id {} is used twice", w[0]);
+        }
+        tasks.sort_by(|a, b| (&a.category, &a.id).cmp(&(&b.category, &b.id)));
+        Ok(Self {
+            root: root.to_path_buf(),
+            tasks,
+        })
+    }
+
+    /// The tasks whose category or id is in `filter` (all when it is empty).
+    pub fn filtered(mut self, filter: &[String]) -> anyhow::Result<Self> {
+        if filter.is_empty() {
+            return Ok(self);
+        }
+        for f in filter {
+            if !self.tasks.iter().any(|t| &t.category == f || &t.id == f) {
+                bail!(
+                    "--filter {f}: no such category or task (categories: {})",
+                    self.categories().join(", ")
+                );
+            }
+        }
+        self.tasks
+            .retain(|t| filter.iter().any(|f| f == &t.category || f == &t.id));
+        Ok(self)
+    }
+
+    /// The categories, in order.
+    pub fn categories(&self) -> Vec<String> {
+        let mut c: Vec<String> = self.tasks.iter().map(|t| t.category.clone()).collect();
+        c.dedup();
+        c
+    }
+}
+
+/// Where the suite is when none is given: `bench-tasks/tasks` of this source tree, else
+/// `./bench-tasks/tasks`, else `./tasks`.
+pub fn default_suite() -> PathBuf {
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("tasks");
+    if built.is_dir() {
+        return built;
+    }
+    let here = PathBuf::from("bench-tasks/tasks");
+    if here.is_dir() {
+        here
+    } else {
+        PathBuf::from("tasks")
+    }
+}
