@@ -103,7 +103,11 @@ async fn not_found() -> ApiError {
 async fn agent_ws(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
     let engine = state.engine.clone();
     let settings = state.conn.clone();
-    ws.max_message_size(ws::HARD_FRAME_LIMIT)
+    // Agent frames are small and a connection is mostly idle: a 4 KiB read buffer (it grows
+    // for a large frame) instead of tungstenite's 128 KiB default, allocated and zeroed up
+    // front per connection, was ~150 KiB of memory per idle agent (BENCHMARKS.md).
+    ws.read_buffer_size(4096)
+        .max_message_size(ws::HARD_FRAME_LIMIT)
         .max_frame_size(ws::HARD_FRAME_LIMIT)
         .on_upgrade(move |socket| ws::serve(socket, engine, settings))
 }
