@@ -9,6 +9,9 @@ use weft_protocol::rest::{
     CreateDevice, DeviceCreated, DeviceView, ErrorBody, Event, RequestView, SubmitRequest,
 };
 
+/// How long `submit` waits: planning with an LLM can take minutes on a local model.
+const SUBMIT_TIMEOUT: Duration = Duration::from_secs(600);
+
 #[derive(Debug, Clone)]
 pub struct Client {
     base: String,
@@ -70,6 +73,8 @@ impl Client {
             .http
             .post(self.url("/v1/requests"))
             .bearer_auth(&self.token)
+            // Planning may wait on an LLM (the server's own timeout and retries bound it).
+            .timeout(SUBMIT_TIMEOUT)
             .json(&SubmitRequest {
                 text: text.to_owned(),
                 turn_budget: None,
