@@ -245,6 +245,39 @@ impl Running {
 }
 
 impl TargetArgs {
+    /// Runs `once` `--runs` times, each against a freshly started server, printing each report
+    /// (unless `--json`); on failure shows the end of the server's log.
+    async fn repeat<R>(
+        &self,
+        once: impl AsyncFn(&Target) -> anyhow::Result<R>,
+        render: impl Fn(&R) -> String,
+    ) -> anyhow::Result<Vec<R>> {
+        let mut reports = Vec::new();
+        for run in 0..self.runs.max(1) {
+            let running = self.start().await?;
+            let res = once(running.target()).await;
+            let tail = running.log_tail();
+            running.stop().await?;
+            let report = match res {
+                Ok(r) => r,
+                Err(e) => {
+                    if let Some(tail) = tail {
+                        eprintln!("weft-load: the server's log ends with:\n{tail}");
+                    }
+                    return Err(e).with_context(|| format!("run {}", run + 1));
+                }
+            };
+            if !self.json {
+                if self.runs > 1 {
+                    println!("run {}/{}:", run + 1, self.runs);
+                }
+                print!("{}", render(&report));
+            }
+            reports.push(report);
+        }
+        Ok(reports)
+    }
+
     async fn start(&self) -> anyhow::Result<Running> {
         if let Some(server) = &self.server {
             return Ok(Running::External(Target {
@@ -330,29 +363,12 @@ async fn load(args: &LoadArgs) -> anyhow::Result<bool> {
     let opts = args.options()?;
     let t = &args.target;
     check_fd_limit(opts.agents);
-    let mut reports: Vec<LoadReport> = Vec::new();
-    for run in 0..t.runs.max(1) {
-        let running = t.start().await?;
-        let res = run_load(running.target(), &opts).await;
-        let tail = running.log_tail();
-        running.stop().await?;
-        let report = match res {
-            Ok(r) => r,
-            Err(e) => {
-                if let Some(tail) = tail {
-                    eprintln!("weft-load: the server's log ends with:\n{tail}");
-                }
-                return Err(e).with_context(|| format!("run {}", run + 1));
-            }
-        };
-        if !t.json {
-            if t.runs > 1 {
-                println!("run {}/{}:", run + 1, t.runs);
-            }
-            print!("{}", report.render());
-        }
-        reports.push(report);
-    }
+    let reports = t
+        .repeat(
+            async |target: &Target| run_load(target, &opts).await,
+            LoadReport::render,
+        )
+        .await?;
     let summary = LoadReport::summary(&reports);
     if t.json {
         print_json(&reports, &summary)?;
@@ -377,29 +393,12 @@ async fn idle(args: &IdleArgs) -> anyhow::Result<bool> {
         window: Duration::from_secs_f64(args.window_secs.max(0.1)),
         parallelism: args.parallelism.max(1),
     };
-    let mut reports: Vec<IdleReport> = Vec::new();
-    for run in 0..t.runs.max(1) {
-        let running = t.start().await?;
-        let res = run_idle(running.target(), &opts).await;
-        let tail = running.log_tail();
-        running.stop().await?;
-        let report = match res {
-            Ok(r) => r,
-            Err(e) => {
-                if let Some(tail) = tail {
-                    eprintln!("weft-load: the server's log ends with:\n{tail}");
-                }
-                return Err(e).with_context(|| format!("run {}", run + 1));
-            }
-        };
-        if !t.json {
-            if t.runs > 1 {
-                println!("run {}/{}:", run + 1, t.runs);
-            }
-            print!("{}", report.render());
-        }
-        reports.push(report);
-    }
+    let reports = t
+        .repeat(
+            async |target: &Target| run_idle(target, &opts).await,
+            IdleReport::render,
+        )
+        .await?;
     let summary = IdleReport::summary(&reports);
     if t.json {
         print_json(&reports, &summary)?;
