@@ -20,7 +20,7 @@ pub use service::Engine;
 use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
-use weft_planner::{DeviceInfo, Plan};
+use weft_planner::Plan;
 use weft_protocol::rest::{DeviceCreated, DeviceView, EditBatch, Event};
 use weft_protocol::{AgentMsg, AttemptId, DeviceName, ErrorInfo, RequestId, ServerMsg, TaskId};
 
@@ -82,9 +82,6 @@ pub(crate) enum Command {
     },
     Devices {
         reply: oneshot::Sender<Vec<DeviceView>>,
-    },
-    DeviceInfos {
-        reply: oneshot::Sender<Vec<DeviceInfo>>,
     },
     AddDevice {
         name: DeviceName,
@@ -174,11 +171,6 @@ impl Handle {
 
     pub async fn devices(&self) -> Result<Vec<DeviceView>, Error> {
         self.call(|reply| Command::Devices { reply }).await
-    }
-
-    /// Registered devices as the planner sees them.
-    pub async fn device_infos(&self) -> Result<Vec<DeviceInfo>, Error> {
-        self.call(|reply| Command::DeviceInfos { reply }).await
     }
 
     pub async fn add_device(

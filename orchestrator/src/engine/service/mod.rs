@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
-use weft_planner::DeviceInfo;
 use weft_protocol::rest::{
     DeviceCreated, DeviceStatus, DeviceView, EventKind, LateResult, TurnsView,
 };
@@ -272,19 +271,6 @@ impl Engine {
             }
             Command::Devices { reply } => {
                 let _ = reply.send(self.devices.values().map(Device::view).collect());
-            }
-            Command::DeviceInfos { reply } => {
-                let _ = reply.send(
-                    self.devices
-                        .values()
-                        .map(|d| DeviceInfo {
-                            name: d.row.name.clone(),
-                            kind: d.row.kind.clone(),
-                            capabilities: d.row.capabilities.clone(),
-                            online: d.online(),
-                        })
-                        .collect(),
-                );
             }
             Command::AddDevice { name, kind, reply } => {
                 let res = self.add_device(name, kind).await?;
