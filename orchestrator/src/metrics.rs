@@ -38,6 +38,8 @@ counters! {
     results_duplicate_total: "Results for attempts already ended: acknowledged, not applied.",
     frames_refused_total: "Frames about attempts the sending device does not hold.",
     bad_frames_total: "Frames that were not valid protocol messages (the connection was closed).",
+    engine_groups_total: "Groups of engine inputs committed together (one store transaction each).",
+    engine_inputs_total: "Engine inputs (commands from REST and connections); divided by groups, the mean group size.",
 }
 
 impl Metrics {

@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use weft_protocol::rest::{
-    DeviceCreated, DeviceStatus, DeviceView, EventKind, LateResult, TurnsView,
+    DeviceCreated, DeviceStatus, DeviceView, Event, EventKind, LateResult, TurnsView,
 };
 use weft_protocol::wire::ResultStatus;
 use weft_protocol::{
@@ -28,6 +28,35 @@ const BUSY_BACKOFF_MS: u64 = 200;
 
 /// Largest `max_concurrency` a device may claim.
 const MAX_DEVICE_CONCURRENCY: u32 = 1024;
+
+/// Most inputs handled before their changes are committed together (group commit).
+const MAX_GROUP: usize = 512;
+
+/// What the inputs of the current group changed, and what may only be released once that is
+/// durable: committed together by [`Engine::flush`].
+#[derive(Default)]
+struct Pending {
+    ops: Vec<Op>,
+    /// Numbered already: the engine is the journal's only writer.
+    events: Vec<Event>,
+    /// Replies and frames, released in order after the commit.
+    effects: Vec<Effect>,
+}
+
+enum Effect {
+    Reply(Box<dyn FnOnce() + Send>),
+    Frame(DeviceName, Box<ServerMsg>),
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("ops", &self.ops.len())
+            .field("events", &self.events.len())
+            .field("effects", &self.effects.len())
+            .finish()
+    }
+}
 
 #[derive(Debug)]
 struct Device {
@@ -119,6 +148,10 @@ pub struct Engine {
     /// Set once shutdown began: no new requests or dispatches; in-flight results are still
     /// taken until `drain_until`.
     drain_until: Option<u64>,
+    /// Changes of the current group, not yet committed.
+    pending: Pending,
+    /// Journal position of the last event staged.
+    last_seq: u64,
 }
 
 impl Engine {
@@ -141,6 +174,7 @@ impl Engine {
                 },
             );
         }
+        let last_seq = store.last_seq().await?;
         let (tx, rx) = mpsc::channel(1024);
         let (events, _) = broadcast::channel(4096);
         let (device_events, _) = broadcast::channel(256);
@@ -157,6 +191,8 @@ impl Engine {
             shutdown,
             drain_until: None,
             metrics: Arc::new(Metrics::default()),
+            pending: Pending::default(),
+            last_seq,
         };
         let metrics = engine.metrics.clone();
         engine.resume().await?;
@@ -177,6 +213,8 @@ impl Engine {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let shutdown = self.shutdown.clone();
         loop {
+            // One input, then whatever else is already waiting (up to MAX_GROUP), then one
+            // scheduling pass and one commit for all of it.
             let res = tokio::select! {
                 _ = shutdown.cancelled(), if self.drain_until.is_none() => {
                     let until = now_ms() + millis(self.opts.shutdown_grace);
@@ -185,17 +223,26 @@ impl Engine {
                     Ok(())
                 }
                 cmd = rx.recv() => match cmd {
-                    Some(cmd) => self.handle(cmd).await,
+                    Some(cmd) => self.handle_group(cmd, &mut rx).await,
                     None => break,
                 },
-                _ = tick.tick() => self.on_tick().await,
+                _ = tick.tick() => {
+                    self.on_tick();
+                    Ok(())
+                }
+            };
+            let res = match res {
+                Ok(()) => {
+                    self.schedule();
+                    self.flush().await
+                }
+                Err(e) => Err(e),
             };
             if let Err(e) = res {
                 tracing::error!(error = %e, "store write failed; stopping the engine (fail-stop)");
                 self.shutdown.cancel();
                 break;
             }
-            self.publish_device_changes();
             if let Some(until) = self.drain_until {
                 let running = self
                     .attempts
@@ -220,6 +267,26 @@ impl Engine {
         tracing::debug!("engine stopped");
     }
 
+    /// Handles `first` and the commands already queued behind it, without committing.
+    async fn handle_group(
+        &mut self,
+        first: Command,
+        rx: &mut mpsc::Receiver<Command>,
+    ) -> Result<(), Error> {
+        self.handle(first).await?;
+        let mut n = 1;
+        while n < MAX_GROUP {
+            let Ok(cmd) = rx.try_recv() else { break };
+            self.handle(cmd).await?;
+            n += 1;
+        }
+        Metrics::inc(&self.metrics.engine_groups_total);
+        self.metrics
+            .engine_inputs_total
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
     async fn handle(&mut self, cmd: Command) -> Result<(), Error> {
         match cmd {
             Command::Create {
@@ -229,27 +296,16 @@ impl Engine {
                 turn_budget,
                 reply,
             } => {
-                if self.drain_until.is_some() {
-                    let _ = reply.send(Err(ApiError::new(
+                let res = if self.drain_until.is_some() {
+                    Err(ApiError::new(
                         axum::http::StatusCode::SERVICE_UNAVAILABLE,
                         "shutting_down",
                         "the orchestrator is shutting down; submit again after it restarts",
-                    )));
-                    return Ok(());
-                }
-                let res = self.create(text, planner, plan, turn_budget).await;
-                let res = match res {
-                    Ok(id) => Ok(id),
-                    Err(Ok(api)) => Err(api),
-                    Err(Err(e)) => {
-                        let _ = reply.send(Err(ApiError::from(Error::Corrupt(
-                            "request could not be stored".into(),
-                        ))));
-                        return Err(e);
-                    }
+                    ))
+                } else {
+                    self.create(text, planner, plan, turn_budget)
                 };
-                let _ = reply.send(res);
-                self.schedule().await?;
+                self.reply(reply, res);
             }
             Command::Edit {
                 request,
@@ -257,8 +313,7 @@ impl Engine {
                 reply,
             } => {
                 let res = self.edit(request, batch).await?;
-                let _ = reply.send(res);
-                self.schedule().await?;
+                self.reply(reply, res);
             }
             Command::Cancel {
                 request,
@@ -266,15 +321,15 @@ impl Engine {
                 reply,
             } => {
                 let res = self.cancel(request, task).await?;
-                let _ = reply.send(res);
-                self.schedule().await?;
+                self.reply(reply, res);
             }
             Command::Devices { reply } => {
-                let _ = reply.send(self.devices.values().map(Device::view).collect());
+                let views = self.devices.values().map(Device::view).collect();
+                self.reply(reply, views);
             }
             Command::AddDevice { name, kind, reply } => {
-                let res = self.add_device(name, kind).await?;
-                let _ = reply.send(res);
+                let res = self.add_device(name, kind);
+                self.reply(reply, res);
             }
             Command::SetDraining {
                 name,
@@ -289,27 +344,27 @@ impl Engine {
                     Some(d) => {
                         d.row.draining = draining;
                         tracing::info!(device = %name, draining, "device drain changed");
-                        self.store.set_draining(&name, draining).await?;
                         let view = d.view();
+                        self.pending.ops.push(Op::SetDraining {
+                            name: name.clone(),
+                            draining,
+                        });
                         self.device_changed(&name);
                         Ok(view)
                     }
                 };
-                let _ = reply.send(res);
-                self.schedule().await?;
+                self.reply(reply, res);
             }
             Command::Connect {
                 hello,
                 outbound,
                 reply,
             } => {
-                let res = self.connect(hello, outbound).await?;
-                let _ = reply.send(res);
-                self.schedule().await?;
+                let res = self.connect(hello, outbound);
+                self.reply(reply, res);
             }
             Command::FromAgent { device, conn, msg } => {
                 self.on_agent_msg(device, conn, msg).await?;
-                self.schedule().await?;
             }
             Command::Disconnected { device, conn } => {
                 if let Some(d) = self.devices.get_mut(&device)
@@ -324,7 +379,10 @@ impl Engine {
                             live.lost_since.get_or_insert(now);
                         }
                     }
-                    self.store.touch_device(&device, now).await?;
+                    self.pending.ops.push(Op::TouchDevice {
+                        name: device.clone(),
+                        at_ms: now,
+                    });
                     self.device_changed(&device);
                 }
             }
@@ -348,12 +406,44 @@ impl Engine {
         }
     }
 
-    /// Commits `batch` and broadcasts its events.
-    async fn commit(&self, batch: Batch) -> Result<(), Error> {
-        let events = self.store.commit(batch, now_ms()).await?;
-        for ev in events {
+    /// Adds `batch` to the current group's changes, numbering its events.
+    fn stage(&mut self, batch: Batch) {
+        let at_ms = now_ms();
+        self.pending.ops.extend(batch.ops);
+        for (request_id, kind) in batch.events {
+            self.last_seq += 1;
+            self.pending.events.push(Event {
+                seq: self.last_seq,
+                request_id,
+                at_ms,
+                kind,
+            });
+        }
+    }
+
+    /// Answers a caller once the current group is committed.
+    fn reply<T: Send + 'static>(&mut self, to: oneshot::Sender<T>, value: T) {
+        self.pending.effects.push(Effect::Reply(Box::new(move || {
+            let _ = to.send(value);
+        })));
+    }
+
+    /// Commits the current group, then broadcasts its events and releases its replies and
+    /// frames in order. On a store error nothing is released (the replies' senders are
+    /// dropped, so callers see the engine gone).
+    async fn flush(&mut self) -> Result<(), Error> {
+        let pending = std::mem::take(&mut self.pending);
+        self.store.commit(&pending.ops, &pending.events).await?;
+        for ev in pending.events {
             let _ = self.events.send(ev);
         }
+        for effect in pending.effects {
+            match effect {
+                Effect::Reply(send) => send(),
+                Effect::Frame(device, msg) => self.deliver(&device, *msg),
+            }
+        }
+        self.publish_device_changes();
         Ok(())
     }
 
@@ -518,9 +608,9 @@ impl Engine {
 
     /// Dispatches every ready task whose backoff has passed and that has a capable device with
     /// a free slot; all dispatches of one pass are committed together, then sent.
-    async fn schedule(&mut self) -> Result<(), Error> {
+    fn schedule(&mut self) {
         if self.drain_until.is_some() {
-            return Ok(());
+            return;
         }
         let now = now_ms();
         let mut wanted = Vec::new();
@@ -541,11 +631,10 @@ impl Engine {
                 sends.push((device, assign));
             }
         }
-        self.commit(b).await?;
+        self.stage(b);
         for (device, assign) in sends {
             self.send(&device, assign);
         }
-        Ok(())
     }
 
     /// Picks the device for a task: online, not draining, with a free slot, matching the
@@ -720,9 +809,16 @@ impl Engine {
         Some(assign)
     }
 
+    /// Sends a frame to a device once the current group is committed.
+    fn send(&mut self, device: &DeviceName, msg: ServerMsg) {
+        self.pending
+            .effects
+            .push(Effect::Frame(device.clone(), Box::new(msg)));
+    }
+
     /// Queues a frame for a device's connection. A connection whose queue is full is dropped
     /// (its writer ends, the socket closes, the agent reconnects).
-    fn send(&mut self, device: &DeviceName, msg: ServerMsg) {
+    fn deliver(&mut self, device: &DeviceName, msg: ServerMsg) {
         let Some(d) = self.devices.get_mut(device) else {
             return;
         };
@@ -738,16 +834,12 @@ impl Engine {
 
     // ---- devices -------------------------------------------------------------------------
 
-    async fn add_device(
-        &mut self,
-        name: DeviceName,
-        kind: String,
-    ) -> Result<Result<DeviceCreated, ApiError>, Error> {
+    fn add_device(&mut self, name: DeviceName, kind: String) -> Result<DeviceCreated, ApiError> {
         if !weft_protocol::ids::valid_device_name(name.as_str()) {
-            return Ok(Err(ApiError::bad_request(
+            return Err(ApiError::bad_request(
                 "invalid_device_name",
                 "device names are 1-64 letters, digits, '-' or '_', starting with a letter or digit",
-            )));
+            ));
         }
         if kind.is_empty()
             || kind.len() > 32
@@ -755,16 +847,16 @@ impl Engine {
                 .bytes()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
         {
-            return Ok(Err(ApiError::bad_request(
+            return Err(ApiError::bad_request(
                 "invalid_device_kind",
                 "a device kind is a plain lowercase word such as laptop, phone or server",
-            )));
+            ));
         }
         if self.devices.contains_key(&name) {
-            return Ok(Err(ApiError::conflict(
+            return Err(ApiError::conflict(
                 "device_exists",
                 format!("a device named `{name}` is already registered"),
-            )));
+            ));
         }
         let tok = token::generate();
         let row = DeviceRow {
@@ -780,12 +872,7 @@ impl Engine {
             last_seen_ms: None,
             draining: false,
         };
-        if !self.store.insert_device(&row).await? {
-            return Ok(Err(ApiError::conflict(
-                "device_exists",
-                format!("a device named `{name}` is already registered"),
-            )));
-        }
+        self.pending.ops.push(Op::InsertDevice(row.clone()));
         tracing::info!(device = %name, kind = %kind, "device registered");
         self.device_changed(&name);
         self.devices.insert(
@@ -796,40 +883,40 @@ impl Engine {
                 running: BTreeSet::new(),
             },
         );
-        Ok(Ok(DeviceCreated {
+        Ok(DeviceCreated {
             name,
             kind,
             token: tok,
-        }))
+        })
     }
 
-    async fn connect(
+    fn connect(
         &mut self,
         hello: Hello,
         outbound: Outbound,
-    ) -> Result<Result<(ConnId, ServerMsg), ErrorInfo>, Error> {
+    ) -> Result<(ConnId, ServerMsg), ErrorInfo> {
         if hello.protocol_version != PROTOCOL_VERSION {
-            return Ok(Err(ErrorInfo::new(
+            return Err(ErrorInfo::new(
                 "unsupported_version",
                 format!(
                     "this orchestrator speaks protocol version {PROTOCOL_VERSION}, the agent sent {}",
                     hello.protocol_version
                 ),
-            )));
+            ));
         }
         let Some(dev) = self.devices.get_mut(&hello.device) else {
             tracing::warn!(device = %hello.device, "hello for an unknown device");
-            return Ok(Err(bad_token()));
+            return Err(bad_token());
         };
         if !token::matches(&hello.token, &dev.row.token_hash) {
             tracing::warn!(device = %hello.device, "hello with a wrong token");
-            return Ok(Err(bad_token()));
+            return Err(bad_token());
         }
         if dev.conn.is_some() {
-            return Ok(Err(ErrorInfo::new(
+            return Err(ErrorInfo::new(
                 "already_connected",
                 format!("device `{}` already has a live connection", hello.device),
-            )));
+            ));
         }
         if hello.kind != dev.row.kind {
             tracing::info!(device = %hello.device, registered = %dev.row.kind, stated = %hello.kind,
@@ -845,8 +932,9 @@ impl Engine {
         dev.row.max_concurrency = hello.max_concurrency.clamp(1, MAX_DEVICE_CONCURRENCY);
         dev.row.last_seen_ms = Some(now);
         dev.conn = Some((conn, outbound));
-        let row = dev.row.clone();
-        self.store.update_device_profile(&row).await?;
+        self.pending
+            .ops
+            .push(Op::UpdateDeviceProfile(dev.row.clone()));
 
         // Reconcile attempts this device held before: reattach the ones it still has; the rest
         // are lost and tried again.
@@ -872,11 +960,11 @@ impl Engine {
             );
             self.attempt_failed(&mut b, &id, AttemptStatus::Lost, err, None);
         }
-        self.commit(b).await?;
+        self.stage(b);
         self.device_changed(&hello.device);
         tracing::info!(device = %hello.device, platform = %hello.platform,
             capabilities = ?hello.capabilities, reattached = reattached.len(), "device connected");
-        Ok(Ok((
+        Ok((
             conn,
             ServerMsg::Welcome {
                 protocol_version: PROTOCOL_VERSION,
@@ -884,7 +972,7 @@ impl Engine {
                 heartbeat_interval_ms: millis(self.opts.heartbeat_interval),
                 reattached,
             },
-        )))
+        ))
     }
 
     // ---- agent messages ------------------------------------------------------------------
@@ -957,7 +1045,7 @@ impl Engine {
                         *d = Some(device.clone());
                     }
                     b.event(&live.request, ev);
-                    self.commit(b).await?;
+                    self.stage(b);
                 }
             }
             AgentMsg::Reject { attempt_id, error } => {
@@ -995,7 +1083,7 @@ impl Engine {
                 } else {
                     self.attempt_failed(&mut b, &attempt_id, AttemptStatus::Rejected, error, None);
                 }
-                self.commit(b).await?;
+                self.stage(b);
             }
             AgentMsg::Progress {
                 attempt_id,
@@ -1025,7 +1113,7 @@ impl Engine {
                         turns_used,
                     },
                 );
-                self.commit(b).await?;
+                self.stage(b);
             }
             AgentMsg::ExtendTurns { attempt_id, turns } => {
                 if self.owned(&device, &attempt_id).is_none() {
@@ -1035,7 +1123,7 @@ impl Engine {
                 }
                 let mut b = Batch::default();
                 let reply = self.extend_turns(&mut b, &attempt_id, turns);
-                self.commit(b).await?;
+                self.stage(b);
                 if let Some(reply) = reply {
                     self.send(&device, reply);
                 }
@@ -1050,6 +1138,8 @@ impl Engine {
                     // Not live: a second copy of a result already applied, or a late result of
                     // an attempt that timed out or was lost (recorded, not applied; acked so
                     // the agent's outbox drains), or a frame about someone else's attempt.
+                    // The store is read only after what this group changed is in it.
+                    self.flush().await?;
                     return match self.store.attempt_device(&attempt_id).await? {
                         Some(owner) if owner == device => {
                             tracing::info!(attempt = %attempt_id, "duplicate or late result; recorded, not applied");
@@ -1064,7 +1154,7 @@ impl Engine {
                                     at_ms: now_ms(),
                                 },
                             });
-                            self.commit(b).await?;
+                            self.stage(b);
                             self.send(&device, ServerMsg::Ack { attempt_id });
                             Ok(())
                         }
@@ -1105,7 +1195,7 @@ impl Engine {
                         );
                     }
                 }
-                self.commit(b).await?;
+                self.stage(b);
                 self.send(&device, ServerMsg::Ack { attempt_id });
             }
         }
@@ -1145,7 +1235,7 @@ impl Engine {
 
     /// Deadlines: attempts past their deadline, attempts of devices gone longer than the grace
     /// window, tasks past their overall timeout, ready tasks no device took in time.
-    async fn on_tick(&mut self) -> Result<(), Error> {
+    fn on_tick(&mut self) {
         let now = now_ms();
         let mut b = Batch::default();
         let grace = millis(self.opts.lost_grace);
@@ -1259,8 +1349,7 @@ impl Engine {
                 },
             );
         }
-        self.commit(b).await?;
-        self.schedule().await
+        self.stage(b);
     }
 
     /// A request for more turns: grants what the request's pool still has, up to `asked`.
@@ -1385,7 +1474,8 @@ impl Engine {
                 );
             }
         }
-        self.commit(b).await?;
+        self.stage(b);
+        self.flush().await?;
         if requests > 0 {
             tracing::info!(
                 requests,

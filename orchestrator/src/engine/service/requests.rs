@@ -17,14 +17,14 @@ use crate::{ApiError, Error, now_ms};
 const CANCEL_GRACE_MS: u64 = 10_000;
 
 impl Engine {
-    /// `Err(Ok(_))` is a refusal for the client, `Err(Err(_))` a store failure.
-    pub(super) async fn create(
+    /// Creates a request (committed with the rest of the current group).
+    pub(super) fn create(
         &mut self,
         text: String,
         planner: &'static str,
         planned: Planned,
         turn_budget: Option<u32>,
-    ) -> Result<RequestId, Result<ApiError, Error>> {
+    ) -> Result<RequestId, ApiError> {
         let now = now_ms();
         let turns = TurnsView {
             budget: turn_budget.unwrap_or(self.opts.turn_budget),
@@ -36,19 +36,19 @@ impl Engine {
                     if let weft_planner::Target::Device(d) = &t.target
                         && !self.devices.contains_key(d)
                     {
-                        return Err(Ok(ApiError::unprocessable(
+                        return Err(ApiError::unprocessable(
                             "unknown_device",
                             format!("task {} names device `{d}`, which is not registered", t.id),
-                        )));
+                        ));
                     }
                 }
                 Graph::from_plan(&plan, &self.defaults(), now)
-                    .map_err(|e| Ok(ApiError::unprocessable("invalid_plan", e)))?
+                    .map_err(|e| ApiError::unprocessable("invalid_plan", e))?
             }
             Planned::Given(spec) => {
                 let ctx = self.edit_ctx(now);
                 Graph::from_given(&spec, &ctx)
-                    .map_err(|e| Ok(ApiError::unprocessable(e.code, e.message)))?
+                    .map_err(|e| ApiError::unprocessable(e.code, e.message))?
                     .graph
             }
         };
@@ -93,7 +93,7 @@ impl Engine {
         for t in graph.tasks().filter(|t| t.status == TaskStatus::Ready) {
             b.event(&id, task_event(&t.id, TaskStatus::Ready));
         }
-        self.commit(b).await.map_err(Err)?;
+        self.stage(b);
         tracing::info!(request = %id, tasks = graph.len(), "request created");
         Metrics::inc(&self.metrics.requests_created_total);
         self.requests.insert(
@@ -268,7 +268,9 @@ impl Engine {
     }
 
     /// Why a request that is not live cannot be changed: it finished, or it never existed.
-    async fn not_live(&self, request: &RequestId) -> Result<ApiError, Error> {
+    async fn not_live(&mut self, request: &RequestId) -> Result<ApiError, Error> {
+        // The store is read only after what this group changed is in it.
+        self.flush().await?;
         Ok(if self.store.request_exists(request).await? {
             ApiError::conflict(
                 "request_finished",
@@ -333,7 +335,7 @@ impl Engine {
         }
         self.record_changes(&mut b, &request, &applied.changed);
         self.finish_if_done(&mut b, &request);
-        self.commit(b).await?;
+        self.stage(b);
         tracing::info!(request = %request, version, "graph edited");
         Ok(Ok(version))
     }
@@ -434,7 +436,7 @@ impl Engine {
             );
         }
         self.finish_if_done(&mut b, &request);
-        self.commit(b).await?;
+        self.stage(b);
         Ok(Ok(()))
     }
 }

@@ -12,15 +12,17 @@ use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use weft_protocol::rest::{
-    AttemptView, EdgeView, Event, EventKind, LateResult, RequestView, TaskView, TurnsView,
-};
+use weft_protocol::rest::{AttemptView, EdgeView, Event, RequestView, TaskView, TurnsView};
 use weft_protocol::{
     Action, AttemptId, AttemptStatus, DeviceName, EdgeKind, ErrorInfo, RequestId, RequestStatus,
     RetryPolicy, TaskId, TaskOutput, TaskStatus,
 };
 
 use crate::Error;
+
+mod write;
+
+pub use write::{Batch, Op};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -103,119 +105,6 @@ pub struct LiveRequestRow {
     pub in_flight: Vec<LiveAttemptRow>,
     /// Attempts made so far, per task.
     pub attempts_used: std::collections::HashMap<TaskId, u32>,
-}
-
-/// One row change inside a [`Batch`].
-#[derive(Debug, Clone)]
-pub enum Op {
-    InsertRequest {
-        id: RequestId,
-        text: String,
-        planner: String,
-        status: RequestStatus,
-        turns: TurnsView,
-        at_ms: u64,
-    },
-    /// The request's turn pool changed.
-    UpdateTurns {
-        id: RequestId,
-        turns: TurnsView,
-    },
-    UpdateAttemptTurns {
-        id: AttemptId,
-        max_turns: u32,
-        turns_used: u32,
-    },
-    InsertTask {
-        request_id: RequestId,
-        task: TaskRow,
-    },
-    InsertEdge {
-        request_id: RequestId,
-        edge: EdgeView,
-    },
-    UpdateTask {
-        request_id: RequestId,
-        task_id: TaskId,
-        status: TaskStatus,
-        device: Option<DeviceName>,
-        output: Option<TaskOutput>,
-        error: Option<ErrorInfo>,
-    },
-    UpdateTaskSched {
-        request_id: RequestId,
-        task_id: TaskId,
-        sched: TaskSched,
-    },
-    RecordLateResult {
-        id: AttemptId,
-        result: LateResult,
-    },
-    /// A task's definition changed (an edit).
-    UpdateTaskDef {
-        request_id: RequestId,
-        task: TaskRow,
-    },
-    DeleteTask {
-        request_id: RequestId,
-        task_id: TaskId,
-    },
-    DeleteEdge {
-        request_id: RequestId,
-        from: TaskId,
-        to: TaskId,
-    },
-    /// The graph moved to `version` (an accepted edit batch).
-    SetVersion {
-        id: RequestId,
-        version: u64,
-    },
-    /// A cancel of the whole request was asked for.
-    CancelRequested {
-        id: RequestId,
-    },
-    InsertAttempt {
-        id: AttemptId,
-        request_id: RequestId,
-        task_id: TaskId,
-        device: DeviceName,
-        at_ms: u64,
-        deadline_ms: u64,
-        max_turns: u32,
-    },
-    UpdateAttempt {
-        id: AttemptId,
-        status: AttemptStatus,
-        ended_at_ms: Option<u64>,
-        error: Option<ErrorInfo>,
-    },
-    UpdateRequest {
-        id: RequestId,
-        status: RequestStatus,
-        error: Option<ErrorInfo>,
-        at_ms: u64,
-    },
-}
-
-/// Row changes and the events that journal them; committed atomically by [`Store::commit`].
-#[derive(Debug, Default)]
-pub struct Batch {
-    pub ops: Vec<Op>,
-    pub events: Vec<(RequestId, EventKind)>,
-}
-
-impl Batch {
-    pub fn is_empty(&self) -> bool {
-        self.ops.is_empty() && self.events.is_empty()
-    }
-
-    pub fn op(&mut self, op: Op) {
-        self.ops.push(op);
-    }
-
-    pub fn event(&mut self, request: &RequestId, kind: EventKind) {
-        self.events.push((request.clone(), kind));
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -361,51 +250,6 @@ impl Store {
             .collect()
     }
 
-    /// Inserts a new device; `Ok(false)` if the name is taken.
-    pub async fn insert_device(&self, d: &DeviceRow) -> Result<bool, Error> {
-        let res = sqlx::query(
-            "INSERT INTO devices (name, kind, token_hash, platform, capabilities, max_concurrency, \
-             created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO NOTHING",
-        )
-        .bind(d.name.as_str())
-        .bind(&d.kind)
-        .bind(&d.token_hash)
-        .bind(&d.platform)
-        .bind(to_json(&d.capabilities))
-        .bind(i64::from(d.max_concurrency))
-        .bind(db_ms(d.created_at_ms))
-        .execute(&self.pool)
-        .await?;
-        Ok(res.rows_affected() == 1)
-    }
-
-    /// Records the profile a device stated in its hello.
-    pub async fn update_device_profile(&self, d: &DeviceRow) -> Result<(), Error> {
-        sqlx::query(
-            "UPDATE devices SET platform = ?, capabilities = ?, max_concurrency = ?, \
-             last_seen_ms = ?, os_version = ?, tools = ? WHERE name = ?",
-        )
-        .bind(&d.platform)
-        .bind(to_json(&d.capabilities))
-        .bind(i64::from(d.max_concurrency))
-        .bind(d.last_seen_ms.map(db_ms))
-        .bind(&d.os_version)
-        .bind(to_json(&d.tools))
-        .bind(d.name.as_str())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    pub async fn set_draining(&self, name: &DeviceName, draining: bool) -> Result<(), Error> {
-        sqlx::query("UPDATE devices SET draining = ? WHERE name = ?")
-            .bind(i64::from(draining))
-            .bind(name.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     /// Every request that has not finished, with what is needed to resume it.
     pub async fn load_live(&self) -> Result<Vec<LiveRequestRow>, Error> {
         let ids = sqlx::query(
@@ -493,45 +337,6 @@ impl Store {
             })
         })
         .collect()
-    }
-
-    pub async fn touch_device(&self, name: &DeviceName, at_ms: u64) -> Result<(), Error> {
-        sqlx::query("UPDATE devices SET last_seen_ms = ? WHERE name = ?")
-            .bind(db_ms(at_ms))
-            .bind(name.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Commits a batch atomically and returns its events with their journal positions.
-    pub async fn commit(&self, batch: Batch, at_ms: u64) -> Result<Vec<Event>, Error> {
-        if batch.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut tx = self.pool.begin().await?;
-        for op in &batch.ops {
-            apply_op(&mut tx, op).await?;
-        }
-        let mut events = Vec::with_capacity(batch.events.len());
-        for (request_id, kind) in batch.events {
-            let row = sqlx::query(
-                "INSERT INTO events (request_id, at_ms, body) VALUES (?, ?, ?) RETURNING seq",
-            )
-            .bind(request_id.as_str())
-            .bind(db_ms(at_ms))
-            .bind(to_json(&kind))
-            .fetch_one(&mut *tx)
-            .await?;
-            events.push(Event {
-                seq: ms(row.get("seq")),
-                request_id,
-                at_ms,
-                kind,
-            });
-        }
-        tx.commit().await?;
-        Ok(events)
     }
 
     /// Journal events of one request with `seq > after`, in order.
@@ -681,255 +486,10 @@ impl Store {
     }
 }
 
-async fn apply_op(tx: &mut sqlx::SqliteConnection, op: &Op) -> Result<(), Error> {
-    match op {
-        Op::InsertRequest {
-            id,
-            text,
-            planner,
-            status,
-            turns,
-            at_ms,
-        } => {
-            sqlx::query(
-                "INSERT INTO requests (id, text, status, planner, version, created_at_ms, \
-                 updated_at_ms, turns) VALUES (?, ?, ?, ?, 1, ?, ?, ?)",
-            )
-            .bind(id.as_str())
-            .bind(text)
-            .bind(status.as_str())
-            .bind(planner)
-            .bind(db_ms(*at_ms))
-            .bind(db_ms(*at_ms))
-            .bind(to_json(turns))
-            .execute(&mut *tx)
-            .await?;
-        }
-        Op::UpdateTurns { id, turns } => {
-            sqlx::query("UPDATE requests SET turns = ? WHERE id = ?")
-                .bind(to_json(turns))
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await?;
-        }
-        Op::UpdateAttemptTurns {
-            id,
-            max_turns,
-            turns_used,
-        } => {
-            sqlx::query("UPDATE attempts SET max_turns = ?, turns_used = ? WHERE id = ?")
-                .bind(i64::from(*max_turns))
-                .bind(i64::from(*turns_used))
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await?;
-        }
-        Op::InsertTask { request_id, task } => {
-            sqlx::query(
-                "INSERT INTO tasks (request_id, id, position, title, instruction, action, target, \
-                 capabilities, status, retry, not_before_ms, first_ready_ms, avoid_device, \
-                 max_turns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(request_id.as_str())
-            .bind(task.id.as_str())
-            .bind(i64::from(task.position))
-            .bind(&task.title)
-            .bind(&task.instruction)
-            .bind(opt_json(&task.action))
-            .bind(to_json(&task.target))
-            .bind(to_json(&task.capabilities))
-            .bind(task.status.as_str())
-            .bind(to_json(&task.retry))
-            .bind(db_ms(task.sched.not_before_ms))
-            .bind(task.sched.first_ready_ms.map(db_ms))
-            .bind(task.sched.avoid.as_ref().map(DeviceName::as_str))
-            .bind(i64::from(task.max_turns))
-            .execute(&mut *tx)
-            .await?;
-        }
-        Op::UpdateTaskSched {
-            request_id,
-            task_id,
-            sched,
-        } => {
-            sqlx::query(
-                "UPDATE tasks SET not_before_ms = ?, first_ready_ms = ?, avoid_device = ?, \
-                 cancel_requested = ? WHERE request_id = ? AND id = ?",
-            )
-            .bind(db_ms(sched.not_before_ms))
-            .bind(sched.first_ready_ms.map(db_ms))
-            .bind(sched.avoid.as_ref().map(DeviceName::as_str))
-            .bind(i64::from(sched.cancel_requested))
-            .bind(request_id.as_str())
-            .bind(task_id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        }
-        Op::UpdateTaskDef { request_id, task } => {
-            sqlx::query(
-                "UPDATE tasks SET title = ?, instruction = ?, action = ?, target = ?, \
-                 capabilities = ?, retry = ?, max_turns = ? WHERE request_id = ? AND id = ?",
-            )
-            .bind(&task.title)
-            .bind(&task.instruction)
-            .bind(opt_json(&task.action))
-            .bind(to_json(&task.target))
-            .bind(to_json(&task.capabilities))
-            .bind(to_json(&task.retry))
-            .bind(i64::from(task.max_turns))
-            .bind(request_id.as_str())
-            .bind(task.id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        }
-        Op::DeleteTask {
-            request_id,
-            task_id,
-        } => {
-            sqlx::query(
-                "DELETE FROM edges WHERE request_id = ? AND (from_task = ? OR to_task = ?)",
-            )
-            .bind(request_id.as_str())
-            .bind(task_id.as_str())
-            .bind(task_id.as_str())
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("DELETE FROM tasks WHERE request_id = ? AND id = ?")
-                .bind(request_id.as_str())
-                .bind(task_id.as_str())
-                .execute(&mut *tx)
-                .await?;
-        }
-        Op::DeleteEdge {
-            request_id,
-            from,
-            to,
-        } => {
-            sqlx::query("DELETE FROM edges WHERE request_id = ? AND from_task = ? AND to_task = ?")
-                .bind(request_id.as_str())
-                .bind(from.as_str())
-                .bind(to.as_str())
-                .execute(&mut *tx)
-                .await?;
-        }
-        Op::SetVersion { id, version } => {
-            sqlx::query("UPDATE requests SET version = ? WHERE id = ?")
-                .bind(db_ms(*version))
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await?;
-        }
-        Op::CancelRequested { id } => {
-            sqlx::query("UPDATE requests SET cancel_requested = 1 WHERE id = ?")
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await?;
-        }
-        Op::RecordLateResult { id, result } => {
-            // Only the first late copy is kept.
-            sqlx::query(
-                "UPDATE attempts SET late_result = ? WHERE id = ? AND late_result IS NULL \
-                 AND status IN ('timed_out', 'lost')",
-            )
-            .bind(to_json(result))
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        }
-        Op::InsertEdge { request_id, edge } => {
-            sqlx::query(
-                "INSERT INTO edges (request_id, from_task, to_task, kind, condition) \
-                 VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(request_id.as_str())
-            .bind(edge.from.as_str())
-            .bind(edge.to.as_str())
-            .bind(edge.kind.as_str())
-            .bind(opt_json(&edge.condition))
-            .execute(&mut *tx)
-            .await?;
-        }
-        Op::UpdateTask {
-            request_id,
-            task_id,
-            status,
-            device,
-            output,
-            error,
-        } => {
-            sqlx::query(
-                "UPDATE tasks SET status = ?, device = COALESCE(?, device), \
-                 output = COALESCE(?, output), error = ? WHERE request_id = ? AND id = ?",
-            )
-            .bind(status.as_str())
-            .bind(device.as_ref().map(DeviceName::as_str))
-            .bind(opt_json(output))
-            .bind(opt_json(error))
-            .bind(request_id.as_str())
-            .bind(task_id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        }
-        Op::InsertAttempt {
-            id,
-            request_id,
-            task_id,
-            device,
-            at_ms,
-            deadline_ms,
-            max_turns,
-        } => {
-            sqlx::query(
-                "INSERT INTO attempts (id, request_id, task_id, device, status, started_at_ms, \
-                 deadline_ms, max_turns) VALUES (?, ?, ?, ?, 'dispatched', ?, ?, ?)",
-            )
-            .bind(id.as_str())
-            .bind(request_id.as_str())
-            .bind(task_id.as_str())
-            .bind(device.as_str())
-            .bind(db_ms(*at_ms))
-            .bind(db_ms(*deadline_ms))
-            .bind(i64::from(*max_turns))
-            .execute(&mut *tx)
-            .await?;
-        }
-        Op::UpdateAttempt {
-            id,
-            status,
-            ended_at_ms,
-            error,
-        } => {
-            sqlx::query("UPDATE attempts SET status = ?, ended_at_ms = ?, error = ? WHERE id = ?")
-                .bind(status.as_str())
-                .bind(ended_at_ms.map(db_ms))
-                .bind(opt_json(error))
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await?;
-        }
-        Op::UpdateRequest {
-            id,
-            status,
-            error,
-            at_ms,
-        } => {
-            sqlx::query(
-                "UPDATE requests SET status = ?, error = ?, updated_at_ms = ? WHERE id = ?",
-            )
-            .bind(status.as_str())
-            .bind(opt_json(error))
-            .bind(db_ms(*at_ms))
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use weft_protocol::rest::EventKind;
 
     #[tokio::test]
     async fn batch_commits_rows_and_journal_together() {
@@ -971,8 +531,9 @@ mod tests {
                 error: None,
             },
         );
-        let evs = store.commit(b, 5).await.unwrap();
-        assert_eq!(evs.len(), 1);
+        let evs = numbered(b.events, 1, 5);
+        store.commit(&b.ops, &evs).await.unwrap();
+        assert_eq!(store.last_seq().await.unwrap(), 1);
         let view = store.request_view(&rid).await.unwrap().unwrap();
         assert_eq!(view.tasks.len(), 1);
         assert_eq!(view.tasks[0].status, TaskStatus::Ready);
@@ -995,8 +556,22 @@ mod tests {
             turns: TurnsView::default(),
             at_ms: 6,
         });
-        assert!(store.commit(b, 6).await.is_err());
+        let evs = numbered(b.events, 2, 6);
+        assert!(store.commit(&b.ops, &evs).await.is_err());
         assert_eq!(store.events_after(&rid, 0).await.unwrap().len(), 1);
+        assert_eq!(store.last_seq().await.unwrap(), 1);
+    }
+
+    fn numbered(events: Vec<(RequestId, EventKind)>, first: u64, at_ms: u64) -> Vec<Event> {
+        (first..)
+            .zip(events)
+            .map(|(seq, (request_id, kind))| Event {
+                seq,
+                request_id,
+                at_ms,
+                kind,
+            })
+            .collect()
     }
 
     #[tokio::test]
