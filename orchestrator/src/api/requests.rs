@@ -109,18 +109,25 @@ pub async fn submit(
         .engine
         .create(text.to_owned(), planner, planned, body.turn_budget)
         .await;
-    let id = match created {
-        Ok(id) => id,
+    let view = match created {
+        Ok(view) => view,
         Err(e) => {
             crate::llm_log::save(&state.store, None, calls.take()).await;
             return Err(e);
         }
     };
-    crate::llm_log::save(&state.store, Some(&id), calls.take()).await;
-    let view =
-        state.store.request_view(&id).await?.ok_or_else(|| {
-            ApiError::from(crate::Error::Corrupt(format!("request {id} vanished")))
-        })?;
+    let calls = calls.take();
+    if calls.is_empty() {
+        return Ok((StatusCode::CREATED, Json(view)));
+    }
+    // With LLM calls, the view carries their token totals: read it back once they are stored.
+    crate::llm_log::save(&state.store, Some(&view.id), calls).await;
+    let view = state.store.request_view(&view.id).await?.ok_or_else(|| {
+        ApiError::from(crate::Error::Corrupt(format!(
+            "request {} vanished",
+            view.id
+        )))
+    })?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -240,11 +247,12 @@ pub async fn events(
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let id = RequestId(id);
     // Subscribe first, then read the journal: nothing can fall in between.
-    let live = state.engine.subscribe();
-    if !state.store.request_exists(&id).await? {
+    let live = state.engine.subscribe_request(&id);
+    let past = state.store.events_after(&id, 0).await?;
+    // Every request's journal starts with its creation.
+    if past.is_empty() && !state.store.request_exists(&id).await? {
         return Err(not_found(&id));
     }
-    let past = state.store.events_after(&id, 0).await?;
     let feed = Feed {
         store: state.store.clone(),
         id,

@@ -11,17 +11,19 @@
 
 mod edit;
 mod graph;
+mod hub;
 mod service;
 
 pub use edit::{EditCtx, EditError, MAX_OPS_PER_BATCH, MAX_TASKS_PER_GRAPH};
 pub use graph::{Graph, IllegalTransition, TaskDefaults, legal};
+pub use hub::Hub;
 pub use service::Engine;
 
 use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 use weft_planner::Plan;
-use weft_protocol::rest::{DeviceCreated, DeviceView, EditBatch, Event};
+use weft_protocol::rest::{DeviceCreated, DeviceView, EditBatch, Event, RequestView};
 use weft_protocol::{AgentMsg, AttemptId, DeviceName, ErrorInfo, RequestId, ServerMsg, TaskId};
 
 use crate::metrics::Metrics;
@@ -68,7 +70,7 @@ pub(crate) enum Command {
         planner: &'static str,
         plan: Planned,
         turn_budget: Option<u32>,
-        reply: oneshot::Sender<Result<RequestId, ApiError>>,
+        reply: oneshot::Sender<Result<RequestView, ApiError>>,
     },
     Edit {
         request: RequestId,
@@ -113,7 +115,7 @@ pub(crate) enum Command {
 #[derive(Debug, Clone)]
 pub struct Handle {
     tx: mpsc::Sender<Command>,
-    events: broadcast::Sender<Event>,
+    events: Arc<Hub>,
     /// A device's view after it connected, disconnected, was drained or resumed, was
     /// registered, or started or ended an attempt.
     device_events: broadcast::Sender<DeviceView>,
@@ -131,14 +133,15 @@ impl Handle {
         rx.await.map_err(|_| Error::EngineGone)
     }
 
-    /// Creates a request from a validated plan and starts running it.
+    /// Creates a request from a validated plan and starts running it. Returns the request as
+    /// it was created (once that is committed): its tasks waiting or ready, no attempts yet.
     pub async fn create(
         &self,
         text: String,
         planner: &'static str,
         plan: Planned,
         turn_budget: Option<u32>,
-    ) -> Result<RequestId, ApiError> {
+    ) -> Result<RequestView, ApiError> {
         self.call(|reply| Command::Create {
             text,
             planner,
@@ -169,6 +172,8 @@ impl Handle {
         .await?
     }
 
+    /// Every registered device as the engine sees it now (answered at once, without waiting
+    /// for the changes the engine is about to commit).
     pub async fn devices(&self) -> Result<Vec<DeviceView>, Error> {
         self.call(|reply| Command::Devices { reply }).await
     }
@@ -227,10 +232,15 @@ impl Handle {
         let _ = self.tx.send(Command::Disconnected { device, conn }).await;
     }
 
-    /// Live events, as they are committed. Subscribe before reading the journal so that nothing
-    /// falls between the two.
+    /// Every request's live events, as they are committed.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.events.subscribe()
+        self.events.subscribe_all()
+    }
+
+    /// One request's live events, as they are committed. Subscribe before reading the journal
+    /// so that nothing falls between the two.
+    pub fn subscribe_request(&self, request: &RequestId) -> broadcast::Receiver<Event> {
+        self.events.subscribe(request)
     }
 
     /// Device views as they change (after the change is stored). Subscribe before reading

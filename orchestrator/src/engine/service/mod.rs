@@ -138,7 +138,7 @@ pub struct Engine {
     /// Live (unfinished) requests; UUIDv7 ids iterate in creation order.
     requests: BTreeMap<RequestId, Request>,
     attempts: HashMap<AttemptId, Live>,
-    events: broadcast::Sender<weft_protocol::rest::Event>,
+    events: Arc<super::Hub>,
     /// Devices whose view changed during the current input; published once it is handled.
     changed_devices: BTreeSet<DeviceName>,
     device_events: broadcast::Sender<DeviceView>,
@@ -176,7 +176,7 @@ impl Engine {
         }
         let last_seq = store.last_seq().await?;
         let (tx, rx) = mpsc::channel(1024);
-        let (events, _) = broadcast::channel(4096);
+        let events = Arc::new(super::Hub::default());
         let (device_events, _) = broadcast::channel(256);
         let mut engine = Engine {
             store,
@@ -324,8 +324,8 @@ impl Engine {
                 self.reply(reply, res);
             }
             Command::Devices { reply } => {
-                let views = self.devices.values().map(Device::view).collect();
-                self.reply(reply, views);
+                // A read of the registry: answered at once rather than after the commit.
+                let _ = reply.send(self.devices.values().map(Device::view).collect());
             }
             Command::AddDevice { name, kind, reply } => {
                 let res = self.add_device(name, kind);
@@ -434,9 +434,7 @@ impl Engine {
     async fn flush(&mut self) -> Result<(), Error> {
         let pending = std::mem::take(&mut self.pending);
         self.store.commit(&pending.ops, &pending.events).await?;
-        for ev in pending.events {
-            let _ = self.events.send(ev);
-        }
+        self.events.publish(pending.events);
         for effect in pending.effects {
             match effect {
                 Effect::Reply(send) => send(),

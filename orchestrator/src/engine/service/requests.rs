@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use weft_protocol::rest::{EditBatch, EditOp, EventKind, TurnsView};
+use weft_protocol::rest::{EditBatch, EditOp, EventKind, RequestView, TaskView, TurnsView};
 use weft_protocol::{ErrorInfo, RequestId, RequestStatus, ServerMsg, TaskId, TaskStatus};
 
 use super::{Ending, Engine, Request, task_event};
@@ -24,7 +24,7 @@ impl Engine {
         planner: &'static str,
         planned: Planned,
         turn_budget: Option<u32>,
-    ) -> Result<RequestId, ApiError> {
+    ) -> Result<RequestView, ApiError> {
         let now = now_ms();
         let turns = TurnsView {
             budget: turn_budget.unwrap_or(self.opts.turn_budget),
@@ -78,7 +78,7 @@ impl Engine {
         b.event(
             &id,
             EventKind::RequestCreated {
-                text,
+                text: text.clone(),
                 tasks: graph.tasks().map(|t| t.spec()).collect(),
                 edges,
             },
@@ -94,6 +94,7 @@ impl Engine {
             b.event(&id, task_event(&t.id, TaskStatus::Ready));
         }
         self.stage(b);
+        let view = created_view(&id, text, now, &graph, turns);
         tracing::info!(request = %id, tasks = graph.len(), "request created");
         Metrics::inc(&self.metrics.requests_created_total);
         self.requests.insert(
@@ -105,7 +106,7 @@ impl Engine {
                 turns,
             },
         );
-        Ok(id)
+        Ok(view)
     }
 
     /// Records that `task` ended and settles what follows from it: downstream tasks become
@@ -438,6 +439,46 @@ impl Engine {
         self.finish_if_done(&mut b, &request);
         self.stage(b);
         Ok(Ok(()))
+    }
+}
+
+/// A request as it is created: what `Store::request_view` reads back once it is committed and
+/// before anything else happened to it.
+fn created_view(
+    id: &RequestId,
+    text: String,
+    now: u64,
+    graph: &Graph,
+    turns: TurnsView,
+) -> RequestView {
+    RequestView {
+        id: id.clone(),
+        text,
+        status: RequestStatus::Running,
+        version: 1,
+        created_at_ms: now,
+        updated_at_ms: now,
+        error: None,
+        tasks: graph
+            .tasks()
+            .map(|t| TaskView {
+                id: t.id.clone(),
+                title: t.title.clone(),
+                instruction: t.instruction.clone(),
+                action: t.action.clone(),
+                device: None,
+                status: t.status,
+                attempts: Vec::new(),
+                output: None,
+                error: None,
+                retry: t.retry.clone(),
+                max_turns: t.max_turns,
+                turns_used: 0,
+            })
+            .collect(),
+        edges: graph.edges(),
+        turns,
+        llm: None,
     }
 }
 

@@ -1,0 +1,161 @@
+//! Where committed journal events go: to the streams following one request, and to the few
+//! subscribers that follow every request (the web view's live list, the reviser).
+//!
+//! A stream following one request gets only that request's events, so the cost of an event
+//! does not grow with the number of open streams.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use tokio::sync::broadcast;
+use weft_protocol::RequestId;
+use weft_protocol::rest::{Event, EventKind};
+
+/// Events buffered per request stream; a stream that falls further behind re-reads the
+/// journal (it sees `Lagged`).
+const PER_REQUEST_CAPACITY: usize = 64;
+
+/// Events buffered for the subscribers to every request.
+const ALL_CAPACITY: usize = 4096;
+
+/// Every this many publishes, channels nobody follows any more are dropped (a stream that
+/// subscribed to a request that had already ended never sees an event that would drop it).
+const PRUNE_EVERY: u32 = 256;
+
+#[derive(Debug)]
+pub struct Hub {
+    all: broadcast::Sender<Event>,
+    by_request: Mutex<Channels>,
+}
+
+#[derive(Debug, Default)]
+struct Channels {
+    map: HashMap<RequestId, broadcast::Sender<Event>>,
+    publishes: u32,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self {
+            all: broadcast::channel(ALL_CAPACITY).0,
+            by_request: Mutex::new(Channels::default()),
+        }
+    }
+}
+
+impl Hub {
+    /// Every request's events, as they are committed.
+    pub fn subscribe_all(&self) -> broadcast::Receiver<Event> {
+        self.all.subscribe()
+    }
+
+    /// One request's events, as they are committed.
+    pub fn subscribe(&self, request: &RequestId) -> broadcast::Receiver<Event> {
+        self.lock()
+            .map
+            .entry(request.clone())
+            .or_insert_with(|| broadcast::channel(PER_REQUEST_CAPACITY).0)
+            .subscribe()
+    }
+
+    /// Sends committed events to their subscribers. A request's channel is dropped once
+    /// nobody follows it or the request has ended (its receivers still get what was sent).
+    pub fn publish(&self, events: Vec<Event>) {
+        if events.is_empty() {
+            return;
+        }
+        let everyone = self.all.receiver_count() > 0;
+        let mut channels = self.lock();
+        channels.publishes += 1;
+        if channels.publishes % PRUNE_EVERY == 0 {
+            channels.map.retain(|_, tx| tx.receiver_count() > 0);
+        }
+        let by_request = &mut channels.map;
+        for ev in events {
+            let last =
+                matches!(&ev.kind, EventKind::RequestStatus { status, .. } if status.is_terminal());
+            if let Some(tx) = by_request.get(&ev.request_id) {
+                let ev = if everyone { ev.clone() } else { ev };
+                let sent = tx.send(ev.clone()).is_ok();
+                if !sent || last {
+                    by_request.remove(&ev.request_id);
+                }
+                if everyone {
+                    let _ = self.all.send(ev);
+                }
+            } else if everyone {
+                let _ = self.all.send(ev);
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Channels> {
+        // The map stays consistent even if a holder panicked: every change is one call.
+        self.by_request
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// How many requests have a channel open (for tests).
+    #[cfg(test)]
+    fn open(&self) -> usize {
+        self.lock().map.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use weft_protocol::RequestStatus;
+
+    use super::*;
+
+    fn ev(seq: u64, request: &str, status: RequestStatus) -> Event {
+        Event {
+            seq,
+            request_id: request.into(),
+            at_ms: seq,
+            kind: EventKind::RequestStatus {
+                status,
+                error: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_stream_gets_only_its_request_and_the_channel_closes_at_the_end() {
+        let hub = Hub::default();
+        let mut a = hub.subscribe(&"a".into());
+        let mut all = hub.subscribe_all();
+        hub.publish(vec![
+            ev(1, "b", RequestStatus::Running),
+            ev(2, "a", RequestStatus::Running),
+            ev(3, "a", RequestStatus::Succeeded),
+        ]);
+        assert_eq!(a.try_recv().unwrap().seq, 2);
+        assert_eq!(a.try_recv().unwrap().seq, 3);
+        assert!(matches!(
+            a.try_recv(),
+            Err(broadcast::error::TryRecvError::Closed)
+        ));
+        assert_eq!(hub.open(), 0);
+        let seqs: Vec<u64> = std::iter::from_fn(|| all.try_recv().ok())
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(seqs, [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_channel_nobody_follows_is_dropped() {
+        let hub = Hub::default();
+        drop(hub.subscribe(&"a".into()));
+        assert_eq!(hub.open(), 1);
+        hub.publish(vec![ev(1, "a", RequestStatus::Running)]);
+        assert_eq!(hub.open(), 0);
+        // A request that never has another event: pruned after a while.
+        drop(hub.subscribe(&"done".into()));
+        for seq in 0..u64::from(PRUNE_EVERY) {
+            hub.publish(vec![ev(seq, "other", RequestStatus::Running)]);
+        }
+        assert_eq!(hub.open(), 0);
+    }
+}
