@@ -67,7 +67,7 @@ impl Hub {
         let everyone = self.all.receiver_count() > 0;
         let mut channels = self.lock();
         channels.publishes += 1;
-        if channels.publishes % PRUNE_EVERY == 0 {
+        if channels.publishes.is_multiple_of(PRUNE_EVERY) {
             channels.map.retain(|_, tx| tx.receiver_count() > 0);
         }
         let by_request = &mut channels.map;
