@@ -209,6 +209,9 @@ impl Store {
             .idle_timeout(None)
             .max_lifetime(None)
             .acquire_timeout(Duration::from_secs(10))
+            // A ping before every use would be one more hand-off to the connection's thread
+            // per query; a local SQLite file has no link to go stale.
+            .test_before_acquire(false)
             .connect_with(opts)
             .await?;
         MIGRATOR.run(&pool).await.map_err(sqlx::Error::from)?;
@@ -572,6 +575,51 @@ mod tests {
                 kind,
             })
             .collect()
+    }
+
+    /// A failed commit is rolled back on its connection: the next commit (on the same, only
+    /// connection of an in-memory store) is not caught in it.
+    #[tokio::test]
+    async fn a_failed_commit_leaves_the_connection_usable() {
+        let store = Store::open("sqlite::memory:").await.unwrap();
+        let insert = |text: &str| Op::InsertRequest {
+            id: RequestId::from("r1"),
+            text: text.into(),
+            planner: "rules".into(),
+            status: RequestStatus::Running,
+            turns: TurnsView::default(),
+            at_ms: 1,
+        };
+        let event = |seq| Event {
+            seq,
+            request_id: RequestId::from("r1"),
+            at_ms: 1,
+            kind: EventKind::RequestStatus {
+                status: RequestStatus::Running,
+                error: None,
+            },
+        };
+        store.commit(&[insert("a")], &[event(1)]).await.unwrap();
+        let dup = store.commit(&[insert("b")], &[event(2)]).await;
+        assert!(dup.is_err());
+        store.commit(&[], &[event(2)]).await.unwrap();
+        let seqs: Vec<u64> = store
+            .events_after(&RequestId::from("r1"), 0)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(seqs, [1, 2]);
+        assert_eq!(
+            store
+                .request_view(&"r1".into())
+                .await
+                .unwrap()
+                .unwrap()
+                .text,
+            "a"
+        );
     }
 
     #[tokio::test]

@@ -15,7 +15,7 @@ use std::collections::hash_map::Entry;
 use std::hash::Hash;
 
 use sqlx::query_builder::Separated;
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::{QueryBuilder, Sqlite};
 use weft_protocol::rest::{EdgeView, Event, EventKind, LateResult, TurnsView};
 use weft_protocol::{
     AttemptId, AttemptStatus, DeviceName, ErrorInfo, RequestId, RequestStatus, TaskId, TaskOutput,
@@ -167,22 +167,25 @@ impl Store {
     }
 
     /// Commits row changes and their journal events (numbered by the caller) atomically.
+    ///
+    /// The whole transaction — `BEGIN IMMEDIATE`, every statement, `COMMIT` — is sent to
+    /// SQLite as one multi-statement query: one hand-off to sqlx's SQLite thread per commit.
     pub async fn commit(&self, ops: &[Op], events: &[Event]) -> Result<(), Error> {
         if ops.is_empty() && events.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut qb = QueryBuilder::<Sqlite>::new("BEGIN IMMEDIATE;\n");
         let mut segment = Segment::default();
         for op in ops {
             if !segment.add(op) {
-                segment.execute(&mut tx).await?;
+                segment.push_into(&mut qb);
                 segment = Segment::default();
-                apply_barrier(&mut tx, op).await?;
+                push_barrier(&mut qb, op);
             }
         }
-        segment.execute(&mut tx).await?;
-        exec_values(
-            &mut tx,
+        segment.push_into(&mut qb);
+        push_values(
+            &mut qb,
             "INSERT INTO events (seq, request_id, at_ms, body) ",
             "",
             events,
@@ -192,9 +195,18 @@ impl Store {
                     .push_bind(db_ms(e.at_ms))
                     .push_bind(to_json(&e.kind));
             },
-        )
-        .await?;
-        tx.commit().await?;
+        );
+        qb.push("COMMIT;");
+        let mut conn = self.pool.acquire().await?;
+        // Small commits recur in the same shapes; large ones would only churn the cache.
+        let recurring = ops.len() + events.len() <= 8;
+        let res = qb.build().persistent(recurring).execute(&mut *conn).await;
+        if let Err(e) = res {
+            // A statement failed: what ran of the transaction is undone before the
+            // connection goes back to the pool (a failed BEGIN leaves nothing to undo).
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            return Err(e.into());
+        }
         Ok(())
     }
 }
@@ -310,9 +322,9 @@ impl<'a> Segment<'a> {
 
     /// Writes the segment: parents before children, then the updates (which touch distinct
     /// columns or distinct rows, so their order does not matter).
-    async fn execute(&self, tx: &mut SqliteConnection) -> Result<(), Error> {
-        exec_values(
-            tx,
+    fn push_into(&self, qb: &mut QueryBuilder<'a, Sqlite>) {
+        push_values(
+            qb,
             "INSERT INTO requests (id, text, status, planner, version, created_at_ms, \
              updated_at_ms, turns) ",
             "",
@@ -337,10 +349,9 @@ impl<'a> Segment<'a> {
                         .push_bind(to_json(turns));
                 }
             },
-        )
-        .await?;
-        exec_values(
-            tx,
+        );
+        push_values(
+            qb,
             "INSERT INTO tasks (request_id, id, position, title, instruction, action, target, \
              capabilities, status, retry, not_before_ms, first_ready_ms, avoid_device, \
              max_turns) ",
@@ -362,10 +373,9 @@ impl<'a> Segment<'a> {
                     .push_bind(task.sched.avoid.as_ref().map(DeviceName::as_str))
                     .push_bind(i64::from(task.max_turns));
             },
-        )
-        .await?;
-        exec_values(
-            tx,
+        );
+        push_values(
+            qb,
             "INSERT INTO edges (request_id, from_task, to_task, kind, condition) ",
             "",
             &self.edges,
@@ -376,10 +386,9 @@ impl<'a> Segment<'a> {
                     .push_bind(edge.kind.as_str())
                     .push_bind(opt_json(&edge.condition));
             },
-        )
-        .await?;
-        exec_values(
-            tx,
+        );
+        push_values(
+            qb,
             "INSERT INTO attempts (id, request_id, task_id, device, status, started_at_ms, \
              deadline_ms, max_turns) ",
             "",
@@ -405,10 +414,9 @@ impl<'a> Segment<'a> {
                         .push_bind(i64::from(*max_turns));
                 }
             },
-        )
-        .await?;
-        exec_values(
-            tx,
+        );
+        push_values(
+            qb,
             "UPDATE tasks SET status = v.column3, device = COALESCE(v.column4, tasks.device), \
              output = COALESCE(v.column5, tasks.output), error = v.column6 FROM (",
             ") AS v WHERE tasks.request_id = v.column1 AND tasks.id = v.column2",
@@ -421,10 +429,9 @@ impl<'a> Segment<'a> {
                     .push_bind(t.output.map(to_json))
                     .push_bind(t.error.map(to_json));
             },
-        )
-        .await?;
-        exec_values(
-            tx,
+        );
+        push_values(
+            qb,
             "UPDATE tasks SET not_before_ms = v.column3, first_ready_ms = v.column4, \
              avoid_device = v.column5, cancel_requested = v.column6 FROM (",
             ") AS v WHERE tasks.request_id = v.column1 AND tasks.id = v.column2",
@@ -437,10 +444,9 @@ impl<'a> Segment<'a> {
                     .push_bind(sched.avoid.as_ref().map(DeviceName::as_str))
                     .push_bind(i64::from(sched.cancel_requested));
             },
-        )
-        .await?;
-        exec_values(
-            tx,
+        );
+        push_values(
+            qb,
             "UPDATE attempts SET status = v.column2, ended_at_ms = v.column3, error = v.column4 \
              FROM (",
             ") AS v WHERE attempts.id = v.column1",
@@ -459,10 +465,9 @@ impl<'a> Segment<'a> {
                         .push_bind(opt_json(error));
                 }
             },
-        )
-        .await?;
-        exec_values(
-            tx,
+        );
+        push_values(
+            qb,
             "UPDATE attempts SET max_turns = v.column2, turns_used = v.column3 FROM (",
             ") AS v WHERE attempts.id = v.column1",
             &self.attempt_turns.rows,
@@ -478,20 +483,18 @@ impl<'a> Segment<'a> {
                         .push_bind(i64::from(*turns_used));
                 }
             },
-        )
-        .await?;
-        exec_values(
-            tx,
+        );
+        push_values(
+            qb,
             "UPDATE requests SET turns = v.column2 FROM (",
             ") AS v WHERE requests.id = v.column1",
             &self.request_turns.rows,
             |row, (id, turns)| {
                 row.push_bind(id.as_str()).push_bind(to_json(turns));
             },
-        )
-        .await?;
-        exec_values(
-            tx,
+        );
+        push_values(
+            qb,
             "UPDATE requests SET status = v.column2, error = v.column3, updated_at_ms = v.column4 \
              FROM (",
             ") AS v WHERE requests.id = v.column1",
@@ -510,149 +513,136 @@ impl<'a> Segment<'a> {
                         .push_bind(db_ms(*at_ms));
                 }
             },
-        )
-        .await
+        );
     }
 }
 
-/// Runs `head VALUES (…), (…) tail` over `rows`, [`ROWS_PER_STATEMENT`] at a time.
-async fn exec_values<'a, T>(
-    tx: &mut SqliteConnection,
+/// Adds `head VALUES (…), (…) tail;` over `rows`, [`ROWS_PER_STATEMENT`] at a time.
+fn push_values<'a, 'r, T>(
+    qb: &mut QueryBuilder<'a, Sqlite>,
     head: &str,
     tail: &str,
-    rows: &'a [T],
-    mut bind: impl FnMut(&mut Separated<'_, 'a, Sqlite, &'static str>, &'a T),
-) -> Result<(), Error> {
+    rows: &'r [T],
+    mut bind: impl FnMut(&mut Separated<'_, 'a, Sqlite, &'static str>, &'r T),
+) {
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let mut qb = QueryBuilder::<Sqlite>::new(head);
+        qb.push(head);
         qb.push_values(chunk, |mut row, v| bind(&mut row, v));
         qb.push(tail);
-        // Statements for a handful of rows recur; larger ones would only churn the cache.
-        qb.build()
-            .persistent(chunk.len() <= 4)
-            .execute(&mut *tx)
-            .await?;
+        qb.push(";\n");
     }
-    Ok(())
 }
 
 /// The ops that are written one at a time, where they stand.
-async fn apply_barrier(tx: &mut SqliteConnection, op: &Op) -> Result<(), Error> {
+fn push_barrier<'a>(qb: &mut QueryBuilder<'a, Sqlite>, op: &'a Op) {
     match op {
         Op::UpdateTaskDef { request_id, task } => {
-            sqlx::query(
-                "UPDATE tasks SET title = ?, instruction = ?, action = ?, target = ?, \
-                 capabilities = ?, retry = ?, max_turns = ? WHERE request_id = ? AND id = ?",
-            )
-            .bind(&task.title)
-            .bind(&task.instruction)
-            .bind(opt_json(&task.action))
-            .bind(to_json(&task.target))
-            .bind(to_json(&task.capabilities))
-            .bind(to_json(&task.retry))
-            .bind(i64::from(task.max_turns))
-            .bind(request_id.as_str())
-            .bind(task.id.as_str())
-            .execute(&mut *tx)
-            .await?;
+            qb.push("UPDATE tasks SET title = ")
+                .push_bind(task.title.as_str())
+                .push(", instruction = ")
+                .push_bind(task.instruction.as_str())
+                .push(", action = ")
+                .push_bind(opt_json(&task.action))
+                .push(", target = ")
+                .push_bind(to_json(&task.target))
+                .push(", capabilities = ")
+                .push_bind(to_json(&task.capabilities))
+                .push(", retry = ")
+                .push_bind(to_json(&task.retry))
+                .push(", max_turns = ")
+                .push_bind(i64::from(task.max_turns))
+                .push(" WHERE request_id = ")
+                .push_bind(request_id.as_str())
+                .push(" AND id = ")
+                .push_bind(task.id.as_str());
         }
         Op::DeleteTask {
             request_id,
             task_id,
         } => {
-            sqlx::query(
-                "DELETE FROM edges WHERE request_id = ? AND (from_task = ? OR to_task = ?)",
-            )
-            .bind(request_id.as_str())
-            .bind(task_id.as_str())
-            .bind(task_id.as_str())
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("DELETE FROM tasks WHERE request_id = ? AND id = ?")
-                .bind(request_id.as_str())
-                .bind(task_id.as_str())
-                .execute(&mut *tx)
-                .await?;
+            qb.push("DELETE FROM edges WHERE request_id = ")
+                .push_bind(request_id.as_str())
+                .push(" AND (from_task = ")
+                .push_bind(task_id.as_str())
+                .push(" OR to_task = ")
+                .push_bind(task_id.as_str())
+                .push(");\nDELETE FROM tasks WHERE request_id = ")
+                .push_bind(request_id.as_str())
+                .push(" AND id = ")
+                .push_bind(task_id.as_str());
         }
         Op::DeleteEdge {
             request_id,
             from,
             to,
         } => {
-            sqlx::query("DELETE FROM edges WHERE request_id = ? AND from_task = ? AND to_task = ?")
-                .bind(request_id.as_str())
-                .bind(from.as_str())
-                .bind(to.as_str())
-                .execute(&mut *tx)
-                .await?;
+            qb.push("DELETE FROM edges WHERE request_id = ")
+                .push_bind(request_id.as_str())
+                .push(" AND from_task = ")
+                .push_bind(from.as_str())
+                .push(" AND to_task = ")
+                .push_bind(to.as_str());
         }
         Op::SetVersion { id, version } => {
-            sqlx::query("UPDATE requests SET version = ? WHERE id = ?")
-                .bind(db_ms(*version))
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await?;
+            qb.push("UPDATE requests SET version = ")
+                .push_bind(db_ms(*version))
+                .push(" WHERE id = ")
+                .push_bind(id.as_str());
         }
         Op::CancelRequested { id } => {
-            sqlx::query("UPDATE requests SET cancel_requested = 1 WHERE id = ?")
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await?;
+            qb.push("UPDATE requests SET cancel_requested = 1 WHERE id = ")
+                .push_bind(id.as_str());
         }
         Op::RecordLateResult { id, result } => {
             // Only the first late copy is kept.
-            sqlx::query(
-                "UPDATE attempts SET late_result = ? WHERE id = ? AND late_result IS NULL \
-                 AND status IN ('timed_out', 'lost')",
-            )
-            .bind(to_json(result))
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
+            qb.push("UPDATE attempts SET late_result = ")
+                .push_bind(to_json(result))
+                .push(" WHERE id = ")
+                .push_bind(id.as_str())
+                .push(" AND late_result IS NULL AND status IN ('timed_out', 'lost')");
         }
         Op::InsertDevice(d) => {
-            sqlx::query(
+            qb.push(
                 "INSERT INTO devices (name, kind, token_hash, platform, capabilities, \
-                 max_concurrency, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(d.name.as_str())
-            .bind(&d.kind)
-            .bind(&d.token_hash)
-            .bind(&d.platform)
-            .bind(to_json(&d.capabilities))
-            .bind(i64::from(d.max_concurrency))
-            .bind(db_ms(d.created_at_ms))
-            .execute(&mut *tx)
-            .await?;
+                 max_concurrency, created_at_ms) ",
+            );
+            qb.push_values([d], |mut row, d| {
+                row.push_bind(d.name.as_str())
+                    .push_bind(d.kind.as_str())
+                    .push_bind(d.token_hash.as_str())
+                    .push_bind(d.platform.as_deref())
+                    .push_bind(to_json(&d.capabilities))
+                    .push_bind(i64::from(d.max_concurrency))
+                    .push_bind(db_ms(d.created_at_ms));
+            });
         }
         Op::UpdateDeviceProfile(d) => {
-            sqlx::query(
-                "UPDATE devices SET platform = ?, capabilities = ?, max_concurrency = ?, \
-                 last_seen_ms = ?, os_version = ?, tools = ? WHERE name = ?",
-            )
-            .bind(&d.platform)
-            .bind(to_json(&d.capabilities))
-            .bind(i64::from(d.max_concurrency))
-            .bind(d.last_seen_ms.map(db_ms))
-            .bind(&d.os_version)
-            .bind(to_json(&d.tools))
-            .bind(d.name.as_str())
-            .execute(&mut *tx)
-            .await?;
+            qb.push("UPDATE devices SET platform = ")
+                .push_bind(d.platform.as_deref())
+                .push(", capabilities = ")
+                .push_bind(to_json(&d.capabilities))
+                .push(", max_concurrency = ")
+                .push_bind(i64::from(d.max_concurrency))
+                .push(", last_seen_ms = ")
+                .push_bind(d.last_seen_ms.map(db_ms))
+                .push(", os_version = ")
+                .push_bind(d.os_version.as_deref())
+                .push(", tools = ")
+                .push_bind(to_json(&d.tools))
+                .push(" WHERE name = ")
+                .push_bind(d.name.as_str());
         }
         Op::SetDraining { name, draining } => {
-            sqlx::query("UPDATE devices SET draining = ? WHERE name = ?")
-                .bind(i64::from(*draining))
-                .bind(name.as_str())
-                .execute(&mut *tx)
-                .await?;
+            qb.push("UPDATE devices SET draining = ")
+                .push_bind(i64::from(*draining))
+                .push(" WHERE name = ")
+                .push_bind(name.as_str());
         }
         Op::TouchDevice { name, at_ms } => {
-            sqlx::query("UPDATE devices SET last_seen_ms = ? WHERE name = ?")
-                .bind(db_ms(*at_ms))
-                .bind(name.as_str())
-                .execute(&mut *tx)
-                .await?;
+            qb.push("UPDATE devices SET last_seen_ms = ")
+                .push_bind(db_ms(*at_ms))
+                .push(" WHERE name = ")
+                .push_bind(name.as_str());
         }
         // Taken by `Segment::add`; they never reach here.
         Op::InsertRequest { .. }
@@ -664,9 +654,9 @@ async fn apply_barrier(tx: &mut SqliteConnection, op: &Op) -> Result<(), Error> 
         | Op::UpdateAttempt { .. }
         | Op::UpdateAttemptTurns { .. }
         | Op::UpdateTurns { .. }
-        | Op::UpdateRequest { .. } => {}
+        | Op::UpdateRequest { .. } => return,
     }
-    Ok(())
+    qb.push(";\n");
 }
 
 #[cfg(test)]
