@@ -231,11 +231,10 @@ impl Graph {
             }
             EditOp::RemoveTask { task_id } => {
                 self.editable(i, task_id)?;
-                let Some(n) = self.by_id.remove(task_id) else {
+                let Some(&n) = self.by_id.get(task_id) else {
                     return Ok(());
                 };
-                self.order.retain(|&o| o != n);
-                self.g.remove_node(n);
+                self.remove(n);
             }
             EditOp::UpdateTask {
                 task_id,
@@ -823,6 +822,14 @@ mod properties {
                         _ => {}
                     }
                 }
+                // The ready index holds exactly the ready tasks, in task order.
+                let indexed: Vec<&TaskId> = g.ready().map(|t| &t.id).collect();
+                let ready: Vec<&TaskId> = g
+                    .tasks()
+                    .filter(|t| t.status == TaskStatus::Ready)
+                    .map(|t| &t.id)
+                    .collect();
+                prop_assert_eq!(indexed, ready);
                 // The journal rebuilds the live graph.
                 let replayed =
                     Graph::replay(&journal, &crate::engine::graph::tests::defaults()).unwrap();

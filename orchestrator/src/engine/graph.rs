@@ -4,7 +4,7 @@
 //! status, and it refuses illegal transitions. Edge kinds (and conditions) live on the graph's
 //! edges, the same representation that is persisted and journaled.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use petgraph::Direction;
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
@@ -223,6 +223,9 @@ pub struct Graph {
     /// Nodes in task order (by `position`).
     pub(super) order: Vec<NodeIndex>,
     pub(super) next_position: u32,
+    /// The `ready` tasks, by position: kept by [`Graph::insert`], [`Graph::transition`] and
+    /// task removal, so that scheduling never walks the whole graph.
+    ready: BTreeSet<(u32, NodeIndex)>,
 }
 
 impl Graph {
@@ -273,6 +276,7 @@ impl Graph {
             by_id: HashMap::new(),
             order: Vec::new(),
             next_position: 0,
+            ready: BTreeSet::new(),
         };
         for row in rows {
             graph.insert(Task::from_row(row, now_ms))?;
@@ -294,7 +298,11 @@ impl Graph {
         self.next_position = self.next_position.max(task.position.saturating_add(1));
         let id = task.id.clone();
         let position = task.position;
+        let ready = task.status == TaskStatus::Ready;
         let node = self.g.add_node(task);
+        if ready {
+            self.ready.insert((position, node));
+        }
         self.by_id.insert(id, node);
         let at = self
             .order
@@ -390,7 +398,27 @@ impl Graph {
             });
         }
         self.g[n].status = to;
+        let key = (self.g[n].position, n);
+        if from == TaskStatus::Ready {
+            self.ready.remove(&key);
+        }
+        if to == TaskStatus::Ready {
+            self.ready.insert(key);
+        }
         Ok(())
+    }
+
+    /// Removes a task and its edges.
+    pub(super) fn remove(&mut self, n: NodeIndex) {
+        self.ready.remove(&(self.g[n].position, n));
+        self.by_id.remove(&self.g[n].id);
+        self.order.retain(|&o| o != n);
+        self.g.remove_node(n);
+    }
+
+    /// The tasks that are `ready`, in task order.
+    pub fn ready(&self) -> impl Iterator<Item = &Task> + '_ {
+        self.ready.iter().map(|&(_, n)| &self.g[n])
     }
 
     /// Whether the task at `n` can run, from its incoming edges and their upstream tasks.

@@ -109,6 +109,11 @@ pub(crate) enum Command {
         device: DeviceName,
         conn: ConnId,
     },
+    /// A connection's outbound queue was full: it is dropped (the agent reconnects).
+    Overflow {
+        device: DeviceName,
+        conn: ConnId,
+    },
 }
 
 /// A cheap, cloneable handle to the engine.

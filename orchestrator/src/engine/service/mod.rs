@@ -1,6 +1,9 @@
 //! The engine's state and event loop.
 
+mod committer;
 mod requests;
+
+use committer::{Effect, Group};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -31,32 +34,6 @@ const MAX_DEVICE_CONCURRENCY: u32 = 1024;
 
 /// Most inputs handled before their changes are committed together (group commit).
 const MAX_GROUP: usize = 512;
-
-/// What the inputs of the current group changed, and what may only be released once that is
-/// durable: committed together by [`Engine::flush`].
-#[derive(Default)]
-struct Pending {
-    ops: Vec<Op>,
-    /// Numbered already: the engine is the journal's only writer.
-    events: Vec<Event>,
-    /// Replies and frames, released in order after the commit.
-    effects: Vec<Effect>,
-}
-
-enum Effect {
-    Reply(Box<dyn FnOnce() + Send>),
-    Frame(DeviceName, Box<ServerMsg>),
-}
-
-impl std::fmt::Debug for Pending {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pending")
-            .field("ops", &self.ops.len())
-            .field("events", &self.events.len())
-            .field("effects", &self.effects.len())
-            .finish()
-    }
-}
 
 #[derive(Debug)]
 struct Device {
@@ -138,7 +115,6 @@ pub struct Engine {
     /// Live (unfinished) requests; UUIDv7 ids iterate in creation order.
     requests: BTreeMap<RequestId, Request>,
     attempts: HashMap<AttemptId, Live>,
-    events: Arc<super::Hub>,
     /// Devices whose view changed during the current input; published once it is handled.
     changed_devices: BTreeSet<DeviceName>,
     device_events: broadcast::Sender<DeviceView>,
@@ -148,8 +124,11 @@ pub struct Engine {
     /// Set once shutdown began: no new requests or dispatches; in-flight results are still
     /// taken until `drain_until`.
     drain_until: Option<u64>,
-    /// Changes of the current group, not yet committed.
-    pending: Pending,
+    /// Changes of the current group, not yet handed to the committer.
+    pending: Group,
+    /// Where groups go to be committed, in order.
+    committer: mpsc::Sender<Group>,
+    committer_join: Option<tokio::task::JoinHandle<()>>,
     /// Journal position of the last event staged.
     last_seq: u64,
 }
@@ -178,20 +157,32 @@ impl Engine {
         let (tx, rx) = mpsc::channel(1024);
         let events = Arc::new(super::Hub::default());
         let (device_events, _) = broadcast::channel(256);
+        let (committer, groups) = mpsc::channel(committer::QUEUED_GROUPS);
+        let committer_join = tokio::spawn(committer::run(
+            committer::Outlets {
+                store: store.clone(),
+                hub: events.clone(),
+                device_events: device_events.clone(),
+                engine: tx.downgrade(),
+                shutdown: shutdown.clone(),
+            },
+            groups,
+        ));
         let mut engine = Engine {
             store,
             opts,
             devices,
             requests: BTreeMap::new(),
             attempts: HashMap::new(),
-            events: events.clone(),
             changed_devices: BTreeSet::new(),
             device_events: device_events.clone(),
             next_conn: 0,
             shutdown,
             drain_until: None,
             metrics: Arc::new(Metrics::default()),
-            pending: Pending::default(),
+            pending: Group::default(),
+            committer,
+            committer_join: Some(committer_join),
             last_seq,
         };
         let metrics = engine.metrics.clone();
@@ -260,8 +251,19 @@ impl Engine {
                 }
             }
         }
+        // What was handed over is committed (and released) before the engine is done.
+        let Engine {
+            committer,
+            committer_join,
+            mut devices,
+            ..
+        } = self;
+        drop(committer);
+        if let Some(join) = committer_join {
+            let _ = join.await;
+        }
         // Closing every outbound queue ends the connection tasks.
-        for d in self.devices.values_mut() {
+        for d in devices.values_mut() {
             d.conn = None;
         }
         tracing::debug!("engine stopped");
@@ -366,7 +368,9 @@ impl Engine {
             Command::FromAgent { device, conn, msg } => {
                 self.on_agent_msg(device, conn, msg).await?;
             }
-            Command::Disconnected { device, conn } => {
+            // A connection that cannot keep up is dropped like one that closed: its writer
+            // ends once the last queued frame is gone, and the agent reconnects.
+            Command::Disconnected { device, conn } | Command::Overflow { device, conn } => {
                 if let Some(d) = self.devices.get_mut(&device)
                     && d.conn.as_ref().is_some_and(|(c, _)| *c == conn)
                 {
@@ -398,10 +402,13 @@ impl Engine {
         }
     }
 
-    fn publish_device_changes(&mut self) {
+    /// Adds the views of the devices that changed to the current group.
+    fn stage_device_changes(&mut self) {
         for name in std::mem::take(&mut self.changed_devices) {
             if let Some(d) = self.devices.get(&name) {
-                let _ = self.device_events.send(d.view());
+                self.pending
+                    .effects
+                    .push(Effect::Device(Box::new(d.view())));
             }
         }
     }
@@ -428,21 +435,26 @@ impl Engine {
         })));
     }
 
-    /// Commits the current group, then broadcasts its events and releases its replies and
-    /// frames in order. On a store error nothing is released (the replies' senders are
-    /// dropped, so callers see the engine gone).
+    /// Hands the current group to the committer, which commits it and then broadcasts its
+    /// events and releases its replies and frames, in order. The engine goes on meanwhile.
     async fn flush(&mut self) -> Result<(), Error> {
-        let pending = std::mem::take(&mut self.pending);
-        self.store.commit(&pending.ops, &pending.events).await?;
-        self.events.publish(pending.events);
-        for effect in pending.effects {
-            match effect {
-                Effect::Reply(send) => send(),
-                Effect::Frame(device, msg) => self.deliver(&device, *msg),
-            }
+        self.stage_device_changes();
+        if self.pending.is_empty() {
+            return Ok(());
         }
-        self.publish_device_changes();
-        Ok(())
+        let group = std::mem::take(&mut self.pending);
+        self.committer
+            .send(group)
+            .await
+            .map_err(|_| Error::EngineGone)
+    }
+
+    /// Waits until everything staged so far is committed: before the engine reads the store.
+    async fn settle(&mut self) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        self.pending.barrier = Some(tx);
+        self.flush().await?;
+        rx.await.map_err(|_| Error::EngineGone)
     }
 
     /// Ends a live attempt: updates its row, frees its device slot, forgets it.
@@ -613,8 +625,8 @@ impl Engine {
         let now = now_ms();
         let mut wanted = Vec::new();
         for (rid, req) in &self.requests {
-            for t in req.graph.tasks() {
-                if t.status == TaskStatus::Ready && t.sched.not_before_ms <= now {
+            for t in req.graph.ready() {
+                if t.sched.not_before_ms <= now {
                     wanted.push((rid.clone(), t.id.clone()));
                 }
             }
@@ -682,13 +694,20 @@ impl Engine {
         now: u64,
     ) -> Option<ServerMsg> {
         let req = self.requests.get(rid)?;
-        // References to upstream outputs are filled in now; the device gets plain values.
-        let ancestors = req.graph.ancestors(tid);
-        let outputs: BTreeMap<TaskId, TaskOutput> = ancestors
-            .iter()
-            .filter_map(|a| Some((a.clone(), req.graph.task(a)?.output.clone()?)))
-            .collect();
         let task = req.graph.task(tid)?;
+        // References to upstream outputs are filled in now; the device gets plain values. A
+        // task may refer to any task it depends on, directly or not.
+        let refers = !weft_planner::refs::task_references(&task.instruction, task.action.as_ref())
+            .is_ok_and(|r| r.is_empty());
+        let outputs: BTreeMap<TaskId, TaskOutput> = if refers {
+            req.graph
+                .ancestors(tid)
+                .iter()
+                .filter_map(|a| Some((a.clone(), req.graph.task(a)?.output.clone()?)))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
         let (instruction, action) =
             match weft_planner::refs::substitute(&task.instruction, task.action.as_ref(), &outputs)
             {
@@ -712,7 +731,10 @@ impl Engine {
             .graph
             .upstream_ids(tid)
             .into_iter()
-            .filter_map(|u| outputs.get(&u).map(|o| (u, o.clone())))
+            .filter_map(|u| {
+                let output = req.graph.task(&u)?.output.clone()?;
+                Some((u, output))
+            })
             .collect();
         let req = self.requests.get_mut(rid)?;
         let uses_turns = req.graph.task(tid)?.uses_turns();
@@ -807,27 +829,19 @@ impl Engine {
         Some(assign)
     }
 
-    /// Sends a frame to a device once the current group is committed.
+    /// Sends a frame to a device's current connection once the current group is committed.
+    /// A connection whose queue is full is dropped (its writer ends, the socket closes, the
+    /// agent reconnects).
     fn send(&mut self, device: &DeviceName, msg: ServerMsg) {
-        self.pending
-            .effects
-            .push(Effect::Frame(device.clone(), Box::new(msg)));
-    }
-
-    /// Queues a frame for a device's connection. A connection whose queue is full is dropped
-    /// (its writer ends, the socket closes, the agent reconnects).
-    fn deliver(&mut self, device: &DeviceName, msg: ServerMsg) {
-        let Some(d) = self.devices.get_mut(device) else {
+        let Some((conn, tx)) = self.devices.get(device).and_then(|d| d.conn.as_ref()) else {
             return;
         };
-        let Some((_, tx)) = &d.conn else {
-            return;
-        };
-        if let Err(e) = tx.try_send(msg) {
-            tracing::warn!(device = %device, error = %e, "outbound queue unusable; dropping connection");
-            d.conn = None;
-            self.device_changed(device);
-        }
+        self.pending.effects.push(Effect::Frame {
+            device: device.clone(),
+            conn: *conn,
+            tx: tx.clone(),
+            msg: Box::new(msg),
+        });
     }
 
     // ---- devices -------------------------------------------------------------------------
@@ -1136,8 +1150,8 @@ impl Engine {
                     // Not live: a second copy of a result already applied, or a late result of
                     // an attempt that timed out or was lost (recorded, not applied; acked so
                     // the agent's outbox drains), or a frame about someone else's attempt.
-                    // The store is read only after what this group changed is in it.
-                    self.flush().await?;
+                    // The store is read only after what the engine changed is in it.
+                    self.settle().await?;
                     return match self.store.attempt_device(&attempt_id).await? {
                         Some(owner) if owner == device => {
                             tracing::info!(attempt = %attempt_id, "duplicate or late result; recorded, not applied");

@@ -270,8 +270,8 @@ impl Engine {
 
     /// Why a request that is not live cannot be changed: it finished, or it never existed.
     async fn not_live(&mut self, request: &RequestId) -> Result<ApiError, Error> {
-        // The store is read only after what this group changed is in it.
-        self.flush().await?;
+        // The store is read only after what the engine changed is in it.
+        self.settle().await?;
         Ok(if self.store.request_exists(request).await? {
             ApiError::conflict(
                 "request_finished",
