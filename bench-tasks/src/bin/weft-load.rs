@@ -5,6 +5,7 @@
 //! weft-load --agents 100 --requests 5000 --concurrency 64 --runs 3
 //! weft-load --shape chain:256 --requests 20 --agents 10
 //! weft-load idle --agents 1000 --window-secs 30
+//! weft-load lost --agents 4 --trials 10 --heartbeat-ms 1000
 //! ```
 
 use std::path::PathBuf;
@@ -13,8 +14,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use weft_bench::load::{
-    IdleOptions, IdleReport, LoadOptions, LoadReport, Shape, SpawnOptions, Spawned, SubmitMode,
-    Summary, Target, TargetKind, WaitMode, render_summary, run_idle, run_load,
+    IdleOptions, IdleReport, LoadOptions, LoadReport, Loss, LostOptions, LostReport, Shape,
+    SpawnOptions, Spawned, SubmitMode, Summary, Target, TargetKind, WaitMode, render_summary,
+    run_idle, run_load, run_lost,
 };
 
 #[derive(Debug, Parser)]
@@ -35,9 +37,12 @@ struct Cli {
 enum Cmd {
     /// Connect N agents that only heartbeat; report the orchestrator's RSS per agent and CPU.
     Idle(IdleArgs),
+    /// Make the agent holding a task go lost (socket dropped, or silent); time how long until
+    /// the task is assigned to another agent.
+    Lost(LostArgs),
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 struct TargetArgs {
     /// The `weft` binary to spawn as `weft serve` (default: `weft` next to this executable).
     #[arg(long)]
@@ -58,9 +63,12 @@ struct TargetArgs {
     /// `--db` for the spawned server (default: a fresh weft.db file in a temporary directory).
     #[arg(long)]
     db: Option<String>,
-    /// `--heartbeat-ms` for the spawned server (default: the server's, 5000).
+    /// `--heartbeat-ms` for the spawned server (default: the server's, 5000; `lost`: 1000).
     #[arg(long)]
     heartbeat_ms: Option<u64>,
+    /// `--lost-grace-ms` for the spawned server (default: the server's).
+    #[arg(long)]
+    lost_grace_ms: Option<u64>,
     /// RUST_LOG for the spawned server (default: its own default, `info`).
     #[arg(long)]
     server_log: Option<String>,
@@ -146,6 +154,32 @@ struct IdleArgs {
     /// Registrations / handshakes at once.
     #[arg(long, default_value_t = 32)]
     parallelism: usize,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum How {
+    /// Drop the TCP connection without a close frame, as a killed agent process would.
+    Close,
+    /// Send and read nothing more but keep the socket open, as in a network partition.
+    Silent,
+}
+
+#[derive(Debug, Args)]
+struct LostArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    /// Connected agents (at least 2).
+    #[arg(long, default_value_t = 4)]
+    agents: usize,
+    /// One-task requests, one at a time, per way of losing the agent.
+    #[arg(long, default_value_t = 10)]
+    trials: usize,
+    /// How the agent holding the task is lost [default: both, close then silent].
+    #[arg(long, value_enum)]
+    how: Option<How>,
+    /// Longest one trial may take (re-placement, the request's end, the reconnect), seconds.
+    #[arg(long, default_value_t = 60)]
+    timeout_secs: u64,
 }
 
 impl LoadArgs {
@@ -298,6 +332,7 @@ impl TargetArgs {
                 .unwrap_or_else(SpawnOptions::default_bin),
             db: self.db.clone(),
             heartbeat_ms: self.heartbeat_ms,
+            lost_grace_ms: self.lost_grace_ms,
             rust_log: self.server_log.clone(),
         })
         .await?;
@@ -316,6 +351,9 @@ impl TargetArgs {
         opts.api_token = Some("bench-in-process".into());
         if let Some(ms) = self.heartbeat_ms {
             opts.heartbeat_interval = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.lost_grace_ms {
+            opts.lost_grace = Duration::from_millis(ms);
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let shutdown = tokio_util::sync::CancellationToken::new();
@@ -412,11 +450,55 @@ async fn idle(args: &IdleArgs) -> anyhow::Result<bool> {
     Ok(ok)
 }
 
+async fn lost(args: &LostArgs) -> anyhow::Result<bool> {
+    if args.agents < 2 {
+        bail!("--agents must be at least 2: the lost agent's task needs another agent to go to");
+    }
+    let mut t = args.target.clone();
+    t.heartbeat_ms.get_or_insert(1000);
+    let opts = LostOptions {
+        agents: args.agents,
+        trials: args.trials.max(1),
+        modes: match args.how {
+            Some(How::Close) => vec![Loss::Close],
+            Some(How::Silent) => vec![Loss::Silent],
+            None => vec![Loss::Close, Loss::Silent],
+        },
+        timeout: Duration::from_secs(args.timeout_secs.max(1)),
+        lost_grace_ms: if t.server.is_some() {
+            None
+        } else {
+            t.lost_grace_ms
+        },
+    };
+    let reports = t
+        .repeat(
+            async |target: &Target| run_lost(target, &opts).await,
+            LostReport::render,
+        )
+        .await?;
+    let summary = LostReport::summary(&reports);
+    if t.json {
+        print_json(&reports, &summary)?;
+    } else if reports.len() > 1 {
+        print!("{}", render_summary(reports.len(), &summary));
+    }
+    let ok = reports.iter().all(LostReport::ok);
+    if !ok {
+        eprintln!(
+            "weft-load: some trials failed (not re-placed on another agent in time, or the \
+             request did not succeed)"
+        );
+    }
+    Ok(ok)
+}
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
     let res = match &cli.cmd {
         Some(Cmd::Idle(a)) => idle(a).await,
+        Some(Cmd::Lost(a)) => lost(a).await,
         None => load(&cli.load).await,
     };
     match res {

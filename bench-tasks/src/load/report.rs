@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::agents::CounterSnapshot;
+use super::agents::{CounterSnapshot, Loss};
 use super::procfs::ProcSample;
 use super::server::TargetKind;
 
@@ -137,6 +137,63 @@ pub struct IdleReport {
     pub generator_rss_per_agent_kib: f64,
     /// Cores other processes used during the window (see [`LoadReport::others_cores`]).
     pub others_cores: Option<f64>,
+    pub agent_counters: CounterSnapshot,
+}
+
+/// One trial of a lost run: a one-task request whose first attempt's agent went lost.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LostTrial {
+    pub how: Loss,
+    pub request_id: Option<String>,
+    pub task_id: Option<String>,
+    /// The agent (index) that received the first attempt and went lost.
+    pub lost_agent: Option<usize>,
+    /// The agent the task was assigned to next.
+    pub replaced_on: Option<usize>,
+    /// First `assign` read → agent lost (its `accept` is sent in between), ms.
+    pub assign_to_lost_ms: Option<f64>,
+    /// The figure: agent lost → the same task's next `assign` read by another agent, ms.
+    pub replace_ms: Option<f64>,
+    /// Agent lost → the request's final status seen, ms.
+    pub lost_to_done_ms: Option<f64>,
+    /// The request's final status.
+    pub final_status: Option<String>,
+    /// Hellos refused with `already_connected` before the lost agent was back.
+    pub reconnect_refusals: u32,
+    /// Why the trial failed; a run stops at its first failed trial.
+    pub error: Option<String>,
+}
+
+/// The trials of one way of losing an agent.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LostMode {
+    pub how: Loss,
+    /// Trials asked for.
+    pub trials: usize,
+    /// Trials whose task was re-placed on another agent and whose request succeeded.
+    pub ok: usize,
+    /// Agent lost → re-assigned elsewhere, ms, over the good trials (median = p50).
+    pub replace_ms: Option<Spread>,
+    /// Agent lost → request done, ms, over the good trials.
+    pub lost_to_done_ms: Option<Spread>,
+    /// `replace_ms` p50 and max divided by the goal (≤ 1 meets it).
+    pub p50_over_goal: Option<f64>,
+    pub max_over_goal: Option<f64>,
+}
+
+/// The result of one lost run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LostReport {
+    pub target: TargetKind,
+    pub agents: usize,
+    /// As named in the orchestrator's `welcome`.
+    pub heartbeat_interval_ms: u64,
+    /// The grace window the server was started with, when known (`None`: its default).
+    pub lost_grace_ms: Option<u64>,
+    /// The goal: 2 heartbeat intervals + 100 ms.
+    pub goal_ms: f64,
+    pub modes: Vec<LostMode>,
+    pub trials: Vec<LostTrial>,
     pub agent_counters: CounterSnapshot,
 }
 
@@ -388,6 +445,112 @@ impl IdleReport {
             s,
             "  generator RSS    {:.1} KiB per agent",
             self.generator_rss_per_agent_kib
+        );
+        s
+    }
+}
+
+impl LostReport {
+    /// Whether every trial asked for ran, re-placed its task on another agent and succeeded.
+    pub fn ok(&self) -> bool {
+        self.modes.iter().all(|m| m.ok == m.trials)
+    }
+
+    pub fn mode(&self, how: Loss) -> Option<&LostMode> {
+        self.modes.iter().find(|m| m.how == how)
+    }
+
+    /// Median and spread of the headline figures over `runs`.
+    pub fn summary(runs: &[LostReport]) -> Summary {
+        fn replace(r: &LostReport, how: Loss) -> Option<Spread> {
+            r.mode(how)?.replace_ms
+        }
+        summarize(
+            runs,
+            &[
+                ("goal ms", |r| Some(r.goal_ms)),
+                ("close re-placed min ms", |r| {
+                    replace(r, Loss::Close).map(|s| s.min)
+                }),
+                ("close re-placed p50 ms", |r| {
+                    replace(r, Loss::Close).map(|s| s.median)
+                }),
+                ("close re-placed max ms", |r| {
+                    replace(r, Loss::Close).map(|s| s.max)
+                }),
+                ("close p50 / goal", |r| r.mode(Loss::Close)?.p50_over_goal),
+                ("silent re-placed min ms", |r| {
+                    replace(r, Loss::Silent).map(|s| s.min)
+                }),
+                ("silent re-placed p50 ms", |r| {
+                    replace(r, Loss::Silent).map(|s| s.median)
+                }),
+                ("silent re-placed max ms", |r| {
+                    replace(r, Loss::Silent).map(|s| s.max)
+                }),
+                ("silent p50 / goal", |r| r.mode(Loss::Silent)?.p50_over_goal),
+            ],
+        )
+    }
+
+    /// A table for people.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let grace = self
+            .lost_grace_ms
+            .map(|ms| format!("{ms} ms"))
+            .unwrap_or_else(|| "the server's default".into());
+        let _ = writeln!(
+            s,
+            "lost: {} agents, heartbeat {} ms, lost grace {grace}, goal 2 × {} + 100 = {:.0} ms, orchestrator {:?}",
+            self.agents,
+            self.heartbeat_interval_ms,
+            self.heartbeat_interval_ms,
+            self.goal_ms,
+            self.target
+        );
+        for m in &self.modes {
+            let _ = writeln!(
+                s,
+                "  {:<6} {}/{} re-placed elsewhere and succeeded",
+                m.how.to_string(),
+                m.ok,
+                m.trials
+            );
+            if let Some(r) = m.replace_ms {
+                let _ = writeln!(
+                    s,
+                    "         lost → re-assigned ms  min {:>9.1}  p50 {:>9.1}  max {:>9.1}   (p50 {:.2} × goal, max {:.2} × goal)",
+                    r.min,
+                    r.median,
+                    r.max,
+                    m.p50_over_goal.unwrap_or(f64::NAN),
+                    m.max_over_goal.unwrap_or(f64::NAN)
+                );
+            }
+            if let Some(d) = m.lost_to_done_ms {
+                let _ = writeln!(
+                    s,
+                    "         lost → request done ms min {:>9.1}  p50 {:>9.1}  max {:>9.1}",
+                    d.min, d.median, d.max
+                );
+            }
+        }
+        for t in self.trials.iter().filter(|t| t.error.is_some()) {
+            let _ = writeln!(
+                s,
+                "  failed trial ({}, request {}): {}",
+                t.how,
+                t.request_id.as_deref().unwrap_or("-"),
+                t.error.as_deref().unwrap_or_default()
+            );
+        }
+        let c = &self.agent_counters;
+        let refusals: u32 = self.trials.iter().map(|t| t.reconnect_refusals).sum();
+        let _ = writeln!(
+            s,
+            "  agents {} assigns, {} results, {} acks, {} errors, {} unexpected disconnects; {refusals} reconnect hellos refused (already_connected)",
+            c.assigns, c.results, c.acks, c.errors, c.disconnects
         );
         s
     }

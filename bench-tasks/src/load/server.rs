@@ -42,6 +42,8 @@ pub struct SpawnOptions {
     pub db: Option<String>,
     /// `--heartbeat-ms`; `None` leaves the server's default (5000).
     pub heartbeat_ms: Option<u64>,
+    /// `--lost-grace-ms`; `None` leaves the server's default.
+    pub lost_grace_ms: Option<u64>,
     /// `RUST_LOG` for the server; `None` leaves its default (`info`).
     pub rust_log: Option<String>,
 }
@@ -110,6 +112,9 @@ impl Spawned {
             .kill_on_drop(true);
         if let Some(ms) = opts.heartbeat_ms {
             cmd.arg("--heartbeat-ms").arg(ms.to_string());
+        }
+        if let Some(ms) = opts.lost_grace_ms {
+            cmd.arg("--lost-grace-ms").arg(ms.to_string());
         }
         match &opts.rust_log {
             Some(l) => {
