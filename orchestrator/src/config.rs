@@ -17,7 +17,8 @@ pub struct ServeOptions {
     pub api_token: Option<String>,
     /// Extra `Host` header values accepted besides the listen address (e.g. `weft.lan:7600`).
     pub allowed_hosts: Vec<String>,
-    /// Interval of heartbeats in both directions; a connection silent for 3 intervals is closed.
+    /// Interval of heartbeats in both directions. A device silent for 2 intervals is
+    /// disconnected and its running attempts are placed elsewhere at once.
     pub heartbeat_interval: Duration,
     /// Longest an attempt may run before it is stopped and failed with `timeout`.
     pub attempt_timeout: Duration,
@@ -31,8 +32,9 @@ pub struct ServeOptions {
     pub turn_budget: u32,
     /// Turn limit of each attempt of a turn-based task, unless the task sets its own.
     pub max_turns: u32,
-    /// How long a disconnected device's attempts wait for it to come back (and reattach them)
-    /// before they are declared lost and tried again elsewhere.
+    /// How long the attempts of a device whose connection closed wait for it to come back (and
+    /// reattach them) before they are declared lost and tried again elsewhere, without a
+    /// backoff. 2 heartbeat intervals by default; set it again after changing the interval.
     pub lost_grace: Duration,
     /// How often the engine checks deadlines, backoffs and grace windows.
     pub tick: Duration,
@@ -111,6 +113,7 @@ impl ServeOptions {
             retry: RetryPolicy::default(),
             turn_budget: 200,
             max_turns: 20,
+            // 2 heartbeat intervals.
             lost_grace: Duration::from_secs(10),
             tick: Duration::from_millis(100),
             hello_timeout: Duration::from_secs(10),

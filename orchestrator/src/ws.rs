@@ -152,7 +152,7 @@ pub async fn serve(mut socket: WebSocket, engine: Handle, settings: ConnSettings
         }
     };
     if socket.send(text(&welcome)).await.is_err() {
-        engine.disconnected(device, conn).await;
+        engine.disconnected(device, conn, false).await;
         return;
     }
 
@@ -167,8 +167,11 @@ pub async fn serve(mut socket: WebSocket, engine: Handle, settings: ConnSettings
         settings.heartbeat_interval,
         stop.clone(),
     ));
-    let silence = settings.heartbeat_interval * 3;
+    // A device silent for 2 intervals has missed a whole heartbeat: it is gone, and its work
+    // is placed elsewhere at once (it may still come back; its attempts are not its any more).
+    let silence = settings.heartbeat_interval * 2;
     let mut graceful = false;
+    let mut silent = false;
     loop {
         let next = tokio::select! {
             _ = stop.cancelled() => break,
@@ -176,13 +179,14 @@ pub async fn serve(mut socket: WebSocket, engine: Handle, settings: ConnSettings
         };
         let msg = match next {
             Err(_) => {
-                tracing::warn!(device = %device, "no frame for 3 heartbeat intervals; closing");
+                tracing::warn!(device = %device, "no frame for 2 heartbeat intervals; closing");
                 let e = ErrorInfo::new("heartbeat_timeout", "no heartbeat received in time");
                 let _ = ctrl_tx
                     .send(Ctrl::Frame(Box::new(ServerMsg::Error { error: e })))
                     .await;
                 let _ = ctrl_tx.send(Ctrl::Close("heartbeat timeout")).await;
                 graceful = true;
+                silent = true;
                 break;
             }
             Ok(None) | Ok(Some(Err(_))) => break,
@@ -215,9 +219,9 @@ pub async fn serve(mut socket: WebSocket, engine: Handle, settings: ConnSettings
         // Let the writer flush the error and the close frame before the engine drops this
         // connection's queue (which would end the writer at once).
         let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
-        engine.disconnected(device, conn).await;
+        engine.disconnected(device, conn, silent).await;
     } else {
-        engine.disconnected(device, conn).await;
+        engine.disconnected(device, conn, false).await;
         stop.cancel();
         let _ = writer.await;
     }

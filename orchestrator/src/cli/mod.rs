@@ -190,10 +190,11 @@ pub struct ServeArgs {
     /// Longest a task may take over all its attempts, in seconds.
     #[arg(long, env = "WEFT_TASK_TIMEOUT_SECS", default_value_t = 3600)]
     pub task_timeout_secs: u64,
-    /// How long a disconnected device's running attempts wait for it to come back before they
-    /// are tried elsewhere, in milliseconds.
-    #[arg(long, env = "WEFT_LOST_GRACE_MS", default_value_t = 10_000)]
-    pub lost_grace_ms: u64,
+    /// How long the running attempts of a device whose connection closed wait for it to come
+    /// back before they are tried elsewhere, in milliseconds [default: 2 heartbeat intervals].
+    /// A device that goes silent for 2 heartbeat intervals loses its attempts at once.
+    #[arg(long, env = "WEFT_LOST_GRACE_MS")]
+    pub lost_grace_ms: Option<u64>,
     /// Attempts per task (1 = no retries).
     #[arg(long, env = "WEFT_RETRY_MAX_ATTEMPTS", default_value_t = 3)]
     pub retry_max_attempts: u32,
@@ -241,7 +242,10 @@ impl ServeArgs {
         o.attempt_timeout = Duration::from_secs(self.attempt_timeout_secs);
         o.queue_timeout = Duration::from_secs(self.queue_timeout_secs);
         o.task_timeout = Duration::from_secs(self.task_timeout_secs.max(1));
-        o.lost_grace = Duration::from_millis(self.lost_grace_ms);
+        o.lost_grace = Duration::from_millis(
+            self.lost_grace_ms
+                .unwrap_or(self.heartbeat_ms.saturating_mul(2)),
+        );
         o.shutdown_grace = Duration::from_secs(self.shutdown_grace_secs);
         o.turn_budget = self.turn_budget;
         o.max_turns = self.max_turns.max(1);

@@ -108,12 +108,12 @@ pub(crate) enum Command {
     Disconnected {
         device: DeviceName,
         conn: ConnId,
+        /// The device went silent (no frame for 2 heartbeat intervals): its attempts are lost
+        /// at once instead of waiting out the grace window.
+        silent: bool,
     },
     /// A connection's outbound queue was full: it is dropped (the agent reconnects).
-    Overflow {
-        device: DeviceName,
-        conn: ConnId,
-    },
+    Overflow { device: DeviceName, conn: ConnId },
 }
 
 /// A cheap, cloneable handle to the engine.
@@ -233,8 +233,16 @@ impl Handle {
             .map_err(|_| Error::EngineGone)
     }
 
-    pub async fn disconnected(&self, device: DeviceName, conn: ConnId) {
-        let _ = self.tx.send(Command::Disconnected { device, conn }).await;
+    /// A connection ended; `silent` if it was closed because the device stopped sending.
+    pub async fn disconnected(&self, device: DeviceName, conn: ConnId, silent: bool) {
+        let _ = self
+            .tx
+            .send(Command::Disconnected {
+                device,
+                conn,
+                silent,
+            })
+            .await;
     }
 
     /// Every request's live events, as they are committed.

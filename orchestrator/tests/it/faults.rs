@@ -692,8 +692,95 @@ async fn a_device_that_stops_heartbeating_is_disconnected() {
         Some(ServerMsg::Error { error }) => assert_eq!(error.code, "heartbeat_timeout"),
         other => panic!("expected heartbeat_timeout, got {other:?}"),
     }
-    assert!(start.elapsed() >= Duration::from_millis(500));
+    // Silent for 2 heartbeat intervals (400 ms).
+    assert!(start.elapsed() >= Duration::from_millis(350));
     assert_eq!(raw::recv(&mut ws).await, None);
     h.wait_offline("l1").await;
+    h.stop().await;
+}
+
+/// A device that goes silent while it runs an attempt loses it at once — without waiting out
+/// the grace window kept for closed connections, and without a retry backoff — and the task
+/// finishes on another device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_device_loses_its_attempt_at_once_and_another_device_finishes_it() {
+    use weft_protocol::{AgentMsg, ServerMsg};
+
+    use crate::raw;
+
+    let mut h = Harness::start_with(|o| {
+        o.heartbeat_interval = Duration::from_millis(200);
+        // Neither of these may be waited for: the test would time out.
+        o.lost_grace = Duration::from_secs(600);
+        o.retry = RetryPolicy {
+            initial_backoff_ms: 600_000,
+            max_backoff_ms: 600_000,
+            ..quick_retry(2)
+        };
+    })
+    .await;
+    let t1 = h.add_device("l1", "laptop").await;
+    let t2 = h.add_device("l2", "laptop").await;
+    let mut ws = raw::connect_as(&h, "l1", &t1).await;
+    let v = h.submit(r#"on laptop run "echo done""#).await;
+    let Some(ServerMsg::Assign { attempt_id, .. }) = raw::recv(&mut ws).await else {
+        panic!("no assignment");
+    };
+    raw::send(&mut ws, &AgentMsg::Accept { attempt_id }).await;
+    // l1 now says nothing more, its socket open; a real agent on l2 is ready.
+    h.start_agent("l2", "laptop", &t2);
+    let v = h.wait_done(v.id.as_str()).await;
+    assert_eq!(v.status, RequestStatus::Succeeded, "{v:#?}");
+    let a = &v.tasks[0].attempts;
+    assert_eq!(a.len(), 2, "{a:#?}");
+    assert_eq!(
+        (a[0].device.as_str(), a[0].status),
+        ("l1", AttemptStatus::Lost)
+    );
+    let err = a[0].error.as_ref().unwrap();
+    assert_eq!(err.code, "device_lost");
+    assert!(err.message.contains("2 heartbeat intervals"), "{err:?}");
+    assert_eq!(
+        (a[1].device.as_str(), a[1].status),
+        ("l2", AttemptStatus::Succeeded)
+    );
+    drop(ws);
+    h.stop().await;
+}
+
+/// A device whose connection closed has the grace window to come back; then its attempt is
+/// tried elsewhere at once, without the retry backoff (the device failed, not the task).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_device_s_attempt_moves_when_the_grace_window_ends_without_backoff() {
+    use weft_protocol::{AgentMsg, ServerMsg};
+
+    use crate::raw;
+
+    let mut h = Harness::start_with(|o| {
+        o.lost_grace = Duration::from_millis(300);
+        o.retry = RetryPolicy {
+            initial_backoff_ms: 600_000,
+            max_backoff_ms: 600_000,
+            ..quick_retry(2)
+        };
+    })
+    .await;
+    let t1 = h.add_device("l1", "laptop").await;
+    let t2 = h.add_device("l2", "laptop").await;
+    let mut ws = raw::connect_as(&h, "l1", &t1).await;
+    let v = h.submit(r#"on laptop run "echo done""#).await;
+    let Some(ServerMsg::Assign { attempt_id, .. }) = raw::recv(&mut ws).await else {
+        panic!("no assignment");
+    };
+    raw::send(&mut ws, &AgentMsg::Accept { attempt_id }).await;
+    drop(ws);
+    h.start_agent("l2", "laptop", &t2);
+    let v = h.wait_done(v.id.as_str()).await;
+    assert_eq!(v.status, RequestStatus::Succeeded, "{v:#?}");
+    let a = &v.tasks[0].attempts;
+    assert_eq!(
+        (a[0].status, a[1].device.as_str(), a[1].status),
+        (AttemptStatus::Lost, "l2", AttemptStatus::Succeeded)
+    );
     h.stop().await;
 }

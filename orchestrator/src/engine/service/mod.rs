@@ -131,6 +131,9 @@ pub struct Engine {
     committer_join: Option<tokio::task::JoinHandle<()>>,
     /// Journal position of the last event staged.
     last_seq: u64,
+    /// When the engine must check deadlines before its next regular tick (a grace window
+    /// ends), so that lost work is re-placed on time rather than on the tick.
+    wake: Option<u64>,
 }
 
 impl Engine {
@@ -184,6 +187,7 @@ impl Engine {
             committer,
             committer_join: Some(committer_join),
             last_seq,
+            wake: None,
         };
         let metrics = engine.metrics.clone();
         engine.resume().await?;
@@ -218,6 +222,11 @@ impl Engine {
                     None => break,
                 },
                 _ = tick.tick() => {
+                    self.on_tick();
+                    Ok(())
+                }
+                _ = sleep_until_ms(self.wake.unwrap_or(0)), if self.wake.is_some() => {
+                    self.wake = None;
                     self.on_tick();
                     Ok(())
                 }
@@ -370,28 +379,65 @@ impl Engine {
             }
             // A connection that cannot keep up is dropped like one that closed: its writer
             // ends once the last queued frame is gone, and the agent reconnects.
-            Command::Disconnected { device, conn } | Command::Overflow { device, conn } => {
-                if let Some(d) = self.devices.get_mut(&device)
-                    && d.conn.as_ref().is_some_and(|(c, _)| *c == conn)
-                {
-                    let now = now_ms();
-                    d.conn = None;
-                    d.row.last_seen_ms = Some(now);
-                    tracing::info!(device = %device, in_flight = d.running.len(), "device disconnected");
-                    for id in &d.running {
-                        if let Some(live) = self.attempts.get_mut(id) {
-                            live.lost_since.get_or_insert(now);
-                        }
-                    }
-                    self.pending.ops.push(Op::TouchDevice {
-                        name: device.clone(),
-                        at_ms: now,
-                    });
-                    self.device_changed(&device);
-                }
-            }
+            Command::Disconnected {
+                device,
+                conn,
+                silent,
+            } => self.disconnected(&device, conn, silent),
+            Command::Overflow { device, conn } => self.disconnected(&device, conn, false),
         }
         Ok(())
+    }
+
+    /// A device's connection ended. Its attempts wait out the grace window for it to come back
+    /// and reattach them — unless it went `silent`, which took 2 heartbeat intervals already:
+    /// then they are lost at once and placed elsewhere.
+    fn disconnected(&mut self, device: &DeviceName, conn: ConnId, silent: bool) {
+        let Some(d) = self.devices.get_mut(device) else {
+            return;
+        };
+        if !d.conn.as_ref().is_some_and(|(c, _)| *c == conn) {
+            return;
+        }
+        let now = now_ms();
+        d.conn = None;
+        d.row.last_seen_ms = Some(now);
+        tracing::info!(device = %device, in_flight = d.running.len(), silent, "device disconnected");
+        let running: Vec<AttemptId> = d.running.iter().cloned().collect();
+        self.pending.ops.push(Op::TouchDevice {
+            name: device.clone(),
+            at_ms: now,
+        });
+        self.device_changed(device);
+        if silent {
+            let mut b = Batch::default();
+            for id in running {
+                Metrics::inc(&self.metrics.attempts_lost_total);
+                let err = ErrorInfo::new(
+                    "device_lost",
+                    format!(
+                        "device `{device}` sent nothing for 2 heartbeat intervals ({} s)",
+                        2.0 * self.opts.heartbeat_interval.as_secs_f64()
+                    ),
+                );
+                self.attempt_failed(&mut b, &id, AttemptStatus::Lost, err, None);
+            }
+            self.stage(b);
+            return;
+        }
+        for id in &running {
+            if let Some(live) = self.attempts.get_mut(id) {
+                live.lost_since.get_or_insert(now);
+            }
+        }
+        if !running.is_empty() {
+            self.wake_at(now + millis(self.opts.lost_grace));
+        }
+    }
+
+    /// Makes the engine check its deadlines at `at_ms` (besides its regular tick).
+    fn wake_at(&mut self, at_ms: u64) {
+        self.wake = Some(self.wake.map_or(at_ms, |w| w.min(at_ms)));
     }
 
     /// Notes that a device's view changed; it is broadcast once the current input is handled
@@ -531,7 +577,12 @@ impl Engine {
             return;
         }
         let used = task.attempts_used;
-        let delay = task.retry.backoff_ms(used, rand::random::<f64>());
+        // The device failed, not the task: the next attempt goes elsewhere without waiting.
+        let delay = if retry_at_once(&error.code) {
+            0
+        } else {
+            task.retry.backoff_ms(used, rand::random::<f64>())
+        };
         let retry_at = now + delay;
         let out_of_time = task
             .sched
@@ -962,6 +1013,7 @@ impl Engine {
                 Metrics::inc(&self.metrics.attempts_reattached_total);
             }
         }
+
         let mut b = Batch::default();
         for id in lost {
             tracing::warn!(attempt = %id, device = %hello.device, "device came back without the attempt");
@@ -1488,6 +1540,9 @@ impl Engine {
         }
         self.stage(b);
         self.flush().await?;
+        if attempts > 0 {
+            self.wake_at(now + millis(self.opts.lost_grace));
+        }
         if requests > 0 {
             tracing::info!(
                 requests,
@@ -1531,6 +1586,11 @@ fn task_event_on(
     }
 }
 
+/// Failures where the device stopped, not the task: retried without a backoff.
+fn retry_at_once(code: &str) -> bool {
+    matches!(code, "device_lost" | "agent_stopping")
+}
+
 /// Failures that say more about the device than the task: the next attempt should go
 /// elsewhere if it can.
 fn device_related(code: &str) -> bool {
@@ -1551,6 +1611,10 @@ fn describe_target(target: &TargetRow, caps: &[String]) -> String {
     } else {
         format!("{who} with capabilities [{}]", caps.join(", "))
     }
+}
+
+async fn sleep_until_ms(at_ms: u64) {
+    tokio::time::sleep(Duration::from_millis(at_ms.saturating_sub(now_ms()))).await;
 }
 
 fn millis(d: Duration) -> u64 {
