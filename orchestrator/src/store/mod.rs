@@ -170,6 +170,31 @@ fn turns_col(row: &sqlx::sqlite::SqliteRow, col: &str) -> u32 {
     u32::try_from(row.get::<i64, _>(col)).unwrap_or(0)
 }
 
+/// How often the WAL is copied back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Copies the WAL back into the database file every [`CHECKPOINT_EVERY`], on a connection of
+/// its own, without blocking the writer (`PASSIVE`), until the pool closes.
+async fn checkpoints(pool: SqlitePool) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            if pool.is_closed() {
+                return;
+            }
+            tracing::warn!(error = %e, "WAL checkpoint failed; trying again later");
+        }
+    }
+}
+
 fn ms(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
@@ -201,7 +226,10 @@ impl Store {
             // crash or power loss can drop the last commits.
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
+            .busy_timeout(Duration::from_secs(5))
+            // Checkpoints run in the background (see `checkpoints`), not inside the commit
+            // that happens to fill the WAL: that one would take milliseconds longer.
+            .pragma("wal_autocheckpoint", if memory { "1000" } else { "0" });
         let pool = SqlitePoolOptions::new()
             // An in-memory database exists once per connection: keep exactly one.
             .max_connections(if memory { 1 } else { 4 })
@@ -215,6 +243,9 @@ impl Store {
             .connect_with(opts)
             .await?;
         MIGRATOR.run(&pool).await.map_err(sqlx::Error::from)?;
+        if !memory {
+            tokio::spawn(checkpoints(pool.clone()));
+        }
         Ok(Self { pool })
     }
 
@@ -620,6 +651,37 @@ mod tests {
                 .text,
             "a"
         );
+    }
+
+    /// With automatic checkpoints off, the background task copies committed pages into the
+    /// database file.
+    #[tokio::test]
+    async fn the_wal_is_checkpointed_in_the_background() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let store = Store::open(path.to_str().unwrap()).await.unwrap();
+        let before = std::fs::metadata(&path).unwrap().len();
+        let events: Vec<Event> = (1..=500)
+            .map(|seq| Event {
+                seq,
+                request_id: RequestId::from("r1"),
+                at_ms: 1,
+                kind: EventKind::GraphEdited {
+                    version: seq,
+                    ops: vec![],
+                },
+            })
+            .collect();
+        store.commit(&[], &events).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while std::fs::metadata(&path).unwrap().len() <= before {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the database file never grew"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        store.close().await;
     }
 
     #[tokio::test]
