@@ -2,6 +2,11 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use weft_orchestrator::cli::{Cli, Cmd, run};
 
+// glibc's malloc took about a fifth of the orchestrator's CPU under load, much of it in
+// consolidating memory freed by a thread other than the one that allocated it (BENCHMARKS.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();

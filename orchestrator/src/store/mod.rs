@@ -110,6 +110,11 @@ pub struct LiveRequestRow {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// The one connection commits go through (a file database): its page cache stays warm,
+    /// where pool connections taking turns would each find theirs stale after every commit
+    /// made by another. `None` after `close`, and for an in-memory database (which exists
+    /// once per connection: commits use the pool's only connection).
+    writer: Option<std::sync::Arc<tokio::sync::Mutex<Option<sqlx::SqliteConnection>>>>,
 }
 
 fn to_json<T: Serialize>(v: &T) -> String {
@@ -240,16 +245,25 @@ impl Store {
             // A ping before every use would be one more hand-off to the connection's thread
             // per query; a local SQLite file has no link to go stale.
             .test_before_acquire(false)
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await?;
         MIGRATOR.run(&pool).await.map_err(sqlx::Error::from)?;
-        if !memory {
+        let writer = if memory {
+            None
+        } else {
             tokio::spawn(checkpoints(pool.clone()));
-        }
-        Ok(Self { pool })
+            let conn = sqlx::ConnectOptions::connect(&opts).await?;
+            Some(std::sync::Arc::new(tokio::sync::Mutex::new(Some(conn))))
+        };
+        Ok(Self { pool, writer })
     }
 
     pub async fn close(&self) {
+        if let Some(writer) = &self.writer
+            && let Some(conn) = writer.lock().await.take()
+        {
+            let _ = sqlx::Connection::close(conn).await;
+        }
         self.pool.close().await;
     }
 

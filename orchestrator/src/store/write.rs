@@ -197,18 +197,31 @@ impl Store {
             },
         );
         qb.push("COMMIT;");
-        let mut conn = self.pool.acquire().await?;
         // Small commits recur in the same shapes; large ones would only churn the cache.
         let recurring = ops.len() + events.len() <= 8;
-        let res = qb.build().persistent(recurring).execute(&mut *conn).await;
-        if let Err(e) = res {
-            // A statement failed: what ran of the transaction is undone before the
-            // connection goes back to the pool (a failed BEGIN leaves nothing to undo).
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            return Err(e.into());
+        match &self.writer {
+            Some(writer) => {
+                let mut conn = writer.lock().await;
+                let conn = conn.as_mut().ok_or(Error::EngineGone)?;
+                run(conn, qb, recurring).await
+            }
+            None => run(&mut *self.pool.acquire().await?, qb, recurring).await,
         }
-        Ok(())
     }
+}
+
+/// Runs one commit's query; if a statement fails, undoes what ran of the transaction before
+/// the connection is used again (after a failed `BEGIN` there is nothing to undo).
+async fn run(
+    conn: &mut sqlx::SqliteConnection,
+    mut qb: QueryBuilder<'_, Sqlite>,
+    persistent: bool,
+) -> Result<(), Error> {
+    if let Err(e) = qb.build().persistent(persistent).execute(&mut *conn).await {
+        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+        return Err(e.into());
+    }
+    Ok(())
 }
 
 /// Ops with distinct rows, keyed by row, in first-seen order; a later op on a row already
