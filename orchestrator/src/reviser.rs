@@ -22,11 +22,8 @@ use axum::http::StatusCode;
 use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use weft_planner::{
-    CallLog, DeviceInfo, DeviceProfile, GraphState, Planner, Refusal, ReviseInput, Revision,
-    TaskState,
-};
-use weft_protocol::rest::{DeviceStatus, DeviceView, EditBatch, EditOp, Event, EventKind};
+use weft_planner::{CallLog, GraphState, Planner, Refusal, ReviseInput, Revision, TaskState};
+use weft_protocol::rest::{EditBatch, EditOp, Event, EventKind};
 use weft_protocol::{RequestId, TaskId, TaskStatus};
 
 use crate::engine::{Graph, Handle, TaskDefaults};
@@ -40,22 +37,6 @@ pub struct ReviserOptions {
     pub max_rounds: u32,
     /// Task defaults, for rebuilding graphs from the journal.
     pub defaults: TaskDefaults,
-}
-
-/// The devices as planners see them (online = connected and not draining).
-pub fn device_profiles(views: Vec<DeviceView>) -> Vec<DeviceProfile> {
-    views
-        .into_iter()
-        .map(|d| DeviceProfile {
-            info: DeviceInfo {
-                name: d.name,
-                kind: d.kind,
-                capabilities: d.capabilities,
-                online: d.status == DeviceStatus::Online,
-            },
-            platform: d.platform,
-        })
-        .collect()
 }
 
 /// Starts the reviser if `planner` revises and rounds are allowed; it stops when `shutdown` is
@@ -232,7 +213,7 @@ async fn revise(ctx: &Ctx, id: &RequestId, trigger: &Trigger) -> Result<(), Erro
         // The request ended with that task: there is nothing left to change.
         return Ok(());
     }
-    let devices = device_profiles(ctx.engine.devices().await?);
+    let devices = ctx.engine.planner_devices().await?;
     let mut round = used + 1;
     let mut refused: Option<Refusal> = None;
     loop {

@@ -45,7 +45,7 @@ async fn plan(
     text: &str,
     calls: &weft_planner::CallLog,
 ) -> Result<weft_planner::Plan, ApiError> {
-    let devices = crate::reviser::device_profiles(state.engine.devices().await?);
+    let devices = state.engine.planner_devices().await?;
     let plan = state
         .planner
         .plan(weft_planner::PlanInput {

@@ -85,6 +85,9 @@ pub(crate) enum Command {
     Devices {
         reply: oneshot::Sender<Vec<DeviceView>>,
     },
+    PlannerDevices {
+        reply: oneshot::Sender<Arc<Vec<weft_planner::DeviceProfile>>>,
+    },
     AddDevice {
         name: DeviceName,
         kind: String,
@@ -181,6 +184,13 @@ impl Handle {
     /// for the changes the engine is about to commit).
     pub async fn devices(&self) -> Result<Vec<DeviceView>, Error> {
         self.call(|reply| Command::Devices { reply }).await
+    }
+
+    /// The devices as planners see them (name, kind, capabilities, platform, online = connected
+    /// and not draining). Shared and cached: rebuilt only after a device was registered,
+    /// connected, disconnected, drained or resumed.
+    pub async fn planner_devices(&self) -> Result<Arc<Vec<weft_planner::DeviceProfile>>, Error> {
+        self.call(|reply| Command::PlannerDevices { reply }).await
     }
 
     pub async fn add_device(

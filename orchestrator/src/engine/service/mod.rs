@@ -47,6 +47,19 @@ impl Device {
         self.conn.is_some()
     }
 
+    /// What planners see of the device.
+    fn profile(&self) -> weft_planner::DeviceProfile {
+        weft_planner::DeviceProfile {
+            info: weft_planner::DeviceInfo {
+                name: self.row.name.clone(),
+                kind: self.row.kind.clone(),
+                capabilities: self.row.capabilities.clone(),
+                online: self.online() && !self.row.draining,
+            },
+            platform: self.row.platform.clone(),
+        }
+    }
+
     fn view(&self) -> DeviceView {
         DeviceView {
             name: self.row.name.clone(),
@@ -131,6 +144,9 @@ pub struct Engine {
     committer_join: Option<tokio::task::JoinHandle<()>>,
     /// Journal position of the last event staged.
     last_seq: u64,
+    /// What planners see of the devices, built on demand; dropped when a device is registered,
+    /// connects, disconnects, is drained or resumed (not when its load changes).
+    planner_devices: Option<Arc<Vec<weft_planner::DeviceProfile>>>,
     /// When the engine must check deadlines before its next regular tick (a grace window
     /// ends), so that lost work is re-placed on time rather than on the tick.
     wake: Option<u64>,
@@ -188,6 +204,7 @@ impl Engine {
             committer_join: Some(committer_join),
             last_seq,
             wake: None,
+            planner_devices: None,
         };
         let metrics = engine.metrics.clone();
         engine.resume().await?;
@@ -338,6 +355,12 @@ impl Engine {
                 // A read of the registry: answered at once rather than after the commit.
                 let _ = reply.send(self.devices.values().map(Device::view).collect());
             }
+            Command::PlannerDevices { reply } => {
+                let devices = self.planner_devices.get_or_insert_with(|| {
+                    Arc::new(self.devices.values().map(Device::profile).collect())
+                });
+                let _ = reply.send(devices.clone());
+            }
             Command::AddDevice { name, kind, reply } => {
                 let res = self.add_device(name, kind);
                 self.reply(reply, res);
@@ -347,6 +370,7 @@ impl Engine {
                 draining,
                 reply,
             } => {
+                self.planner_devices = None;
                 let res = match self.devices.get_mut(&name) {
                     None => Err(ApiError::not_found(
                         "device_not_found",
@@ -393,6 +417,7 @@ impl Engine {
     /// and reattach them — unless it went `silent`, which took 2 heartbeat intervals already:
     /// then they are lost at once and placed elsewhere.
     fn disconnected(&mut self, device: &DeviceName, conn: ConnId, silent: bool) {
+        self.planner_devices = None;
         let Some(d) = self.devices.get_mut(device) else {
             return;
         };
@@ -898,6 +923,7 @@ impl Engine {
     // ---- devices -------------------------------------------------------------------------
 
     fn add_device(&mut self, name: DeviceName, kind: String) -> Result<DeviceCreated, ApiError> {
+        self.planner_devices = None;
         if !weft_protocol::ids::valid_device_name(name.as_str()) {
             return Err(ApiError::bad_request(
                 "invalid_device_name",
@@ -985,6 +1011,7 @@ impl Engine {
             tracing::info!(device = %hello.device, registered = %dev.row.kind, stated = %hello.kind,
                 "agent states a different kind than registered; keeping the registered kind");
         }
+        self.planner_devices = None;
         self.next_conn += 1;
         let conn = ConnId(self.next_conn);
         let now = now_ms();
