@@ -227,6 +227,9 @@ pub async fn serve(mut socket: WebSocket, engine: Handle, settings: ConnSettings
     }
 }
 
+/// Most queued frames written to the socket at once.
+const MAX_FRAMES_PER_WRITE: usize = 64;
+
 async fn write_loop(
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
     mut out: mpsc::Receiver<ServerMsg>,
@@ -238,13 +241,16 @@ async fn write_loop(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     let mut close_reason = "closing";
+    // A peer that stops reading would block a write forever; it gets as long as it may stay
+    // silent.
+    let patience = heartbeat * 2;
     loop {
-        let res = tokio::select! {
+        let frames = tokio::select! {
             // Control frames (an error, then close) go before anything else queued.
             biased;
             _ = stop.cancelled() => break,
             c = ctrl.recv() => match c {
-                Some(Ctrl::Frame(m)) => sink.send(text(&m)).await,
+                Some(Ctrl::Frame(m)) => vec![*m],
                 Some(Ctrl::Close(reason)) => {
                     close_reason = reason;
                     break;
@@ -252,13 +258,27 @@ async fn write_loop(
                 None => break,
             },
             m = out.recv() => match m {
-                Some(m) => sink.send(text(&m)).await,
+                Some(m) => {
+                    // Whatever else is queued goes out in the same write.
+                    let mut frames = vec![m];
+                    while frames.len() < MAX_FRAMES_PER_WRITE {
+                        let Ok(m) = out.try_recv() else { break };
+                        frames.push(m);
+                    }
+                    frames
+                }
                 // The engine dropped this connection (shutdown, replaced, or too slow).
                 None => break,
             },
-            _ = tick.tick() => sink.send(text(&ServerMsg::Heartbeat {})).await,
+            _ = tick.tick() => vec![ServerMsg::Heartbeat {}],
         };
-        if res.is_err() {
+        let write = async {
+            for m in &frames {
+                sink.feed(text(m)).await?;
+            }
+            sink.flush().await
+        };
+        if !matches!(tokio::time::timeout(patience, write).await, Ok(Ok(()))) {
             break;
         }
     }
