@@ -97,7 +97,11 @@ struct Reviser {
 }
 
 impl Reviser {
-    async fn run(mut self, mut events: broadcast::Receiver<Event>, shutdown: CancellationToken) {
+    async fn run(
+        mut self,
+        mut events: broadcast::Receiver<Arc<Event>>,
+        shutdown: CancellationToken,
+    ) {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -127,8 +131,8 @@ impl Reviser {
         self.jobs.shutdown().await;
     }
 
-    async fn on_event(&mut self, ev: Event) {
-        match ev.kind {
+    async fn on_event(&mut self, ev: Arc<Event>) {
+        match &ev.kind {
             EventKind::TaskStatus {
                 task_id,
                 status: TaskStatus::Succeeded | TaskStatus::Failed,
@@ -142,7 +146,7 @@ impl Reviser {
                     .or_default()
                     .push_back(Trigger {
                         seq: ev.seq,
-                        task: task_id,
+                        task: task_id.clone(),
                     });
                 self.start_next(&ev.request_id);
             }

@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -256,7 +257,7 @@ pub async fn events(
     let feed = Feed {
         store: state.store.clone(),
         id,
-        past: past.into(),
+        past: past.into_iter().map(Arc::new).collect(),
         live,
         last: 0,
         done: false,
@@ -281,14 +282,14 @@ fn to_sse(ev: &Event) -> SseEvent {
 struct Feed {
     store: Store,
     id: RequestId,
-    past: VecDeque<Event>,
-    live: broadcast::Receiver<Event>,
+    past: VecDeque<Arc<Event>>,
+    live: broadcast::Receiver<Arc<Event>>,
     last: u64,
     done: bool,
 }
 
 impl Feed {
-    async fn next(&mut self) -> Option<Event> {
+    async fn next(&mut self) -> Option<Arc<Event>> {
         if self.done {
             return None;
         }
@@ -307,7 +308,9 @@ impl Feed {
                             .events_after(&self.id, self.last)
                             .await
                             .ok()?
-                            .into();
+                            .into_iter()
+                            .map(Arc::new)
+                            .collect();
                         continue;
                     }
                     Err(broadcast::error::RecvError::Closed) => return None,

@@ -5,15 +5,16 @@
 //! does not grow with the number of open streams.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
 use weft_protocol::RequestId;
 use weft_protocol::rest::{Event, EventKind};
 
-/// Events buffered per request stream; a stream that falls further behind re-reads the
-/// journal (it sees `Lagged`).
-const PER_REQUEST_CAPACITY: usize = 64;
+/// Events buffered per request stream (pointers: 8 bytes each, allocated when the stream
+/// opens); a stream that falls further behind re-reads the journal (it sees `Lagged`). A
+/// dispatch pass can put hundreds of one request's events in one commit.
+const PER_REQUEST_CAPACITY: usize = 1024;
 
 /// Events buffered for the subscribers to every request.
 const ALL_CAPACITY: usize = 4096;
@@ -24,13 +25,13 @@ const PRUNE_EVERY: u32 = 256;
 
 #[derive(Debug)]
 pub struct Hub {
-    all: broadcast::Sender<Event>,
+    all: broadcast::Sender<Arc<Event>>,
     by_request: Mutex<Channels>,
 }
 
 #[derive(Debug, Default)]
 struct Channels {
-    map: HashMap<RequestId, broadcast::Sender<Event>>,
+    map: HashMap<RequestId, broadcast::Sender<Arc<Event>>>,
     publishes: u32,
 }
 
@@ -45,12 +46,12 @@ impl Default for Hub {
 
 impl Hub {
     /// Every request's events, as they are committed.
-    pub fn subscribe_all(&self) -> broadcast::Receiver<Event> {
+    pub fn subscribe_all(&self) -> broadcast::Receiver<Arc<Event>> {
         self.all.subscribe()
     }
 
     /// One request's events, as they are committed.
-    pub fn subscribe(&self, request: &RequestId) -> broadcast::Receiver<Event> {
+    pub fn subscribe(&self, request: &RequestId) -> broadcast::Receiver<Arc<Event>> {
         self.lock()
             .map
             .entry(request.clone())
@@ -72,10 +73,10 @@ impl Hub {
         }
         let by_request = &mut channels.map;
         for ev in events {
+            let ev = Arc::new(ev);
             let last =
                 matches!(&ev.kind, EventKind::RequestStatus { status, .. } if status.is_terminal());
             if let Some(tx) = by_request.get(&ev.request_id) {
-                let ev = if everyone { ev.clone() } else { ev };
                 let sent = tx.send(ev.clone()).is_ok();
                 if !sent || last {
                     by_request.remove(&ev.request_id);

@@ -256,13 +256,13 @@ impl Handle {
     }
 
     /// Every request's live events, as they are committed.
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.events.subscribe_all()
     }
 
     /// One request's live events, as they are committed. Subscribe before reading the journal
     /// so that nothing falls between the two.
-    pub fn subscribe_request(&self, request: &RequestId) -> broadcast::Receiver<Event> {
+    pub fn subscribe_request(&self, request: &RequestId) -> broadcast::Receiver<Arc<Event>> {
         self.events.subscribe(request)
     }
 
