@@ -584,6 +584,23 @@ mod tests {
         assert_eq!(store.last_seq().await.unwrap(), 1);
         let view = store.request_view(&rid).await.unwrap().unwrap();
         assert_eq!(view.tasks.len(), 1);
+        // Values read from the JSON rows keep their SQL types.
+        let types: (String, String, String, String) = sqlx::query_as(
+            "SELECT typeof(position), typeof(max_turns), typeof(status), typeof(first_ready_ms) \
+             FROM tasks",
+        )
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            types,
+            (
+                "integer".into(),
+                "integer".into(),
+                "text".into(),
+                "null".into()
+            )
+        );
         assert_eq!(view.tasks[0].status, TaskStatus::Ready);
         assert_eq!(store.events_after(&rid, 0).await.unwrap(), evs);
 
