@@ -1,6 +1,7 @@
 //! The engine's state and event loop.
 
 mod committer;
+mod placement;
 mod requests;
 
 use committer::{Effect, Group};
@@ -144,6 +145,8 @@ pub struct Engine {
     committer_join: Option<tokio::task::JoinHandle<()>>,
     /// Journal position of the last event staged.
     last_seq: u64,
+    /// The devices that can take work now, least loaded first.
+    free: placement::FreeSlots,
     /// What planners see of the devices, built on demand; dropped when a device is registered,
     /// connects, disconnects, is drained or resumed (not when its load changes).
     planner_devices: Option<Arc<Vec<weft_planner::DeviceProfile>>>,
@@ -205,6 +208,7 @@ impl Engine {
             last_seq,
             wake: None,
             planner_devices: None,
+            free: placement::FreeSlots::default(),
         };
         let metrics = engine.metrics.clone();
         engine.resume().await?;
@@ -468,6 +472,14 @@ impl Engine {
     /// Notes that a device's view changed; it is broadcast once the current input is handled
     /// (and so after its changes are stored).
     fn device_changed(&mut self, name: &DeviceName) {
+        if let Some(d) = self.devices.get(name) {
+            self.free.set(
+                name,
+                d.online() && !d.row.draining,
+                d.running.len(),
+                d.row.max_concurrency,
+            );
+        }
         if self.device_events.receiver_count() > 0 {
             self.changed_devices.insert(name.clone());
         }
@@ -695,7 +707,8 @@ impl Engine {
     /// Dispatches every ready task whose backoff has passed and that has a capable device with
     /// a free slot; all dispatches of one pass are committed together, then sent.
     fn schedule(&mut self) {
-        if self.drain_until.is_some() {
+        // Draining, or no device can take work: nothing to place.
+        if self.drain_until.is_some() || self.free.is_empty() {
             return;
         }
         let now = now_ms();
@@ -728,35 +741,35 @@ impl Engine {
     /// if there is no other; then the least loaded.
     fn place(&self, rid: &RequestId, tid: &TaskId) -> Option<DeviceName> {
         let task = self.requests.get(rid)?.graph.task(tid)?;
-        self.devices
-            .values()
-            .filter(|d| {
-                d.online()
-                    && !d.row.draining
-                    && (d.running.len() as u64) < u64::from(d.row.max_concurrency)
-            })
-            .filter(|d| match &task.target {
-                TargetRow::Device(n) => &d.row.name == n,
-                TargetRow::Kind(k) => &d.row.kind == k,
-                TargetRow::Any => true,
-            })
-            .filter(|d| {
-                task.capabilities
-                    .iter()
-                    .all(|c| d.row.capabilities.contains(c))
-            })
-            .min_by(|a, b| {
-                let avoid_a = task.sched.avoid.as_ref() == Some(&a.row.name);
-                let avoid_b = task.sched.avoid.as_ref() == Some(&b.row.name);
-                // running / max, compared without floats.
-                let la = a.running.len() as u64 * u64::from(b.row.max_concurrency);
-                let lb = b.running.len() as u64 * u64::from(a.row.max_concurrency);
-                avoid_a
-                    .cmp(&avoid_b)
-                    .then(la.cmp(&lb))
-                    .then_with(|| a.row.name.cmp(&b.row.name))
-            })
-            .map(|d| d.row.name.clone())
+        let capable = |d: &Device| {
+            task.capabilities
+                .iter()
+                .all(|c| d.row.capabilities.contains(c))
+        };
+        if let TargetRow::Device(name) = &task.target {
+            let d = self.devices.get(name)?;
+            return (self.free.contains(name) && capable(d)).then(|| name.clone());
+        }
+        let mut avoided = None;
+        for name in self.free.iter() {
+            let Some(d) = self.devices.get(name) else {
+                continue;
+            };
+            if let TargetRow::Kind(k) = &task.target
+                && &d.row.kind != k
+            {
+                continue;
+            }
+            if !capable(d) {
+                continue;
+            }
+            if task.sched.avoid.as_ref() == Some(name) {
+                avoided = Some(name);
+                continue;
+            }
+            return Some(name.clone());
+        }
+        avoided.cloned()
     }
 
     /// Records a new attempt of `tid` on `device` in `b`; returns the `assign` to send once
