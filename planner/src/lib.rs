@@ -76,6 +76,13 @@ pub struct DeviceProfile {
     pub platform: Option<String>,
 }
 
+/// Lets the rules planner read profiles in place (no copy of the device list per request).
+impl std::borrow::Borrow<DeviceInfo> for DeviceProfile {
+    fn borrow(&self) -> &DeviceInfo {
+        &self.info
+    }
+}
+
 /// What a planner plans.
 #[derive(Debug, Clone, Copy)]
 pub struct PlanInput<'a> {

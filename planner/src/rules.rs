@@ -15,6 +15,8 @@ mod clause;
 mod lexer;
 mod split;
 
+use std::borrow::Borrow;
+
 use weft_protocol::{Action, EdgeKind, TaskId};
 
 use self::clause::Job;
@@ -55,18 +57,24 @@ impl RulesPlanner {
     /// [`Error::Unplannable`] when any part is not understood, [`Error::UnknownDevice`] when an
     /// `on DEVICE` matches neither a registered name nor a kind.
     pub fn plan_sync(&self, text: &str, devices: &[DeviceInfo]) -> Result<Plan, Error> {
-        if text.trim().is_empty() {
-            return Err(Error::Empty);
-        }
-        let limits = Limits::default();
-        let tokens = lexer::lex(text);
-        let steps = split::split(&tokens);
-        check_task_count(&steps, &limits)?;
-        let drafts = parse_steps(text, &steps)?;
-        let plan = build_plan(&drafts, devices)?;
-        plan.validate(&limits)?;
-        Ok(plan)
+        plan_for(text, devices)
     }
+}
+
+/// [`RulesPlanner::plan_sync`] for any list that holds device infos (the planner's profiles
+/// are read in place).
+fn plan_for<D: Borrow<DeviceInfo>>(text: &str, devices: &[D]) -> Result<Plan, Error> {
+    if text.trim().is_empty() {
+        return Err(Error::Empty);
+    }
+    let limits = Limits::default();
+    let tokens = lexer::lex(text);
+    let steps = split::split(&tokens);
+    check_task_count(&steps, &limits)?;
+    let drafts = parse_steps(text, &steps)?;
+    let plan = build_plan(&drafts, devices)?;
+    plan.validate(&limits)?;
+    Ok(plan)
 }
 
 impl Planner for RulesPlanner {
@@ -75,8 +83,7 @@ impl Planner for RulesPlanner {
     }
 
     fn plan<'a>(&'a self, input: PlanInput<'a>) -> PlanFuture<'a> {
-        let devices: Vec<DeviceInfo> = input.devices.iter().map(|d| d.info.clone()).collect();
-        Box::pin(std::future::ready(self.plan_sync(input.text, &devices)))
+        Box::pin(std::future::ready(plan_for(input.text, input.devices)))
     }
 }
 
@@ -160,19 +167,17 @@ fn clause_text<'t>(text: &'t str, tokens: &[lexer::Token]) -> &'t str {
 
 /// Resolves the word after `on`: a registered device name (any case) first, then a registered or
 /// well-known device kind.
-fn resolve_device(word: &str, devices: &[DeviceInfo]) -> Result<Target, Error> {
-    if let Some(d) = devices
-        .iter()
-        .find(|d| d.name.as_str().eq_ignore_ascii_case(word))
-    {
+fn resolve_device<D: Borrow<DeviceInfo>>(word: &str, devices: &[D]) -> Result<Target, Error> {
+    let devices = || devices.iter().map(Borrow::borrow);
+    if let Some(d) = devices().find(|d: &&DeviceInfo| d.name.as_str().eq_ignore_ascii_case(word)) {
         return Ok(Target::Device(d.name.clone()));
     }
     let kind = word.to_ascii_lowercase();
-    let registered_kind = devices.iter().any(|d| d.kind.eq_ignore_ascii_case(&kind));
+    let registered_kind = devices().any(|d: &DeviceInfo| d.kind.eq_ignore_ascii_case(&kind));
     if registered_kind || WELL_KNOWN_KINDS.contains(&kind.as_str()) {
         return Ok(Target::Kind(kind));
     }
-    let mut known: Vec<String> = devices.iter().map(|d| d.name.to_string()).collect();
+    let mut known: Vec<String> = devices().map(|d: &DeviceInfo| d.name.to_string()).collect();
     known.sort();
     Err(Error::UnknownDevice {
         name: word.to_owned(),
@@ -182,7 +187,10 @@ fn resolve_device(word: &str, devices: &[DeviceInfo]) -> Result<Target, Error> {
 
 /// Builds the plan: tasks `t1`, `t2`, … in order, and a success edge from every task of a step to
 /// every task of the next non-empty step. Fails on the first unknown device.
-fn build_plan(drafts: &[Vec<Draft<'_>>], devices: &[DeviceInfo]) -> Result<Plan, Error> {
+fn build_plan<D: Borrow<DeviceInfo>>(
+    drafts: &[Vec<Draft<'_>>],
+    devices: &[D],
+) -> Result<Plan, Error> {
     let mut plan = Plan::default();
     let mut previous: Vec<TaskId> = Vec::new();
     for step in drafts.iter().filter(|s| !s.is_empty()) {
@@ -209,11 +217,11 @@ fn build_plan(drafts: &[Vec<Draft<'_>>], devices: &[DeviceInfo]) -> Result<Plan,
 }
 
 /// The task for one understood clause; `previous` are the tasks of the step before.
-fn task(
+fn task<D: Borrow<DeviceInfo>>(
     id: TaskId,
     draft: &Draft<'_>,
     previous: &[TaskId],
-    devices: &[DeviceInfo],
+    devices: &[D],
 ) -> Result<PlannedTask, Error> {
     let target = match draft.device {
         Some(word) => resolve_device(word, devices)?,
