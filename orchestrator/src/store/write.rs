@@ -1,20 +1,20 @@
 //! Writes: row changes ([`Op`]) and the journal events that describe them, committed in one
 //! transaction by [`Store::commit`].
 //!
-//! A commit is sent to SQLite as one multi-statement query (`BEGIN IMMEDIATE; …; COMMIT`):
-//! one hand-off to sqlx's SQLite thread. It holds as few statements as it can, each compiled
-//! once: the ops are cut into segments at the rare *barrier* ops whose effect depends on where
-//! they stand (deletes, a task's new definition, a graph version, a late result, device rows);
-//! inside a segment the frequent inserts and updates commute unless they touch the same row,
-//! so several updates of one row are first folded into one, and then each kind becomes one
-//! statement (inserts parents first) that reads its rows from one JSON array parameter
-//! (`json_each(?)`) — the same SQL text whatever the number of rows. The outcome equals
-//! applying the ops one at a time, in order; a test below checks exactly that.
+//! Every statement is a round trip to sqlx's SQLite thread (a hand-off between threads), so a
+//! commit is executed in as few statements as it can be: the ops are cut into segments at the
+//! rare *barrier* ops whose effect depends on where they stand (deletes, a task's new
+//! definition, a graph version, a late result, device rows); inside a segment, the frequent row
+//! inserts and updates commute unless they touch the same row, so several updates of one row
+//! are first folded into one and then each kind becomes one multi-row statement (inserts
+//! parents first). The outcome equals applying the ops one at a time, in order — a test below
+//! checks exactly that.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::hash::Hash;
 
+use sqlx::query_builder::Separated;
 use sqlx::{QueryBuilder, Sqlite};
 use weft_protocol::rest::{EdgeView, Event, EventKind, LateResult, TurnsView};
 use weft_protocol::{
@@ -24,6 +24,10 @@ use weft_protocol::{
 
 use super::{DeviceRow, Store, TaskRow, TaskSched, db_ms, opt_json, to_json};
 use crate::Error;
+
+/// Rows per multi-row statement (SQLite allows 32,766 bound values in one statement; the widest
+/// row here binds 14).
+const ROWS_PER_STATEMENT: usize = 256;
 
 /// One row change inside a [`Batch`].
 #[derive(Debug, Clone)]
@@ -172,52 +176,52 @@ impl Store {
         }
         let mut qb = QueryBuilder::<Sqlite>::new("BEGIN IMMEDIATE;\n");
         let mut segment = Segment::default();
-        let mut barriers = 0;
         for op in ops {
             if !segment.add(op) {
                 segment.push_into(&mut qb);
                 segment = Segment::default();
                 push_barrier(&mut qb, op);
-                barriers += 1;
             }
         }
         segment.push_into(&mut qb);
-        push_rows(
+        push_values(
             &mut qb,
-            "INSERT INTO events (seq, request_id, at_ms, body) \
-             SELECT value->>0, value->>1, value->>2, value->>3 FROM json_each(",
-            events.iter().map(|e| {
-                (
-                    db_ms(e.seq),
-                    e.request_id.as_str(),
-                    db_ms(e.at_ms),
-                    to_json(&e.kind),
-                )
-            }),
+            "INSERT INTO events (seq, request_id, at_ms, body) ",
+            "",
+            events,
+            |row, e| {
+                row.push_bind(db_ms(e.seq))
+                    .push_bind(e.request_id.as_str())
+                    .push_bind(db_ms(e.at_ms))
+                    .push_bind(to_json(&e.kind));
+            },
         );
         qb.push("COMMIT;");
-        // Without barriers the query is one of a few texts (which kinds of rows it writes):
-        // compiled once and kept. Barriers bind their values inline: compiled each time.
-        let recurring = barriers == 0;
         match &self.writer {
             Some(writer) => {
                 let mut conn = writer.lock().await;
                 let conn = conn.as_mut().ok_or(Error::EngineGone)?;
-                run(conn, qb, recurring).await
+                run(conn, qb).await
             }
-            None => run(&mut *self.pool.acquire().await?, qb, recurring).await,
+            None => run(&mut *self.pool.acquire().await?, qb).await,
         }
     }
 }
 
 /// Runs one commit's query; if a statement fails, undoes what ran of the transaction before
 /// the connection is used again (after a failed `BEGIN` there is nothing to undo).
+///
+/// The query is kept compiled in the connection's statement cache (LRU, 100 entries): commits
+/// of the same shape — the same kinds and numbers of rows, as in every hop of a chain or every
+/// lone result — recur and then run without being compiled again; a shape seen once only holds
+/// a cache entry until it is pushed out. (Statements that read their rows from one JSON
+/// parameter would always repeat, but extracting every column from JSON cost SQLite more than
+/// compiling does; measured in BENCHMARKS.md.)
 async fn run(
     conn: &mut sqlx::SqliteConnection,
     mut qb: QueryBuilder<'_, Sqlite>,
-    persistent: bool,
 ) -> Result<(), Error> {
-    if let Err(e) = qb.build().persistent(persistent).execute(&mut *conn).await {
+    if let Err(e) = qb.build().execute(&mut *conn).await {
         let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
         return Err(e.into());
     }
@@ -336,77 +340,78 @@ impl<'a> Segment<'a> {
     /// Writes the segment: parents before children, then the updates (which touch distinct
     /// columns or distinct rows, so their order does not matter).
     fn push_into(&self, qb: &mut QueryBuilder<'a, Sqlite>) {
-        push_rows(
+        push_values(
             qb,
             "INSERT INTO requests (id, text, status, planner, version, created_at_ms, \
-             updated_at_ms, turns) SELECT value->>0, value->>1, value->>2, value->>3, 1, \
-             value->>4, value->>4, value->>5 FROM json_each(",
-            self.requests.iter().filter_map(|op| match op {
-                Op::InsertRequest {
+             updated_at_ms, turns) ",
+            "",
+            &self.requests,
+            |row, op| {
+                if let Op::InsertRequest {
                     id,
                     text,
                     planner,
                     status,
                     turns,
                     at_ms,
-                } => Some((
-                    id.as_str(),
-                    text.as_str(),
-                    status.as_str(),
-                    planner.as_str(),
-                    db_ms(*at_ms),
-                    to_json(turns),
-                )),
-                _ => None,
-            }),
+                } = op
+                {
+                    row.push_bind(id.as_str())
+                        .push_bind(text.as_str())
+                        .push_bind(status.as_str())
+                        .push_bind(planner.as_str())
+                        .push_bind(1_i64)
+                        .push_bind(db_ms(*at_ms))
+                        .push_bind(db_ms(*at_ms))
+                        .push_bind(to_json(turns));
+                }
+            },
         );
-        push_rows(
+        push_values(
             qb,
             "INSERT INTO tasks (request_id, id, position, title, instruction, action, target, \
              capabilities, status, retry, not_before_ms, first_ready_ms, avoid_device, \
-             max_turns) SELECT value->>0, value->>1, value->>2, value->>3, value->>4, \
-             value->>5, value->>6, value->>7, value->>8, value->>9, value->>10, value->>11, \
-             value->>12, value->>13 FROM json_each(",
-            self.tasks.iter().map(|(request_id, task)| {
-                (
-                    request_id.as_str(),
-                    task.id.as_str(),
-                    task.position,
-                    task.title.as_str(),
-                    task.instruction.as_str(),
-                    opt_json(&task.action),
-                    to_json(&task.target),
-                    to_json(&task.capabilities),
-                    task.status.as_str(),
-                    to_json(&task.retry),
-                    db_ms(task.sched.not_before_ms),
-                    task.sched.first_ready_ms.map(db_ms),
-                    task.sched.avoid.as_ref().map(DeviceName::as_str),
-                    task.max_turns,
-                )
-            }),
+             max_turns) ",
+            "",
+            &self.tasks,
+            |row, (request_id, task)| {
+                row.push_bind(request_id.as_str())
+                    .push_bind(task.id.as_str())
+                    .push_bind(i64::from(task.position))
+                    .push_bind(task.title.as_str())
+                    .push_bind(task.instruction.as_str())
+                    .push_bind(opt_json(&task.action))
+                    .push_bind(to_json(&task.target))
+                    .push_bind(to_json(&task.capabilities))
+                    .push_bind(task.status.as_str())
+                    .push_bind(to_json(&task.retry))
+                    .push_bind(db_ms(task.sched.not_before_ms))
+                    .push_bind(task.sched.first_ready_ms.map(db_ms))
+                    .push_bind(task.sched.avoid.as_ref().map(DeviceName::as_str))
+                    .push_bind(i64::from(task.max_turns));
+            },
         );
-        push_rows(
+        push_values(
             qb,
-            "INSERT INTO edges (request_id, from_task, to_task, kind, condition) \
-             SELECT value->>0, value->>1, value->>2, value->>3, value->>4 FROM json_each(",
-            self.edges.iter().map(|(request_id, edge)| {
-                (
-                    request_id.as_str(),
-                    edge.from.as_str(),
-                    edge.to.as_str(),
-                    edge.kind.as_str(),
-                    opt_json(&edge.condition),
-                )
-            }),
+            "INSERT INTO edges (request_id, from_task, to_task, kind, condition) ",
+            "",
+            &self.edges,
+            |row, (request_id, edge)| {
+                row.push_bind(request_id.as_str())
+                    .push_bind(edge.from.as_str())
+                    .push_bind(edge.to.as_str())
+                    .push_bind(edge.kind.as_str())
+                    .push_bind(opt_json(&edge.condition));
+            },
         );
-        push_rows(
+        push_values(
             qb,
             "INSERT INTO attempts (id, request_id, task_id, device, status, started_at_ms, \
-             deadline_ms, max_turns) SELECT value->>0, value->>1, value->>2, value->>3, \
-             'dispatched', value->>4, value->>5, value->>6 FROM json_each(",
-            self.attempts.iter().filter_map(|op| match op {
-                Op::InsertAttempt {
+             deadline_ms, max_turns) ",
+            "",
+            &self.attempts,
+            |row, op| {
+                if let Op::InsertAttempt {
                     id,
                     request_id,
                     task_id,
@@ -414,136 +419,135 @@ impl<'a> Segment<'a> {
                     at_ms,
                     deadline_ms,
                     max_turns,
-                } => Some((
-                    id.as_str(),
-                    request_id.as_str(),
-                    task_id.as_str(),
-                    device.as_str(),
-                    db_ms(*at_ms),
-                    db_ms(*deadline_ms),
-                    *max_turns,
-                )),
-                _ => None,
-            }),
+                } = op
+                {
+                    row.push_bind(id.as_str())
+                        .push_bind(request_id.as_str())
+                        .push_bind(task_id.as_str())
+                        .push_bind(device.as_str())
+                        .push_bind(AttemptStatus::Dispatched.as_str())
+                        .push_bind(db_ms(*at_ms))
+                        .push_bind(db_ms(*deadline_ms))
+                        .push_bind(i64::from(*max_turns));
+                }
+            },
         );
-        push_rows(
+        push_values(
             qb,
-            "UPDATE tasks SET status = v.value->>2, \
-             device = COALESCE(v.value->>3, tasks.device), \
-             output = COALESCE(v.value->>4, tasks.output), error = v.value->>5 \
-             FROM json_each(?) AS v \
-             WHERE tasks.request_id = v.value->>0 AND tasks.id = v.value->>1",
-            self.task_status.rows.iter().map(|t| {
-                (
-                    t.request_id.as_str(),
-                    t.task_id.as_str(),
-                    t.status.as_str(),
-                    t.device.map(DeviceName::as_str),
-                    t.output.map(to_json),
-                    t.error.map(to_json),
-                )
-            }),
+            "UPDATE tasks SET status = v.column3, device = COALESCE(v.column4, tasks.device), \
+             output = COALESCE(v.column5, tasks.output), error = v.column6 FROM (",
+            ") AS v WHERE tasks.request_id = v.column1 AND tasks.id = v.column2",
+            &self.task_status.rows,
+            |row, t| {
+                row.push_bind(t.request_id.as_str())
+                    .push_bind(t.task_id.as_str())
+                    .push_bind(t.status.as_str())
+                    .push_bind(t.device.map(DeviceName::as_str))
+                    .push_bind(t.output.map(to_json))
+                    .push_bind(t.error.map(to_json));
+            },
         );
-        push_rows(
+        push_values(
             qb,
-            "UPDATE tasks SET not_before_ms = v.value->>2, first_ready_ms = v.value->>3, \
-             avoid_device = v.value->>4, cancel_requested = v.value->>5 \
-             FROM json_each(?) AS v \
-             WHERE tasks.request_id = v.value->>0 AND tasks.id = v.value->>1",
-            self.task_sched
-                .rows
-                .iter()
-                .map(|((request_id, task_id), sched)| {
-                    (
-                        request_id.as_str(),
-                        task_id.as_str(),
-                        db_ms(sched.not_before_ms),
-                        sched.first_ready_ms.map(db_ms),
-                        sched.avoid.as_ref().map(DeviceName::as_str),
-                        i64::from(sched.cancel_requested),
-                    )
-                }),
+            "UPDATE tasks SET not_before_ms = v.column3, first_ready_ms = v.column4, \
+             avoid_device = v.column5, cancel_requested = v.column6 FROM (",
+            ") AS v WHERE tasks.request_id = v.column1 AND tasks.id = v.column2",
+            &self.task_sched.rows,
+            |row, ((request_id, task_id), sched)| {
+                row.push_bind(request_id.as_str())
+                    .push_bind(task_id.as_str())
+                    .push_bind(db_ms(sched.not_before_ms))
+                    .push_bind(sched.first_ready_ms.map(db_ms))
+                    .push_bind(sched.avoid.as_ref().map(DeviceName::as_str))
+                    .push_bind(i64::from(sched.cancel_requested));
+            },
         );
-        push_rows(
+        push_values(
             qb,
-            "UPDATE attempts SET status = v.value->>1, ended_at_ms = v.value->>2, \
-             error = v.value->>3 FROM json_each(?) AS v WHERE attempts.id = v.value->>0",
-            self.attempt_status.rows.iter().filter_map(|op| match op {
-                Op::UpdateAttempt {
+            "UPDATE attempts SET status = v.column2, ended_at_ms = v.column3, error = v.column4 \
+             FROM (",
+            ") AS v WHERE attempts.id = v.column1",
+            &self.attempt_status.rows,
+            |row, op| {
+                if let Op::UpdateAttempt {
                     id,
                     status,
                     ended_at_ms,
                     error,
-                } => Some((
-                    id.as_str(),
-                    status.as_str(),
-                    ended_at_ms.map(db_ms),
-                    opt_json(error),
-                )),
-                _ => None,
-            }),
+                } = op
+                {
+                    row.push_bind(id.as_str())
+                        .push_bind(status.as_str())
+                        .push_bind(ended_at_ms.map(db_ms))
+                        .push_bind(opt_json(error));
+                }
+            },
         );
-        push_rows(
+        push_values(
             qb,
-            "UPDATE attempts SET max_turns = v.value->>1, turns_used = v.value->>2 \
-             FROM json_each(?) AS v WHERE attempts.id = v.value->>0",
-            self.attempt_turns.rows.iter().filter_map(|op| match op {
-                Op::UpdateAttemptTurns {
+            "UPDATE attempts SET max_turns = v.column2, turns_used = v.column3 FROM (",
+            ") AS v WHERE attempts.id = v.column1",
+            &self.attempt_turns.rows,
+            |row, op| {
+                if let Op::UpdateAttemptTurns {
                     id,
                     max_turns,
                     turns_used,
-                } => Some((id.as_str(), *max_turns, *turns_used)),
-                _ => None,
-            }),
+                } = op
+                {
+                    row.push_bind(id.as_str())
+                        .push_bind(i64::from(*max_turns))
+                        .push_bind(i64::from(*turns_used));
+                }
+            },
         );
-        push_rows(
+        push_values(
             qb,
-            "UPDATE requests SET turns = v.value->>1 FROM json_each(?) AS v \
-             WHERE requests.id = v.value->>0",
-            self.request_turns
-                .rows
-                .iter()
-                .map(|(id, turns)| (id.as_str(), to_json(turns))),
+            "UPDATE requests SET turns = v.column2 FROM (",
+            ") AS v WHERE requests.id = v.column1",
+            &self.request_turns.rows,
+            |row, (id, turns)| {
+                row.push_bind(id.as_str()).push_bind(to_json(turns));
+            },
         );
-        push_rows(
+        push_values(
             qb,
-            "UPDATE requests SET status = v.value->>1, error = v.value->>2, \
-             updated_at_ms = v.value->>3 FROM json_each(?) AS v \
-             WHERE requests.id = v.value->>0",
-            self.request_status.rows.iter().filter_map(|op| match op {
-                Op::UpdateRequest {
+            "UPDATE requests SET status = v.column2, error = v.column3, updated_at_ms = v.column4 \
+             FROM (",
+            ") AS v WHERE requests.id = v.column1",
+            &self.request_status.rows,
+            |row, op| {
+                if let Op::UpdateRequest {
                     id,
                     status,
                     error,
                     at_ms,
-                } => Some((id.as_str(), status.as_str(), opt_json(error), db_ms(*at_ms))),
-                _ => None,
-            }),
+                } = op
+                {
+                    row.push_bind(id.as_str())
+                        .push_bind(status.as_str())
+                        .push_bind(opt_json(error))
+                        .push_bind(db_ms(*at_ms));
+                }
+            },
         );
     }
 }
 
-/// Adds one statement that reads its rows from a JSON array (`json_each(?)`): its text is the
-/// same whatever the number of rows, so SQLite compiles it once and sqlx keeps it. `sql` is
-/// the statement up to and including `json_each(` — the parameter and `)` are added here — or a
-/// whole statement with one `?` in `json_each(?)`. Nothing is added when there are no rows.
-fn push_rows<'a, R: serde::Serialize>(
+/// Adds `head VALUES (…), (…) tail;` over `rows`, [`ROWS_PER_STATEMENT`] at a time.
+fn push_values<'a, 'r, T>(
     qb: &mut QueryBuilder<'a, Sqlite>,
-    sql: &'static str,
-    rows: impl Iterator<Item = R>,
+    head: &str,
+    tail: &str,
+    rows: &'r [T],
+    mut bind: impl FnMut(&mut Separated<'_, 'a, Sqlite, &'static str>, &'r T),
 ) {
-    let rows: Vec<R> = rows.collect();
-    if rows.is_empty() {
-        return;
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        qb.push(head);
+        qb.push_values(chunk, |mut row, v| bind(&mut row, v));
+        qb.push(tail);
+        qb.push(";\n");
     }
-    let (head, tail) = match sql.split_once("json_each(?)") {
-        Some((head, tail)) => (format!("{head}json_each("), format!("){tail}")),
-        None => (sql.to_owned(), ")".to_owned()),
-    };
-    qb.push(head);
-    qb.push_bind(to_json(&rows));
-    qb.push(tail);
-    qb.push(";\n");
 }
 
 /// The ops that are written one at a time, where they stand.
