@@ -156,6 +156,9 @@ impl Batch {
     }
 }
 
+/// Commits with at most this many row changes and events keep their compiled query.
+const CACHED_ROWS: usize = 64;
+
 impl Store {
     /// The journal position of the last event written (0 for an empty journal). The engine
     /// numbers new events from here: it is the only writer.
@@ -197,13 +200,14 @@ impl Store {
             },
         );
         qb.push("COMMIT;");
+        let cached = ops.len() + events.len() <= CACHED_ROWS;
         match &self.writer {
             Some(writer) => {
                 let mut conn = writer.lock().await;
                 let conn = conn.as_mut().ok_or(Error::EngineGone)?;
-                run(conn, qb).await
+                run(conn, qb, cached).await
             }
-            None => run(&mut *self.pool.acquire().await?, qb).await,
+            None => run(&mut *self.pool.acquire().await?, qb, cached).await,
         }
     }
 }
@@ -211,17 +215,19 @@ impl Store {
 /// Runs one commit's query; if a statement fails, undoes what ran of the transaction before
 /// the connection is used again (after a failed `BEGIN` there is nothing to undo).
 ///
-/// The query is kept compiled in the connection's statement cache (LRU, 100 entries): commits
-/// of the same shape — the same kinds and numbers of rows, as in every hop of a chain or every
-/// lone result — recur and then run without being compiled again; a shape seen once only holds
-/// a cache entry until it is pushed out. (Statements that read their rows from one JSON
-/// parameter would always repeat, but extracting every column from JSON cost SQLite more than
-/// compiling does; measured in BENCHMARKS.md.)
+/// A small query (at most [`CACHED_ROWS`] rows and events) is kept compiled in the connection's
+/// statement cache (LRU, 100 entries): commits of the same shape — the same kinds and numbers of
+/// rows, as in every hop of a chain or every lone result — recur and then run without being
+/// compiled again. A large one is rarely seen twice and its compiled program is large: with
+/// every query kept, the orchestrator's RSS after a fan-out run was 158 MiB, not 105. (Statements
+/// reading their rows from one JSON parameter would always repeat, but extracting every column
+/// from JSON cost SQLite more than compiling does; BENCHMARKS.md.)
 async fn run(
     conn: &mut sqlx::SqliteConnection,
     mut qb: QueryBuilder<'_, Sqlite>,
+    cached: bool,
 ) -> Result<(), Error> {
-    if let Err(e) = qb.build().execute(&mut *conn).await {
+    if let Err(e) = qb.build().persistent(cached).execute(&mut *conn).await {
         let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
         return Err(e.into());
     }
