@@ -12,11 +12,13 @@
 mod edit;
 mod graph;
 mod hub;
+mod placement;
 mod service;
 
 pub use edit::{EditCtx, EditError, MAX_OPS_PER_BATCH, MAX_TASKS_PER_GRAPH};
 pub use graph::{Graph, IllegalTransition, TaskDefaults, legal};
 pub use hub::Hub;
+pub use placement::FreeSlots;
 pub use service::Engine;
 
 use std::sync::Arc;

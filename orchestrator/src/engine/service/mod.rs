@@ -1,7 +1,6 @@
 //! The engine's state and event loop.
 
 mod committer;
-mod placement;
 mod requests;
 
 use committer::{Effect, Group};
@@ -146,7 +145,7 @@ pub struct Engine {
     /// Journal position of the last event staged.
     last_seq: u64,
     /// The devices that can take work now, least loaded first.
-    free: placement::FreeSlots,
+    free: super::FreeSlots,
     /// What planners see of the devices, built on demand; dropped when a device is registered,
     /// connects, disconnects, is drained or resumed (not when its load changes).
     planner_devices: Option<Arc<Vec<weft_planner::DeviceProfile>>>,
@@ -208,7 +207,7 @@ impl Engine {
             last_seq,
             wake: None,
             planner_devices: None,
-            free: placement::FreeSlots::default(),
+            free: super::FreeSlots::default(),
         };
         let metrics = engine.metrics.clone();
         engine.resume().await?;

@@ -9,7 +9,7 @@ use weft_protocol::DeviceName;
 /// The devices that are online, not draining and have a free slot, ordered by load
 /// (running / max_concurrency), then name.
 #[derive(Debug, Default)]
-pub(super) struct FreeSlots {
+pub struct FreeSlots {
     by_load: BTreeSet<(u64, DeviceName)>,
     load: HashMap<DeviceName, u64>,
 }
