@@ -699,37 +699,38 @@ async fn a_device_that_stops_heartbeating_is_disconnected() {
     h.stop().await;
 }
 
-/// A device that goes silent while it runs an attempt loses it at once — without waiting out
-/// the grace window kept for closed connections, and without a retry backoff — and the task
-/// finishes on another device.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_silent_device_loses_its_attempt_at_once_and_another_device_finishes_it() {
+/// A retry policy whose backoff no test may wait for (it would time out).
+fn no_waiting_for_backoff() -> RetryPolicy {
+    RetryPolicy {
+        initial_backoff_ms: 600_000,
+        max_backoff_ms: 600_000,
+        ..quick_retry(2)
+    }
+}
+
+/// Devices `l1` (a raw protocol client) and `l2`; a task is assigned to `l1`, which accepts
+/// it and then goes lost the way `lose` says; a real agent starts on `l2`. Returns the
+/// request once it ended.
+async fn lose_l1_while_it_runs(
+    h: &mut Harness,
+    lose: impl FnOnce(crate::raw::Ws) -> Option<crate::raw::Ws>,
+) -> RequestView {
     use weft_protocol::{AgentMsg, ServerMsg};
 
     use crate::raw;
 
-    let mut h = Harness::start_with(|o| {
-        o.heartbeat_interval = Duration::from_millis(200);
-        // Neither of these may be waited for: the test would time out.
-        o.lost_grace = Duration::from_secs(600);
-        o.retry = RetryPolicy {
-            initial_backoff_ms: 600_000,
-            max_backoff_ms: 600_000,
-            ..quick_retry(2)
-        };
-    })
-    .await;
     let t1 = h.add_device("l1", "laptop").await;
     let t2 = h.add_device("l2", "laptop").await;
-    let mut ws = raw::connect_as(&h, "l1", &t1).await;
+    let mut ws = raw::connect_as(h, "l1", &t1).await;
     let v = h.submit(r#"on laptop run "echo done""#).await;
     let Some(ServerMsg::Assign { attempt_id, .. }) = raw::recv(&mut ws).await else {
         panic!("no assignment");
     };
     raw::send(&mut ws, &AgentMsg::Accept { attempt_id }).await;
-    // l1 now says nothing more, its socket open; a real agent on l2 is ready.
+    let kept = lose(ws);
     h.start_agent("l2", "laptop", &t2);
     let v = h.wait_done(v.id.as_str()).await;
+    drop(kept);
     assert_eq!(v.status, RequestStatus::Succeeded, "{v:#?}");
     let a = &v.tasks[0].attempts;
     assert_eq!(a.len(), 2, "{a:#?}");
@@ -737,14 +738,30 @@ async fn a_silent_device_loses_its_attempt_at_once_and_another_device_finishes_i
         (a[0].device.as_str(), a[0].status),
         ("l1", AttemptStatus::Lost)
     );
-    let err = a[0].error.as_ref().unwrap();
-    assert_eq!(err.code, "device_lost");
-    assert!(err.message.contains("2 heartbeat intervals"), "{err:?}");
     assert_eq!(
         (a[1].device.as_str(), a[1].status),
         ("l2", AttemptStatus::Succeeded)
     );
-    drop(ws);
+    v
+}
+
+/// A device that goes silent while it runs an attempt loses it at once — without waiting out
+/// the grace window kept for closed connections, and without a retry backoff — and the task
+/// finishes on another device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_device_loses_its_attempt_at_once_and_another_device_finishes_it() {
+    let mut h = Harness::start_with(|o| {
+        o.heartbeat_interval = Duration::from_millis(200);
+        // Not to be waited for: the test would time out.
+        o.lost_grace = Duration::from_secs(600);
+        o.retry = no_waiting_for_backoff();
+    })
+    .await;
+    // l1 says nothing more, its socket open.
+    let v = lose_l1_while_it_runs(&mut h, Some).await;
+    let err = v.tasks[0].attempts[0].error.as_ref().unwrap();
+    assert_eq!(err.code, "device_lost");
+    assert!(err.message.contains("2 heartbeat intervals"), "{err:?}");
     h.stop().await;
 }
 
@@ -752,35 +769,17 @@ async fn a_silent_device_loses_its_attempt_at_once_and_another_device_finishes_i
 /// tried elsewhere at once, without the retry backoff (the device failed, not the task).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_device_s_attempt_moves_when_the_grace_window_ends_without_backoff() {
-    use weft_protocol::{AgentMsg, ServerMsg};
-
-    use crate::raw;
-
     let mut h = Harness::start_with(|o| {
         o.lost_grace = Duration::from_millis(300);
-        o.retry = RetryPolicy {
-            initial_backoff_ms: 600_000,
-            max_backoff_ms: 600_000,
-            ..quick_retry(2)
-        };
+        o.retry = no_waiting_for_backoff();
     })
     .await;
-    let t1 = h.add_device("l1", "laptop").await;
-    let t2 = h.add_device("l2", "laptop").await;
-    let mut ws = raw::connect_as(&h, "l1", &t1).await;
-    let v = h.submit(r#"on laptop run "echo done""#).await;
-    let Some(ServerMsg::Assign { attempt_id, .. }) = raw::recv(&mut ws).await else {
-        panic!("no assignment");
-    };
-    raw::send(&mut ws, &AgentMsg::Accept { attempt_id }).await;
-    drop(ws);
-    h.start_agent("l2", "laptop", &t2);
-    let v = h.wait_done(v.id.as_str()).await;
-    assert_eq!(v.status, RequestStatus::Succeeded, "{v:#?}");
-    let a = &v.tasks[0].attempts;
-    assert_eq!(
-        (a[0].status, a[1].device.as_str(), a[1].status),
-        (AttemptStatus::Lost, "l2", AttemptStatus::Succeeded)
-    );
+    let v = lose_l1_while_it_runs(&mut h, |ws| {
+        drop(ws);
+        None
+    })
+    .await;
+    let err = v.tasks[0].attempts[0].error.as_ref().unwrap();
+    assert!(err.message.contains("grace window"), "{err:?}");
     h.stop().await;
 }
