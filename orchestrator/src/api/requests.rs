@@ -283,7 +283,7 @@ struct Feed {
     store: Store,
     id: RequestId,
     past: VecDeque<Arc<Event>>,
-    live: broadcast::Receiver<Arc<Event>>,
+    live: crate::engine::RequestEvents,
     last: u64,
     done: bool,
 }

@@ -50,13 +50,33 @@ impl Hub {
         self.all.subscribe()
     }
 
-    /// One request's events, as they are committed.
-    pub fn subscribe(&self, request: &RequestId) -> broadcast::Receiver<Arc<Event>> {
-        self.lock()
+    /// One request's events, as they are committed. The request's channel goes away with its
+    /// last subscription (or when the request ends), so asking for requests that do not exist
+    /// or have ended holds no memory.
+    pub fn subscribe(self: &Arc<Self>, request: &RequestId) -> RequestEvents {
+        let rx = self
+            .lock()
             .map
             .entry(request.clone())
             .or_insert_with(|| broadcast::channel(PER_REQUEST_CAPACITY).0)
-            .subscribe()
+            .subscribe();
+        RequestEvents {
+            rx: Some(rx),
+            hub: self.clone(),
+            request: request.clone(),
+        }
+    }
+
+    /// Drops a request's channel if nobody follows it any more.
+    fn release(&self, request: &RequestId) {
+        let mut channels = self.lock();
+        if channels
+            .map
+            .get(request)
+            .is_some_and(|tx| tx.receiver_count() == 0)
+        {
+            channels.map.remove(request);
+        }
     }
 
     /// Sends committed events to their subscribers. A request's channel is dropped once
@@ -104,6 +124,33 @@ impl Hub {
     }
 }
 
+/// A subscription to one request's events; dropping it releases the request's channel when it
+/// was the last one.
+#[derive(Debug)]
+pub struct RequestEvents {
+    /// `None` only while being dropped.
+    rx: Option<broadcast::Receiver<Arc<Event>>>,
+    hub: Arc<Hub>,
+    request: RequestId,
+}
+
+impl RequestEvents {
+    /// The next event, as `broadcast::Receiver::recv`.
+    pub async fn recv(&mut self) -> Result<Arc<Event>, broadcast::error::RecvError> {
+        match &mut self.rx {
+            Some(rx) => rx.recv().await,
+            None => Err(broadcast::error::RecvError::Closed),
+        }
+    }
+}
+
+impl Drop for RequestEvents {
+    fn drop(&mut self) {
+        drop(self.rx.take());
+        self.hub.release(&self.request);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use weft_protocol::RequestStatus;
@@ -122,9 +169,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_stream_gets_only_its_request_and_the_channel_closes_at_the_end() {
-        let hub = Hub::default();
+    #[tokio::test]
+    async fn a_stream_gets_only_its_request_and_the_channel_closes_at_the_end() {
+        let hub = Arc::new(Hub::default());
         let mut a = hub.subscribe(&"a".into());
         let mut all = hub.subscribe_all();
         hub.publish(vec![
@@ -132,11 +179,11 @@ mod tests {
             ev(2, "a", RequestStatus::Running),
             ev(3, "a", RequestStatus::Succeeded),
         ]);
-        assert_eq!(a.try_recv().unwrap().seq, 2);
-        assert_eq!(a.try_recv().unwrap().seq, 3);
+        assert_eq!(a.recv().await.unwrap().seq, 2);
+        assert_eq!(a.recv().await.unwrap().seq, 3);
         assert!(matches!(
-            a.try_recv(),
-            Err(broadcast::error::TryRecvError::Closed)
+            a.recv().await,
+            Err(broadcast::error::RecvError::Closed)
         ));
         assert_eq!(hub.open(), 0);
         let seqs: Vec<u64> = std::iter::from_fn(|| all.try_recv().ok())
@@ -146,14 +193,33 @@ mod tests {
     }
 
     #[test]
+    fn a_channel_goes_with_its_last_subscription() {
+        let hub = Arc::new(Hub::default());
+        let first = hub.subscribe(&"a".into());
+        let second = hub.subscribe(&"a".into());
+        assert_eq!(hub.open(), 1);
+        drop(first);
+        assert_eq!(hub.open(), 1);
+        drop(second);
+        assert_eq!(hub.open(), 0);
+        // Subscriptions to requests that do not exist hold nothing once dropped.
+        for i in 0..100 {
+            drop(hub.subscribe(&RequestId(format!("nope-{i}"))));
+        }
+        assert_eq!(hub.open(), 0);
+    }
+
+    #[test]
     fn a_channel_nobody_follows_is_dropped() {
-        let hub = Hub::default();
-        drop(hub.subscribe(&"a".into()));
+        let hub = Arc::new(Hub::default());
+        let (tx, _) = broadcast::channel(4);
+        hub.lock().map.insert("a".into(), tx);
         assert_eq!(hub.open(), 1);
         hub.publish(vec![ev(1, "a", RequestStatus::Running)]);
         assert_eq!(hub.open(), 0);
         // A request that never has another event: pruned after a while.
-        drop(hub.subscribe(&"done".into()));
+        let (tx, _) = broadcast::channel(4);
+        hub.lock().map.insert("done".into(), tx);
         for seq in 0..u64::from(PRUNE_EVERY) {
             hub.publish(vec![ev(seq, "other", RequestStatus::Running)]);
         }

@@ -17,7 +17,7 @@ mod service;
 
 pub use edit::{EditCtx, EditError, MAX_OPS_PER_BATCH, MAX_TASKS_PER_GRAPH};
 pub use graph::{Graph, IllegalTransition, TaskDefaults, legal};
-pub use hub::Hub;
+pub use hub::{Hub, RequestEvents};
 pub use placement::FreeSlots;
 pub use service::Engine;
 
@@ -264,7 +264,7 @@ impl Handle {
 
     /// One request's live events, as they are committed. Subscribe before reading the journal
     /// so that nothing falls between the two.
-    pub fn subscribe_request(&self, request: &RequestId) -> broadcast::Receiver<Arc<Event>> {
+    pub fn subscribe_request(&self, request: &RequestId) -> RequestEvents {
         self.events.subscribe(request)
     }
 
