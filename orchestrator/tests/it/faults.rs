@@ -783,3 +783,50 @@ async fn a_closed_device_s_attempt_moves_when_the_grace_window_ends_without_back
     assert!(err.message.contains("grace window"), "{err:?}");
     h.stop().await;
 }
+
+/// A commit the store refuses is never acknowledged: the submit that needed it gets an error,
+/// not `201`, nothing of it is in the store, and the server stops rather than run on state
+/// that is not durable (fail-stop).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_commit_is_never_acknowledged_and_the_server_stops() {
+    use sqlx::Connection;
+
+    let h = Harness::start().await;
+    // A second connection to the same database file makes every new request row fail.
+    let db = h.dir.path().join("weft.db");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER refuse BEFORE INSERT ON requests \
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let (status, body) = h
+        .post("/v1/requests", &json!({"text": r#"run "true""#}))
+        .await;
+    // The reply waited for the commit; the commit failed; the engine stopped without answering.
+    assert_eq!(status, reqwest::StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "shutting_down", "{body}");
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM requests")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
+    let events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(events, 0);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !h.shutting_down() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the server kept running after a failed commit"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    h.stop().await;
+}

@@ -281,6 +281,11 @@ impl Harness {
         format!("ws://{}/v1/agent", self.addr)
     }
 
+    /// Whether the server began to shut down (asked to, or on its own after a store failure).
+    pub fn shutting_down(&self) -> bool {
+        self.shutdown.is_cancelled()
+    }
+
     pub async fn stop(mut self) {
         self.stop_in_place().await;
     }
