@@ -5,6 +5,8 @@
 //! stop each other. The first frame must be a `hello`; the engine authenticates it and binds the
 //! connection to that device for its lifetime.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
@@ -133,7 +135,8 @@ pub async fn serve(mut socket: WebSocket, engine: Handle, settings: ConnSettings
     // 2. Authentication and binding.
     let device = hello.device.clone();
     let (out_tx, out_rx) = mpsc::channel(OUTBOUND_CAPACITY);
-    let (conn, welcome) = match engine.connect(hello, out_tx).await {
+    let seen: crate::engine::LastSeen = Arc::new(AtomicU64::new(crate::now_ms()));
+    let (conn, welcome) = match engine.connect(hello, out_tx, seen.clone()).await {
         Ok(Ok(ok)) => ok,
         Ok(Err(error)) => {
             tracing::info!(device = %device, code = %error.code, "agent refused");
@@ -193,7 +196,10 @@ pub async fn serve(mut socket: WebSocket, engine: Handle, settings: ConnSettings
             Ok(Some(Ok(m))) => m,
         };
         match decode(&msg) {
+            // A heartbeat only says the device is there: noted here, not sent to the engine.
+            Ok(Some(AgentMsg::Heartbeat {})) => seen.store(crate::now_ms(), Ordering::Relaxed),
             Ok(Some(m)) => {
+                seen.store(crate::now_ms(), Ordering::Relaxed);
                 if engine.agent_msg(device.clone(), conn, m).await.is_err() {
                     break;
                 }

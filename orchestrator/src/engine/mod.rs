@@ -62,6 +62,10 @@ pub enum Planned {
 /// dropped rather than allowed to grow memory without bound.
 pub type Outbound = mpsc::Sender<ServerMsg>;
 
+/// When a connection last received a frame (ms since the epoch); written by its connection
+/// task, read by the engine for the device's `last_seen_ms`.
+pub type LastSeen = Arc<std::sync::atomic::AtomicU64>;
+
 /// Capacity of each connection's outbound queue.
 pub const OUTBOUND_CAPACITY: usize = 1024;
 
@@ -103,6 +107,7 @@ pub(crate) enum Command {
     Connect {
         hello: Hello,
         outbound: Outbound,
+        seen: LastSeen,
         reply: oneshot::Sender<Result<(ConnId, ServerMsg), ErrorInfo>>,
     },
     FromAgent {
@@ -219,14 +224,18 @@ impl Handle {
     }
 
     /// Authenticates a hello and binds `outbound` to the device. Returns the welcome to send.
+    /// `seen` is when the connection last received a frame (ms since the epoch), kept by the
+    /// connection task: heartbeats only update it and never reach the engine.
     pub async fn connect(
         &self,
         hello: Hello,
         outbound: Outbound,
+        seen: LastSeen,
     ) -> Result<Result<(ConnId, ServerMsg), ErrorInfo>, Error> {
         self.call(|reply| Command::Connect {
             hello,
             outbound,
+            seen,
             reply,
         })
         .await

@@ -183,3 +183,24 @@ async fn a_device_cannot_report_on_an_attempt_it_does_not_hold() {
     let (_, body) = h.get(&format!("/v1/requests/{}", v.id)).await;
     assert_eq!(body["tasks"][0]["status"], "succeeded");
 }
+
+/// Heartbeats never reach the engine, yet a device's `last_seen_ms` follows them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_keep_a_device_s_last_seen_current() {
+    let h = Harness::start().await;
+    let token = h.add_device("l1", "laptop").await;
+    let mut ws = connect_as(&h, "l1", &token).await;
+    let seen = |devices: Vec<weft_protocol::rest::DeviceView>| devices[0].last_seen_ms.unwrap();
+    let first = seen(h.devices().await);
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    send(&mut ws, &AgentMsg::Heartbeat {}).await;
+    let deadline = tokio::time::Instant::now() + crate::harness::WAIT;
+    while seen(h.devices().await) <= first {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "last_seen_ms never moved past {first}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    h.stop().await;
+}

@@ -39,6 +39,8 @@ const MAX_GROUP: usize = 512;
 struct Device {
     row: DeviceRow,
     conn: Option<(ConnId, Outbound)>,
+    /// While connected: when the connection last received a frame (heartbeats included).
+    seen: Option<super::LastSeen>,
     running: BTreeSet<AttemptId>,
 }
 
@@ -75,8 +77,16 @@ impl Device {
             tools: self.row.tools.clone(),
             max_concurrency: self.row.max_concurrency,
             running: u32::try_from(self.running.len()).unwrap_or(u32::MAX),
-            last_seen_ms: self.row.last_seen_ms,
+            last_seen_ms: self.last_seen_ms(),
         }
+    }
+
+    fn last_seen_ms(&self) -> Option<u64> {
+        let live = self
+            .seen
+            .as_ref()
+            .map(|s| s.load(std::sync::atomic::Ordering::Relaxed));
+        live.max(self.row.last_seen_ms)
     }
 }
 
@@ -170,6 +180,7 @@ impl Engine {
                 Device {
                     row,
                     conn: None,
+                    seen: None,
                     running: BTreeSet::new(),
                 },
             );
@@ -396,9 +407,10 @@ impl Engine {
             Command::Connect {
                 hello,
                 outbound,
+                seen,
                 reply,
             } => {
-                let res = self.connect(hello, outbound);
+                let res = self.connect(hello, outbound, seen);
                 self.reply(reply, res);
             }
             Command::FromAgent { device, conn, msg } => {
@@ -429,6 +441,7 @@ impl Engine {
         }
         let now = now_ms();
         d.conn = None;
+        d.seen = None;
         d.row.last_seen_ms = Some(now);
         tracing::info!(device = %device, in_flight = d.running.len(), silent, "device disconnected");
         let running: Vec<AttemptId> = d.running.iter().cloned().collect();
@@ -981,6 +994,7 @@ impl Engine {
             Device {
                 row,
                 conn: None,
+                seen: None,
                 running: BTreeSet::new(),
             },
         );
@@ -995,6 +1009,7 @@ impl Engine {
         &mut self,
         hello: Hello,
         outbound: Outbound,
+        seen: super::LastSeen,
     ) -> Result<(ConnId, ServerMsg), ErrorInfo> {
         if hello.protocol_version != PROTOCOL_VERSION {
             return Err(ErrorInfo::new(
@@ -1034,6 +1049,7 @@ impl Engine {
         dev.row.max_concurrency = hello.max_concurrency.clamp(1, MAX_DEVICE_CONCURRENCY);
         dev.row.last_seen_ms = Some(now);
         dev.conn = Some((conn, outbound));
+        dev.seen = Some(seen);
         self.pending
             .ops
             .push(Op::UpdateDeviceProfile(dev.row.clone()));
