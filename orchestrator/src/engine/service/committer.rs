@@ -15,9 +15,10 @@ use weft_protocol::{DeviceName, ServerMsg};
 use crate::engine::{Command, ConnId, Hub, Outbound};
 use crate::store::{Op, Store};
 
-/// Groups handed over but not yet committed, beyond the one being committed. Small: a full
-/// queue makes the engine wait, and its next group grows meanwhile.
-pub(super) const QUEUED_GROUPS: usize = 1;
+/// Groups handed over but not yet committed, beyond the one being committed; they are
+/// committed together next. Small: a full queue makes the engine wait, and its next group
+/// grows meanwhile.
+pub(super) const QUEUED_GROUPS: usize = 4;
 
 /// One group's changes and what waits for them.
 #[derive(Default)]
@@ -79,39 +80,56 @@ pub(super) struct Outlets {
 /// first failed commit, cancelling `shutdown`: what waited for that group and later ones is
 /// dropped unreleased (callers see the engine gone).
 pub(super) async fn run(out: Outlets, mut groups: mpsc::Receiver<Group>) {
-    while let Some(group) = groups.recv().await {
-        if let Err(e) = out.store.commit(&group.ops, &group.events).await {
+    while let Some(first) = groups.recv().await {
+        // Groups that queued up while the last commit ran go into this one transaction (in
+        // order: the outcome equals committing them one by one), then are released in order.
+        let mut batch = vec![first];
+        while let Ok(next) = groups.try_recv() {
+            batch.push(next);
+        }
+        let counts: Vec<usize> = batch.iter().map(|g| g.events.len()).collect();
+        let ops: Vec<Op> = batch.iter_mut().flat_map(|g| g.ops.drain(..)).collect();
+        let mut events: Vec<Event> = batch.iter_mut().flat_map(|g| g.events.drain(..)).collect();
+        if let Err(e) = out.store.commit(&ops, &events).await {
             tracing::error!(error = %e, "store write failed; stopping the engine (fail-stop)");
             out.shutdown.cancel();
             return;
         }
-        out.hub.publish(group.events);
-        for effect in group.effects {
-            match effect {
-                Effect::Reply(send) => send(),
-                Effect::Frame {
-                    device,
-                    conn,
-                    tx,
-                    msg,
-                } => {
-                    if let Err(e) = tx.try_send(*msg) {
-                        tracing::warn!(device = %device, error = %e, "outbound queue unusable; dropping connection");
-                        if let Some(engine) = out.engine.upgrade() {
-                            // Rare: off this task, so that a busy engine never stalls commits.
-                            tokio::spawn(async move {
-                                let _ = engine.send(Command::Overflow { device, conn }).await;
-                            });
-                        }
+        for (mut group, count) in batch.into_iter().zip(counts) {
+            group.events = events.drain(..count).collect();
+            release(&out, group);
+        }
+    }
+}
+
+/// Publishes a committed group's events and releases what waited for it, in order.
+fn release(out: &Outlets, group: Group) {
+    out.hub.publish(group.events);
+    for effect in group.effects {
+        match effect {
+            Effect::Reply(send) => send(),
+            Effect::Frame {
+                device,
+                conn,
+                tx,
+                msg,
+            } => {
+                if let Err(e) = tx.try_send(*msg) {
+                    tracing::warn!(device = %device, error = %e, "outbound queue unusable; dropping connection");
+                    if let Some(engine) = out.engine.upgrade() {
+                        // Rare: off this task, so that a busy engine never stalls commits.
+                        tokio::spawn(async move {
+                            let _ = engine.send(Command::Overflow { device, conn }).await;
+                        });
                     }
                 }
-                Effect::Device(view) => {
-                    let _ = out.device_events.send(*view);
-                }
+            }
+            Effect::Device(view) => {
+                let _ = out.device_events.send(*view);
             }
         }
-        if let Some(barrier) = group.barrier {
-            let _ = barrier.send(());
-        }
+    }
+    if let Some(barrier) = group.barrier {
+        let _ = barrier.send(());
     }
 }
