@@ -195,11 +195,11 @@ pub async fn serve(mut socket: WebSocket, engine: Handle, settings: ConnSettings
             Ok(None) | Ok(Some(Err(_))) => break,
             Ok(Some(Ok(m))) => m,
         };
+        seen.store(crate::now_ms(), Ordering::Relaxed);
         match decode(&msg) {
-            // A heartbeat only says the device is there: noted here, not sent to the engine.
-            Ok(Some(AgentMsg::Heartbeat {})) => seen.store(crate::now_ms(), Ordering::Relaxed),
+            // A heartbeat only says the device is there: noted above, not sent to the engine.
+            Ok(Some(AgentMsg::Heartbeat {})) => {}
             Ok(Some(m)) => {
-                seen.store(crate::now_ms(), Ordering::Relaxed);
                 if engine.agent_msg(device.clone(), conn, m).await.is_err() {
                     break;
                 }

@@ -162,6 +162,16 @@ struct Profile {
     max_concurrency: u32,
 }
 
+impl Profile {
+    fn of(opts: &FleetOptions) -> Self {
+        Self {
+            kind: opts.kind.clone(),
+            capabilities: opts.capabilities.clone(),
+            max_concurrency: opts.max_concurrency,
+        }
+    }
+}
+
 impl Fleet {
     /// Connects one agent per credential and returns once every one has been welcomed.
     pub async fn connect(
@@ -170,11 +180,7 @@ impl Fleet {
         opts: &FleetOptions,
     ) -> anyhow::Result<Fleet> {
         let url = Arc::<str>::from(api.agent_url());
-        let profile = Arc::new(Profile {
-            kind: opts.kind.clone(),
-            capabilities: opts.capabilities.clone(),
-            max_concurrency: opts.max_concurrency,
-        });
+        let profile = Arc::new(Profile::of(opts));
         let counters = Arc::new(Counters::default());
         let gate = Arc::new(Semaphore::new(opts.parallelism.max(1)));
         let mut set = JoinSet::new();
@@ -490,11 +496,7 @@ impl LosingFleet {
         opts: &FleetOptions,
     ) -> anyhow::Result<LosingFleet> {
         let url = Arc::<str>::from(api.agent_url());
-        let profile = Arc::new(Profile {
-            kind: opts.kind.clone(),
-            capabilities: opts.capabilities.clone(),
-            max_concurrency: opts.max_concurrency,
-        });
+        let profile = Arc::new(Profile::of(opts));
         let state = Arc::new(LossState::default());
         let (events_tx, events) = mpsc::unbounded_channel();
         let mut set = JoinSet::new();

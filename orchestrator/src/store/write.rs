@@ -143,10 +143,6 @@ pub struct Batch {
 }
 
 impl Batch {
-    pub fn is_empty(&self) -> bool {
-        self.ops.is_empty() && self.events.is_empty()
-    }
-
     pub fn op(&mut self, op: Op) {
         self.ops.push(op);
     }
