@@ -67,6 +67,11 @@ pub enum Error {
     )]
     PlanInvalid { attempts: u32, errors: Vec<String> },
 
+    /// The planner will not plan this request: the model refused it (it would destroy data,
+    /// or needs a device that is not there), or the plan would destroy data.
+    #[error("the planner refused this request: {reason}")]
+    Refused { reason: String },
+
     /// The model's revision was still unreadable after every repair round.
     #[error(
         "the LLM planner's revision was not valid after {attempts} attempts: {}",
@@ -87,6 +92,7 @@ impl Error {
             Error::NoOnlineDevice => "no_online_device",
             Error::Llm { code, .. } => code,
             Error::PlanInvalid { .. } => "plan_invalid",
+            Error::Refused { .. } => "plan_refused",
             Error::RevisionInvalid { .. } => "revision_invalid",
         }
     }

@@ -69,11 +69,14 @@ pub struct DeviceInfo {
 
 /// A registered device as a planner may describe it to a model: its [`DeviceInfo`] and the
 /// platform its agent reported.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeviceProfile {
     pub info: DeviceInfo,
     /// As the agent reported it (`linux-x86_64`, …); `None` until it has connected once.
     pub platform: Option<String>,
+    /// The tools of its tool executors (`sim` ops, `phone` and `adb` tools), each with the JSON
+    /// Schema of its `args`, as the agent advertised them in its hello.
+    pub tools: Vec<weft_protocol::ToolSpec>,
 }
 
 /// Lets the rules planner read profiles in place (no copy of the device list per request).
@@ -144,6 +147,7 @@ mod tests {
                 online: false,
             },
             platform: None,
+            tools: Vec::new(),
         }];
         let calls = CallLog::default();
         let mut fut = planner.plan(PlanInput {

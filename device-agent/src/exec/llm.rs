@@ -426,8 +426,10 @@ fn tools(capabilities: &[String], ctx: &Ctx<'_>) -> Vec<Tool> {
     if has("adb") && ctx.tools.adb.is_some() {
         specs.extend(super::adb::specs());
     }
-    if has("sim") && ctx.tools.sim.is_some() {
-        specs.extend(super::sim::specs());
+    if has("sim")
+        && let Some(sim) = &ctx.tools.sim
+    {
+        specs.extend(super::sim::specs(sim.profile()));
     }
     for s in specs {
         let per_tool_policy = matches!(s.executor.as_str(), "phone" | "adb");

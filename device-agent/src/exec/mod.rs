@@ -215,8 +215,10 @@ pub fn tool_specs(config: &Config, tools: &Toolbox) -> Vec<ToolSpec> {
                 .filter(|s| policy.check_tool("phone", &s.name).is_ok()),
         );
     }
-    if tools.sim.is_some() && policy.check_executor("sim").is_ok() {
-        specs.extend(sim::specs());
+    if let Some(sim) = &tools.sim
+        && policy.check_executor("sim").is_ok()
+    {
+        specs.extend(sim::specs(sim.profile()));
     }
     if tools.adb.is_some() && policy.check_executor("adb").is_ok() {
         specs.extend(

@@ -663,10 +663,13 @@ pub fn op_names() -> Vec<&'static str> {
     OPS.iter().map(|s| s.name).collect()
 }
 
-/// The tools a `sim` device advertises in its hello: one per op, with the JSON Schema of its
-/// args.
-pub fn specs() -> Vec<ToolSpec> {
+/// The tools a `sim` device of `profile` advertises in its hello: one per op, with the JSON
+/// Schema of its args — the ops that need no app, and those whose app the profile has installed
+/// at first (a planner should not send mail from a server that has no mail app; `app.install`
+/// is always offered, and an app installed later runs its ops whether advertised or not).
+pub fn specs(profile: &Profile) -> Vec<ToolSpec> {
     OPS.iter()
+        .filter(|s| s.app.is_none_or(|app| profile.apps.contains(&app)))
         .map(|s| {
             let mut props = serde_json::Map::new();
             for (name, ty, _) in s.args {
@@ -1992,7 +1995,29 @@ mod tests {
 
     #[test]
     fn every_op_has_a_tool_spec_and_parses_its_example() {
-        let specs = specs();
+        // The phone has every app but `office` and `toolchain`, the server few of them.
+        let phone = specs(profile("android-phone").unwrap());
+        let names = |specs: &[ToolSpec]| specs.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
+        assert!(names(&phone).contains(&"photo.take".to_owned()));
+        assert!(!names(&phone).contains(&"build.run".to_owned()));
+        let server = names(&specs(profile("linux-server").unwrap()));
+        assert!(server.contains(&"build.run".to_owned()));
+        assert!(server.contains(&"app.install".to_owned()));
+        assert!(!server.contains(&"mail.send".to_owned()));
+        let with_app = |name: &str| spec(name).unwrap().app;
+        assert!(
+            server
+                .iter()
+                .all(|n| with_app(n).is_none_or(|a| ["toolchain", "monitoring"].contains(&a)))
+        );
+        let all_apps = Profile {
+            apps: &[
+                "mail", "calendar", "notes", "notifications", "messages", "camera", "photos",
+                "office", "browser", "toolchain", "monitoring",
+            ],
+            ..*profile("mac-laptop").unwrap()
+        };
+        let specs = specs(&all_apps);
         assert_eq!(specs.len(), OPS.len());
         assert!(specs.iter().all(|s| s.executor == "sim"));
         for s in OPS {

@@ -221,6 +221,12 @@ pub struct ChatRequest {
     pub json_schema: Option<JsonSchema>,
     /// OpenAI tool definitions (`{"type": "function", "function": {...}}`).
     pub tools: Vec<Value>,
+    /// The most tokens the answer may have (`max_tokens`); an answer cut there comes back with
+    /// `finish_reason: "length"` ([`Completion::cut_off`]). `None`: the server's default, which
+    /// for a local server can be "until the context is full".
+    pub max_tokens: Option<u32>,
+    /// Sampling temperature; `None`: the server's default.
+    pub temperature: Option<f32>,
 }
 
 /// Tokens counted by the server (`usage`).
@@ -256,6 +262,11 @@ impl Completion {
     /// The assistant's text, or `""` when it only called tools.
     pub fn text(&self) -> &str {
         self.message.content.as_deref().unwrap_or("")
+    }
+
+    /// Whether the answer stopped at the token limit instead of ending by itself.
+    pub fn cut_off(&self) -> bool {
+        self.finish_reason.as_deref() == Some("length")
     }
 }
 
@@ -452,6 +463,14 @@ impl Client {
         body["messages"] = serde_json::to_value(&messages).unwrap_or(Value::Null);
         if !req.tools.is_empty() {
             body["tools"] = Value::Array(req.tools.clone());
+        }
+        if let Some(n) = req.max_tokens {
+            body["max_tokens"] = json!(n);
+        }
+        if let Some(t) = req.temperature {
+            // Through f64 from its shortest decimal text, so 0.2 goes out as 0.2, not
+            // 0.20000000298023224 (the body is also a cassette's key).
+            body["temperature"] = json!(t.to_string().parse::<f64>().unwrap_or(0.0));
         }
         body
     }

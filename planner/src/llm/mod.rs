@@ -15,11 +15,13 @@
 //! and error, cut to [`LlmPlannerConfig::output_limit`] bytes and marked as untrusted data.
 //! Nothing else: no tokens, ids of attempts, times or file contents beyond those outputs.
 
+mod actions;
 pub mod cassette;
 pub mod client;
 mod parse;
 mod planner;
 mod prompt;
+mod review;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 

@@ -4,8 +4,10 @@
 use std::collections::BTreeSet;
 
 use serde_json::Value;
-use weft_protocol::rest::{EdgeView, EditOp, TaskSpec};
+use weft_protocol::rest::{EditOp, TaskSpec};
+use weft_protocol::{Condition, DeviceName, EdgeKind, TaskId};
 
+use super::actions;
 use crate::revise::Revision;
 use crate::{DeviceProfile, Limits, Plan, PlannedEdge, PlannedTask, Target};
 
@@ -18,76 +20,207 @@ const MAX_OPS: usize = 100;
 /// The longest title kept, in characters.
 const MAX_TITLE_CHARS: usize = 80;
 
-/// Reads a plan and checks it against `devices` (the online ones, as shown to the model).
-pub(crate) fn plan(answer: &str, devices: &[&DeviceProfile]) -> Result<Plan, Vec<String>> {
-    let v = json_object(answer).map_err(|e| vec![e])?;
+/// What the model answered to a request: a plan, or a refusal with its reason.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    Plan(Plan),
+    Refuse(String),
+}
+
+/// Reads a plan in the model's format (see [`super::prompt::plan_schema`]) and checks it against
+/// `devices` (the online ones, as shown to the model) and the request `text`. Every problem
+/// found is reported.
+pub(crate) fn plan(
+    answer: &str,
+    devices: &[&DeviceProfile],
+    text: &str,
+) -> Result<Answer, Vec<String>> {
+    let mut v = json_object(answer).map_err(|e| vec![e])?;
+    strip_nulls(&mut v);
+    if let Some(reason) = v.get("refuse").and_then(Value::as_str)
+        && !reason.trim().is_empty()
+    {
+        return Ok(Answer::Refuse(reason.trim().to_owned()));
+    }
     let Some(tasks) = v.get("tasks").and_then(Value::as_array) else {
         return Err(vec![
-            "the answer must be a JSON object with a `tasks` array and an `edges` array".into(),
+            "the answer must be a JSON object with `refuse` and a `tasks` array".into(),
         ]);
     };
-    let edges = match v.get("edges") {
-        None => &Vec::new(),
-        Some(Value::Array(e)) => e,
-        Some(_) => return Err(vec!["`edges` must be an array".into()]),
-    };
     let mut errors = Vec::new();
-    let mut specs = Vec::new();
+    let mut planned = Vec::with_capacity(tasks.len());
+    let mut edges = Vec::new();
     for (i, t) in tasks.iter().enumerate() {
-        let mut t = t.clone();
-        strip_nulls(&mut t);
-        if let Some(o) = t.as_object_mut() {
-            // The server sets retry policies, not the model.
-            o.remove("retry");
-        }
-        let id = t
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or("?")
-            .to_owned();
-        match serde_json::from_value::<TaskSpec>(t) {
-            Ok(spec) => specs.push(spec),
-            Err(e) => errors.push(format!("tasks[{i}] (id {id}): {e}")),
-        }
-    }
-    let mut planned_edges = Vec::new();
-    for (i, e) in edges.iter().enumerate() {
-        let mut e = e.clone();
-        strip_nulls(&mut e);
-        if let Some(o) = e.as_object_mut() {
-            o.entry("kind").or_insert_with(|| Value::from("success"));
-        }
-        match serde_json::from_value::<EdgeView>(e) {
-            Ok(e) => planned_edges.push(PlannedEdge {
-                from: e.from,
-                to: e.to,
-                kind: e.kind,
-                condition: e.condition,
-            }),
-            Err(err) => errors.push(format!("edges[{i}]: {err}")),
+        match model_task(t) {
+            Ok((spec, task_edges)) => {
+                let (t, problem) = task(spec, devices);
+                errors.extend(problem);
+                planned.push(t);
+                edges.extend(task_edges);
+            }
+            Err(e) => {
+                let id = t.get("id").and_then(Value::as_str).unwrap_or("?");
+                errors.push(format!("tasks[{i}] (id {id}): {e}"));
+            }
         }
     }
     if !errors.is_empty() {
         return Err(errors);
     }
-    let mut planned = Vec::with_capacity(specs.len());
-    for spec in specs {
-        let (t, problem) = task(spec, devices);
-        planned.push(t);
-        errors.extend(problem);
-    }
-    let plan = Plan {
+    let mut plan = Plan {
         tasks: planned,
-        edges: planned_edges,
+        edges,
     };
+    add_edges_for_references(&mut plan);
     if let Err(e) = plan.validate(&Limits::default()) {
         errors.push(e.to_string());
     }
+    errors.extend(super::review::named_devices_unused(&plan, devices, text));
     if errors.is_empty() {
-        Ok(plan)
+        Ok(Answer::Plan(plan))
     } else {
         Err(errors)
     }
+}
+
+/// One task of the model's format: `{"id", "title", "device", "after", "when", "action"}`,
+/// as a [`TaskSpec`] and the edges into it.
+fn model_task(t: &Value) -> Result<(TaskSpec, Vec<PlannedEdge>), String> {
+    let o = t.as_object().ok_or("a task must be a JSON object")?;
+    for k in o.keys() {
+        if ![
+            "id",
+            "title",
+            "instruction",
+            "device",
+            "after",
+            "when",
+            "action",
+        ]
+        .contains(&k.as_str())
+        {
+            return Err(format!(
+                "unknown field `{k}`; a task has id, title, device, after, when and action"
+            ));
+        }
+    }
+    let text = |k: &str| o.get(k).and_then(Value::as_str).map(str::to_owned);
+    let id = TaskId::new(text("id").ok_or("`id` is missing (use t1, t2, …)")?);
+    let title = text("title").unwrap_or_default();
+    let device = text("device").ok_or("`device` is missing: name the device that runs it")?;
+    let action = o.get("action").ok_or("`action` is missing")?;
+    let parsed = actions::read(action).map_err(|e| format!("`action`: {e}"))?;
+    let max_turns = match parsed {
+        None => Some(
+            action
+                .get("max_turns")
+                .and_then(Value::as_u64)
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|n| (1..=actions::MAX_AGENT_TURNS).contains(n))
+                .ok_or(format!(
+                    "`action`: an llm action needs max_turns from 1 to {}",
+                    actions::MAX_AGENT_TURNS
+                ))?,
+        ),
+        Some(_) => None,
+    };
+    let mut edges = Vec::new();
+    let after = match o.get("after") {
+        None => Vec::new(),
+        Some(Value::Array(a)) => a.clone(),
+        Some(Value::String(s)) => vec![Value::String(s.clone())],
+        Some(_) => return Err("`after` must be a list of task ids".into()),
+    };
+    let when = match o.get("when") {
+        None => None,
+        Some(w) => Some(when(w).map_err(|e| format!("`when`: {e}"))?),
+    };
+    for from in after {
+        let from = TaskId::from(from.as_str().ok_or("`after` must be a list of task ids")?);
+        if when.as_ref().is_some_and(|(on, _)| *on == from)
+            || edges.iter().any(|e: &PlannedEdge| e.from == from)
+        {
+            continue;
+        }
+        edges.push(PlannedEdge {
+            from,
+            to: id.clone(),
+            kind: EdgeKind::Success,
+            condition: None,
+        });
+    }
+    if let Some((from, condition)) = when {
+        edges.push(PlannedEdge {
+            from,
+            to: id.clone(),
+            kind: EdgeKind::Condition,
+            condition: Some(condition),
+        });
+    }
+    let instruction = text("instruction")
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| title.clone());
+    let spec = TaskSpec {
+        id,
+        title,
+        instruction,
+        action: parsed,
+        device: Some(DeviceName::from(device)),
+        device_kind: None,
+        capabilities: Vec::new(),
+        retry: None,
+        max_turns,
+    };
+    Ok((spec, edges))
+}
+
+/// `{"task", "path", "op", "value"}`: a condition on a field of an upstream task's output data.
+fn when(w: &Value) -> Result<(TaskId, Condition), String> {
+    let o = w
+        .as_object()
+        .ok_or("must be an object {task, path, op, value} or null")?;
+    let task = o
+        .get("task")
+        .and_then(Value::as_str)
+        .ok_or("`task` is missing: the task whose output decides")?;
+    let task = TaskId::from(task);
+    let mut c = w.clone();
+    if let Some(c) = c.as_object_mut() {
+        c.remove("task");
+        c.entry("on").or_insert_with(|| Value::from("data"));
+    }
+    let c: Condition = serde_json::from_value(c).map_err(|e| e.to_string())?;
+    crate::condition::validate(&c)?;
+    Ok((task, c))
+}
+
+/// A task that refers to another's output (`{{t1.output}}`) waits for it: the reference says
+/// so even when the model forgot `after`. Adds a `success` edge for each such pair that has no
+/// edge yet (a cycle this makes is reported by [`Plan::validate`]).
+fn add_edges_for_references(plan: &mut Plan) {
+    let ids: BTreeSet<&TaskId> = plan.tasks.iter().map(|t| &t.id).collect();
+    let mut added = Vec::new();
+    for t in &plan.tasks {
+        let Ok(refs) = crate::refs::task_references(&t.instruction, t.action.as_ref()) else {
+            continue;
+        };
+        for r in refs {
+            let linked = plan
+                .edges
+                .iter()
+                .chain(&added)
+                .any(|e: &PlannedEdge| e.from == r.task && e.to == t.id);
+            if r.task != t.id && ids.contains(&r.task) && !linked {
+                added.push(PlannedEdge {
+                    from: r.task,
+                    to: t.id.clone(),
+                    kind: EdgeKind::Success,
+                    condition: None,
+                });
+            }
+        }
+    }
+    plan.edges.extend(added);
 }
 
 /// One task, and what is wrong with it: an empty instruction, a turn limit out of range, or a
@@ -354,17 +487,19 @@ mod tests {
                 online: true,
             },
             platform: Some("linux-x86_64".into()),
+            tools: Vec::new(),
         })
         .collect()
     }
 
-    /// Parses `answer` and renders the outcome: `ok: t1@laptop[shell] t2@*[fs] | t1>t2` or the
-    /// errors joined by ` / `.
-    fn check(answer: &str, expect: &str) {
+    /// Parses `answer` (to the request `text`) and renders the outcome:
+    /// `ok: t1@laptop[shell] t2@phone[fs] | t1>t2:success`, `refuse: …`, or the errors joined by
+    /// ` / `.
+    fn check_for(text: &str, answer: &str, expect: &str) {
         let devices = devices();
         let refs: Vec<&DeviceProfile> = devices.iter().collect();
-        let got = match plan(answer, &refs) {
-            Ok(p) => {
+        let got = match plan(answer, &refs, text) {
+            Ok(Answer::Plan(p)) => {
                 let tasks: Vec<String> = p
                     .tasks
                     .iter()
@@ -384,30 +519,59 @@ mod tests {
                     .collect();
                 format!("ok: {} | {}", tasks.join(" "), edges.join(" "))
             }
+            Ok(Answer::Refuse(why)) => format!("refuse: {why}"),
             Err(e) => e.join(" / "),
         };
         assert_eq!(got, expect, "answer: {answer}");
     }
 
-    const T1: &str = r#"{"id": "t1", "title": "hi", "instruction": "say hi", "action": {"kind": "shell", "command": "echo hi"}, "device": "laptop", "device_kind": null, "capabilities": [], "max_turns": null}"#;
+    fn check(answer: &str, expect: &str) {
+        check_for("do it", answer, expect);
+    }
+
+    const T1: &str = r#"{"id": "t1", "title": "say hi", "device": "laptop", "after": [], "when": null, "action": {"kind": "shell", "command": "echo hi"}}"#;
 
     #[test]
     fn a_good_plan() {
         check(
             &format!(
-                r#"{{"tasks": [{T1}, {{"id": "t2", "instruction": "save it", "action": {{"kind": "write_file", "path": "a.txt", "content": "{{{{t1.output}}}}"}}}}], "edges": [{{"from": "t1", "to": "t2", "kind": "success", "condition": null}}]}}"#
+                r#"{{"refuse": null, "tasks": [{T1}, {{"id": "t2", "title": "save it", "device": "phone", "after": ["t1"], "when": null, "action": {{"kind": "write_file", "path": "a.txt", "content": "{{{{t1.output}}}}"}}}}]}}"#
             ),
-            "ok: t1@laptop[shell] t2@*[fs] | t1>t2:success",
+            "ok: t1@laptop[shell] t2@phone[fs] | t1>t2:success",
         );
-        // In a code fence, without `edges`, a kind instead of a device.
+        // In a code fence, without `refuse` and `when`.
         check(
-            "```json\n{\"tasks\": [{\"id\": \"a\", \"instruction\": \"x\", \"device_kind\": \"server\", \"action\": {\"kind\": \"shell\", \"command\": \"true\"}}]}\n```",
-            "ok: a@kind:server[shell] | ",
+            "```json\n{\"tasks\": [{\"id\": \"t1\", \"title\": \"x\", \"device\": \"server\", \"after\": [], \"action\": {\"kind\": \"shell\", \"command\": \"true\"}}]}\n```",
+            "ok: t1@server[shell] | ",
         );
         // Prose around the object.
         check(
-            &format!("Here is the plan: {{\"tasks\": [{T1}], \"edges\": []}} Enjoy."),
+            &format!("Here is the plan: {{\"tasks\": [{T1}]}} Enjoy."),
             "ok: t1@laptop[shell] | ",
+        );
+    }
+
+    #[test]
+    fn when_makes_a_condition_edge_and_references_make_edges() {
+        check(
+            &format!(
+                r#"{{"tasks": [{T1}, {{"id": "t2", "title": "if", "device": "laptop", "after": ["t1"], "when": {{"task": "t1", "path": "/exit_code", "op": "equals", "value": 0}}, "action": {{"kind": "shell", "command": "echo {{{{t1.output}}}}"}}}}, {{"id": "t3", "title": "forgot after", "device": "phone", "after": [], "action": {{"kind": "write_file", "path": "x", "content": "{{{{t2.output}}}}"}}}}]}}"#
+            ),
+            "ok: t1@laptop[shell] t2@laptop[shell] t3@phone[fs] | t1>t2:condition t2>t3:success",
+        );
+        check(
+            &format!(
+                r#"{{"tasks": [{T1}, {{"id": "t2", "title": "if", "device": "laptop", "when": {{"task": "t1", "path": "/exit_code", "op": "exists", "value": 1}}, "action": {{"kind": "shell", "command": "true"}}}}]}}"#
+            ),
+            "tasks[1] (id t2): `when`: `exists` takes no `value`",
+        );
+    }
+
+    #[test]
+    fn a_refusal() {
+        check(
+            r#"{"refuse": "it would delete your files", "tasks": []}"#,
+            "refuse: it would delete your files",
         );
     }
 
@@ -423,52 +587,61 @@ mod tests {
         );
         check(
             r#"{"steps": []}"#,
-            "the answer must be a JSON object with a `tasks` array and an `edges` array",
+            "the answer must be a JSON object with `refuse` and a `tasks` array",
         );
     }
 
     #[test]
-    fn schema_errors_name_the_task_or_edge() {
+    fn every_task_error_is_reported() {
         check(
-            r#"{"tasks": [{"id": "t1", "instruction": "x", "colour": "red"}, {"id": "t2", "instruction": "y", "action": {"kind": "shell", "cmd": "ls"}}], "edges": [{"from": "t1"}]}"#,
-            "tasks[0] (id t1): unknown field `colour`, expected one of `id`, `title`, \
-             `instruction`, `action`, `device`, `device_kind`, `capabilities`, `retry`, \
-             `max_turns` / tasks[1] (id t2): unknown field `cmd`, expected `command` / \
-             edges[0]: missing field `to`",
+            r#"{"tasks": [{"id": "t1", "title": "x", "colour": "red"}, {"id": "t2", "title": "y", "device": "laptop", "action": {"kind": "shell", "cmd": "ls"}}, {"id": "t3", "title": "z", "action": {"kind": "shell", "command": "ls"}}]}"#,
+            "tasks[0] (id t1): unknown field `colour`; a task has id, title, device, after, \
+             when and action / tasks[1] (id t2): `action`: unknown field `cmd`, expected \
+             `command` / tasks[2] (id t3): `device` is missing: name the device that runs it",
         );
     }
 
     #[test]
     fn devices_and_capabilities_must_exist() {
         check(
-            r#"{"tasks": [{"id": "t1", "instruction": "x", "device": "toaster", "action": {"kind": "shell", "command": "x"}}, {"id": "t2", "instruction": "y", "device": "phone", "action": {"kind": "shell", "command": "x"}}, {"id": "t3", "instruction": "z", "device_kind": "tablet", "action": {"kind": "shell", "command": "x"}}, {"id": "t4", "instruction": "think about it"}]}"#,
+            r#"{"tasks": [{"id": "t1", "title": "x", "device": "toaster", "action": {"kind": "shell", "command": "x"}}, {"id": "t2", "title": "y", "device": "phone", "action": {"kind": "shell", "command": "x"}}, {"id": "t4", "title": "think about it", "device": "laptop", "action": {"kind": "llm", "max_turns": 3}}]}"#,
             "task t1: device `toaster` is not one of the online devices (laptop, phone, server) / \
              task t2: device `phone` lacks a capability the task needs; it needs shell and the \
              device has fs, http / \
-             task t3: no online device is of kind `tablet` (kinds online: laptop, phone, server) / \
-             task t4 has no action, so it needs a device with the `llm` capability, and no \
-             online device has it: give the task an explicit action",
+             task t4: device `laptop` lacks a capability the task needs; it needs llm (a task \
+             without an action needs `llm`: give it an explicit action) and the device has fs, \
+             http, shell",
+        );
+    }
+
+    #[test]
+    fn a_device_the_request_names_must_be_used() {
+        check_for(
+            "print hi on the server",
+            &format!(r#"{{"tasks": [{T1}]}}"#),
+            "the request names the device server (\"server\") but no task runs on it: run the \
+             steps the request gives that device on it",
         );
     }
 
     #[test]
     fn structural_errors_come_from_plan_validate() {
-        let t = |id: &str| {
+        let t = |id: &str, after: &str| {
             format!(
-                r#"{{"id": "{id}", "instruction": "x", "action": {{"kind": "shell", "command": "true"}}}}"#
+                r#"{{"id": "{id}", "title": "x", "device": "server", "after": [{after}], "action": {{"kind": "shell", "command": "true"}}}}"#
             )
         };
         check(
             &format!(
-                r#"{{"tasks": [{}, {}], "edges": [{{"from": "t1", "to": "t2"}}, {{"from": "t2", "to": "t1"}}]}}"#,
-                t("t1"),
-                t("t2")
+                r#"{{"tasks": [{}, {}]}}"#,
+                t("t1", r#""t2""#),
+                t("t2", r#""t1""#)
             ),
             "invalid plan: the task graph has a cycle (involving t1, t2)",
         );
         check(
-            r#"{"tasks": [{"id": "t1", "instruction": "x", "action": {"kind": "shell", "command": "echo {{t2.output}}"}}, {"id": "t2", "instruction": "y", "action": {"kind": "shell", "command": "true"}}]}"#,
-            "invalid plan: task t1 refers to t2 ({{t2.output}}), which is not upstream of it",
+            &format!(r#"{{"tasks": [{}]}}"#, t("t1", r#""t9""#)),
+            "invalid plan: edge t9 -> t1 names a task that is not in the plan",
         );
         check(r#"{"tasks": []}"#, "invalid plan: the plan has no tasks");
     }

@@ -4,8 +4,10 @@ use std::time::Instant;
 
 use serde_json::json;
 
+use super::actions::Catalog;
 use super::client::{self, ChatRequest, Client, ClientConfig, Message};
-use super::{CallLog, LlmCall, Purpose, now_ms, parse, prompt};
+use super::parse::Answer;
+use super::{CallLog, LlmCall, Purpose, now_ms, parse, prompt, review};
 use crate::revise::{ReviseFuture, ReviseInput, Revision};
 use crate::{DeviceProfile, Error, Plan, PlanFuture, PlanInput, Planner};
 
@@ -20,6 +22,9 @@ pub struct LlmPlannerConfig {
     /// Bytes of each task's output (and of each error message) shown to the model when
     /// revising; the rest is cut. Default 2000.
     pub output_limit: usize,
+    /// The most tokens one answer may have (`max_tokens`). An answer cut there is refused as
+    /// cut off and repaired like any other. Default 2000: a plan of 20 tasks fits.
+    pub max_tokens: u32,
 }
 
 impl LlmPlannerConfig {
@@ -28,9 +33,17 @@ impl LlmPlannerConfig {
             client,
             repair_rounds: 2,
             output_limit: 2000,
+            max_tokens: 2000,
         }
     }
 }
+
+/// Sampling temperature of a first question: the most likely answer, the same every time.
+const FIRST_TEMPERATURE: f32 = 0.0;
+
+/// Sampling temperature of a repair: a little freedom, so that a repair is not the refused
+/// answer again.
+const REPAIR_TEMPERATURE: f32 = 0.3;
 
 /// The LLM planner. See the [module docs](super) for what it sends to the model.
 #[derive(Debug)]
@@ -38,6 +51,7 @@ pub struct LlmPlanner {
     client: Client,
     repair_rounds: u32,
     output_limit: usize,
+    max_tokens: u32,
 }
 
 impl LlmPlanner {
@@ -47,6 +61,7 @@ impl LlmPlanner {
             client: Client::new(config.client)?,
             repair_rounds: config.repair_rounds,
             output_limit: config.output_limit,
+            max_tokens: config.max_tokens,
         })
     }
 
@@ -102,6 +117,42 @@ impl LlmPlanner {
         }
     }
 
+    /// The question for one try: the system prompt and the user's message, and, for a repair,
+    /// only the last refused answer with all of its errors (not the whole conversation: a
+    /// small model's context is short, and older answers only distract it).
+    fn question(
+        &self,
+        base: &[Message],
+        last: Option<&Refused>,
+        schema: &client::JsonSchema,
+    ) -> ChatRequest {
+        let mut messages = base.to_vec();
+        if let Some(r) = last {
+            messages.push(Message::assistant(r.answer.clone()));
+            messages.push(Message::user(prompt::repair(&r.errors)));
+        }
+        ChatRequest {
+            messages,
+            json_schema: Some(schema.clone()),
+            tools: Vec::new(),
+            max_tokens: Some(self.max_tokens),
+            temperature: Some(if last.is_some() {
+                REPAIR_TEMPERATURE
+            } else {
+                FIRST_TEMPERATURE
+            }),
+        }
+    }
+
+    /// The errors of an answer that stopped at the token limit.
+    fn cut_off(&self) -> Vec<String> {
+        vec![format!(
+            "your answer was cut off at the limit of {} tokens: answer with fewer tasks and \
+             shorter titles",
+            self.max_tokens
+        )]
+    }
+
     async fn plan_async(&self, input: PlanInput<'_>) -> Result<Plan, Error> {
         if input.text.trim().is_empty() {
             return Err(Error::Empty);
@@ -110,73 +161,141 @@ impl LlmPlanner {
         if devices.is_empty() {
             return Err(Error::NoOnlineDevice);
         }
-        let mut messages = vec![
-            Message::system(prompt::plan_system(&devices)),
+        let catalog = Catalog::new(&devices);
+        let base = [
+            Message::system(prompt::plan_system(&devices, &catalog)),
             Message::user(input.text),
         ];
+        let schema = prompt::plan_schema(&devices, &catalog);
         let attempts = 1 + self.repair_rounds;
-        let mut errors = Vec::new();
+        let mut repairs = Repairs::default();
         for attempt in 1..=attempts {
-            let req = ChatRequest {
-                messages: messages.clone(),
-                json_schema: Some(prompt::plan_schema()),
-                tools: Vec::new(),
-            };
+            let req = self.question(&base, repairs.last(), &schema);
             let c = self
                 .ask(&req, Purpose::Plan, 0, attempt, input.calls)
                 .await?;
-            match parse::plan(c.text(), &devices) {
-                Ok(plan) => {
-                    tracing::info!(tasks = plan.tasks.len(), attempt, "LLM plan accepted");
-                    return Ok(plan);
+            let errors = if c.cut_off() {
+                self.cut_off()
+            } else {
+                match parse::plan(c.text(), &devices, input.text) {
+                    Ok(Answer::Plan(plan)) => {
+                        if let Some(reason) = review::destructive(&plan) {
+                            input.calls.refuse_last("plan_refused", reason.clone());
+                            return Err(Error::Refused { reason });
+                        }
+                        tracing::info!(tasks = plan.tasks.len(), attempt, "LLM plan accepted");
+                        return Ok(plan);
+                    }
+                    Ok(Answer::Refuse(reason)) => {
+                        tracing::info!(attempt, %reason, "the LLM planner refused the request");
+                        return Err(Error::Refused { reason });
+                    }
+                    Err(e) => e,
                 }
-                Err(e) => {
-                    tracing::info!(attempt, errors = ?e, "LLM plan refused");
-                    input.calls.refuse_last("plan_invalid", e.join("; "));
-                    messages.push(Message::assistant(c.text()));
-                    messages.push(Message::user(prompt::repair(&e)));
-                    errors = e;
-                }
+            };
+            tracing::info!(attempt, ?errors, "LLM plan refused");
+            input.calls.refuse_last("plan_invalid", errors.join("; "));
+            if !repairs.push(c.text(), errors) {
+                break;
             }
         }
-        Err(Error::PlanInvalid { attempts, errors })
+        Err(Error::PlanInvalid {
+            attempts: repairs.asked(),
+            errors: repairs.into_errors(),
+        })
     }
 
     async fn revise_async(&self, input: ReviseInput<'_>) -> Result<Revision, Error> {
         let devices = online(input.devices);
+        let catalog = Catalog::new(&devices);
         let rounds_left = input.max_rounds.saturating_sub(input.round);
-        let mut messages = vec![
-            Message::system(prompt::revise_system(&devices, rounds_left)),
+        let mut base = vec![
+            Message::system(prompt::revise_system(&devices, &catalog, rounds_left)),
             Message::user(prompt::revise_user(&input, self.output_limit)),
         ];
         if let Some(r) = input.refused {
-            messages.push(Message::assistant(r.answer.clone()));
-            messages.push(Message::user(prompt::edit_refused(r)));
+            base.push(Message::assistant(r.answer.clone()));
+            base.push(Message::user(prompt::edit_refused(r)));
         }
+        let schema = prompt::revise_schema();
         let attempts = 1 + self.repair_rounds;
-        let mut errors = Vec::new();
+        let mut repairs = Repairs::default();
         for attempt in 1..=attempts {
-            let req = ChatRequest {
-                messages: messages.clone(),
-                json_schema: Some(prompt::revise_schema()),
-                tools: Vec::new(),
-            };
+            let req = self.question(&base, repairs.last(), &schema);
             let c = self
                 .ask(&req, Purpose::Revise, input.round, attempt, input.calls)
                 .await?;
-            match parse::revision(c.text()) {
-                Ok(r) => return Ok(r),
-                Err(e) => {
-                    tracing::info!(attempt, errors = ?e, "LLM revision refused");
-                    input.calls.refuse_last("revision_invalid", e.join("; "));
-                    messages.push(Message::assistant(c.text()));
-                    messages.push(Message::user(prompt::repair(&e)));
-                    errors = e;
+            let errors = if c.cut_off() {
+                self.cut_off()
+            } else {
+                match parse::revision(c.text()) {
+                    Ok(r) => return Ok(r),
+                    Err(e) => e,
                 }
+            };
+            tracing::info!(attempt, ?errors, "LLM revision refused");
+            input
+                .calls
+                .refuse_last("revision_invalid", errors.join("; "));
+            if !repairs.push(c.text(), errors) {
+                break;
             }
         }
-        Err(Error::RevisionInvalid { attempts, errors })
+        Err(Error::RevisionInvalid {
+            attempts: repairs.asked(),
+            errors: repairs.into_errors(),
+        })
     }
+}
+
+/// A refused answer and why.
+#[derive(Debug)]
+struct Refused {
+    answer: String,
+    errors: Vec<String>,
+}
+
+/// The refused answers of one plan or revision, so that a repair shows the last one and a
+/// model that repeats itself is not asked again.
+#[derive(Debug, Default)]
+struct Repairs {
+    seen: Vec<String>,
+    last: Option<Refused>,
+}
+
+impl Repairs {
+    fn last(&self) -> Option<&Refused> {
+        self.last.as_ref()
+    }
+
+    /// Records a refused answer; `false` when it repeats an answer refused before (asking again
+    /// would get it a third time).
+    fn push(&mut self, answer: &str, errors: Vec<String>) -> bool {
+        let key = canonical(answer);
+        let new = !self.seen.contains(&key);
+        self.seen.push(key);
+        self.last = Some(Refused {
+            answer: answer.to_owned(),
+            errors,
+        });
+        new
+    }
+
+    fn asked(&self) -> u32 {
+        u32::try_from(self.seen.len()).unwrap_or(u32::MAX)
+    }
+
+    fn into_errors(self) -> Vec<String> {
+        self.last.map(|r| r.errors).unwrap_or_default()
+    }
+}
+
+/// An answer with its JSON written one way (keys sorted, no spaces), so that the same answer
+/// formatted differently compares equal.
+fn canonical(answer: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(answer.trim())
+        .map(|v| v.to_string())
+        .unwrap_or_else(|_| answer.trim().to_owned())
 }
 
 impl Planner for LlmPlanner {

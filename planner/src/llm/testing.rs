@@ -45,6 +45,7 @@ enum Body {
         message: Value,
         prompt_tokens: u64,
         completion_tokens: u64,
+        finish_reason: &'static str,
     },
     Raw(String),
 }
@@ -83,6 +84,7 @@ impl Reply {
                 message,
                 prompt_tokens: 100,
                 completion_tokens: 20,
+                finish_reason: "stop",
             },
             delay: Duration::ZERO,
         }
@@ -125,6 +127,15 @@ impl Reply {
         self
     }
 
+    /// Sets a completion's `finish_reason` (`"stop"` unless set; `"length"`: cut off at
+    /// `max_tokens`).
+    pub fn finish(mut self, reason: &'static str) -> Self {
+        if let Body::Completion { finish_reason, .. } = &mut self.body {
+            *finish_reason = reason;
+        }
+        self
+    }
+
     /// Answers only after `d`.
     pub fn delay(mut self, d: Duration) -> Self {
         self.delay = d;
@@ -138,12 +149,13 @@ impl Reply {
                 message,
                 prompt_tokens,
                 completion_tokens,
+                finish_reason,
             } => json!({
                 "id": "chatcmpl-scripted",
                 "object": "chat.completion",
                 "created": 0,
                 "model": "scripted",
-                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                           "total_tokens": prompt_tokens + completion_tokens},
             })

@@ -59,6 +59,7 @@ impl Device {
                 online: self.online() && !self.row.draining,
             },
             platform: self.row.platform.clone(),
+            tools: self.row.tools.clone(),
         }
     }
 

@@ -21,6 +21,8 @@ fn ask(text: &str) -> ChatRequest {
         messages: vec![Message::system("be brief"), Message::user(text)],
         json_schema: None,
         tools: Vec::new(),
+        max_tokens: None,
+        temperature: None,
     }
 }
 

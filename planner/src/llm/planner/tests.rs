@@ -25,6 +25,7 @@ fn devices() -> Vec<DeviceProfile> {
             online,
         },
         platform: Some("linux-x86_64".into()),
+        tools: Vec::new(),
     })
     .collect()
 }
@@ -39,14 +40,12 @@ fn planner(base: &str) -> LlmPlanner {
 }
 
 fn good_plan() -> Value {
-    json!({"tasks": [
-        {"id": "t1", "title": "say hi", "instruction": "print hi", "device": "laptop",
-         "device_kind": null, "capabilities": [], "max_turns": null,
+    json!({"refuse": null, "tasks": [
+        {"id": "t1", "title": "say hi", "device": "laptop", "after": [], "when": null,
          "action": {"kind": "shell", "command": "echo hi"}},
-        {"id": "t2", "title": "save", "instruction": "save it on the phone", "device": "phone",
-         "device_kind": null, "capabilities": [], "max_turns": null,
-         "action": {"kind": "write_file", "path": "hi.txt", "content": "{{t1.output}}"}}],
-     "edges": [{"from": "t1", "to": "t2", "kind": "success", "condition": null}]})
+        {"id": "t2", "title": "save it on the phone", "device": "phone", "after": ["t1"],
+         "when": null,
+         "action": {"kind": "write_file", "path": "hi.txt", "content": "{{t1.output}}"}}]})
 }
 
 async fn plan(p: &LlmPlanner, text: &str, calls: &CallLog) -> Result<Plan, Error> {
@@ -79,13 +78,36 @@ async fn a_plan_on_the_first_try() {
     assert_eq!(body["model"], "test-model");
     assert_eq!(body["response_format"]["json_schema"]["name"], "weft_plan");
     assert_eq!(body["response_format"]["json_schema"]["strict"], true);
+    assert_eq!(body["max_tokens"], 2000);
+    assert_eq!(body["temperature"], 0.0);
+    let schema = &body["response_format"]["json_schema"]["schema"];
+    let task = &schema["properties"]["tasks"]["items"];
+    // Only the online devices' names and the actions they run can be written.
+    assert_eq!(
+        task["properties"]["device"]["enum"],
+        json!(["laptop", "phone"])
+    );
+    let kinds: Vec<&Value> = task["properties"]["action"]["anyOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["properties"]["kind"]["const"])
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            &json!("shell"),
+            &json!("http_get"),
+            &json!("read_file"),
+            &json!("write_file")
+        ]
+    );
     let system = body["messages"][0]["content"].as_str().unwrap();
-    // Online devices only, sorted by name, with platform and capabilities.
+    // Online devices only, sorted by name, with platform and what they run.
     assert!(
-        system.ends_with(
-            "The devices online now (JSON):\n\
-             {\"capabilities\":[\"fs\",\"http\",\"shell\"],\"kind\":\"laptop\",\"name\":\"laptop\",\"platform\":\"linux-x86_64\"}\n\
-             {\"capabilities\":[\"fs\",\"http\"],\"kind\":\"phone\",\"name\":\"phone\",\"platform\":\"linux-x86_64\"}"
+        system.contains(
+            "- laptop (laptop, linux-x86_64): shell, http_get, read_file, write_file\n\
+             - phone (phone, linux-x86_64): http_get, read_file, write_file\n"
         ),
         "{system}"
     );
@@ -113,10 +135,7 @@ async fn refused_plans_are_sent_back_with_their_errors() {
     let llm = ScriptedLlm::start().await;
     llm.push(Reply::content("Sure! Here is the plan: step 1, echo hi."));
     let mut cycle = good_plan();
-    cycle["edges"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"from": "t2", "to": "t1", "kind": "success", "condition": null}));
+    cycle["tasks"][0]["after"] = json!(["t2"]);
     cycle["tasks"][1]["device"] = json!("toaster");
     llm.push(Reply::json(&cycle));
     llm.push(Reply::json(&good_plan()));
@@ -137,16 +156,19 @@ async fn refused_plans_are_sent_back_with_their_errors() {
     assert_eq!(
         got[1].last_message(),
         "Your answer was refused:\n1. the answer is not a JSON object: expected value at line 1 \
-         column 1\nCorrect these errors and answer again with the whole JSON object, and nothing else."
+         column 1\nCorrect every error and answer again with the whole JSON object."
     );
-    // The third: every error of the second answer, at once.
-    assert_eq!(got[2].body["messages"].as_array().unwrap().len(), 6);
+    assert_eq!(got[1].body["temperature"], 0.3);
+    // The third: only the last refused answer (not the whole conversation), with every error
+    // of it at once.
+    let third = got[2].body["messages"].as_array().unwrap();
+    assert_eq!(third.len(), 4);
+    assert_eq!(third[2]["content"], cycle.to_string());
     assert_eq!(
         got[2].last_message(),
         "Your answer was refused:\n\
          1. task t2: device `toaster` is not one of the online devices (laptop, phone)\n\
-         2. invalid plan: the task graph has a cycle (involving t1, t2)\n\
-         Correct these errors and answer again with the whole JSON object, and nothing else."
+         Correct every error and answer again with the whole JSON object."
     );
     let calls = calls.take();
     let errors: Vec<Option<&str>> = calls
@@ -166,7 +188,10 @@ async fn a_plan_still_refused_after_the_repairs_fails_with_its_errors() {
     let llm = ScriptedLlm::start().await;
     let mut bad = good_plan();
     bad["tasks"][0]["device"] = json!("toaster");
-    llm.set_fallback(Reply::json(&bad));
+    let mut worse = bad.clone();
+    worse["tasks"][1]["device"] = json!("toaster");
+    llm.push(Reply::json(&bad));
+    llm.set_fallback(Reply::json(&worse));
     let p = planner(&llm.base_url());
     let calls = CallLog::default();
     let e = plan(&p, "say hi", &calls).await.unwrap_err();
@@ -174,10 +199,79 @@ async fn a_plan_still_refused_after_the_repairs_fails_with_its_errors() {
     assert_eq!(
         e.to_string(),
         "the LLM planner's answer was not a valid plan after 3 attempts: task t1: device \
-         `toaster` is not one of the online devices (laptop, phone)"
+         `toaster` is not one of the online devices (laptop, phone); task t2: device `toaster` \
+         is not one of the online devices (laptop, phone)"
     );
     assert_eq!(llm.received().len(), 3);
     assert_eq!(calls.take().len(), 3);
+    llm.stop().await;
+}
+
+#[tokio::test]
+async fn a_repeated_answer_ends_the_repairs() {
+    let llm = ScriptedLlm::start().await;
+    let mut bad = good_plan();
+    bad["tasks"][0]["device"] = json!("toaster");
+    llm.set_fallback(Reply::json(&bad));
+    let p = planner(&llm.base_url());
+    let e = plan(&p, "say hi", &CallLog::default()).await.unwrap_err();
+    assert_eq!(e.code(), "plan_invalid");
+    assert!(e.to_string().contains("after 2 attempts"), "{e}");
+    assert_eq!(llm.received().len(), 2);
+    llm.stop().await;
+}
+
+#[tokio::test]
+async fn a_cut_off_answer_is_repaired() {
+    let llm = ScriptedLlm::start().await;
+    llm.push(
+        Reply::content("{\"refuse\": null, \"tasks\": [{\"id\": \"t1\", \"ti").finish("length"),
+    );
+    llm.push(Reply::json(&good_plan()));
+    let p = planner(&llm.base_url());
+    let plan = plan(&p, "say hi", &CallLog::default()).await.unwrap();
+    assert_eq!(plan.tasks.len(), 2);
+    let got = llm.received();
+    assert_eq!(
+        got[1].last_message(),
+        "Your answer was refused:\n1. your answer was cut off at the limit of 2000 tokens: \
+         answer with fewer tasks and shorter titles\nCorrect every error and answer again \
+         with the whole JSON object."
+    );
+    llm.stop().await;
+}
+
+#[tokio::test]
+async fn refusals_by_the_model_and_of_destructive_plans() {
+    let llm = ScriptedLlm::start().await;
+    llm.push(Reply::json(
+        &json!({"refuse": "that would delete your home directory", "tasks": []}),
+    ));
+    llm.push(Reply::json(&json!({"refuse": null, "tasks": [
+        {"id": "t1", "title": "clean up", "device": "laptop", "after": [], "when": null,
+         "action": {"kind": "shell", "command": "rm -rf ~"}}]})));
+    let p = planner(&llm.base_url());
+    let calls = CallLog::default();
+    let e = plan(&p, "delete everything in my home directory", &calls)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), e.to_string().as_str()),
+        (
+            "plan_refused",
+            "the planner refused this request: that would delete your home directory"
+        )
+    );
+    let e = plan(&p, "tidy my laptop", &calls).await.unwrap_err();
+    assert_eq!(e.code(), "plan_refused");
+    assert!(
+        e.to_string()
+            .contains("task t1 would remove a whole directory tree"),
+        "{e}"
+    );
+    // The destructive answer is on record as refused.
+    let calls = calls.take();
+    assert_eq!(calls[1].error.as_ref().unwrap().0, "plan_refused");
     llm.stop().await;
 }
 
