@@ -172,6 +172,10 @@ pub struct HttpPolicy {
     /// Networks allowed although they are loopback, private, link-local or otherwise not
     /// public (`127.0.0.0/8`, `192.168.1.20`).
     pub allow_networks: Vec<IpNet>,
+    /// Host names (lowercase) whose URLs go to another address and port instead, as curl's
+    /// `--connect-to`: a name only this setup knows (a test fixture, a split-horizon name).
+    /// The URL is rewritten before it is checked, so the target must still be allowed.
+    pub connect_to: std::collections::BTreeMap<String, std::net::SocketAddr>,
 }
 
 impl Default for HttpPolicy {
@@ -180,6 +184,7 @@ impl Default for HttpPolicy {
             hosts: vec![Glob::new("*")],
             deny_hosts: Vec::new(),
             allow_networks: Vec::new(),
+            connect_to: std::collections::BTreeMap::new(),
         }
     }
 }

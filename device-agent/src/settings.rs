@@ -169,6 +169,9 @@ pub struct HttpFile {
     pub deny_hosts: Vec<String>,
     #[serde(default)]
     pub allow_networks: Vec<String>,
+    /// Host name → `IP:PORT` to connect to instead.
+    #[serde(default)]
+    pub connect_to: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -335,6 +338,15 @@ fn build_policy(f: &PolicyFile, base: &Path) -> Result<Policy, String> {
                 )
             })?;
         p.http.allow_networks.push(net);
+    }
+    for (host, to) in &f.http.connect_to {
+        let addr = to.parse::<std::net::SocketAddr>().map_err(|_| {
+            format!(
+                "policy.http.connect_to.{host}: `{to}` is not an address with a port \
+                 (e.g. 127.0.0.1:8080)"
+            )
+        })?;
+        p.http.connect_to.insert(host.to_ascii_lowercase(), addr);
     }
     p.phone_tools.clone_from(&f.phone.tools);
     p.adb_tools.clone_from(&f.adb.tools);
@@ -785,6 +797,13 @@ mod tests {
         };
         let e = err("sever = \"x\"");
         assert!(e.contains("/cfg/agent.toml") && e.contains("sever"), "{e}");
+        let e = err("[policy.http.connect_to]\n\"web.test\" = \"127.0.0.1\"");
+        assert!(
+            e.contains(
+                "policy.http.connect_to.web.test: `127.0.0.1` is not an address with a port"
+            ),
+            "{e}"
+        );
         let e = err("[policy.http]\nallow_networks = [\"10.0.0/8\"]");
         assert!(
             e.contains("/cfg/agent.toml") && e.contains("policy.http.allow_networks[0]"),
@@ -832,6 +851,7 @@ write = ["~/out"]
 hosts = ["*.Example.com"]
 deny_hosts = ["admin.example.com"]
 allow_networks = ["192.168.1.0/24", "127.0.0.1", "::1"]
+connect_to = { "Web.Test" = "127.0.0.1:8080" }
 [policy.phone]
 tools = ["location"]
 [policy.adb]
@@ -850,6 +870,10 @@ tools = []
         );
         assert_eq!(p.http.hosts, [Glob::new("*.example.com")]);
         assert_eq!(p.http.allow_networks.len(), 3);
+        assert_eq!(
+            p.http.connect_to.get("web.test"),
+            Some(&"127.0.0.1:8080".parse().unwrap())
+        );
         assert!(p.check_tool("phone", "location").is_ok());
         assert!(p.check_tool("adb", "tap").is_err());
     }

@@ -71,6 +71,9 @@ pub struct AgentSetup<'a> {
     pub seed: u64,
     pub latency_scale: f64,
     pub fail_rate: f64,
+    /// Where the runner's web server listens: the agent connects there for the suite's
+    /// stable host name ([`super::env::WEB_HOST`]).
+    pub web: std::net::SocketAddr,
 }
 
 /// A TOML basic string.
@@ -95,8 +98,11 @@ impl Device {
              [sim]\nprofile = {name_q}\nseed = {seed}\nlatency_scale = {scale}\n\
              fail_rate = {fail}\n\n\
              [policy]\nexecutors = [{executors}]\n\n\
-             [policy.http]\n# The runner's web server is on loopback.\n\
-             allow_networks = [\"127.0.0.1\"]\n",
+             [policy.http]\n# The runner's web server is on loopback, under a stable name.\n\
+             allow_networks = [\"127.0.0.1\"]\n\
+             connect_to = {{ {web_host} = {web} }}\n",
+            web_host = quoted(super::env::WEB_HOST),
+            web = quoted(&s.web.to_string()),
             name = self.name,
             server = quoted(s.server),
             name_q = quoted(self.name),
@@ -140,6 +146,7 @@ mod tests {
             seed: 3,
             latency_scale: 1.0,
             fail_rate: 0.25,
+            web: "127.0.0.1:8123".parse().unwrap(),
         };
         for d in all() {
             let text = d.config_toml(&setup);
@@ -148,6 +155,10 @@ mod tests {
             let loaded = weft_agent::settings::Loaded::read(&path).unwrap();
             let c = weft_agent::settings::config(&Default::default(), Some(&loaded)).unwrap();
             assert_eq!(c.name.as_str(), d.name);
+            assert_eq!(
+                c.policy.http.connect_to.get(super::super::env::WEB_HOST),
+                Some(&setup.web)
+            );
             assert_eq!(c.kind, d.kind);
             let sim = c.sim.unwrap();
             assert_eq!(

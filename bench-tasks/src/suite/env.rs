@@ -162,12 +162,19 @@ struct Agent {
     child: Mutex<Option<tokio::process::Child>>,
 }
 
+/// The host name of the runner's web server in every request, plan and page
+/// (`http://web.bench/…`): the same in every run, so that a planner's prompt never holds an
+/// ephemeral port and a recorded cassette replays. The agents connect to the server's real
+/// address for it (`policy.http.connect_to`).
+pub const WEB_HOST: &str = "web.bench";
+
 /// The running world.
 #[derive(Debug)]
 pub struct Env {
     _tmp: Option<tempfile::TempDir>,
     pub dir: PathBuf,
     pub api: Api,
+    /// `http://web.bench`: what `${WEB}` stands for in the tasks.
     pub web_base: String,
     pages: Pages,
     proxies: BTreeMap<&'static str, Proxy>,
@@ -247,7 +254,8 @@ impl Env {
             proxies.insert(name, Proxy::start(l, orch_addr));
         }
         let web = TcpListener::bind("127.0.0.1:0").await?;
-        let web_base = format!("http://{}", web.local_addr()?);
+        let web_addr = web.local_addr()?;
+        let web_base = format!("http://{WEB_HOST}");
         let pages: Pages = Arc::default();
         let web_task = tokio::spawn(serve_web(web, pages.clone()));
 
@@ -272,6 +280,7 @@ impl Env {
                     seed: opts.seed,
                     latency_scale: opts.latency_scale,
                     fail_rate: opts.fail_rate,
+                    web: web_addr,
                 }),
             )?;
             agents.insert(

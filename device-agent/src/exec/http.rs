@@ -101,9 +101,24 @@ fn request_failed(url: &str, e: &reqwest::Error) -> Outcome {
     }
 }
 
+/// `url` with its host and port replaced as `policy.http.connect_to` says, if it names one of
+/// its hosts.
+fn connect_to(mut url: reqwest::Url, policy: &Policy) -> reqwest::Url {
+    let target = url
+        .host_str()
+        .and_then(|h| policy.http.connect_to.get(&h.to_ascii_lowercase()))
+        .copied();
+    if let Some(addr) = target
+        && url.set_ip_host(addr.ip()).is_ok()
+    {
+        let _ = url.set_port(Some(addr.port()));
+    }
+    url
+}
+
 pub async fn get(url: &str, ctx: &Ctx<'_>) -> Outcome {
     let parsed = match parse_url(url) {
-        Ok(u) => u,
+        Ok(u) => connect_to(u, ctx.policy),
         Err(o) => return o,
     };
     if let Err(d) = ctx.policy.check_url(&parsed) {
@@ -265,5 +280,23 @@ mod tests {
         let o = get(&format!("{base}/away?to=file:///etc/passwd"), &c).await;
         assert_eq!(code(&o), "http_status", "{o:?}");
         assert_eq!(o.output.data["status"], 307);
+    }
+
+    #[tokio::test]
+    async fn connect_to_sends_a_name_to_another_address_still_checked() {
+        let base = server().await;
+        let addr: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut policy = Policy::default();
+        policy.http.connect_to.insert("web.test".into(), addr);
+        // The target is loopback, which this policy does not allow.
+        let env = TestEnv::with_policy(policy.clone());
+        let o = get("http://WEB.test/ok", &env.ctx(dir.path())).await;
+        assert_eq!(code(&o), "policy_denied", "{o:?}");
+        policy.allow_loopback_http();
+        let env = TestEnv::with_policy(policy);
+        let o = get("http://web.test/ok", &env.ctx(dir.path())).await;
+        assert_eq!(o.status, ResultStatus::Succeeded, "{o:?}");
+        assert_eq!(o.output.data["body"], "fine");
     }
 }

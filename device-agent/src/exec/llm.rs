@@ -49,6 +49,9 @@ const MAX_CALLS_PER_TURN: usize = 16;
 const MAX_CALLS_LISTED: usize = 100;
 /// How long to wait for the orchestrator's answer to a request for more turns.
 const EXTEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most tokens one answer of the model may have: a local server's default can be "until
+/// the context is full", which on a CPU takes minutes.
+const MAX_ANSWER_TOKENS: u32 = 1500;
 
 /// The device's own model: the agent's `[llm]` settings.
 #[derive(Debug, Clone)]
@@ -194,6 +197,8 @@ pub async fn run(
             messages: messages.clone(),
             json_schema: None,
             tools: definitions.clone(),
+            max_tokens: Some(MAX_ANSWER_TOKENS),
+            temperature: None,
         };
         let completion = match llm.client.complete(&request).await {
             Ok(c) => c,
@@ -204,7 +209,29 @@ pub async fn run(
             t.prompt_tokens += u.prompt_tokens;
             t.completion_tokens += u.completion_tokens;
         }
-        let message = completion.message;
+        let cut_off = completion.cut_off();
+        let mut message = completion.message;
+        if message.tool_calls.is_empty()
+            && let Some(calls) = message
+                .content
+                .as_deref()
+                .and_then(|c| calls_in_text(c, t.turns))
+        {
+            // A model that writes its tool call as text (small local ones do) means to call the
+            // tool: run it, never report the text as the answer.
+            message.tool_calls = calls;
+        } else if message.tool_calls.is_empty() && cut_off {
+            let _ = ctx.progress.send(ExecEvent::Turn {
+                used: t.turns,
+                note: format!("turn {} of {limit}: answer cut off; asking again", t.turns),
+            });
+            messages.push(message);
+            messages.push(Message::user(format!(
+                "Your answer was cut off at {MAX_ANSWER_TOKENS} tokens. Answer again, shorter: \
+                 call a tool, or give the final answer."
+            )));
+            continue;
+        }
         if message.tool_calls.is_empty() {
             let _ = ctx.progress.send(ExecEvent::Turn {
                 used: t.turns,
@@ -246,6 +273,49 @@ pub async fn run(
             messages.push(Message::tool(call.id.clone(), reply.to_string()));
         }
     }
+}
+
+/// The tool calls a model wrote as text instead of as `tool_calls`: a JSON object
+/// `{"name": ..., "arguments": {...}}` (or `"parameters"`), or a list of them, alone in the
+/// answer, perhaps in a Markdown code fence or in `<tool_call>` tags. `None` when the text is
+/// anything else (an answer that mentions JSON is still an answer).
+fn calls_in_text(text: &str, turn: u32) -> Option<Vec<ToolCall>> {
+    let mut t = text.trim();
+    for (open, close) in [
+        ("<tool_call>", "</tool_call>"),
+        ("```json", "```"),
+        ("```", "```"),
+    ] {
+        if let Some(inner) = t.strip_prefix(open) {
+            t = inner.trim_end().strip_suffix(close).unwrap_or(inner).trim();
+        }
+    }
+    let items = match serde_json::from_str::<Value>(t).ok()? {
+        Value::Array(items) => items,
+        one @ Value::Object(_) => vec![one],
+        _ => return None,
+    };
+    let calls: Option<Vec<ToolCall>> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let name = item.get("name")?.as_str()?;
+            let args = item.get("arguments").or_else(|| item.get("parameters"))?;
+            let arguments = match args {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            Some(ToolCall {
+                id: format!("text_call_{turn}_{}", i + 1),
+                kind: "function".into(),
+                function: weft_planner::llm::client::FunctionCall {
+                    name: name.to_owned(),
+                    arguments,
+                },
+            })
+        })
+        .collect();
+    calls.filter(|c| !c.is_empty())
 }
 
 /// Asks the orchestrator for `turns` more turns; the answer is how many were granted (0 if

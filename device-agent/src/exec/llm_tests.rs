@@ -240,6 +240,61 @@ async fn calls_two_tools_then_answers() {
 }
 
 #[tokio::test]
+async fn a_tool_call_written_as_text_is_run_not_taken_for_the_answer() {
+    let llm = ScriptedLlm::start().await;
+    // As Qwen2.5 under llama.cpp answers: the call as bare JSON in `content`, no `tool_calls`.
+    llm.push(Reply::content(
+        r#"{"name": "write_file", "arguments": {"path": "result.txt", "content": "big.bin"}}"#,
+    ));
+    llm.push(Reply::content(
+        "<tool_call>\n{\"name\": \"read_file\", \"arguments\": \"{\\\"path\\\": \\\"result.txt\\\"}\"}\n</tool_call>",
+    ));
+    // Cut off at max_tokens, with no call: asked again, not taken as the answer.
+    llm.push(Reply::content("The largest file is").finish("length"));
+    llm.push(Reply::content("result.txt holds big.bin"));
+    let dir = tempfile::tempdir().unwrap();
+    let env = env(Policy::default(), &llm.base_url());
+    let r = run_llm(
+        &env,
+        dir.path(),
+        "write the largest file's name to result.txt",
+        BTreeMap::new(),
+        6,
+        vec![],
+    )
+    .await;
+    assert_eq!(r.outcome.status, ResultStatus::Succeeded, "{:?}", r.outcome);
+    assert_eq!(r.outcome.output.summary, "result.txt holds big.bin");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("result.txt")).unwrap(),
+        "big.bin"
+    );
+    let data = &r.outcome.output.data;
+    assert_eq!(data["tool_calls"], 2);
+    assert_eq!(data["turns_used"], 4);
+    let got = llm.received();
+    assert_eq!(got[0].body["max_tokens"], 1500);
+    let last = got[1].body["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["tool_call_id"], "text_call_1_1");
+    let reply: Value = serde_json::from_str(last["content"].as_str().unwrap()).unwrap();
+    assert_eq!(reply["status"], "succeeded");
+    assert!(
+        got[3]
+            .last_message()
+            .starts_with("Your answer was cut off at 1500 tokens.")
+    );
+    // Text that is not a call stays an answer.
+    assert!(calls_in_text("Use {\"name\": 1} as the key", 1).is_none());
+    assert!(calls_in_text(r#"{"answer": "42"}"#, 1).is_none());
+    llm.stop().await;
+}
+
+#[tokio::test]
 async fn refused_and_malformed_calls_are_answered_not_run() {
     let llm = ScriptedLlm::start().await;
     llm.push(Reply::tool_calls(&[

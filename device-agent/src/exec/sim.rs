@@ -2012,8 +2012,17 @@ mod tests {
         );
         let all_apps = Profile {
             apps: &[
-                "mail", "calendar", "notes", "notifications", "messages", "camera", "photos",
-                "office", "browser", "toolchain", "monitoring",
+                "mail",
+                "calendar",
+                "notes",
+                "notifications",
+                "messages",
+                "camera",
+                "photos",
+                "office",
+                "browser",
+                "toolchain",
+                "monitoring",
             ],
             ..*profile("mac-laptop").unwrap()
         };
