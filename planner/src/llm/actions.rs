@@ -16,11 +16,14 @@ use crate::DeviceProfile;
 /// The most turns the model may give a task for a device's own agent.
 pub(crate) const MAX_AGENT_TURNS: u32 = 30;
 
-/// One action the model may write.
+/// One action the model may write: `{"tool": NAME, "with": {ARGS}}`.
+///
+/// Property names are chosen so that their alphabetical order (the order in which a schema's
+/// properties reach the server, and so the order a constrained model writes them in) is the
+/// order in which the model should decide: the tool before its arguments.
 #[derive(Debug, Clone)]
 struct Offer {
-    /// An example of the action as the model writes it (its `kind`, its op or tool, and each
-    /// argument with a placeholder), for the prompt.
+    /// An example of the action as the model writes it, for the prompt.
     example: String,
     description: String,
     /// The JSON Schema of the action object.
@@ -32,11 +35,11 @@ struct Offer {
 #[derive(Debug, Clone)]
 pub(crate) struct Catalog {
     offers: Vec<Offer>,
-    /// Per device (sorted by name): the short names of what it runs (`shell`, `sim:mail.send`).
-    by_device: Vec<(String, Vec<String>)>,
+    /// Per device (sorted by name): the tool names it runs.
+    by_device: Vec<Vec<String>>,
 }
 
-/// The built-in actions: (capability, kind, description, args).
+/// The built-in actions: (capability, tool, description, args).
 const BUILT_IN: [(&str, &str, &str, &[&str]); 4] = [
     (
         "shell",
@@ -47,7 +50,7 @@ const BUILT_IN: [(&str, &str, &str, &[&str]); 4] = [
     (
         "http",
         "http_get",
-        "HTTP GET of a URL given in the request; output: the body",
+        "HTTP GET of a URL the request gives (or of {{tN.output}}); output: the body",
         &["url"],
     ),
     (
@@ -60,38 +63,80 @@ const BUILT_IN: [(&str, &str, &str, &[&str]); 4] = [
         "fs",
         "write_file",
         "write a text file (path inside the work directory)",
-        &["path", "content"],
+        &["content", "path"],
     ),
 ];
 
+/// A whole reference to an upstream task's output, as a URL may be given.
+const REFERENCE_PATTERN: &str = r"^\{\{t[1-9][0-9]?\.output[A-Za-z0-9_.]*\}\}$";
+
+/// The name the model writes for a tool of an executor: the op itself for `sim`, else
+/// `EXECUTOR:NAME` (`phone:clipboard_set`).
+fn tool_name(executor: &str, name: &str) -> String {
+    if executor == "sim" {
+        name.to_owned()
+    } else {
+        format!("{executor}:{name}")
+    }
+}
+
+/// The http(s) URLs written in `text`, in order, without repeats (trailing punctuation cut).
+pub(crate) fn urls_in(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (i, _) in text.match_indices("http") {
+        let rest = &text[i..];
+        if !(rest.starts_with("http://") || rest.starts_with("https://")) {
+            continue;
+        }
+        let end = rest
+            .find(|c: char| c.is_whitespace() || "\"'<>()[]{}`".contains(c))
+            .unwrap_or(rest.len());
+        let url = rest[..end].trim_end_matches(['.', ',', ';', ':', '!', '?']);
+        if url.len() > "https://".len() && !out.iter().any(|u| u == url) {
+            out.push(url.to_owned());
+        }
+    }
+    out
+}
+
 impl Catalog {
-    /// The actions of `devices` (the online ones, sorted by name).
-    pub(crate) fn new(devices: &[&DeviceProfile]) -> Self {
+    /// The actions of `devices` (the online ones, sorted by name) for the request `text`: an
+    /// `http_get` may fetch only a URL the request gives, or one an upstream task produced.
+    pub(crate) fn new(devices: &[&DeviceProfile], text: &str) -> Self {
         let mut offers = Vec::new();
         let has = |cap: &str| {
             devices
                 .iter()
                 .any(|d| d.info.capabilities.iter().any(|c| c == cap))
         };
-        for (cap, kind, description, args) in BUILT_IN {
+        let urls = urls_in(text);
+        for (cap, tool, description, args) in BUILT_IN {
             if !has(cap) {
                 continue;
             }
             let mut props = Map::new();
-            props.insert("kind".into(), json!({"const": kind}));
-            let mut example = format!(r#"{{"kind":"{kind}""#);
+            let mut shown = Vec::new();
             for a in args {
-                props.insert((*a).into(), json!({"type": "string"}));
-                example.push_str(&format!(r#","{a}":"…""#));
+                let schema = if *a == "url" {
+                    let mut any = vec![json!({"type": "string", "pattern": REFERENCE_PATTERN})];
+                    if !urls.is_empty() {
+                        any.insert(0, json!({"enum": urls}));
+                    }
+                    json!({"anyOf": any})
+                } else {
+                    json!({"type": "string"})
+                };
+                props.insert((*a).into(), schema);
+                shown.push(format!(r#""{a}":"…""#));
             }
-            example.push('}');
-            let mut required = vec!["kind"];
-            required.extend_from_slice(args);
             offers.push(Offer {
-                example,
+                example: format!(r#"{{"tool":"{tool}","with":{{{}}}}}"#, shown.join(",")),
                 description: description.to_owned(),
-                schema: json!({"type": "object", "additionalProperties": false,
-                               "required": required, "properties": props}),
+                schema: with_schema(
+                    tool,
+                    json!({"type": "object", "additionalProperties": false,
+                           "required": args, "properties": props}),
+                ),
             });
         }
         // Tools: one offer per (executor, name), the first device's schema (by name).
@@ -106,63 +151,57 @@ impl Catalog {
             }
         }
         for ((executor, name), t) in &tools {
-            let field = name_field(executor);
-            let mut example = format!(r#"{{"kind":"{executor}","{field}":"{name}","args":{{"#);
-            example.push_str(&args_example(&t.args));
-            example.push_str("}}");
+            let tool = tool_name(executor, name);
             offers.push(Offer {
-                example,
+                example: format!(
+                    r#"{{"tool":"{tool}","with":{{{}}}}}"#,
+                    args_example(&t.args)
+                ),
                 description: t.description.clone(),
-                schema: json!({
-                    "type": "object", "additionalProperties": false,
-                    "required": ["kind", field, "args"],
-                    "properties": {
-                        "kind": {"const": executor},
-                        field: {"const": name},
-                        "args": t.args,
-                    }
-                }),
+                schema: with_schema(&tool, t.args.clone()),
             });
         }
         if has("llm") {
             offers.push(Offer {
-                example: r#"{"kind":"llm","max_turns":5}"#.to_owned(),
+                example: r#"{"tool":"llm","with":{"max_turns":5}}"#.to_owned(),
                 description: format!(
-                    "the device's own AI agent carries out the task's title as an instruction, \
+                    "the device's own AI agent carries out the task's name as an instruction, \
                      in at most max_turns steps (1-{MAX_AGENT_TURNS})"
                 ),
-                schema: json!({
-                    "type": "object", "additionalProperties": false,
-                    "required": ["kind", "max_turns"],
-                    "properties": {
-                        "kind": {"const": "llm"},
-                        "max_turns": {"type": "integer", "minimum": 1, "maximum": MAX_AGENT_TURNS},
-                    }
-                }),
+                schema: with_schema(
+                    "llm",
+                    json!({
+                        "type": "object", "additionalProperties": false,
+                        "required": ["max_turns"],
+                        "properties": {
+                            "max_turns": {"type": "integer", "minimum": 1,
+                                          "maximum": MAX_AGENT_TURNS},
+                        }
+                    }),
+                ),
             });
         }
         let by_device = devices
             .iter()
             .map(|d| {
+                let has = |cap: &str| d.info.capabilities.iter().any(|c| c == cap);
                 let mut runs: Vec<String> = BUILT_IN
                     .iter()
-                    .filter(|(cap, ..)| d.info.capabilities.iter().any(|c| c == cap))
-                    .map(|(_, kind, ..)| (*kind).to_owned())
+                    .filter(|(cap, ..)| has(cap))
+                    .map(|(_, tool, ..)| (*tool).to_owned())
                     .collect();
-                let mut by_exec: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-                for t in &d.tools {
-                    if d.info.capabilities.iter().any(|c| *c == t.executor) {
-                        by_exec.entry(&t.executor).or_default().push(&t.name);
-                    }
-                }
-                for (exec, mut names) in by_exec {
-                    names.sort_unstable();
-                    runs.push(format!("{exec} ({})", names.join(" ")));
-                }
-                if d.info.capabilities.iter().any(|c| c == "llm") {
+                let mut own: Vec<String> = d
+                    .tools
+                    .iter()
+                    .filter(|t| has(&t.executor))
+                    .map(|t| tool_name(&t.executor, &t.name))
+                    .collect();
+                own.sort_unstable();
+                runs.extend(own);
+                if has("llm") {
                     runs.push("llm".into());
                 }
-                (d.info.name.to_string(), runs)
+                runs
             })
             .collect();
         Self { offers, by_device }
@@ -182,12 +221,12 @@ impl Catalog {
             .join("\n")
     }
 
-    /// The devices, one per line, with what each runs.
+    /// The devices, one per line, with the tools each runs.
     pub(crate) fn devices_prompt(&self, devices: &[&DeviceProfile]) -> String {
         devices
             .iter()
             .zip(&self.by_device)
-            .map(|(d, (_, runs))| {
+            .map(|(d, runs)| {
                 let platform = d.platform.as_deref().unwrap_or("unknown platform");
                 format!(
                     "- {} ({}, {platform}): {}",
@@ -201,9 +240,13 @@ impl Catalog {
     }
 }
 
-/// The field that names the tool: `op` for `sim`, `tool` for the others.
-fn name_field(executor: &str) -> &'static str {
-    if executor == "sim" { "op" } else { "tool" }
+/// `{"tool": TOOL, "with": ARGS}` as a schema.
+fn with_schema(tool: &str, args: Value) -> Value {
+    json!({
+        "type": "object", "additionalProperties": false,
+        "required": ["tool", "with"],
+        "properties": {"tool": {"const": tool}, "with": args},
+    })
 }
 
 /// `"path":"…","append":false` for an args schema; optional ones marked `(optional)`.
@@ -251,16 +294,48 @@ fn placeholder(schema: &Value) -> &'static str {
     }
 }
 
-/// Reads the model's action (`{"kind": ..., ...}`) into an [`Action`], or into the turn limit
-/// of a task for the device's own agent (`kind: "llm"`).
-pub(crate) fn read(v: &Value) -> Result<Option<Action>, String> {
-    match v.get("kind").and_then(Value::as_str) {
-        Some("llm") => Ok(None),
-        Some(_) => serde_json::from_value::<Action>(v.clone())
-            .map(Some)
-            .map_err(|e| e.to_string()),
-        None => Err("the action has no `kind`".into()),
+/// Reads the model's action (`{"tool": ..., "with": {...}}`) into an [`Action`], or into the
+/// turn limit of a task for the device's own agent (`tool: "llm"`: `Ok((None, Some(n)))`).
+pub(crate) fn read(v: &Value) -> Result<(Option<Action>, Option<u32>), String> {
+    if v.get("tool").is_none() && v.get("kind").is_some() {
+        // The wire format (`{"kind": "shell", "command": ...}`), as a model that read the API
+        // docs might write it.
+        return serde_json::from_value::<Action>(v.clone())
+            .map(|a| (Some(a), None))
+            .map_err(|e| e.to_string());
     }
+    let tool = v
+        .get("tool")
+        .and_then(Value::as_str)
+        .ok_or("the action needs a `tool`")?;
+    let with = match v.get("with") {
+        None | Some(Value::Null) => Value::Object(Map::new()),
+        Some(w @ Value::Object(_)) => w.clone(),
+        Some(_) => return Err("`with` must be an object of arguments".into()),
+    };
+    if tool == "llm" {
+        let n = with
+            .get("max_turns")
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| (1..=MAX_AGENT_TURNS).contains(n))
+            .ok_or(format!(
+                "the llm tool needs max_turns from 1 to {MAX_AGENT_TURNS}"
+            ))?;
+        return Ok((None, Some(n)));
+    }
+    let wire = if BUILT_IN.iter().any(|(_, t, ..)| *t == tool) {
+        let mut o = with.as_object().cloned().unwrap_or_default();
+        o.insert("kind".into(), Value::from(tool));
+        Value::Object(o)
+    } else if let Some((executor, name)) = tool.split_once(':') {
+        json!({"kind": executor, "tool": name, "args": with})
+    } else {
+        json!({"kind": "sim", "op": tool, "args": with})
+    };
+    serde_json::from_value::<Action>(wire)
+        .map(|a| (Some(a), None))
+        .map_err(|e| format!("tool `{tool}`: {e}"))
 }
 
 #[cfg(test)]
@@ -299,47 +374,97 @@ mod tests {
         let phone = device("phone", "phone", &["fs", "sim"], vec![notify()]);
         // A tool whose executor the device does not offer (the policy took it away) is left out.
         let server = device("server", "server", &["shell"], vec![notify()]);
-        let c = Catalog::new(&[&phone, &server]);
+        let c = Catalog::new(&[&phone, &server], "no urls here");
         assert_eq!(
             c.prompt(),
-            "- {\"kind\":\"shell\",\"command\":\"…\"}: run a command with sh -c in the device's \
-             work directory; output: its stdout\n\
-             - {\"kind\":\"read_file\",\"path\":\"…\"}: read a text file (path inside the work \
-             directory); output: its content\n\
-             - {\"kind\":\"write_file\",\"path\":\"…\",\"content\":\"…\"}: write a text file \
-             (path inside the work directory)\n\
-             - {\"kind\":\"sim\",\"op\":\"notify\",\"args\":{\"body\":\"…\",\"title\":\"…\",\
-             \"urgent\":false (optional)}}: show a notification"
+            "- {\"tool\":\"shell\",\"with\":{\"command\":\"…\"}}: run a command with sh -c in the \
+             device's work directory; output: its stdout\n\
+             - {\"tool\":\"read_file\",\"with\":{\"path\":\"…\"}}: read a text file (path inside \
+             the work directory); output: its content\n\
+             - {\"tool\":\"write_file\",\"with\":{\"content\":\"…\",\"path\":\"…\"}}: write a text \
+             file (path inside the work directory)\n\
+             - {\"tool\":\"notify\",\"with\":{\"body\":\"…\",\"title\":\"…\",\"urgent\":false \
+             (optional)}}: show a notification"
         );
         assert_eq!(
             c.devices_prompt(&[&phone, &server]),
-            "- phone (phone, linux): read_file, write_file, sim (notify)\n\
+            "- phone (phone, linux): read_file, write_file, notify\n\
              - server (server, linux): shell"
         );
         let schema = c.schema();
         let variants = schema["anyOf"].as_array().unwrap();
         assert_eq!(variants.len(), 4);
-        assert_eq!(variants[3]["properties"]["op"], json!({"const": "notify"}));
-        assert_eq!(variants[3]["required"], json!(["kind", "op", "args"]));
+        assert_eq!(
+            variants[3]["properties"]["tool"],
+            json!({"const": "notify"})
+        );
+        assert_eq!(variants[3]["required"], json!(["tool", "with"]));
     }
 
     #[test]
-    fn the_device_agent_is_an_action_with_a_bounded_turn_limit() {
+    fn urls_come_only_from_the_request_or_upstream() {
+        let d = device("laptop", "laptop", &["http"], vec![]);
+        let text =
+            "fetch https://a.example/x.csv, then (http://b.example/y) and https://a.example/x.csv.";
+        assert_eq!(
+            urls_in(text),
+            ["https://a.example/x.csv", "http://b.example/y"]
+        );
+        let c = Catalog::new(&[&d], text);
+        let url = &c.schema()["anyOf"][0]["properties"]["with"]["properties"]["url"];
+        assert_eq!(
+            url["anyOf"][0],
+            json!({"enum": ["https://a.example/x.csv", "http://b.example/y"]})
+        );
+        assert_eq!(url["anyOf"][1]["pattern"], REFERENCE_PATTERN);
+        let c = Catalog::new(&[&d], "no address given");
+        let url = &c.schema()["anyOf"][0]["properties"]["with"]["properties"]["url"];
+        assert_eq!(url["anyOf"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn actions_read_back_into_wire_actions() {
         let d = device("laptop", "laptop", &["llm"], vec![]);
-        let c = Catalog::new(&[&d]);
+        let c = Catalog::new(&[&d], "");
         let s = c.schema();
         assert_eq!(
-            s["anyOf"][0]["properties"]["max_turns"]["maximum"],
+            s["anyOf"][0]["properties"]["with"]["properties"]["max_turns"]["maximum"],
             MAX_AGENT_TURNS
         );
-        assert_eq!(read(&json!({"kind": "llm", "max_turns": 3})), Ok(None));
         assert_eq!(
-            read(&json!({"kind": "sim", "op": "notify", "args": {"title": "a"}})),
-            Ok(Some(Action::Sim {
-                op: "notify".into(),
-                args: json!({"title": "a"})
-            }))
+            read(&json!({"tool": "llm", "with": {"max_turns": 3}})),
+            Ok((None, Some(3)))
         );
-        assert!(read(&json!({"kind": "teleport"})).is_err());
+        assert_eq!(
+            read(&json!({"tool": "notify", "with": {"title": "a"}})),
+            Ok((
+                Some(Action::Sim {
+                    op: "notify".into(),
+                    args: json!({"title": "a"})
+                }),
+                None
+            ))
+        );
+        assert_eq!(
+            read(&json!({"tool": "phone:clipboard_set", "with": {"text": "a"}})),
+            Ok((
+                Some(Action::Phone {
+                    tool: "clipboard_set".into(),
+                    args: json!({"text": "a"})
+                }),
+                None
+            ))
+        );
+        assert_eq!(
+            read(&json!({"tool": "shell", "with": {"command": "ls"}})),
+            Ok((
+                Some(Action::Shell {
+                    command: "ls".into()
+                }),
+                None
+            ))
+        );
+        assert!(read(&json!({"tool": "shell", "with": {"cmd": "ls"}})).is_err());
+        assert!(read(&json!({"tool": "llm", "with": {"max_turns": 99}})).is_err());
     }
 }

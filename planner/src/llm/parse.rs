@@ -44,7 +44,7 @@ pub(crate) fn plan(
     }
     let Some(tasks) = v.get("tasks").and_then(Value::as_array) else {
         return Err(vec![
-            "the answer must be a JSON object with `refuse` and a `tasks` array".into(),
+            "the answer must be a JSON object with a `tasks` array".into(),
         ]);
     };
     let mut errors = Vec::new();
@@ -83,71 +83,52 @@ pub(crate) fn plan(
     }
 }
 
-/// One task of the model's format: `{"id", "title", "device", "after", "when", "action"}`,
-/// as a [`TaskSpec`] and the edges into it.
+/// One task of the model's format: `{"id", "name", "needs", "on", "run", "when"}` (also read:
+/// `title`, `after`, `device`, `action`), as a [`TaskSpec`] and the edges into it.
 fn model_task(t: &Value) -> Result<(TaskSpec, Vec<PlannedEdge>), String> {
     let o = t.as_object().ok_or("a task must be a JSON object")?;
+    const KNOWN: [&str; 10] = [
+        "id", "name", "needs", "on", "run", "when", "title", "after", "device", "action",
+    ];
     for k in o.keys() {
-        if ![
-            "id",
-            "title",
-            "instruction",
-            "device",
-            "after",
-            "when",
-            "action",
-        ]
-        .contains(&k.as_str())
-        {
+        if !KNOWN.contains(&k.as_str()) {
             return Err(format!(
-                "unknown field `{k}`; a task has id, title, device, after, when and action"
+                "unknown field `{k}`; a task has id, name, needs, on, run and when"
             ));
         }
     }
-    let text = |k: &str| o.get(k).and_then(Value::as_str).map(str::to_owned);
-    let id = TaskId::new(text("id").ok_or("`id` is missing (use t1, t2, …)")?);
-    let title = text("title").unwrap_or_default();
-    let device = text("device").ok_or("`device` is missing: name the device that runs it")?;
-    let action = o.get("action").ok_or("`action` is missing")?;
-    let parsed = actions::read(action).map_err(|e| format!("`action`: {e}"))?;
-    let max_turns = match parsed {
-        None => Some(
-            action
-                .get("max_turns")
-                .and_then(Value::as_u64)
-                .and_then(|n| u32::try_from(n).ok())
-                .filter(|n| (1..=actions::MAX_AGENT_TURNS).contains(n))
-                .ok_or(format!(
-                    "`action`: an llm action needs max_turns from 1 to {}",
-                    actions::MAX_AGENT_TURNS
-                ))?,
-        ),
-        Some(_) => None,
-    };
-    let mut edges = Vec::new();
-    let after = match o.get("after") {
+    let get = |k: &str, alias: &str| o.get(k).or_else(|| o.get(alias));
+    let text = |k: &str, alias: &str| get(k, alias).and_then(Value::as_str).map(str::to_owned);
+    let id = TaskId::new(text("id", "id").ok_or("`id` is missing (use t1, t2, …)")?);
+    let name = text("name", "title").unwrap_or_default();
+    let device = text("on", "device").ok_or("`on` is missing: name the device that runs it")?;
+    let run = get("run", "action").ok_or("`run` is missing: the tool and its arguments")?;
+    let (action, max_turns) = actions::read(run).map_err(|e| format!("`run`: {e}"))?;
+    let needs = match get("needs", "after") {
         None => Vec::new(),
         Some(Value::Array(a)) => a.clone(),
         Some(Value::String(s)) => vec![Value::String(s.clone())],
-        Some(_) => return Err("`after` must be a list of task ids".into()),
+        Some(_) => return Err("`needs` must be a list of task ids".into()),
     };
     let when = match o.get("when") {
         None => None,
         Some(w) => Some(when(w).map_err(|e| format!("`when`: {e}"))?),
     };
-    for from in after {
-        let from = TaskId::from(from.as_str().ok_or("`after` must be a list of task ids")?);
-        if when.as_ref().is_some_and(|(on, _)| *on == from)
-            || edges.iter().any(|e: &PlannedEdge| e.from == from)
-        {
-            continue;
+    let mut edges: Vec<PlannedEdge> = Vec::new();
+    for from in needs {
+        let from = TaskId::from(from.as_str().ok_or("`needs` must be a list of task ids")?);
+        // A task that "needs" itself means nothing more than the task: no edge.
+        let redundant = from == id
+            || when.as_ref().is_some_and(|(on, _)| *on == from)
+            || edges.iter().any(|e| e.from == from);
+        if !redundant {
+            edges.push(PlannedEdge {
+                from,
+                to: id.clone(),
+                kind: EdgeKind::Success,
+                condition: None,
+            });
         }
-        edges.push(PlannedEdge {
-            from,
-            to: id.clone(),
-            kind: EdgeKind::Success,
-            condition: None,
-        });
     }
     if let Some((from, condition)) = when {
         edges.push(PlannedEdge {
@@ -157,14 +138,11 @@ fn model_task(t: &Value) -> Result<(TaskSpec, Vec<PlannedEdge>), String> {
             condition: Some(condition),
         });
     }
-    let instruction = text("instruction")
-        .filter(|s| !s.trim().is_empty())
-        .unwrap_or_else(|| title.clone());
     let spec = TaskSpec {
         id,
-        title,
-        instruction,
-        action: parsed,
+        title: name.clone(),
+        instruction: name,
+        action,
         device: Some(DeviceName::from(device)),
         device_kind: None,
         capabilities: Vec::new(),
@@ -174,18 +152,20 @@ fn model_task(t: &Value) -> Result<(TaskSpec, Vec<PlannedEdge>), String> {
     Ok((spec, edges))
 }
 
-/// `{"task", "path", "op", "value"}`: a condition on a field of an upstream task's output data.
+/// `{"from", "op", "path", "value"}`: a condition on a field of an upstream task's output data.
 fn when(w: &Value) -> Result<(TaskId, Condition), String> {
     let o = w
         .as_object()
-        .ok_or("must be an object {task, path, op, value} or null")?;
+        .ok_or("must be an object {from, op, path, value} or null")?;
     let task = o
-        .get("task")
+        .get("from")
+        .or_else(|| o.get("task"))
         .and_then(Value::as_str)
-        .ok_or("`task` is missing: the task whose output decides")?;
+        .ok_or("`from` is missing: the task whose output decides")?;
     let task = TaskId::from(task);
     let mut c = w.clone();
     if let Some(c) = c.as_object_mut() {
+        c.remove("from");
         c.remove("task");
         c.entry("on").or_insert_with(|| Value::from("data"));
     }
@@ -529,19 +509,19 @@ mod tests {
         check_for("do it", answer, expect);
     }
 
-    const T1: &str = r#"{"id": "t1", "title": "say hi", "device": "laptop", "after": [], "when": null, "action": {"kind": "shell", "command": "echo hi"}}"#;
+    const T1: &str = r#"{"id": "t1", "name": "say hi", "needs": [], "on": "laptop", "run": {"tool": "shell", "with": {"command": "echo hi"}}, "when": null}"#;
 
     #[test]
     fn a_good_plan() {
         check(
             &format!(
-                r#"{{"refuse": null, "tasks": [{T1}, {{"id": "t2", "title": "save it", "device": "phone", "after": ["t1"], "when": null, "action": {{"kind": "write_file", "path": "a.txt", "content": "{{{{t1.output}}}}"}}}}]}}"#
+                r#"{{"refuse": null, "tasks": [{T1}, {{"id": "t2", "name": "save it", "needs": ["t1", "t2"], "on": "phone", "run": {{"tool": "write_file", "with": {{"path": "a.txt", "content": "{{{{t1.output}}}}"}}}}, "when": null}}]}}"#
             ),
             "ok: t1@laptop[shell] t2@phone[fs] | t1>t2:success",
         );
-        // In a code fence, without `refuse` and `when`.
+        // In a code fence, without `refuse` and `when`, with the long names.
         check(
-            "```json\n{\"tasks\": [{\"id\": \"t1\", \"title\": \"x\", \"device\": \"server\", \"after\": [], \"action\": {\"kind\": \"shell\", \"command\": \"true\"}}]}\n```",
+            "```json\n{\"tasks\": [{\"id\": \"t1\", \"title\": \"x\", \"device\": \"server\", \"after\": [], \"action\": {\"tool\": \"shell\", \"with\": {\"command\": \"true\"}}}]}\n```",
             "ok: t1@server[shell] | ",
         );
         // Prose around the object.
@@ -555,13 +535,13 @@ mod tests {
     fn when_makes_a_condition_edge_and_references_make_edges() {
         check(
             &format!(
-                r#"{{"tasks": [{T1}, {{"id": "t2", "title": "if", "device": "laptop", "after": ["t1"], "when": {{"task": "t1", "path": "/exit_code", "op": "equals", "value": 0}}, "action": {{"kind": "shell", "command": "echo {{{{t1.output}}}}"}}}}, {{"id": "t3", "title": "forgot after", "device": "phone", "after": [], "action": {{"kind": "write_file", "path": "x", "content": "{{{{t2.output}}}}"}}}}]}}"#
+                r#"{{"tasks": [{T1}, {{"id": "t2", "name": "if", "on": "laptop", "needs": ["t1"], "when": {{"from": "t1", "path": "/exit_code", "op": "equals", "value": 0}}, "run": {{"tool": "shell", "with": {{"command": "echo {{{{t1.output}}}}"}}}}}}, {{"id": "t3", "name": "forgot needs", "on": "phone", "needs": [], "run": {{"tool": "write_file", "with": {{"path": "x", "content": "{{{{t2.output}}}}"}}}}}}]}}"#
             ),
             "ok: t1@laptop[shell] t2@laptop[shell] t3@phone[fs] | t1>t2:condition t2>t3:success",
         );
         check(
             &format!(
-                r#"{{"tasks": [{T1}, {{"id": "t2", "title": "if", "device": "laptop", "when": {{"task": "t1", "path": "/exit_code", "op": "exists", "value": 1}}, "action": {{"kind": "shell", "command": "true"}}}}]}}"#
+                r#"{{"tasks": [{T1}, {{"id": "t2", "name": "if", "on": "laptop", "when": {{"from": "t1", "path": "/exit_code", "op": "exists", "value": 1}}, "run": {{"tool": "shell", "with": {{"command": "true"}}}}}}]}}"#
             ),
             "tasks[1] (id t2): `when`: `exists` takes no `value`",
         );
@@ -587,24 +567,24 @@ mod tests {
         );
         check(
             r#"{"steps": []}"#,
-            "the answer must be a JSON object with `refuse` and a `tasks` array",
+            "the answer must be a JSON object with a `tasks` array",
         );
     }
 
     #[test]
     fn every_task_error_is_reported() {
         check(
-            r#"{"tasks": [{"id": "t1", "title": "x", "colour": "red"}, {"id": "t2", "title": "y", "device": "laptop", "action": {"kind": "shell", "cmd": "ls"}}, {"id": "t3", "title": "z", "action": {"kind": "shell", "command": "ls"}}]}"#,
-            "tasks[0] (id t1): unknown field `colour`; a task has id, title, device, after, \
-             when and action / tasks[1] (id t2): `action`: unknown field `cmd`, expected \
-             `command` / tasks[2] (id t3): `device` is missing: name the device that runs it",
+            r#"{"tasks": [{"id": "t1", "name": "x", "colour": "red"}, {"id": "t2", "name": "y", "on": "laptop", "run": {"tool": "shell", "with": {"cmd": "ls"}}}, {"id": "t3", "name": "z", "run": {"tool": "shell", "with": {"command": "ls"}}}]}"#,
+            "tasks[0] (id t1): unknown field `colour`; a task has id, name, needs, on, run and \
+             when / tasks[1] (id t2): `run`: tool `shell`: unknown field `cmd`, expected \
+             `command` / tasks[2] (id t3): `on` is missing: name the device that runs it",
         );
     }
 
     #[test]
     fn devices_and_capabilities_must_exist() {
         check(
-            r#"{"tasks": [{"id": "t1", "title": "x", "device": "toaster", "action": {"kind": "shell", "command": "x"}}, {"id": "t2", "title": "y", "device": "phone", "action": {"kind": "shell", "command": "x"}}, {"id": "t4", "title": "think about it", "device": "laptop", "action": {"kind": "llm", "max_turns": 3}}]}"#,
+            r#"{"tasks": [{"id": "t1", "name": "x", "on": "toaster", "run": {"tool": "shell", "with": {"command": "x"}}}, {"id": "t2", "name": "y", "on": "phone", "run": {"tool": "shell", "with": {"command": "x"}}}, {"id": "t4", "name": "think about it", "on": "laptop", "run": {"tool": "llm", "with": {"max_turns": 3}}}]}"#,
             "task t1: device `toaster` is not one of the online devices (laptop, phone, server) / \
              task t2: device `phone` lacks a capability the task needs; it needs shell and the \
              device has fs, http / \
@@ -628,7 +608,7 @@ mod tests {
     fn structural_errors_come_from_plan_validate() {
         let t = |id: &str, after: &str| {
             format!(
-                r#"{{"id": "{id}", "title": "x", "device": "server", "after": [{after}], "action": {{"kind": "shell", "command": "true"}}}}"#
+                r#"{{"id": "{id}", "name": "x", "on": "server", "needs": [{after}], "run": {{"tool": "shell", "with": {{"command": "true"}}}}}}"#
             )
         };
         check(

@@ -161,16 +161,23 @@ impl LlmPlanner {
         if devices.is_empty() {
             return Err(Error::NoOnlineDevice);
         }
-        let catalog = Catalog::new(&devices);
+        let catalog = Catalog::new(&devices, input.text);
         let base = [
             Message::system(prompt::plan_system(&devices, &catalog)),
             Message::user(input.text),
         ];
-        let schema = prompt::plan_schema(&devices, &catalog);
+        let schema = prompt::plan_schema(&devices, &catalog, true);
+        // A repair may not refuse: a small model otherwise copies the errors into `refuse`.
+        let repair_schema = prompt::plan_schema(&devices, &catalog, false);
         let attempts = 1 + self.repair_rounds;
         let mut repairs = Repairs::default();
         for attempt in 1..=attempts {
-            let req = self.question(&base, repairs.last(), &schema);
+            let schema = if attempt == 1 {
+                &schema
+            } else {
+                &repair_schema
+            };
+            let req = self.question(&base, repairs.last(), schema);
             let c = self
                 .ask(&req, Purpose::Plan, 0, attempt, input.calls)
                 .await?;
@@ -207,7 +214,7 @@ impl LlmPlanner {
 
     async fn revise_async(&self, input: ReviseInput<'_>) -> Result<Revision, Error> {
         let devices = online(input.devices);
-        let catalog = Catalog::new(&devices);
+        let catalog = Catalog::new(&devices, input.text);
         let rounds_left = input.max_rounds.saturating_sub(input.round);
         let mut base = vec![
             Message::system(prompt::revise_system(&devices, &catalog, rounds_left)),

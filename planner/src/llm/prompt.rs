@@ -37,26 +37,26 @@ Rules: use only the devices listed; give every task a device, a device kind, or 
 /// The worked example of the plan prompt when the devices offer the simulated apps' ops.
 const SIM_EXAMPLE: &str = r#"Request: "Read notes/todo.txt on my laptop and show it on my phone; if the server's disk_used_pct is over 90, text Sam."
 {"refuse":null,"tasks":[
-{"id":"t1","title":"read the to-do list","device":"laptop","after":[],"when":null,"action":{"kind":"sim","op":"file.read","args":{"path":"notes/todo.txt"}}},
-{"id":"t2","title":"show it on the phone","device":"phone","after":["t1"],"when":null,"action":{"kind":"sim","op":"notify","args":{"title":"To-do","body":"{{t1.output}}"}}},
-{"id":"t3","title":"check the disk","device":"server","after":[],"when":null,"action":{"kind":"sim","op":"metric.check","args":{"name":"disk_used_pct","max":90}}},
-{"id":"t4","title":"text Sam","device":"phone","after":[],"when":{"task":"t3","path":"/breach","op":"equals","value":true},"action":{"kind":"sim","op":"message.send","args":{"to":"Sam","text":"{{t3.output}}"}}}]}"#;
+{"id":"t1","name":"read the to-do list","needs":[],"on":"laptop","run":{"tool":"file.read","with":{"path":"notes/todo.txt"}},"when":null},
+{"id":"t2","name":"show it on the phone","needs":["t1"],"on":"phone","run":{"tool":"notify","with":{"body":"{{t1.output}}","title":"To-do"}},"when":null},
+{"id":"t3","name":"check the disk","needs":[],"on":"server","run":{"tool":"metric.check","with":{"max":90,"name":"disk_used_pct"}},"when":null},
+{"id":"t4","name":"text Sam","needs":[],"on":"phone","run":{"tool":"message.send","with":{"text":"{{t3.output}}","to":"Sam"}},"when":{"from":"t3","op":"equals","path":"/breach","value":true}}]}"#;
 
 /// The worked example of the plan prompt with the built-in actions only.
 const BUILT_IN_EXAMPLE: &str = r#"Request: "Count the ERROR lines of logs/app.log on the server and save the count in errors.txt on my laptop; if there are none, also write ok to status.txt there."
 {"refuse":null,"tasks":[
-{"id":"t1","title":"count the errors","device":"server","after":[],"when":null,"action":{"kind":"shell","command":"grep -c ERROR logs/app.log"}},
-{"id":"t2","title":"save the count","device":"laptop","after":["t1"],"when":null,"action":{"kind":"write_file","path":"errors.txt","content":"{{t1.output}}"}},
-{"id":"t3","title":"write ok","device":"laptop","after":[],"when":{"task":"t1","path":"/stdout","op":"equals","value":"0\n"},"action":{"kind":"write_file","path":"status.txt","content":"ok"}}]}"#;
+{"id":"t1","name":"count the errors","needs":[],"on":"server","run":{"tool":"shell","with":{"command":"grep -c ERROR logs/app.log"}},"when":null},
+{"id":"t2","name":"save the count","needs":["t1"],"on":"laptop","run":{"tool":"write_file","with":{"content":"{{t1.output}}","path":"errors.txt"}},"when":null},
+{"id":"t3","name":"write ok","needs":[],"on":"laptop","run":{"tool":"write_file","with":{"content":"ok","path":"status.txt"}},"when":{"from":"t1","op":"equals","path":"/stdout","value":"0\n"}}]}"#;
 
-/// The system prompt for planning: the devices, the actions they offer, the rules, and one
+/// The system prompt for planning: the devices, the tools they offer, the rules, and one
 /// worked example. Short on purpose: a small model follows a short prompt with an example
 /// better than a long format description.
 pub(crate) fn plan_system(devices: &[&DeviceProfile], catalog: &Catalog) -> String {
     let actions = catalog.prompt();
     let example = if ["file.read", "notify", "metric.check", "message.send"]
         .iter()
-        .all(|op| actions.contains(&format!(r#""op":"{op}""#)))
+        .all(|op| actions.contains(&format!(r#""tool":"{op}""#)))
     {
         SIM_EXAMPLE
     } else {
@@ -65,19 +65,19 @@ pub(crate) fn plan_system(devices: &[&DeviceProfile], catalog: &Catalog) -> Stri
     format!(
         r#"You are the planner of weft. weft runs a user's request as tasks on the user's devices. Turn the request into a plan: one JSON object.
 
-The devices online (name (kind, platform): what it runs):
+The devices online (name (kind, platform): the tools it runs):
 {devices}
 
-ACTIONS (a task's "action" is exactly one of these):
+TOOLS (a task's "run" is exactly one of these, on a device that runs that tool):
 {actions}
 
-A task: {{"id": "t1", "title": "a few words", "device": a device name, "after": [ids], "when": null, "action": an ACTION}}
+A task: {{"id": "t1", "name": "a few words", "needs": [ids of tasks it waits for], "on": a device name, "run": a TOOL, "when": null}}
 
 Rules:
 1. Run each step on the device the request names for it, or on the device that holds the data ("on my phone", "the server's log"): a device's files and apps are only on that device.
-2. To pass a result on, write {{{{t1.output}}}} in a later task's action (it becomes t1's output text) and put "t1" in that task's "after". Never invent URLs or hosts to move data; fetch only URLs the request gives.
-3. Tasks run at the same time unless "after" makes one wait: add "after" only for a result a task needs or an order the request asks for.
-4. For a step that runs only "if ...", give it "when": {{"task": "t1", "path": "/FIELD", "op": "equals" (or "not_equals", "contains"), "value": V}} on a field of t1's output data, and no "after" on t1.
+2. To pass a result on, write {{{{t1.output}}}} in a later task's "with" (it becomes t1's output text) and put "t1" in that task's "needs". Fetch only URLs the request gives; never invent URLs or hosts.
+3. Tasks run at the same time unless "needs" makes one wait: list a task in "needs" only when its result is used or the request asks for that order. A task never needs itself.
+4. For a step that runs only "if ...", give it "when": {{"from": "t1", "op": "equals" (or "not_equals", "contains"), "path": "/FIELD", "value": V}} on a field of t1's output data, instead of "needs".
 5. Refuse, with {{"refuse": "why", "tasks": []}}, a request that would destroy data (delete everything, wipe or format a disk) or that needs a device not listed. Otherwise "refuse" is null.
 
 Example (devices laptop, phone, server):
@@ -233,47 +233,66 @@ pub(crate) const ID_PATTERN: &str = "^t[1-9][0-9]?$";
 /// The most tasks one plan may have.
 pub(crate) const MAX_PLAN_TASKS: u64 = 40;
 
-/// The JSON Schema of a plan, built for the devices online now: ids `t1`…`t99`, `device` one
-/// of their names, `action` one of the actions they offer, a condition only in `when`.
-/// Strict-mode compatible (every property required, nullable where optional, no others).
-pub(crate) fn plan_schema(devices: &[&DeviceProfile], catalog: &Catalog) -> JsonSchema {
+/// The JSON Schema of a plan, built for the devices online now: ids `t1`…`t99`, `on` one of
+/// their names, `run` one of the tools they offer, a condition only in `when`; with
+/// `may_refuse`, a `refuse` reason instead of tasks. Strict-mode compatible (every property
+/// required, nullable where optional, no others).
+///
+/// The property names sort in the order the model should decide them (`id`, `name`, `needs`,
+/// `on`, `run`, `when`): servers pass a schema's properties on in the order they arrive, and
+/// JSON objects here arrive sorted.
+pub(crate) fn plan_schema(
+    devices: &[&DeviceProfile],
+    catalog: &Catalog,
+    may_refuse: bool,
+) -> JsonSchema {
     let id = json!({"type": "string", "pattern": ID_PATTERN});
     let names: Vec<&str> = devices.iter().map(|d| d.info.name.as_str()).collect();
     let when = json!({
         "type": "object",
         "additionalProperties": false,
-        "required": ["task", "path", "op", "value"],
+        "required": ["from", "op", "path", "value"],
         "properties": {
-            "task": id,
-            "path": {"type": "string", "pattern": "^/[A-Za-z0-9_/]*$"},
+            "from": id,
             "op": {"type": "string", "enum": ["equals", "not_equals", "contains"]},
+            "path": {"type": "string", "pattern": "^/[A-Za-z0-9_/]*$"},
             "value": {"type": ["string", "number", "boolean"]},
         }
     });
     let task = json!({
         "type": "object",
         "additionalProperties": false,
-        "required": ["id", "title", "device", "after", "when", "action"],
+        "required": ["id", "name", "needs", "on", "run", "when"],
         "properties": {
             "id": id,
-            "title": {"type": "string"},
-            "device": {"type": "string", "enum": names},
-            "after": {"type": "array", "items": id, "maxItems": 10},
+            "name": {"type": "string"},
+            "needs": {"type": "array", "items": id, "maxItems": 10},
+            "on": {"type": "string", "enum": names},
+            "run": catalog.schema(),
             "when": {"anyOf": [when, {"type": "null"}]},
-            "action": catalog.schema(),
         }
     });
-    JsonSchema {
-        name: "weft_plan".into(),
-        schema: json!({
+    let tasks = json!({"type": "array", "items": task, "maxItems": MAX_PLAN_TASKS});
+    let schema = if may_refuse {
+        json!({
             "type": "object",
             "additionalProperties": false,
             "required": ["refuse", "tasks"],
-            "properties": {
-                "refuse": {"type": ["string", "null"]},
-                "tasks": {"type": "array", "items": task, "maxItems": MAX_PLAN_TASKS},
-            }
-        }),
+            "properties": {"refuse": {"type": ["string", "null"]}, "tasks": tasks},
+        })
+    } else {
+        let mut tasks = tasks;
+        tasks["minItems"] = json!(1);
+        json!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["tasks"],
+            "properties": {"tasks": tasks},
+        })
+    };
+    JsonSchema {
+        name: "weft_plan".into(),
+        schema,
         strict: true,
     }
 }

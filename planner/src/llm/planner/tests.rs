@@ -41,11 +41,11 @@ fn planner(base: &str) -> LlmPlanner {
 
 fn good_plan() -> Value {
     json!({"refuse": null, "tasks": [
-        {"id": "t1", "title": "say hi", "device": "laptop", "after": [], "when": null,
-         "action": {"kind": "shell", "command": "echo hi"}},
-        {"id": "t2", "title": "save it on the phone", "device": "phone", "after": ["t1"],
+        {"id": "t1", "name": "say hi", "needs": [], "on": "laptop", "when": null,
+         "run": {"tool": "shell", "with": {"command": "echo hi"}}},
+        {"id": "t2", "name": "save it on the phone", "needs": ["t1"], "on": "phone",
          "when": null,
-         "action": {"kind": "write_file", "path": "hi.txt", "content": "{{t1.output}}"}}]})
+         "run": {"tool": "write_file", "with": {"path": "hi.txt", "content": "{{t1.output}}"}}}]})
 }
 
 async fn plan(p: &LlmPlanner, text: &str, calls: &CallLog) -> Result<Plan, Error> {
@@ -83,15 +83,12 @@ async fn a_plan_on_the_first_try() {
     let schema = &body["response_format"]["json_schema"]["schema"];
     let task = &schema["properties"]["tasks"]["items"];
     // Only the online devices' names and the actions they run can be written.
-    assert_eq!(
-        task["properties"]["device"]["enum"],
-        json!(["laptop", "phone"])
-    );
-    let kinds: Vec<&Value> = task["properties"]["action"]["anyOf"]
+    assert_eq!(task["properties"]["on"]["enum"], json!(["laptop", "phone"]));
+    let kinds: Vec<&Value> = task["properties"]["run"]["anyOf"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|a| &a["properties"]["kind"]["const"])
+        .map(|a| &a["properties"]["tool"]["const"])
         .collect();
     assert_eq!(
         kinds,
@@ -135,8 +132,8 @@ async fn refused_plans_are_sent_back_with_their_errors() {
     let llm = ScriptedLlm::start().await;
     llm.push(Reply::content("Sure! Here is the plan: step 1, echo hi."));
     let mut cycle = good_plan();
-    cycle["tasks"][0]["after"] = json!(["t2"]);
-    cycle["tasks"][1]["device"] = json!("toaster");
+    cycle["tasks"][0]["needs"] = json!(["t2"]);
+    cycle["tasks"][1]["on"] = json!("toaster");
     llm.push(Reply::json(&cycle));
     llm.push(Reply::json(&good_plan()));
     let p = planner(&llm.base_url());
@@ -187,9 +184,9 @@ async fn refused_plans_are_sent_back_with_their_errors() {
 async fn a_plan_still_refused_after_the_repairs_fails_with_its_errors() {
     let llm = ScriptedLlm::start().await;
     let mut bad = good_plan();
-    bad["tasks"][0]["device"] = json!("toaster");
+    bad["tasks"][0]["on"] = json!("toaster");
     let mut worse = bad.clone();
-    worse["tasks"][1]["device"] = json!("toaster");
+    worse["tasks"][1]["on"] = json!("toaster");
     llm.push(Reply::json(&bad));
     llm.set_fallback(Reply::json(&worse));
     let p = planner(&llm.base_url());
@@ -211,7 +208,7 @@ async fn a_plan_still_refused_after_the_repairs_fails_with_its_errors() {
 async fn a_repeated_answer_ends_the_repairs() {
     let llm = ScriptedLlm::start().await;
     let mut bad = good_plan();
-    bad["tasks"][0]["device"] = json!("toaster");
+    bad["tasks"][0]["on"] = json!("toaster");
     llm.set_fallback(Reply::json(&bad));
     let p = planner(&llm.base_url());
     let e = plan(&p, "say hi", &CallLog::default()).await.unwrap_err();
@@ -248,8 +245,8 @@ async fn refusals_by_the_model_and_of_destructive_plans() {
         &json!({"refuse": "that would delete your home directory", "tasks": []}),
     ));
     llm.push(Reply::json(&json!({"refuse": null, "tasks": [
-        {"id": "t1", "title": "clean up", "device": "laptop", "after": [], "when": null,
-         "action": {"kind": "shell", "command": "rm -rf ~"}}]})));
+        {"id": "t1", "name": "clean up", "needs": [], "on": "laptop", "when": null,
+         "run": {"tool": "shell", "with": {"command": "rm -rf ~"}}}]})));
     let p = planner(&llm.base_url());
     let calls = CallLog::default();
     let e = plan(&p, "delete everything in my home directory", &calls)
