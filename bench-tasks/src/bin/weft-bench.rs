@@ -4,20 +4,26 @@
 //! weft-bench run                                   # every task, reference plans, parallel
 //! weft-bench run --planner rules --mode both --out results/rules
 //! weft-bench run --faults transient --filter file-sync,monitoring
+//! weft-bench run --planner http://127.0.0.1:8000/plan   # an external planner (docs/bench.md)
+//! weft-bench run --planner 'exec:python3 planner.py --stdio' --seeds 1,2,3
+//! weft-bench compare results/a results/b --out compare.md
 //! weft-bench list                                  # the suite, per category
 //! weft-bench generate                              # rewrite the task files
 //! weft-bench agent --config FILE                   # a device agent (as `weft agent`)
 //! ```
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::bail;
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
+use weft_bench::suite::compare::{self, Seeds};
+use weft_bench::suite::external::{External, Source};
 use weft_bench::suite::progress::Progress;
 use weft_bench::suite::task::default_suite;
-use weft_bench::suite::{self, Faults, LlmSettings, Mode, PlannerKind, RunOptions, Suite};
+use weft_bench::suite::{self, Faults, LlmSettings, Mode, PlannerKind, Report, RunOptions, Suite};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,6 +41,17 @@ struct Cli {
 enum Cmd {
     /// Run the suite and write report.json, report.md and chart.svg.
     Run(RunArgs),
+    /// Several runs side by side: reads DIR/report.json of each (a `--seeds` directory stands
+    /// for its seed-N/ runs) and prints Markdown tables.
+    Compare {
+        /// Run directories (each with a report.json, or seed-*/report.json).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Also write the Markdown to this file, and a bar chart of task success per category
+        /// beside it (same name, .svg).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// List the suite's tasks per category, with what the rules grammar can express.
     List {
         #[arg(long)]
@@ -58,10 +75,24 @@ struct RunArgs {
     /// The suite's directory [default: bench-tasks/tasks].
     #[arg(long)]
     suite: Option<PathBuf>,
-    /// Where the graphs come from: the task files' reference plans, the rules planner (the
-    /// rules-grammar requests) or the LLM planner (the natural-language requests).
-    #[arg(long, value_enum, default_value_t = PlannerKind::Reference)]
-    planner: PlannerKind,
+    /// Where the graphs come from: `reference` (the task files' plans), `rules` (the rules
+    /// planner, given the rules-grammar requests), `llm` (the orchestrator's LLM planner, given
+    /// the natural-language requests), `http://HOST:PORT/PATH` or `exec:CMD` (an external
+    /// planner: docs/bench.md) [default: reference].
+    #[arg(long, value_parser = parse_planner)]
+    planner: Option<PlannerKind>,
+    /// Pre-made plans: DIR/ID.json for each task, a graph or {"refuse": "why"}; a task
+    /// without a file fails `no_plan`.
+    #[arg(long, conflicts_with = "planner")]
+    plans: Option<PathBuf>,
+    /// Longest one call to an external planner may take, in seconds (a child process is
+    /// killed then).
+    #[arg(long, default_value_t = 600)]
+    planner_timeout_secs: u64,
+    /// Longest `POST /v1/requests` may take, in seconds: the orchestrator's planner plans
+    /// inside it (other REST calls time out after 30 s).
+    #[arg(long, default_value_t = 1800)]
+    submit_timeout_secs: u64,
     /// With --planner llm: answer from this recorded cassette, no network.
     #[arg(long)]
     llm_replay: Option<PathBuf>,
@@ -84,6 +115,10 @@ struct RunArgs {
     /// Seeds the devices' modelled times, their transient failures and the fault schedule.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Run once per seed (OUT/seed-N/), then write the mean ± sd of task success (overall and
+    /// per category) to OUT/seeds.md and OUT/seeds.json.
+    #[arg(long, value_delimiter = ',', conflicts_with = "seed")]
+    seeds: Vec<u64>,
     /// Only these categories or task ids (comma-separated or repeated).
     #[arg(long, value_delimiter = ',')]
     filter: Vec<String>,
@@ -136,19 +171,32 @@ fn command_line() -> String {
         .join(" ")
 }
 
+fn parse_planner(s: &str) -> Result<PlannerKind, String> {
+    s.parse()
+}
+
 async fn run(a: RunArgs) -> anyhow::Result<i32> {
     let agent_bin = match a.agent_bin {
         Some(p) => p,
         None => std::env::current_exe()?,
     };
-    let opts = RunOptions {
+    let mut planner = match (a.planner, a.plans) {
+        (_, Some(dir)) => PlannerKind::External(External::new(Source::Plans(dir))),
+        (Some(p), None) => p,
+        (None, None) => PlannerKind::Reference,
+    };
+    if let PlannerKind::External(e) = &mut planner {
+        e.timeout = Duration::from_secs(a.planner_timeout_secs.max(1));
+    }
+    let mut opts = RunOptions {
         suite: a.suite.unwrap_or_else(default_suite),
-        planner: a.planner,
+        planner,
         llm: LlmSettings {
             replay: a.llm_replay,
             record: a.llm_record,
             base_url: a.llm_base_url,
             model: a.llm_model,
+            submit_timeout: Some(Duration::from_secs(a.submit_timeout_secs.max(1))),
         },
         mode: a.mode,
         faults: a.faults,
@@ -167,20 +215,76 @@ async fn run(a: RunArgs) -> anyhow::Result<i32> {
         bail!("--fail-rate must be between 0 and 1");
     }
     let mut progress = Progress::new(!a.quiet);
-    let report = suite::run(&opts, &mut progress).await?;
-    report.write(&a.out)?;
+    if a.seeds.is_empty() {
+        let report = suite::run(&opts, &mut progress).await?;
+        return Ok(finish(&report, &a.out));
+    }
+    let keep = opts.keep_dir.clone();
+    let mut reports = Vec::new();
+    let mut failed = BTreeMap::new();
+    let mut code = 0;
+    for &seed in &a.seeds {
+        opts.seed = seed;
+        opts.keep_dir = keep.as_ref().map(|d| d.join(format!("seed-{seed}")));
+        let dir = a.out.join(format!("seed-{seed}"));
+        println!("seed {seed}:");
+        match suite::run(&opts, &mut progress).await {
+            Ok(report) => {
+                code = code.max(finish(&report, &dir));
+                reports.push(report);
+            }
+            Err(e) => {
+                eprintln!("weft-bench: seed {seed}: {e:#}");
+                failed.insert(seed, format!("{e:#}"));
+                code = 2;
+            }
+        }
+    }
+    if reports.is_empty() {
+        bail!("no seed made a report");
+    }
+    let seeds = Seeds::of(&reports, failed);
+    seeds.write(&a.out)?;
+    for m in &seeds.modes {
+        println!(
+            "{} over seeds {:?}: task success {}, check credit {}",
+            m.mode,
+            seeds.seeds,
+            m.task_success.pct(),
+            m.check_credit.pct()
+        );
+    }
+    println!("over seeds: {}", a.out.join("seeds.md").display());
+    Ok(code)
+}
+
+/// Writes `report` to `out` and prints its figures; 2 when the run stopped early.
+fn finish(report: &Report, out: &Path) -> i32 {
+    if let Err(e) = report.write(out) {
+        eprintln!("weft-bench: writing the report to {}: {e:#}", out.display());
+        return 2;
+    }
     for r in &report.runs {
         let s = &r.summary;
         println!(
-            "{}: {}/{} tasks passed ({:.1} %), subtask completion {:.1} %, parallel width {:.2} avg / {} max, mean latency {:.0} ms",
+            "{}: {}/{} tasks passed ({:.1} %), check credit {:.1} %, subtask completion {:.1} %, parallel width {:.2} avg / {} max, mean latency {:.0} ms{}",
             r.mode,
             s.succeeded,
             s.tasks,
             s.success_rate * 100.0,
+            s.check_credit * 100.0,
             s.subtask_completion * 100.0,
             s.timing.width_avg,
             s.timing.width_max,
-            s.timing.latency_mean_ms
+            s.timing.latency_mean_ms,
+            if s.planner_failed + s.run_errors > 0 {
+                format!(
+                    "; {} planner failures, {} runner errors",
+                    s.planner_failed, s.run_errors
+                )
+            } else {
+                String::new()
+            }
         );
     }
     if let Some(c) = &report.timing {
@@ -190,7 +294,30 @@ async fn run(a: RunArgs) -> anyhow::Result<i32> {
             c.tasks_compared
         );
     }
-    println!("report: {}", a.out.join("report.md").display());
+    println!("report: {}", out.join("report.md").display());
+    match &report.aborted {
+        Some(why) => {
+            eprintln!("weft-bench: the run stopped early: {why}");
+            2
+        }
+        None => 0,
+    }
+}
+
+fn compare_runs(dirs: &[PathBuf], out: Option<&Path>) -> anyhow::Result<i32> {
+    let runs = compare::load(dirs)?;
+    let cols = compare::columns(&runs);
+    let md = compare::markdown(&cols);
+    print!("{md}");
+    if let Some(out) = out {
+        if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(out, &md)?;
+        let svg = out.with_extension("svg");
+        std::fs::write(&svg, compare::svg(&cols))?;
+        eprintln!("wrote {} and {}", out.display(), svg.display());
+    }
     Ok(0)
 }
 
@@ -239,6 +366,7 @@ async fn main() {
             init_tracing("error");
             run(a).await
         }
+        Cmd::Compare { dirs, out } => compare_runs(&dirs, out.as_deref()),
         Cmd::List { suite } => list(suite),
         Cmd::Generate { out, check } => generate(out, check),
     };

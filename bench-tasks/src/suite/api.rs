@@ -7,12 +7,21 @@ use weft_protocol::rest::{
     CreateDevice, DeviceCreated, DeviceView, ErrorBody, RequestView, SubmitRequest,
 };
 
-/// A REST client for one orchestrator.
+/// How long `POST /v1/requests` may take by default: the orchestrator plans inside that call,
+/// and a local model can take minutes (the planner's own timeouts bound it).
+pub const SUBMIT_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// How long every other call may take.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A REST client for one orchestrator. Every call has a timeout: [`CALL_TIMEOUT`], and
+/// `submit_timeout` (default [`SUBMIT_TIMEOUT`]) for submissions.
 #[derive(Debug, Clone)]
 pub struct Api {
     base: String,
     token: String,
     http: reqwest::Client,
+    submit_timeout: Duration,
 }
 
 /// How a submission was answered.
@@ -32,9 +41,21 @@ impl Api {
             base: base.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
             http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(120))
+                .connect_timeout(Duration::from_secs(10))
+                .timeout(CALL_TIMEOUT)
                 .build()?,
+            submit_timeout: SUBMIT_TIMEOUT,
         })
+    }
+
+    /// The same client with another timeout for submissions.
+    pub fn with_submit_timeout(mut self, timeout: Duration) -> Self {
+        self.submit_timeout = timeout;
+        self
+    }
+
+    pub fn submit_timeout(&self) -> Duration {
+        self.submit_timeout
     }
 
     pub fn base(&self) -> &str {
@@ -84,12 +105,18 @@ impl Api {
             .http
             .post(format!("{}/v1/requests", self.base))
             .bearer_auth(&self.token)
+            .timeout(self.submit_timeout)
             .json(body)
             .send()
-            .await?;
+            .await
+            .map_err(|e| describe(e, self.submit_timeout))?;
         let status = resp.status();
         if status.is_success() {
-            return Ok(Submitted::Accepted(Box::new(resp.json().await?)));
+            let view = resp
+                .json()
+                .await
+                .map_err(|e| describe(e, self.submit_timeout))?;
+            return Ok(Submitted::Accepted(Box::new(view)));
         }
         if status.is_client_error() {
             let b: ErrorBody = resp
@@ -148,5 +175,14 @@ impl Api {
                 Some((k.to_owned(), v.trim().parse().ok()?))
             })
             .collect())
+    }
+}
+
+/// A transport error, saying which timeout ran out when one did.
+fn describe(e: reqwest::Error, timeout: Duration) -> anyhow::Error {
+    if e.is_timeout() {
+        anyhow::anyhow!("no answer within {} s: {e}", timeout.as_secs())
+    } else {
+        anyhow::Error::new(e)
     }
 }

@@ -5,15 +5,19 @@
 //! - [`check`]: checkers, predicates on the devices' final state;
 //! - [`env`]: the world a suite runs in (orchestrator in-process, agents, link proxies, web);
 //! - [`run`]: the runner; [`measure`]: figures from a finished request;
-//! - [`report`]: `report.json`, `report.md`, `chart.svg`;
+//! - [`external`]: planners outside weft (HTTP, a child process, a directory of plans);
+//! - [`report`]: `report.json`, `report.md`, `chart.svg`; [`compare`]: several runs side by
+//!   side, and the mean and spread over seeds;
 //! - [`generate`]: the program that writes the task files.
 //!
 //! Nothing here is needed by the product at run time.
 
 pub mod api;
 pub mod check;
+pub mod compare;
 pub mod devices;
 pub mod env;
+pub mod external;
 pub mod generate;
 pub mod measure;
 pub mod progress;

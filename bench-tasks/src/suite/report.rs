@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::check::Verdict;
+use super::check::{Check, Verdict};
 use super::run::RunOptions;
 use super::task::{Suite, TaskFile};
 
@@ -56,8 +56,11 @@ pub struct TaskTiming {
 pub struct TaskResult {
     pub id: String,
     pub category: String,
-    /// `ran`, `timed_out`, `unsupported` (the rules grammar cannot express it) or `refused`
-    /// (the planner or the graph check refused the request).
+    /// `ran`, `timed_out`, `unsupported` (the rules grammar cannot express it), `refused`
+    /// (the planner or the graph check refused the request), `planner_error` (the planner
+    /// failed: an HTTP error, a timeout, an answer that is not a graph, the orchestrator's
+    /// planner failing), `no_plan` (a plans directory has no file for it), `error` (the runner
+    /// failed on it) or `not_run` (the pass stopped before it). `note` says why.
     pub outcome: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_status: Option<String>,
@@ -67,6 +70,10 @@ pub struct TaskResult {
     pub checks_total: u32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_checks: Vec<Verdict>,
+    /// Checkers per kind (`file`, `mail`, …): passed and total (none pass when it was not
+    /// submitted).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub checks_by_kind: BTreeMap<String, Tally>,
     pub subtasks: u32,
     pub subtasks_completed: u32,
     pub attempts: u32,
@@ -95,6 +102,10 @@ impl TaskResult {
             checks_passed: 0,
             checks_total: task.checks.len() as u32,
             failed_checks: Vec::new(),
+            checks_by_kind: task.checks.iter().fold(BTreeMap::new(), |mut m, c| {
+                m.entry(check_kind(c)).or_insert_with(Tally::default).total += 1;
+                m
+            }),
             subtasks: 0,
             subtasks_completed: 0,
             attempts: 0,
@@ -113,6 +124,37 @@ impl TaskResult {
     fn submitted(&self) -> bool {
         matches!(self.outcome.as_str(), "ran" | "timed_out")
     }
+
+    /// Share of its checkers that held (partial credit): 0 when it was not submitted, 1 when it
+    /// succeeded with no checker.
+    pub fn check_credit(&self) -> f64 {
+        if self.checks_total == 0 {
+            f64::from(u8::from(self.success))
+        } else {
+            f64::from(self.checks_passed) / f64::from(self.checks_total)
+        }
+    }
+}
+
+/// Passed out of total.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    pub passed: u32,
+    pub total: u32,
+}
+
+impl Tally {
+    pub fn rate(self) -> f64 {
+        ratio(self.passed, self.total)
+    }
+}
+
+/// A checker's kind, as its `check` key names it.
+pub fn check_kind(c: &Check) -> String {
+    serde_json::to_value(c)
+        .ok()
+        .and_then(|v| v.get("check")?.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
 }
 
 /// A fault that was injected.
@@ -176,6 +218,12 @@ pub struct Summary {
     pub submitted: u32,
     pub unsupported: u32,
     pub refused: u32,
+    /// Not submitted because the planner failed (`planner_error`) or had no plan (`no_plan`).
+    #[serde(default)]
+    pub planner_failed: u32,
+    /// Failed in the runner (`error`) or not run because the pass stopped (`not_run`).
+    #[serde(default)]
+    pub run_errors: u32,
     pub succeeded: u32,
     /// Succeeded / all tasks.
     pub success_rate: f64,
@@ -195,6 +243,17 @@ pub struct Summary {
     pub recovered_tasks: u32,
     /// Mean over submitted tasks of the graph's structural width.
     pub graph_width_avg: f64,
+    /// Checkers that held, over all tasks (those of tasks not submitted count as not held).
+    #[serde(default)]
+    pub checks_passed: u32,
+    #[serde(default)]
+    pub checks_total: u32,
+    /// Partial credit: the mean over all tasks of the share of their checkers that held.
+    #[serde(default)]
+    pub check_credit: f64,
+    /// Checkers per kind, passed and total.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub checks_by_kind: BTreeMap<String, Tally>,
     pub timing: SummaryTiming,
 }
 
@@ -220,13 +279,24 @@ impl Summary {
         let mut widths = Vec::new();
         let mut graph_widths = Vec::new();
         let mut recoveries = Vec::new();
+        let mut credit = 0.0;
         for r in results {
             match r.outcome.as_str() {
                 "unsupported" => s.unsupported += 1,
                 "refused" => s.refused += 1,
+                "planner_error" | "no_plan" => s.planner_failed += 1,
+                "error" | "not_run" => s.run_errors += 1,
                 _ => {}
             }
             s.succeeded += u32::from(r.success);
+            s.checks_passed += r.checks_passed;
+            s.checks_total += r.checks_total;
+            credit += r.check_credit();
+            for (k, t) in &r.checks_by_kind {
+                let e = s.checks_by_kind.entry(k.clone()).or_default();
+                e.passed += t.passed;
+                e.total += t.total;
+            }
             if !r.submitted() {
                 continue;
             }
@@ -251,6 +321,11 @@ impl Summary {
             s.recovered_tasks += u32::from(r.timing.recovery_ms.is_some() && r.success);
         }
         s.success_rate = ratio(s.succeeded, s.tasks);
+        s.check_credit = if results.is_empty() {
+            0.0
+        } else {
+            round3(credit / results.len() as f64)
+        };
         s.success_rate_submitted = ratio(s.succeeded, s.submitted);
         s.subtask_completion = ratio(s.subtasks_completed, s.subtasks);
         let mean = |v: &[f64]| {
@@ -415,6 +490,10 @@ pub struct Report {
     /// Parallel against sequential (`--mode both`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timing: Option<Comparison>,
+    /// Why the run ended before its last task (a world could not be started, or the runner
+    /// kept failing); the tasks not run are `not_run`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aborted: Option<String>,
 }
 
 impl Report {
@@ -428,7 +507,7 @@ impl Report {
         Self {
             command: opts.command.clone(),
             suite: opts.suite.display().to_string(),
-            planner: opts.planner.as_str().into(),
+            planner: opts.planner.label(),
             faults: opts.faults.as_str().into(),
             seed: opts.seed,
             latency_scale: opts.latency_scale,
@@ -437,6 +516,7 @@ impl Report {
             categories: suite.categories(),
             runs,
             timing,
+            aborted: None,
         }
     }
 
@@ -482,6 +562,14 @@ impl Report {
             self.planner, self.faults, self.seed
         );
         let _ = writeln!(md, "Produced by:\n\n```sh\n{}\n```\n", self.command);
+        if let Some(why) = &self.aborted {
+            let _ = writeln!(
+                md,
+                "**The run stopped before its end:** {}. The tasks it did not run are counted \
+                 as failed (`not_run`).\n",
+                escape_md(why)
+            );
+        }
         let _ = writeln!(
             md,
             "{} tasks in {} categories on 5 simulated devices (real agent processes), latency \
@@ -496,17 +584,17 @@ impl Report {
         let _ = writeln!(md, "## Results\n");
         let _ = writeln!(
             md,
-            "| mode | task success | (of submitted) | subtask completion | submitted | unsupported | refused | avg parallel width (observed) | max width | graph width | mean latency | median | retries | re-placements | lost attempts |"
+            "| mode | task success | (of submitted) | subtask completion | submitted | unsupported | refused | avg parallel width (observed) | max width | graph width | mean latency | median | retries | re-placements | lost attempts | check credit | planner failed | runner errors |"
         );
         let _ = writeln!(
             md,
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         );
         for r in &self.runs {
             let s = &r.summary;
             let _ = writeln!(
                 md,
-                "| {} | {} ({}/{}) | {} | {} | {} | {} | {} | {:.2} | {} | {:.2} | {:.0} ms | {} ms | {} | {} | {} |",
+                "| {} | {} ({}/{}) | {} | {} | {} | {} | {} | {:.2} | {} | {:.2} | {:.0} ms | {} ms | {} | {} | {} | {} ({}/{} checks) | {} | {} |",
                 r.mode,
                 pct(s.success_rate),
                 s.succeeded,
@@ -523,7 +611,12 @@ impl Report {
                 s.timing.latency_median_ms,
                 s.retries,
                 s.replacements,
-                s.lost
+                s.lost,
+                pct(s.check_credit),
+                s.checks_passed,
+                s.checks_total,
+                s.planner_failed,
+                s.run_errors
             );
         }
         if let Some(c) = &self.timing {
@@ -542,7 +635,7 @@ impl Report {
         let _ = writeln!(md, "\n## Per category\n");
         let _ = writeln!(
             md,
-            "| category | mode | tasks | success | subtask completion | avg width | mean latency |{}",
+            "| category | mode | tasks | success | check credit | subtask completion | avg width | mean latency |{}",
             if self.timing.is_some() {
                 " latency reduction |"
             } else {
@@ -551,7 +644,7 @@ impl Report {
         );
         let _ = writeln!(
             md,
-            "|---|---|---|---|---|---|---|{}",
+            "|---|---|---|---|---|---|---|---|{}",
             if self.timing.is_some() { "---|" } else { "" }
         );
         for r in &self.runs {
@@ -565,11 +658,12 @@ impl Report {
                 });
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {} | {} | {} | {:.2} | {:.0} ms |{}",
+                    "| {} | {} | {} | {} | {} | {} | {:.2} | {:.0} ms |{}",
                     c.category,
                     r.mode,
                     s.tasks,
                     pct(s.success_rate),
+                    pct(s.check_credit),
                     pct(s.subtask_completion),
                     s.timing.width_avg,
                     s.timing.latency_mean_ms,
@@ -579,6 +673,33 @@ impl Report {
                         _ => String::new(),
                     }
                 );
+            }
+        }
+        if self
+            .runs
+            .iter()
+            .any(|r| !r.summary.checks_by_kind.is_empty())
+        {
+            let _ = writeln!(md, "\n## Checkers per kind\n");
+            let _ = writeln!(
+                md,
+                "Over all tasks; the checkers of tasks not submitted count as not held.\n"
+            );
+            let _ = writeln!(
+                md,
+                "| check | mode | held | total | share |\n|---|---|---|---|---|"
+            );
+            for r in &self.runs {
+                for (k, t) in &r.summary.checks_by_kind {
+                    let _ = writeln!(
+                        md,
+                        "| `{k}` | {} | {} | {} | {} |",
+                        r.mode,
+                        t.passed,
+                        t.total,
+                        pct(t.rate())
+                    );
+                }
             }
         }
         for r in &self.runs {

@@ -15,17 +15,17 @@ use weft_protocol::rest::{
     DeviceStatus, EdgeView, GraphSpec, RequestView, SubmitRequest, TaskSpec,
 };
 
-use super::api::Submitted;
+use super::api::{self, Submitted};
 use super::check::Verdict;
 use super::env::{Env, EnvOptions};
+use super::external::{Answer, External, Failure, PlanInput, PlannerDevice, Source};
 use super::measure;
 use super::progress::Progress;
-use super::report::{FaultEvent, ModeRun, Report, TaskResult, TaskTiming};
+use super::report::{FaultEvent, ModeRun, Report, TaskResult, TaskTiming, check_kind};
 use super::task::{Suite, TaskFile};
 
 /// Where a task's graph comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq)]
 pub enum PlannerKind {
     /// The task file's reference plan, submitted as a graph (the suite's self-check).
     Reference,
@@ -33,14 +33,47 @@ pub enum PlannerKind {
     Rules,
     /// The LLM planner, given the natural-language request.
     Llm,
+    /// A planner outside weft (an HTTP endpoint, a child process, or a directory of plans),
+    /// given the natural-language request and the devices; its graph is submitted.
+    External(External),
 }
 
 impl PlannerKind {
-    pub fn as_str(self) -> &'static str {
+    /// `reference`, `rules`, `llm` or `external`.
+    pub fn as_str(&self) -> &'static str {
         match self {
             PlannerKind::Reference => "reference",
             PlannerKind::Rules => "rules",
             PlannerKind::Llm => "llm",
+            PlannerKind::External(_) => "external",
+        }
+    }
+
+    /// As the report names it: the kind, or an external planner as it was given.
+    pub fn label(&self) -> String {
+        match self {
+            PlannerKind::External(e) => e.source.label(),
+            k => k.as_str().to_owned(),
+        }
+    }
+}
+
+impl std::str::FromStr for PlannerKind {
+    type Err = String;
+
+    /// `reference`, `rules`, `llm`, `http://HOST:PORT/PATH` or `exec:CMD`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "reference" => Ok(PlannerKind::Reference),
+            "rules" => Ok(PlannerKind::Rules),
+            "llm" => Ok(PlannerKind::Llm),
+            _ => Source::parse(s)
+                .map(|src| PlannerKind::External(External::new(src)))
+                .ok_or_else(|| {
+                    format!(
+                        "`{s}`: expected reference, rules, llm, http://HOST:PORT/PATH or exec:CMD"
+                    )
+                }),
         }
     }
 }
@@ -89,13 +122,17 @@ impl Faults {
     }
 }
 
-/// The LLM planner's settings (passed to the orchestrator's planner as `weft serve` would).
+/// The LLM planner's settings (passed to the orchestrator's planner as `weft serve` would),
+/// and how long a submission may take.
 #[derive(Debug, Clone, Default)]
 pub struct LlmSettings {
     pub replay: Option<PathBuf>,
     pub record: Option<PathBuf>,
     pub base_url: Option<String>,
     pub model: Option<String>,
+    /// How long `POST /v1/requests` may take (the orchestrator plans inside it); `None`:
+    /// [`api::SUBMIT_TIMEOUT`]. Other REST calls keep [`api::CALL_TIMEOUT`].
+    pub submit_timeout: Option<Duration>,
 }
 
 /// Everything `weft-bench run` was asked.
@@ -145,6 +182,12 @@ impl RunOptions {
             ),
         };
         let mut o = LlmOptions::new(base, model);
+        // The suite scores plans, and a revision's prompt holds the graph as it stood when a
+        // task ended, which depends on which of two parallel tasks ended first: with
+        // revisions, a recorded cassette would not replay.
+        o.revise_rounds = 0;
+        // A small model on a CPU takes minutes for a long plan.
+        o.planner.client.timeout = std::time::Duration::from_secs(600);
         o.planner.client.cassette = match (&l.record, &l.replay) {
             (Some(r), _) => CassetteMode::Record(r.clone()),
             (None, Some(p)) => {
@@ -301,7 +344,16 @@ fn graph_of_view(view: &RequestView) -> GraphSpec {
     }
 }
 
+/// After this many tasks in a row fail for the runner's own reasons (not the planner's), the
+/// world is taken to be broken and the pass stops; the tasks left are reported `not_run`.
+const RUNNER_ERRORS_IN_A_ROW: u32 = 3;
+
 /// Runs the suite as `opts` says and builds the report.
+///
+/// A task whose planning, submission or waiting fails is scored failed with the reason, and
+/// the run goes on. `Err` only for bad options, or when the first world cannot be started
+/// (nothing ran); a later set-up failure ends the run with what was done so far, and
+/// `Report::aborted` says why.
 pub async fn run(opts: &RunOptions, progress: &mut Progress) -> anyhow::Result<Report> {
     if opts.planner == PlannerKind::Llm && opts.mode != Mode::Parallel {
         bail!(
@@ -311,6 +363,14 @@ pub async fn run(opts: &RunOptions, progress: &mut Progress) -> anyhow::Result<R
     }
     if !(opts.latency_scale.is_finite() && (0.0..=100.0).contains(&opts.latency_scale)) {
         bail!("--latency-scale must be between 0 and 100");
+    }
+    if let PlannerKind::External(External {
+        source: Source::Plans(dir),
+        ..
+    }) = &opts.planner
+        && !dir.is_dir()
+    {
+        bail!("--plans {}: no such directory", dir.display());
     }
     let planner = opts.planner_choice()?;
     let suite = Suite::load(&opts.suite)?.filtered(&opts.filter)?;
@@ -322,6 +382,7 @@ pub async fn run(opts: &RunOptions, progress: &mut Progress) -> anyhow::Result<R
         m => vec![m],
     };
     let mut runs = Vec::new();
+    let mut aborted = None;
     for (k, mode) in modes.iter().enumerate() {
         let env_opts = EnvOptions {
             planner: planner.clone(),
@@ -335,50 +396,86 @@ pub async fn run(opts: &RunOptions, progress: &mut Progress) -> anyhow::Result<R
             },
             keep_dir: opts.keep_dir.as_ref().map(|d| d.join(mode.as_str())),
         };
+        let env = match Env::start(&env_opts).await {
+            Ok(env) => env,
+            Err(e) if runs.is_empty() => return Err(e),
+            Err(e) => {
+                aborted = Some(format!("the {} pass could not start: {e:#}", mode.as_str()));
+                break;
+            }
+        };
         progress.start(mode.as_str(), suite.tasks.len(), k + 1, modes.len());
-        runs.push(run_mode(opts, &suite, *mode, &env_opts, progress).await?);
+        let (run, stopped) = run_mode(env, opts, &suite, *mode, progress).await;
         progress.finish();
+        runs.push(run);
+        if let Some(why) = stopped {
+            aborted = Some(format!("the {} pass stopped: {why}", mode.as_str()));
+            break;
+        }
     }
-    Ok(Report::new(opts, &suite, runs))
+    let mut report = Report::new(opts, &suite, runs);
+    report.aborted = aborted;
+    Ok(report)
 }
 
+/// One pass over the suite in `env`; the reason when it stopped before the end.
 async fn run_mode(
+    mut env: Env,
     opts: &RunOptions,
     suite: &Suite,
     mode: Mode,
-    env_opts: &EnvOptions,
     progress: &mut Progress,
-) -> anyhow::Result<ModeRun> {
-    let env = Env::start(env_opts).await?;
+) -> (ModeRun, Option<String>) {
+    env.api = env
+        .api
+        .clone()
+        .with_submit_timeout(opts.llm.submit_timeout.unwrap_or(api::SUBMIT_TIMEOUT));
     let schedule = fault_schedule(opts.faults, opts.seed, &suite.tasks);
     let mut tasks = Vec::new();
     let mut faults = Vec::new();
     let mut dead: Vec<String> = Vec::new();
     let metrics_before = env.api.metrics().await.unwrap_or_default();
-    let mut outcome = Ok(());
+    let mut stopped = None;
+    let mut in_a_row = 0;
     for (i, file) in suite.tasks.iter().enumerate() {
-        let task = file.with_web(&env.web_base)?;
-        let planned = schedule.get(&i);
-        match run_task(&env, &task, opts, mode, planned, &dead).await {
-            Ok((result, fault)) => {
-                if let Some(f) = fault {
-                    if f.kind == "kill" {
-                        dead.push(f.device.clone());
-                    }
-                    faults.push(f);
-                }
-                progress.task(&result.category, &result.id, result.success);
-                tasks.push(result);
-            }
-            Err(e) => {
-                outcome = Err(e.context(format!("task {}", task.id)));
-                break;
-            }
+        if let Some(why) = &stopped {
+            let mut r = TaskResult::new(file);
+            r.outcome = "not_run".into();
+            r.note = format!("not run: {why}");
+            progress.task(&r.category, &r.id, false);
+            tasks.push(r);
+            continue;
         }
+        let planned = schedule.get(&i);
+        let (result, fault) = match file.with_web(&env.web_base) {
+            Ok(task) => match run_task(&env, &task, opts, mode, planned, &dead).await {
+                Ok(done) => done,
+                Err(e) => (runner_error(file, &e), None),
+            },
+            Err(e) => (runner_error(file, &e), None),
+        };
+        if let Some(f) = fault {
+            if f.kind == "kill" {
+                dead.push(f.device.clone());
+            }
+            faults.push(f);
+        }
+        if result.outcome == "error" {
+            in_a_row += 1;
+            if in_a_row >= RUNNER_ERRORS_IN_A_ROW {
+                stopped = Some(format!(
+                    "{in_a_row} tasks in a row failed in the runner, the last: {}",
+                    result.note
+                ));
+            }
+        } else {
+            in_a_row = 0;
+        }
+        progress.task(&result.category, &result.id, result.success);
+        tasks.push(result);
     }
     let metrics_after = env.api.metrics().await.unwrap_or_default();
     env.stop().await;
-    outcome?;
     let delta = |k: &str| {
         metrics_after
             .get(k)
@@ -397,14 +494,29 @@ async fn run_mode(
     .into_iter()
     .map(|k| (k.trim_start_matches("weft_").to_owned(), delta(k)))
     .collect();
-    Ok(ModeRun::new(mode.as_str(), tasks, faults, counters))
+    (
+        ModeRun::new(mode.as_str(), tasks, faults, counters),
+        stopped,
+    )
+}
+
+/// A task the runner itself failed on (not the planner): outcome `error` with the reason.
+fn runner_error(task: &TaskFile, e: &anyhow::Error) -> TaskResult {
+    let mut r = TaskResult::new(task);
+    r.outcome = "error".into();
+    r.note = format!("{e:#}");
+    r
 }
 
 /// What to submit for a task, or why nothing is.
 enum Plan {
     Submit(SubmitRequest),
-    Unsupported(String),
-    Refused { code: String, message: String },
+    /// Not submitted: the outcome (`unsupported`, `refused`, `planner_error`, `no_plan`) and
+    /// why.
+    Not {
+        outcome: &'static str,
+        note: String,
+    },
 }
 
 async fn plan_for(
@@ -414,17 +526,19 @@ async fn plan_for(
     mode: Mode,
 ) -> anyhow::Result<Plan> {
     let seq = mode == Mode::Sequential;
-    Ok(match opts.planner {
-        PlannerKind::Reference => Plan::Submit(SubmitRequest {
+    let graph = |g: GraphSpec| {
+        Plan::Submit(SubmitRequest {
             text: task.request.clone(),
             turn_budget: None,
-            graph: Some(if seq {
-                measure::sequential(&task.plan)
-            } else {
-                task.plan.clone()
-            }),
-        }),
-        PlannerKind::Rules if !task.rules_supported() => Plan::Unsupported(task.rules_note.clone()),
+            graph: Some(if seq { measure::sequential(&g) } else { g }),
+        })
+    };
+    Ok(match &opts.planner {
+        PlannerKind::Reference => graph(task.plan.clone()),
+        PlannerKind::Rules if !task.rules_supported() => Plan::Not {
+            outcome: "unsupported",
+            note: task.rules_note.clone(),
+        },
         PlannerKind::Rules if !seq => Plan::Submit(SubmitRequest {
             text: task.rules.clone(),
             turn_budget: None,
@@ -450,9 +564,9 @@ async fn plan_for(
                     turn_budget: None,
                     graph: Some(measure::sequential(&graph_of(&plan))),
                 }),
-                Err(e) => Plan::Refused {
-                    code: e.code().to_owned(),
-                    message: e.to_string(),
+                Err(e) => Plan::Not {
+                    outcome: "refused",
+                    note: format!("{}: {e}", e.code()),
                 },
             }
         }
@@ -461,6 +575,35 @@ async fn plan_for(
             turn_budget: None,
             graph: None,
         }),
+        PlannerKind::External(ext) => {
+            let mut devices: Vec<PlannerDevice> = env
+                .api
+                .devices()
+                .await?
+                .into_iter()
+                .map(PlannerDevice::from)
+                .collect();
+            devices.sort_by(|a, b| a.name.cmp(&b.name));
+            let input = PlanInput {
+                request: task.request.clone(),
+                devices,
+            };
+            match ext.plan(&task.id, &input).await {
+                Ok(Answer::Graph(g)) => graph(g),
+                Ok(Answer::Refuse(why)) => Plan::Not {
+                    outcome: "refused",
+                    note: format!("planner refused: {why}"),
+                },
+                Err(Failure::NoPlan(why)) => Plan::Not {
+                    outcome: "no_plan",
+                    note: why,
+                },
+                Err(Failure::Error(why)) => Plan::Not {
+                    outcome: "planner_error",
+                    note: why,
+                },
+            }
+        }
     })
 }
 
@@ -540,24 +683,26 @@ async fn run_task(
     let mut result = TaskResult::new(task);
     let body = match plan_for(env, task, opts, mode).await? {
         Plan::Submit(b) => b,
-        Plan::Unsupported(why) => {
-            result.outcome = "unsupported".into();
-            result.note = why;
-            return Ok((result, None));
-        }
-        Plan::Refused { code, message } => {
-            result.outcome = "refused".into();
-            result.note = format!("{code}: {message}");
+        Plan::Not { outcome, note } => {
+            result.outcome = outcome.into();
+            result.note = note;
             return Ok((result, None));
         }
     };
-    let view = match env.api.submit(&body).await? {
-        Submitted::Accepted(v) => v,
-        Submitted::Refused { code, message } => {
+    let view = match env.api.submit(&body).await {
+        Ok(Submitted::Accepted(v)) => v,
+        Ok(Submitted::Refused { code, message }) => {
             result.outcome = "refused".into();
             result.note = format!("{code}: {message}");
             return Ok((result, None));
         }
+        // The orchestrator planned inside the call: its failure is the planner's.
+        Err(e) if body.graph.is_none() => {
+            result.outcome = "planner_error".into();
+            result.note = format!("submitting the request: {e:#}");
+            return Ok((result, None));
+        }
+        Err(e) => return Err(e.context("submitting the graph")),
     };
     let id = view.id.as_str().to_owned();
     let (done, fault) = match planned {
@@ -594,6 +739,15 @@ async fn run_task(
     result.success = verdicts.iter().all(|v| v.passed);
     result.checks_passed = verdicts.iter().filter(|v| v.passed).count() as u32;
     result.checks_total = verdicts.len() as u32;
+    for (c, v) in task.checks.iter().zip(&verdicts) {
+        if v.passed {
+            result
+                .checks_by_kind
+                .entry(check_kind(c))
+                .or_default()
+                .passed += 1;
+        }
+    }
     result.failed_checks = verdicts.into_iter().filter(|v| !v.passed).collect();
     result.subtasks = counts.subtasks;
     result.subtasks_completed = counts.completed;

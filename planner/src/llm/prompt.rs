@@ -77,8 +77,9 @@ Rules:
 1. Run each step on the device the request names for it, or on the device that holds the data ("on my phone", "the server's log"): a device's files and apps are only on that device.
 2. To pass a result on, write {{{{t1.output}}}} in a later task's "with" (it becomes t1's output text) and put "t1" in that task's "needs". Fetch only URLs the request gives; never invent URLs or hosts.
 3. Tasks run at the same time unless "needs" makes one wait: list a task in "needs" only when its result is used or the request asks for that order. A task never needs itself.
-4. For a step that runs only "if ...", give it "when": {{"from": "t1", "op": "equals" (or "not_equals", "contains"), "path": "/FIELD", "value": V}} on a field of t1's output data, instead of "needs".
-5. Refuse, with {{"refuse": "why", "tasks": []}}, a request that would destroy data (delete everything, wipe or format a disk) or that needs a device not listed. Otherwise "refuse" is null.
+4. For a step that runs only "if ...", give it "when": {{"from": "t1", "op": "equals" (or "not_equals", "contains"), "path": "/FIELD", "value": V}} on a field of t1's output data, instead of "needs"; a step for "otherwise" gets the opposite "when". A step the request wants "whatever happens" has no "when".
+5. Finish the job: the last tasks deliver what the request asks for (the file written, the mail sent, the note made), and one text may combine several results ("{{{{t1.output}}}}\n{{{{t2.output}}}}").
+6. Refuse, with {{"refuse": "why", "tasks": []}}, a request that would destroy data (delete everything, wipe or format a disk) or that needs a device not listed. Otherwise "refuse" is null.
 
 Example (devices laptop, phone, server):
 {example}"#,
