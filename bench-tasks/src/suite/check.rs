@@ -2,8 +2,14 @@
 //! simulated apps), never on what the planner or the orchestrator says happened.
 //!
 //! `device` names a device, or `any:KIND` for "some device of that kind" (work a planner may
-//! place on either laptop). Text comparisons: `equals` ignores trailing whitespace (a shell
-//! command's final newline), `contains` lists texts that must all appear.
+//! place on either laptop): a positive checker holds when it holds on one of them, a negative
+//! one (`no_*`) when it holds on all of them, and `count` adds up what all of them hold.
+//!
+//! Text comparisons: `equals` is exact but for trailing whitespace (a shell command's final
+//! newline); `contains` lists texts that must all appear and `not_contains` texts none of which
+//! may appear, both ignoring case, as do `subject_contains` and the titles of notes and events.
+//! A checker states data (numbers, names, ids, file contents that come from the task's inputs)
+//! or wording the request itself states, never a reference plan's own phrasing (docs/bench.md).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -60,7 +66,7 @@ impl DeviceState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "check", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Check {
-    /// A file exists (with this content / containing these texts).
+    /// A file exists (with this content / containing these texts / none of those).
     File {
         device: String,
         path: String,
@@ -68,10 +74,13 @@ pub enum Check {
         equals: Option<String>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         contains: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        not_contains: Vec<String>,
     },
     /// No file at `path`.
     NoFile { device: String, path: String },
-    /// A mail was sent to `to` (with a subject containing…, a body containing…, an attachment).
+    /// A mail was sent to `to` (with a subject containing…, a body containing… and not…, an
+    /// attachment).
     Mail {
         device: String,
         to: String,
@@ -79,32 +88,40 @@ pub enum Check {
         subject_contains: Option<String>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         contains: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        not_contains: Vec<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         attachment: Option<String>,
     },
     /// No mail was sent from the device.
     NoMail { device: String },
-    /// A text message was sent to `to` containing every text.
+    /// A text message was sent to `to` containing every text (and none of `not_contains`).
     Message {
         device: String,
         to: String,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         contains: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        not_contains: Vec<String>,
     },
-    /// A notification (title or body) contains every text.
+    /// A notification (title or body) contains every text (and none of `not_contains`).
     Notification {
         device: String,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         contains: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        not_contains: Vec<String>,
     },
     /// No notification was shown on the device.
     NoNotification { device: String },
-    /// A note with this title whose body contains every text.
+    /// A note with this title whose body contains every text (and none of `not_contains`).
     Note {
         device: String,
         title: String,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         contains: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        not_contains: Vec<String>,
     },
     /// A calendar event whose title contains `title`, starting at `start`.
     Event {
@@ -116,12 +133,14 @@ pub enum Check {
     },
     /// No calendar event whose title contains `title`.
     NoEvent { device: String, title: String },
-    /// A reminder due at `due` whose text contains every text.
+    /// A reminder due at `due` whose text contains every text (and none of `not_contains`).
     Reminder {
         device: String,
         due: String,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         contains: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        not_contains: Vec<String>,
     },
     /// The clipboard holds this text / contains these texts.
     Clipboard {
@@ -139,6 +158,98 @@ pub enum Check {
         key: String,
         equals: serde_json::Value,
     },
+    /// The app data has no such key.
+    NoKv { device: String, key: String },
+    /// Exactly `equals` items of a kind (mails sent, messages sent, notifications shown, events,
+    /// reminders, notes, workdir files) match: sent `to` (mails and messages) and containing
+    /// every text of `contains` (see [`Items`] for the text of each kind). Summed over the
+    /// candidate devices. `equals = 1`: exactly once; `0`: none.
+    Count {
+        device: String,
+        items: Items,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        contains: Vec<String>,
+        equals: usize,
+    },
+}
+
+/// What a `count` checker counts, and the text its `contains` is matched against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Items {
+    /// Mails sent (the outbox): subject and body.
+    Mails,
+    /// Text messages sent: the text.
+    Messages,
+    /// Notifications shown: title and body.
+    Notifications,
+    /// Calendar events: the title.
+    Events,
+    /// Reminders: the text.
+    Reminders,
+    /// Notes: title and body.
+    Notes,
+    /// Workdir files: the path.
+    Files,
+}
+
+impl Items {
+    fn as_str(self) -> &'static str {
+        match self {
+            Items::Mails => "mails",
+            Items::Messages => "messages",
+            Items::Notifications => "notifications",
+            Items::Events => "events",
+            Items::Reminders => "reminders",
+            Items::Notes => "notes",
+            Items::Files => "files",
+        }
+    }
+
+    /// Each item's recipient (mails and messages) and text.
+    fn of(self, s: &DeviceState) -> Vec<(Vec<&str>, String)> {
+        let sim = &s.sim;
+        match self {
+            Items::Mails => sim
+                .outbox
+                .iter()
+                .map(|m| {
+                    (
+                        m.to.iter().map(String::as_str).collect(),
+                        format!("{}\n{}", m.subject, m.body),
+                    )
+                })
+                .collect(),
+            Items::Messages => sim
+                .messages
+                .iter()
+                .map(|m| (vec![m.to.as_str()], m.text.clone()))
+                .collect(),
+            Items::Notifications => sim
+                .notifications
+                .iter()
+                .map(|n| (vec![], format!("{}\n{}", n.title, n.body)))
+                .collect(),
+            Items::Events => sim
+                .calendar
+                .iter()
+                .map(|e| (vec![], e.title.clone()))
+                .collect(),
+            Items::Reminders => sim
+                .reminders
+                .iter()
+                .map(|r| (vec![], r.text.clone()))
+                .collect(),
+            Items::Notes => sim
+                .notes
+                .iter()
+                .map(|n| (vec![], format!("{}\n{}", n.title, n.body)))
+                .collect(),
+            Items::Files => s.files.keys().map(|p| (vec![], p.clone())).collect(),
+        }
+    }
 }
 
 /// How one checker came out.
@@ -151,8 +262,14 @@ pub struct Verdict {
     pub detail: String,
 }
 
-fn all_in(text: &str, wanted: &[String]) -> bool {
-    wanted.iter().all(|w| text.contains(w.as_str()))
+/// `text` contains `w`, ignoring case.
+fn has(text: &str, w: &str) -> bool {
+    text.to_lowercase().contains(&w.to_lowercase())
+}
+
+/// `text` contains every one of `wanted` and none of `unwanted`, ignoring case.
+fn all_in(text: &str, wanted: &[String], unwanted: &[String]) -> bool {
+    wanted.iter().all(|w| has(text, w)) && !unwanted.iter().any(|w| has(text, w))
 }
 
 fn short(s: &str) -> String {
@@ -180,7 +297,9 @@ impl Check {
             | Check::Reminder { device, .. }
             | Check::Clipboard { device, .. }
             | Check::App { device, .. }
-            | Check::Kv { device, .. } => device,
+            | Check::Kv { device, .. }
+            | Check::NoKv { device, .. }
+            | Check::Count { device, .. } => device,
         }
     }
 
@@ -199,6 +318,18 @@ impl Check {
         }
     }
 
+    /// A checker that says something is absent: it must hold on every candidate device.
+    pub fn is_negative(&self) -> bool {
+        matches!(
+            self,
+            Check::NoFile { .. }
+                | Check::NoMail { .. }
+                | Check::NoNotification { .. }
+                | Check::NoEvent { .. }
+                | Check::NoKv { .. }
+        )
+    }
+
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.candidates().is_empty() {
             bail!(
@@ -206,6 +337,13 @@ impl Check {
                 self.device(),
                 devices::names().join(", ")
             );
+        }
+        if let Check::Count {
+            items, to: Some(_), ..
+        } = self
+            && !matches!(items, Items::Mails | Items::Messages)
+        {
+            bail!("count: `to` applies to mails and messages only");
         }
         Ok(())
     }
@@ -228,26 +366,67 @@ impl Check {
             Check::Clipboard { .. } => format!("clipboard of {d}"),
             Check::App { app, .. } => format!("app {app} on {d}"),
             Check::Kv { key, .. } => format!("app data {key} on {d}"),
+            Check::NoKv { key, .. } => format!("no app data {key} on {d}"),
+            Check::Count {
+                items,
+                to,
+                contains,
+                equals,
+                ..
+            } => {
+                let mut s = format!("{equals} {}", items.as_str());
+                if let Some(to) = to {
+                    s.push_str(&format!(" to {to}"));
+                }
+                if !contains.is_empty() {
+                    s.push_str(&format!(" with {contains:?}"));
+                }
+                format!("{s} on {d}")
+            }
         }
     }
 
     /// Evaluates the checker on the devices' final states.
     pub fn evaluate(&self, states: &BTreeMap<String, DeviceState>) -> Verdict {
         let mut details = Vec::new();
-        let mut passed = false;
-        for name in self.candidates() {
-            let Some(s) = states.get(name) else {
-                details.push(format!("{name}: state not read"));
-                continue;
-            };
-            match self.on(s) {
-                Ok(()) => {
-                    passed = true;
-                    break;
+        let passed = if let Check::Count { equals, .. } = self {
+            let mut n = 0;
+            for name in self.candidates() {
+                match states.get(name) {
+                    Some(s) => n += self.count_on(s),
+                    None => details.push(format!("{name}: state not read")),
                 }
-                Err(why) => details.push(format!("{name}: {why}")),
             }
-        }
+            if n != *equals {
+                details.push(format!("{n} found"));
+            }
+            details.is_empty()
+        } else {
+            // Positive: one candidate suffices; negative: every candidate must hold.
+            let all = self.is_negative();
+            let mut passed = all;
+            for name in self.candidates() {
+                let Some(s) = states.get(name) else {
+                    details.push(format!("{name}: state not read"));
+                    passed = false;
+                    continue;
+                };
+                match self.on(s) {
+                    Ok(()) if !all => {
+                        passed = true;
+                        break;
+                    }
+                    Ok(()) => {}
+                    Err(why) => {
+                        details.push(format!("{name}: {why}"));
+                        if all {
+                            passed = false;
+                        }
+                    }
+                }
+            }
+            passed
+        };
         Verdict {
             check: self.describe(),
             passed,
@@ -259,6 +438,28 @@ impl Check {
         }
     }
 
+    /// How many items of a `count` checker one device holds.
+    fn count_on(&self, s: &DeviceState) -> usize {
+        let Check::Count {
+            items,
+            to,
+            contains,
+            ..
+        } = self
+        else {
+            return 0;
+        };
+        items
+            .of(s)
+            .iter()
+            .filter(|(rcpt, text)| {
+                to.as_ref()
+                    .is_none_or(|to| rcpt.iter().any(|r| r.eq_ignore_ascii_case(to)))
+                    && all_in(text, contains, &[])
+            })
+            .count()
+    }
+
     /// `Ok` if the checker holds on one device's state, else what was found instead.
     fn on(&self, s: &DeviceState) -> Result<(), String> {
         let sim = &s.sim;
@@ -267,6 +468,7 @@ impl Check {
                 path,
                 equals,
                 contains,
+                not_contains,
                 ..
             } => {
                 let Some(content) = s.files.get(path) else {
@@ -277,9 +479,15 @@ impl Check {
                 {
                     return Err(format!("{path} holds `{}`", short(content)));
                 }
-                if !all_in(content, contains) {
+                if !all_in(content, contains, &[]) {
                     return Err(format!(
                         "{path} lacks one of {contains:?}: `{}`",
+                        short(content)
+                    ));
+                }
+                if !all_in(content, &[], not_contains) {
+                    return Err(format!(
+                        "{path} holds one of {not_contains:?}: `{}`",
                         short(content)
                     ));
                 }
@@ -293,15 +501,14 @@ impl Check {
                 to,
                 subject_contains,
                 contains,
+                not_contains,
                 attachment,
                 ..
             } => {
                 let ok = sim.outbox.iter().any(|m| {
                     m.to.iter().any(|t| t.eq_ignore_ascii_case(to))
-                        && subject_contains
-                            .as_ref()
-                            .is_none_or(|c| m.subject.contains(c.as_str()))
-                        && all_in(&m.body, contains)
+                        && subject_contains.as_ref().is_none_or(|c| has(&m.subject, c))
+                        && all_in(&m.body, contains, not_contains)
                         && attachment
                             .as_ref()
                             .is_none_or(|a| m.attachments.iter().any(|x| &x.path == a))
@@ -329,12 +536,15 @@ impl Check {
                 0 => Ok(()),
                 n => Err(format!("{n} mails sent")),
             },
-            Check::Message { to, contains, .. } => {
-                if sim
-                    .messages
-                    .iter()
-                    .any(|m| m.to.eq_ignore_ascii_case(to) && all_in(&m.text, contains))
-                {
+            Check::Message {
+                to,
+                contains,
+                not_contains,
+                ..
+            } => {
+                if sim.messages.iter().any(|m| {
+                    m.to.eq_ignore_ascii_case(to) && all_in(&m.text, contains, not_contains)
+                }) {
                     Ok(())
                 } else {
                     Err(format!(
@@ -347,11 +557,15 @@ impl Check {
                     ))
                 }
             }
-            Check::Notification { contains, .. } => {
+            Check::Notification {
+                contains,
+                not_contains,
+                ..
+            } => {
                 if sim
                     .notifications
                     .iter()
-                    .any(|n| all_in(&format!("{}\n{}", n.title, n.body), contains))
+                    .any(|n| all_in(&format!("{}\n{}", n.title, n.body), contains, not_contains))
                 {
                     Ok(())
                 } else {
@@ -370,9 +584,16 @@ impl Check {
                 n => Err(format!("{n} notifications shown")),
             },
             Check::Note {
-                title, contains, ..
-            } => match sim.notes.iter().find(|n| &n.title == title) {
-                Some(n) if all_in(&n.body, contains) => Ok(()),
+                title,
+                contains,
+                not_contains,
+                ..
+            } => match sim
+                .notes
+                .iter()
+                .find(|n| n.title.trim().eq_ignore_ascii_case(title.trim()))
+            {
+                Some(n) if all_in(&n.body, contains, not_contains) => Ok(()),
                 Some(n) => Err(format!("note `{title}` holds `{}`", short(&n.body))),
                 None => Err(format!(
                     "notes: {:?}",
@@ -386,7 +607,7 @@ impl Check {
                 ..
             } => {
                 if sim.calendar.iter().any(|e| {
-                    e.title.contains(title.as_str())
+                    has(&e.title, title)
                         && &e.start == start
                         && attendee
                             .as_ref()
@@ -405,20 +626,21 @@ impl Check {
                 }
             }
             Check::NoEvent { title, .. } => {
-                match sim
-                    .calendar
-                    .iter()
-                    .find(|e| e.title.contains(title.as_str()))
-                {
+                match sim.calendar.iter().find(|e| has(&e.title, title)) {
                     Some(e) => Err(format!("event `{}` at {}", e.title, e.start)),
                     None => Ok(()),
                 }
             }
-            Check::Reminder { due, contains, .. } => {
+            Check::Reminder {
+                due,
+                contains,
+                not_contains,
+                ..
+            } => {
                 if sim
                     .reminders
                     .iter()
-                    .any(|r| &r.due == due && all_in(&r.text, contains))
+                    .any(|r| &r.due == due && all_in(&r.text, contains, not_contains))
                 {
                     Ok(())
                 } else {
@@ -437,7 +659,7 @@ impl Check {
             } => {
                 let c = &sim.clipboard;
                 let eq = equals.as_ref().is_none_or(|e| c.trim_end() == e.trim_end());
-                if eq && all_in(c, contains) {
+                if eq && all_in(c, contains, &[]) {
                     Ok(())
                 } else {
                     Err(format!("clipboard holds `{}`", short(c)))
@@ -458,6 +680,11 @@ impl Check {
                 Some(v) => Err(format!("{key} = {v}")),
                 None => Err(format!("no key {key}")),
             },
+            Check::NoKv { key, .. } => match sim.kv.get(key) {
+                Some(v) => Err(format!("{key} = {v}")),
+                None => Ok(()),
+            },
+            Check::Count { .. } => Err("a count holds over devices, not on one".into()),
         }
     }
 }
@@ -546,10 +773,72 @@ mod tests {
                 "check = 'event'\ndevice = 'android-phone'\ntitle = 'Standup'\nstart = '2026-03-02T09:00'",
                 "fail: android-phone: calendar: []",
             ),
+            // `contains` ignores case; `not_contains` refuses.
+            (
+                "check = 'notification'\ndevice = 'android-phone'\ncontains = ['BACKUP', '3 FILES']",
+                "pass",
+            ),
+            (
+                "check = 'notification'\ndevice = 'android-phone'\ncontains = ['backup']\nnot_contains = ['Copied']",
+                "fail: android-phone: notifications: [`Backup`: `3 files copied`]",
+            ),
+            (
+                "check = 'file'\ndevice = 'linux-server'\npath = 'backup/a.md'\nnot_contains = ['GAMMA']",
+                "pass",
+            ),
+            (
+                "check = 'file'\ndevice = 'linux-server'\npath = 'backup/a.md'\nnot_contains = ['Beta']",
+                "fail: linux-server: backup/a.md holds one of [\"Beta\"]: `alpha⏎beta⏎`",
+            ),
+            (
+                "check = 'mail'\ndevice = 'mac-laptop'\nto = 'ana@example.com'\nsubject_contains = 'weekly REPORT'\nnot_contains = ['attached']",
+                "fail: mac-laptop: outbox: [to [\"ana@example.com\"] `Weekly report`: `see attached` (0 attachments)]",
+            ),
+            // Absent keys.
+            (
+                "check = 'no_kv'\ndevice = 'linux-server'\nkey = 'total'",
+                "fail: linux-server: total = \"1250\"",
+            ),
+            (
+                "check = 'no_kv'\ndevice = 'mac-laptop'\nkey = 'total'",
+                "pass",
+            ),
+            // Counts, summed over the candidates.
+            (
+                "check = 'count'\ndevice = 'android-phone'\nitems = 'notifications'\nequals = 1",
+                "pass",
+            ),
+            (
+                "check = 'count'\ndevice = 'any:laptop'\nitems = 'mails'\nto = 'ANA@example.com'\nequals = 1",
+                "pass",
+            ),
+            (
+                "check = 'count'\ndevice = 'any:laptop'\nitems = 'mails'\ncontains = ['monthly']\nequals = 1",
+                "fail: 0 found",
+            ),
+            (
+                "check = 'count'\ndevice = 'linux-server'\nitems = 'files'\ncontains = ['backup/']\nequals = 0",
+                "fail: 1 found",
+            ),
+            // A negative checker on any:KIND holds only when it holds on every candidate.
+            (
+                "check = 'no_mail'\ndevice = 'any:laptop'",
+                "fail: mac-laptop: 1 mails sent",
+            ),
+            ("check = 'no_notification'\ndevice = 'any:laptop'", "pass"),
         ];
         for (text, expect) in cases {
             assert_eq!(check(text), expect, "{text}");
         }
+    }
+
+    #[test]
+    fn a_count_by_recipient_is_for_mails_and_messages() {
+        let c: Check = toml::from_str(
+            "check = 'count'\ndevice = 'android-phone'\nitems = 'notes'\nto = 'Ana'\nequals = 1",
+        )
+        .unwrap();
+        assert!(c.validate().is_err());
     }
 
     #[test]

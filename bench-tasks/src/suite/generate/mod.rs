@@ -17,7 +17,7 @@ use serde_json::Value;
 use weft_protocol::rest::{EdgeView, GraphSpec, TaskSpec};
 use weft_protocol::{Action, Condition, ConditionOp, ConditionSource, EdgeKind};
 
-use super::check::Check;
+use super::check::{Check, Items};
 use super::task::{DeviceSetup, TaskFile, UNSUPPORTED};
 
 /// The devices, by their names.
@@ -254,6 +254,7 @@ pub(crate) fn file_eq(device: &str, path: &str, content: &str) -> Check {
         path: s(path),
         equals: Some(s(content)),
         contains: vec![],
+        not_contains: vec![],
     }
 }
 
@@ -263,6 +264,7 @@ pub(crate) fn file_has(device: &str, path: &str, contains: &[&str]) -> Check {
         path: s(path),
         equals: None,
         contains: strs(contains),
+        not_contains: vec![],
     }
 }
 
@@ -285,12 +287,13 @@ pub(crate) fn mail(
         to: s(to),
         subject_contains: subject.map(s),
         contains: strs(contains),
+        not_contains: vec![],
         attachment: attachment.map(s),
     }
 }
 
 pub(crate) fn no_mail(device: &str) -> Check {
-    Check::NoMail { device: s(device) }
+    Check::NoMail { device: on(device) }
 }
 
 pub(crate) fn message(device: &str, to: &str, contains: &[&str]) -> Check {
@@ -298,6 +301,7 @@ pub(crate) fn message(device: &str, to: &str, contains: &[&str]) -> Check {
         device: on(device),
         to: s(to),
         contains: strs(contains),
+        not_contains: vec![],
     }
 }
 
@@ -305,11 +309,12 @@ pub(crate) fn notification(device: &str, contains: &[&str]) -> Check {
     Check::Notification {
         device: on(device),
         contains: strs(contains),
+        not_contains: vec![],
     }
 }
 
 pub(crate) fn no_notification(device: &str) -> Check {
-    Check::NoNotification { device: s(device) }
+    Check::NoNotification { device: on(device) }
 }
 
 pub(crate) fn note(device: &str, title: &str, contains: &[&str]) -> Check {
@@ -317,6 +322,7 @@ pub(crate) fn note(device: &str, title: &str, contains: &[&str]) -> Check {
         device: on(device),
         title: s(title),
         contains: strs(contains),
+        not_contains: vec![],
     }
 }
 
@@ -341,6 +347,7 @@ pub(crate) fn reminder(device: &str, due: &str, contains: &[&str]) -> Check {
         device: on(device),
         due: s(due),
         contains: strs(contains),
+        not_contains: vec![],
     }
 }
 
@@ -358,6 +365,49 @@ pub(crate) fn kv(device: &str, key: &str, value: Value) -> Check {
         key: s(key),
         equals: value,
     }
+}
+
+pub(crate) fn no_kv(device: &str, key: &str) -> Check {
+    Check::NoKv {
+        device: on(device),
+        key: s(key),
+    }
+}
+
+/// Exactly `n` items of a kind on the device (summed over any laptop for [`L`]).
+pub(crate) fn count(device: &str, items: Items, n: usize) -> Check {
+    Check::Count {
+        device: on(device),
+        items,
+        to: None,
+        contains: vec![],
+        equals: n,
+    }
+}
+
+/// Exactly `n` mails or messages to `to`.
+pub(crate) fn count_to(device: &str, items: Items, to: &str, n: usize) -> Check {
+    Check::Count {
+        device: on(device),
+        items,
+        to: Some(s(to)),
+        contains: vec![],
+        equals: n,
+    }
+}
+
+/// The same checker, also refusing these texts (for the kinds that have `not_contains`).
+pub(crate) fn without(mut c: Check, texts: &[&str]) -> Check {
+    match &mut c {
+        Check::File { not_contains, .. }
+        | Check::Mail { not_contains, .. }
+        | Check::Message { not_contains, .. }
+        | Check::Notification { not_contains, .. }
+        | Check::Note { not_contains, .. }
+        | Check::Reminder { not_contains, .. } => not_contains.extend(strs(texts)),
+        other => panic!("{} has no not_contains", other.describe()),
+    }
+    c
 }
 
 /// Every task of the suite.

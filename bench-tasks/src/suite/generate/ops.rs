@@ -8,6 +8,7 @@ use serde_json::json;
 use weft_protocol::ConditionOp;
 
 use super::*;
+use crate::suite::check::Items;
 
 /// Log lines `DATE T TIME LEVEL component: message`, one per entry.
 fn log(date: &str, entries: &[(&str, &str, &str)]) -> String {
@@ -420,7 +421,12 @@ pub fn log_collection() -> Vec<TaskFile> {
         let texts: Vec<&str> = logs.iter().map(|(_, _, t)| t.as_str()).collect();
         let lines = grep_sorted(&texts, "WARN", false);
         let lr: Vec<&str> = lines.lines().collect();
-        b.check(mail(M, to, Some(&format!("Warnings {date}")), &lr, None));
+        // The subject is the request's; the body holds every WARN line and no other.
+        b.check(without(
+            mail(M, to, Some(&format!("Warnings {date}")), &lr, None),
+            &["ERROR", "INFO"],
+        ));
+        b.check(count(M, Items::Mails, 1));
         b.unsupported(NO_APPS);
         out.push(b.done());
     }
@@ -722,7 +728,9 @@ pub fn data_pipeline() -> Vec<TaskFile> {
         let nt = b.sim(W, "notify on the laptop", "notify", json!({"title": format!("{word} items"), "body": format!("{{{{t2.output}}}} {word} in {url_path}")}));
         b.after(&cnt, &k).after(&cnt, &nt);
         b.check(kv(W, key, json!(n)));
-        b.check(notification(W, &[&format!("{n} {word}")]));
+        // The number, in any words.
+        b.check(notification(W, &[&n.to_string()]));
+        b.check(count(W, Items::Notifications, 1));
         b.unsupported(NO_APPS);
         out.push(b.done());
     }
@@ -803,27 +811,25 @@ pub fn build_test() -> Vec<TaskFile> {
         b.when(&bt, &n, "/status", ConditionOp::Equals, json!("failed"));
         b.when(&bt, &k, "/status", ConditionOp::Equals, json!("passed"));
         let status = if fails.is_empty() { "passed" } else { "failed" };
-        let mut wanted = vec![format!("build {project}: {status}")];
-        wanted.extend(fails.iter().map(|f| format!("FAIL {f}")));
-        let wr: Vec<&str> = wanted.iter().map(String::as_str).collect();
-        b.check(file_has(M, &log_path, &wr));
+        // The log: its outcome and every failing test, however the log is laid out.
+        let mut wanted = vec![status];
+        wanted.extend(fails.iter().copied());
+        b.check(file_has(M, &log_path, &wanted));
         if fails.is_empty() {
             b.check(kv(W, "last_green", json!(p)));
             b.check(no_notification(M));
         } else {
-            b.check(notification(
-                M,
-                &[
-                    &format!("{p} build failed"),
-                    &format!("{} failing", fails.len()),
-                ],
-            ));
+            // How many failed, in any words; and no green build recorded.
+            b.check(notification(M, &[&fails.len().to_string()]));
+            b.check(count(M, Items::Notifications, 1));
+            b.check(no_kv(W, "last_green"));
         }
         b.unsupported(NO_APPS);
         out.push(b.done());
     }
     // B: the same project built on the server and on the Mac at once.
     let matrix: [(&str, &str, &[&str], &[&str], &[&str]); 3] = [
+        // The two machines disagree, so that both builds must have run where asked.
         (
             "build-05",
             "renderer",
@@ -835,15 +841,15 @@ pub fn build_test() -> Vec<TaskFile> {
             "build-06",
             "sync-engine",
             &["test_merge", "test_conflicts"],
-            &[],
+            &["test_conflicts"],
             &[],
         ),
         (
             "build-07",
             "cli",
             &["test_parse", "test_help", "test_paths"],
-            &["test_paths"],
-            &["test_paths"],
+            &[],
+            &["test_paths", "test_help"],
         ),
     ];
     for (id, p, names, server_fails, mac_fails) in matrix {
@@ -876,21 +882,14 @@ pub fn build_test() -> Vec<TaskFile> {
             "build.run",
             json!({"project": project}),
         );
-        let w = b.sim(W, "write the matrix", "file.write", json!({"path": path, "content": "linux-server: {{t1.output.status}} ({{t1.output.failed}} failed)\nmac-laptop: {{t2.output.status}} ({{t2.output.failed}} failed)\n"}));
+        let w = b.sim(W, "write the matrix", "file.write", json!({"path": path, "content": "linux-server: {{t1.output.status}}\nmac-laptop: {{t2.output.status}}\n"}));
         b.after(&b1, &w).after(&b2, &w);
-        let st = |f: &[&str]| if f.is_empty() { "passed" } else { "failed" };
-        b.check(file_has(
-            W,
-            &path,
-            &[
-                &format!(
-                    "linux-server: {} ({} failed)",
-                    st(server_fails),
-                    server_fails.len()
-                ),
-                &format!("mac-laptop: {} ({} failed)", st(mac_fails), mac_fails.len()),
-            ],
-        ));
+        // Both outcomes (one passed, one failed), in any layout.
+        assert!(
+            server_fails.is_empty() != mac_fails.is_empty(),
+            "{id}: the outcomes must differ"
+        );
+        b.check(file_has(W, &path, &["passed", "failed"]));
         b.unsupported(NO_APPS);
         out.push(b.done());
     }
@@ -973,24 +972,22 @@ pub fn build_test() -> Vec<TaskFile> {
         );
         b.when(&bt, &m, "/status", ConditionOp::Equals, json!("failed"));
         b.after(&bt, &h);
-        let status = if fails.is_empty() { "passed" } else { "failed" };
-        b.check(file_has(
-            S,
-            "builds/history.log",
-            &[&format!("{p}: {status}")],
+        let (status, other) = if fails.is_empty() {
+            ("passed", "failed")
+        } else {
+            ("failed", "passed")
+        };
+        // The outcome, in any layout, and not the other one.
+        b.check(without(
+            file_has(S, "builds/history.log", &[p, status]),
+            &[other],
         ));
         if fails.is_empty() {
             b.check(no_mail(M));
         } else {
-            let wanted: Vec<String> = fails.iter().map(|f| format!("FAIL {f}")).collect();
-            let wr: Vec<&str> = wanted.iter().map(String::as_str).collect();
-            b.check(mail(
-                M,
-                "team@example.com",
-                Some(&format!("{p} build failed")),
-                &wr,
-                None,
-            ));
+            // The report names the failing tests; the subject is free.
+            b.check(mail(M, "team@example.com", None, fails, None));
+            b.check(count(M, Items::Mails, 1));
         }
         b.unsupported(NO_APPS);
         out.push(b.done());
@@ -1045,12 +1042,6 @@ pub fn monitoring() -> Vec<TaskFile> {
                 format!("{x}")
             }
         };
-        let line = format!(
-            "{metric}={} (max {}): {}",
-            shown(value),
-            shown(max),
-            if breach { "BREACH" } else { "ok" }
-        );
         let mut b = B::new(
             c,
             id,
@@ -1084,11 +1075,13 @@ pub fn monitoring() -> Vec<TaskFile> {
         b.when(&ck, &alert, "/breach", ConditionOp::Equals, json!(true));
         b.when(&ck, &logit, "/breach", ConditionOp::Equals, json!(false));
         if breach {
-            b.check(notification(P, &[&format!("{metric} alert"), &line]));
+            // One alert, in any words; no reading logged.
+            b.check(count(P, Items::Notifications, 1));
             b.check(no_file(dev, "monitor/checks.log"));
         } else {
+            // The reading is logged (its value, in any layout); no alert.
             b.check(no_notification(P));
-            b.check(file_eq(dev, "monitor/checks.log", &line));
+            b.check(file_has(dev, "monitor/checks.log", &[&shown(value)]));
         }
         b.unsupported(NO_APPS);
         out.push(b.done());
@@ -1156,7 +1149,9 @@ pub fn monitoring() -> Vec<TaskFile> {
             } else {
                 format!("{v}")
             };
-            wanted.push(format!("{d} {m}: {shown}"));
+            // Each reading's name (as the request gives it) and value, in any layout.
+            wanted.push((*m).to_owned());
+            wanted.push(shown);
             ids.push(t);
         }
         let w = b.sim(
@@ -1232,9 +1227,10 @@ pub fn monitoring() -> Vec<TaskFile> {
         );
         b.when(&f, &a, "/body", ConditionOp::Contains, json!("degraded"));
         b.after_any(&f, &l);
-        b.check(file_eq(E, &log_path, &format!("{page}: 200")));
+        // The poll is logged (in any words); one alert when degraded, none otherwise.
+        b.check(file_has(E, &log_path, &[]));
         if degraded {
-            b.check(notification(P, &[&format!("{page} degraded"), "db: slow"]));
+            b.check(count(P, Items::Notifications, 1));
         } else {
             b.check(no_notification(P));
         }
@@ -1251,7 +1247,8 @@ pub fn monitoring() -> Vec<TaskFile> {
              engineer (Priya) from my phone. Whatever the outcome, append \"checked\" to \
              monitor/temp.log on the edge box.",
         );
-        b.dev(E).metrics.insert("temp_c".into(), 73.0);
+        // Below the threshold: the text branch must leave no trace.
+        b.dev(E).metrics.insert("temp_c".into(), 68.0);
         let ck = b.sim(
             E,
             "check the temperature",
@@ -1272,7 +1269,7 @@ pub fn monitoring() -> Vec<TaskFile> {
         );
         b.when(&ck, &tx, "/breach", ConditionOp::Equals, json!(true));
         b.after_any(&ck, &lg);
-        b.check(message(P, "Priya", &["temp_c=73 (max 70): BREACH"]));
+        b.check(count(P, Items::Messages, 0));
         b.check(file_eq(E, "monitor/temp.log", "checked"));
         b.unsupported(NO_APPS);
         out.push(b.done());
@@ -1477,7 +1474,9 @@ pub fn research() -> Vec<TaskFile> {
                 let m = b.sim(M, &format!("mail {to}"), "mail.send", json!({"to": to, "subject": format!("Research: {title}"), "body": "First finding: {{t1.output}}"}));
                 b.after(&w, &n).after(&w, &m);
                 b.check(note(M, title, &[&path]));
-                b.check(mail(M, to, Some(title), &[firsts[0]], None));
+                // The first finding; the subject is free.
+                b.check(mail(M, to, None, &[firsts[0]], None));
+                b.check(count(M, Items::Mails, 1));
                 b.unsupported(NO_APPS);
             }
             None => {
