@@ -964,3 +964,60 @@ fn esc(s: &str) -> String {
 fn escape_md(s: &str) -> String {
     s.replace('|', "\\|")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::suite::task::default_suite;
+
+    #[test]
+    fn failures_are_counted_by_kind_and_partial_credit_averages_over_tasks() {
+        let suite = Suite::load(&default_suite()).unwrap();
+        let mut results: Vec<TaskResult> = suite.tasks[..5].iter().map(TaskResult::new).collect();
+        let outcomes = ["ran", "planner_error", "no_plan", "error", "not_run"];
+        for (r, o) in results.iter_mut().zip(outcomes) {
+            r.outcome = o.into();
+            r.note = format!("because {o}");
+        }
+        // The one that ran: half its checkers held (or its only one).
+        let r = &mut results[0];
+        r.checks_passed = r.checks_total.div_ceil(2);
+        let credit = f64::from(r.checks_passed) / f64::from(r.checks_total);
+        let run = ModeRun::new("parallel", results, vec![], BTreeMap::new());
+        let s = &run.summary;
+        assert_eq!((s.submitted, s.planner_failed, s.run_errors), (1, 2, 2));
+        assert_eq!(s.check_credit, round3(credit / 5.0));
+        let total: u32 = s.checks_by_kind.values().map(|t| t.total).sum();
+        assert_eq!(total, s.checks_total);
+
+        let opts = RunOptions {
+            suite: default_suite(),
+            planner: crate::suite::PlannerKind::Reference,
+            llm: Default::default(),
+            mode: crate::suite::Mode::Parallel,
+            faults: crate::suite::Faults::None,
+            seed: 1,
+            filter: vec![],
+            latency_scale: 1.0,
+            fail_rate: None,
+            agent_bin: "weft-bench".into(),
+            task_timeout: std::time::Duration::from_secs(1),
+            keep_dir: None,
+            command: "test".into(),
+        };
+        let mut report = Report::new(&opts, &suite, vec![run]);
+        report.aborted = Some("the sequential pass could not start".into());
+        let md = report.markdown();
+        assert!(
+            md.contains("**The run stopped before its end:** the sequential pass"),
+            "{md}"
+        );
+        assert!(
+            md.contains("(planner_error): because planner_error"),
+            "{md}"
+        );
+        assert!(md.contains("(not_run): because not_run"), "{md}");
+        let back: Report = serde_json::from_str(&serde_json::to_string(&report).unwrap()).unwrap();
+        assert_eq!(back, report);
+    }
+}
