@@ -33,6 +33,19 @@ pub fn on_one_device(t: &TaskFile, device: &str) -> TaskFile {
     v
 }
 
+/// The devices the plan names (by name, or `kind:KIND`).
+pub fn plan_devices(t: &TaskFile) -> BTreeSet<String> {
+    t.plan.tasks.iter().map(label).collect()
+}
+
+fn label(task: &weft_protocol::rest::TaskSpec) -> String {
+    match (&task.device, &task.device_kind) {
+        (Some(d), _) => d.as_str().to_owned(),
+        (None, Some(k)) => format!("kind:{k}"),
+        (None, None) => "anywhere".to_owned(),
+    }
+}
+
 /// Tasks of the plan reached through a condition edge (they may not run).
 fn conditional(t: &TaskFile) -> BTreeSet<String> {
     let mut out: BTreeSet<String> = t
@@ -71,11 +84,7 @@ pub fn state_devices(t: &TaskFile) -> BTreeSet<String> {
             Some(Action::HttpGet { .. }) | None => false,
             Some(_) => true,
         })
-        .map(|task| match (&task.device, &task.device_kind) {
-            (Some(d), _) => d.as_str().to_owned(),
-            (None, Some(k)) => format!("kind:{k}"),
-            (None, None) => "anywhere".to_owned(),
-        })
+        .map(label)
         .collect()
 }
 
@@ -96,25 +105,14 @@ fn can_run_all(t: &TaskFile, device: &devices::Device) -> bool {
     })
 }
 
-/// The device a one-device shortcut would pick: of those that can run every task, the one the
-/// checkers look at most (then the one the plan uses most). `None` when no device can.
-pub fn one_device_for(t: &TaskFile) -> Option<&'static str> {
+/// The devices a one-device shortcut could pick: those the plan uses (either laptop for a
+/// task placed on any laptop) that can run every task of it.
+pub fn one_devices_for(t: &TaskFile) -> Vec<&'static str> {
+    let used = plan_devices(t);
     devices::all()
         .iter()
+        .filter(|d| used.contains(d.name) || used.contains(&format!("kind:{}", d.kind)))
         .filter(|d| can_run_all(t, d))
-        .max_by_key(|d| {
-            let checked = t
-                .checks
-                .iter()
-                .filter(|c| c.candidates().contains(&d.name))
-                .count();
-            let used = t
-                .plan
-                .tasks
-                .iter()
-                .filter(|task| task.device.as_ref().is_some_and(|x| x.as_str() == d.name))
-                .count();
-            (checked, used)
-        })
         .map(|d| d.name)
+        .collect()
 }

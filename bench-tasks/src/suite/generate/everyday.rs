@@ -1082,6 +1082,7 @@ pub fn calendar() -> Vec<TaskFile> {
         b.check(event(M, title, start, Some(from)));
         // What the mail asks to prepare; the reminder's own words are free.
         b.check(reminder(P, due, &[last_line]));
+        b.check(count(P, Items::Reminders, 1));
         b.check(count(M, Items::Events, 1));
         b.unsupported(NO_APPS);
         out.push(b.done());
