@@ -143,7 +143,7 @@ impl Catalog {
         let mut tools: BTreeMap<(String, String), &weft_protocol::ToolSpec> = BTreeMap::new();
         for d in devices {
             for t in &d.tools {
-                if d.info.capabilities.iter().any(|c| *c == t.executor) {
+                if d.info.capabilities.contains(&t.executor) {
                     tools
                         .entry((t.executor.clone(), t.name.clone()))
                         .or_insert(t);

@@ -274,6 +274,26 @@ fn check_task(
                     d,
                 ));
             }
+            if let Some((executor, tool)) = spec.action.as_ref().and_then(tool_of)
+                && !d.tools.is_empty()
+                && !d
+                    .tools
+                    .iter()
+                    .any(|t| t.executor == executor && t.name == tool)
+            {
+                let mut has: Vec<&str> = d
+                    .tools
+                    .iter()
+                    .filter(|t| t.executor == executor)
+                    .map(|t| t.name.as_str())
+                    .collect();
+                has.sort_unstable();
+                return Err(format!(
+                    "task {id}: device `{name}` does not run the tool `{tool}`; run it on a \
+                     device that does, or use one of {name}'s: {}",
+                    has.join(", ")
+                ));
+            }
         }
         (None, Some(kind)) => {
             let of_kind: Vec<&&DeviceProfile> =
@@ -301,6 +321,16 @@ fn check_task(
         }
     }
     Ok(())
+}
+
+/// The executor and tool of an action that names one (`sim`, `phone`, `adb`).
+fn tool_of(a: &weft_protocol::Action) -> Option<(&'static str, &str)> {
+    match a {
+        weft_protocol::Action::Sim { op, .. } => Some(("sim", op)),
+        weft_protocol::Action::Phone { tool, .. } => Some(("phone", tool)),
+        weft_protocol::Action::Adb { tool, .. } => Some(("adb", tool)),
+        _ => None,
+    }
 }
 
 fn missing(id: &str, spec: &TaskSpec, who: &str, wanted: &str, d: &DeviceProfile) -> String {
@@ -595,12 +625,36 @@ mod tests {
     }
 
     #[test]
+    fn a_tool_must_be_one_the_device_runs() {
+        let mut devs = devices();
+        devs[2].info.capabilities.push("sim".into());
+        devs[2].tools = vec![weft_protocol::ToolSpec {
+            executor: "sim".into(),
+            name: "metric.read".into(),
+            description: "read a metric".into(),
+            args: serde_json::json!({"type": "object"}),
+        }];
+        let refs: Vec<&DeviceProfile> = devs.iter().collect();
+        let answer = r#"{"tasks": [{"id": "t1", "name": "x", "on": "server", "run": {"tool": "notify", "with": {"title": "a", "body": "b"}}}, {"id": "t2", "name": "y", "on": "server", "run": {"tool": "metric.read", "with": {"name": "cpu"}}}]}"#;
+        let Err(e) = plan(answer, &refs, "do it") else {
+            panic!("refused");
+        };
+        assert_eq!(
+            e,
+            [
+                "task t1: device `server` does not run the tool `notify`; run it on a device that \
+              does, or use one of server's: metric.read"
+            ]
+        );
+    }
+
+    #[test]
     fn a_device_the_request_names_must_be_used() {
         check_for(
             "print hi on the server",
             &format!(r#"{{"tasks": [{T1}]}}"#),
-            "the request names the device server (\"server\") but no task runs on it: run the \
-             steps the request gives that device on it",
+            "the request names the device server (as \"server\") but no task runs on it: set \
+             \"on\": \"server\" for the task(s) the request gives that device",
         );
     }
 

@@ -81,9 +81,9 @@ pub(crate) fn named_devices_unused(
             .collect();
         if let Some(word) = named.first() {
             errors.push(format!(
-                "the request names the device {} (\"{word}\") but no task runs on it: run the \
-                 steps the request gives that device on it",
-                d.info.name
+                "the request names the device {name} (as \"{word}\") but no task runs on it: \
+                 set \"on\": \"{name}\" for the task(s) the request gives that device",
+                name = d.info.name
             ));
         }
     }
@@ -207,8 +207,8 @@ mod tests {
                 &["windows-laptop", "android-phone"]
             ),
             [
-                "the request names the device mac-laptop (\"mac\") but no task runs on it: run \
-              the steps the request gives that device on it"
+                "the request names the device mac-laptop (as \"mac\") but no task runs on it: \
+              set \"on\": \"mac-laptop\" for the task(s) the request gives that device"
             ]
         );
         assert!(
