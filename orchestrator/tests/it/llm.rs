@@ -47,8 +47,10 @@ fn shell(command: &str) -> Value {
     json!({"kind": "shell", "command": command})
 }
 
-fn edge(from: &str, to: &str) -> Value {
-    json!({"from": from, "to": to, "kind": "success", "condition": null})
+/// A task of a plan as the model writes it: `run` after the tasks in `needs`.
+fn step(id: &str, device: &str, run: Value, needs: &[&str]) -> Value {
+    json!({"id": id, "name": format!("do {id}"), "needs": needs, "on": device, "run": run,
+           "when": null})
 }
 
 fn finish() -> Reply {
@@ -57,10 +59,10 @@ fn finish() -> Reply {
 
 /// A plan: `hello` on the laptop, then the phone writes what it printed to `got.txt`.
 fn hello_plan() -> Value {
-    json!({"tasks": [
-        task("t1", "laptop", shell("echo hello-from-laptop")),
-        task("t2", "phone", json!({"kind": "write_file", "path": "got.txt", "content": "{{t1.output}}"})),
-    ], "edges": [edge("t1", "t2")]})
+    json!({"refuse": null, "tasks": [
+        step("t1", "laptop", shell("echo hello-from-laptop"), &[]),
+        step("t2", "phone", json!({"tool": "write_file", "with": {"path": "got.txt", "content": "{{t1.output}}"}}), &["t1"]),
+    ]})
 }
 
 async fn submit(h: &Harness, text: &str) -> (StatusCode, Value) {
@@ -131,9 +133,7 @@ async fn llm_plan_runs_end_to_end() {
     let platform = weft_agent::platform();
     for name in ["laptop", "phone", "server"] {
         assert!(
-            system.contains(&format!(
-                r#""kind":"{name}","name":"{name}","platform":"{platform}""#
-            )),
+            system.contains(&format!("- {name} ({name}, {platform}): ")),
             "{system}"
         );
     }
@@ -176,8 +176,8 @@ async fn llm_invalid_plans_are_repaired_with_their_errors() {
     let llm = ScriptedLlm::start().await;
     llm.push(Reply::content("Sure! First echo hello, then save it."));
     let mut bad = hello_plan();
-    bad["edges"].as_array_mut().unwrap().push(edge("t2", "t1"));
-    bad["tasks"][1]["device"] = json!("toaster");
+    bad["tasks"][0]["on"] = json!("kettle");
+    bad["tasks"][1]["on"] = json!("toaster");
     llm.push(Reply::json(&bad));
     llm.push(Reply::json(&hello_plan()));
     llm.set_fallback(finish());
@@ -196,8 +196,10 @@ async fn llm_invalid_plans_are_repaired_with_their_errors() {
     let third = got[2].last_message();
     assert!(
         third.contains(
-            "1. task t2: device `toaster` is not one of the online devices (laptop, phone, server)"
-        ) && third.contains("2. invalid plan: the task graph has a cycle (involving t1, t2)"),
+            "1. task t1: device `kettle` is not one of the online devices (laptop, phone, server)"
+        ) && third.contains(
+            "2. task t2: device `toaster` is not one of the online devices (laptop, phone, server)"
+        ),
         "{third}"
     );
     let v = h.wait_done(v.id.as_str()).await;
@@ -224,7 +226,7 @@ async fn llm_invalid_plans_are_repaired_with_their_errors() {
 async fn llm_plan_still_invalid_after_repairs_is_refused() {
     let llm = ScriptedLlm::start().await;
     let mut bad = hello_plan();
-    bad["tasks"][0]["device"] = json!("toaster");
+    bad["tasks"][0]["on"] = json!("toaster");
     llm.set_fallback(Reply::json(&bad));
     let h = start(&llm.base_url(), |o| o.planner.repair_rounds = 1).await;
     let (status, body) = submit(&h, "say hello").await;
@@ -248,10 +250,10 @@ async fn llm_plan_still_invalid_after_repairs_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn llm_revise_round_adds_a_task() {
     let llm = ScriptedLlm::start().await;
-    llm.push(Reply::json(&json!({"tasks": [
-        task("t1", "laptop", shell("echo first")),
-        task("t2", "server", shell("sleep 1; echo second")),
-    ], "edges": [edge("t1", "t2")]})));
+    llm.push(Reply::json(&json!({"refuse": null, "tasks": [
+        step("t1", "laptop", shell("echo first"), &[]),
+        step("t2", "server", shell("sleep 1; echo second"), &["t1"]),
+    ]})));
     llm.push(Reply::json(
         &json!({"decision": "edit", "reason": "keep a note", "ops": [
             {"op": "add_task", "task": task("t3", "phone",
@@ -381,10 +383,10 @@ async fn llm_cassette_record_then_replay() {
 
     // Record: a plan, and a revision that adds a task.
     let llm = ScriptedLlm::start().await;
-    llm.push(Reply::json(&json!({"tasks": [
-        task("t1", "laptop", shell("echo first")),
-        task("t2", "server", shell("sleep 1; echo second")),
-    ], "edges": [edge("t1", "t2")]})));
+    llm.push(Reply::json(&json!({"refuse": null, "tasks": [
+        step("t1", "laptop", shell("echo first"), &[]),
+        step("t2", "server", shell("sleep 1; echo second"), &["t1"]),
+    ]})));
     llm.push(Reply::json(
         &json!({"decision": "edit", "reason": "keep a note", "ops": [
             {"op": "add_task", "task": task("t3", "phone", shell("echo note"))},

@@ -55,13 +55,13 @@ async fn an_llm_planned_instruction_runs_on_the_device_with_a_model() {
     let planner = ScriptedLlm::start().await;
     let device = ScriptedLlm::start().await;
     // t1: an explicit action on the server; t2: no action, so a device with `llm`.
-    planner.push(Reply::json(&json!({"tasks": [
-        {"id": "t1", "title": "t1", "instruction": "print the number", "device": "server",
-         "device_kind": null, "capabilities": [], "max_turns": null,
-         "action": {"kind": "shell", "command": "echo 42"}},
-        {"id": "t2", "title": "t2", "instruction": "add one to the number t1 printed and save it in answer.txt",
-         "device": null, "device_kind": null, "capabilities": [], "max_turns": 5, "action": null},
-    ], "edges": [{"from": "t1", "to": "t2", "kind": "success", "condition": null}]})));
+    planner.push(Reply::json(&json!({"refuse": null, "tasks": [
+        {"id": "t1", "name": "print the number", "needs": [], "on": "server",
+         "run": {"tool": "shell", "with": {"command": "echo 42"}}, "when": null},
+        {"id": "t2", "name": "add one to the number t1 printed and save it in answer.txt",
+         "needs": ["t1"], "on": "laptop", "run": {"tool": "llm", "with": {"max_turns": 5}},
+         "when": null},
+    ]})));
     planner.set_fallback(Reply::json(
         &json!({"decision": "finish", "reason": "done"}),
     ));
