@@ -67,7 +67,7 @@ async fn plan(
         (status = 201, description = "Planned and running", body = RequestView),
         (status = 400, description = "Malformed body or empty text", body = ErrorBody),
         (status = 413, description = "Text or plan too large", body = ErrorBody),
-        (status = 422, description = "Not plannable, or names an unknown device; `plan_invalid`: the LLM planner's plan was still invalid after its repair rounds", body = ErrorBody),
+        (status = 422, description = "Not plannable, or names an unknown device; `plan_invalid`: the LLM planner's plan was still invalid after its repair rounds; `plan_refused`: the LLM planner refused the request (destructive, or a device that is not there)", body = ErrorBody),
         (status = 502, description = "The LLM planner's endpoint failed: `llm_unreachable`, `llm_http_error`, `llm_bad_response`, `llm_cassette_miss`", body = ErrorBody),
         (status = 504, description = "`llm_timeout`: the LLM planner's endpoint did not answer in time", body = ErrorBody),
     ),
