@@ -646,3 +646,42 @@ fn truncation_cuts_at_a_char_boundary_and_says_so() {
         "h… [truncated: 1 of 12 bytes shown]"
     );
 }
+
+/// Against a real model: `WEFT_TEST_LLM_BASE_URL` and `WEFT_TEST_LLM_MODEL`. CI has no model;
+/// run it with `cargo test -p weft-agent -- --ignored live_`.
+#[tokio::test]
+#[ignore = "needs a live model at WEFT_TEST_LLM_BASE_URL"]
+async fn live_model_finds_the_largest_file() {
+    let base = std::env::var("WEFT_TEST_LLM_BASE_URL").expect("WEFT_TEST_LLM_BASE_URL");
+    let model = std::env::var("WEFT_TEST_LLM_MODEL")
+        .unwrap_or_else(|_| "qwen2.5-coder-1.5b-instruct".into());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("small.txt"), "a").unwrap();
+    std::fs::write(dir.path().join("big.log"), "x".repeat(5000)).unwrap();
+    std::fs::write(dir.path().join("medium.csv"), "y".repeat(300)).unwrap();
+    let mut env = TestEnv::with_policy(Policy::default());
+    let mut c = LlmConfig::new(&base, &model);
+    c.client.timeout = Duration::from_secs(600);
+    env.tools.llm = Some(Arc::new(Llm::new(&c).unwrap()));
+    let r = run_llm(
+        &env,
+        dir.path(),
+        "find the largest file in your working directory and write its name to result.txt",
+        BTreeMap::new(),
+        6,
+        vec![],
+    )
+    .await;
+    assert_eq!(r.outcome.status, ResultStatus::Succeeded, "{:?}", r.outcome);
+    assert!(
+        r.outcome.output.data["tool_calls"].as_u64().unwrap() >= 1,
+        "{:?}",
+        r.outcome
+    );
+    let got = std::fs::read_to_string(dir.path().join("result.txt")).unwrap_or_default();
+    assert!(
+        got.contains("big.log"),
+        "result.txt: {got:?}; {:?}",
+        r.outcome
+    );
+}

@@ -502,3 +502,35 @@ async fn the_same_situation_gives_the_same_request() {
     );
     llm.stop().await;
 }
+
+/// Against a real model: `WEFT_TEST_LLM_BASE_URL` (e.g. `http://127.0.0.1:8088/v1` from
+/// `../shared/tools/local-llm.sh`) and `WEFT_TEST_LLM_MODEL`. CI has no model, so it is ignored
+/// there; run it with `cargo test -p weft-planner -- --ignored live_`.
+#[tokio::test]
+#[ignore = "needs a live model at WEFT_TEST_LLM_BASE_URL"]
+async fn live_model_plans_a_two_device_request() {
+    let base = std::env::var("WEFT_TEST_LLM_BASE_URL").expect("WEFT_TEST_LLM_BASE_URL");
+    let model = std::env::var("WEFT_TEST_LLM_MODEL")
+        .unwrap_or_else(|_| "qwen2.5-coder-1.5b-instruct".into());
+    let mut client = ClientConfig::new(base, model);
+    client.timeout = Duration::from_secs(600);
+    let p = LlmPlanner::new(LlmPlannerConfig::new(client)).unwrap();
+    let calls = CallLog::default();
+    let plan = plan(
+        &p,
+        "Read notes.txt on the laptop and write its content to copy.txt on the phone.",
+        &calls,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}; calls: {:#?}", calls.take()));
+    let on = |d: &str| {
+        plan.tasks
+            .iter()
+            .any(|t| t.target == Target::Device(d.into()))
+    };
+    assert!(on("laptop") && on("phone"), "{plan:#?}");
+    assert!(
+        !plan.edges.is_empty(),
+        "the phone's task waits for the laptop's: {plan:#?}"
+    );
+}
