@@ -1968,11 +1968,10 @@ mod tests {
         config.sim = Some(SimConfig::new("edge-box"));
         let tools = crate::exec::Toolbox::discover(&config);
         assert!(crate::exec::capabilities(&config, &tools).contains(&"sim".to_owned()));
-        assert!(
-            crate::exec::tool_specs(&config, &tools)
-                .iter()
-                .any(|t| t.executor == "sim" && t.name == "mail.send")
-        );
+        let specs = crate::exec::tool_specs(&config, &tools);
+        let offers = |op: &str| specs.iter().any(|t| t.executor == "sim" && t.name == op);
+        // The edge box has the monitoring app, not mail.
+        assert!(offers("metric.check") && !offers("mail.send"));
         // The owner's policy can leave it out.
         config.policy.executors = Some(vec!["fs".into()]);
         assert!(!crate::exec::capabilities(&config, &tools).contains(&"sim".to_owned()));
