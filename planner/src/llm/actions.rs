@@ -221,22 +221,40 @@ impl Catalog {
             .join("\n")
     }
 
-    /// The devices, one per line, with the tools each runs.
+    /// The devices, one per line, with the tools each runs. With several devices, the tools
+    /// that every one runs come first, once, and each device's line lists only the others:
+    /// what sets the devices apart is what a planner must see.
     pub(crate) fn devices_prompt(&self, devices: &[&DeviceProfile]) -> String {
-        devices
-            .iter()
-            .zip(&self.by_device)
-            .map(|(d, runs)| {
-                let platform = d.platform.as_deref().unwrap_or("unknown platform");
-                format!(
-                    "- {} ({}, {platform}): {}",
-                    d.info.name,
-                    d.info.kind,
-                    runs.join(", ")
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+        let common: Vec<&String> = match self.by_device.split_first() {
+            Some((first, rest)) if !rest.is_empty() => first
+                .iter()
+                .filter(|t| rest.iter().all(|runs| runs.contains(t)))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut lines = Vec::with_capacity(devices.len() + 1);
+        if !common.is_empty() {
+            let names: Vec<&str> = common.iter().map(|t| t.as_str()).collect();
+            lines.push(format!("Every device runs: {}.", names.join(", ")));
+        }
+        for (d, runs) in devices.iter().zip(&self.by_device) {
+            let platform = d.platform.as_deref().unwrap_or("unknown platform");
+            let own: Vec<&str> = runs
+                .iter()
+                .filter(|t| !common.contains(t))
+                .map(String::as_str)
+                .collect();
+            let tools = match (common.is_empty(), own.is_empty()) {
+                (true, _) => own.join(", "),
+                (false, true) => "nothing more".to_owned(),
+                (false, false) => format!("also {}", own.join(", ")),
+            };
+            lines.push(format!(
+                "- {} ({}, {platform}): {tools}",
+                d.info.name, d.info.kind
+            ));
+        }
+        lines.join("\n")
     }
 }
 
@@ -399,6 +417,19 @@ mod tests {
             json!({"const": "notify"})
         );
         assert_eq!(variants[3]["required"], json!(["tool", "with"]));
+    }
+
+    #[test]
+    fn tools_every_device_runs_are_listed_once() {
+        let phone = device("phone", "phone", &["fs", "sim"], vec![notify()]);
+        let laptop = device("laptop", "laptop", &["fs"], vec![]);
+        let c = Catalog::new(&[&laptop, &phone], "");
+        assert_eq!(
+            c.devices_prompt(&[&laptop, &phone]),
+            "Every device runs: read_file, write_file.\n\
+             - laptop (laptop, linux): nothing more\n\
+             - phone (phone, linux): also notify"
+        );
     }
 
     #[test]

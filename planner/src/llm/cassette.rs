@@ -11,7 +11,9 @@
 //! written in. `response` is the answer's body as JSON (`response_text` holds it as a string
 //! when it is not JSON). Only bodies are saved: headers, and so the API key, never are.
 //!
-//! Recording appends to the file (delete it to start over). Replaying answers each request with
+//! Recording appends to the file, and answers a request the file already holds from the file,
+//! as a replay would: an interrupted run, or one whose prompts changed in part, calls the
+//! endpoint only for what is new (delete the file to start over). Replaying answers each request with
 //! the exchanges recorded for its key, in recorded order, repeating the last one when they run
 //! out; a request that was never recorded is an error ([`Error::CassetteMiss`]), never a
 //! network call. Transient failures (`429`, `5xx`) are not recorded.
@@ -32,7 +34,8 @@ use super::client::Error;
 pub enum CassetteMode {
     #[default]
     Off,
-    /// Call the endpoint and append every exchange to this file.
+    /// Answer what this file holds from it; call the endpoint for the rest and append those
+    /// exchanges to it.
     Record(PathBuf),
     /// Answer only from this file; never touch the network.
     Replay(PathBuf),
@@ -54,7 +57,8 @@ struct Tape {
 #[derive(Debug)]
 pub(crate) struct Cassette {
     path: PathBuf,
-    replay: Option<Mutex<HashMap<String, Tape>>>,
+    tapes: Mutex<HashMap<String, Tape>>,
+    /// The file, open for appending, in record mode; `None` in replay mode.
     record: Option<Mutex<std::fs::File>>,
 }
 
@@ -64,6 +68,11 @@ impl Cassette {
         match mode {
             CassetteMode::Off => Ok(None),
             CassetteMode::Record(path) => {
+                let tapes = match std::fs::read_to_string(path) {
+                    Ok(text) => tapes(path, &text)?,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
+                    Err(e) => return Err(io_error(path, &e)),
+                };
                 let file = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
@@ -71,60 +80,42 @@ impl Cassette {
                     .map_err(|e| io_error(path, &e))?;
                 Ok(Some(Self {
                     path: path.clone(),
-                    replay: None,
+                    tapes: Mutex::new(tapes),
                     record: Some(Mutex::new(file)),
                 }))
             }
             CassetteMode::Replay(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| io_error(path, &e))?;
-                let mut tapes: HashMap<String, Tape> = HashMap::new();
-                for (i, line) in text.lines().enumerate() {
-                    if line.trim().is_empty() {
-                        continue;
-                    }
-                    let (key, answer) = parse_line(line).map_err(|reason| Error::Cassette {
-                        path: path.display().to_string(),
-                        reason: format!("line {}: {reason}", i + 1),
-                    })?;
-                    tapes
-                        .entry(key)
-                        .or_insert_with(|| Tape {
-                            answers: Vec::new(),
-                            next: 0,
-                        })
-                        .answers
-                        .push(answer);
-                }
                 Ok(Some(Self {
                     path: path.clone(),
-                    replay: Some(Mutex::new(tapes)),
+                    tapes: Mutex::new(tapes(path, &text)?),
                     record: None,
                 }))
             }
         }
     }
 
-    pub(crate) fn is_replay(&self) -> bool {
-        self.replay.is_some()
-    }
-
-    /// The recorded answer to `request`.
-    pub(crate) fn replay(&self, request: &Value) -> Result<Recorded, Error> {
+    /// The recorded answer to `request`: in replay mode, a request never recorded is
+    /// [`Error::CassetteMiss`]; in record mode it is `None` (ask the endpoint, then
+    /// [`Self::record`] the answer).
+    pub(crate) fn answer(&self, request: &Value) -> Result<Option<Recorded>, Error> {
         let key = key(request);
-        let miss = || Error::CassetteMiss {
-            path: self.path.display().to_string(),
-            key: key.clone(),
-        };
-        let Some(tapes) = &self.replay else {
-            return Err(miss());
-        };
-        let mut tapes = tapes
+        let mut tapes = self
+            .tapes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let tape = tapes.get_mut(&key).ok_or_else(miss)?;
-        let i = tape.next.min(tape.answers.len().saturating_sub(1));
-        tape.next += 1;
-        tape.answers.get(i).cloned().ok_or_else(miss)
+        let found = tapes.get_mut(&key).and_then(|tape| {
+            let i = tape.next.min(tape.answers.len().saturating_sub(1));
+            tape.next += 1;
+            tape.answers.get(i).cloned()
+        });
+        match found {
+            None if self.record.is_none() => Err(Error::CassetteMiss {
+                path: self.path.display().to_string(),
+                key,
+            }),
+            found => Ok(found),
+        }
     }
 
     /// Appends one exchange (record mode; a no-op otherwise).
@@ -146,6 +137,29 @@ impl Cassette {
             .and_then(|()| file.flush())
             .map_err(|e| io_error(&self.path, &e))
     }
+}
+
+/// The exchanges of a cassette file's `text`, by key, in recorded order.
+fn tapes(path: &Path, text: &str) -> Result<HashMap<String, Tape>, Error> {
+    let mut tapes: HashMap<String, Tape> = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let (key, answer) = parse_line(line).map_err(|reason| Error::Cassette {
+            path: path.display().to_string(),
+            reason: format!("line {}: {reason}", i + 1),
+        })?;
+        tapes
+            .entry(key)
+            .or_insert_with(|| Tape {
+                answers: Vec::new(),
+                next: 0,
+            })
+            .answers
+            .push(answer);
+    }
+    Ok(tapes)
 }
 
 fn parse_line(line: &str) -> Result<(String, Recorded), String> {
@@ -270,13 +284,21 @@ mod tests {
         let c = Cassette::open(&CassetteMode::Replay(path.clone()))
             .unwrap()
             .unwrap();
-        let bodies: Vec<String> = (0..3).map(|_| c.replay(&req).unwrap().body).collect();
+        let answer = |c: &Cassette, req: &Value| c.answer(req).unwrap().unwrap();
+        let bodies: Vec<String> = (0..3).map(|_| answer(&c, &req).body).collect();
         assert_eq!(bodies, [r#"{"n":1}"#, r#"{"n":2}"#, r#"{"n":2}"#]);
-        let r = c.replay(&other).unwrap();
+        let r = answer(&c, &other);
         assert_eq!((r.status, r.body.as_str()), (400, "plain text"));
-        let miss = c.replay(&json!({"model": "x"})).unwrap_err();
+        let miss = c.answer(&json!({"model": "x"})).unwrap_err();
         assert_eq!(miss.code(), "llm_cassette_miss");
         assert!(miss.to_string().contains("c.jsonl"), "{miss}");
+
+        // Recording again answers what the file holds, and only what is new is left to ask.
+        let c = Cassette::open(&CassetteMode::Record(path.clone()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(answer(&c, &req).body, r#"{"n":1}"#);
+        assert_eq!(c.answer(&json!({"model": "new"})).unwrap(), None);
     }
 
     #[test]

@@ -475,13 +475,17 @@ impl Client {
         body
     }
 
-    /// One answer for `body`: from the cassette in replay mode, else over HTTP with retries
-    /// (and recorded in record mode). Returns whether it was replayed.
+    /// One answer for `body`: from the cassette when it holds one (always, in replay mode),
+    /// else over HTTP with retries (and recorded in record mode). Returns whether it was
+    /// replayed.
     async fn exchange(&self, body: &Value) -> Result<(Raw, bool), Error> {
-        if let Some(c) = &self.cassette
-            && c.is_replay()
+        if let Some(r) = self
+            .cassette
+            .as_ref()
+            .map(|c| c.answer(body))
+            .transpose()?
+            .flatten()
         {
-            let r = c.replay(body)?;
             return Ok((
                 Raw {
                     status: r.status,

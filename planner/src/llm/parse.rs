@@ -47,12 +47,14 @@ pub(crate) fn plan(
             "the answer must be a JSON object with a `tasks` array".into(),
         ]);
     };
+    let lower = text.to_lowercase();
     let mut errors = Vec::new();
     let mut planned = Vec::with_capacity(tasks.len());
     let mut edges = Vec::new();
     for (i, t) in tasks.iter().enumerate() {
         match model_task(t) {
-            Ok((spec, task_edges)) => {
+            Ok((mut spec, task_edges)) => {
+                place(&mut spec, devices, &lower);
                 let (t, problem) = task(spec, devices);
                 errors.extend(problem);
                 planned.push(t);
@@ -75,6 +77,7 @@ pub(crate) fn plan(
     if let Err(e) = plan.validate(&Limits::default()) {
         errors.push(e.to_string());
     }
+    super::review::move_to_named_devices(&mut plan, devices, text);
     errors.extend(super::review::named_devices_unused(&plan, devices, text));
     if errors.is_empty() {
         Ok(Answer::Plan(plan))
@@ -114,6 +117,9 @@ fn model_task(t: &Value) -> Result<(TaskSpec, Vec<PlannedEdge>), String> {
         None => None,
         Some(w) => Some(when(w).map_err(|e| format!("`when`: {e}"))?),
     };
+    // A condition on the task's own output cannot be decided before it runs: the model meant
+    // the task to run, so it runs unconditionally (as a task that "needs" itself does).
+    let when = when.filter(|(from, _)| *from != id);
     let mut edges: Vec<PlannedEdge> = Vec::new();
     for from in needs {
         let from = TaskId::from(from.as_str().ok_or("`needs` must be a list of task ids")?);
@@ -201,6 +207,45 @@ fn add_edges_for_references(plan: &mut Plan) {
         }
     }
     plan.edges.extend(added);
+}
+
+/// Moves a task whose device does not run its tool to the one device that does, or to the one
+/// of those that the request (`text`, lowercase) names. A choice with a single answer is made
+/// here rather than asked of the model in a repair round, which a small model often gets wrong.
+fn place(spec: &mut TaskSpec, devices: &[&DeviceProfile], text: &str) {
+    let Some((executor, tool)) = spec.action.as_ref().and_then(tool_of) else {
+        return;
+    };
+    let runs = |d: &DeviceProfile| {
+        d.tools
+            .iter()
+            .any(|t| t.executor == executor && t.name == tool)
+    };
+    let Some(chosen) = spec
+        .device
+        .as_ref()
+        .and_then(|name| devices.iter().find(|d| &d.info.name == name))
+    else {
+        return;
+    };
+    if chosen.tools.is_empty() || runs(chosen) {
+        return;
+    }
+    let able: Vec<&DeviceProfile> = devices.iter().copied().filter(|d| runs(d)).collect();
+    let named: Vec<&DeviceProfile> = able
+        .iter()
+        .copied()
+        .filter(|d| super::review::named_as(d, devices, text).is_some())
+        .collect();
+    let pick = match (able.as_slice(), named.as_slice()) {
+        ([only], _) | (_, [only]) => *only,
+        _ => return,
+    };
+    tracing::debug!(
+        task = %spec.id, tool, from = %chosen.info.name, to = %pick.info.name,
+        "moved a task to the only device that runs its tool"
+    );
+    spec.device = Some(pick.info.name.clone());
 }
 
 /// One task, and what is wrong with it: an empty instruction, a turn limit out of range, or a
@@ -324,7 +369,7 @@ fn check_task(
 }
 
 /// The executor and tool of an action that names one (`sim`, `phone`, `adb`).
-fn tool_of(a: &weft_protocol::Action) -> Option<(&'static str, &str)> {
+pub(super) fn tool_of(a: &weft_protocol::Action) -> Option<(&'static str, &str)> {
     match a {
         weft_protocol::Action::Sim { op, .. } => Some(("sim", op)),
         weft_protocol::Action::Phone { tool, .. } => Some(("phone", tool)),
@@ -575,6 +620,13 @@ mod tests {
             ),
             "tasks[1] (id t2): `when`: `exists` takes no `value`",
         );
+        // A condition on the task's own output is dropped: the task runs.
+        check(
+            &format!(
+                r#"{{"tasks": [{T1}, {{"id": "t2", "name": "self", "on": "laptop", "when": {{"from": "t2", "path": "/x", "op": "equals", "value": 1}}, "run": {{"tool": "shell", "with": {{"command": "true"}}}}}}]}}"#
+            ),
+            "ok: t1@laptop[shell] t2@laptop[shell] | ",
+        );
     }
 
     #[test]
@@ -649,12 +701,64 @@ mod tests {
     }
 
     #[test]
+    fn a_tool_only_one_device_runs_moves_the_task_there() {
+        let op = |name: &str| weft_protocol::ToolSpec {
+            executor: "sim".into(),
+            name: name.into(),
+            description: String::new(),
+            args: serde_json::json!({"type": "object"}),
+        };
+        let mut devs = devices();
+        for d in &mut devs {
+            d.info.capabilities.push("sim".into());
+            d.tools = vec![op("metric.read")];
+        }
+        devs[1].tools.push(op("message.send"));
+        devs[0].tools.push(op("message.send"));
+        devs[0].tools.push(op("photo.take"));
+        let refs: Vec<&DeviceProfile> = devs.iter().collect();
+        let task = |id: &str, tool: &str, with: &str| {
+            format!(
+                r#"{{"id": "{id}", "name": "x", "on": "server", "run": {{"tool": "{tool}", "with": {with}}}}}"#
+            )
+        };
+        let answer = format!(
+            r#"{{"tasks": [{}, {}]}}"#,
+            task("t1", "photo.take", "{}"),
+            task("t2", "message.send", r#"{"to": "Sam", "text": "hi"}"#)
+        );
+        // Only the laptop takes photos; of the two that send messages, the request names the phone.
+        let Ok(Answer::Plan(p)) = plan(&answer, &refs, "snap a photo and text Sam from my phone")
+        else {
+            panic!("refused");
+        };
+        let on: Vec<String> = p.tasks.iter().map(|t| format!("{:?}", t.target)).collect();
+        assert_eq!(
+            on,
+            [
+                r#"Device(DeviceName("laptop"))"#,
+                r#"Device(DeviceName("phone"))"#
+            ]
+        );
+        // Two devices send messages and the request names neither: the model must choose.
+        let Err(e) = plan(&answer, &refs, "snap a photo and text Sam") else {
+            panic!("accepted");
+        };
+        assert!(
+            e[0].starts_with("task t2: device `server` does not run the tool `message.send`"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
     fn a_device_the_request_names_must_be_used() {
         check_for(
             "print hi on the server",
             &format!(r#"{{"tasks": [{T1}]}}"#),
-            "the request names the device server (as \"server\") but no task runs on it: set \
-             \"on\": \"server\" for the task(s) the request gives that device",
+            "the request names the device server (as \"server\" in \"print hi on the server\") \
+             but no task runs on it: add a task with \"on\": \"server\" for that step and keep \
+             the tasks that are right (to move data between devices, read it on one and write \
+             it on the other)",
         );
     }
 

@@ -34,13 +34,17 @@ A task may use the output of a task upstream of it by writing a reference in its
 
 Rules: use only the devices listed; give every task a device, a device kind, or neither, such that some listed device of that name or kind runs its action; no cycles."#;
 
-/// The worked example of the plan prompt when the devices offer the simulated apps' ops.
-const SIM_EXAMPLE: &str = r#"Request: "Read notes/todo.txt on my laptop and show it on my phone; if the server's disk_used_pct is over 90, text Sam."
+/// The worked example of the plan prompt when the devices offer the simulated apps' ops: a file
+/// moved between two devices (read on one, written on the other), a condition with its
+/// "otherwise" branch, and a reference to an upstream result.
+const SIM_EXAMPLE: &str = r#"Request: "Copy notes/todo.txt from my laptop to my phone as todo.txt and tell me on the phone when it is there. If the server's disk_used_pct is over 90, text Sam the reading; otherwise append ok to health.txt on the server."
 {"refuse":null,"tasks":[
 {"id":"t1","name":"read the to-do list","needs":[],"on":"laptop","run":{"tool":"file.read","with":{"path":"notes/todo.txt"}},"when":null},
-{"id":"t2","name":"show it on the phone","needs":["t1"],"on":"phone","run":{"tool":"notify","with":{"body":"{{t1.output}}","title":"To-do"}},"when":null},
-{"id":"t3","name":"check the disk","needs":[],"on":"server","run":{"tool":"metric.check","with":{"max":90,"name":"disk_used_pct"}},"when":null},
-{"id":"t4","name":"text Sam","needs":[],"on":"phone","run":{"tool":"message.send","with":{"text":"{{t3.output}}","to":"Sam"}},"when":{"from":"t3","op":"equals","path":"/breach","value":true}}]}"#;
+{"id":"t2","name":"write it on the phone","needs":["t1"],"on":"phone","run":{"tool":"file.write","with":{"content":"{{t1.output}}","path":"todo.txt"}},"when":null},
+{"id":"t3","name":"tell me on the phone","needs":["t2"],"on":"phone","run":{"tool":"notify","with":{"body":"todo.txt is on the phone","title":"To-do copied"}},"when":null},
+{"id":"t4","name":"check the disk","needs":[],"on":"server","run":{"tool":"metric.check","with":{"max":90,"name":"disk_used_pct"}},"when":null},
+{"id":"t5","name":"text Sam","needs":[],"on":"phone","run":{"tool":"message.send","with":{"text":"{{t4.output}}","to":"Sam"}},"when":{"from":"t4","op":"equals","path":"/breach","value":true}},
+{"id":"t6","name":"log ok","needs":[],"on":"server","run":{"tool":"log.append","with":{"line":"ok","path":"health.txt"}},"when":{"from":"t4","op":"equals","path":"/breach","value":false}}]}"#;
 
 /// The worked example of the plan prompt with the built-in actions only.
 const BUILT_IN_EXAMPLE: &str = r#"Request: "Count the ERROR lines of logs/app.log on the server and save the count in errors.txt on my laptop; if there are none, also write ok to status.txt there."
@@ -54,9 +58,16 @@ const BUILT_IN_EXAMPLE: &str = r#"Request: "Count the ERROR lines of logs/app.lo
 /// better than a long format description.
 pub(crate) fn plan_system(devices: &[&DeviceProfile], catalog: &Catalog) -> String {
     let actions = catalog.prompt();
-    let example = if ["file.read", "notify", "metric.check", "message.send"]
-        .iter()
-        .all(|op| actions.contains(&format!(r#""tool":"{op}""#)))
+    let example = if [
+        "file.read",
+        "file.write",
+        "notify",
+        "metric.check",
+        "message.send",
+        "log.append",
+    ]
+    .iter()
+    .all(|op| actions.contains(&format!(r#""tool":"{op}""#)))
     {
         SIM_EXAMPLE
     } else {
@@ -74,12 +85,15 @@ TOOLS (a task's "run" is exactly one of these, on a device that runs that tool):
 A task: {{"id": "t1", "name": "a few words", "needs": [ids of tasks it waits for], "on": a device name, "run": a TOOL, "when": null}}
 
 Rules:
-1. Run each step on the device the request names for it, or on the device that holds the data ("on my phone", "the server's log"): a device's files and apps are only on that device.
-2. To pass a result on, write {{{{t1.output}}}} in a later task's "with" (it becomes t1's output text) and put "t1" in that task's "needs". Fetch only URLs the request gives; never invent URLs or hosts.
-3. Tasks run at the same time unless "needs" makes one wait: list a task in "needs" only when its result is used or the request asks for that order. A task never needs itself.
-4. For a step that runs only "if ...", give it "when": {{"from": "t1", "op": "equals" (or "not_equals", "contains"), "path": "/FIELD", "value": V}} on a field of t1's output data, instead of "needs"; a step for "otherwise" gets the opposite "when". A step the request wants "whatever happens" has no "when".
-5. Finish the job: the last tasks deliver what the request asks for (the file written, the mail sent, the note made), and one text may combine several results ("{{{{t1.output}}}}\n{{{{t2.output}}}}").
-6. Refuse, with {{"refuse": "why", "tasks": []}}, a request that would destroy data (delete everything, wipe or format a disk) or that needs a device not listed. Otherwise "refuse" is null.
+1. Run each step on the device the request names for it, or on the device that holds the data ("on my phone", "the server's log"): a device's files, app data and apps exist only on that device. Every device the request names gets its own task(s).
+2. To move a file or a result from one device to another, read it on the first (file.read, or the tool that produces it) and write it on the other ("file.write" with {{{{t1.output}}}} as its content). file.copy copies only within one device.
+3. To pass a result on, write {{{{t1.output}}}} in a later task's "with" (it becomes t1's output text) and put "t1" in that task's "needs". Fetch only URLs the request gives; never invent URLs or hosts.
+4. Tasks run at the same time unless "needs" makes one wait: list a task in "needs" only when its result is used or the request asks for that order. A task never needs itself.
+5. For a step that runs only "if ...", give it "when": {{"from": "t1", "op": "equals" (or "not_equals", "contains"), "path": "/FIELD", "value": V}} on a field of t1's output data (a tool's description names its output fields), instead of "needs"; a step for "otherwise" gets the opposite "when". A step the request wants "whatever happens" (or "either way", "whatever the outcome") has no "when".
+6. Finish the job: the last tasks deliver what the request asks for (the file written, the mail sent, the note made), and one text may combine several results ("{{{{t1.output}}}}\n{{{{t2.output}}}}").
+7. Refuse, with {{"refuse": "why", "tasks": []}}, a request that would destroy data (delete everything, wipe or format a disk) or that needs a device not listed. Otherwise "refuse" is null.
+
+Write compact JSON, one task per line, as in the example.
 
 Example (devices laptop, phone, server):
 {example}"#,

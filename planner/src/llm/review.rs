@@ -54,6 +54,15 @@ fn has_word(text: &str, word: &str) -> bool {
     })
 }
 
+/// The word by which the request `text` (lowercase) names `d`, if it does.
+pub(crate) fn named_as(
+    d: &DeviceProfile,
+    devices: &[&DeviceProfile],
+    text: &str,
+) -> Option<String> {
+    aliases(d, devices).into_iter().find(|a| has_word(text, a))
+}
+
 /// One error per device that the request names and no task of the plan runs on: the model
 /// moved (or dropped) that device's step.
 pub(crate) fn named_devices_unused(
@@ -75,19 +84,86 @@ pub(crate) fn named_devices_unused(
         if used.contains(d.info.name.as_str()) {
             continue;
         }
-        let named: Vec<String> = aliases(d, devices)
-            .into_iter()
-            .filter(|a| has_word(&text, a))
-            .collect();
-        if let Some(word) = named.first() {
+        if let Some(word) = named_as(d, devices, &text) {
+            let said = clause(&text, &word);
             errors.push(format!(
-                "the request names the device {name} (as \"{word}\") but no task runs on it: \
-                 set \"on\": \"{name}\" for the task(s) the request gives that device",
+                "the request names the device {name} (as \"{word}\" in \"{said}\") but no task \
+                 runs on it: add a task with \"on\": \"{name}\" for that step and keep the \
+                 tasks that are right (to move data between devices, read it on one and write \
+                 it on the other)",
                 name = d.info.name
             ));
         }
     }
     errors
+}
+
+/// The clause of `text` (between `.`, `;`, `,` or `:`) in which `word` first appears as a
+/// word, trimmed: the step the request places on that device.
+fn clause<'a>(text: &'a str, word: &str) -> &'a str {
+    let mut start = 0;
+    for part in text.split_inclusive(['.', ';', ',', ':']) {
+        let body = part.trim_end_matches(['.', ';', ',', ':']);
+        if has_word(body, word) {
+            return text[start..start + body.len()].trim();
+        }
+        start += part.len();
+    }
+    text.trim()
+}
+
+/// For each device the request names and no task runs on: when exactly one task's title names
+/// that device (the model's own words: "publish to the phone's app data") while the task runs
+/// elsewhere, and the device can run it, moves the task there. The model said where the step
+/// belongs and then wrote another device; this mends that one slip, and nothing else.
+pub(crate) fn move_to_named_devices(plan: &mut Plan, devices: &[&DeviceProfile], text: &str) {
+    let text = text.to_lowercase();
+    for d in devices {
+        let used = |plan: &Plan| {
+            plan.tasks
+                .iter()
+                .any(|t| matches!(&t.target, Target::Device(n) if n == &d.info.name))
+        };
+        if used(plan) || named_as(d, devices, &text).is_none() {
+            continue;
+        }
+        let words = aliases(d, devices);
+        let titled: Vec<usize> = plan
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| {
+                let title = t.title.to_lowercase();
+                words.iter().any(|w| has_word(&title, w)) && can_run(d, t)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if let [i] = titled[..] {
+            tracing::debug!(
+                task = %plan.tasks[i].id, to = %d.info.name,
+                "moved a task to the device its title names"
+            );
+            plan.tasks[i].target = Target::Device(d.info.name.clone());
+        }
+    }
+}
+
+/// Whether `d` has every capability `t` needs and, for a tool, offers that tool.
+fn can_run(d: &DeviceProfile, t: &crate::PlannedTask) -> bool {
+    let caps = t
+        .capabilities
+        .iter()
+        .all(|c| d.info.capabilities.contains(c));
+    let tool = match t.action.as_ref().and_then(super::parse::tool_of) {
+        Some((executor, tool)) => {
+            d.tools.is_empty()
+                || d.tools
+                    .iter()
+                    .any(|s| s.executor == executor && s.name == tool)
+        }
+        None => true,
+    };
+    caps && tool
 }
 
 /// Why the plan would destroy data, if it would: the first such action.
@@ -207,8 +283,10 @@ mod tests {
                 &["windows-laptop", "android-phone"]
             ),
             [
-                "the request names the device mac-laptop (as \"mac\") but no task runs on it: \
-              set \"on\": \"mac-laptop\" for the task(s) the request gives that device"
+                "the request names the device mac-laptop (as \"mac\" in \"copy notes from my \
+                 mac to my phone\") but no task runs on it: add a task with \"on\": \
+                 \"mac-laptop\" for that step and keep the tasks that are right (to move data \
+                 between devices, read it on one and write it on the other)"
             ]
         );
         assert!(
@@ -222,6 +300,45 @@ mod tests {
         // Words inside other words do not count (macOS, smartphones, servers' is a word).
         assert!(check("macOS builds and smartphones", &["windows-laptop"]).is_empty());
         assert_eq!(check("the server's disk", &["mac-laptop"]).len(), 1);
+        // The step is quoted: the clause that names the device.
+        let e = check(
+            "Back up the files to the server, and let me know on my phone when it is done.",
+            &["linux-server"],
+        );
+        assert!(
+            e[0].contains(r#"(as "phone" in "and let me know on my phone when it is done")"#),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_task_whose_title_names_an_unused_device_moves_there() {
+        let devs = [
+            device("mac-laptop", "laptop"),
+            device("android-phone", "phone"),
+            device("linux-server", "server"),
+        ];
+        let refs: Vec<&DeviceProfile> = devs.iter().collect();
+        let text = "Sum the server's sales and put the total in my phone's app data";
+        let mut plan = plan_on(&["linux-server", "mac-laptop"]);
+        plan.tasks[1].title = "publish to the phone's app data".into();
+        move_to_named_devices(&mut plan, &refs, text);
+        assert_eq!(plan.tasks[1].target, Target::Device("android-phone".into()));
+        assert!(named_devices_unused(&plan, &refs, text).is_empty());
+
+        // Two titles name the phone: the model must choose, nothing moves.
+        let mut plan = plan_on(&["linux-server", "mac-laptop", "mac-laptop"]);
+        plan.tasks[1].title = "phone: part 1".into();
+        plan.tasks[2].title = "phone: part 2".into();
+        move_to_named_devices(&mut plan, &refs, text);
+        assert_eq!(named_devices_unused(&plan, &refs, text).len(), 1);
+
+        // A device that cannot run the task does not take it.
+        let mut plan = plan_on(&["linux-server", "mac-laptop"]);
+        plan.tasks[1].title = "publish to the phone".into();
+        plan.tasks[1].capabilities.push("camera".into());
+        move_to_named_devices(&mut plan, &refs, text);
+        assert_eq!(plan.tasks[1].target, Target::Device("mac-laptop".into()));
     }
 
     #[test]
