@@ -65,7 +65,8 @@ pub struct LlmArgs {
     /// Bytes of each task's output shown to the model when revising.
     #[arg(long, env = "WEFT_LLM_OUTPUT_BYTES", default_value_t = 2000)]
     pub llm_output_bytes: usize,
-    /// Append every LLM exchange to this file (JSON Lines), for `--llm-replay`.
+    /// Record LLM exchanges to this file (JSON Lines), for `--llm-replay`: calls it already
+    /// holds are answered from it, every other exchange is appended.
     #[arg(long, env = "WEFT_LLM_RECORD", conflicts_with = "llm_replay")]
     pub llm_record: Option<PathBuf>,
     /// Answer LLM calls only from this recording, with no network; a call it does not hold
