@@ -38,8 +38,19 @@ pub struct ServeOptions {
     pub lost_grace: Duration,
     /// How often the engine checks deadlines, backoffs and grace windows.
     pub tick: Duration,
-    /// How long an agent has to send its `hello` after connecting.
+    /// How long an agent has to send its `hello` after the WebSocket upgrade (not restarted by
+    /// pings or other frames).
     pub hello_timeout: Duration,
+    /// How long a client has to send a request's headers.
+    pub header_timeout: Duration,
+    /// Open connections in all (`None`: sized from the open-file limit). A quarter of them is
+    /// kept for established agents.
+    pub max_connections: Option<usize>,
+    /// Open connections from one address, agents once welcomed not counted (`None`: a quarter
+    /// of `max_connections`, at most 256).
+    pub max_connections_per_address: Option<usize>,
+    /// How failed authentications are limited per address.
+    pub auth_limit: crate::listen::AuthLimit,
     /// Grace period for in-flight work at shutdown.
     pub shutdown_grace: Duration,
     /// Which planner turns request texts into graphs (rules by default).
@@ -117,6 +128,10 @@ impl ServeOptions {
             lost_grace: Duration::from_secs(10),
             tick: Duration::from_millis(100),
             hello_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
+            max_connections: None,
+            max_connections_per_address: None,
+            auth_limit: crate::listen::AuthLimit::default(),
             shutdown_grace: Duration::from_secs(5),
             planner: PlannerChoice::Rules,
         }

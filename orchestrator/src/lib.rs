@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod listen;
 pub mod llm_log;
 pub mod metrics;
 pub mod reviser;

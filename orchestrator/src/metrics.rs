@@ -40,6 +40,10 @@ counters! {
     bad_frames_total: "Frames that were not valid protocol messages (the connection was closed).",
     engine_groups_total: "Groups of engine inputs committed together (one store transaction each).",
     engine_inputs_total: "Engine inputs (commands from REST and connections); divided by groups, the mean group size.",
+    connections_refused_total: "Connections closed at once: the server, or their address, held as many as allowed.",
+    connections_timed_out_total: "Connections closed for not completing a TLS handshake, a request's headers or an agent hello in time.",
+    auth_failures_total: "Failed authentications (API token, device token, login link).",
+    auth_rate_limited_total: "Authentications refused because their address failed too often (429, refused: rate_limited).",
 }
 
 impl Metrics {

@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use weft_planner::Planner;
@@ -13,7 +12,7 @@ use crate::api::{self, AppState};
 use crate::engine::Engine;
 use crate::store::Store;
 use crate::ws::ConnSettings;
-use crate::{Error, ServeOptions, token};
+use crate::{Error, ServeOptions, listen, token};
 
 /// A running server.
 #[derive(Debug)]
@@ -60,6 +59,12 @@ pub async fn start(
         },
         shutdown.clone(),
     );
+    let metrics = engine.metrics.clone();
+    let conns = listen::ConnLimiter::new(
+        listen::ConnCaps::new(opts.max_connections, opts.max_connections_per_address),
+        metrics.clone(),
+    );
+    let caps = conns.caps();
     let allowed: Vec<String> = opts.host_allowlist(addr);
     let state = AppState {
         engine,
@@ -73,28 +78,31 @@ pub async fn start(
         },
         shutdown: shutdown.clone(),
         web: crate::web::Web::default(),
+        auth_limiter: Arc::new(listen::AuthLimiter::new(
+            opts.auth_limit.clone(),
+            metrics.clone(),
+        )),
+        conns: conns.clone(),
     };
     let app = api::router(state);
-    tracing::info!(%addr, db = %opts.db, "weft orchestrator listening");
+    let listen = listen::Listen {
+        conns,
+        header_timeout: opts.header_timeout,
+        metrics,
+    };
+    tracing::info!(%addr, db = %opts.db, max_connections = caps.max,
+        per_address = caps.per_address, agent_reserve = caps.agent_reserve,
+        "weft orchestrator listening");
     let grace = opts.shutdown_grace;
     let join = tokio::spawn(async move {
-        // Small frames (assign, ack) must not wait behind Nagle + delayed ACK (~40 ms each).
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
-        });
         // HTTP stays up while the engine drains, so agents can still deliver results.
         let http_stop = CancellationToken::new();
-        let serve = axum::serve(listener, app)
-            .with_graceful_shutdown(http_stop.clone().cancelled_owned())
-            .into_future();
+        let serve = listen::serve(listener, app, listen, http_stop.clone());
         let mut serve = std::pin::pin!(serve);
         tokio::select! {
-            res = &mut serve => {
-                // The listener failed on its own: stop everything.
+            () = &mut serve => {
+                // The listener stopped on its own: stop everything.
                 shutdown.cancel();
-                res?;
             }
             _ = shutdown.cancelled() => {}
         }

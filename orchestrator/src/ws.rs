@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use weft_protocol::{AgentMsg, ErrorInfo, MAX_FRAME_BYTES, ServerMsg};
 
 use crate::engine::{Handle, Hello, OUTBOUND_CAPACITY};
+use crate::listen::{AuthLimiter, Peer};
 use crate::metrics::Metrics;
 
 /// Frames above this size are cut off by the WebSocket layer itself; frames between
@@ -64,23 +65,37 @@ fn text(msg: &ServerMsg) -> Message {
     ))
 }
 
+/// Sends `msg` and a close frame; a peer that does not read gets 2 s for both.
 async fn close_with(socket: &mut WebSocket, msg: ServerMsg, reason: &'static str) {
-    let _ = socket.send(text(&msg)).await;
-    let _ = socket
-        .send(Message::Close(Some(CloseFrame {
-            code: 1008,
-            reason: Utf8Bytes::from_static(reason),
-        })))
-        .await;
+    let send = async {
+        socket.send(text(&msg)).await?;
+        socket
+            .send(Message::Close(Some(CloseFrame {
+                code: 1008,
+                reason: Utf8Bytes::from_static(reason),
+            })))
+            .await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), send).await;
 }
 
-/// Serves one agent connection until it closes.
-pub async fn serve(mut socket: WebSocket, engine: Handle, settings: ConnSettings) {
-    // 1. The hello.
+/// Serves one agent connection until it closes. `peer` is the connection's address and place
+/// in the connection caps (absent only when the router is driven without the listener);
+/// failed hellos count against its address in `auth`.
+pub async fn serve(
+    mut socket: WebSocket,
+    engine: Handle,
+    settings: ConnSettings,
+    peer: Option<Peer>,
+    auth: Arc<AuthLimiter>,
+) {
+    // 1. The hello, within `hello_timeout` of the upgrade however many other frames come.
+    let deadline = tokio::time::Instant::now() + settings.hello_timeout;
     let hello = loop {
-        let next = tokio::time::timeout(settings.hello_timeout, socket.recv()).await;
+        let next = tokio::time::timeout_at(deadline, socket.recv()).await;
         let msg = match next {
             Err(_) => {
+                Metrics::inc(&engine.metrics.connections_timed_out_total);
                 let e = ErrorInfo::new("hello_timeout", "no hello within the time allowed");
                 close_with(&mut socket, ServerMsg::Error { error: e }, "hello timeout").await;
                 return;
@@ -133,6 +148,18 @@ pub async fn serve(mut socket: WebSocket, engine: Handle, settings: ConnSettings
     };
 
     // 2. Authentication and binding.
+    let ip = peer.as_ref().map(|p| p.addr.ip());
+    if let Some(ip) = ip
+        && let Err(wait) = auth.check(ip)
+    {
+        let secs = crate::listen::limits::retry_after_secs(wait);
+        let e = ErrorInfo::new(
+            "rate_limited",
+            format!("too many failed authentications from this address; try again in {secs} s"),
+        );
+        close_with(&mut socket, ServerMsg::Refused { error: e }, "rate limited").await;
+        return;
+    }
     let device = hello.device.clone();
     let (out_tx, out_rx) = mpsc::channel(OUTBOUND_CAPACITY);
     let seen: crate::engine::LastSeen = Arc::new(AtomicU64::new(crate::now_ms()));
@@ -140,6 +167,11 @@ pub async fn serve(mut socket: WebSocket, engine: Handle, settings: ConnSettings
         Ok(Ok(ok)) => ok,
         Ok(Err(error)) => {
             tracing::info!(device = %device, code = %error.code, "agent refused");
+            if error.code == "bad_token"
+                && let Some(ip) = ip
+            {
+                auth.failed(ip);
+            }
             close_with(&mut socket, ServerMsg::Refused { error }, "refused").await;
             return;
         }
@@ -157,6 +189,11 @@ pub async fn serve(mut socket: WebSocket, engine: Handle, settings: ConnSettings
     if socket.send(text(&welcome)).await.is_err() {
         engine.disconnected(device, conn, false).await;
         return;
+    }
+    // An established agent: it no longer counts against its address, and it may use the
+    // share of connections kept for agents.
+    if let Some(p) = &peer {
+        p.slot.promote();
     }
 
     // 3. Reader and writer.
@@ -184,10 +221,7 @@ pub async fn serve(mut socket: WebSocket, engine: Handle, settings: ConnSettings
             Err(_) => {
                 tracing::warn!(device = %device, "no frame for 2 heartbeat intervals; closing");
                 let e = ErrorInfo::new("heartbeat_timeout", "no heartbeat received in time");
-                let _ = ctrl_tx
-                    .send(Ctrl::Frame(Box::new(ServerMsg::Error { error: e })))
-                    .await;
-                let _ = ctrl_tx.send(Ctrl::Close("heartbeat timeout")).await;
+                error_then_close(&ctrl_tx, e, "heartbeat timeout").await;
                 graceful = true;
                 silent = true;
                 break;
@@ -196,7 +230,7 @@ pub async fn serve(mut socket: WebSocket, engine: Handle, settings: ConnSettings
             Ok(Some(Ok(m))) => m,
         };
         seen.store(crate::now_ms(), Ordering::Relaxed);
-        match decode(&msg) {
+        match decode(&msg).and_then(not_hello) {
             // A heartbeat only says the device is there: noted above, not sent to the engine.
             Ok(Some(AgentMsg::Heartbeat {})) => {}
             Ok(Some(m)) => {
@@ -212,10 +246,7 @@ pub async fn serve(mut socket: WebSocket, engine: Handle, settings: ConnSettings
             Err(e) => {
                 Metrics::inc(&engine.metrics.bad_frames_total);
                 tracing::warn!(device = %device, code = %e.code, "bad frame from agent; closing");
-                let _ = ctrl_tx
-                    .send(Ctrl::Frame(Box::new(ServerMsg::Error { error: e })))
-                    .await;
-                let _ = ctrl_tx.send(Ctrl::Close("bad frame")).await;
+                error_then_close(&ctrl_tx, e, "bad frame").await;
                 graceful = true;
                 break;
             }
@@ -231,6 +262,25 @@ pub async fn serve(mut socket: WebSocket, engine: Handle, settings: ConnSettings
         stop.cancel();
         let _ = writer.await;
     }
+}
+
+/// After the welcome a hello is a bad frame (the connection is bound to its device already).
+fn not_hello(msg: Option<AgentMsg>) -> Result<Option<AgentMsg>, ErrorInfo> {
+    match msg {
+        Some(AgentMsg::Hello { .. }) => Err(ErrorInfo::new(
+            "bad_frame",
+            "hello is only valid as the first frame",
+        )),
+        other => Ok(other),
+    }
+}
+
+/// Has the writer send `error`, then close the connection.
+async fn error_then_close(ctrl: &mpsc::Sender<Ctrl>, error: ErrorInfo, reason: &'static str) {
+    let _ = ctrl
+        .send(Ctrl::Frame(Box::new(ServerMsg::Error { error })))
+        .await;
+    let _ = ctrl.send(Ctrl::Close(reason)).await;
 }
 
 /// Most queued frames written to the socket at once.

@@ -2,13 +2,28 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::StatusCode;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use crate::ApiError;
 
+/// Longest the body of one request may take to arrive.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `application/json`, with parameters (`; charset=utf-8`) or not.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
 /// Like `axum::Json`, but malformed, oversized or unknown-field bodies become
-/// `{"error": {"code", "message"}}` answers.
+/// `{"error": {"code", "message"}}` answers, a body that is not `application/json` is `415`,
+/// and one that takes longer than [`BODY_TIMEOUT`] to arrive is `408`.
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
 
@@ -20,7 +35,26 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+        if !is_json(req.headers()) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with `Content-Type: application/json`",
+            ));
+        }
+        // A body sent a byte now and then must not hold its connection for ever.
+        let read = tokio::time::timeout(BODY_TIMEOUT, Bytes::from_request(req, state));
+        let bytes = read.await.map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the request body did not arrive within {} s",
+                    BODY_TIMEOUT.as_secs()
+                ),
+            )
+        })?;
+        let bytes = bytes.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,

@@ -26,6 +26,8 @@ pub use extract::ApiJson;
 pub use openapi::ApiDoc;
 
 use crate::engine::Handle;
+use crate::listen::limits::retry_after_secs;
+use crate::listen::{AuthLimiter, ConnLimiter, Peer};
 use crate::store::Store;
 use crate::ws::{self, ConnSettings};
 use crate::{ApiError, token};
@@ -45,6 +47,10 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// The web view's sessions and layout cache.
     pub web: crate::web::Web,
+    /// Failed authentications per address.
+    pub auth_limiter: Arc<AuthLimiter>,
+    /// Open connections (for `/metrics`).
+    pub conns: Arc<ConnLimiter>,
 }
 
 /// Builds the whole router.
@@ -81,7 +87,32 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn_with_state(state.clone(), check_host))
+        // Outermost, so that every answer has it, the Host check's refusals included.
+        .layer(middleware::map_response(nosniff))
         .with_state(state)
+}
+
+/// No browser may guess a content type other than the one sent.
+async fn nosniff(mut resp: Response) -> Response {
+    resp.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    resp
+}
+
+/// The answer to an address that failed to authenticate too often.
+pub(crate) fn rate_limited(wait: std::time::Duration) -> Response {
+    let secs = retry_after_secs(wait);
+    let mut resp = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!("too many failed authentications from this address; try again in {secs} s"),
+    )
+    .into_response();
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+    resp
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -90,26 +121,55 @@ async fn healthz() -> Json<serde_json::Value> {
 
 /// Prometheus text exposition of the orchestrator's counters.
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.engine.metrics.render(),
-    )
+    let mut text = state.engine.metrics.render();
+    let (general, agents) = state.conns.open();
+    let caps = state.conns.caps();
+    for (name, help, value) in [
+        (
+            "connections_open",
+            "Open connections that are not established agents.",
+            general,
+        ),
+        (
+            "agent_connections_open",
+            "Open connections of welcomed agents.",
+            agents,
+        ),
+        (
+            "connections_max",
+            "The cap on open connections (--max-connections).",
+            caps.max,
+        ),
+    ] {
+        use std::fmt::Write;
+        let _ = write!(
+            text,
+            "# HELP weft_{name} {help}\n# TYPE weft_{name} gauge\nweft_{name} {value}\n"
+        );
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 async fn not_found() -> ApiError {
     ApiError::not_found("not_found", "no such route")
 }
 
-async fn agent_ws(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+async fn agent_ws(
+    State(state): State<AppState>,
+    peer: Option<axum::Extension<Peer>>,
+    ws: WebSocketUpgrade,
+) -> Response {
     let engine = state.engine.clone();
     let settings = state.conn.clone();
+    let peer = peer.map(|p| p.0);
+    let limiter = state.auth_limiter.clone();
     // Agent frames are small and a connection is mostly idle: a 4 KiB read buffer (it grows
     // for a large frame) instead of tungstenite's 128 KiB default, allocated and zeroed up
     // front per connection, was ~150 KiB of memory per idle agent (BENCHMARKS.md).
     ws.read_buffer_size(4096)
         .max_message_size(ws::HARD_FRAME_LIMIT)
         .max_frame_size(ws::HARD_FRAME_LIMIT)
-        .on_upgrade(move |socket| ws::serve(socket, engine, settings))
+        .on_upgrade(move |socket| ws::serve(socket, engine, settings, peer, limiter))
 }
 
 /// Refuses requests whose `Host` is not one of this server's addresses (DNS rebinding).
@@ -153,15 +213,27 @@ async fn require_api_token(
         .get(header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.strip_prefix("Bearer "));
+    let ip = req.extensions().get::<Peer>().map(|p| p.addr.ip());
+    if presented.is_some()
+        && let Some(ip) = ip
+        && let Err(wait) = state.auth_limiter.check(ip)
+    {
+        return rate_limited(wait);
+    }
     let auth = match presented {
         Some(t) if token::matches(t.trim(), &state.api_token_hash) => {
             Some(Ok(crate::web::Auth::ApiToken))
         }
-        Some(_) => Some(Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "bad_api_token",
-            "wrong API token",
-        ))),
+        Some(_) => {
+            if let Some(ip) = ip {
+                state.auth_limiter.failed(ip);
+            }
+            Some(Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "bad_api_token",
+                "wrong API token",
+            )))
+        }
         None => state.web.sessions.authenticate(req.method(), req.headers()),
     };
     match auth {

@@ -214,6 +214,19 @@ pub struct ServeArgs {
     /// (they resume after a restart), in seconds.
     #[arg(long, env = "WEFT_SHUTDOWN_GRACE_SECS", default_value_t = 5)]
     pub shutdown_grace_secs: u64,
+    /// How long a client has to send a request's headers, and an agent its hello after the
+    /// WebSocket upgrade, in seconds.
+    #[arg(long, env = "WEFT_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+    /// Open connections in all; beyond it new connections are closed at once. A quarter is
+    /// kept for established agents [default: the open-file limit less what the server needs
+    /// for itself].
+    #[arg(long, env = "WEFT_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Open connections from one address, welcomed agents not counted [default: a quarter of
+    /// --max-connections, at most 256].
+    #[arg(long, env = "WEFT_MAX_CONNECTIONS_PER_ADDRESS")]
+    pub max_connections_per_address: Option<usize>,
     /// The planner (`--planner rules|llm`) and the LLM's settings.
     #[command(flatten)]
     pub llm: llm_args::LlmArgs,
@@ -255,6 +268,19 @@ impl ServeArgs {
         o.retry
             .validate()
             .map_err(|e| anyhow::anyhow!("retry settings: {e}"))?;
+        if self.header_timeout_secs == 0 {
+            bail!("--header-timeout-secs must be at least 1");
+        }
+        o.header_timeout = Duration::from_secs(self.header_timeout_secs);
+        o.hello_timeout = o.header_timeout;
+        if self.max_connections.is_some_and(|n| n < 8) {
+            bail!("--max-connections must be at least 8");
+        }
+        if self.max_connections_per_address == Some(0) {
+            bail!("--max-connections-per-address must be at least 1");
+        }
+        o.max_connections = self.max_connections;
+        o.max_connections_per_address = self.max_connections_per_address;
         o.planner = self.llm.choice()?;
         Ok(o)
     }

@@ -227,13 +227,35 @@ struct LoginQuery {
 async fn login(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
+    peer: Option<axum::Extension<crate::listen::Peer>>,
     Query(q): Query<LoginQuery>,
 ) -> Response {
-    let Some(new) = q
+    let ip = peer.map(|p| p.addr.ip());
+    if let Some(ip) = ip
+        && let Err(wait) = state.auth_limiter.check(ip)
+    {
+        let secs = crate::listen::limits::retry_after_secs(wait);
+        let mut resp = message(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many failed logins",
+            &format!(
+                "Too many login links that did not work came from this address. Try again in {secs} s."
+            ),
+        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        return resp;
+    }
+    let new = q
         .token
         .as_deref()
-        .and_then(|t| state.web.sessions.redeem(t, now_ms()))
-    else {
+        .and_then(|t| state.web.sessions.redeem(t, now_ms()));
+    if new.is_none()
+        && let Some(ip) = ip
+    {
+        state.auth_limiter.failed(ip);
+    }
+    let Some(new) = new else {
         return message(
             StatusCode::UNAUTHORIZED,
             "This login link does not work",

@@ -1,0 +1,138 @@
+//! The one listener. It accepts TCP connections within the connection caps (refusing the rest
+//! at once) and serves HTTP/1.1 on each — REST, SSE, the web view and the agent WebSocket
+//! upgrade — with a deadline for every request's headers, so a connection that sends nothing,
+//! or a byte now and then, is closed instead of held.
+//!
+//! Each request carries the connection's [`Peer`] (its address and its place in the caps) as an
+//! extension: the auth checks limit failures by address, and the agent endpoint moves a
+//! welcomed agent's connection to the agents' share.
+
+pub mod limits;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+pub use limits::{AuthLimit, AuthLimiter, ConnCaps, ConnLimiter, Slot};
+
+use crate::metrics::Metrics;
+
+/// Who is on the other end of the connection a request came over.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// The connection's place in the caps; kept alive by whoever serves the connection.
+    pub slot: Arc<Slot>,
+}
+
+/// What the listener needs besides the router.
+#[derive(Debug, Clone)]
+pub struct Listen {
+    pub conns: Arc<ConnLimiter>,
+    /// How long a client has to send a request's headers (from the connection's start, or from
+    /// the end of the previous response on a kept-alive connection).
+    pub header_timeout: Duration,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Serves `app` on `listener` until `stop` is cancelled, then asks every connection to finish
+/// its request in progress and returns once all have closed. Upgraded connections (agent
+/// WebSockets) are not waited for: the engine closes them.
+pub async fn serve(listener: TcpListener, app: Router, listen: Listen, stop: CancellationToken) {
+    let tracker = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let (tcp, addr) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors (or another transient failure): the caps keep the
+                // server below its limit, but other processes' files may not. Try again soon
+                // rather than spin.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let slot = match listen.conns.admit(addr.ip()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                tracing::debug!(%addr, ?why, "connection refused");
+                drop(tcp);
+                continue;
+            }
+        };
+        let peer = Peer { addr, slot };
+        tracker.spawn(connection(
+            tcp,
+            peer,
+            app.clone(),
+            listen.clone(),
+            stop.clone(),
+        ));
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+async fn connection(
+    tcp: TcpStream,
+    peer: Peer,
+    app: Router,
+    listen: Listen,
+    stop: CancellationToken,
+) {
+    // Small frames (assign, ack) must not wait behind Nagle + delayed ACK (~40 ms each).
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+    }
+    serve_http(tcp, peer, app, listen, stop).await;
+}
+
+/// Serves HTTP/1.1 (with upgrades) on one connection.
+async fn serve_http<I>(io: I, peer: Peer, app: Router, listen: Listen, stop: CancellationToken)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let addr = peer.addr;
+    let service = tower::service_fn(move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(peer.clone());
+        app.clone().oneshot(req.map(Body::new))
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(listen.header_timeout);
+    let conn = builder
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        if e.is_timeout() {
+            Metrics::inc(&listen.metrics.connections_timed_out_total);
+            tracing::debug!(%addr, "no request headers in time; connection closed");
+        } else {
+            tracing::debug!(%addr, error = %e, "connection ended with an error");
+        }
+    }
+}
