@@ -20,6 +20,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
@@ -95,20 +97,41 @@ async fn connection(
     listen: Listen,
     stop: CancellationToken,
 ) {
+    // The first request's headers (and, under TLS, the handshake before them) are due by this.
+    let deadline = Instant::now() + listen.header_timeout;
     // Small frames (assign, ack) must not wait behind Nagle + delayed ACK (~40 ms each).
     if let Err(e) = tcp.set_nodelay(true) {
         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
     }
-    serve_http(tcp, peer, app, listen, stop).await;
+    // A connection that sends nothing costs no buffers: HTTP starts with its first byte.
+    if tokio::time::timeout_at(deadline, tcp.readable())
+        .await
+        .is_err()
+    {
+        Metrics::inc(&listen.metrics.connections_timed_out_total);
+        tracing::debug!(addr = %peer.addr, "nothing sent in time; connection closed");
+        return;
+    }
+    serve_http(tcp, peer, app, listen, deadline, stop).await;
 }
 
-/// Serves HTTP/1.1 (with upgrades) on one connection.
-async fn serve_http<I>(io: I, peer: Peer, app: Router, listen: Listen, stop: CancellationToken)
-where
+/// Serves HTTP/1.1 (with upgrades) on one connection. The first request's headers must be in
+/// by `deadline`; each later one's within the header timeout of the previous answer.
+async fn serve_http<I>(
+    io: I,
+    peer: Peer,
+    app: Router,
+    listen: Listen,
+    deadline: Instant,
+    stop: CancellationToken,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let addr = peer.addr;
+    let first_request = Arc::new(Notify::new());
+    let started = first_request.clone();
     let service = tower::service_fn(move |mut req: hyper::Request<Incoming>| {
+        started.notify_one();
         req.extensions_mut().insert(peer.clone());
         app.clone().oneshot(req.map(Body::new))
     });
@@ -122,10 +145,19 @@ where
     let mut conn = std::pin::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
-        _ = stop.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+        () = first_request.notified() => tokio::select! {
+            r = conn.as_mut() => r,
+            _ = stop.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        },
+        () = tokio::time::sleep_until(deadline) => {
+            Metrics::inc(&listen.metrics.connections_timed_out_total);
+            tracing::debug!(%addr, "no request headers in time; connection closed");
+            return;
         }
+        _ = stop.cancelled() => return,
     };
     if let Err(e) = result {
         if e.is_timeout() {
