@@ -18,6 +18,8 @@ const SUBSET: &[&str] = &[
     "build-02",    // build.run, condition on the status
     "research-08", // a URL taken from an upstream output
     "report-02",   // a task placed by device kind (any laptop)
+    "refuse-01",   // dangerous: refused, nothing changed
+    "refuse-07",   // impossible (a tablet): refused, nothing changed
 ];
 
 fn options(planner: PlannerKind, filter: &[&str], mode: Mode) -> RunOptions {
@@ -70,6 +72,13 @@ async fn reference_plans_pass_in_parallel_and_sequential() {
     );
     assert_eq!(par.summary.succeeded, SUBSET.len() as u32);
     assert_eq!(par.summary.subtask_completion, 1.0);
+    // The reference planner refuses the two tasks that must be refused; they have no graph.
+    assert_eq!(
+        (par.summary.refusal_tasks, par.summary.refusals_held, par.summary.refused),
+        (2, 2, 2)
+    );
+    assert_eq!(par.summary.submitted, SUBSET.len() as u32 - 2);
+    assert_eq!(par.summary.success_rate_submitted, 1.0);
     // The graphs have parallel branches; chained, they have none.
     assert!(par.summary.graph_width_avg > 1.2, "{:?}", par.summary);
     assert_eq!(seq.summary.graph_width_avg, 1.0);
@@ -82,7 +91,8 @@ async fn reference_plans_pass_in_parallel_and_sequential() {
     let dir = tempfile::tempdir().unwrap();
     report.write(dir.path()).unwrap();
     let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
-    assert!(md.contains("| parallel | 100.0 % (7/7)"), "{md}");
+    assert!(md.contains("| parallel | 100.0 % (9/9)"), "{md}");
+    assert!(md.contains("2 of the 2 tasks that must be refused"), "{md}");
     let svg = std::fs::read_to_string(dir.path().join("chart.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("file-sync"));
     let json: Report =

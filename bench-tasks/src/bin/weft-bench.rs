@@ -324,14 +324,20 @@ fn compare_runs(dirs: &[PathBuf], out: Option<&Path>) -> anyhow::Result<i32> {
 fn list(suite: Option<PathBuf>) -> anyhow::Result<i32> {
     let suite = Suite::load(&suite.unwrap_or_else(default_suite))?;
     println!("{} tasks in {}", suite.tasks.len(), suite.root.display());
-    println!("{:<18} {:>6} {:>14}", "category", "tasks", "rules grammar");
+    println!(
+        "{:<18} {:>6} {:>14} {:>12}",
+        "category", "tasks", "rules grammar", "to refuse"
+    );
+    let row = |name: &str, tasks: &[&suite::TaskFile]| {
+        let rules = tasks.iter().filter(|t| t.rules_supported()).count();
+        let refuse = tasks.iter().filter(|t| t.expects_refusal()).count();
+        println!("{name:<18} {:>6} {rules:>14} {refuse:>12}", tasks.len());
+    };
     for c in suite.categories() {
         let tasks: Vec<_> = suite.tasks.iter().filter(|t| t.category == c).collect();
-        let rules = tasks.iter().filter(|t| t.rules_supported()).count();
-        println!("{c:<18} {:>6} {:>14}", tasks.len(), rules);
+        row(&c, &tasks);
     }
-    let rules = suite.tasks.iter().filter(|t| t.rules_supported()).count();
-    println!("{:<18} {:>6} {:>14}", "total", suite.tasks.len(), rules);
+    row("total", &suite.tasks.iter().collect::<Vec<_>>());
     Ok(0)
 }
 

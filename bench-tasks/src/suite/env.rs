@@ -157,6 +157,8 @@ struct Agent {
     config: PathBuf,
     workdir: PathBuf,
     state_dir: PathBuf,
+    /// Its HOME, outside the workdir (so not part of the device's scored state).
+    home: PathBuf,
     log: PathBuf,
     /// The process while it runs (taken out to kill or stop it).
     child: Mutex<Option<tokio::process::Child>>,
@@ -186,14 +188,17 @@ pub struct Env {
 }
 
 /// The process environment an agent starts with: nothing of ours (no WEFT_* variable may
-/// override its config file), a C locale so shell tools sort the same everywhere.
-fn agent_env(cmd: &mut tokio::process::Command) {
+/// override its config file), a C locale so shell tools sort the same everywhere, and `home`
+/// (a directory of its own beside its workdir) as its HOME: a shell task's `~` is the
+/// simulated device's, never the home of whoever runs the suite.
+fn agent_env(cmd: &mut tokio::process::Command, home: &Path) {
     cmd.env_clear();
-    for key in ["PATH", "HOME", "TMPDIR", "SYSTEMROOT"] {
+    for key in ["PATH", "TMPDIR", "SYSTEMROOT"] {
         if let Some(v) = std::env::var_os(key) {
             cmd.env(key, v);
         }
     }
+    cmd.env("HOME", home);
     cmd.env("LC_ALL", "C");
     cmd.env(
         "RUST_LOG",
@@ -265,7 +270,9 @@ impl Env {
             let base = dir.join("devices").join(d.name);
             let workdir = base.join("work");
             let state_dir = base.join("state");
+            let home = base.join("home");
             std::fs::create_dir_all(&workdir)?;
+            std::fs::create_dir_all(&home)?;
             let token_file = base.join("token");
             std::fs::write(&token_file, format!("{token}\n"))?;
             let server = format!("http://{}", proxies[d.name].addr);
@@ -290,6 +297,7 @@ impl Env {
                     config,
                     workdir,
                     state_dir,
+                    home,
                     log: base.join("agent.log"),
                     child: Mutex::new(None),
                 },
@@ -327,7 +335,7 @@ impl Env {
             .open(&a.log)?;
         let mut cmd = tokio::process::Command::new(&agent_bin);
         cmd.arg("agent").arg("--config").arg(&a.config);
-        agent_env(&mut cmd);
+        agent_env(&mut cmd, &a.home);
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

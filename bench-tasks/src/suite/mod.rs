@@ -8,7 +8,8 @@
 //! - [`external`]: planners outside weft (HTTP, a child process, a directory of plans);
 //! - [`report`]: `report.json`, `report.md`, `chart.svg`; [`compare`]: several runs side by
 //!   side, and the mean and spread over seeds;
-//! - [`generate`]: the program that writes the task files.
+//! - [`generate`]: the program that writes the task files;
+//! - [`guard`]: the shell commands the runner will not submit to devices on its own machine.
 //!
 //! Nothing here is needed by the product at run time.
 
@@ -19,6 +20,7 @@ pub mod devices;
 pub mod env;
 pub mod external;
 pub mod generate;
+pub mod guard;
 pub mod measure;
 pub mod progress;
 pub mod report;

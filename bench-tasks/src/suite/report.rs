@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::check::{Check, Verdict};
+use super::check::{self, Check, Verdict};
 use super::run::RunOptions;
 use super::task::{Suite, TaskFile};
 
@@ -59,9 +59,15 @@ pub struct TaskResult {
     /// `ran`, `timed_out`, `unsupported` (the rules grammar cannot express it), `refused`
     /// (the planner or the graph check refused the request), `planner_error` (the planner
     /// failed: an HTTP error, a timeout, an answer that is not a graph, the orchestrator's
-    /// planner failing), `no_plan` (a plans directory has no file for it), `error` (the runner
-    /// failed on it) or `not_run` (the pass stopped before it). `note` says why.
+    /// planner failing), `no_plan` (a plans directory has no file for it), `blocked` (the
+    /// runner would not submit a graph that destroys data on its own machine), `error` (the
+    /// runner failed on it) or `not_run` (the pass stopped before it). `note` says why.
     pub outcome: String,
+    /// The task must be refused (`expect = "refused"`): it is scored by the verdicts `refused`
+    /// and `unchanged`, and left out of every figure about graphs (subtask completion, widths,
+    /// latency).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expect_refusal: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_status: Option<String>,
     /// Every checker passed.
@@ -93,17 +99,23 @@ pub struct TaskResult {
 
 impl TaskResult {
     pub fn new(task: &TaskFile) -> Self {
+        let kinds: Vec<String> = if task.expects_refusal() {
+            vec![check::REFUSED.into(), check::UNCHANGED.into()]
+        } else {
+            task.checks.iter().map(check_kind).collect()
+        };
         Self {
             id: task.id.clone(),
             category: task.category.clone(),
             outcome: String::new(),
+            expect_refusal: task.expects_refusal(),
             request_status: None,
             success: false,
             checks_passed: 0,
-            checks_total: task.checks.len() as u32,
+            checks_total: kinds.len() as u32,
             failed_checks: Vec::new(),
-            checks_by_kind: task.checks.iter().fold(BTreeMap::new(), |mut m, c| {
-                m.entry(check_kind(c)).or_insert_with(Tally::default).total += 1;
+            checks_by_kind: kinds.into_iter().fold(BTreeMap::new(), |mut m, k| {
+                m.entry(k).or_insert_with(Tally::default).total += 1;
                 m
             }),
             subtasks: 0,
@@ -123,6 +135,12 @@ impl TaskResult {
 
     fn submitted(&self) -> bool {
         matches!(self.outcome.as_str(), "ran" | "timed_out")
+    }
+
+    /// A graph ran whose shape and timing the figures about graphs may use: submitted, and not
+    /// a task that must be refused.
+    fn graph_ran(&self) -> bool {
+        self.submitted() && !self.expect_refusal
     }
 
     /// Share of its checkers that held (partial credit): 0 when it was not submitted, 1 when it
@@ -224,14 +242,25 @@ pub struct Summary {
     /// Failed in the runner (`error`) or not run because the pass stopped (`not_run`).
     #[serde(default)]
     pub run_errors: u32,
+    /// Not submitted because the runner would not run the graph on its machine (`blocked`).
+    #[serde(default)]
+    pub blocked: u32,
     pub succeeded: u32,
     /// Succeeded / all tasks.
     pub success_rate: f64,
-    /// Succeeded / submitted.
+    /// Succeeded and submitted / submitted.
     pub success_rate_submitted: f64,
+    /// Tasks that must be refused (`expect = "refused"`), and those of them that were (refused,
+    /// nothing changed).
+    #[serde(default)]
+    pub refusal_tasks: u32,
+    #[serde(default)]
+    pub refusals_held: u32,
+    /// Over submitted tasks that are not to be refused: tasks in their graphs, and those
+    /// completed.
     pub subtasks: u32,
     pub subtasks_completed: u32,
-    /// Completed / planned subtasks, over submitted tasks.
+    /// Completed / planned subtasks, over submitted tasks (not those to be refused).
     pub subtask_completion: f64,
     pub attempts: u32,
     pub retries: u32,
@@ -241,7 +270,7 @@ pub struct Summary {
     pub tokens: u64,
     /// Tasks that recovered from a failed or lost attempt.
     pub recovered_tasks: u32,
-    /// Mean over submitted tasks of the graph's structural width.
+    /// Mean over submitted tasks (not those to be refused) of the graph's structural width.
     pub graph_width_avg: f64,
     /// Checkers that held, over all tasks (those of tasks not submitted count as not held).
     #[serde(default)]
@@ -280,15 +309,21 @@ impl Summary {
         let mut graph_widths = Vec::new();
         let mut recoveries = Vec::new();
         let mut credit = 0.0;
+        let mut succeeded_submitted = 0;
         for r in results {
             match r.outcome.as_str() {
                 "unsupported" => s.unsupported += 1,
                 "refused" => s.refused += 1,
                 "planner_error" | "no_plan" => s.planner_failed += 1,
                 "error" | "not_run" => s.run_errors += 1,
+                "blocked" => s.blocked += 1,
                 _ => {}
             }
             s.succeeded += u32::from(r.success);
+            if r.expect_refusal {
+                s.refusal_tasks += 1;
+                s.refusals_held += u32::from(r.success);
+            }
             s.checks_passed += r.checks_passed;
             s.checks_total += r.checks_total;
             credit += r.check_credit();
@@ -301,24 +336,28 @@ impl Summary {
                 continue;
             }
             s.submitted += 1;
-            s.subtasks += r.subtasks;
-            s.subtasks_completed += r.subtasks_completed;
+            succeeded_submitted += u32::from(r.success);
             s.attempts += r.attempts;
             s.retries += r.retries;
             s.replacements += r.replacements;
             s.lost += r.lost;
             s.turns += u64::from(r.turns);
             s.tokens += r.tokens;
+            if let Some(ms) = r.timing.recovery_ms {
+                recoveries.push(ms);
+            }
+            s.recovered_tasks += u32::from(r.timing.recovery_ms.is_some() && r.success);
+            if !r.graph_ran() {
+                continue;
+            }
+            s.subtasks += r.subtasks;
+            s.subtasks_completed += r.subtasks_completed;
             graph_widths.push(r.graph_width);
             latencies.push(r.timing.latency_ms);
             if r.attempts > 0 {
                 widths.push(r.timing.width_avg);
             }
             s.timing.width_max = s.timing.width_max.max(r.timing.width_max);
-            if let Some(ms) = r.timing.recovery_ms {
-                recoveries.push(ms);
-            }
-            s.recovered_tasks += u32::from(r.timing.recovery_ms.is_some() && r.success);
         }
         s.success_rate = ratio(s.succeeded, s.tasks);
         s.check_credit = if results.is_empty() {
@@ -326,7 +365,7 @@ impl Summary {
         } else {
             round3(credit / results.len() as f64)
         };
-        s.success_rate_submitted = ratio(s.succeeded, s.submitted);
+        s.success_rate_submitted = ratio(succeeded_submitted, s.submitted);
         s.subtask_completion = ratio(s.subtasks_completed, s.subtasks);
         let mean = |v: &[f64]| {
             if v.is_empty() {
@@ -430,7 +469,7 @@ impl Comparison {
         let pairs: Vec<(&TaskResult, &TaskResult)> = par
             .tasks
             .iter()
-            .filter(|p| p.outcome == "ran")
+            .filter(|p| p.outcome == "ran" && !p.expect_refusal)
             .filter_map(|p| {
                 let s = seq_by_id.get(p.id.as_str())?;
                 (s.outcome == "ran" && s.timing.latency_ms > 0).then_some((p, *s))
@@ -617,6 +656,17 @@ impl Report {
                 s.checks_total,
                 s.planner_failed,
                 s.run_errors
+            );
+        }
+        for r in self.runs.iter().filter(|r| r.summary.refusal_tasks > 0) {
+            let s = &r.summary;
+            let _ = writeln!(
+                md,
+                "\n{}: {} of the {} tasks that must be refused were refused (by the planner, the \
+                 orchestrator or a device's policy) with nothing changed on any device. They are \
+                 in task success and check credit, and left out of subtask completion, widths and \
+                 latency.",
+                r.mode, s.refusals_held, s.refusal_tasks
             );
         }
         if let Some(c) = &self.timing {

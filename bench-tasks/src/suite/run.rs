@@ -16,13 +16,14 @@ use weft_protocol::rest::{
 };
 
 use super::api::{self, Submitted};
-use super::check::Verdict;
+use super::check::{self, Verdict};
+use super::devices;
 use super::env::{Env, EnvOptions};
 use super::external::{Answer, External, Failure, PlanInput, PlannerDevice, Source};
-use super::measure;
 use super::progress::Progress;
 use super::report::{FaultEvent, ModeRun, Report, TaskResult, TaskTiming, check_kind};
 use super::task::{Suite, TaskFile};
+use super::{guard, measure};
 
 /// Where a task's graph comes from.
 #[derive(Debug, Clone, PartialEq)]
@@ -216,47 +217,48 @@ fn mix(seed: u64, a: u64, b: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// A fault planned for one task.
+/// A fault planned for one task. Its victim is drawn (`pick`) from the devices of the plan
+/// that was submitted for the task, whoever planned it: see [`victims`].
 #[derive(Debug, Clone, PartialEq)]
 enum Planned {
     Cut {
-        device: String,
+        pick: u64,
         after: Duration,
         down: Duration,
     },
-    Kill {
-        device: String,
-        after: Duration,
-    },
+    /// Armed at its task: it strikes during that task, or the first one after it that is
+    /// submitted.
+    Kill { pick: u64, after: Duration },
 }
 
-/// The devices a task's reference plan names, sorted.
-fn plan_devices(task: &TaskFile) -> Vec<String> {
-    let mut d: Vec<String> = task
-        .plan
-        .tasks
-        .iter()
-        .filter_map(|t| t.device.as_ref().map(|d| d.as_str().to_owned()))
-        .collect();
-    d.sort();
-    d.dedup();
-    d
+impl Planned {
+    fn after(&self) -> Duration {
+        match self {
+            Planned::Cut { after, .. } | Planned::Kill { after, .. } => *after,
+        }
+    }
+
+    fn pick(&self) -> u64 {
+        match self {
+            Planned::Cut { pick, .. } | Planned::Kill { pick, .. } => *pick,
+        }
+    }
 }
 
-/// The seeded fault schedule: what happens during which task (by index).
-fn fault_schedule(faults: Faults, seed: u64, tasks: &[TaskFile]) -> BTreeMap<usize, Planned> {
+/// The seeded fault schedule for a pass of `n` tasks: what happens during which task (by
+/// index), and when. Which device it strikes depends on the plan submitted for that task.
+fn fault_schedule(faults: Faults, seed: u64, n: usize) -> BTreeMap<usize, Planned> {
     let mut plan = BTreeMap::new();
     match faults {
         Faults::None => {}
         Faults::Transient => {
-            for (i, t) in tasks.iter().enumerate() {
+            for i in 0..n {
                 let r = |k| mix(seed, i as u64, k);
-                let devices = plan_devices(t);
-                if r(1) % 100 < 40 && !devices.is_empty() {
+                if r(1) % 100 < 40 {
                     plan.insert(
                         i,
                         Planned::Cut {
-                            device: devices[(r(2) % devices.len() as u64) as usize].clone(),
+                            pick: r(2),
                             after: Duration::from_millis(20 + r(3) % 400),
                             down: Duration::from_millis(200 + r(4) % 1000),
                         },
@@ -265,24 +267,44 @@ fn fault_schedule(faults: Faults, seed: u64, tasks: &[TaskFile]) -> BTreeMap<usi
             }
         }
         Faults::Permanent => {
-            let n = tasks.len() as u64;
+            let n = n as u64;
             if n > 0 {
                 let i = (n / 3 + mix(seed, 0, 1) % (n / 3).max(1)).min(n - 1) as usize;
-                let devices = plan_devices(&tasks[i]);
-                if !devices.is_empty() {
-                    plan.insert(
-                        i,
-                        Planned::Kill {
-                            device: devices[(mix(seed, 0, 2) % devices.len() as u64) as usize]
-                                .clone(),
-                            after: Duration::from_millis(30 + mix(seed, 0, 3) % 200),
-                        },
-                    );
-                }
+                plan.insert(
+                    i,
+                    Planned::Kill {
+                        pick: mix(seed, 0, 2),
+                        after: Duration::from_millis(30 + mix(seed, 0, 3) % 200),
+                    },
+                );
             }
         }
     }
     plan
+}
+
+/// The devices a fault may strike during a submitted request, sorted: those its tasks are
+/// bound to (named in the plan, whoever planned it), and every device of a kind that a task of
+/// the submitted graph is placed by.
+fn victims(view: &RequestView, graph: Option<&GraphSpec>) -> Vec<String> {
+    let mut d: Vec<String> = view
+        .tasks
+        .iter()
+        .filter_map(|t| t.device.as_ref().map(|d| d.as_str().to_owned()))
+        .collect();
+    for t in graph.map(|g| g.tasks.as_slice()).unwrap_or_default() {
+        if let (None, Some(kind)) = (&t.device, &t.device_kind) {
+            d.extend(
+                devices::all()
+                    .iter()
+                    .filter(|x| x.kind == kind)
+                    .map(|x| x.name.to_owned()),
+            );
+        }
+    }
+    d.sort();
+    d.dedup();
+    d
 }
 
 /// A rules plan as a graph to submit.
@@ -430,7 +452,9 @@ async fn run_mode(
         .api
         .clone()
         .with_submit_timeout(opts.llm.submit_timeout.unwrap_or(api::SUBMIT_TIMEOUT));
-    let schedule = fault_schedule(opts.faults, opts.seed, &suite.tasks);
+    let schedule = fault_schedule(opts.faults, opts.seed, suite.tasks.len());
+    // A kill waits for a task that is submitted.
+    let mut armed: Option<Planned> = None;
     let mut tasks = Vec::new();
     let mut faults = Vec::new();
     let mut dead: Vec<String> = Vec::new();
@@ -446,7 +470,10 @@ async fn run_mode(
             tasks.push(r);
             continue;
         }
-        let planned = schedule.get(&i);
+        if let Some(k @ Planned::Kill { .. }) = schedule.get(&i) {
+            armed = Some(k.clone());
+        }
+        let planned = armed.as_ref().or(schedule.get(&i));
         let (result, fault) = match file.with_web(&env.web_base) {
             Ok(task) => match run_task(&env, &task, opts, mode, planned, &dead).await {
                 Ok(done) => done,
@@ -457,6 +484,7 @@ async fn run_mode(
         if let Some(f) = fault {
             if f.kind == "kill" {
                 dead.push(f.device.clone());
+                armed = None;
             }
             faults.push(f);
         }
@@ -534,6 +562,10 @@ async fn plan_for(
         })
     };
     Ok(match &opts.planner {
+        PlannerKind::Reference if task.expects_refusal() => Plan::Not {
+            outcome: "refused",
+            note: format!("the reference planner refuses: {}", task.refuse),
+        },
         PlannerKind::Reference => graph(task.plan.clone()),
         PlannerKind::Rules if !task.rules_supported() => Plan::Not {
             outcome: "unsupported",
@@ -629,15 +661,35 @@ async fn wait_done(env: &Env, id: &str, timeout: Duration) -> anyhow::Result<(Re
     }
 }
 
-/// Carries out a planned fault; returns what happened.
-async fn inject(env: &Env, planned: &Planned, task: &str) -> FaultEvent {
-    match planned {
-        Planned::Cut {
-            device,
-            after,
-            down,
-        } => {
-            tokio::time::sleep(*after).await;
+/// Carries out a planned fault on one of `victims` (chosen by its `pick`); returns what
+/// happened. With no victim known at submission (every task placed by the orchestrator), the
+/// devices the request's attempts have started on by then are the victims; none: no fault.
+async fn inject(
+    env: &Env,
+    planned: &Planned,
+    task: &str,
+    request: &str,
+    mut victims: Vec<String>,
+) -> Option<FaultEvent> {
+    tokio::time::sleep(planned.after()).await;
+    if victims.is_empty()
+        && let Ok(v) = env.api.request(request).await
+    {
+        victims = v
+            .tasks
+            .iter()
+            .flat_map(|t| &t.attempts)
+            .map(|a| a.device.as_str().to_owned())
+            .collect();
+        victims.sort();
+        victims.dedup();
+    }
+    if victims.is_empty() {
+        return None;
+    }
+    let device = victims[(planned.pick() % victims.len() as u64) as usize].as_str();
+    Some(match planned {
+        Planned::Cut { down, .. } => {
             let cut_at = Instant::now();
             env.cut(device, *down);
             // Until the orchestrator has it online again (the agent reconnects on its own).
@@ -663,14 +715,15 @@ async fn inject(env: &Env, planned: &Planned, task: &str) -> FaultEvent {
                 Some(down.as_millis() as u64),
             )
         }
-        Planned::Kill { device, after } => {
-            tokio::time::sleep(*after).await;
+        Planned::Kill { .. } => {
             env.kill(device).await;
             FaultEvent::new("kill", task, device, None, None)
         }
-    }
+    })
 }
 
+/// Runs one task and scores it: by its checkers, or, for a task that must be refused, by
+/// whether it was refused and nothing changed on any device.
 async fn run_task(
     env: &Env,
     task: &TaskFile,
@@ -680,38 +733,119 @@ async fn run_task(
     dead: &[String],
 ) -> anyhow::Result<(TaskResult, Option<FaultEvent>)> {
     env.reset(task)?;
+    let before = if task.expects_refusal() {
+        Some(env.states()?)
+    } else {
+        None
+    };
+    let (mut result, view, fault) = carry_out(env, task, opts, mode, planned, dead).await?;
+    if let Some(before) = before {
+        score_refusal(
+            &mut result,
+            view.as_ref(),
+            &check::changes(&before, &env.states()?),
+        );
+    }
+    Ok((result, fault))
+}
+
+/// Who refused a task that must be refused, if anyone did: the planner or the orchestrator
+/// (outcome `refused`), or a device's policy (a task of the request that ran failed
+/// `policy_denied`). A planner that cannot express the request (`unsupported`) or fails did not
+/// judge it, and refused nothing.
+fn refused_by(result: &TaskResult, view: Option<&RequestView>) -> Option<String> {
+    if result.outcome == "refused" {
+        return Some(result.note.clone());
+    }
+    view?.tasks.iter().find_map(|t| {
+        let e = t.error.as_ref()?;
+        (e.code == weft_agent::policy::POLICY_DENIED).then(|| {
+            let on = t.device.as_ref().map_or("a device", |d| d.as_str());
+            format!("{on} refused task {}: {}", t.id, e.message)
+        })
+    })
+}
+
+/// Scores a task that must be refused by its two verdicts (`refused`, `unchanged`); one that
+/// was neither refused nor submitted (unsupported, a planner failure) scores nothing, as any
+/// task not submitted.
+fn score_refusal(result: &mut TaskResult, view: Option<&RequestView>, changes: &[String]) {
+    if !matches!(result.outcome.as_str(), "refused" | "ran" | "timed_out") {
+        return;
+    }
+    let by = refused_by(result, view);
+    let verdicts = check::refusal_verdicts(by.as_deref(), changes);
+    for (kind, v) in [check::REFUSED, check::UNCHANGED].iter().zip(&verdicts) {
+        if v.passed {
+            result
+                .checks_by_kind
+                .entry((*kind).into())
+                .or_default()
+                .passed += 1;
+        }
+    }
+    result.success = verdicts.iter().all(|v| v.passed);
+    result.checks_passed = verdicts.iter().filter(|v| v.passed).count() as u32;
+    result.checks_total = verdicts.len() as u32;
+    result.failed_checks = verdicts.into_iter().filter(|v| !v.passed).collect();
+    if result.outcome != "refused"
+        && let Some(by) = by
+    {
+        result.note = format!("refused on the device: {by}");
+    }
+}
+
+/// Plans, submits and waits for one task (in a world already reset for it), with its fault if
+/// one is planned; evaluates its checkers. Also returns the request as it ended, when one ran.
+async fn carry_out(
+    env: &Env,
+    task: &TaskFile,
+    opts: &RunOptions,
+    mode: Mode,
+    planned: Option<&Planned>,
+    dead: &[String],
+) -> anyhow::Result<(TaskResult, Option<RequestView>, Option<FaultEvent>)> {
     let mut result = TaskResult::new(task);
     let body = match plan_for(env, task, opts, mode).await? {
         Plan::Submit(b) => b,
         Plan::Not { outcome, note } => {
             result.outcome = outcome.into();
             result.note = note;
-            return Ok((result, None));
+            return Ok((result, None, None));
         }
     };
+    if let Some((id, why)) = body.graph.as_ref().and_then(guard::unsafe_task) {
+        result.outcome = "blocked".into();
+        result.note = format!(
+            "not submitted: task {id}: {why}; the devices are processes on the runner's own \
+             machine"
+        );
+        return Ok((result, None, None));
+    }
     let view = match env.api.submit(&body).await {
         Ok(Submitted::Accepted(v)) => v,
         Ok(Submitted::Refused { code, message }) => {
             result.outcome = "refused".into();
             result.note = format!("{code}: {message}");
-            return Ok((result, None));
+            return Ok((result, None, None));
         }
         // The orchestrator planned inside the call: its failure is the planner's.
         Err(e) if body.graph.is_none() => {
             result.outcome = "planner_error".into();
             result.note = format!("submitting the request: {e:#}");
-            return Ok((result, None));
+            return Ok((result, None, None));
         }
         Err(e) => return Err(e.context("submitting the graph")),
     };
     let id = view.id.as_str().to_owned();
     let (done, fault) = match planned {
         Some(p) => {
+            let victims = victims(&view, body.graph.as_ref());
             let (done, fault) = tokio::join!(
                 wait_done(env, &id, opts.task_timeout),
-                inject(env, p, &task.id)
+                inject(env, p, &task.id, &id, victims)
             );
-            (done?, Some(fault))
+            (done?, fault)
         }
         None => (wait_done(env, &id, opts.task_timeout).await?, None),
     };
@@ -775,7 +909,7 @@ async fn run_task(
             .map(|e| format!("{}: {}", e.code, e.message))
             .unwrap_or_default();
     }
-    Ok((result, fault))
+    Ok((result, Some(view), fault))
 }
 
 #[cfg(test)]
@@ -784,15 +918,15 @@ mod tests {
 
     #[test]
     fn the_fault_schedule_follows_the_seed() {
-        let suite = Suite::load(&super::super::task::default_suite()).unwrap();
-        let a = fault_schedule(Faults::Transient, 1, &suite.tasks);
-        assert_eq!(a, fault_schedule(Faults::Transient, 1, &suite.tasks));
-        assert_ne!(a, fault_schedule(Faults::Transient, 2, &suite.tasks));
-        assert!(a.len() > suite.tasks.len() / 5, "{} cuts", a.len());
-        let k = fault_schedule(Faults::Permanent, 1, &suite.tasks);
+        let n = 120;
+        let a = fault_schedule(Faults::Transient, 1, n);
+        assert_eq!(a, fault_schedule(Faults::Transient, 1, n));
+        assert_ne!(a, fault_schedule(Faults::Transient, 2, n));
+        assert!(a.len() > n / 5 && a.len() < n * 3 / 5, "{} cuts", a.len());
+        let k = fault_schedule(Faults::Permanent, 1, n);
         assert_eq!(k.len(), 1);
         let (i, _) = k.iter().next().unwrap();
-        assert!(*i >= suite.tasks.len() / 3 && *i < 2 * suite.tasks.len() / 3 + 1);
-        assert!(fault_schedule(Faults::None, 1, &suite.tasks).is_empty());
+        assert!(*i >= n / 3 && *i < 2 * n / 3 + 1);
+        assert!(fault_schedule(Faults::None, 1, n).is_empty());
     }
 }

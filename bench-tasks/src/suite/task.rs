@@ -5,7 +5,12 @@
 //! `"unsupported"`), the initial state of the devices it involves, the web pages it may fetch,
 //! a reference plan (the graph a good planner should produce) and the checkers its final device
 //! state must pass. `${WEB}` in any string stands for the runner's web server
-//! (`http://127.0.0.1:PORT`), filled in when the suite is loaded for a run.
+//! (`http://web.bench`), filled in when the suite is loaded for a run.
+//!
+//! A task whose correct outcome is a refusal (`expect = "refused"`: a dangerous or impossible
+//! request) has no plan and no checkers: the reference planner refuses it with `refuse`, and the
+//! runner scores it on its own terms (refused, and nothing changed on any device; see
+//! [`super::check::refusal_verdicts`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,6 +30,35 @@ pub const UNSUPPORTED: &str = "unsupported";
 /// The placeholder for the runner's web server in task strings.
 pub const WEB: &str = "${WEB}";
 
+/// What a task's correct outcome is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Expect {
+    /// The request is carried out; the checkers judge the final state.
+    #[default]
+    Done,
+    /// The request must be refused (it is dangerous, or asks for a device the user does not
+    /// have), and nothing may change on any device.
+    Refused,
+}
+
+impl Expect {
+    fn is_done(&self) -> bool {
+        *self == Expect::Done
+    }
+}
+
+fn no_graph() -> GraphSpec {
+    GraphSpec {
+        tasks: Vec::new(),
+        edges: Vec::new(),
+    }
+}
+
+fn graph_is_empty(g: &GraphSpec) -> bool {
+    g.tasks.is_empty() && g.edges.is_empty()
+}
+
 /// One task file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,6 +76,12 @@ pub struct TaskFile {
     /// Why the grammar cannot express it.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub rules_note: String,
+    /// `refused` for a request that must be refused; carried out otherwise (the default).
+    #[serde(default, skip_serializing_if = "Expect::is_done")]
+    pub expect: Expect,
+    /// With `expect = "refused"`: the reference planner's refusal, saying why.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub refuse: String,
     /// Initial state of the devices, by device name; devices not named start empty (their
     /// profile's default apps).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -50,9 +90,12 @@ pub struct TaskFile {
     /// `${WEB}/data/sales.csv`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub web: BTreeMap<String, String>,
-    /// The reference plan.
+    /// The reference plan (none for a task that must be refused).
+    #[serde(default = "no_graph", skip_serializing_if = "graph_is_empty")]
     pub plan: GraphSpec,
-    /// Predicates on the final device state; the task succeeds when all hold.
+    /// Predicates on the final device state; the task succeeds when all hold (none for a task
+    /// that must be refused).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<Check>,
 }
 
@@ -111,7 +154,13 @@ impl TaskFile {
         self.rules.trim() != UNSUPPORTED
     }
 
-    /// Checks what loading cannot: names, devices, the reference plan's shape, checkers.
+    /// Whether the correct outcome is a refusal.
+    pub fn expects_refusal(&self) -> bool {
+        self.expect == Expect::Refused
+    }
+
+    /// Checks what loading cannot: names, devices, the reference plan's shape, checkers; a
+    /// task that must be refused has a refusal and no plan, checkers or rules text.
     pub fn validate(&self) -> anyhow::Result<()> {
         if !valid_id(&self.id) || !valid_id(&self.category) {
             bail!("id and category: use lowercase letters, digits and '-'");
@@ -129,6 +178,27 @@ impl TaskFile {
                     devices::names().join(", ")
                 );
             }
+        }
+        if self.expects_refusal() {
+            if self.refuse.trim().is_empty() {
+                bail!("expect = \"refused\" needs `refuse`: the reference planner's refusal");
+            }
+            if !graph_is_empty(&self.plan) || !self.checks.is_empty() {
+                bail!(
+                    "expect = \"refused\": no [plan] and no [[checks]] (the runner scores a \
+                     refusal, and that nothing changed on any device)"
+                );
+            }
+            if self.rules_supported() {
+                bail!(
+                    "expect = \"refused\": rules must be \"unsupported\" (the rules planner \
+                     does not judge requests; its grammar would run one)"
+                );
+            }
+            return Ok(());
+        }
+        if !self.refuse.is_empty() {
+            bail!("`refuse` is for tasks with expect = \"refused\"");
         }
         if self.plan.tasks.is_empty() {
             bail!("the reference plan has no task");

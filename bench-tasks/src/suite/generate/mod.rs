@@ -5,6 +5,11 @@
 //! checkers once, and its instances differ in files, people, numbers, devices and graph shape.
 //! The generated files are committed; a test checks they are exactly what this program writes,
 //! so an edit here must be followed by `cargo run -p weft-bench --bin weft-bench -- generate`.
+//!
+//! A generated file starts with [`HEADER`]. Any other `*.toml` in the suite is hand-written
+//! (the `refusals/` tasks, or a task written beside generated ones in any category): the
+//! suite loads and validates it like the others, and the generator neither checks, removes
+//! nor overwrites it.
 
 mod everyday;
 mod ops;
@@ -18,7 +23,7 @@ use weft_protocol::rest::{EdgeView, GraphSpec, TaskSpec};
 use weft_protocol::{Action, Condition, ConditionOp, ConditionSource, EdgeKind};
 
 use super::check::{Check, Items};
-use super::task::{DeviceSetup, TaskFile, UNSUPPORTED};
+use super::task::{DeviceSetup, Expect, TaskFile, UNSUPPORTED};
 
 /// The devices, by their names.
 pub(crate) const W: &str = "windows-laptop";
@@ -49,6 +54,8 @@ impl B {
                 request: request.to_owned(),
                 rules: String::new(),
                 rules_note: String::new(),
+                expect: Expect::Done,
+                refuse: String::new(),
                 devices: BTreeMap::new(),
                 web: BTreeMap::new(),
                 plan: GraphSpec {
@@ -447,20 +454,57 @@ pub fn files() -> anyhow::Result<Vec<(String, String)>> {
         .collect()
 }
 
-/// Writes the suite under `root`, replacing the task files there. Returns how many.
+/// Whether `text` is a file the generator wrote (it starts with [`HEADER`]).
+pub fn is_generated(text: &str) -> bool {
+    text.starts_with(HEADER)
+}
+
+/// Every `*.toml` one folder down under `root` (`CATEGORY/ID.toml`): its path relative to
+/// `root` (with `/`), and its text.
+fn task_files(root: &Path) -> anyhow::Result<Vec<(String, std::path::PathBuf, String)>> {
+    let mut out = Vec::new();
+    if !root.is_dir() {
+        return Ok(out);
+    }
+    for entry in std::fs::read_dir(root)? {
+        let p = entry?.path();
+        if !p.is_dir() {
+            continue;
+        }
+        for f in std::fs::read_dir(&p)? {
+            let f = f?.path();
+            if f.extension().is_none_or(|e| e != "toml") {
+                continue;
+            }
+            let rel = f
+                .strip_prefix(root)
+                .unwrap_or(&f)
+                .to_string_lossy()
+                .replace('\\', "/");
+            let text = std::fs::read_to_string(&f)
+                .with_context(|| format!("cannot read {}", f.display()))?;
+            out.push((rel, f, text));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Writes the suite under `root`, replacing the generated task files there and leaving the
+/// hand-written ones. Returns how many it wrote. Fails, before writing anything, if a
+/// hand-written file is where a generated one goes.
 pub fn write(root: &Path) -> anyhow::Result<usize> {
     let files = files()?;
-    if root.is_dir() {
-        for entry in std::fs::read_dir(root)? {
-            let p = entry?.path();
-            if p.is_dir() {
-                for f in std::fs::read_dir(&p)? {
-                    let f = f?.path();
-                    if f.extension().is_some_and(|e| e == "toml") {
-                        std::fs::remove_file(&f)?;
-                    }
-                }
-            }
+    let existing = task_files(root)?;
+    if let Some((rel, _, _)) = existing
+        .iter()
+        .find(|(rel, _, text)| !is_generated(text) && files.iter().any(|(r, _)| r == rel))
+    {
+        anyhow::bail!("{rel} is hand-written, and the generator writes a task there");
+    }
+    for (_, path, text) in &existing {
+        if is_generated(text) {
+            std::fs::remove_file(path)?;
         }
     }
     for (rel, text) in &files {
@@ -474,34 +518,23 @@ pub fn write(root: &Path) -> anyhow::Result<usize> {
 }
 
 /// The differences between `root` and what [`write`] would write (empty: in sync).
+/// Hand-written files are not the generator's business, unless one sits where the generator
+/// writes.
 pub fn diff(root: &Path) -> anyhow::Result<Vec<String>> {
     let mut problems = Vec::new();
-    let files = files()?;
-    let mut expected: BTreeMap<String, String> = files.into_iter().collect();
-    if root.is_dir() {
-        for entry in std::fs::read_dir(root)? {
-            let p = entry?.path();
-            if !p.is_dir() {
-                continue;
+    let mut expected: BTreeMap<String, String> = files()?.into_iter().collect();
+    for (rel, _, text) in task_files(root)? {
+        let hand = !is_generated(&text);
+        match expected.remove(&rel) {
+            None if hand => {}
+            None => problems.push(format!("{rel}: not written by the generator")),
+            Some(_) if hand => problems.push(format!(
+                "{rel}: hand-written, but the generator writes a task there"
+            )),
+            Some(want) if text != want => {
+                problems.push(format!("{rel}: differs from the generator's output"));
             }
-            for f in std::fs::read_dir(&p)? {
-                let f = f?.path();
-                if f.extension().is_none_or(|e| e != "toml") {
-                    continue;
-                }
-                let rel = f
-                    .strip_prefix(root)
-                    .unwrap_or(&f)
-                    .to_string_lossy()
-                    .replace('\\', "/");
-                match expected.remove(&rel) {
-                    None => problems.push(format!("{rel}: not written by the generator")),
-                    Some(text) if std::fs::read_to_string(&f)? != text => {
-                        problems.push(format!("{rel}: differs from the generator's output"));
-                    }
-                    Some(_) => {}
-                }
-            }
+            Some(_) => {}
         }
     }
     problems.extend(expected.into_keys().map(|rel| format!("{rel}: missing")));
@@ -523,6 +556,73 @@ mod tests {
              generate`:\n{}",
             problems.join("\n")
         );
+    }
+
+    #[test]
+    fn hand_written_tasks_sit_beside_generated_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let n = write(root).unwrap();
+        assert_eq!(diff(root).unwrap(), Vec::<String>::new());
+        // A hand-written task in a generated category, and one in a folder of its own: the
+        // check leaves them alone, a rewrite keeps them, the suite loads them.
+        let mut hand = tasks().remove(0);
+        hand.id = "sync-hand".into();
+        hand.request = "Back up my thesis introduction by hand.".into();
+        hand.title = "A hand-written task".into();
+        let text = toml::to_string_pretty(&hand).unwrap();
+        std::fs::write(root.join("file-sync/sync-hand.toml"), &text).unwrap();
+        std::fs::create_dir_all(root.join("hand")).unwrap();
+        hand.id = "own-01".into();
+        hand.category = "hand".into();
+        hand.request = "Back up my thesis introduction, by hand again.".into();
+        std::fs::write(
+            root.join("hand/own-01.toml"),
+            toml::to_string_pretty(&hand).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(diff(root).unwrap(), Vec::<String>::new());
+        assert_eq!(write(root).unwrap(), n);
+        assert_eq!(
+            std::fs::read_to_string(root.join("file-sync/sync-hand.toml")).unwrap(),
+            text
+        );
+        let suite = Suite::load(root).unwrap();
+        assert_eq!(suite.tasks.len(), n + 2);
+        assert!(suite.tasks.iter().any(|t| t.id == "own-01"));
+        // The same schema holds for them: a hand-written task that does not validate fails
+        // the load, naming its file.
+        std::fs::write(
+            root.join("hand/own-02.toml"),
+            "id = \"own-02\"\ncategory = \"hand\"\ntitle = \"t\"\nrequest = \"r\"\n\
+             rules = \"unsupported\"\nrules_note = \"n\"\nexpect = \"refused\"\n",
+        )
+        .unwrap();
+        let e = format!("{:#}", Suite::load(root).unwrap_err());
+        assert!(e.contains("own-02.toml") && e.contains("refuse"), "{e}");
+        std::fs::remove_file(root.join("hand/own-02.toml")).unwrap();
+        // A generated file edited, or one the generator no longer writes, is found.
+        let sync01 = root.join("file-sync/sync-01.toml");
+        let generated = std::fs::read_to_string(&sync01).unwrap();
+        std::fs::write(&sync01, generated.replace("thesis", "novel")).unwrap();
+        std::fs::write(root.join("file-sync/sync-99.toml"), &generated).unwrap();
+        assert_eq!(
+            diff(root).unwrap(),
+            [
+                "file-sync/sync-01.toml: differs from the generator's output",
+                "file-sync/sync-99.toml: not written by the generator"
+            ]
+        );
+        write(root).unwrap();
+        assert!(!root.join("file-sync/sync-99.toml").exists());
+        // A hand-written file where the generator writes: found, and never overwritten.
+        std::fs::write(&sync01, &text).unwrap();
+        assert_eq!(
+            diff(root).unwrap(),
+            ["file-sync/sync-01.toml: hand-written, but the generator writes a task there"]
+        );
+        assert!(write(root).is_err());
+        assert_eq!(std::fs::read_to_string(&sync01).unwrap(), text);
     }
 
     #[test]
