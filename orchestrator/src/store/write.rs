@@ -17,6 +17,7 @@ use std::hash::Hash;
 use sqlx::query_builder::Separated;
 use sqlx::{QueryBuilder, Sqlite};
 use weft_protocol::rest::{EdgeView, Event, EventKind, LateResult, TurnsView};
+use weft_protocol::wire::ResultStatus;
 use weft_protocol::{
     AttemptId, AttemptStatus, DeviceName, ErrorInfo, RequestId, RequestStatus, TaskId, TaskOutput,
     TaskStatus,
@@ -613,12 +614,20 @@ fn push_barrier<'a>(qb: &mut QueryBuilder<'a, Sqlite>, op: &'a Op) {
                 .push_bind(id.as_str());
         }
         Op::RecordLateResult { id, result } => {
-            // Only the first late copy is kept.
+            // Only the first late copy is kept, and only on an attempt the result did not end:
+            // one that timed out or was lost, or (for anything but the confirmation) one that
+            // a cancel ended.
+            let ended_without_it = if result.status == ResultStatus::Cancelled {
+                "('timed_out', 'lost')"
+            } else {
+                "('timed_out', 'lost', 'cancelled')"
+            };
             qb.push("UPDATE attempts SET late_result = ")
                 .push_bind(to_json(result))
                 .push(" WHERE id = ")
                 .push_bind(id.as_str())
-                .push(" AND late_result IS NULL AND status IN ('timed_out', 'lost')");
+                .push(" AND late_result IS NULL AND status IN ")
+                .push(ended_without_it);
         }
         Op::InsertDevice(d) => {
             qb.push(

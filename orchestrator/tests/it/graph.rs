@@ -341,3 +341,95 @@ async fn a_graph_can_be_submitted_whole_and_is_checked_like_an_edit() {
     }
     h.stop().await;
 }
+
+/// What a scripted agent sees and answers in one race: it takes t1, is told to cancel it,
+/// and answers `succeeded` anyway. `cancel_path` cancels the task or the whole request.
+async fn cancel_races_a_result(h: &Harness, ws: &mut crate::raw::Ws, cancel_path: &str) {
+    use weft_protocol::wire::ResultStatus;
+    use weft_protocol::{AgentMsg, AttemptStatus, ServerMsg, TaskOutput};
+
+    use crate::raw;
+
+    let v = h
+        .submit(r#"on laptop run "echo one" then on laptop run "echo two""#)
+        .await;
+    let id = v.id.to_string();
+    let Some(ServerMsg::Assign {
+        attempt_id,
+        task_id,
+        ..
+    }) = raw::recv(ws).await
+    else {
+        panic!("no assignment");
+    };
+    assert_eq!(task_id.as_str(), "t1");
+    let accept = AgentMsg::Accept {
+        attempt_id: attempt_id.clone(),
+    };
+    raw::send(ws, &accept).await;
+    // The answer comes once the cancel is committed.
+    let path = cancel_path.replace("{id}", &id);
+    let (status, body) = h.post(&path, &json!(null)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    match raw::recv(ws).await {
+        Some(ServerMsg::Cancel { attempt_id: a, .. }) => assert_eq!(a, attempt_id),
+        other => panic!("expected cancel, got {other:?}"),
+    }
+    // The agent finished anyway and says so.
+    let result = AgentMsg::Result {
+        attempt_id: attempt_id.clone(),
+        status: ResultStatus::Succeeded,
+        output: TaskOutput {
+            summary: "done anyway".into(),
+            data: json!({"stdout": "one\n"}),
+        },
+        error: None,
+    };
+    raw::send(ws, &result).await;
+    // Acknowledged (the outbox drains), and nothing else is sent: t2 is never assigned.
+    assert_eq!(
+        raw::recv(ws).await,
+        Some(ServerMsg::Ack {
+            attempt_id: attempt_id.clone()
+        })
+    );
+    let v = h.wait_done(&id).await;
+    assert_eq!(v.status, RequestStatus::Cancelled, "{cancel_path}: {v:#?}");
+    let t1 = task(&v, "t1");
+    assert_eq!(t1.status, TaskStatus::Cancelled, "{cancel_path}: {v:#?}");
+    assert!(
+        t1.output.as_ref().is_none_or(|o| o.summary != "done anyway"),
+        "{cancel_path}: the racing result was applied: {v:#?}"
+    );
+    let attempt = &t1.attempts[0];
+    assert_eq!(attempt.status, AttemptStatus::Cancelled, "{cancel_path}");
+    let late = attempt.late_result.as_ref().expect("the result is recorded");
+    assert_eq!(
+        (late.status, late.output.summary.as_str()),
+        (ResultStatus::Succeeded, "done anyway")
+    );
+    let t2 = task(&v, "t2");
+    assert!(
+        matches!(t2.status, TaskStatus::Skipped | TaskStatus::Cancelled),
+        "{cancel_path}: {v:#?}"
+    );
+    assert!(t2.attempts.is_empty(), "{cancel_path}: t2 ran: {v:#?}");
+    // The journal never says t1 succeeded.
+    let events = h.events(&id).await;
+    assert!(
+        !events.iter().any(|e| matches!(&e.kind,
+            weft_protocol::rest::EventKind::TaskStatus { task_id, status: TaskStatus::Succeeded, .. }
+                if task_id.as_str() == "t1")),
+        "{cancel_path}: {events:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_cancel_wins_over_a_racing_result() {
+    let h = Harness::start().await;
+    let token = h.add_device("laptop", "laptop").await;
+    let mut ws = crate::raw::connect_as(&h, "laptop", &token).await;
+    cancel_races_a_result(&h, &mut ws, "/v1/requests/{id}/tasks/t1/cancel").await;
+    cancel_races_a_result(&h, &mut ws, "/v1/requests/{id}/cancel").await;
+    h.stop().await;
+}

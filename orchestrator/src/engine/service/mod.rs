@@ -1281,6 +1281,21 @@ impl Engine {
                         _ => self.refuse_foreign(&device, &attempt_id, "result").await,
                     };
                 };
+                if status != ResultStatus::Cancelled && self.cancel_requested(&live) {
+                    // The cancel was committed first, and a cancel wins: the result is recorded
+                    // on the attempt as late, never applied.
+                    let mut b = Batch::default();
+                    let late = LateResult {
+                        status,
+                        output,
+                        error,
+                        at_ms: now_ms(),
+                    };
+                    self.cancel_won(&mut b, &attempt_id, late);
+                    self.stage(b);
+                    self.send(&device, ServerMsg::Ack { attempt_id });
+                    return Ok(());
+                }
                 let error = match (status, error) {
                     (ResultStatus::Succeeded, _) => None,
                     (_, Some(e)) => Some(e),
@@ -1320,6 +1335,43 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Whether a cancel of the attempt's task has been asked for (and so is committed before
+    /// anything the engine does next).
+    fn cancel_requested(&self, live: &Live) -> bool {
+        self.requests
+            .get(&live.request)
+            .and_then(|r| r.graph.task(&live.task))
+            .is_some_and(|t| t.sched.cancel_requested)
+    }
+
+    /// A result that came after its task's cancel: the attempt ends `cancelled` with the
+    /// result recorded as late, and the task ends `cancelled` without its output.
+    fn cancel_won(&mut self, b: &mut Batch, id: &AttemptId, late: LateResult) {
+        let error = ErrorInfo::new(
+            "cancelled",
+            "cancelled; the device's result came after the cancel and was not applied",
+        );
+        let Some(live) = self.end_attempt(b, id, AttemptStatus::Cancelled, Some(error.clone()))
+        else {
+            return;
+        };
+        b.op(Op::RecordLateResult {
+            id: id.clone(),
+            result: late,
+        });
+        self.task_ended(
+            b,
+            &live.request,
+            &live.task,
+            Ending {
+                status: TaskStatus::Cancelled,
+                output: None,
+                error: Some(error),
+                attempt: Some((id.clone(), live.device)),
+            },
+        );
     }
 
     /// The live attempt `id` if `device` holds it.
