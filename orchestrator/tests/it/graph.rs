@@ -398,12 +398,17 @@ async fn cancel_races_a_result(h: &Harness, ws: &mut crate::raw::Ws, cancel_path
     let t1 = task(&v, "t1");
     assert_eq!(t1.status, TaskStatus::Cancelled, "{cancel_path}: {v:#?}");
     assert!(
-        t1.output.as_ref().is_none_or(|o| o.summary != "done anyway"),
+        t1.output
+            .as_ref()
+            .is_none_or(|o| o.summary != "done anyway"),
         "{cancel_path}: the racing result was applied: {v:#?}"
     );
     let attempt = &t1.attempts[0];
     assert_eq!(attempt.status, AttemptStatus::Cancelled, "{cancel_path}");
-    let late = attempt.late_result.as_ref().expect("the result is recorded");
+    let late = attempt
+        .late_result
+        .as_ref()
+        .expect("the result is recorded");
     assert_eq!(
         (late.status, late.output.summary.as_str()),
         (ResultStatus::Succeeded, "done anyway")
