@@ -178,14 +178,11 @@ impl Graph {
                 None => ctx.devices.values().any(|cs| cs.contains(c)),
             };
             if !somewhere {
-                let whom = device.map_or("no registered device".to_owned(), |d| {
-                    format!("device `{d}`")
-                });
-                return Err(err(
-                    i,
-                    "unknown_capability",
-                    format!("{whom} has the capability `{c}`"),
-                ));
+                let message = match device {
+                    Some(d) => format!("device `{d}` does not have the capability `{c}`"),
+                    None => format!("no registered device has the capability `{c}`"),
+                };
+                return Err(err(i, "unknown_capability", message));
             }
         }
         Ok(())
@@ -544,6 +541,36 @@ mod tests {
             assert_eq!(check(&g, batch.clone()), want, "{batch}");
             assert_eq!(format!("{:?}", statuses(&g)), before);
         }
+    }
+
+    #[test]
+    fn a_missing_capability_names_who_lacks_it() {
+        let g = two_in_a_row();
+        let refusal = |device: Option<&str>| {
+            let mut task = json!({"id": "t3", "instruction": "fetch",
+                "action": {"kind": "http_get", "url": "http://x"}});
+            if let Some(d) = device {
+                task["device"] = json!(d);
+            }
+            let e = g
+                .apply(&ops(json!([{"op": "add_task", "task": task}])), &ctx())
+                .unwrap_err();
+            (e.code, e.message)
+        };
+        assert_eq!(
+            refusal(Some("laptop")),
+            (
+                "unknown_capability",
+                "op 0: device `laptop` does not have the capability `http`".to_owned()
+            )
+        );
+        assert_eq!(
+            refusal(None),
+            (
+                "unknown_capability",
+                "op 0: no registered device has the capability `http`".to_owned()
+            )
+        );
     }
 
     #[test]
