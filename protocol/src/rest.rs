@@ -112,8 +112,8 @@ pub struct AttemptView {
     pub ended_at_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorInfo>,
-    /// A result the device sent after this attempt had already ended (timed out or lost):
-    /// recorded, never applied.
+    /// A result the device sent after this attempt had already ended (timed out, lost, or told
+    /// to cancel): recorded, never applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub late_result: Option<LateResult>,
 }
