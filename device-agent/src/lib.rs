@@ -28,6 +28,7 @@ pub mod policy;
 pub mod profile;
 pub mod service;
 pub mod settings;
+pub mod tls;
 
 pub use agent::platform;
 pub use backoff::Backoff;

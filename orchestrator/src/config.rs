@@ -51,6 +51,11 @@ pub struct ServeOptions {
     pub max_connections_per_address: Option<usize>,
     /// How failed authentications are limited per address.
     pub auth_limit: crate::listen::AuthLimit,
+    /// TLS on the listener, and where its certificate comes from (`None`: plain text).
+    pub tls: Option<crate::listen::tls::CertSource>,
+    /// Plain text on a non-loopback address was asked for (`--insecure-plaintext`): said in
+    /// a warning at start and in `/healthz`.
+    pub insecure_plaintext: bool,
     /// Grace period for in-flight work at shutdown.
     pub shutdown_grace: Duration,
     /// Which planner turns request texts into graphs (rules by default).
@@ -132,6 +137,8 @@ impl ServeOptions {
             max_connections: None,
             max_connections_per_address: None,
             auth_limit: crate::listen::AuthLimit::default(),
+            tls: None,
+            insecure_plaintext: false,
             shutdown_grace: Duration::from_secs(5),
             planner: PlannerChoice::Rules,
         }

@@ -19,6 +19,8 @@ use crate::{Error, ServeOptions, listen, token};
 pub struct Running {
     pub addr: SocketAddr,
     pub api_token: String,
+    /// The listener's TLS (to read its certificate again, or show its fingerprint).
+    pub tls: Option<Arc<listen::tls::ServerTls>>,
     /// Ends when the server has shut down (after `shutdown` is cancelled).
     pub join: tokio::task::JoinHandle<Result<(), Error>>,
 }
@@ -41,6 +43,11 @@ pub async fn start(
             ))
         })?,
     };
+    let tls = opts
+        .tls
+        .clone()
+        .map(listen::tls::ServerTls::load)
+        .transpose()?;
     let planner: Arc<dyn Planner> = opts.planner.build()?;
     let store = Store::open(&opts.db).await?;
     let (engine, engine_join) =
@@ -77,20 +84,29 @@ pub async fn start(
             heartbeat_interval: opts.heartbeat_interval,
         },
         shutdown: shutdown.clone(),
-        web: crate::web::Web::default(),
+        web: crate::web::Web::new(tls.is_some()),
         auth_limiter: Arc::new(listen::AuthLimiter::new(
             opts.auth_limit.clone(),
             metrics.clone(),
         )),
         conns: conns.clone(),
+        tls: tls.clone(),
+        insecure_plaintext: opts.insecure_plaintext,
     };
     let app = api::router(state);
     let listen = listen::Listen {
         conns,
         header_timeout: opts.header_timeout,
         metrics,
+        tls: tls.as_ref().map(|t| t.config()),
     };
-    tracing::info!(%addr, db = %opts.db, max_connections = caps.max,
+    if let Some(t) = &tls {
+        tracing::info!(fingerprint = %t.fingerprint(), "TLS on; devices pin this certificate");
+    }
+    if opts.insecure_plaintext {
+        tracing::warn!(%addr, "--insecure-plaintext: API and device tokens cross the network in plain text");
+    }
+    tracing::info!(%addr, db = %opts.db, tls = tls.is_some(), max_connections = caps.max,
         per_address = caps.per_address, agent_reserve = caps.agent_reserve,
         "weft orchestrator listening");
     let grace = opts.shutdown_grace;
@@ -124,6 +140,7 @@ pub async fn start(
     Ok(Running {
         addr,
         api_token,
+        tls,
         join,
     })
 }

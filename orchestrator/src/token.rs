@@ -41,6 +41,12 @@ pub fn load_or_create_api_token(dir: &Path) -> std::io::Result<String> {
     }
     std::fs::create_dir_all(dir)?;
     let token = generate();
+    write_private(&path, format!("{token}\n").as_bytes())?;
+    Ok(token)
+}
+
+/// Writes a file only its owner may read (mode 0600 on Unix), replacing what was there.
+pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -48,10 +54,7 @@ pub fn load_or_create_api_token(dir: &Path) -> std::io::Result<String> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts.open(&path)?;
-    f.write_all(token.as_bytes())?;
-    f.write_all(b"\n")?;
-    Ok(token)
+    opts.open(path)?.write_all(contents)
 }
 
 /// Reads an existing API token from `dir`.

@@ -51,6 +51,10 @@ pub struct AppState {
     pub auth_limiter: Arc<AuthLimiter>,
     /// Open connections (for `/metrics`).
     pub conns: Arc<ConnLimiter>,
+    /// The listener's TLS, if on.
+    pub tls: Option<Arc<crate::listen::tls::ServerTls>>,
+    /// Plain text on a non-loopback address (`--insecure-plaintext`).
+    pub insecure_plaintext: bool,
 }
 
 /// Builds the whole router.
@@ -115,8 +119,18 @@ pub(crate) fn rate_limited(wait: std::time::Duration) -> Response {
     resp
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let mut body = serde_json::json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "tls": state.tls.as_ref().map(|t| serde_json::json!({"fingerprint": t.fingerprint()})),
+    });
+    if state.insecure_plaintext {
+        body["warning"] = serde_json::json!(
+            "insecure plain text (--insecure-plaintext): API and device tokens cross the network unencrypted"
+        );
+    }
+    Json(body)
 }
 
 /// Prometheus text exposition of the orchestrator's counters.

@@ -20,6 +20,7 @@ pub use client::Client;
 pub use demo::DemoArgs;
 
 use crate::config::default_data_dir;
+use crate::listen::tls::{CertSource, FINGERPRINT_FILE, ServerTls};
 use crate::{ServeOptions, server, token};
 
 #[derive(Debug, Parser)]
@@ -227,6 +228,21 @@ pub struct ServeArgs {
     /// --max-connections, at most 256].
     #[arg(long, env = "WEFT_MAX_CONNECTIONS_PER_ADDRESS")]
     pub max_connections_per_address: Option<usize>,
+    /// Serve TLS (https://, wss://). On by default when --listen is not a loopback address;
+    /// without --tls-cert/--tls-key a self-signed certificate is made in the data directory
+    /// on first start, for the --allowed-host names and the listen address.
+    #[arg(long, env = "WEFT_TLS")]
+    pub tls: bool,
+    /// Serve plain text on a non-loopback address: API and device tokens then cross the
+    /// network unencrypted (e.g. behind a TLS-terminating proxy on the same private network).
+    #[arg(long, env = "WEFT_INSECURE_PLAINTEXT", conflicts_with_all = ["tls", "tls_cert", "tls_key"])]
+    pub insecure_plaintext: bool,
+    /// The certificate chain (PEM) to serve instead of a generated one; read again on SIGHUP.
+    #[arg(long, env = "WEFT_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert; read again on SIGHUP.
+    #[arg(long, env = "WEFT_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// The planner (`--planner rules|llm`) and the LLM's settings.
     #[command(flatten)]
     pub llm: llm_args::LlmArgs,
@@ -281,9 +297,53 @@ impl ServeArgs {
         }
         o.max_connections = self.max_connections;
         o.max_connections_per_address = self.max_connections_per_address;
+        let loopback = self.listen.ip().is_loopback();
+        let files = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(CertSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        };
+        let tls = self.tls || files.is_some() || (!loopback && !self.insecure_plaintext);
+        o.tls = tls.then(|| {
+            files.unwrap_or_else(|| CertSource::Generated {
+                dir: o.data_dir.clone(),
+                names: crate::listen::tls::certificate_names(self.listen, &o.allowed_hosts),
+            })
+        });
+        o.insecure_plaintext = !tls && !loopback;
         o.planner = self.llm.choice()?;
         Ok(o)
     }
+}
+
+/// Says the certificate's fingerprint, and keeps it beside the API token for the CLI.
+fn note_fingerprint(data_dir: &std::path::Path, fp: weft_agent::tls::Fingerprint) {
+    eprintln!("weft: TLS certificate {fp} (devices enroll with this fingerprint)");
+    let path = data_dir.join(FINGERPRINT_FILE);
+    if let Err(e) = std::fs::write(&path, format!("{fp}\n")) {
+        eprintln!("weft: cannot write {}: {e}", path.display());
+    }
+}
+
+/// Reads the certificate and key again on SIGHUP; connections already open keep theirs.
+fn reload_on_sighup(tls: std::sync::Arc<ServerTls>, data_dir: PathBuf) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match tls.reload() {
+                Ok(fp) => note_fingerprint(&data_dir, fp),
+                Err(e) => eprintln!("weft: SIGHUP: kept the old certificate: {e}"),
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = (tls, data_dir);
 }
 
 /// A token cancelled on SIGINT or SIGTERM.
@@ -321,16 +381,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.cmd {
         Cmd::Serve(args) => {
             let opts = args.options()?;
+            // A certificate that cannot be used stops the server before it listens.
+            if let Some(source) = &opts.tls {
+                ServerTls::load(source.clone())?;
+            }
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", args.listen))?;
             let shutdown = shutdown_on_signal();
             let running = server::start(listener, opts.clone(), shutdown).await?;
+            let scheme = if running.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            eprintln!("weft: listening on {scheme}://{}", running.addr);
             if opts.api_token.is_none() {
                 eprintln!(
-                    "weft: listening on http://{}; API token in {}",
-                    running.addr,
+                    "weft: API token in {}",
                     opts.data_dir.join(token::API_TOKEN_FILE).display()
+                );
+            }
+            if let Some(tls) = &running.tls {
+                note_fingerprint(&opts.data_dir, tls.fingerprint());
+                reload_on_sighup(tls.clone(), opts.data_dir.clone());
+            }
+            if opts.insecure_plaintext {
+                eprintln!(
+                    "weft: WARNING: --insecure-plaintext: API and device tokens cross the network \
+                     in plain text"
                 );
             }
             running.join.await.context("server task failed")??;

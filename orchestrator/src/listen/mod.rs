@@ -8,6 +8,7 @@
 //! welcomed agent's connection to the agents' share.
 
 pub mod limits;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -46,6 +47,8 @@ pub struct Listen {
     /// the end of the previous response on a kept-alive connection).
     pub header_timeout: Duration,
     pub metrics: Arc<Metrics>,
+    /// TLS on every connection (REST, SSE, the web view and the agent WebSocket alike).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Serves `app` on `listener` until `stop` is cancelled, then asks every connection to finish
@@ -112,7 +115,46 @@ async fn connection(
         tracing::debug!(addr = %peer.addr, "nothing sent in time; connection closed");
         return;
     }
-    serve_http(tcp, peer, app, listen, deadline, stop).await;
+    let Some(acceptor) = listen.tls.clone().map(tokio_rustls::TlsAcceptor::from) else {
+        serve_http(tcp, peer, app, listen, deadline, stop).await;
+        return;
+    };
+    // A TLS connection starts with a handshake record (22). Anything else is a plain-text
+    // client, told in plain text what to use instead (it sent no secret: a token would come
+    // only after the headers, or in the agent's hello).
+    let mut first = [0u8; 1];
+    if !matches!(tcp.peek(&mut first).await, Ok(1) if first[0] == 22) {
+        refuse_plain_text(tcp).await;
+        return;
+    }
+    match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => serve_http(tls, peer, app, listen, deadline, stop).await,
+        Ok(Err(e)) => tracing::debug!(addr = %peer.addr, error = %e, "TLS handshake failed"),
+        Err(_) => {
+            Metrics::inc(&listen.metrics.connections_timed_out_total);
+            tracing::debug!(addr = %peer.addr, "no TLS handshake in time; connection closed");
+        }
+    }
+}
+
+/// The answer to a plain-text request on the TLS listener.
+async fn refuse_plain_text(mut tcp: TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    const BODY: &str = "this weft server speaks TLS only: use https:// (wss:// for agents) \
+                        instead of http://\n";
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n\
+         x-content-type-options: nosniff\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    // Read what was sent, so that closing does not reset the connection before the answer.
+    let mut buf = [0u8; 4096];
+    let _ = tcp.try_read(&mut buf);
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        tcp.write_all(answer.as_bytes()).await?;
+        tcp.shutdown().await
+    })
+    .await;
 }
 
 /// Serves HTTP/1.1 (with upgrades) on one connection. The first request's headers must be in

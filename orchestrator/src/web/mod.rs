@@ -54,8 +54,15 @@ pub struct Web {
 
 impl Default for Web {
     fn default() -> Self {
+        Self::new(false)
+    }
+}
+
+impl Web {
+    /// The web view of a server served over TLS (`secure`) or not.
+    pub fn new(secure: bool) -> Self {
         Self {
-            sessions: Arc::default(),
+            sessions: Arc::new(Sessions::new(secure)),
             layouts: Arc::default(),
             layout_slot: Arc::new(Semaphore::new(1)),
         }
@@ -271,7 +278,7 @@ async fn login(
     let mut resp = html(StatusCode::SEE_OTHER, String::new());
     let h = resp.headers_mut();
     h.insert(header::LOCATION, HeaderValue::from_static("/"));
-    if let Ok(v) = HeaderValue::from_str(&session::set_cookie(&new.id)) {
+    if let Ok(v) = HeaderValue::from_str(&state.web.sessions.set_cookie(&new.id)) {
         h.insert(header::SET_COOKIE, v);
     }
     resp
@@ -311,7 +318,7 @@ async fn logout(State(state): State<AppState>, headers: axum::http::HeaderMap) -
         state.web.sessions.end(id);
     }
     let mut resp = StatusCode::NO_CONTENT.into_response();
-    if let Ok(v) = HeaderValue::from_str(&session::clear_cookie()) {
+    if let Ok(v) = HeaderValue::from_str(&state.web.sessions.clear_cookie()) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
     resp

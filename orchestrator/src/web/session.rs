@@ -71,6 +71,8 @@ struct Inner {
 #[derive(Debug, Default)]
 pub struct Sessions {
     inner: Mutex<Inner>,
+    /// Served over TLS: the cookie is `Secure` and the page's origin is `https://`.
+    secure: bool,
 }
 
 fn millis(d: Duration) -> u64 {
@@ -78,6 +80,24 @@ fn millis(d: Duration) -> u64 {
 }
 
 impl Sessions {
+    /// Sessions of a server that is served over TLS (`secure`) or not.
+    pub fn new(secure: bool) -> Self {
+        Self {
+            inner: Mutex::default(),
+            secure,
+        }
+    }
+
+    /// The `Set-Cookie` value that stores a session in the browser.
+    pub fn set_cookie(&self, session_id: &str) -> String {
+        set_cookie(session_id, self.secure)
+    }
+
+    /// The `Set-Cookie` value that removes the session cookie.
+    pub fn clear_cookie(&self) -> String {
+        clear_cookie(self.secure)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the maps inconsistent (single inserts
         // and removes), so a poisoned lock is still usable.
@@ -167,7 +187,7 @@ impl Sessions {
         if method == Method::GET || method == Method::HEAD {
             return Some(Ok(Auth::Session));
         }
-        Some(check_same_origin(headers, &csrf).map(|()| Auth::Session))
+        Some(check_same_origin(headers, &csrf, self.secure).map(|()| Auth::Session))
     }
 }
 
@@ -184,17 +204,21 @@ pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
         .filter(|v| !v.is_empty())
 }
 
-/// The `Set-Cookie` value that stores a session in the browser.
-pub fn set_cookie(session_id: &str) -> String {
+/// The `Set-Cookie` value that stores a session in the browser (`Secure` under TLS).
+fn set_cookie(session_id: &str, secure: bool) -> String {
     format!(
-        "{COOKIE}={session_id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
-        SESSION_TTL.as_secs()
+        "{COOKIE}={session_id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
+        SESSION_TTL.as_secs(),
+        if secure { "; Secure" } else { "" }
     )
 }
 
 /// The `Set-Cookie` value that removes the session cookie.
-pub fn clear_cookie() -> String {
-    format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0")
+fn clear_cookie(secure: bool) -> String {
+    format!(
+        "{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{}",
+        if secure { "; Secure" } else { "" }
+    )
 }
 
 fn forbidden(code: &'static str, message: &str) -> ApiError {
@@ -202,16 +226,19 @@ fn forbidden(code: &'static str, message: &str) -> ApiError {
 }
 
 /// The cross-site checks for a state-changing call authenticated by the cookie: the request
-/// comes from a page of this very origin, which could read the CSRF token.
-fn check_same_origin(headers: &HeaderMap, csrf: &str) -> Result<(), ApiError> {
+/// comes from a page of this very origin (scheme included: `https` when `secure`), which could
+/// read the CSRF token.
+fn check_same_origin(headers: &HeaderMap, csrf: &str, secure: bool) -> Result<(), ApiError> {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     // The Host header was already checked against the server's own names.
     let host = text(header::HOST.as_str()).unwrap_or_default();
+    let scheme = if secure { "https://" } else { "http://" };
     let same = text(header::ORIGIN.as_str()).is_some_and(|origin| {
         origin
-            .strip_prefix("http://")
-            .or_else(|| origin.strip_prefix("https://"))
-            .is_some_and(|o| !host.is_empty() && o.eq_ignore_ascii_case(host))
+            .get(..scheme.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+            && !host.is_empty()
+            && origin[scheme.len()..].eq_ignore_ascii_case(host)
     });
     if !same {
         return Err(forbidden(
@@ -313,7 +340,10 @@ mod tests {
         assert_eq!(session_cookie(&h), Some("xyz"));
         let h = headers(&[("cookie", "xweft_session=abc; weft_session=")]);
         assert_eq!(session_cookie(&h), None);
-        assert!(set_cookie("abc").contains("HttpOnly; SameSite=Strict; Path=/"));
+        assert!(set_cookie("abc", false).contains("HttpOnly; SameSite=Strict; Path=/"));
+        assert!(!set_cookie("abc", false).contains("Secure"));
+        assert!(set_cookie("abc", true).ends_with("; Secure"));
+        assert!(clear_cookie(true).ends_with("; Secure"));
     }
 
     #[test]
@@ -324,9 +354,21 @@ mod tests {
             ("sec-fetch-site", "same-origin"),
             ("x-weft-csrf", "tok"),
         ];
-        assert!(check_same_origin(&headers(&ok), "tok").is_ok());
+        assert!(check_same_origin(&headers(&ok), "tok", false).is_ok());
+        // Under TLS the page's origin is https://: the same host over http is another origin.
+        assert_eq!(
+            check_same_origin(&headers(&ok), "tok", true)
+                .unwrap_err()
+                .code,
+            "cross_site_request"
+        );
+        let tls = [ok[0], ("origin", "https://127.0.0.1:7600"), ok[2], ok[3]];
+        assert!(check_same_origin(&headers(&tls), "tok", true).is_ok());
+        assert!(check_same_origin(&headers(&tls), "tok", false).is_err());
         let code = |pairs: &[(&'static str, &str)]| {
-            check_same_origin(&headers(pairs), "tok").unwrap_err().code
+            check_same_origin(&headers(pairs), "tok", false)
+                .unwrap_err()
+                .code
         };
         assert_eq!(code(&ok[..0]), "cross_site_request");
         assert_eq!(

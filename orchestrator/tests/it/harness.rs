@@ -21,6 +21,7 @@ pub struct Harness {
     shutdown: CancellationToken,
     join: Option<tokio::task::JoinHandle<Result<(), weft_orchestrator::Error>>>,
     agents: Vec<RunningAgent>,
+    tls: Option<std::sync::Arc<weft_orchestrator::listen::tls::ServerTls>>,
 }
 
 /// An in-process agent: the token that stops it and its task (taken once it has been awaited).
@@ -62,7 +63,13 @@ impl Harness {
             shutdown,
             join: Some(running.join),
             agents: Vec::new(),
+            tls: running.tls,
         }
+    }
+
+    /// Reads the server's certificate and key again (as SIGHUP does); the new fingerprint.
+    pub fn reload_tls(&self) -> weft_agent::tls::Fingerprint {
+        self.tls.as_ref().expect("TLS is off").reload().unwrap()
     }
 
     /// A server with in-process agents `laptop`, `server` and `phone` connected.

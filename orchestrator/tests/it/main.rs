@@ -15,6 +15,7 @@ mod processes;
 mod raw;
 mod siege;
 mod stall;
+mod tls;
 mod turns;
 mod web;
 mod ws;

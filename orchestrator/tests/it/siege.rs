@@ -283,14 +283,17 @@ async fn siege_round(
     .await;
     assert!(drained.is_ok(), "the load did not stop by itself");
 
-    // The server closes what the strangers left (header and hello deadlines: 10 s).
+    // The server closes what the strangers left (header and hello deadlines: 10 s), and the
+    // allocator gives back what they used.
     let settle = Instant::now() + Duration::from_secs(30);
     let after = loop {
         let now = usage(pid);
-        if now.0 as f64 <= before.0 as f64 * 1.1 || Instant::now() > settle {
+        let back = now.0 as f64 <= before.0 as f64 * 1.1 && now.1 as f64 <= before.1 as f64 * 1.1;
+        if back || Instant::now() > settle {
             break now;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The server goes on serving meanwhile (the allocator returns memory as it works).
+        run_requests(base.to_owned(), Instant::now() + Duration::from_millis(500)).await;
     };
     let metrics = http
         .get(format!("{base}/metrics"))
@@ -340,6 +343,8 @@ async fn siege_round(
         Some("the load never reached the caps or the deadlines")
     } else if after.0 as f64 > before.0 as f64 * 1.1 {
         Some("open files did not come back within 10 %")
+    } else if after.1 as f64 > before.1 as f64 * 1.1 {
+        Some("memory did not come back within 10 %")
     } else {
         None
     };
@@ -443,9 +448,6 @@ async fn strangers_cannot_stall_the_server() {
     stop(&mut server).await;
 
     let last = *rounds_after.last().unwrap();
-    // Memory freed by closed connections stays with the allocator for reuse (a high-water
-    // mark, BENCHMARKS.md); what must not happen is growth from one round to the next.
-    assert!(last.1 as f64 <= before.1 as f64 * 1.25, "{report}");
     if rounds > 1 {
         assert!(
             last.1 as f64 <= rounds_after[0].1 as f64 * 1.03,
