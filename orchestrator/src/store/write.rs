@@ -614,9 +614,10 @@ fn push_barrier<'a>(qb: &mut QueryBuilder<'a, Sqlite>, op: &'a Op) {
                 .push_bind(id.as_str());
         }
         Op::RecordLateResult { id, result } => {
-            // Only the first late copy is kept. A cancelled attempt keeps a result that lost
-            // the race with its cancel, not a second copy of the device's `cancelled`.
-            let ended = if result.status == ResultStatus::Cancelled {
+            // Only the first late copy is kept, and only on an attempt the result did not end:
+            // one that timed out or was lost, or (for anything but the confirmation) one that
+            // a cancel ended.
+            let ended_without_it = if result.status == ResultStatus::Cancelled {
                 "('timed_out', 'lost')"
             } else {
                 "('timed_out', 'lost', 'cancelled')"
@@ -626,7 +627,7 @@ fn push_barrier<'a>(qb: &mut QueryBuilder<'a, Sqlite>, op: &'a Op) {
                 .push(" WHERE id = ")
                 .push_bind(id.as_str())
                 .push(" AND late_result IS NULL AND status IN ")
-                .push(ended);
+                .push(ended_without_it);
         }
         Op::InsertDevice(d) => {
             qb.push(

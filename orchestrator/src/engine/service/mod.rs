@@ -1281,16 +1281,17 @@ impl Engine {
                         _ => self.refuse_foreign(&device, &attempt_id, "result").await,
                     };
                 };
-                let cancelled = self
-                    .requests
-                    .get(&live.request)
-                    .and_then(|r| r.graph.task(&live.task))
-                    .is_some_and(|t| t.sched.cancel_requested);
-                if cancelled && status != ResultStatus::Cancelled {
-                    // The cancel was committed first, so it wins: the result is recorded as
-                    // late, never applied, and the task ends cancelled.
+                if status != ResultStatus::Cancelled && self.cancel_requested(&live) {
+                    // The cancel was committed first, and a cancel wins: the result is recorded
+                    // on the attempt as late, never applied.
                     let mut b = Batch::default();
-                    self.cancel_won(&mut b, &attempt_id, &live, status, output, error);
+                    let late = LateResult {
+                        status,
+                        output,
+                        error,
+                        at_ms: now_ms(),
+                    };
+                    self.cancel_won(&mut b, &attempt_id, late);
                     self.stage(b);
                     self.send(&device, ServerMsg::Ack { attempt_id });
                     return Ok(());
@@ -1336,38 +1337,29 @@ impl Engine {
         Ok(())
     }
 
-    /// A result raced a committed cancel and lost: the attempt ends `cancelled` with the
-    /// result recorded on it as late; the task ends `cancelled` without its output.
-    fn cancel_won(
-        &mut self,
-        b: &mut Batch,
-        id: &AttemptId,
-        live: &Live,
-        status: ResultStatus,
-        output: TaskOutput,
-        error: Option<ErrorInfo>,
-    ) {
-        tracing::info!(attempt = %id, result = ?status, "result after a committed cancel; recorded, not applied");
-        let err = ErrorInfo::new(
+    /// Whether a cancel of the attempt's task has been asked for (and so is committed before
+    /// anything the engine does next).
+    fn cancel_requested(&self, live: &Live) -> bool {
+        self.requests
+            .get(&live.request)
+            .and_then(|r| r.graph.task(&live.task))
+            .is_some_and(|t| t.sched.cancel_requested)
+    }
+
+    /// A result that came after its task's cancel: the attempt ends `cancelled` with the
+    /// result recorded as late, and the task ends `cancelled` without its output.
+    fn cancel_won(&mut self, b: &mut Batch, id: &AttemptId, late: LateResult) {
+        let error = ErrorInfo::new(
             "cancelled",
-            format!(
-                "cancelled; the device reported {} after the cancel",
-                match status {
-                    ResultStatus::Succeeded => "success",
-                    ResultStatus::Failed => "failure",
-                    ResultStatus::Cancelled => "cancelled",
-                }
-            ),
+            "cancelled; the device's result came after the cancel and was not applied",
         );
-        self.end_attempt(b, id, AttemptStatus::Cancelled, Some(err.clone()));
+        let Some(live) = self.end_attempt(b, id, AttemptStatus::Cancelled, Some(error.clone()))
+        else {
+            return;
+        };
         b.op(Op::RecordLateResult {
             id: id.clone(),
-            result: LateResult {
-                status,
-                output,
-                error,
-                at_ms: now_ms(),
-            },
+            result: late,
         });
         self.task_ended(
             b,
@@ -1376,8 +1368,8 @@ impl Engine {
             Ending {
                 status: TaskStatus::Cancelled,
                 output: None,
-                error: Some(err),
-                attempt: Some((id.clone(), live.device.clone())),
+                error: Some(error),
+                attempt: Some((id.clone(), live.device)),
             },
         );
     }
