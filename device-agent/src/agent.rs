@@ -33,8 +33,7 @@ use crate::exec::{self, Ctx, ExecEvent, Outcome, Toolbox, Work};
 use crate::outbox::Outbox;
 use crate::{Config, Error};
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws = tokio_tungstenite::WebSocketStream<Box<dyn crate::tls::Io>>;
 
 /// Refusal codes after which reconnecting cannot help.
 const FATAL_REFUSALS: [&str; 2] = ["bad_token", "unsupported_version"];
@@ -261,15 +260,30 @@ impl Agent {
 
     /// Connects and says hello. `Ok(Err(reason))` is a failure worth retrying.
     async fn open(&mut self) -> Result<Result<(Ws, Duration), String>, Error> {
-        let url = self.config.ws_url()?;
+        let (server, pin) = self.config.endpoint()?;
+        let url = server.ws_url();
         let ws_config = WebSocketConfig::default()
             .max_message_size(Some(4 * MAX_FRAME_BYTES))
             .max_frame_size(Some(4 * MAX_FRAME_BYTES));
+        let mut speaks_tls = false;
         let handshake = async {
+            let stream = crate::tls::connect(&server, pin)
+                .await
+                .map_err(|e| format!("cannot connect to {url}: {e}"))?;
             let (mut ws, _) =
-                tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_config), true)
+                tokio_tungstenite::client_async_with_config(url.as_str(), stream, Some(ws_config))
                     .await
-                    .map_err(|e| format!("cannot connect to {url}: {e}"))?;
+                    .map_err(|e| {
+                        if let tokio_tungstenite::tungstenite::Error::Http(resp) = &e
+                            && resp
+                                .body()
+                                .as_deref()
+                                .is_some_and(|b| String::from_utf8_lossy(b).contains("TLS only"))
+                        {
+                            speaks_tls = true;
+                        }
+                        format!("cannot connect to {url}: {e}")
+                    })?;
             send(&mut ws, &self.hello())
                 .await
                 .map_err(|e| format!("cannot send hello: {e}"))?;
@@ -288,6 +302,13 @@ impl Agent {
         };
         let (ws, first) = match tokio::time::timeout(self.config.connect_timeout, handshake).await {
             Err(_) => return Ok(Err("no welcome in time".into())),
+            Ok(Err(_)) if speaks_tls => {
+                return Err(Error::Config(format!(
+                    "server `{}`: the server speaks TLS only; use https://{}:{}{} (with the \
+                     server_fingerprint that `weft device add` printed)",
+                    self.config.server, server.host, server.port, server.prefix
+                )));
+            }
             Ok(Err(reason)) => return Ok(Err(reason)),
             Ok(Ok(v)) => v,
         };

@@ -25,6 +25,14 @@ pub struct Args {
     /// derived from it.
     #[arg(long, env = "WEFT_SERVER", global = true)]
     pub server: Option<String>,
+    /// The SHA-256 fingerprint of the server's TLS certificate (`sha256:…`, printed by `weft
+    /// device add`): only that certificate is accepted.
+    #[arg(long, env = "WEFT_SERVER_FINGERPRINT", global = true)]
+    pub server_fingerprint: Option<String>,
+    /// Allow a plain http:// server that is not on this machine (the token then crosses the
+    /// network unencrypted).
+    #[arg(long, global = true)]
+    pub insecure_plaintext: bool,
     /// This device's registered name (`weft device add NAME`).
     #[arg(long, env = "WEFT_DEVICE_NAME", global = true)]
     pub name: Option<String>,
@@ -128,6 +136,8 @@ impl Args {
     fn overrides(&self) -> Overrides {
         Overrides {
             server: self.server.clone(),
+            server_fingerprint: self.server_fingerprint.clone(),
+            insecure_plaintext: self.insecure_plaintext,
             name: self.name.clone(),
             token: self.token.clone(),
             token_file: self.token_file.clone(),
@@ -395,6 +405,7 @@ fn init(args: &Args, force: bool) -> anyhow::Result<()> {
             .server
             .clone()
             .unwrap_or_else(|| settings::DEFAULT_SERVER.to_owned()),
+        server_fingerprint: args.server_fingerprint.clone(),
         name,
         kind: args.kind.clone().unwrap_or_else(|| "laptop".to_owned()),
         token_file: if token_file.parent() == Some(dir.as_path()) {

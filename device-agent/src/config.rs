@@ -3,10 +3,11 @@
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use weft_protocol::{AGENT_WS_PATH, DeviceName};
+use weft_protocol::DeviceName;
 
 use crate::Error;
 use crate::policy::{MAX_OUTPUT_BYTES_LIMIT, Policy};
+use crate::tls::{Fingerprint, ServerUrl};
 
 /// An Android device driven over adb by the `adb` executor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,8 +21,14 @@ pub struct AdbConfig {
 /// Everything an agent needs. Build it with [`Config::new`], adjust fields, then [`crate::run`].
 #[derive(Clone)]
 pub struct Config {
-    /// The orchestrator's base URL (`http://host:7600`); the WebSocket URL is derived from it.
+    /// The orchestrator's base URL (`https://host:7600`, `https://host/prefix`, or `http://`
+    /// on this machine); the WebSocket URL is derived from it.
     pub server: String,
+    /// The server certificate's fingerprint (`sha256:…`): with it only that certificate is
+    /// accepted; without it the certificate must chain to the webpki roots.
+    pub server_fingerprint: Option<String>,
+    /// Allow a plain `http://` server that is not on this machine.
+    pub insecure_plaintext: bool,
     /// This device's registered name.
     pub name: DeviceName,
     /// This device's token (from `weft device add`).
@@ -87,6 +94,8 @@ impl Config {
     pub fn new(server: &str, name: &str, token: &str) -> Self {
         Self {
             server: server.to_owned(),
+            server_fingerprint: None,
+            insecure_plaintext: false,
             name: DeviceName::from(name),
             token: token.to_owned(),
             kind: "laptop".to_owned(),
@@ -174,30 +183,22 @@ impl Config {
 
     /// The WebSocket URL of the agent endpoint, derived from the base URL.
     pub fn ws_url(&self) -> Result<String, Error> {
-        let base = self.server.trim().trim_end_matches('/');
-        let rest = if let Some(r) = base.strip_prefix("http://") {
-            r
-        } else if let Some(r) = base.strip_prefix("ws://") {
-            r
-        } else if base.starts_with("https://") || base.starts_with("wss://") {
-            return Err(Error::Config(format!(
-                "server `{base}`: this agent speaks plain ws:// only; put the TLS proxy's plain \
-                 side on a private network or use http://"
-            )));
-        } else {
-            return Err(Error::Config(format!(
-                "server `{base}` must be an http:// URL such as http://127.0.0.1:7600"
-            )));
-        };
-        let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        if host.is_empty() {
-            return Err(Error::Config(format!("server `{base}` has no host")));
-        }
-        if path.ends_with(AGENT_WS_PATH) {
-            Ok(format!("ws://{host}{path}"))
-        } else {
-            Ok(format!("ws://{host}{path}{AGENT_WS_PATH}"))
-        }
+        Ok(self.endpoint()?.0.ws_url())
+    }
+
+    /// The server's URL and the certificate fingerprint to pin, checked: no plain text to
+    /// another machine unless `insecure_plaintext`, a fingerprint only with `https://`.
+    pub fn endpoint(&self) -> Result<(ServerUrl, Option<Fingerprint>), Error> {
+        let url = ServerUrl::parse(&self.server).map_err(Error::Config)?;
+        let pin = self
+            .server_fingerprint
+            .as_deref()
+            .map(|f| f.parse::<Fingerprint>())
+            .transpose()
+            .map_err(|e| Error::Config(format!("server_fingerprint: {e}")))?;
+        url.check(pin.is_some(), self.insecure_plaintext)
+            .map_err(Error::Config)?;
+        Ok((url, pin))
     }
 }
 
@@ -232,21 +233,56 @@ mod tests {
             url("http://127.0.0.1:7600").unwrap(),
             "ws://127.0.0.1:7600/v1/agent"
         );
-        assert_eq!(url("http://h:1/").unwrap(), "ws://h:1/v1/agent");
-        assert_eq!(url("http://h:1/weft").unwrap(), "ws://h:1/weft/v1/agent");
-        assert_eq!(url("ws://h:1/v1/agent").unwrap(), "ws://h:1/v1/agent");
-        assert!(url("https://h").is_err());
+        assert_eq!(
+            url("http://localhost:1/").unwrap(),
+            "ws://localhost:1/v1/agent"
+        );
+        assert_eq!(
+            url("http://localhost:1/weft").unwrap(),
+            "ws://localhost:1/weft/v1/agent"
+        );
+        assert_eq!(
+            url("ws://[::1]:1/v1/agent").unwrap(),
+            "ws://[::1]:1/v1/agent"
+        );
+        assert_eq!(url("https://h").unwrap(), "wss://h:443/v1/agent");
+        assert_eq!(
+            url("https://weft.example.com/weft/").unwrap(),
+            "wss://weft.example.com:443/weft/v1/agent"
+        );
+        // Plain text only to this machine, unless asked for.
+        let e = url("http://weft.lan:7600").unwrap_err().to_string();
+        assert!(e.contains("plain text") && e.contains("https://"), "{e}");
+        let mut c = Config::new("http://weft.lan:7600", "laptop", "t");
+        c.insecure_plaintext = true;
+        assert!(c.ws_url().is_ok());
+        // A fingerprint pins a TLS certificate: not with http://, and well-formed.
+        let mut c = Config::new("http://127.0.0.1:7600", "laptop", "t");
+        c.server_fingerprint = Some(format!("sha256:{}", "ab".repeat(32)));
+        let e = c.ws_url().unwrap_err().to_string();
+        assert!(
+            e.contains("server_fingerprint") && e.contains("https://"),
+            "{e}"
+        );
+        c.server = "https://127.0.0.1:7600".into();
+        assert!(c.ws_url().is_ok());
+        c.server_fingerprint = Some("sha256:abc".into());
+        let e = c.ws_url().unwrap_err().to_string();
+        assert!(
+            e.contains("server_fingerprint") && e.contains("64 hex"),
+            "{e}"
+        );
         assert!(url("h:1").is_err());
         assert!(url("http://").is_err());
     }
 
     #[test]
     fn validation_names_the_field() {
-        let mut c = Config::new("http://h:1", "laptop", "tok");
+        let mut c = Config::new("https://h:1", "laptop", "tok");
         assert!(c.validate().is_ok());
         c.token = " ".into();
         assert!(c.validate().unwrap_err().to_string().contains("token"));
-        let mut c = Config::new("http://h:1", "../x", "tok");
+        let mut c = Config::new("https://h:1", "../x", "tok");
         assert!(c.validate().unwrap_err().to_string().contains("name"));
         c.name = "ok".into();
         c.max_concurrency = 0;
@@ -261,7 +297,7 @@ mod tests {
     #[test]
     fn the_state_dir_must_stay_out_of_the_workdir() {
         let check = |work: &str, state: &str| {
-            let mut c = Config::new("http://h:1", "laptop", "tok");
+            let mut c = Config::new("https://h:1", "laptop", "tok");
             c.workdir = work.into();
             c.state_dir = state.into();
             c.validate().map_err(|e| e.to_string())
@@ -291,7 +327,7 @@ mod tests {
 
     #[test]
     fn debug_hides_the_token() {
-        let c = Config::new("http://h:1", "laptop", "sekrit");
+        let c = Config::new("https://h:1", "laptop", "sekrit");
         assert!(!format!("{c:?}").contains("sekrit"));
     }
 }

@@ -87,6 +87,10 @@ pub(crate) fn data_dir_for(os: &str, env: impl Fn(&str) -> Option<OsString>) -> 
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub server: Option<String>,
+    /// The server certificate's SHA-256 (`sha256:…`): only that certificate is accepted.
+    pub server_fingerprint: Option<String>,
+    /// Allow a plain `http://` server that is not on this machine.
+    pub insecure_plaintext: Option<bool>,
     pub name: Option<String>,
     pub kind: Option<String>,
     pub token_file: Option<PathBuf>,
@@ -357,6 +361,10 @@ fn build_policy(f: &PolicyFile, base: &Path) -> Result<Policy, String> {
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub server: Option<String>,
+    /// `--server-fingerprint` / `WEFT_SERVER_FINGERPRINT`.
+    pub server_fingerprint: Option<String>,
+    /// `--insecure-plaintext`.
+    pub insecure_plaintext: bool,
     pub name: Option<String>,
     pub token: Option<String>,
     pub token_file: Option<PathBuf>,
@@ -393,6 +401,12 @@ pub fn config_without_token(o: &Overrides, file: Option<&Loaded>) -> Config {
     let server = pick(&o.server, f.map(|f| &f.server), DEFAULT_SERVER);
     let name = pick(&o.name, f.map(|f| &f.name), "");
     let mut c = Config::new(&server, &name, "");
+    c.server_fingerprint = o
+        .server_fingerprint
+        .clone()
+        .or_else(|| f.and_then(|f| f.server_fingerprint.clone()));
+    c.insecure_plaintext =
+        o.insecure_plaintext || f.and_then(|f| f.insecure_plaintext).unwrap_or(false);
     c.kind = pick(&o.kind, f.map(|f| &f.kind), "laptop");
     c.workdir = o
         .workdir
@@ -545,6 +559,8 @@ pub fn config(o: &Overrides, file: Option<&Loaded>) -> anyhow::Result<Config> {
 #[derive(Debug, Clone)]
 pub struct InitValues {
     pub server: String,
+    /// The server certificate's fingerprint from the enrollment line, if it had one.
+    pub server_fingerprint: Option<String>,
     pub name: String,
     pub kind: String,
     /// Relative to the config file's directory, or absolute.
@@ -579,8 +595,12 @@ pub fn init_text(v: &InitValues) -> String {
 # Flags (--server, --name, ...) and WEFT_* environment variables override these values.
 # Relative paths are relative to this file's directory; "~/" is your home directory.
 
-# The orchestrator's base URL.
+# The orchestrator's base URL (https:// for a server on another machine).
 server = {server}
+# The SHA-256 fingerprint of the server's TLS certificate, from `weft device add`: only that
+# certificate is accepted. Without it, the certificate must be signed by a public authority.
+# After the server's certificate changes, put the new fingerprint here (`weft serve` prints it).
+{fingerprint}
 # This device's registered name (`weft device add NAME`).
 name = {name}
 # laptop, phone, server, ...
@@ -641,6 +661,10 @@ allow_networks = []
 # tools = ["tap", "swipe", "screenshot"]                        # default: all
 "#,
         server = quoted(&v.server),
+        fingerprint = match &v.server_fingerprint {
+            Some(fp) => format!("server_fingerprint = {}", quoted(fp)),
+            None => "# server_fingerprint = \"sha256:…\"".to_owned(),
+        },
         name = quoted(&v.name),
         kind = quoted(&v.kind),
         token_file = path(&v.token_file),
@@ -734,7 +758,8 @@ mod tests {
 
     fn sample() -> InitValues {
         InitValues {
-            server: "http://weft.lan:7600".into(),
+            server: "https://weft.lan:7600".into(),
+            server_fingerprint: Some(format!("sha256:{}", "0f".repeat(32))),
             name: "mbp".into(),
             kind: "laptop".into(),
             token_file: "token".into(),
@@ -748,8 +773,20 @@ mod tests {
     fn the_init_file_reads_back_as_written() {
         let text = init_text(&sample());
         let l = Loaded::parse(Path::new("/etc/weft/agent.toml"), &text).unwrap();
-        assert_eq!(l.file.server.as_deref(), Some("http://weft.lan:7600"));
+        assert_eq!(l.file.server.as_deref(), Some("https://weft.lan:7600"));
+        assert_eq!(
+            l.file.server_fingerprint,
+            Some(format!("sha256:{}", "0f".repeat(32)))
+        );
         assert_eq!(l.file.name.as_deref(), Some("mbp"));
+        // Without a fingerprint the line is there, commented out.
+        let text = init_text(&InitValues {
+            server_fingerprint: None,
+            ..sample()
+        });
+        assert!(text.contains("\n# server_fingerprint = "), "{text}");
+        let l = Loaded::parse(Path::new("/etc/weft/agent.toml"), &text).unwrap();
+        assert_eq!(l.file.server_fingerprint, None);
         assert_eq!(l.file.token_file, Some("/etc/weft/token".into()));
         assert_eq!(l.file.workdir, Some("/srv/a \"b\"/work".into()));
         assert_eq!(l.file.max_concurrency, Some(3));
@@ -760,7 +797,7 @@ mod tests {
 
     #[test]
     fn flags_override_the_file_which_overrides_defaults() {
-        let text = "server = \"http://file:1\"\nname = \"from-file\"\nkind = \"server\"\n\
+        let text = "server = \"https://file:1\"\nname = \"from-file\"\nkind = \"server\"\n\
                     workdir = \"work\"\nstate_dir = \"state\"\n\
                     [adb]\nserial = \"emulator-5554\"\n";
         let l = Loaded::parse(Path::new("/cfg/agent.toml"), text).unwrap();
@@ -770,7 +807,7 @@ mod tests {
             ..Overrides::default()
         };
         let c = config(&o, Some(&l)).unwrap();
-        assert_eq!(c.server, "http://file:1");
+        assert_eq!(c.server, "https://file:1");
         assert_eq!(c.name.as_str(), "from-flag");
         assert_eq!(c.kind, "server");
         assert_eq!(c.workdir, PathBuf::from("/cfg/work"));

@@ -79,6 +79,132 @@ impl<'de> serde::Deserialize<'de> for Fingerprint {
     }
 }
 
+/// An orchestrator's base URL: `https://host[:port][/prefix]`, or `http://` (`wss://` and
+/// `ws://`, with or without the agent path, are read the same way).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerUrl {
+    pub tls: bool,
+    /// As written in the URL (an IPv6 address in brackets).
+    pub host: String,
+    pub port: u16,
+    /// The path prefix before `/v1/...` (empty, or `/weft`), behind a reverse proxy.
+    pub prefix: String,
+}
+
+impl ServerUrl {
+    pub fn parse(base: &str) -> Result<Self, String> {
+        let base = base.trim().trim_end_matches('/');
+        let (tls, rest) = if let Some(r) = base.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = base.strip_prefix("wss://") {
+            (true, r)
+        } else if let Some(r) = base.strip_prefix("http://") {
+            (false, r)
+        } else if let Some(r) = base.strip_prefix("ws://") {
+            (false, r)
+        } else {
+            return Err(format!(
+                "server `{base}` must be an https:// URL such as https://weft.lan:7600 (or \
+                 http:// on this machine)"
+            ));
+        };
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.is_empty() && (!h.contains(':') || h.ends_with(']')) => {
+                let port = p
+                    .parse::<u16>()
+                    .map_err(|_| format!("server `{base}`: `{p}` is not a port"))?;
+                (h, port)
+            }
+            _ => (authority, if tls { 443 } else { 80 }),
+        };
+        if host.is_empty() {
+            return Err(format!("server `{base}` has no host"));
+        }
+        let prefix = path
+            .strip_suffix(weft_protocol::AGENT_WS_PATH)
+            .unwrap_or(path)
+            .trim_end_matches('/')
+            .to_owned();
+        Ok(Self {
+            tls,
+            host: host.to_owned(),
+            port,
+            prefix,
+        })
+    }
+
+    /// The host without IPv6 brackets, to connect to and to name in TLS.
+    pub fn bare_host(&self) -> &str {
+        self.host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(&self.host)
+    }
+
+    /// `localhost` or a loopback address: the connection never leaves this machine.
+    pub fn is_loopback(&self) -> bool {
+        let h = self.bare_host();
+        h.eq_ignore_ascii_case("localhost")
+            || h.parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+
+    /// The agent endpoint's WebSocket URL.
+    pub fn ws_url(&self) -> String {
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!(
+            "{scheme}://{}:{}{}{}",
+            self.host,
+            self.port,
+            self.prefix,
+            weft_protocol::AGENT_WS_PATH
+        )
+    }
+
+    /// No token crosses the network in plain text unless `insecure_plaintext`; a fingerprint
+    /// pins a TLS certificate, so it needs `https://`.
+    pub fn check(&self, pinned: bool, insecure_plaintext: bool) -> Result<(), String> {
+        let https = format!("https://{}:{}{}", self.host, self.port, self.prefix);
+        if pinned && !self.tls {
+            return Err(format!(
+                "server_fingerprint is set, but the server URL is plain http://: use {https} \
+                 (the fingerprint pins the server's TLS certificate)"
+            ));
+        }
+        if !self.tls && !self.is_loopback() && !insecure_plaintext {
+            return Err(format!(
+                "server {}:{} is not on this machine, and plain text would send the token \
+                 across the network unencrypted: use {https} (`weft serve` serves TLS on \
+                 non-loopback addresses), or allow plain text with insecure_plaintext = true \
+                 (--insecure-plaintext)",
+                self.host, self.port
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A connection to the server, TLS or not.
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// Connects to `url`: TCP, then TLS (pinned to `pin`, or verified against the webpki roots)
+/// for `https://`.
+pub async fn connect(url: &ServerUrl, pin: Option<Fingerprint>) -> std::io::Result<Box<dyn Io>> {
+    let tcp = tokio::net::TcpStream::connect((url.bare_host(), url.port)).await?;
+    tcp.set_nodelay(true)?;
+    if !url.tls {
+        return Ok(Box::new(tcp));
+    }
+    let name = ServerName::try_from(url.bare_host().to_owned())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let tls = tokio_rustls::TlsConnector::from(client_config(pin))
+        .connect(name, tcp)
+        .await?;
+    Ok(Box::new(tls))
+}
+
 /// The crypto provider of every TLS connection weft makes or accepts.
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -197,6 +323,23 @@ pub fn client_config(pin: Option<Fingerprint>) -> Arc<ClientConfig> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_urls_with_ports_prefixes_and_ipv6() {
+        let u = ServerUrl::parse("https://weft.example.com/weft/").unwrap();
+        assert_eq!((u.tls, u.port, u.prefix.as_str()), (true, 443, "/weft"));
+        let u = ServerUrl::parse("wss://[::1]:7600/p/v1/agent").unwrap();
+        assert_eq!(
+            (u.bare_host(), u.port, u.prefix.as_str()),
+            ("::1", 7600, "/p")
+        );
+        assert!(u.is_loopback());
+        assert_eq!(u.ws_url(), "wss://[::1]:7600/p/v1/agent");
+        assert!(!ServerUrl::parse("http://weft.lan").unwrap().is_loopback());
+        for bad in ["ftp://x", "https://", "http://h:port", "weft.lan:7600"] {
+            assert!(ServerUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn fingerprints_read_back_as_written_in_either_form() {

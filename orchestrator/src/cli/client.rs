@@ -5,6 +5,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
+use weft_agent::tls::{Fingerprint, client_config};
 use weft_protocol::rest::{
     CreateDevice, DeviceCreated, DeviceView, ErrorBody, Event, RequestView, SubmitRequest,
 };
@@ -18,17 +19,23 @@ pub struct Client {
     token: String,
     http: reqwest::Client,
     stream_http: reqwest::Client,
+    pin: Option<Fingerprint>,
 }
 
 impl Client {
-    pub fn new(base: &str, token: &str) -> anyhow::Result<Self> {
+    /// A client of the server at `base`; over https:// it accepts exactly the certificate
+    /// `pin` when given, else one that chains to the webpki roots.
+    pub fn new(base: &str, token: &str, pin: Option<Fingerprint>) -> anyhow::Result<Self> {
+        let tls = || (*client_config(pin)).clone();
         let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls())
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
             .build()?;
         // Event streams stay open; they are bounded by a read timeout instead (the server
         // sends a keep-alive comment every 15 s).
         let stream_http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls())
             .connect_timeout(Duration::from_secs(5))
             .read_timeout(Duration::from_secs(60))
             .build()?;
@@ -37,7 +44,13 @@ impl Client {
             token: token.to_owned(),
             http,
             stream_http,
+            pin,
         })
+    }
+
+    /// The certificate fingerprint this client pins, if any.
+    pub fn pin(&self) -> Option<Fingerprint> {
+        self.pin
     }
 
     async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> anyhow::Result<T> {
@@ -65,7 +78,14 @@ impl Client {
     }
 
     fn send_err(&self, e: reqwest::Error) -> anyhow::Error {
-        anyhow!("cannot reach the weft server at {}: {e}", self.base)
+        // The TLS refusal (e.g. another certificate than the pinned one) is deep in the chain.
+        let mut cause = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            cause = format!("{cause}: {s}");
+            source = s.source();
+        }
+        anyhow!("cannot reach the weft server at {}: {cause}", self.base)
     }
 
     pub async fn submit(&self, text: &str) -> anyhow::Result<RequestView> {

@@ -116,7 +116,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     let shutdown = CancellationToken::new();
     let running = server::start(listener, opts, shutdown.clone()).await?;
     let base = format!("http://{}", running.addr);
-    let client = Client::new(&base, &running.api_token)?;
+    let client = Client::new(&base, &running.api_token, None)?;
     println!("weft demo");
     println!("  orchestrator  {base}");
     println!("  database      {}", db.display());

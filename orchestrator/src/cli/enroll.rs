@@ -3,6 +3,7 @@
 
 use qrcode::QrCode;
 use qrcode::render::unicode::Dense1x2;
+use weft_agent::tls::Fingerprint;
 
 /// `text` as one POSIX shell word: as it is when it is plainly safe, else single-quoted.
 fn sh_word(text: &str) -> String {
@@ -20,9 +21,20 @@ fn sh_word(text: &str) -> String {
 /// The command to run on the device: write the agent's config and token file, then install and
 /// start the agent as a service. The token is in the environment of `init` only (which writes
 /// it to a file readable by the user alone); the service never has it on its command line.
-pub fn agent_command(server: &str, name: &str, kind: &str, token: &str) -> String {
+/// With `fingerprint` (the server certificate the CLI itself pinned), the agent accepts
+/// exactly that certificate.
+pub fn agent_command(
+    server: &str,
+    name: &str,
+    kind: &str,
+    token: &str,
+    fingerprint: Option<Fingerprint>,
+) -> String {
+    let pin = fingerprint
+        .map(|f| format!(" --server-fingerprint {f}"))
+        .unwrap_or_default();
     format!(
-        "WEFT_DEVICE_TOKEN={} weft-agent init --server {} --name {} --kind {} && weft-agent install-service",
+        "WEFT_DEVICE_TOKEN={} weft-agent init --server {}{pin} --name {} --kind {} && weft-agent install-service",
         sh_word(token),
         sh_word(server),
         sh_word(name),
@@ -88,12 +100,13 @@ mod tests {
     #[test]
     fn the_phone_qr_code_decodes_to_the_enrollment_command() {
         let token = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
-        let cmd = agent_command("http://weft.lan:7600", "pixel-7", "phone", token);
+        let fp = Fingerprint::of(b"cert");
+        let cmd = agent_command("https://weft.lan:7600", "pixel-7", "phone", token, Some(fp));
         assert_eq!(
             cmd,
             format!(
-                "WEFT_DEVICE_TOKEN={token} weft-agent init --server http://weft.lan:7600 \
-                 --name pixel-7 --kind phone && weft-agent install-service"
+                "WEFT_DEVICE_TOKEN={token} weft-agent init --server https://weft.lan:7600 \
+                 --server-fingerprint {fp} --name pixel-7 --kind phone && weft-agent install-service"
             )
         );
         let printed = qr_text(&cmd).unwrap();
@@ -103,7 +116,7 @@ mod tests {
 
     #[test]
     fn odd_values_are_quoted_for_the_shell() {
-        let cmd = agent_command("http://h:1/a b", "n", "laptop", "t'ok");
+        let cmd = agent_command("http://h:1/a b", "n", "laptop", "t'ok", None);
         assert!(cmd.contains("--server 'http://h:1/a b'"), "{cmd}");
         assert!(cmd.starts_with(r"WEFT_DEVICE_TOKEN='t'\''ok' "), "{cmd}");
     }

@@ -134,12 +134,47 @@ pub struct ConnArgs {
     /// The API token; by default read from the data directory's `api-token` file.
     #[arg(long, env = "WEFT_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
-    /// Where `weft serve` keeps its API token.
+    /// Where `weft serve` keeps its API token (and its certificate's fingerprint).
     #[arg(long, env = "WEFT_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// The SHA-256 fingerprint of the server's TLS certificate (`sha256:…`): only that
+    /// certificate is accepted [default: the data directory's `server-fingerprint`, which
+    /// `weft serve` writes; without one, a certificate signed by a public authority].
+    #[arg(long, env = "WEFT_SERVER_FINGERPRINT")]
+    pub server_fingerprint: Option<String>,
+    /// Allow a plain http:// server that is not on this machine (the API token then crosses
+    /// the network unencrypted).
+    #[arg(long)]
+    pub insecure_plaintext: bool,
 }
 
 impl ConnArgs {
+    /// The certificate fingerprint to pin: the flag's, else the one `weft serve` wrote beside
+    /// the API token (for an https:// server).
+    fn pin(&self) -> anyhow::Result<Option<weft_agent::tls::Fingerprint>> {
+        if let Some(f) = &self.server_fingerprint {
+            return f
+                .parse()
+                .map(Some)
+                .map_err(|e| anyhow::anyhow!("--server-fingerprint: {e}"));
+        }
+        let url = weft_agent::tls::ServerUrl::parse(&self.server)
+            .map_err(|e| anyhow::anyhow!("--server: {e}"))?;
+        if !url.tls {
+            return Ok(None);
+        }
+        let dir = self.data_dir.clone().unwrap_or_else(default_data_dir);
+        let path = dir.join(FINGERPRINT_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => text
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
+            Err(_) => Ok(None),
+        }
+    }
+
     fn client(&self) -> anyhow::Result<Client> {
         let token = match &self.api_token {
             Some(t) => t.clone(),
@@ -154,7 +189,12 @@ impl ConnArgs {
                 })?
             }
         };
-        Client::new(&self.server, &token)
+        let url = weft_agent::tls::ServerUrl::parse(&self.server)
+            .map_err(|e| anyhow::anyhow!("--server: {e}"))?;
+        let pin = self.pin()?;
+        url.check(pin.is_some(), self.insecure_plaintext)
+            .map_err(|e| anyhow::anyhow!("--server: {e}"))?;
+        Client::new(&self.server, &token, pin)
     }
 }
 
@@ -496,7 +536,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             qr,
             conn,
         }) => {
-            let created = conn.client()?.add_device(&name, &kind).await?;
+            let client = conn.client()?;
+            let created = client.add_device(&name, &kind).await?;
             println!(
                 "registered {} ({}). Its token is shown only now.",
                 created.name, created.kind
@@ -506,6 +547,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 created.name.as_str(),
                 &created.kind,
                 &created.token,
+                client.pin(),
             );
             println!("On the device, run (it writes its config and starts it as a service):\n");
             println!("  {line}\n");

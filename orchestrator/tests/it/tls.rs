@@ -174,3 +174,231 @@ async fn a_new_certificate_is_taken_without_dropping_connections() {
             .is_err()
     );
 }
+
+/// Runs `weft` with `args` (and `env`) to its end, at most 20 s: (exit code, stdout, stderr).
+async fn weft(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_weft"));
+    cmd.args(args).env("RUST_LOG", "warn").kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(20), cmd.output())
+        .await
+        .expect("weft did not finish in time")
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// An agent process that should not get in: what it says on stderr within `wait`.
+async fn refused_agent(args: &[&str], token: &str, wait: Duration) -> (Option<i32>, String) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .arg("agent")
+        .args(args)
+        .env("WEFT_DEVICE_TOKEN", token)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let code = match tokio::time::timeout(wait, child.wait()).await {
+        Ok(status) => status.unwrap().code(),
+        Err(_) => {
+            child.kill().await.unwrap();
+            None
+        }
+    };
+    let mut err = String::new();
+    use tokio::io::AsyncReadExt;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .await
+        .unwrap();
+    (code, err)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_enrolled_with_the_fingerprint_accept_exactly_that_certificate() {
+    let h = tls_harness().await;
+    let fp = fingerprint_of(&h);
+    let https = format!("https://{}", h.addr);
+    // `weft device add` over https, pinned: the enrollment line carries the fingerprint.
+    let (code, out, err) = weft(
+        &[
+            "device", "add", "laptop", "--kind", "laptop", "--server", &https,
+        ],
+        &[
+            ("WEFT_API_TOKEN", &h.token),
+            ("WEFT_SERVER_FINGERPRINT", &fp.to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains(&format!("--server {https} --server-fingerprint {fp} ")),
+        "{out}"
+    );
+    let token = out
+        .split("WEFT_DEVICE_TOKEN=")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    // The CLI refuses another certificate, naming both fingerprints.
+    let other = Fingerprint::of(b"not the server's");
+    let (code, _, err) = weft(
+        &["devices", "--server", &https],
+        &[
+            ("WEFT_API_TOKEN", &h.token),
+            ("WEFT_SERVER_FINGERPRINT", &other.to_string()),
+        ],
+    )
+    .await;
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains(&fp.to_string()) && err.contains(&other.to_string()),
+        "{err}"
+    );
+
+    let dirs = |name: &str| {
+        vec![
+            "--workdir".to_owned(),
+            h.dir.path().join("w").join(name).display().to_string(),
+            "--state-dir".to_owned(),
+            h.dir.path().join("s").join(name).display().to_string(),
+        ]
+    };
+    let mut args: Vec<String> = ["--server", &https, "--name", "laptop", "--kind", "laptop"]
+        .map(str::to_owned)
+        .to_vec();
+    args.extend(dirs("laptop"));
+    // A wrong fingerprint: never connects, says which certificate it saw.
+    let mut wrong = args.clone();
+    wrong.extend(["--server-fingerprint".to_owned(), other.to_string()]);
+    let wrong: Vec<&str> = wrong.iter().map(String::as_str).collect();
+    let (_, err) = refused_agent(&wrong, &token, Duration::from_secs(2)).await;
+    assert!(
+        err.contains(&fp.to_string()) && err.contains(&other.to_string()),
+        "{err}"
+    );
+    let client = pinned(fp);
+    let online = || async {
+        let devices: Vec<weft_protocol::rest::DeviceView> = client
+            .get(format!("{https}/v1/devices"))
+            .bearer_auth(&h.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        devices
+            .iter()
+            .any(|d| d.status == weft_protocol::rest::DeviceStatus::Online)
+    };
+    assert!(!online().await);
+    // Plain http:// to the TLS server: a configuration error, the process ends.
+    let mut plain = args.clone();
+    plain[1] = format!("http://{}", h.addr);
+    let plain: Vec<&str> = plain.iter().map(String::as_str).collect();
+    let (code, err) = refused_agent(&plain, &token, Duration::from_secs(10)).await;
+    assert!(code.is_some_and(|c| c != 0), "{code:?} {err}");
+    assert!(
+        err.contains("TLS only") && err.contains("https://"),
+        "{err}"
+    );
+    // A malformed fingerprint: refused before connecting, naming the setting.
+    let mut bad = args.clone();
+    bad.extend(["--server-fingerprint".to_owned(), "sha256:123".to_owned()]);
+    let bad: Vec<&str> = bad.iter().map(String::as_str).collect();
+    let (code, err) = refused_agent(&bad, &token, Duration::from_secs(10)).await;
+    assert!(code.is_some_and(|c| c != 0), "{code:?} {err}");
+    assert!(err.contains("server_fingerprint"), "{err}");
+
+    // The right fingerprint: the agent connects over wss:// and runs a request.
+    let mut good = args.clone();
+    good.extend(["--server-fingerprint".to_owned(), fp.to_string()]);
+    let mut agent = tokio::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .arg("agent")
+        .args(&good)
+        .env("WEFT_DEVICE_TOKEN", &token)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !online().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the agent did not come online"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (code, out, err) = weft(
+        &[
+            "submit",
+            "--watch",
+            "--server",
+            &https,
+            r#"on laptop run "echo over tls""#,
+        ],
+        &[
+            ("WEFT_API_TOKEN", &h.token),
+            ("WEFT_SERVER_FINGERPRINT", &fp.to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("over tls"), "{out}");
+    agent.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_certificate_that_cannot_be_used_stops_weft_serve_before_it_listens() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let missing = dir.path().join("missing.pem").display().to_string();
+    let data = dir.path().display().to_string();
+    let db = dir.path().join("weft.db").display().to_string();
+    let (code, _, err) = weft(
+        &[
+            "serve",
+            "--listen",
+            &listen,
+            "--db",
+            &db,
+            "--data-dir",
+            &data,
+            "--tls-cert",
+            &missing,
+            "--tls-key",
+            &missing,
+        ],
+        &[],
+    )
+    .await;
+    assert!(code.is_some_and(|c| c != 0), "{err}");
+    assert!(
+        err.contains("--tls-cert") && err.contains("missing.pem"),
+        "{err}"
+    );
+    assert!(std::net::TcpStream::connect(&listen).is_err());
+    let (code, _, err) = weft(&["serve", "--listen", &listen, "--tls-cert", &missing], &[]).await;
+    assert!(
+        code.is_some_and(|c| c != 0) && err.contains("--tls-key"),
+        "{err}"
+    );
+}
