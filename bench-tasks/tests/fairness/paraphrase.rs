@@ -84,6 +84,10 @@ const SYNONYMS: &[(&str, &str)] = &[
     ("expenses", "costs"),
     ("heat", "warmth"),
     ("rainwater", "stormwater"),
+    ("away", "absent"),
+    ("tomorrow", "next-day"),
+    ("landed", "arrived"),
+    ("bike", "bicycle"),
 ];
 
 /// What the paraphraser did to one task.

@@ -12,6 +12,7 @@
 //! nor overwrites it.
 
 mod everyday;
+mod fanout;
 mod ops;
 
 use std::collections::BTreeMap;
@@ -430,6 +431,16 @@ pub fn tasks() -> Vec<TaskFile> {
     all.extend(everyday::photo_handoff());
     all.extend(ops::monitoring());
     all.extend(ops::research());
+    all.extend(fanout::file_sync());
+    all.extend(fanout::log_collection());
+    all.extend(fanout::report_assembly());
+    all.extend(fanout::phone_messaging());
+    all.extend(fanout::calendar());
+    all.extend(fanout::data_pipeline());
+    all.extend(fanout::build_test());
+    all.extend(fanout::photo_handoff());
+    all.extend(fanout::monitoring());
+    all.extend(fanout::research());
     all
 }
 

@@ -11,7 +11,7 @@ use super::*;
 use crate::suite::check::Items;
 
 /// Log lines `DATE T TIME LEVEL component: message`, one per entry.
-fn log(date: &str, entries: &[(&str, &str, &str)]) -> String {
+pub(super) fn log(date: &str, entries: &[(&str, &str, &str)]) -> String {
     entries
         .iter()
         .map(|(time, level, msg)| format!("{date}T{time} {level} {msg}\n"))
@@ -19,7 +19,7 @@ fn log(date: &str, entries: &[(&str, &str, &str)]) -> String {
 }
 
 /// The lines of `texts` that contain `word`, sorted (byte order, as `LC_ALL=C sort`).
-fn grep_sorted(texts: &[&str], word: &str, unique: bool) -> String {
+pub(super) fn grep_sorted(texts: &[&str], word: &str, unique: bool) -> String {
     let mut lines: Vec<&str> = texts
         .iter()
         .flat_map(|t| t.lines())
@@ -35,7 +35,7 @@ fn grep_sorted(texts: &[&str], word: &str, unique: bool) -> String {
 /// Each source's logs: (device, path, text).
 type Logs<'a> = &'a [(&'a str, &'a str, String)];
 
-fn server_log(date: &str, variant: u32) -> String {
+pub(super) fn server_log(date: &str, variant: u32) -> String {
     let v = variant;
     log(
         date,
@@ -72,7 +72,7 @@ fn worker_log(date: &str, variant: u32) -> String {
     )
 }
 
-fn edge_log(date: &str, variant: u32) -> String {
+pub(super) fn edge_log(date: &str, variant: u32) -> String {
     log(
         date,
         &[
@@ -92,7 +92,7 @@ fn edge_log(date: &str, variant: u32) -> String {
     )
 }
 
-fn client_log(date: &str, variant: u32) -> String {
+pub(super) fn client_log(date: &str, variant: u32) -> String {
     log(
         date,
         &[
@@ -108,7 +108,7 @@ fn client_log(date: &str, variant: u32) -> String {
 }
 
 /// `the a, the b and the c`.
-fn the_list(names: &[String]) -> String {
+pub(super) fn the_list(names: &[String]) -> String {
     let the: Vec<String> = names.iter().map(|n| format!("the {n}")).collect();
     match the.split_last() {
         Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
