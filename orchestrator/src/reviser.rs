@@ -362,7 +362,7 @@ fn snapshot(events: &[Event], upto: u64, defaults: &TaskDefaults) -> Option<(Str
         .tasks()
         .map(|t| TaskState {
             spec: t.spec(),
-            status: t.status,
+            status: t.status(),
             device: ran_on.get(&t.id).cloned(),
             output: t.output.clone(),
             error: errors.get(&t.id).cloned().flatten(),

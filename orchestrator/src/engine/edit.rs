@@ -147,7 +147,7 @@ impl Graph {
                 "task_not_editable",
                 format!(
                     "task {id} is {} and can no longer be changed",
-                    t.status.as_str()
+                    t.status().as_str()
                 ),
             ));
         }
@@ -294,7 +294,7 @@ impl Graph {
                         "edge_into_started_task",
                         format!(
                             "task {to} is {}; edges into a task that has started cannot be added",
-                            target.status.as_str()
+                            target.status().as_str()
                         ),
                     ));
                 }
@@ -454,7 +454,7 @@ mod tests {
 
     fn statuses(g: &Graph) -> Vec<(String, &'static str)> {
         g.tasks()
-            .map(|t| (t.id.to_string(), t.status.as_str()))
+            .map(|t| (t.id.to_string(), t.status().as_str()))
             .collect()
     }
 
@@ -614,7 +614,7 @@ mod tests {
             .unwrap();
         assert_eq!(a.changed, vec![TaskId::from("t2")]);
         assert_eq!(
-            a.graph.task(&"t2".into()).unwrap().status,
+            a.graph.task(&"t2".into()).unwrap().status(),
             TaskStatus::Ready
         );
         let b = a
@@ -625,7 +625,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(
-            b.graph.task(&"t2".into()).unwrap().status,
+            b.graph.task(&"t2".into()).unwrap().status(),
             TaskStatus::Pending
         );
     }
@@ -674,8 +674,32 @@ mod properties {
     #[derive(Debug, Clone)]
     enum Step {
         Edit(Vec<EditOp>),
-        /// Finish the n-th ready task with this status and exit code.
+        /// Dispatch the n-th ready task and let it run.
+        Start(usize),
+        /// Finish the n-th ready or running task with this status and exit code.
         Finish(usize, bool, i64),
+        /// The n-th running task's attempt fails and the task waits for another.
+        Retry(usize),
+        /// Cancel the n-th unfinished task.
+        Cancel(usize),
+    }
+
+    /// The n-th task (wrapping) of those `keep` selects.
+    fn nth(g: &Graph, n: usize, keep: impl Fn(TaskStatus) -> bool) -> Option<TaskId> {
+        let ids: Vec<TaskId> = g
+            .tasks()
+            .filter(|t| keep(t.status()))
+            .map(|t| t.id.clone())
+            .collect();
+        ids.get(n % ids.len().max(1)).cloned()
+    }
+
+    /// Moves `id` through `steps`, journaling each as the engine does.
+    fn walk(g: &mut Graph, id: &TaskId, steps: &[TaskStatus], journal: &mut Vec<EventKind>) {
+        for &step in steps {
+            g.transition(id, step).unwrap();
+            status_events(g, std::slice::from_ref(id), journal);
+        }
     }
 
     fn id() -> impl Strategy<Value = TaskId> {
@@ -741,6 +765,9 @@ mod properties {
         prop_oneof![
             prop::collection::vec(op(), 1..5).prop_map(Step::Edit),
             (0usize..4, any::<bool>(), 0i64..2).prop_map(|(n, ok, code)| Step::Finish(n, ok, code)),
+            (0usize..4).prop_map(Step::Start),
+            (0usize..4).prop_map(Step::Retry),
+            (0usize..6).prop_map(Step::Cancel),
         ]
     }
 
@@ -759,7 +786,7 @@ mod properties {
         for id in changed {
             journal.push(EventKind::TaskStatus {
                 task_id: id.clone(),
-                status: g.task(id).unwrap().status,
+                status: g.task(id).unwrap().status(),
                 attempt_id: None,
                 device: None,
                 output: None,
@@ -798,19 +825,35 @@ mod properties {
                         // Refused: nothing changed.
                         Err(_) => prop_assert_eq!(&g.snapshot(), &before),
                     },
+                    Step::Start(n) => {
+                        let Some(id) = nth(&g, n, |s| s == TaskStatus::Ready) else { continue };
+                        walk(&mut g, &id, &[TaskStatus::Dispatched, TaskStatus::Running], &mut journal);
+                    }
+                    Step::Retry(n) => {
+                        let Some(id) = nth(&g, n, |s| s == TaskStatus::Running) else { continue };
+                        g.transition(&id, TaskStatus::Ready).unwrap();
+                        journal.push(EventKind::TaskRetrying {
+                            task_id: id,
+                            attempt_id: "a".into(),
+                            attempts: 1,
+                            retry_at_ms: 0,
+                            error: weft_protocol::ErrorInfo::new("failed", "x"),
+                        });
+                    }
+                    Step::Cancel(n) => {
+                        let Some(id) = nth(&g, n, |s| !s.is_terminal()) else { continue };
+                        walk(&mut g, &id, &[TaskStatus::Cancelled], &mut journal);
+                        let changed = g.settle_downstream(&id, 0);
+                        status_events(&g, &changed, &mut journal);
+                    }
                     Step::Finish(n, ok, code) => {
-                        let ready: Vec<TaskId> = g
-                            .tasks()
-                            .filter(|t| t.status == TaskStatus::Ready)
-                            .map(|t| t.id.clone())
-                            .collect();
-                        let Some(id) = ready.get(n % ready.len().max(1)).cloned() else {
-                            continue;
-                        };
+                        let startable = |s| matches!(s, TaskStatus::Ready | TaskStatus::Running);
+                        let Some(id) = nth(&g, n, startable) else { continue };
                         let to = if ok { TaskStatus::Succeeded } else { TaskStatus::Failed };
                         let output = TaskOutput { summary: "s".into(), data: json!({"exit_code": code}) };
-                        g.transition(&id, TaskStatus::Dispatched).unwrap();
-                        g.transition(&id, TaskStatus::Running).unwrap();
+                        if g.task(&id).unwrap().status() == TaskStatus::Ready {
+                            walk(&mut g, &id, &[TaskStatus::Dispatched, TaskStatus::Running], &mut journal);
+                        }
                         g.transition(&id, to).unwrap();
                         g.task_mut(&id).unwrap().output = Some(output.clone());
                         journal.push(EventKind::TaskStatus {
@@ -832,8 +875,8 @@ mod properties {
                     if let Some(now) = g.task(id) {
                         prop_assert_eq!(&now.title, &t.title);
                         prop_assert_eq!(&now.action, &t.action);
-                        if t.status.is_terminal() {
-                            prop_assert_eq!(now.status, t.status);
+                        if t.status().is_terminal() {
+                            prop_assert_eq!(now.status(), t.status());
                         }
                     } else {
                         prop_assert!(false, "started task {} was removed", id);
@@ -843,7 +886,7 @@ mod properties {
                 for t in g.tasks() {
                     let n = g.by_id[&t.id];
                     let r = g.readiness(n);
-                    match t.status {
+                    match t.status() {
                         TaskStatus::Pending => prop_assert_eq!(r, super::super::graph::Readiness::Waiting),
                         TaskStatus::Ready => prop_assert_eq!(r, super::super::graph::Readiness::Ready),
                         _ => {}
@@ -853,14 +896,17 @@ mod properties {
                 let indexed: Vec<&TaskId> = g.ready().map(|t| &t.id).collect();
                 let ready: Vec<&TaskId> = g
                     .tasks()
-                    .filter(|t| t.status == TaskStatus::Ready)
+                    .filter(|t| t.status() == TaskStatus::Ready)
                     .map(|t| &t.id)
                     .collect();
                 prop_assert_eq!(indexed, ready);
-                // The journal rebuilds the live graph.
+                // The journal rebuilds the live graph, its ready index included.
                 let replayed =
                     Graph::replay(&journal, &crate::engine::graph::tests::defaults()).unwrap();
                 prop_assert_eq!(replayed.snapshot(), g.snapshot());
+                let replayed_ready: Vec<&TaskId> = replayed.ready().map(|t| &t.id).collect();
+                let live_ready: Vec<&TaskId> = g.ready().map(|t| &t.id).collect();
+                prop_assert_eq!(replayed_ready, live_ready);
             }
         }
     }

@@ -27,7 +27,8 @@ pub struct Task {
     pub action: Option<Action>,
     pub target: TargetRow,
     pub capabilities: Vec<String>,
-    pub status: TaskStatus,
+    /// Changed only by [`Graph::transition`].
+    status: TaskStatus,
     pub output: Option<TaskOutput>,
     pub retry: RetryPolicy,
     pub sched: TaskSched,
@@ -60,6 +61,10 @@ impl Task {
             attempt: None,
             ready_since_ms: now_ms,
         }
+    }
+
+    pub fn status(&self) -> TaskStatus {
+        self.status
     }
 
     /// Whether the task's executor works in turns drawn from the request's pool: an LLM
@@ -551,18 +556,15 @@ impl Graph {
                     },
                     Some(g),
                 ) => {
-                    let t = g
-                        .task_mut(task_id)
-                        .ok_or_else(|| format!("status of unknown task {task_id}"))?;
-                    t.status = *status;
-                    if output.is_some() {
+                    g.replay_status(task_id, *status)?;
+                    if output.is_some()
+                        && let Some(t) = g.task_mut(task_id)
+                    {
                         t.output.clone_from(output);
                     }
                 }
                 (EventKind::TaskRetrying { task_id, .. }, Some(g)) => {
-                    if let Some(t) = g.task_mut(task_id) {
-                        t.status = TaskStatus::Ready;
-                    }
+                    g.replay_status(task_id, TaskStatus::Ready)?;
                 }
                 (EventKind::RequestCreated { .. }, Some(_)) => {
                     return Err("a second request_created event".into());
@@ -572,6 +574,19 @@ impl Graph {
             }
         }
         graph.ok_or_else(|| "no request_created event".into())
+    }
+
+    /// A journaled status change, made the one way statuses change. The journal records only
+    /// transitions that were made, so a refused one means the journal is not this graph's.
+    fn replay_status(&mut self, id: &TaskId, to: TaskStatus) -> Result<(), String> {
+        let from = self
+            .task(id)
+            .ok_or_else(|| format!("status of unknown task {id}"))?
+            .status;
+        if from == to {
+            return Ok(());
+        }
+        self.transition(id, to).map_err(|e| e.to_string())
     }
 
     /// What the journal determines: every task's definition, status and output, and the
@@ -665,7 +680,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn build(n: usize, edges: &[(usize, usize, EdgeKind)]) -> Graph {
+    pub(crate) fn build(n: usize, edges: &[(usize, usize, EdgeKind)]) -> Graph {
         Graph::from_plan(&plan(n, edges), &defaults(), 0).unwrap()
     }
 

@@ -111,7 +111,7 @@ async fn assert_journal_rebuilds(h: &Harness, v: &RequestView) {
     .unwrap();
     let rebuilt: Vec<_> = graph
         .tasks()
-        .map(|t| (t.id.clone(), t.status, t.output.clone()))
+        .map(|t| (t.id.clone(), t.status(), t.output.clone()))
         .collect();
     let live: Vec<_> = v
         .tasks

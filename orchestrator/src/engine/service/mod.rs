@@ -2,6 +2,9 @@
 
 mod committer;
 mod requests;
+mod status;
+
+use status::Move;
 
 use committer::{Effect, Group};
 
@@ -668,51 +671,27 @@ impl Engine {
             );
             return;
         }
-        let Some(task) = self
-            .requests
-            .get_mut(&live.request)
-            .and_then(|r| r.graph.task_mut(&live.task))
-        else {
+        let Some(req) = self.requests.get_mut(&live.request) else {
             return;
         };
-        task.attempt = None;
+        let Some(task) = req.graph.task_mut(&live.task) else {
+            return;
+        };
         task.sched.not_before_ms = retry_at;
         task.sched.avoid = device_related(&error.code).then(|| live.device.clone());
         task.ready_since_ms = retry_at;
-        let sched = task.sched.clone();
-        let moved = self
-            .requests
-            .get_mut(&live.request)
-            .is_some_and(|r| r.graph.transition(&live.task, TaskStatus::Ready).is_ok());
-        if !moved {
+        let m = Move {
+            retrying: Some((id.clone(), used, retry_at)),
+            ..Move::to(TaskStatus::Ready)
+                .error(error.clone())
+                .with_sched()
+        };
+        if req.move_task(b, &live.request, &live.task, m).is_err() {
             return;
         }
         Metrics::inc(&self.metrics.attempts_retried_total);
         tracing::info!(request = %live.request, task = %live.task, attempt = %id, code = %error.code,
             attempts = used, retry_in_ms = delay, "attempt failed; will retry");
-        b.op(Op::UpdateTask {
-            request_id: live.request.clone(),
-            task_id: live.task.clone(),
-            status: TaskStatus::Ready,
-            device: None,
-            output: None,
-            error: Some(error.clone()),
-        });
-        b.op(Op::UpdateTaskSched {
-            request_id: live.request.clone(),
-            task_id: live.task.clone(),
-            sched,
-        });
-        b.event(
-            &live.request,
-            EventKind::TaskRetrying {
-                task_id: live.task.clone(),
-                attempt_id: id.clone(),
-                attempts: used,
-                retry_at_ms: retry_at,
-                error,
-            },
-        );
     }
 
     // ---- scheduling ----------------------------------------------------------------------
@@ -870,9 +849,10 @@ impl Engine {
         } else {
             1
         };
-        req.graph.transition(tid, TaskStatus::Dispatched).ok()?;
         let deadline_ms = now + millis(self.opts.attempt_timeout);
         let attempt_id = AttemptId(uuid::Uuid::now_v7().to_string());
+        let m = Move::to(TaskStatus::Dispatched).on(attempt_id.clone(), device.clone());
+        req.move_task(b, rid, tid, m).ok()?;
         let task = req.graph.task_mut(tid)?;
         task.attempt = Some(attempt_id.clone());
         task.attempts_used += 1;
@@ -896,18 +876,6 @@ impl Engine {
             deadline_ms,
             max_turns,
         });
-        b.op(Op::UpdateTask {
-            request_id: rid.clone(),
-            task_id: tid.clone(),
-            status: TaskStatus::Dispatched,
-            device: Some(device.clone()),
-            output: None,
-            error: None,
-        });
-        b.event(
-            rid,
-            task_event_on(tid, TaskStatus::Dispatched, &attempt_id, device),
-        );
         self.attempts.insert(
             attempt_id.clone(),
             Live {
@@ -1134,71 +1102,38 @@ impl Engine {
                 if let Some(l) = self.attempts.get_mut(&attempt_id) {
                     l.status = AttemptStatus::Running;
                 }
-                let ok = self
-                    .requests
-                    .get_mut(&live.request)
-                    .is_some_and(|r| r.graph.transition(&live.task, TaskStatus::Running).is_ok());
-                if ok {
-                    let mut b = Batch::default();
+                let Some(req) = self.requests.get_mut(&live.request) else {
+                    return Ok(());
+                };
+                let mut b = Batch::default();
+                let m = Move::to(TaskStatus::Running).on(attempt_id.clone(), device.clone());
+                if req.move_task(&mut b, &live.request, &live.task, m).is_ok() {
                     b.op(Op::UpdateAttempt {
                         id: attempt_id.clone(),
                         status: AttemptStatus::Running,
                         ended_at_ms: None,
                         error: None,
                     });
-                    b.op(Op::UpdateTask {
-                        request_id: live.request.clone(),
-                        task_id: live.task.clone(),
-                        status: TaskStatus::Running,
-                        device: None,
-                        output: None,
-                        error: None,
-                    });
-                    let mut ev = task_event(&live.task, TaskStatus::Running);
-                    if let EventKind::TaskStatus {
-                        attempt_id: a,
-                        device: d,
-                        ..
-                    } = &mut ev
-                    {
-                        *a = Some(attempt_id.clone());
-                        *d = Some(device.clone());
-                    }
-                    b.event(&live.request, ev);
                     self.stage(b);
                 }
             }
             AgentMsg::Reject { attempt_id, error } => {
-                if self.owned(&device, &attempt_id).is_none() {
+                let Some(live) = self.owned(&device, &attempt_id) else {
                     return self.refuse_foreign(&device, &attempt_id, "reject").await;
-                }
+                };
                 let mut b = Batch::default();
-                if error.code == "busy" {
+                if error.code == "busy" && !self.cancel_requested(&live) {
                     // The device is full after all: the task goes back to the queue, briefly
                     // held back, and the refusal does not count as an attempt.
                     if let Some(live) =
                         self.end_attempt(&mut b, &attempt_id, AttemptStatus::Rejected, Some(error))
                         && let Some(r) = self.requests.get_mut(&live.request)
-                        && r.graph.transition(&live.task, TaskStatus::Ready).is_ok()
                         && let Some(t) = r.graph.task_mut(&live.task)
                     {
-                        t.attempt = None;
                         t.attempts_used = t.attempts_used.saturating_sub(1);
                         t.sched.not_before_ms = now_ms() + BUSY_BACKOFF_MS;
-                        b.op(Op::UpdateTask {
-                            request_id: live.request.clone(),
-                            task_id: live.task.clone(),
-                            status: TaskStatus::Ready,
-                            device: None,
-                            output: None,
-                            error: None,
-                        });
-                        b.op(Op::UpdateTaskSched {
-                            request_id: live.request.clone(),
-                            task_id: live.task.clone(),
-                            sched: t.sched.clone(),
-                        });
-                        b.event(&live.request, task_event(&live.task, TaskStatus::Ready));
+                        let m = Move::to(TaskStatus::Ready).with_sched();
+                        let _ = r.move_task(&mut b, &live.request, &live.task, m);
                     }
                 } else {
                     self.attempt_failed(&mut b, &attempt_id, AttemptStatus::Rejected, error, None);
@@ -1465,7 +1400,7 @@ impl Engine {
         let mut expired = Vec::new();
         for (rid, req) in &self.requests {
             for t in req.graph.tasks() {
-                if t.status.is_terminal() {
+                if t.status().is_terminal() {
                     continue;
                 }
                 if t.sched.first_ready_ms.is_some_and(|f| f + task_ms <= now) {
@@ -1478,7 +1413,7 @@ impl Engine {
                         ),
                     );
                     expired.push((rid.clone(), t.id.clone(), t.attempt.clone(), err));
-                } else if t.status == TaskStatus::Ready
+                } else if t.status() == TaskStatus::Ready
                     && t.sched.not_before_ms <= now
                     && now.saturating_sub(t.ready_since_ms) >= queue_ms
                 {
@@ -1586,7 +1521,7 @@ impl Engine {
             }
             for a in row.in_flight {
                 let known = graph.task(&a.task_id).is_some_and(|t| {
-                    matches!(t.status, TaskStatus::Dispatched | TaskStatus::Running)
+                    matches!(t.status(), TaskStatus::Dispatched | TaskStatus::Running)
                 }) && self.devices.contains_key(&a.device);
                 if !known {
                     return Err(Error::Corrupt(format!(
@@ -1672,23 +1607,6 @@ fn task_event(task: &TaskId, status: TaskStatus) -> EventKind {
         status,
         attempt_id: None,
         device: None,
-        output: None,
-        error: None,
-    }
-}
-
-/// A task event naming the attempt and device it concerns.
-fn task_event_on(
-    task: &TaskId,
-    status: TaskStatus,
-    attempt: &AttemptId,
-    device: &DeviceName,
-) -> EventKind {
-    EventKind::TaskStatus {
-        task_id: task.clone(),
-        status,
-        attempt_id: Some(attempt.clone()),
-        device: Some(device.clone()),
         output: None,
         error: None,
     }

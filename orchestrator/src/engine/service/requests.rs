@@ -1,10 +1,9 @@
 //! The engine's request lifecycle: create, settle after a task ends, finish, edit, cancel.
 
-use std::collections::HashMap;
-
 use weft_protocol::rest::{EditBatch, EditOp, EventKind, RequestView, TaskView, TurnsView};
 use weft_protocol::{ErrorInfo, RequestId, RequestStatus, ServerMsg, TaskId, TaskStatus};
 
+use super::status::Move;
 use super::{Ending, Engine, Request, task_event};
 use crate::engine::Planned;
 use crate::engine::edit::EditCtx;
@@ -90,7 +89,8 @@ impl Engine {
                 error: None,
             },
         );
-        for t in graph.tasks().filter(|t| t.status == TaskStatus::Ready) {
+        // The tasks that start ready are inserted so; their events complete the journal.
+        for t in graph.tasks().filter(|t| t.status() == TaskStatus::Ready) {
             b.event(&id, task_event(&t.id, TaskStatus::Ready));
         }
         self.stage(b);
@@ -127,72 +127,21 @@ impl Engine {
         let Some(req) = self.requests.get_mut(request) else {
             return;
         };
-        if let Err(e) = req.graph.transition(task, status) {
+        let m = Move {
+            to: status,
+            on: attempt,
+            output,
+            error,
+            sched: false,
+            retrying: None,
+        };
+        if let Err(e) = req.move_task(b, request, task, m) {
             tracing::warn!(error = %e, "refused transition");
             return;
         }
-        if let Some(t) = req.graph.task_mut(task) {
-            t.attempt = None;
-            if output.is_some() {
-                t.output.clone_from(&output);
-            }
-        }
-        b.op(Op::UpdateTask {
-            request_id: request.clone(),
-            task_id: task.clone(),
-            status,
-            device: attempt.as_ref().map(|(_, d)| d.clone()),
-            output: output.clone(),
-            error: error.clone(),
-        });
-        b.event(
-            request,
-            EventKind::TaskStatus {
-                task_id: task.clone(),
-                status,
-                attempt_id: attempt.as_ref().map(|(a, _)| a.clone()),
-                device: attempt.map(|(_, d)| d),
-                output,
-                error,
-            },
-        );
         let changed = req.graph.settle_downstream(task, now_ms());
-        self.record_changes(b, request, &changed);
+        req.record(b, request, &changed);
         self.finish_if_done(b, request);
-    }
-
-    /// Journals status changes the graph made by itself (tasks becoming ready, waiting again,
-    /// or skipped).
-    fn record_changes(&self, b: &mut Batch, request: &RequestId, changed: &[TaskId]) {
-        let Some(req) = self.requests.get(request) else {
-            return;
-        };
-        for id in changed {
-            let Some(t) = req.graph.task(id) else {
-                continue;
-            };
-            let error = (t.status == TaskStatus::Skipped).then(|| skip_reason(&req.graph, id));
-            b.op(Op::UpdateTask {
-                request_id: request.clone(),
-                task_id: id.clone(),
-                status: t.status,
-                device: None,
-                output: None,
-                error: error.clone(),
-            });
-            if t.status == TaskStatus::Ready {
-                b.op(Op::UpdateTaskSched {
-                    request_id: request.clone(),
-                    task_id: id.clone(),
-                    sched: t.sched.clone(),
-                });
-            }
-            let mut ev = task_event(id, t.status);
-            if let EventKind::TaskStatus { error: e, .. } = &mut ev {
-                *e = error;
-            }
-            b.event(request, ev);
-        }
     }
 
     /// Ends the request once every task has ended.
@@ -212,7 +161,7 @@ impl Engine {
             let failed: Vec<String> = req
                 .graph
                 .tasks()
-                .filter(|t| t.status == TaskStatus::Failed)
+                .filter(|t| t.status() == TaskStatus::Failed)
                 .map(|t| t.id.to_string())
                 .collect();
             let error = match outcome {
@@ -334,7 +283,9 @@ impl Engine {
             req.graph = applied.graph;
             req.version = version;
         }
-        self.record_changes(&mut b, &request, &applied.changed);
+        if let Some(req) = self.requests.get(&request) {
+            req.record(&mut b, &request, &applied.changed);
+        }
         self.finish_if_done(&mut b, &request);
         self.stage(b);
         tracing::info!(request = %request, version, "graph edited");
@@ -361,10 +312,10 @@ impl Engine {
                         format!("request {request} has no task {id}"),
                     )));
                 };
-                if t.status.is_terminal() {
+                if t.status().is_terminal() {
                     return Ok(Err(ApiError::conflict(
                         "task_finished",
-                        format!("task {id} is already {}", t.status.as_str()),
+                        format!("task {id} is already {}", t.status().as_str()),
                     )));
                 }
                 vec![id.clone()]
@@ -385,7 +336,7 @@ impl Engine {
                 .requests
                 .get(&request)
                 .and_then(|r| r.graph.task(&id))
-                .map(|t| t.status)
+                .map(|t| t.status())
             else {
                 continue;
             };
@@ -467,7 +418,7 @@ fn created_view(
                 instruction: t.instruction.clone(),
                 action: t.action.clone(),
                 device: None,
-                status: t.status,
+                status: t.status(),
                 attempts: Vec::new(),
                 output: None,
                 error: None,
@@ -522,30 +473,5 @@ fn edit_rows(b: &mut Batch, request: &RequestId, graph: &Graph, op: &EditOp) {
             from: from.clone(),
             to: to.clone(),
         }),
-    }
-}
-
-/// Why a task was skipped: a condition that did not hold, or an upstream task that did not
-/// succeed.
-fn skip_reason(graph: &Graph, id: &TaskId) -> ErrorInfo {
-    let upstream: HashMap<TaskId, TaskStatus> = graph
-        .upstream_ids(id)
-        .into_iter()
-        .filter_map(|u| graph.task(&u).map(|t| (u, t.status)))
-        .collect();
-    let failed_upstream = graph.edges().into_iter().any(|e| {
-        &e.to == id
-            && e.kind == weft_protocol::EdgeKind::Success
-            && upstream
-                .get(&e.from)
-                .is_some_and(|s| s.is_terminal() && *s != TaskStatus::Succeeded)
-    });
-    if failed_upstream {
-        ErrorInfo::new("upstream_failed", "an upstream task did not succeed")
-    } else {
-        ErrorInfo::new(
-            "condition_false",
-            "a condition on an upstream task's outcome did not hold",
-        )
     }
 }
