@@ -178,6 +178,18 @@ pub fn markdown(cols: &[Column]) -> String {
     );
     row(
         &mut md,
+        "to be refused: refused, nothing changed",
+        s(&|c| {
+            let m = &c.mode.summary;
+            if m.refusal_tasks == 0 {
+                "—".to_owned()
+            } else {
+                format!("{} / {}", m.refusals_held, m.refusal_tasks)
+            }
+        }),
+    );
+    row(
+        &mut md,
         "planner failed / runner errors",
         s(&|c| {
             let m = &c.mode.summary;

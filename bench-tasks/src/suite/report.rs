@@ -1070,4 +1070,44 @@ mod tests {
         let back: Report = serde_json::from_str(&serde_json::to_string(&report).unwrap()).unwrap();
         assert_eq!(back, report);
     }
+
+    #[test]
+    fn refusal_tasks_count_in_success_and_stay_out_of_graph_figures() {
+        let suite = Suite::load(&default_suite()).unwrap();
+        let refusal = suite.tasks.iter().find(|t| t.expects_refusal()).unwrap();
+        let ordinary = suite.tasks.iter().find(|t| !t.expects_refusal()).unwrap();
+        let ran = |t: &TaskFile, success: bool, width: f64, ms: u64| {
+            let mut r = TaskResult::new(t);
+            r.outcome = "ran".into();
+            r.success = success;
+            r.checks_passed = if success { r.checks_total } else { 0 };
+            (r.subtasks, r.subtasks_completed, r.graph_width) = (2, 1, width);
+            r.timing.latency_ms = ms;
+            r
+        };
+        // Refused by the planner; a plan that ran on a refusal task; an ordinary task.
+        let mut refused = TaskResult::new(refusal);
+        assert_eq!(refused.checks_total, 2);
+        assert_eq!(refused.checks_by_kind.len(), 2);
+        refused.outcome = "refused".into();
+        refused.success = true;
+        refused.checks_passed = 2;
+        let results = vec![
+            refused,
+            ran(refusal, false, 5.0, 900),
+            ran(ordinary, true, 2.0, 100),
+        ];
+        let s = Summary::of(&results.iter().collect::<Vec<_>>());
+        assert_eq!((s.tasks, s.succeeded, s.submitted), (3, 2, 2));
+        assert_eq!((s.refusal_tasks, s.refusals_held, s.refused), (2, 1, 1));
+        // Of the two submitted, one succeeded; the refusal task that ran has no graph figures.
+        assert_eq!(s.success_rate_submitted, 0.5);
+        assert_eq!((s.subtasks, s.subtasks_completed), (2, 1));
+        assert_eq!(s.graph_width_avg, 2.0);
+        assert_eq!(s.timing.latency_total_ms, 100);
+        let par = ModeRun::new("parallel", results.clone(), vec![], BTreeMap::new());
+        let seq = ModeRun::new("sequential", results, vec![], BTreeMap::new());
+        let c = Comparison::of(&par, &seq).unwrap();
+        assert_eq!(c.tasks_compared, 1);
+    }
 }
