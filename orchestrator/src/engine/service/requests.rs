@@ -33,7 +33,7 @@ impl Engine {
             Planned::Plan(plan) => {
                 for t in &plan.tasks {
                     if let weft_planner::Target::Device(d) = &t.target
-                        && !self.devices.contains_key(d)
+                        && !self.devices.contains(d)
                     {
                         return Err(ApiError::unprocessable(
                             "unknown_device",
@@ -198,11 +198,7 @@ impl Engine {
     /// What edits (and submitted graphs) are checked against: the registered devices.
     fn edit_ctx(&self, now: u64) -> EditCtx {
         EditCtx {
-            devices: self
-                .devices
-                .iter()
-                .map(|(n, d)| (n.clone(), d.row.capabilities.clone()))
-                .collect(),
+            devices: self.devices.capabilities(),
             check_targets: true,
             defaults: self.defaults(),
             now_ms: now,

@@ -1,0 +1,179 @@
+//! The table of live attempts: what is in flight, on which device, until when. Pure.
+
+use std::collections::HashMap;
+
+use weft_protocol::{AttemptId, AttemptStatus, DeviceName, RequestId, TaskId};
+
+/// An attempt in flight.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Live {
+    pub request: RequestId,
+    pub task: TaskId,
+    pub device: DeviceName,
+    pub status: AttemptStatus,
+    pub deadline_ms: u64,
+    /// When the device's connection dropped with this attempt in flight; after the grace
+    /// window the attempt is lost.
+    pub lost_since: Option<u64>,
+    /// Whether the attempt draws turns from the request's pool, its limit (extensions
+    /// included) and what it reported using.
+    pub uses_turns: bool,
+    pub max_turns: u32,
+    pub turns_used: u32,
+}
+
+/// Attempts past a deadline at some moment.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct Due {
+    /// Past their own deadline.
+    pub overdue: Vec<AttemptId>,
+    /// Their device has been gone longer than the grace window.
+    pub lost: Vec<AttemptId>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Attempts {
+    live: HashMap<AttemptId, Live>,
+}
+
+impl Attempts {
+    pub fn insert(&mut self, id: AttemptId, live: Live) {
+        self.live.insert(id, live);
+    }
+
+    /// Forgets an attempt: the one way an attempt stops being live.
+    pub fn remove(&mut self, id: &AttemptId) -> Option<Live> {
+        self.live.remove(id)
+    }
+
+    pub fn get(&self, id: &AttemptId) -> Option<&Live> {
+        self.live.get(id)
+    }
+
+    pub fn get_mut(&mut self, id: &AttemptId) -> Option<&mut Live> {
+        self.live.get_mut(id)
+    }
+
+    /// The live attempt `id` if `device` holds it.
+    pub fn owned(&self, device: &DeviceName, id: &AttemptId) -> Option<Live> {
+        self.live.get(id).filter(|l| &l.device == device).cloned()
+    }
+
+    /// How many attempts run on a connected device (not waiting for a lost one).
+    pub fn running(&self) -> usize {
+        self.live
+            .values()
+            .filter(|l| l.lost_since.is_none())
+            .count()
+    }
+
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    /// The attempts whose device went away at `now` start their grace window (an attempt
+    /// already waiting keeps its start).
+    pub fn mark_lost<'a>(&mut self, ids: impl IntoIterator<Item = &'a AttemptId>, now: u64) {
+        for id in ids {
+            if let Some(l) = self.live.get_mut(id) {
+                l.lost_since.get_or_insert(now);
+            }
+        }
+    }
+
+    /// The device came back holding these attempts: they are no longer waiting. Returns how
+    /// many were.
+    pub fn reattach<'a>(&mut self, ids: impl IntoIterator<Item = &'a AttemptId>) -> usize {
+        let mut n = 0;
+        for id in ids {
+            if let Some(l) = self.live.get_mut(id) {
+                l.lost_since = None;
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// The attempts past their deadline, and those whose device has been gone longer than
+    /// `grace_ms`, at `now`. An attempt is in at most one list.
+    pub fn due(&self, now: u64, grace_ms: u64) -> Due {
+        let mut due = Due::default();
+        for (id, l) in &self.live {
+            if l.deadline_ms <= now {
+                due.overdue.push(id.clone());
+            } else if l.lost_since.is_some_and(|t| t + grace_ms <= now) {
+                due.lost.push(id.clone());
+            }
+        }
+        due.overdue.sort();
+        due.lost.sort();
+        due
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live(device: &str, deadline_ms: u64) -> Live {
+        Live {
+            request: RequestId::from("r"),
+            task: TaskId::from("t"),
+            device: DeviceName::from(device),
+            status: AttemptStatus::Dispatched,
+            deadline_ms,
+            lost_since: None,
+            uses_turns: false,
+            max_turns: 1,
+            turns_used: 0,
+        }
+    }
+
+    fn table() -> Attempts {
+        let mut a = Attempts::default();
+        a.insert("a1".into(), live("d1", 100));
+        a.insert("a2".into(), live("d1", 500));
+        a.insert("a3".into(), live("d2", 500));
+        a
+    }
+
+    fn ids(v: &[AttemptId]) -> Vec<&str> {
+        v.iter().map(AttemptId::as_str).collect()
+    }
+
+    #[test]
+    fn only_the_holder_owns_an_attempt() {
+        let a = table();
+        assert!(a.owned(&"d1".into(), &"a1".into()).is_some());
+        assert!(a.owned(&"d2".into(), &"a1".into()).is_none());
+        assert!(a.owned(&"d1".into(), &"a9".into()).is_none());
+    }
+
+    #[test]
+    fn deadlines_and_grace_windows() {
+        let mut a = table();
+        assert_eq!(a.due(99, 50), Due::default());
+        let due = a.due(100, 50);
+        assert_eq!((ids(&due.overdue), ids(&due.lost)), (vec!["a1"], vec![]));
+        // d1 goes away at 200: a2 waits out the grace window; a1 is overdue either way.
+        a.mark_lost([&"a1".into(), &"a2".into()], 200);
+        assert_eq!(a.running(), 1);
+        let due = a.due(249, 50);
+        assert_eq!((ids(&due.overdue), ids(&due.lost)), (vec!["a1"], vec![]));
+        let due = a.due(250, 50);
+        assert_eq!(
+            (ids(&due.overdue), ids(&due.lost)),
+            (vec!["a1"], vec!["a2"])
+        );
+        // A second drop does not restart the window.
+        a.mark_lost([&"a2".into()], 240);
+        assert_eq!(ids(&a.due(250, 50).lost), ["a2"]);
+        // It came back in time.
+        assert_eq!(a.reattach([&"a2".into(), &"a9".into()]), 1);
+        assert!(a.due(250, 50).lost.is_empty());
+        assert_eq!(a.running(), 2);
+        assert!(a.remove(&"a1".into()).is_some());
+        assert!(a.remove(&"a1".into()).is_none());
+        assert_eq!(a.len(), 2);
+    }
+}
