@@ -1,7 +1,9 @@
 //! The engine's request lifecycle: create, settle after a task ends, finish, edit, cancel.
 
 use weft_protocol::rest::{EditBatch, EditOp, EventKind, RequestView, TaskView, TurnsView};
-use weft_protocol::{ErrorInfo, RequestId, RequestStatus, ServerMsg, TaskId, TaskStatus};
+use weft_protocol::{
+    AttemptId, ErrorInfo, RequestId, RequestStatus, ServerMsg, TaskId, TaskStatus,
+};
 
 use super::status::Move;
 use super::{Ending, Engine, Request, task_event};
@@ -29,70 +31,9 @@ impl Engine {
             budget: turn_budget.unwrap_or(self.opts.turn_budget),
             ..TurnsView::default()
         };
-        let graph = match planned {
-            Planned::Plan(plan) => {
-                for t in &plan.tasks {
-                    if let weft_planner::Target::Device(d) = &t.target
-                        && !self.devices.contains(d)
-                    {
-                        return Err(ApiError::unprocessable(
-                            "unknown_device",
-                            format!("task {} names device `{d}`, which is not registered", t.id),
-                        ));
-                    }
-                }
-                Graph::from_plan(&plan, &self.defaults(), now)
-                    .map_err(|e| ApiError::unprocessable("invalid_plan", e))?
-            }
-            Planned::Given(spec) => {
-                let ctx = self.edit_ctx(now);
-                Graph::from_given(&spec, &ctx)
-                    .map_err(|e| ApiError::unprocessable(e.code, e.message))?
-                    .graph
-            }
-        };
+        let graph = self.planned_graph(planned, now)?;
         let id = RequestId(uuid::Uuid::now_v7().to_string());
-        let mut b = Batch::default();
-        b.op(Op::InsertRequest {
-            id: id.clone(),
-            text: text.clone(),
-            planner: planner.to_owned(),
-            status: RequestStatus::Running,
-            turns,
-            at_ms: now,
-        });
-        for t in graph.tasks() {
-            b.op(Op::InsertTask {
-                request_id: id.clone(),
-                task: t.row(),
-            });
-        }
-        let edges = graph.edges();
-        for e in &edges {
-            b.op(Op::InsertEdge {
-                request_id: id.clone(),
-                edge: e.clone(),
-            });
-        }
-        b.event(
-            &id,
-            EventKind::RequestCreated {
-                text: text.clone(),
-                tasks: graph.tasks().map(|t| t.spec()).collect(),
-                edges,
-            },
-        );
-        b.event(
-            &id,
-            EventKind::RequestStatus {
-                status: RequestStatus::Running,
-                error: None,
-            },
-        );
-        // The tasks that start ready are inserted so; their events complete the journal.
-        for t in graph.tasks().filter(|t| t.status() == TaskStatus::Ready) {
-            b.event(&id, task_event(&t.id, TaskStatus::Ready));
-        }
+        let b = created_batch(&id, &text, planner, &graph, turns, now);
         self.stage(b);
         let view = created_view(&id, text, now, &graph, turns);
         tracing::info!(request = %id, tasks = graph.len(), "request created");
@@ -107,6 +48,32 @@ impl Engine {
             },
         );
         Ok(view)
+    }
+
+    /// The graph of a new request, checked against the registered devices.
+    fn planned_graph(&self, planned: Planned, now: u64) -> Result<Graph, ApiError> {
+        match planned {
+            Planned::Plan(plan) => {
+                for t in &plan.tasks {
+                    if let weft_planner::Target::Device(d) = &t.target
+                        && !self.devices.contains(d)
+                    {
+                        return Err(ApiError::unprocessable(
+                            "unknown_device",
+                            format!("task {} names device `{d}`, which is not registered", t.id),
+                        ));
+                    }
+                }
+                Graph::from_plan(&plan, &self.defaults(), now)
+                    .map_err(|e| ApiError::unprocessable("invalid_plan", e))
+            }
+            Planned::Given(spec) => {
+                let ctx = self.edit_ctx(now);
+                Graph::from_given(&spec, &ctx)
+                    .map(|applied| applied.graph)
+                    .map_err(|e| ApiError::unprocessable(e.code, e.message))
+            }
+        }
     }
 
     /// Records that `task` ended and settles what follows from it: downstream tasks become
@@ -300,93 +267,150 @@ impl Engine {
             return Ok(Err(self.not_live(&request).await?));
         };
         let mut b = Batch::default();
-        let targets: Vec<TaskId> = match &task {
-            Some(id) => {
-                let Some(t) = req.graph.task(id) else {
-                    return Ok(Err(ApiError::not_found(
-                        "task_not_found",
-                        format!("request {request} has no task {id}"),
-                    )));
-                };
-                if t.status().is_terminal() {
-                    return Ok(Err(ApiError::conflict(
-                        "task_finished",
-                        format!("task {id} is already {}", t.status().as_str()),
-                    )));
-                }
-                vec![id.clone()]
-            }
-            None => {
-                req.cancelling = true;
-                b.op(Op::CancelRequested {
-                    id: request.clone(),
-                });
-                req.graph.tasks().map(|t| t.id.clone()).collect()
-            }
+        let targets = match cancel_targets(&mut b, &request, req, task.as_ref()) {
+            Ok(targets) => targets,
+            Err(e) => return Ok(Err(e)),
         };
         tracing::info!(request = %request, task = ?task, "cancel requested");
-        let now = now_ms();
         let mut stop = Vec::new();
         for id in targets {
-            let Some(status) = self
-                .requests
-                .get(&request)
-                .and_then(|r| r.graph.task(&id))
-                .map(|t| t.status())
-            else {
-                continue;
-            };
-            match status {
-                TaskStatus::Pending | TaskStatus::Ready => self.task_ended(
-                    &mut b,
-                    &request,
-                    &id,
-                    Ending {
-                        status: TaskStatus::Cancelled,
-                        output: None,
-                        error: Some(ErrorInfo::new("cancelled", "cancelled before it started")),
-                        attempt: None,
-                    },
-                ),
-                TaskStatus::Dispatched | TaskStatus::Running => {
-                    let Some(t) = self
-                        .requests
-                        .get_mut(&request)
-                        .and_then(|r| r.graph.task_mut(&id))
-                    else {
-                        continue;
-                    };
-                    t.sched.cancel_requested = true;
-                    b.op(Op::UpdateTaskSched {
-                        request_id: request.clone(),
-                        task_id: id.clone(),
-                        sched: t.sched.clone(),
-                    });
-                    if let Some(attempt) = t.attempt.clone() {
-                        stop.push(attempt);
-                    }
-                }
-                _ => {}
-            }
+            stop.extend(self.cancel_task(&mut b, &request, &id));
         }
+        self.stop_attempts(stop, now_ms());
+        self.finish_if_done(&mut b, &request);
+        self.stage(b);
+        Ok(Ok(()))
+    }
+
+    /// Cancels one task: at once if it has not started; otherwise its cancel is recorded and
+    /// its attempt in flight, returned, must be stopped.
+    fn cancel_task(
+        &mut self,
+        b: &mut Batch,
+        request: &RequestId,
+        id: &TaskId,
+    ) -> Option<AttemptId> {
+        let req = self.requests.get_mut(request)?;
+        let t = req.graph.task_mut(id)?;
+        match t.status() {
+            TaskStatus::Pending | TaskStatus::Ready => {
+                let end = Ending {
+                    status: TaskStatus::Cancelled,
+                    output: None,
+                    error: Some(ErrorInfo::new("cancelled", "cancelled before it started")),
+                    attempt: None,
+                };
+                self.task_ended(b, request, id, end);
+                None
+            }
+            TaskStatus::Dispatched | TaskStatus::Running => {
+                t.sched.cancel_requested = true;
+                b.op(Op::UpdateTaskSched {
+                    request_id: request.clone(),
+                    task_id: id.clone(),
+                    sched: t.sched.clone(),
+                });
+                t.attempt.clone()
+            }
+            _ => None,
+        }
+    }
+
+    /// Tells the devices running these attempts to stop; each has a grace period to confirm.
+    fn stop_attempts(&mut self, stop: Vec<AttemptId>, now: u64) {
         for attempt in stop {
             let Some(live) = self.attempts.get_mut(&attempt) else {
                 continue;
             };
             live.deadline_ms = live.deadline_ms.min(now + CANCEL_GRACE_MS);
             let device = live.device.clone();
-            self.send(
-                &device,
-                ServerMsg::Cancel {
-                    attempt_id: attempt,
-                    reason: "cancelled by a user".into(),
-                },
-            );
+            let cancel = ServerMsg::Cancel {
+                attempt_id: attempt,
+                reason: "cancelled by a user".into(),
+            };
+            self.send(&device, cancel);
         }
-        self.finish_if_done(&mut b, &request);
-        self.stage(b);
-        Ok(Ok(()))
     }
+}
+
+/// The tasks a cancel concerns: the one named (refused if unknown or finished), or every
+/// task of the request, which is then marked as being cancelled.
+fn cancel_targets(
+    b: &mut Batch,
+    request: &RequestId,
+    req: &mut Request,
+    task: Option<&TaskId>,
+) -> Result<Vec<TaskId>, ApiError> {
+    let Some(id) = task else {
+        req.cancelling = true;
+        b.op(Op::CancelRequested {
+            id: request.clone(),
+        });
+        return Ok(req.graph.tasks().map(|t| t.id.clone()).collect());
+    };
+    let Some(t) = req.graph.task(id) else {
+        return Err(ApiError::not_found(
+            "task_not_found",
+            format!("request {request} has no task {id}"),
+        ));
+    };
+    if t.status().is_terminal() {
+        return Err(ApiError::conflict(
+            "task_finished",
+            format!("task {id} is already {}", t.status().as_str()),
+        ));
+    }
+    Ok(vec![id.clone()])
+}
+
+/// The rows and events of a new request: the request, its tasks and edges, `request_created`
+/// (every task's spec), `request_status`, and the tasks that start ready.
+fn created_batch(
+    id: &RequestId,
+    text: &str,
+    planner: &str,
+    graph: &Graph,
+    turns: TurnsView,
+    now: u64,
+) -> Batch {
+    let mut b = Batch::default();
+    b.op(Op::InsertRequest {
+        id: id.clone(),
+        text: text.to_owned(),
+        planner: planner.to_owned(),
+        status: RequestStatus::Running,
+        turns,
+        at_ms: now,
+    });
+    for t in graph.tasks() {
+        b.op(Op::InsertTask {
+            request_id: id.clone(),
+            task: t.row(),
+        });
+    }
+    let edges = graph.edges();
+    for e in &edges {
+        b.op(Op::InsertEdge {
+            request_id: id.clone(),
+            edge: e.clone(),
+        });
+    }
+    let created = EventKind::RequestCreated {
+        text: text.to_owned(),
+        tasks: graph.tasks().map(|t| t.spec()).collect(),
+        edges,
+    };
+    b.event(id, created);
+    let running = EventKind::RequestStatus {
+        status: RequestStatus::Running,
+        error: None,
+    };
+    b.event(id, running);
+    // The tasks that start ready are inserted so; their events complete the journal.
+    for t in graph.tasks().filter(|t| t.status() == TaskStatus::Ready) {
+        b.event(id, task_event(&t.id, TaskStatus::Ready));
+    }
+    b
 }
 
 /// A request as it is created: what `Store::request_view` reads back once it is committed and
