@@ -534,16 +534,28 @@ async fn sigterm_lets_running_attempts_finish_then_exits_cleanly() {
         .args(["-TERM", &pid])
         .status()
         .unwrap();
-    // New requests are refused while it drains.
-    let resp = rest
-        .http
-        .post(format!("{}/v1/requests", rest.base))
-        .bearer_auth("test-token")
-        .json(&json!({"text": r#"run "echo late""#}))
-        .send()
-        .await;
-    if let Ok(resp) = resp {
-        assert_eq!(resp.status(), 503);
+    // New requests are refused once it drains. One that arrives before the server has noticed
+    // the signal may still be taken (201), never anything but that or 503.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let resp = rest
+            .http
+            .post(format!("{}/v1/requests", rest.base))
+            .bearer_auth("test-token")
+            .json(&json!({"text": r#"run "echo late""#}))
+            .send()
+            .await;
+        // Gone already: it drained and exited before a refusal could be seen.
+        let Ok(resp) = resp else { break };
+        if resp.status() == 503 {
+            break;
+        }
+        assert_eq!(resp.status(), 201);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still taking new requests 5 s after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let status = tokio::time::timeout(Duration::from_secs(15), server.child.wait())
         .await
