@@ -70,6 +70,17 @@ impl From<Error> for ApiError {
     }
 }
 
+impl From<crate::engine::Error> for ApiError {
+    /// The one mapping of the engine's refusals to HTTP: the status is the code's, from
+    /// [`crate::codes`].
+    fn from(e: crate::engine::Error) -> Self {
+        let code = e.code();
+        let status = StatusCode::from_u16(crate::codes::http_status(code))
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        Self::new(status, code, e.to_string())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {

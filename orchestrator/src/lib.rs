@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod codes;
 pub mod config;
 pub mod engine;
 pub mod error;

@@ -9,16 +9,16 @@
 //! Each revision is shown the graph as the journal had it right after the triggering event
 //! (`Graph::replay` up to that event), not as it is by the time the model is asked, so the same
 //! run gives the same prompts (which is what cassettes need). The edit is made against that
-//! snapshot's version; on `409 version_conflict` (someone edited since) the version is read
-//! again and the same ops are tried once more. If the engine refuses the ops (`422`), the
-//! planner is asked once more, shown the refusal, in a further round. Rounds per request are
+//! snapshot's version; on a version conflict (someone edited since) the same ops are tried
+//! once more against the current version. If the engine refuses the ops
+//! (`engine::Error::Refused`), the planner is asked once more, shown the refusal, in a further
+//! round. Rounds per request are
 //! capped ([`ReviserOptions::max_rounds`]) and counted in the LLM log, so the cap holds across
 //! restarts. A failed revision is logged and changes nothing: the graph runs on as planned.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use axum::http::StatusCode;
 use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -26,9 +26,9 @@ use weft_planner::{CallLog, GraphState, Planner, Refusal, ReviseInput, Revision,
 use weft_protocol::rest::{EditBatch, EditOp, Event, EventKind};
 use weft_protocol::{RequestId, TaskId, TaskStatus};
 
-use crate::engine::{Graph, Handle, TaskDefaults};
+use crate::engine::{self, Graph, Handle, TaskDefaults};
 use crate::store::Store;
-use crate::{ApiError, Error, llm_log};
+use crate::{Error, llm_log};
 
 /// How the reviser works.
 #[derive(Debug, Clone)]
@@ -254,11 +254,7 @@ async fn revise(ctx: &Ctx, id: &RequestId, trigger: &Trigger) -> Result<(), Erro
                 tracing::info!(request = %id, round, version, reason, "graph revised");
                 return Ok(());
             }
-            Err(e)
-                if e.status == StatusCode::UNPROCESSABLE_ENTITY
-                    && refused.is_none()
-                    && round < max_rounds =>
-            {
+            Err(engine::Error::Refused(e)) if refused.is_none() && round < max_rounds => {
                 tracing::info!(request = %id, round, code = e.code, message = %e.message, "revision refused; asking for a correction");
                 refused = Some(Refusal {
                     answer,
@@ -276,7 +272,7 @@ async fn revise(ctx: &Ctx, id: &RequestId, trigger: &Trigger) -> Result<(), Erro
                 }
             }
             Err(e) => {
-                tracing::info!(request = %id, round, code = e.code, message = %e.message, "revision not applied");
+                tracing::info!(request = %id, round, code = e.code(), message = %e, "revision not applied");
                 return Ok(());
             }
         }
@@ -285,7 +281,12 @@ async fn revise(ctx: &Ctx, id: &RequestId, trigger: &Trigger) -> Result<(), Erro
 
 /// Submits `ops` made against `version`; on a version conflict, once more against the current
 /// version.
-async fn apply(ctx: &Ctx, id: &RequestId, version: u64, ops: Vec<EditOp>) -> Result<u64, ApiError> {
+async fn apply(
+    ctx: &Ctx,
+    id: &RequestId,
+    version: u64,
+    ops: Vec<EditOp>,
+) -> Result<u64, engine::Error> {
     let first = ctx
         .engine
         .edit(
@@ -297,13 +298,7 @@ async fn apply(ctx: &Ctx, id: &RequestId, version: u64, ops: Vec<EditOp>) -> Res
         )
         .await;
     match first {
-        Err(e) if e.code == "version_conflict" => {
-            let current = ctx
-                .store
-                .request_view(id)
-                .await
-                .map_err(ApiError::from)?
-                .map_or(version, |v| v.version);
+        Err(engine::Error::VersionConflict { current, .. }) => {
             ctx.engine
                 .edit(
                     id.clone(),

@@ -114,7 +114,7 @@ pub async fn submit(
         Ok(view) => view,
         Err(e) => {
             crate::llm_log::save(&state.store, None, calls.take()).await;
-            return Err(e);
+            return Err(e.into());
         }
     };
     let calls = calls.take();

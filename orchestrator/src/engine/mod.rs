@@ -10,12 +10,14 @@
 //! engine stops (fail-stop) rather than run on state that is not durable.
 
 mod edit;
+mod error;
 mod graph;
 mod hub;
 mod placement;
 mod service;
 
 pub use edit::{EditCtx, EditError, MAX_OPS_PER_BATCH, MAX_TASKS_PER_GRAPH};
+pub use error::Error;
 pub use graph::{Graph, IllegalTransition, TaskDefaults, legal};
 pub use hub::{Hub, RequestEvents};
 pub use placement::FreeSlots;
@@ -29,7 +31,6 @@ use weft_protocol::rest::{DeviceCreated, DeviceView, EditBatch, Event, RequestVi
 use weft_protocol::{AgentMsg, AttemptId, DeviceName, ErrorInfo, RequestId, ServerMsg, TaskId};
 
 use crate::metrics::Metrics;
-use crate::{ApiError, Error};
 
 /// Identifies one WebSocket connection, so that a stale connection's messages are never taken
 /// for a newer one's.
@@ -76,17 +77,17 @@ pub(crate) enum Command {
         planner: &'static str,
         plan: Planned,
         turn_budget: Option<u32>,
-        reply: oneshot::Sender<Result<RequestView, ApiError>>,
+        reply: oneshot::Sender<Result<RequestView, Error>>,
     },
     Edit {
         request: RequestId,
         batch: EditBatch,
-        reply: oneshot::Sender<Result<u64, ApiError>>,
+        reply: oneshot::Sender<Result<u64, Error>>,
     },
     Cancel {
         request: RequestId,
         task: Option<TaskId>,
-        reply: oneshot::Sender<Result<(), ApiError>>,
+        reply: oneshot::Sender<Result<(), Error>>,
     },
     Devices {
         reply: oneshot::Sender<Vec<DeviceView>>,
@@ -97,12 +98,12 @@ pub(crate) enum Command {
     AddDevice {
         name: DeviceName,
         kind: String,
-        reply: oneshot::Sender<Result<DeviceCreated, ApiError>>,
+        reply: oneshot::Sender<Result<DeviceCreated, Error>>,
     },
     SetDraining {
         name: DeviceName,
         draining: bool,
-        reply: oneshot::Sender<Result<DeviceView, ApiError>>,
+        reply: oneshot::Sender<Result<DeviceView, Error>>,
     },
     Connect {
         hello: Hello,
@@ -139,13 +140,16 @@ pub struct Handle {
 }
 
 impl Handle {
-    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Error> {
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, crate::Error> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(make(reply))
             .await
-            .map_err(|_| Error::EngineGone)?;
-        rx.await.map_err(|_| Error::EngineGone)
+            .map_err(|_| crate::Error::EngineGone)?;
+        rx.await.map_err(|_| crate::Error::EngineGone)
     }
 
     /// Creates a request from a validated plan and starts running it. Returns the request as
@@ -156,7 +160,7 @@ impl Handle {
         planner: &'static str,
         plan: Planned,
         turn_budget: Option<u32>,
-    ) -> Result<RequestView, ApiError> {
+    ) -> Result<RequestView, Error> {
         self.call(|reply| Command::Create {
             text,
             planner,
@@ -168,7 +172,7 @@ impl Handle {
     }
 
     /// Applies an edit batch atomically; returns the graph's new version.
-    pub async fn edit(&self, request: RequestId, batch: EditBatch) -> Result<u64, ApiError> {
+    pub async fn edit(&self, request: RequestId, batch: EditBatch) -> Result<u64, Error> {
         self.call(|reply| Command::Edit {
             request,
             batch,
@@ -178,7 +182,7 @@ impl Handle {
     }
 
     /// Cancels a whole request (`task: None`) or one task of it.
-    pub async fn cancel(&self, request: RequestId, task: Option<TaskId>) -> Result<(), ApiError> {
+    pub async fn cancel(&self, request: RequestId, task: Option<TaskId>) -> Result<(), Error> {
         self.call(|reply| Command::Cancel {
             request,
             task,
@@ -189,22 +193,20 @@ impl Handle {
 
     /// Every registered device as the engine sees it now (answered at once, without waiting
     /// for the changes the engine is about to commit).
-    pub async fn devices(&self) -> Result<Vec<DeviceView>, Error> {
+    pub async fn devices(&self) -> Result<Vec<DeviceView>, crate::Error> {
         self.call(|reply| Command::Devices { reply }).await
     }
 
     /// The devices as planners see them (name, kind, capabilities, platform, online = connected
     /// and not draining). Shared and cached: rebuilt only after a device was registered,
     /// connected, disconnected, drained or resumed.
-    pub async fn planner_devices(&self) -> Result<Arc<Vec<weft_planner::DeviceProfile>>, Error> {
+    pub async fn planner_devices(
+        &self,
+    ) -> Result<Arc<Vec<weft_planner::DeviceProfile>>, crate::Error> {
         self.call(|reply| Command::PlannerDevices { reply }).await
     }
 
-    pub async fn add_device(
-        &self,
-        name: DeviceName,
-        kind: String,
-    ) -> Result<DeviceCreated, ApiError> {
+    pub async fn add_device(&self, name: DeviceName, kind: String) -> Result<DeviceCreated, Error> {
         self.call(|reply| Command::AddDevice { name, kind, reply })
             .await?
     }
@@ -214,7 +216,7 @@ impl Handle {
         &self,
         name: DeviceName,
         draining: bool,
-    ) -> Result<DeviceView, ApiError> {
+    ) -> Result<DeviceView, Error> {
         self.call(|reply| Command::SetDraining {
             name,
             draining,
@@ -231,7 +233,7 @@ impl Handle {
         hello: Hello,
         outbound: Outbound,
         seen: LastSeen,
-    ) -> Result<Result<(ConnId, ServerMsg), ErrorInfo>, Error> {
+    ) -> Result<Result<(ConnId, ServerMsg), ErrorInfo>, crate::Error> {
         self.call(|reply| Command::Connect {
             hello,
             outbound,
@@ -247,11 +249,11 @@ impl Handle {
         device: DeviceName,
         conn: ConnId,
         msg: AgentMsg,
-    ) -> Result<(), Error> {
+    ) -> Result<(), crate::Error> {
         self.tx
             .send(Command::FromAgent { device, conn, msg })
             .await
-            .map_err(|_| Error::EngineGone)
+            .map_err(|_| crate::Error::EngineGone)
     }
 
     /// A connection ended; `silent` if it was closed because the device stopped sending.

@@ -8,14 +8,14 @@ use super::{Engine, millis};
 use crate::engine::{ConnId, Hello, LastSeen, Outbound};
 use crate::metrics::Metrics;
 use crate::store::{Batch, Op};
-use crate::{ApiError, now_ms};
+use crate::{engine, now_ms};
 
 impl Engine {
     pub(super) fn add_device(
         &mut self,
         name: DeviceName,
         kind: String,
-    ) -> Result<DeviceCreated, ApiError> {
+    ) -> Result<DeviceCreated, engine::Error> {
         let (row, token) = self.devices.add(name.clone(), kind.clone(), now_ms())?;
         self.out.op(Op::InsertDevice(row));
         tracing::info!(device = %name, kind = %kind, "device registered");
@@ -26,12 +26,9 @@ impl Engine {
         &mut self,
         name: DeviceName,
         draining: bool,
-    ) -> Result<DeviceView, ApiError> {
+    ) -> Result<DeviceView, engine::Error> {
         let Some(view) = self.devices.set_draining(&name, draining) else {
-            return Err(ApiError::not_found(
-                "device_not_found",
-                format!("no device named `{name}`"),
-            ));
+            return Err(engine::Error::DeviceNotFound(name));
         };
         tracing::info!(device = %name, draining, "device drain changed");
         self.out.op(Op::SetDraining { name, draining });

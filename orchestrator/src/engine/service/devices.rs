@@ -12,7 +12,7 @@ use weft_protocol::{AttemptId, DeviceName, ErrorInfo, PROTOCOL_VERSION};
 use crate::engine::graph::Task;
 use crate::engine::{ConnId, FreeSlots, Hello, LastSeen, Outbound};
 use crate::store::{DeviceRow, TargetRow};
-use crate::{ApiError, token};
+use crate::{engine, token};
 
 /// Largest `max_concurrency` a device may claim.
 const MAX_DEVICE_CONCURRENCY: u32 = 1024;
@@ -169,12 +169,9 @@ impl Devices {
         name: DeviceName,
         kind: String,
         now: u64,
-    ) -> Result<(DeviceRow, String), ApiError> {
+    ) -> Result<(DeviceRow, String), engine::Error> {
         if !weft_protocol::ids::valid_device_name(name.as_str()) {
-            return Err(ApiError::bad_request(
-                "invalid_device_name",
-                "device names are 1-64 letters, digits, '-' or '_', starting with a letter or digit",
-            ));
+            return Err(engine::Error::InvalidDeviceName);
         }
         let plain_word = |k: &str| {
             !k.is_empty()
@@ -183,16 +180,10 @@ impl Devices {
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
         };
         if !plain_word(&kind) {
-            return Err(ApiError::bad_request(
-                "invalid_device_kind",
-                "a device kind is a plain lowercase word such as laptop, phone or server",
-            ));
+            return Err(engine::Error::InvalidDeviceKind);
         }
         if self.map.contains_key(&name) {
-            return Err(ApiError::conflict(
-                "device_exists",
-                format!("a device named `{name}` is already registered"),
-            ));
+            return Err(engine::Error::DeviceExists(name));
         }
         let tok = token::generate();
         let row = DeviceRow {
@@ -467,7 +458,7 @@ mod tests {
     #[test]
     fn registration_is_checked() {
         let (mut devs, _rx) = registry();
-        let code = |r: Result<(DeviceRow, String), ApiError>| r.err().map(|e| e.info().code);
+        let code = |r: Result<(DeviceRow, String), engine::Error>| r.err().map(|e| e.code());
         assert_eq!(
             code(devs.add("-x".into(), "laptop".into(), 0)).as_deref(),
             Some("invalid_device_name")

@@ -40,9 +40,10 @@ use weft_protocol::{
 
 use super::graph::Graph;
 use super::{Command, Handle};
+use crate::engine;
 use crate::metrics::Metrics;
 use crate::store::{Batch, Store};
-use crate::{ApiError, Error, ServeOptions, now_ms};
+use crate::{Error, ServeOptions, now_ms};
 use attempts::Attempts;
 use devices::Devices;
 use outbox::Outbox;
@@ -247,11 +248,7 @@ impl Engine {
                 reply,
             } => {
                 let res = if self.drain_until.is_some() {
-                    Err(ApiError::new(
-                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                        "shutting_down",
-                        "the orchestrator is shutting down; submit again after it restarts",
-                    ))
+                    Err(engine::Error::ShuttingDown)
                 } else {
                     self.create(text, planner, plan, turn_budget)
                 };

@@ -12,7 +12,7 @@ use crate::engine::edit::EditCtx;
 use crate::engine::graph::{Graph, TaskDefaults};
 use crate::metrics::Metrics;
 use crate::store::{Batch, Op};
-use crate::{ApiError, Error, now_ms};
+use crate::{Error, engine, now_ms};
 
 /// How long a running attempt has to confirm a cancel before it is given up on.
 const CANCEL_GRACE_MS: u64 = 10_000;
@@ -25,7 +25,7 @@ impl Engine {
         planner: &'static str,
         planned: Planned,
         turn_budget: Option<u32>,
-    ) -> Result<RequestView, ApiError> {
+    ) -> Result<RequestView, engine::Error> {
         let now = now_ms();
         let turns = TurnsView {
             budget: turn_budget.unwrap_or(self.opts.turn_budget),
@@ -51,27 +51,27 @@ impl Engine {
     }
 
     /// The graph of a new request, checked against the registered devices.
-    fn planned_graph(&self, planned: Planned, now: u64) -> Result<Graph, ApiError> {
+    fn planned_graph(&self, planned: Planned, now: u64) -> Result<Graph, engine::Error> {
         match planned {
             Planned::Plan(plan) => {
                 for t in &plan.tasks {
                     if let weft_planner::Target::Device(d) = &t.target
                         && !self.devices.contains(d)
                     {
-                        return Err(ApiError::unprocessable(
+                        return Err(engine::Error::refused(
                             "unknown_device",
                             format!("task {} names device `{d}`, which is not registered", t.id),
                         ));
                     }
                 }
                 Graph::from_plan(&plan, &self.defaults(), now)
-                    .map_err(|e| ApiError::unprocessable("invalid_plan", e))
+                    .map_err(|e| engine::Error::refused("invalid_plan", e))
             }
             Planned::Given(spec) => {
                 let ctx = self.edit_ctx(now);
                 Graph::from_given(&spec, &ctx)
                     .map(|applied| applied.graph)
-                    .map_err(|e| ApiError::unprocessable(e.code, e.message))
+                    .map_err(engine::Error::Refused)
             }
         }
     }
@@ -181,16 +181,13 @@ impl Engine {
     }
 
     /// Why a request that is not live cannot be changed: it finished, or it never existed.
-    async fn not_live(&mut self, request: &RequestId) -> Result<ApiError, Error> {
+    async fn not_live(&mut self, request: &RequestId) -> Result<engine::Error, Error> {
         // The store is read only after what the engine changed is in it.
         self.settle().await?;
         Ok(if self.store.request_exists(request).await? {
-            ApiError::conflict(
-                "request_finished",
-                format!("request {request} has finished and can no longer change"),
-            )
+            engine::Error::RequestFinished(request.clone())
         } else {
-            ApiError::not_found("request_not_found", format!("no request with id {request}"))
+            engine::Error::RequestNotFound(request.clone())
         })
     }
 
@@ -199,31 +196,25 @@ impl Engine {
         &mut self,
         request: RequestId,
         batch: EditBatch,
-    ) -> Result<Result<u64, ApiError>, Error> {
+    ) -> Result<Result<u64, engine::Error>, Error> {
         let Some(req) = self.requests.get(&request) else {
             return Ok(Err(self.not_live(&request).await?));
         };
         if batch.expected_version != req.version {
-            return Ok(Err(ApiError::conflict(
-                "version_conflict",
-                format!(
-                    "the graph is at version {}, the edit was made against version {}; read it again and retry",
-                    req.version, batch.expected_version
-                ),
-            )));
+            return Ok(Err(engine::Error::VersionConflict {
+                current: req.version,
+                expected: batch.expected_version,
+            }));
         }
         if req.cancelling {
-            return Ok(Err(ApiError::conflict(
-                "request_cancelling",
-                "the request is being cancelled",
-            )));
+            return Ok(Err(engine::Error::RequestCancelling(request)));
         }
         let ctx = self.edit_ctx(now_ms());
         let applied = match req.graph.apply(&batch.ops, &ctx) {
             Ok(a) => a,
             Err(e) => {
                 tracing::info!(request = %request, code = e.code, op = ?e.op, "edit refused");
-                return Ok(Err(ApiError::unprocessable(e.code, e.message)));
+                return Ok(Err(engine::Error::Refused(e)));
             }
         };
         let version = req.version + 1;
@@ -262,7 +253,7 @@ impl Engine {
         &mut self,
         request: RequestId,
         task: Option<TaskId>,
-    ) -> Result<Result<(), ApiError>, Error> {
+    ) -> Result<Result<(), engine::Error>, Error> {
         let Some(req) = self.requests.get_mut(&request) else {
             return Ok(Err(self.not_live(&request).await?));
         };
@@ -340,7 +331,7 @@ fn cancel_targets(
     request: &RequestId,
     req: &mut Request,
     task: Option<&TaskId>,
-) -> Result<Vec<TaskId>, ApiError> {
+) -> Result<Vec<TaskId>, engine::Error> {
     let Some(id) = task else {
         req.cancelling = true;
         b.op(Op::CancelRequested {
@@ -349,16 +340,16 @@ fn cancel_targets(
         return Ok(req.graph.tasks().map(|t| t.id.clone()).collect());
     };
     let Some(t) = req.graph.task(id) else {
-        return Err(ApiError::not_found(
-            "task_not_found",
-            format!("request {request} has no task {id}"),
-        ));
+        return Err(engine::Error::TaskNotFound {
+            request: request.clone(),
+            task: id.clone(),
+        });
     };
     if t.status().is_terminal() {
-        return Err(ApiError::conflict(
-            "task_finished",
-            format!("task {id} is already {}", t.status().as_str()),
-        ));
+        return Err(engine::Error::TaskFinished {
+            task: id.clone(),
+            status: t.status(),
+        });
     }
     Ok(vec![id.clone()])
 }
