@@ -74,7 +74,11 @@ async fn reference_plans_pass_in_parallel_and_sequential() {
     assert_eq!(par.summary.subtask_completion, 1.0);
     // The reference planner refuses the two tasks that must be refused; they have no graph.
     assert_eq!(
-        (par.summary.refusal_tasks, par.summary.refusals_held, par.summary.refused),
+        (
+            par.summary.refusal_tasks,
+            par.summary.refusals_held,
+            par.summary.refused
+        ),
         (2, 2, 2)
     );
     assert_eq!(par.summary.submitted, SUBSET.len() as u32 - 2);
