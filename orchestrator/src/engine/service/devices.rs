@@ -460,17 +460,17 @@ mod tests {
         let (mut devs, _rx) = registry();
         let code = |r: Result<(DeviceRow, String), engine::Error>| r.err().map(|e| e.code());
         assert_eq!(
-            code(devs.add("-x".into(), "laptop".into(), 0)).as_deref(),
+            code(devs.add("-x".into(), "laptop".into(), 0)),
             Some("invalid_device_name")
         );
         assert_eq!(
-            code(devs.add("x".into(), "Laptop".into(), 0)).as_deref(),
+            code(devs.add("x".into(), "Laptop".into(), 0)),
             Some("invalid_device_kind")
         );
         let (row, tok) = devs.add("x".into(), "laptop".into(), 7).unwrap();
         assert_eq!((row.created_at_ms, row.token_hash), (7, token::hash(&tok)));
         assert_eq!(
-            code(devs.add("x".into(), "phone".into(), 0)).as_deref(),
+            code(devs.add("x".into(), "phone".into(), 0)),
             Some("device_exists")
         );
         assert_eq!(devs.views()[0].status, DeviceStatus::Offline);
