@@ -125,6 +125,14 @@ pub(crate) enum Command {
     },
     /// A connection's outbound queue was full: it is dropped (the agent reconnects).
     Overflow { device: DeviceName, conn: ConnId },
+    /// A result for an attempt that was not live, back from the store lookup the engine
+    /// started for it: `owned` if the device that sent it ran that attempt.
+    StrayResult {
+        device: DeviceName,
+        attempt_id: AttemptId,
+        result: weft_protocol::rest::LateResult,
+        owned: bool,
+    },
 }
 
 /// A cheap, cloneable handle to the engine.

@@ -10,10 +10,10 @@ use weft_protocol::{
 use super::attempts::Live;
 use super::status::Move;
 use super::{Ending, Engine};
-use crate::engine::ConnId;
+use crate::engine::{Command, ConnId};
 use crate::metrics::Metrics;
+use crate::now_ms;
 use crate::store::{Batch, Op};
-use crate::{Error, now_ms};
 
 /// How long a task refused as `busy` waits before it is placed again.
 const BUSY_BACKOFF_MS: u64 = 200;
@@ -41,15 +41,10 @@ impl Reported {
 }
 
 impl Engine {
-    pub(super) async fn on_agent_msg(
-        &mut self,
-        device: DeviceName,
-        conn: ConnId,
-        msg: AgentMsg,
-    ) -> Result<(), Error> {
+    pub(super) fn on_agent_msg(&mut self, device: DeviceName, conn: ConnId, msg: AgentMsg) {
         if !self.devices.current(&device, conn, now_ms()) {
             // Unknown, or a connection that has since been replaced or dropped.
-            return Ok(());
+            return;
         }
         match msg {
             AgentMsg::Heartbeat {} => {}
@@ -79,10 +74,9 @@ impl Engine {
                     output,
                     error,
                 };
-                self.on_result(&device, reported).await?;
+                self.on_result(&device, reported);
             }
         }
-        Ok(())
     }
 
     /// The live attempt `id` if `device` holds it; otherwise the frame is refused.
@@ -227,9 +221,10 @@ impl Engine {
 
     /// A result: applied once to its live attempt (unless a committed cancel came first),
     /// and acknowledged.
-    async fn on_result(&mut self, device: &DeviceName, r: Reported) -> Result<(), Error> {
+    fn on_result(&mut self, device: &DeviceName, r: Reported) {
         let Some(live) = self.attempts.owned(device, &r.attempt_id) else {
-            return self.on_stray_result(device, r).await;
+            self.on_stray_result(device, r);
+            return;
         };
         let attempt_id = r.attempt_id.clone();
         let mut b = Batch::default();
@@ -242,7 +237,6 @@ impl Engine {
         }
         self.stage(b);
         self.send(device, ServerMsg::Ack { attempt_id });
-        Ok(())
     }
 
     fn apply_result(&mut self, b: &mut Batch, device: &DeviceName, live: &Live, r: Reported) {
@@ -282,26 +276,63 @@ impl Engine {
 
     /// A result for an attempt that is not live: a second copy of a result already applied,
     /// or a late result of an attempt that timed out or was lost (recorded, not applied;
-    /// acked so the agent's outbox drains), or a frame about someone else's attempt. The
-    /// store is read only after what the engine changed is in it.
-    async fn on_stray_result(&mut self, device: &DeviceName, r: Reported) -> Result<(), Error> {
-        self.settle().await?;
-        let owner = self.store.attempt_device(&r.attempt_id).await?;
-        if owner.as_ref() != Some(device) {
-            self.refuse_foreign(device, &r.attempt_id, "result");
-            return Ok(());
+    /// acked so the agent's outbox drains), or a frame about someone else's attempt. Only the
+    /// store knows which, and it is read only after what the engine changed is in it: a task
+    /// of its own waits for that and asks, so the loop never waits for the store; the answer
+    /// comes back as a `StrayResult` command.
+    fn on_stray_result(&mut self, device: &DeviceName, r: Reported) {
+        let committed = self.out.committed();
+        let store = self.store.clone();
+        let inbox = self.inbox.clone();
+        let device = device.clone();
+        tokio::spawn(async move {
+            if committed.await.is_err() {
+                // The commit failed: the engine is stopping.
+                return;
+            }
+            let owned = match store.attempt_device(&r.attempt_id).await {
+                Ok(owner) => owner.as_ref() == Some(&device),
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt = %r.attempt_id,
+                        "could not look up a result's attempt; not acknowledged, the agent sends it again");
+                    return;
+                }
+            };
+            let attempt_id = r.attempt_id.clone();
+            let result = r.late();
+            if let Some(tx) = inbox.upgrade() {
+                let checked = Command::StrayResult {
+                    device,
+                    attempt_id,
+                    result,
+                    owned,
+                };
+                let _ = tx.send(checked).await;
+            }
+        });
+    }
+
+    /// A result for an attempt that was not live, once the store said whose it was.
+    pub(super) fn on_stray_result_checked(
+        &mut self,
+        device: &DeviceName,
+        attempt_id: AttemptId,
+        result: LateResult,
+        owned: bool,
+    ) {
+        if !owned {
+            self.refuse_foreign(device, &attempt_id, "result");
+            return;
         }
-        tracing::info!(attempt = %r.attempt_id, "duplicate or late result; recorded, not applied");
+        tracing::info!(attempt = %attempt_id, "duplicate or late result; recorded, not applied");
         Metrics::inc(&self.metrics.results_duplicate_total);
-        let attempt_id = r.attempt_id.clone();
         let mut b = Batch::default();
         b.op(Op::RecordLateResult {
             id: attempt_id.clone(),
-            result: r.late(),
+            result,
         });
         self.stage(b);
         self.send(device, ServerMsg::Ack { attempt_id });
-        Ok(())
     }
 
     /// Whether a cancel of the attempt's task has been asked for (and so is committed before

@@ -29,7 +29,7 @@ pub(super) struct Group {
     /// Released in order after the commit.
     pub effects: Vec<Effect>,
     /// Told once this group, and so every group before it, is committed.
-    pub barrier: Option<oneshot::Sender<()>>,
+    pub barriers: Vec<oneshot::Sender<()>>,
 }
 
 impl Group {
@@ -37,7 +37,7 @@ impl Group {
         self.ops.is_empty()
             && self.events.is_empty()
             && self.effects.is_empty()
-            && self.barrier.is_none()
+            && self.barriers.is_empty()
     }
 }
 
@@ -129,7 +129,7 @@ fn release(out: &Outlets, group: Group) {
             }
         }
     }
-    if let Some(barrier) = group.barrier {
+    for barrier in group.barriers {
         let _ = barrier.send(());
     }
 }

@@ -82,6 +82,9 @@ pub struct Engine {
     requests: BTreeMap<RequestId, Request>,
     attempts: Attempts,
     out: Outbox,
+    /// The engine's own command channel, for work it hands to a task of its own (weak: the
+    /// engine's loop ends when every `Handle` is gone).
+    inbox: mpsc::WeakSender<Command>,
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
     /// Set once shutdown began: no new requests or dispatches; in-flight results are still
@@ -124,6 +127,7 @@ impl Engine {
             requests: BTreeMap::new(),
             attempts: Attempts::default(),
             out: Outbox::new(committer, last_seq),
+            inbox: tx.downgrade(),
             shutdown,
             drain_until: None,
             metrics: Arc::new(Metrics::default()),
@@ -298,9 +302,13 @@ impl Engine {
                 let res = self.connect(hello, outbound, seen);
                 self.out.reply(reply, res);
             }
-            Command::FromAgent { device, conn, msg } => {
-                self.on_agent_msg(device, conn, msg).await?;
-            }
+            Command::FromAgent { device, conn, msg } => self.on_agent_msg(device, conn, msg),
+            Command::StrayResult {
+                device,
+                attempt_id,
+                result,
+                owned,
+            } => self.on_stray_result_checked(&device, attempt_id, result, owned),
             // A connection that cannot keep up is dropped like one that closed: its writer
             // ends once the last queued frame is gone, and the agent reconnects.
             Command::Disconnected {

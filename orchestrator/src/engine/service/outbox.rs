@@ -90,10 +90,17 @@ impl Outbox {
     /// Hands the current group over and waits until it, and so everything staged before it,
     /// is committed.
     pub async fn settle(&mut self) -> Result<(), Error> {
-        let (tx, rx) = oneshot::channel();
-        self.pending.barrier = Some(tx);
+        let rx = self.committed();
         self.flush().await?;
         rx.await.map_err(|_| Error::EngineGone)
+    }
+
+    /// Told once the current group, and so everything staged before it, is committed
+    /// (dropped unanswered if the commit fails).
+    pub fn committed(&mut self) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        self.pending.barriers.push(tx);
+        rx
     }
 }
 
