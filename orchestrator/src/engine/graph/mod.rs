@@ -421,6 +421,18 @@ impl Graph {
         self.g.remove_node(n);
     }
 
+    /// Whether a `success` edge into `id` comes from a task that ended without succeeding
+    /// (looks at `id`'s incoming edges only).
+    pub fn success_upstream_failed(&self, id: &TaskId) -> bool {
+        let Some(&n) = self.by_id.get(id) else {
+            return false;
+        };
+        self.g.edges_directed(n, Direction::Incoming).any(|e| {
+            let up = self.g[e.source()].status;
+            e.weight().kind == EdgeKind::Success && up.is_terminal() && up != TaskStatus::Succeeded
+        })
+    }
+
     /// The tasks that are `ready`, in task order.
     pub fn ready(&self) -> impl Iterator<Item = &Task> + '_ {
         self.ready.iter().map(|&(_, n)| &self.g[n])

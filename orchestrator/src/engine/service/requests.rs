@@ -85,6 +85,13 @@ impl Engine {
         task: &TaskId,
         end: Ending,
     ) {
+        self.end_task(b, request, task, end);
+        self.finish_if_done(b, request);
+    }
+
+    /// [`Engine::task_ended`] without ending the request: for a caller that ends many tasks
+    /// and checks the request once (checking is linear in the graph's size).
+    fn end_task(&mut self, b: &mut Batch, request: &RequestId, task: &TaskId, end: Ending) {
         let Ending {
             status,
             output,
@@ -108,7 +115,6 @@ impl Engine {
         }
         let changed = req.graph.settle_downstream(task, now_ms());
         req.record(b, request, &changed);
-        self.finish_if_done(b, request);
     }
 
     /// Ends the request once every task has ended.
@@ -291,7 +297,8 @@ impl Engine {
                     error: Some(ErrorInfo::new("cancelled", "cancelled before it started")),
                     attempt: None,
                 };
-                self.task_ended(b, request, id, end);
+                // The request is checked once, after every task of the cancel.
+                self.end_task(b, request, id, end);
                 None
             }
             TaskStatus::Dispatched | TaskStatus::Running => {

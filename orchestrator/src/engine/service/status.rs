@@ -144,14 +144,7 @@ fn record(b: &mut Batch, request: &RequestId, t: &Task, m: Move) {
 /// Why a task was skipped: a condition that did not hold, or an upstream task that did not
 /// succeed.
 fn skip_reason(graph: &crate::engine::graph::Graph, id: &TaskId) -> ErrorInfo {
-    let failed_upstream = graph.edges().into_iter().any(|e| {
-        &e.to == id
-            && e.kind == weft_protocol::EdgeKind::Success
-            && graph
-                .task(&e.from)
-                .is_some_and(|u| u.status().is_terminal() && u.status() != TaskStatus::Succeeded)
-    });
-    if failed_upstream {
+    if graph.success_upstream_failed(id) {
         ErrorInfo::new("upstream_failed", "an upstream task did not succeed")
     } else {
         ErrorInfo::new(
