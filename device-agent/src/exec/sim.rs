@@ -998,6 +998,24 @@ fn valid_time(t: &str) -> bool {
         })
 }
 
+/// A project's path and its tests: `PROJECT/tests.txt`, or for a bare name that is not a
+/// directory of the workdir, `projects/NAME/tests.txt` (the workspace's projects folder), as a
+/// person says "build checkout" without its path.
+async fn find_project(project: &str, ctx: &Ctx<'_>) -> Result<(String, String), Outcome> {
+    let project = project.trim_end_matches('/');
+    let tests = read_text(&format!("{project}/tests.txt"), ctx).await;
+    match tests {
+        Err(missing) if !project.contains('/') && !project.is_empty() => {
+            let named = format!("projects/{project}");
+            match read_text(&format!("{named}/tests.txt"), ctx).await {
+                Ok(t) => Ok((named, t)),
+                Err(_) => Err(missing),
+            }
+        }
+        other => other.map(|t| (project.to_owned(), t)),
+    }
+}
+
 async fn read_text(path: &str, ctx: &Ctx<'_>) -> Result<String, Outcome> {
     let real = super::fs::resolve_read(path, ctx).await?;
     let bytes = tokio::fs::read(&real).await.map_err(|e| {
@@ -1199,8 +1217,7 @@ async fn apply(op: Op, state: &mut State, sim: &Sim, ctx: &Ctx<'_>) -> Result<Ou
             )
         }
         Op::BuildRun { project } => {
-            let tests_path = format!("{}/tests.txt", project.trim_end_matches('/'));
-            let tests = read_text(&tests_path, ctx).await?;
+            let (project, tests) = find_project(&project, ctx).await?;
             let (mut passed, mut failed) = (Vec::new(), Vec::new());
             for l in tests.lines().filter(|l| !l.trim().is_empty()) {
                 let (name, result) = l.split_once(':').unwrap_or((l, "pass"));
@@ -1774,6 +1791,20 @@ mod tests {
             (Some("failed"), Some(1))
         );
         assert!(d.workdir().join("app/build.log").is_file());
+        // A bare name is found under projects/ when it is not a folder of its own.
+        d.ok(
+            "file.write",
+            json!({"path": "projects/shop/tests.txt", "content": "cart: pass\n"}),
+        )
+        .await;
+        let got = d.ok("build.run", json!({"project": "shop"})).await;
+        assert_eq!(
+            (got["project"].as_str(), got["status"].as_str()),
+            (Some("projects/shop"), Some("passed"))
+        );
+        assert!(d.workdir().join("projects/shop/build.log").is_file());
+        let o = d.run("build.run", json!({"project": "nowhere"})).await;
+        assert_eq!(Dev::code(&o), "not_found");
     }
 
     #[tokio::test]
