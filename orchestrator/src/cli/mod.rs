@@ -445,6 +445,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             if let Some(tls) = &running.tls {
                 note_fingerprint(&opts.data_dir, tls.fingerprint());
                 reload_on_sighup(tls.clone(), opts.data_dir.clone());
+            } else {
+                // A fingerprint left by an earlier start with TLS would pin a certificate this
+                // server no longer presents.
+                let _ = std::fs::remove_file(opts.data_dir.join(FINGERPRINT_FILE));
             }
             if opts.insecure_plaintext {
                 eprintln!(
