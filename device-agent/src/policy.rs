@@ -20,6 +20,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use weft_protocol::ErrorInfo;
 
+pub mod shell;
+
 /// The error code of every refusal by the owner's policy (never retried).
 pub const POLICY_DENIED: &str = "policy_denied";
 
@@ -83,13 +85,24 @@ impl Glob {
 
     /// Whether the pattern matches all of `text`.
     pub fn matches(&self, text: &str) -> bool {
-        let p: Vec<char> = self.0.chars().collect();
         let t: Vec<char> = text.chars().collect();
+        self.matches_marked(&t, &vec![false; t.len()])
+    }
+
+    /// Whether the pattern matches all of `text`, where a character marked in `wild` (one a
+    /// shell may replace by any text, such as a glob) is matched only by a `*`. So if the
+    /// pattern matches, it also matches whatever the wild characters become.
+    pub fn matches_marked(&self, t: &[char], wild: &[bool]) -> bool {
+        let p: Vec<char> = self.0.chars().collect();
         let (mut pi, mut ti) = (0, 0);
         // Where the last `*` was, and the text position it has swallowed up to.
         let mut star: Option<(usize, usize)> = None;
         while ti < t.len() {
-            if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) && p[pi] != '*' {
+            let one = pi < p.len()
+                && p[pi] != '*'
+                && !wild.get(ti).copied().unwrap_or(false)
+                && (p[pi] == '?' || p[pi] == t[ti]);
+            if one {
                 pi += 1;
                 ti += 1;
             } else if pi < p.len() && p[pi] == '*' {
@@ -265,26 +278,33 @@ impl Policy {
         }
     }
 
-    /// Checks a shell command line against `policy.shell`.
+    /// Checks a shell command line, run in `workdir`, against `policy.shell`.
     ///
-    /// The line is split into its commands at `;`, `&`, `&&`, `|`, `||`, newlines and
-    /// parentheses (quotes respected). A deny pattern refuses the line if it matches the whole
-    /// line or any one command. With an allow-list, every command must match an allow pattern,
-    /// and command substitution (`$(…)`, backquotes, `<(…)`) is refused because what it runs
-    /// cannot be checked. Whitespace runs count as one space.
-    pub fn check_shell(&self, line: &str) -> Result<(), Denied> {
-        let split = split_commands(line);
+    /// A deny pattern refuses the line if it matches the whole line or any one command: the
+    /// line cut at `;`, `&`, `&&`, `|`, `||`, newlines and parentheses (quotes respected,
+    /// whitespace runs as one space), and, where [`shell::parse`] can read the line, each
+    /// command's words after quote removal.
+    ///
+    /// With an allow-list, the line must be one [`shell::parse`] reads with certainty (any
+    /// other construct is refused by name), no command may be one [`shell::vet`] refuses
+    /// (`eval`, `exec`, `.`, assignments, …), every command must match an allow pattern, and
+    /// every redirection must target `/dev/null` or a path [`Policy::check_path`] accepts.
+    pub fn check_shell(&self, line: &str, workdir: &Path) -> Result<(), Denied> {
+        let parsed = shell::parse(line);
         let whole = collapse_ws(line);
+        let cut = split_commands(line);
+        let words: Vec<String> = match &parsed {
+            Ok(commands) => commands
+                .iter()
+                .map(|c| c.text().0.into_iter().collect())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
         for (i, p) in self.shell.deny.iter().enumerate() {
-            let hit = if p.matches(&whole) {
-                Some(whole.as_str())
-            } else {
-                split
-                    .commands
-                    .iter()
-                    .find(|c| p.matches(c))
-                    .map(String::as_str)
-            };
+            let hit = std::iter::once(&whole)
+                .chain(&cut)
+                .chain(&words)
+                .find(|c| p.matches(c));
             if let Some(hit) = hit {
                 return Err(Denied::new(
                     format!("policy.shell.deny[{i}]"),
@@ -295,19 +315,41 @@ impl Policy {
         if self.shell.allow.is_empty() {
             return Ok(());
         }
-        if split.substitution {
-            return Err(Denied::new(
-                "policy.shell.allow",
-                "the command uses command substitution ($(…), `…` or <(…)), which an \
-                 allow-list cannot vouch for",
-            ));
-        }
-        for c in &split.commands {
-            if !self.shell.allow.iter().any(|p| p.matches(c)) {
+        let refused = |r: shell::Refusal| Denied::new("policy.shell.allow", r.to_string());
+        let commands = parsed.map_err(refused)?;
+        for c in &commands {
+            shell::vet(c).map_err(refused)?;
+            let (text, wild) = c.text();
+            if !self
+                .shell
+                .allow
+                .iter()
+                .any(|p| p.matches_marked(&text, &wild))
+            {
                 return Err(Denied::new(
                     "policy.shell.allow",
-                    format!("`{c}` matches none of the allowed patterns"),
+                    format!("`{}` matches none of the allowed patterns", c.source),
                 ));
+            }
+            for r in &c.redirects {
+                let Some(op) = r.access else { continue };
+                if r.target == "/dev/null" {
+                    continue;
+                }
+                if let Err(refusal) = self.check_path(op, &r.target, workdir) {
+                    let reason = match refusal {
+                        PathRefusal::Denied(d) => d.reason,
+                        PathRefusal::Escape(m) => m,
+                    };
+                    let rule = match op {
+                        FsOp::Read => "policy.fs.read",
+                        FsOp::Write => "policy.fs.write",
+                    };
+                    return Err(Denied::new(
+                        rule,
+                        format!("the redirection `{} {}`: {reason}", r.op, r.target),
+                    ));
+                }
             }
         }
         Ok(())
@@ -501,27 +543,20 @@ pub fn non_public(ip: IpAddr) -> Option<&'static str> {
     }
 }
 
-/// A command line cut into its commands.
-#[derive(Debug, Default, PartialEq)]
-struct Split {
-    commands: Vec<String>,
-    substitution: bool,
-}
-
-/// Splits a shell line at its control operators, respecting quotes and backslashes.
-fn split_commands(line: &str) -> Split {
-    let mut out = Split::default();
+/// Cuts a shell line at its control operators and parentheses, respecting quotes and
+/// backslashes: the lenient cut the deny patterns are matched against, whatever the line holds.
+fn split_commands(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
     let mut cur = String::new();
     let (mut single, mut double, mut escaped) = (false, false, false);
-    let mut chars = line.chars().peekable();
-    let push = |cur: &mut String, out: &mut Split| {
+    let push = |cur: &mut String, out: &mut Vec<String>| {
         let c = collapse_ws(cur);
         if !c.is_empty() {
-            out.commands.push(c);
+            out.push(c);
         }
         cur.clear();
     };
-    while let Some(ch) = chars.next() {
+    for ch in line.chars() {
         if escaped {
             cur.push(ch);
             escaped = false;
@@ -546,18 +581,6 @@ fn split_commands(line: &str) -> Split {
             '"' => {
                 cur.push(ch);
                 double = !double;
-            }
-            '`' => {
-                out.substitution = true;
-                cur.push(ch);
-            }
-            '$' if chars.peek() == Some(&'(') => {
-                out.substitution = true;
-                cur.push(ch);
-            }
-            '<' | '>' if !double && chars.peek() == Some(&'(') => {
-                out.substitution = true;
-                cur.push(ch);
             }
             ';' | '&' | '|' | '\n' | '(' | ')' if !double => push(&mut cur, &mut out),
             _ => cur.push(ch),
@@ -587,7 +610,22 @@ mod tests {
     }
 
     #[test]
-    fn globs_match_the_whole_text() {
+    fn globs_match_the_whole_text_and_wild_characters_only_with_a_star() {
+        // In the text, `#` marks the character after it as wild (one a shell may replace).
+        let matches = |p: &str, text: &str| {
+            let (mut t, mut w) = (Vec::new(), Vec::new());
+            let mut chars = text.chars();
+            while let Some(c) = chars.next() {
+                let wild = c == '#';
+                t.push(if wild { chars.next().unwrap() } else { c });
+                w.push(wild);
+            }
+            let plain = Glob::new(p).matches(&t.iter().collect::<String>());
+            if !w.contains(&true) {
+                assert_eq!(Glob::new(p).matches_marked(&t, &w), plain, "{p} ~ {text}");
+            }
+            Glob::new(p).matches_marked(&t, &w)
+        };
         for (p, t, m) in [
             ("*", "", true),
             ("*", "anything at all", true),
@@ -602,34 +640,48 @@ mod tests {
             ("rm -rf *", "rm -rf /", true),
             ("*sudo *", "echo x; sudo rm", true),
             ("ls", "ls -l", false),
+            ("cat *.txt", "cat #*.txt", true),
+            ("rm -f ?", "rm -f #*", false),
+            ("rm -f *", "rm -f #*", true),
+            ("ls #", "ls ##", false),
+            ("echo *", "echo #$#H#O#M#E", true),
+            ("echo ?????", "echo #$#H#O#M#E", false),
+            ("a*b", "a#?#?b", true),
+            ("a*", "#ab", false),
         ] {
-            assert_eq!(Glob::new(p).matches(t), m, "{p} ~ {t}");
+            assert_eq!(matches(p, t), m, "{p} ~ {t}");
         }
     }
 
     #[test]
-    fn shell_lines_split_into_commands() {
-        let s = split_commands("git status; echo 'a;b' && ls | wc -l\n(make  test) &");
+    fn deny_patterns_see_the_cut_line_and_the_unquoted_words() {
         assert_eq!(
-            s.commands,
+            split_commands("git status; echo 'a;b' && ls | wc -l\n(make  test) &"),
             ["git status", "echo 'a;b'", "ls", "wc -l", "make test"]
         );
-        assert!(!s.substitution);
-        assert!(split_commands("echo $(id)").substitution);
-        assert!(split_commands("echo \"`id`\"").substitution);
-        assert!(split_commands("diff <(ls) x").substitution);
-        assert!(!split_commands("echo '$(id)'").substitution);
+        assert_eq!(split_commands("echo \"a | b\""), ["echo \"a | b\""]);
+        let p = shell(&[], &["git push *"]);
+        let work = Path::new("/w");
         assert_eq!(
-            split_commands("echo \"a | b\"").commands,
-            ["echo \"a | b\""]
+            p.check_shell("git 'push' origin", work).unwrap_err().rule,
+            "policy.shell.deny[0]"
+        );
+        // A line the strict reading refuses is still cut for the deny patterns.
+        assert_eq!(
+            p.check_shell("echo $'x'; git push x", work)
+                .unwrap_err()
+                .rule,
+            "policy.shell.deny[0]"
         );
     }
 
     #[test]
     fn shell_deny_wins_and_allow_lists_are_strict() {
-        let check = |p: &Policy, line: &str| p.check_shell(line).map_err(|d| d.rule);
+        let work = Path::new("/w");
+        let check = |p: &Policy, line: &str| p.check_shell(line, work).map_err(|d| d.rule);
         let any = Policy::default();
         assert_eq!(check(&any, "rm -rf /"), Ok(()));
+        assert_eq!(check(&any, "echo $'x' > /etc/x"), Ok(()));
 
         let p = shell(&[], &["rm -rf *", "sudo *"]);
         assert_eq!(check(&p, "ls"), Ok(()));
@@ -644,6 +696,7 @@ mod tests {
 
         let p = shell(&["git *", "make test", "echo *"], &["git push *"]);
         assert_eq!(check(&p, "git status && make test"), Ok(()));
+        assert_eq!(check(&p, "'git' status"), Ok(()));
         assert_eq!(
             check(&p, "git push origin main"),
             Err("policy.shell.deny[0]".into())
@@ -656,12 +709,74 @@ mod tests {
             check(&p, "echo $(cat /etc/passwd)"),
             Err("policy.shell.allow".into())
         );
-        let d = p.check_shell("uname -a").unwrap_err();
+        let d = p.check_shell("uname -a", work).unwrap_err();
         assert_eq!(
             d.error().message,
             "refused by policy.shell.allow: `uname -a` matches none of the allowed patterns"
         );
         assert_eq!(d.error().code, POLICY_DENIED);
+
+        // The issue's example: bash reads `$'\''` as a quote, dash as `$` and an open quote.
+        let d = p
+            .check_shell("echo $'\\'' ; touch /tmp/x ; echo $'\\''", work)
+            .unwrap_err();
+        assert_eq!(
+            d.to_string(),
+            "refused by policy.shell.allow: the line uses ANSI-C quoting `$'…'`, which is \
+             refused under an allow-list (shells read it differently, so what runs cannot be \
+             checked)"
+        );
+        let d = p.check_shell("echo x; eval 'echo y'", work).unwrap_err();
+        assert!(d.reason.contains("`eval`"), "{d}");
+        // Globs and "$NAME" stay inside the `*` of a pattern.
+        assert_eq!(check(&p, "echo *.txt \"$HOME\""), Ok(()));
+        let p = shell(&["rm -f ?"], &[]);
+        assert_eq!(check(&p, "rm -f a"), Ok(()));
+        assert_eq!(check(&p, "rm -f *"), Err("policy.shell.allow".into()));
+    }
+
+    #[test]
+    fn redirections_under_an_allow_list_stay_in_the_file_roots() {
+        let work = Path::new("/w");
+        let mut p = shell(&["echo *", "sort"], &[]);
+        p.fs.read = vec!["/data/in".into()];
+        p.fs.write = vec!["/data/out".into()];
+        let check = |p: &Policy, line: &str| p.check_shell(line, work).map_err(|d| d.to_string());
+        for ok in [
+            "echo x > out.txt",
+            "echo x >> sub/log 2>&1",
+            "echo x 2>/dev/null",
+            "sort < /data/in/a > /data/out/b",
+            "sort < /data/out/b",
+            "echo x >&2",
+        ] {
+            assert_eq!(check(&p, ok), Ok(()), "{ok}");
+        }
+        assert_eq!(
+            check(&p, "echo x > /tmp/x"),
+            Err(
+                "refused by policy.fs.write: the redirection `> /tmp/x`: `/tmp/x` is outside \
+                 the workdir and every write root (/data/out)"
+                    .into()
+            )
+        );
+        assert_eq!(
+            check(&p, "sort < /data/in/a > /data/in/b").unwrap_err(),
+            "refused by policy.fs.write: the redirection `> /data/in/b`: `/data/in/b` is \
+             outside the workdir and every write root (/data/out)"
+        );
+        assert!(
+            check(&p, "sort < /etc/passwd")
+                .unwrap_err()
+                .contains("policy.fs.read")
+        );
+        assert!(
+            check(&p, "echo x > ../x")
+                .unwrap_err()
+                .contains("`../x` is not a path inside")
+        );
+        assert!(check(&p, "echo x 2<> /etc/x").is_err());
+        assert!(check(&p, "echo x >| /etc/x").is_err());
     }
 
     #[test]

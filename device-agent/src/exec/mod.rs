@@ -245,7 +245,9 @@ pub fn vet(action: &Action, capabilities: &[String], ctx: &Ctx<'_>) -> Result<()
         ));
     }
     match action {
-        Action::Shell { command } => policy.check_shell(command).map_err(|d| d.error()),
+        Action::Shell { command } => policy
+            .check_shell(command, ctx.workdir)
+            .map_err(|d| d.error()),
         Action::WriteFile { path, .. } => policy
             .check_path(FsOp::Write, path, ctx.workdir)
             .map(drop)
