@@ -35,8 +35,14 @@ use crate::{Config, Error};
 
 type Ws = tokio_tungstenite::WebSocketStream<Box<dyn crate::tls::Io>>;
 
-/// Refusal codes after which reconnecting cannot help.
-const FATAL_REFUSALS: [&str; 2] = ["bad_token", "unsupported_version"];
+/// Refusal codes after which reconnecting cannot help: the owner must act (see
+/// [`Error::Refused`] for what the agent tells them).
+const FATAL_REFUSALS: [&str; 4] = [
+    "bad_token",
+    "unsupported_version",
+    "token_rotated",
+    "device_removed",
+];
 
 /// The error code of attempts handed back because the agent is stopping, and of assignments
 /// refused while it stops.
@@ -441,6 +447,15 @@ impl Agent {
                         Some(Err(e)) => return lost(format!("connection failed: {e}")),
                     };
                     let reply = match serde_json::from_str::<ServerMsg>(msg.as_str()) {
+                        // The device was removed or its token rotated: the orchestrator closes
+                        // the connection after this frame.
+                        Ok(ServerMsg::Refused { error }) => {
+                            close(ws).await;
+                            if FATAL_REFUSALS.contains(&error.code.as_str()) {
+                                return Err(Error::Refused(error));
+                            }
+                            return lost(format!("refused: {}: {}", error.code, error.message));
+                        }
                         Ok(m) => self.on_message(m),
                         Err(e) => {
                             tracing::warn!(error = %e, "unreadable frame from the orchestrator; ignored");
@@ -528,6 +543,7 @@ impl Agent {
                 None
             }
             ServerMsg::Welcome { .. } | ServerMsg::Refused { .. } => {
+                // (A refusal mid-session ends the session before it gets here.)
                 tracing::warn!("unexpected handshake frame mid-session; ignored");
                 None
             }

@@ -96,6 +96,11 @@ pub enum Command {
         /// Replace an existing config or token file.
         #[arg(long)]
         force: bool,
+        /// Replace only the token file when a config file exists (after `weft device rotate`):
+        /// the config, with the owner's policy, is kept. Without a config file, the same as a
+        /// first `init`.
+        #[arg(long, conflicts_with = "force")]
+        new_token: bool,
     },
     /// Run the agent as a service of this user: a systemd user unit (Linux), a launchd agent
     /// (macOS), a Termux:Boot script (Android); prints the steps for Windows.
@@ -215,7 +220,14 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
             crate::run(config, stop_on_signal()).await?;
             Ok(0)
         }
-        Some(Command::Init { force }) => init(&args, *force).map(|()| 0),
+        Some(Command::Init { force, new_token }) => {
+            let path = std::path::absolute(args.config_path()?)?;
+            if *new_token && path.exists() {
+                replace_token(&args, &path).map(|()| 0)
+            } else {
+                init(&args, *force).map(|()| 0)
+            }
+        }
         Some(Command::InstallService { dry_run, no_start }) => {
             let path = args.config_path()?;
             // The service must be able to start: check the file now.
@@ -436,6 +448,53 @@ fn init(args: &Args, force: bool) -> anyhow::Result<()> {
     println!("token in {}", token_file.display());
     println!(
         "next: `{} install-service` to run it as a service, or `{}` to run it here",
+        program_hint(),
+        program_hint()
+    );
+    Ok(())
+}
+
+/// `weft-agent init --new-token` where a config file exists: writes the new token to the
+/// token file the config names and keeps the config (and the owner's policy in it).
+fn replace_token(args: &Args, path: &Path) -> anyhow::Result<()> {
+    let loaded = Loaded::read(path)?;
+    let Some(token) = args
+        .token
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    else {
+        bail!("no device token: run with WEFT_DEVICE_TOKEN=… (printed by `weft device rotate`)");
+    };
+    if let (Some(name), Some(kept)) = (&args.name, &loaded.file.name)
+        && name != kept
+    {
+        bail!(
+            "{} is the config of device `{kept}`, not `{name}`: pass --config with this \
+             device's file, or `init --force` to replace it",
+            path.display()
+        );
+    }
+    let Some(token_file) = args.token_file.clone().or(loaded.file.token_file.clone()) else {
+        bail!(
+            "{} names no token_file to replace; add `token_file = \"token\"` to it, or run \
+             `init --force`",
+            path.display()
+        );
+    };
+    settings::write_private(&token_file, &format!("{token}\n"), true)?;
+    println!("new token in {}", token_file.display());
+    println!("kept {} (its policy unchanged)", path.display());
+    if let Some(given) = &args.server_fingerprint
+        && loaded.file.server_fingerprint.as_ref() != Some(given)
+    {
+        println!(
+            "note: the config pins another server fingerprint than {given}; if the server's \
+             certificate changed, put the new one in server_fingerprint"
+        );
+    }
+    println!(
+        "next: `{} install-service` to start the service again, or `{}` to run it here",
         program_hint(),
         program_hint()
     );

@@ -44,8 +44,27 @@ use weft_protocol::ErrorInfo;
 pub enum Error {
     #[error("configuration: {0}")]
     Config(String),
-    #[error("the orchestrator refused this device: {}: {}", .0.code, .0.message)]
+    #[error("the orchestrator refused this device: {}: {}{}", .0.code, .0.message, what_to_do(&.0.code))]
     Refused(ErrorInfo),
+}
+
+/// What the device's owner can do about a refusal, for the ones that need them.
+fn what_to_do(code: &str) -> &'static str {
+    match code {
+        "token_rotated" => {
+            ". This device's token was replaced on the orchestrator (`weft device rotate`), so \
+             this agent stops instead of retrying. Get the new enrollment line that command \
+             printed and run it on this device (`WEFT_DEVICE_TOKEN=… weft-agent init \
+             --new-token …`: it replaces the token file and keeps the config and its policy); \
+             then start the agent again"
+        }
+        "device_removed" => {
+            ". This device was removed from the orchestrator (`weft device remove`), so this \
+             agent stops instead of retrying. To use it again, register it anew there (`weft \
+             device add NAME`) and run the line that prints on this device"
+        }
+        _ => "",
+    }
 }
 
 /// Runs an agent until `stop` is cancelled. Returns an error only for bad configuration (or a

@@ -309,6 +309,18 @@ pub const CODES: &[Code] = &[
         "unknown device or wrong device token",
     ),
     code(
+        "token_rotated",
+        &[Frame],
+        "the device token was replaced (`weft device rotate`): the connection made with it is \
+         closed and it is refused from then on; enroll the device again with the new line",
+    ),
+    code(
+        "device_removed",
+        &[Frame],
+        "the device was removed (`weft device remove`): its connection is closed and its token \
+         refused from then on",
+    ),
+    code(
         "unsupported_version",
         &[Frame],
         "the agent speaks another protocol version",

@@ -337,6 +337,14 @@ async fn write_loop(
         if !matches!(tokio::time::timeout(patience, write).await, Ok(Ok(()))) {
             break;
         }
+        // The device was removed or its token rotated: nothing follows the refusal.
+        if frames
+            .iter()
+            .any(|m| matches!(m, ServerMsg::Refused { .. }))
+        {
+            close_reason = "refused";
+            break;
+        }
     }
     let _ = tokio::time::timeout(
         Duration::from_secs(1),

@@ -266,12 +266,24 @@ pub struct CreateDevice {
     pub kind: String,
 }
 
-/// Answer to `POST /v1/devices`. The token is shown only here; the server keeps only its hash.
+/// Answer to `POST /v1/devices` and to `POST /v1/devices/{name}/rotate`. The token is shown
+/// only here; the server keeps only its hash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DeviceCreated {
     pub name: DeviceName,
     pub kind: String,
     pub token: String,
+}
+
+/// Answer to `DELETE /v1/devices/{name}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DeviceRemoved {
+    pub name: DeviceName,
+    /// The device had a live connection, which was closed (after `refused: device_removed`).
+    pub was_connected: bool,
+    /// Attempts the device held: they ended `lost` (`device_lost`) and their tasks are placed
+    /// again or fail as their retry policy says.
+    pub attempts_lost: u32,
 }
 
 /// Every error answer: `{"error": {"code": "...", "message": "..."}}`.

@@ -99,7 +99,8 @@ pub enum ServerMsg {
         #[serde(default)]
         reattached: Vec<AttemptId>,
     },
-    /// The hello was refused; the orchestrator closes the connection after this frame.
+    /// The hello was refused, or (`token_rotated`, `device_removed`) the device was cut off
+    /// mid-session; the orchestrator closes the connection after this frame.
     Refused {
         error: ErrorInfo,
     },
@@ -293,6 +294,17 @@ mod tests {
             },
             json!({"type": "refused",
                    "error": {"code": "bad_token", "message": "unknown device or wrong token"}}),
+        );
+        // Mid-session, to the connection of a device whose token was rotated.
+        check(
+            ServerMsg::Refused {
+                error: ErrorInfo::new(
+                    "token_rotated",
+                    "the token of device `pixel` was replaced (`weft device rotate`); this one no longer works",
+                ),
+            },
+            json!({"type": "refused", "error": {"code": "token_rotated",
+                   "message": "the token of device `pixel` was replaced (`weft device rotate`); this one no longer works"}}),
         );
         check(ServerMsg::Heartbeat {}, json!({"type": "heartbeat"}));
         let mut inputs = BTreeMap::new();

@@ -1,9 +1,9 @@
-//! `/v1/devices`: register and list devices.
+//! `/v1/devices`: register, list, drain, remove devices and rotate their tokens.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use weft_protocol::rest::{CreateDevice, DeviceCreated, DeviceView, ErrorBody};
+use weft_protocol::rest::{CreateDevice, DeviceCreated, DeviceRemoved, DeviceView, ErrorBody};
 
 use super::{ApiJson, AppState};
 use crate::ApiError;
@@ -52,4 +52,33 @@ pub async fn resume(
     Path(name): Path<String>,
 ) -> Result<Json<DeviceView>, ApiError> {
     Ok(Json(state.engine.set_draining(name.into(), false).await?))
+}
+
+/// Remove a device. Its token is refused from now on (`refused: device_removed`); a live
+/// connection is told so and closed; the attempts it held end `lost` and their tasks are placed
+/// again (or fail, as their retry policy says).
+#[utoipa::path(delete, path = "/v1/devices/{name}",
+    params(("name" = String, Path, description = "Device name")),
+    responses((status = 200, body = DeviceRemoved), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn remove(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<DeviceRemoved>, ApiError> {
+    Ok(Json(state.engine.remove_device(name.into()).await?))
+}
+
+/// Give a device a new token, shown this once. The old token is refused from now on
+/// (`refused: token_rotated`); a connection made with it is told so and closed, and the
+/// attempts the device held are placed again. The device's owner enrolls it again with the
+/// new token.
+#[utoipa::path(post, path = "/v1/devices/{name}/rotate",
+    params(("name" = String, Path, description = "Device name")),
+    responses((status = 200, body = DeviceCreated), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn rotate(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<DeviceCreated>, ApiError> {
+    Ok(Json(state.engine.rotate_token(name.into()).await?))
 }

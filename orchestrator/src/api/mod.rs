@@ -17,7 +17,7 @@ use axum::extract::{Request, State, WebSocketUpgrade};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use tokio_util::sync::CancellationToken;
 use weft_planner::Planner;
@@ -71,11 +71,13 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/v1/requests/{id}/tasks/{task_id}",
-            axum::routing::delete(requests::cancel_task),
+            delete(requests::cancel_task),
         )
         .route("/v1/devices", get(devices::list).post(devices::add))
         .route("/v1/devices/{name}/drain", post(devices::drain))
         .route("/v1/devices/{name}/resume", post(devices::resume))
+        .route("/v1/devices/{name}", delete(devices::remove))
+        .route("/v1/devices/{name}/rotate", post(devices::rotate))
         .route("/openapi.json", get(openapi::serve))
         .route("/metrics", get(metrics))
         .merge(crate::web::api_routes())

@@ -4,9 +4,9 @@ use axum::Json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use weft_protocol::rest::{
-    AttemptView, CreateDevice, DeviceCreated, DeviceStatus, DeviceView, EdgeView, EditBatch,
-    EditOp, ErrorBody, Event, EventKind, GraphSpec, LateResult, RequestView, SubmitRequest,
-    TaskSpec, TaskView,
+    AttemptView, CreateDevice, DeviceCreated, DeviceRemoved, DeviceStatus, DeviceView, EdgeView,
+    EditBatch, EditOp, ErrorBody, Event, EventKind, GraphSpec, LateResult, RequestView,
+    SubmitRequest, TaskSpec, TaskView,
 };
 use weft_protocol::{
     Action, AttemptStatus, Condition, ConditionOp, ConditionSource, EdgeKind, ErrorInfo,
@@ -28,10 +28,12 @@ use weft_protocol::{
         super::devices::add,
         super::devices::drain,
         super::devices::resume,
+        super::devices::remove,
+        super::devices::rotate,
     ),
     components(schemas(
         SubmitRequest, RequestView, TaskView, AttemptView, EdgeView, DeviceView, DeviceStatus,
-        CreateDevice, DeviceCreated, ErrorBody, ErrorInfo, Event, EventKind, Action, TaskOutput,
+        CreateDevice, DeviceCreated, DeviceRemoved, ErrorBody, ErrorInfo, Event, EventKind, Action, TaskOutput,
         TaskStatus, AttemptStatus, RequestStatus, EdgeKind, RetryPolicy, LateResult,
         EditBatch, EditOp, GraphSpec, TaskSpec, Condition, ConditionOp, ConditionSource,
         weft_protocol::wire::ResultStatus, weft_protocol::rest::LlmUsageView,

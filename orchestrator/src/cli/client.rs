@@ -7,7 +7,8 @@ use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use weft_agent::tls::{Fingerprint, client_config};
 use weft_protocol::rest::{
-    CreateDevice, DeviceCreated, DeviceView, ErrorBody, Event, RequestView, SubmitRequest,
+    CreateDevice, DeviceCreated, DeviceRemoved, DeviceView, ErrorBody, Event, RequestView,
+    SubmitRequest,
 };
 
 /// How long `submit` waits: planning with an LLM can take minutes on a local model.
@@ -107,25 +108,12 @@ impl Client {
     }
 
     pub async fn request(&self, id: &str) -> anyhow::Result<RequestView> {
-        let resp = self
-            .http
-            .get(self.url(&format!("/v1/requests/{id}")))
-            .bearer_auth(&self.token)
-            .send()
+        self.call(reqwest::Method::GET, &format!("/v1/requests/{id}"))
             .await
-            .map_err(|e| self.send_err(e))?;
-        Self::decode(resp).await
     }
 
     pub async fn devices(&self) -> anyhow::Result<Vec<DeviceView>> {
-        let resp = self
-            .http
-            .get(self.url("/v1/devices"))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| self.send_err(e))?;
-        Self::decode(resp).await
+        self.call(reqwest::Method::GET, "/v1/devices").await
     }
 
     pub async fn add_device(&self, name: &str, kind: &str) -> anyhow::Result<DeviceCreated> {
@@ -149,14 +137,7 @@ impl Client {
             Some(t) => format!("/v1/requests/{id}/tasks/{t}/cancel"),
             None => format!("/v1/requests/{id}/cancel"),
         };
-        let resp = self
-            .http
-            .post(self.url(&path))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| self.send_err(e))?;
-        Self::decode(resp).await
+        self.call(reqwest::Method::POST, &path).await
     }
 
     /// Applies an edit batch (JSON `{"expected_version", "ops"}`) to a request's graph.
@@ -175,9 +156,31 @@ impl Client {
     /// Drains a device (`true`) or takes it back into service (`false`).
     pub async fn set_draining(&self, name: &str, draining: bool) -> anyhow::Result<DeviceView> {
         let verb = if draining { "drain" } else { "resume" };
+        self.call(reqwest::Method::POST, &format!("/v1/devices/{name}/{verb}"))
+            .await
+    }
+
+    /// Removes a device (`DELETE /v1/devices/{name}`).
+    pub async fn remove_device(&self, name: &str) -> anyhow::Result<DeviceRemoved> {
+        self.call(reqwest::Method::DELETE, &format!("/v1/devices/{name}"))
+            .await
+    }
+
+    /// Gives a device a new token (`POST /v1/devices/{name}/rotate`).
+    pub async fn rotate_token(&self, name: &str) -> anyhow::Result<DeviceCreated> {
+        self.call(reqwest::Method::POST, &format!("/v1/devices/{name}/rotate"))
+            .await
+    }
+
+    /// A call without a body, answered with JSON.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> anyhow::Result<T> {
         let resp = self
             .http
-            .post(self.url(&format!("/v1/devices/{name}/{verb}")))
+            .request(method, self.url(path))
             .bearer_auth(&self.token)
             .send()
             .await
@@ -187,14 +190,7 @@ impl Client {
 
     /// A one-time login link to the web view (`POST /v1/ui/login-links`).
     pub async fn login_link(&self) -> anyhow::Result<crate::web::LoginLink> {
-        let resp = self
-            .http
-            .post(self.url("/v1/ui/login-links"))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| self.send_err(e))?;
-        Self::decode(resp).await
+        self.call(reqwest::Method::POST, "/v1/ui/login-links").await
     }
 
     /// Follows a request's event stream, calling `on_event` for each event, until the stream

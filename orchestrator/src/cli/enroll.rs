@@ -1,9 +1,78 @@
-//! What `weft device add` prints: the one line that enrolls the device (its config file and
-//! token file, then the agent as a service), and for phones the same line as a QR code.
+//! What `weft device add` and `weft device rotate` print: the one line that enrolls the device
+//! (its config file and token file, or after a rotation only its token file, then the agent as
+//! a service), and for phones the same line as a QR code.
 
 use qrcode::QrCode;
 use qrcode::render::unicode::Dense1x2;
 use weft_agent::tls::Fingerprint;
+use weft_protocol::rest::DeviceCreated;
+
+/// How a device is enrolled: with the server URL the CLI used, the device's name, kind and
+/// token, and the certificate fingerprint the CLI pinned.
+#[derive(Debug)]
+pub struct Enrollment<'a> {
+    server: &'a str,
+    device: &'a DeviceCreated,
+    fingerprint: Option<Fingerprint>,
+    /// After `weft device rotate`: `init --new-token`, which keeps an existing config.
+    new_token: bool,
+}
+
+impl<'a> Enrollment<'a> {
+    pub fn new(
+        server: &'a str,
+        device: &'a DeviceCreated,
+        fingerprint: Option<Fingerprint>,
+    ) -> Self {
+        Self {
+            server,
+            device,
+            fingerprint,
+            new_token: false,
+        }
+    }
+
+    /// The line for a device enrolled before, whose token was rotated.
+    pub fn new_token(self) -> Self {
+        Self {
+            new_token: true,
+            ..self
+        }
+    }
+
+    /// The command to run on the device (see [`agent_command`]).
+    pub fn line(&self) -> String {
+        let line = agent_command(
+            self.server,
+            self.device.name.as_str(),
+            &self.device.kind,
+            &self.device.token,
+            self.fingerprint,
+        );
+        if self.new_token {
+            line.replacen(" init ", " init --new-token ", 1)
+        } else {
+            line
+        }
+    }
+
+    /// What the CLI prints: the line, and as a QR code with `qr` or for a phone.
+    pub fn print(&self, qr: bool) -> anyhow::Result<String> {
+        let line = self.line();
+        let what = if self.new_token {
+            "it writes the new token, keeps its config and policy, and starts the service again"
+        } else {
+            "it writes its config and starts it as a service"
+        };
+        let mut out = format!("On the device, run ({what}):\n\n  {line}\n\n");
+        if qr || self.device.kind == "phone" {
+            out.push_str("or scan this into the phone (in Termux):\n\n");
+            out.push_str(&qr_text(&line)?);
+            out.push('\n');
+        }
+        Ok(out)
+    }
+}
 
 /// `text` as one POSIX shell word: as it is when it is plainly safe, else single-quoted.
 fn sh_word(text: &str) -> String {
@@ -112,6 +181,29 @@ mod tests {
         let printed = qr_text(&cmd).unwrap();
         assert!(printed.lines().count() > 10);
         assert_eq!(decode(&printed), cmd);
+    }
+
+    #[test]
+    fn after_a_rotation_the_line_replaces_only_the_token() {
+        let device = DeviceCreated {
+            name: "mbp".into(),
+            kind: "laptop".into(),
+            token: "t0k".into(),
+        };
+        let fp = Fingerprint::of(b"cert");
+        let e = Enrollment::new("https://weft.lan:7600", &device, Some(fp)).new_token();
+        assert_eq!(
+            e.line(),
+            format!(
+                "WEFT_DEVICE_TOKEN=t0k weft-agent init --new-token --server https://weft.lan:7600 \
+                 --server-fingerprint {fp} --name mbp --kind laptop && weft-agent install-service"
+            )
+        );
+        let printed = e.print(false).unwrap();
+        assert!(
+            printed.contains(&e.line()) && !printed.contains('█'),
+            "{printed}"
+        );
     }
 
     #[test]

@@ -123,6 +123,23 @@ pub enum DeviceCmd {
         #[command(flatten)]
         conn: ConnArgs,
     },
+    /// Remove a device: its token stops working at once, its connection is closed, and what
+    /// it was running is placed on other devices.
+    Remove {
+        name: String,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Give a device a new token and print the line that enrolls it with it; the old token
+    /// stops working at once (a connected agent is told so and stops).
+    Rotate {
+        name: String,
+        /// Print the command as a QR code too (the default for phones).
+        #[arg(long)]
+        qr: bool,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
 }
 
 /// How the client commands reach the server.
@@ -546,19 +563,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 "registered {} ({}). Its token is shown only now.",
                 created.name, created.kind
             );
-            let line = enroll::agent_command(
-                &conn.server,
-                created.name.as_str(),
-                &created.kind,
-                &created.token,
-                client.pin(),
+            let enrollment = enroll::Enrollment::new(&conn.server, &created, client.pin());
+            print!("{}", enrollment.print(qr)?);
+            Ok(0)
+        }
+        Cmd::Device(DeviceCmd::Remove { name, conn }) => {
+            let r = conn.client()?.remove_device(&name).await?;
+            let how = if r.was_connected {
+                "its connection was closed; "
+            } else {
+                ""
+            };
+            println!(
+                "removed {}: its token no longer works; {how}{} running attempt(s) placed again",
+                r.name, r.attempts_lost
             );
-            println!("On the device, run (it writes its config and starts it as a service):\n");
-            println!("  {line}\n");
-            if qr || created.kind == "phone" {
-                println!("or scan this into the phone (in Termux):\n");
-                println!("{}", enroll::qr_text(&line)?);
-            }
+            Ok(0)
+        }
+        Cmd::Device(DeviceCmd::Rotate { name, qr, conn }) => {
+            let client = conn.client()?;
+            let rotated = client.rotate_token(&name).await?;
+            println!(
+                "new token for {}: the old one no longer works (a connected agent was told so \
+                 and stopped). The new token is shown only now.",
+                rotated.name
+            );
+            let enrollment =
+                enroll::Enrollment::new(&conn.server, &rotated, client.pin()).new_token();
+            print!("{}", enrollment.print(qr)?);
             Ok(0)
         }
         Cmd::Device(DeviceCmd::Drain { name, conn }) => {

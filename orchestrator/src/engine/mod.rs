@@ -27,7 +27,9 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 use weft_planner::Plan;
-use weft_protocol::rest::{DeviceCreated, DeviceView, EditBatch, Event, RequestView};
+use weft_protocol::rest::{
+    DeviceCreated, DeviceRemoved, DeviceView, EditBatch, Event, RequestView,
+};
 use weft_protocol::{AgentMsg, AttemptId, DeviceName, ErrorInfo, RequestId, ServerMsg, TaskId};
 
 use crate::metrics::Metrics;
@@ -104,6 +106,14 @@ pub(crate) enum Command {
         name: DeviceName,
         draining: bool,
         reply: oneshot::Sender<Result<DeviceView, Error>>,
+    },
+    RemoveDevice {
+        name: DeviceName,
+        reply: oneshot::Sender<Result<DeviceRemoved, Error>>,
+    },
+    RotateToken {
+        name: DeviceName,
+        reply: oneshot::Sender<Result<DeviceCreated, Error>>,
     },
     Connect {
         hello: Hello,
@@ -231,6 +241,21 @@ impl Handle {
             reply,
         })
         .await?
+    }
+
+    /// Removes a device: its token is refused from now on, its connection is closed (after a
+    /// `refused: device_removed` frame) and the attempts it held are placed again.
+    pub async fn remove_device(&self, name: DeviceName) -> Result<DeviceRemoved, Error> {
+        self.call(|reply| Command::RemoveDevice { name, reply })
+            .await?
+    }
+
+    /// Gives a device a new token (in the answer, shown once): the old one is refused from
+    /// now on, a connection made with it is closed (after a `refused: token_rotated` frame)
+    /// and the attempts the device held are placed again.
+    pub async fn rotate_token(&self, name: DeviceName) -> Result<DeviceCreated, Error> {
+        self.call(|reply| Command::RotateToken { name, reply })
+            .await?
     }
 
     /// Authenticates a hello and binds `outbound` to the device. Returns the welcome to send.

@@ -48,6 +48,11 @@ pub struct DeviceRow {
     pub created_at_ms: u64,
     pub last_seen_ms: Option<u64>,
     pub draining: bool,
+    /// The hash of the token the last rotation replaced (refused `token_rotated`).
+    pub retired_token_hash: Option<String>,
+    /// Set once the device was removed: the row is kept as a tombstone so that its last
+    /// token is refused `device_removed`.
+    pub removed_at_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -275,7 +280,8 @@ impl Store {
     pub async fn load_devices(&self) -> Result<Vec<DeviceRow>, Error> {
         let rows = sqlx::query(
             "SELECT name, kind, token_hash, platform, capabilities, max_concurrency, \
-             created_at_ms, last_seen_ms, draining, os_version, tools FROM devices ORDER BY name",
+             created_at_ms, last_seen_ms, draining, os_version, tools, retired_token_hash, \
+             removed_at_ms FROM devices ORDER BY name",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -293,6 +299,8 @@ impl Store {
                     created_at_ms: ms(r.get("created_at_ms")),
                     last_seen_ms: r.get::<Option<i64>, _>("last_seen_ms").map(ms),
                     draining: r.get::<i64, _>("draining") != 0,
+                    retired_token_hash: r.get("retired_token_hash"),
+                    removed_at_ms: r.get::<Option<i64>, _>("removed_at_ms").map(ms),
                 })
             })
             .collect()

@@ -120,8 +120,20 @@ pub enum Op {
         error: Option<ErrorInfo>,
         at_ms: u64,
     },
-    /// A device was registered.
+    /// A device was registered (replacing the tombstone of a removed one of that name).
     InsertDevice(DeviceRow),
+    /// The device was removed; its row stays as a tombstone.
+    RemoveDevice {
+        name: DeviceName,
+        at_ms: u64,
+    },
+    /// The device has a new token; the old one is kept (hashed) to be refused by name.
+    RotateDeviceToken {
+        name: DeviceName,
+        token_hash: String,
+        retired_token_hash: String,
+        at_ms: u64,
+    },
     /// The profile a device stated in its hello.
     UpdateDeviceProfile(DeviceRow),
     SetDraining {
@@ -631,7 +643,7 @@ fn push_barrier<'a>(qb: &mut QueryBuilder<'a, Sqlite>, op: &'a Op) {
         }
         Op::InsertDevice(d) => {
             qb.push(
-                "INSERT INTO devices (name, kind, token_hash, platform, capabilities, \
+                "INSERT OR REPLACE INTO devices (name, kind, token_hash, platform, capabilities, \
                  max_concurrency, created_at_ms) ",
             );
             qb.push_values([d], |mut row, d| {
@@ -663,6 +675,27 @@ fn push_barrier<'a>(qb: &mut QueryBuilder<'a, Sqlite>, op: &'a Op) {
         Op::SetDraining { name, draining } => {
             qb.push("UPDATE devices SET draining = ")
                 .push_bind(i64::from(*draining))
+                .push(" WHERE name = ")
+                .push_bind(name.as_str());
+        }
+        Op::RemoveDevice { name, at_ms } => {
+            qb.push("UPDATE devices SET removed_at_ms = ")
+                .push_bind(db_ms(*at_ms))
+                .push(" WHERE name = ")
+                .push_bind(name.as_str());
+        }
+        Op::RotateDeviceToken {
+            name,
+            token_hash,
+            retired_token_hash,
+            at_ms,
+        } => {
+            qb.push("UPDATE devices SET token_hash = ")
+                .push_bind(token_hash.as_str())
+                .push(", retired_token_hash = ")
+                .push_bind(retired_token_hash.as_str())
+                .push(", token_rotated_at_ms = ")
+                .push_bind(db_ms(*at_ms))
                 .push(" WHERE name = ")
                 .push_bind(name.as_str());
         }

@@ -13,17 +13,17 @@ use weft_protocol::RequestStatus;
 
 use crate::harness::Harness;
 
-const WEFT: &str = env!("CARGO_BIN_EXE_weft");
+pub const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 
 /// A home of its own for a "fresh machine": HOME and the XDG dirs inside `root`, and a
 /// `weft-agent` on PATH (a two-line script running `weft agent`, since only `weft` is built
 /// for these tests).
-struct Machine {
+pub struct Machine {
     root: PathBuf,
 }
 
 impl Machine {
-    fn new(root: &Path) -> Self {
+    pub fn new(root: &Path) -> Self {
         let bin = root.join("bin");
         std::fs::create_dir_all(&bin).unwrap();
         script(
@@ -39,12 +39,12 @@ impl Machine {
         self.root.join("bin")
     }
 
-    fn config_home(&self) -> PathBuf {
+    pub fn config_home(&self) -> PathBuf {
         self.root.join("config")
     }
 
     /// A command with this machine's environment (and none of the caller's WEFT_ variables).
-    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let path = format!(
             "{}:{}",
             self.bin().display(),
@@ -66,7 +66,7 @@ impl Machine {
         c
     }
 
-    async fn sh(&self, line: &str) -> std::process::Output {
+    pub async fn sh(&self, line: &str) -> std::process::Output {
         let out = self
             .command("sh")
             .args(["-c", line])

@@ -36,15 +36,19 @@ impl Harness {
         Self::start_with(|_| {}).await
     }
 
-    pub async fn start_with(tweak: impl FnOnce(&mut ServeOptions)) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut opts = ServeOptions::new(
-            dir.path().join("weft.db").display().to_string(),
-            dir.path().join("data"),
-        );
+    /// The options every test server starts with: its database and data directory in `dir`.
+    fn options(dir: &std::path::Path) -> ServeOptions {
+        let mut opts =
+            ServeOptions::new(dir.join("weft.db").display().to_string(), dir.join("data"));
         opts.heartbeat_interval = Duration::from_millis(500);
         opts.hello_timeout = Duration::from_secs(2);
         opts.shutdown_grace = Duration::from_secs(1);
+        opts
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut ServeOptions)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = Self::options(dir.path());
         tweak(&mut opts);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let shutdown = CancellationToken::new();
@@ -88,13 +92,18 @@ impl Harness {
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
+        self.send(self.http.get(format!("{}{path}", self.base)))
             .await
-            .unwrap();
+    }
+
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.send(self.http.delete(format!("{}{path}", self.base)))
+            .await
+    }
+
+    /// Sends a call with the API token; its status and JSON body (`null` without one).
+    async fn send(&self, req: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let resp = req.bearer_auth(&self.token).send().await.unwrap();
         let status = resp.status();
         (status, resp.json().await.unwrap_or(Value::Null))
     }
@@ -104,17 +113,12 @@ impl Harness {
     }
 
     pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> (StatusCode, Value) {
-        let resp = self
+        let req = self
             .http
             .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
             .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
+            .body(body);
+        self.send(req).await
     }
 
     pub async fn add_device(&self, name: &str, kind: &str) -> String {
@@ -295,6 +299,21 @@ impl Harness {
 
     pub async fn stop(mut self) {
         self.stop_in_place().await;
+    }
+
+    /// Stops the server (and the in-process agents) and starts it again, with the default
+    /// options, on the same database, data directory and address.
+    pub async fn restart(&mut self) {
+        self.stop_in_place().await;
+        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
+        let shutdown = CancellationToken::new();
+        let running = server::start(listener, Self::options(self.dir.path()), shutdown.clone())
+            .await
+            .unwrap();
+        assert_eq!(running.api_token, self.token, "the API token is kept");
+        self.shutdown = shutdown;
+        self.join = Some(running.join);
+        self.tls = running.tls;
     }
 
     /// Stops agents and server but keeps the temp dir (and the database in it).

@@ -13,6 +13,7 @@ mod llm_exec;
 mod outbox;
 mod processes;
 mod raw;
+mod revoke;
 mod siege;
 mod stall;
 mod tls;

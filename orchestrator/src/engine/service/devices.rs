@@ -82,6 +82,26 @@ impl Device {
     }
 }
 
+/// A device cut off from the orchestrator (removed, or its token rotated): the connection it
+/// had, to be told why and closed, and the attempts it held, which are lost.
+#[derive(Debug)]
+pub(super) struct CutOff {
+    pub conn: Option<(ConnId, Outbound)>,
+    pub running: Vec<AttemptId>,
+}
+
+/// A device's token was replaced.
+#[derive(Debug)]
+pub(super) struct Rotated {
+    pub kind: String,
+    /// The new token, shown once.
+    pub token: String,
+    pub token_hash: String,
+    /// The hash of the token it replaces, from now on refused `token_rotated`.
+    pub retired_token_hash: String,
+    pub cut: CutOff,
+}
+
 /// A hello that was accepted.
 #[derive(Debug)]
 pub(super) struct Connected {
@@ -97,6 +117,8 @@ pub(super) struct Connected {
 #[derive(Debug)]
 pub(super) struct Devices {
     map: BTreeMap<DeviceName, Device>,
+    /// Removed devices: the hash of each one's last token, refused `device_removed`.
+    removed: BTreeMap<DeviceName, String>,
     /// The devices that can take work now, least loaded first.
     free: FreeSlots,
     /// What planners see, built on demand; dropped when a device is registered, connects,
@@ -112,11 +134,14 @@ impl Devices {
     /// The registry of the stored devices, all offline. Views of changed devices are kept for
     /// publishing only while `listeners` has receivers.
     pub fn new(rows: Vec<DeviceRow>, listeners: broadcast::Sender<DeviceView>) -> Self {
+        let (gone, live): (Vec<DeviceRow>, Vec<DeviceRow>) =
+            rows.into_iter().partition(|r| r.removed_at_ms.is_some());
         Self {
-            map: rows
+            map: live
                 .into_iter()
                 .map(|row| (row.name.clone(), Device::new(row)))
                 .collect(),
+            removed: gone.into_iter().map(|r| (r.name, r.token_hash)).collect(),
             free: FreeSlots::default(),
             profiles: None,
             changed: BTreeSet::new(),
@@ -198,7 +223,10 @@ impl Devices {
             created_at_ms: now,
             last_seen_ms: None,
             draining: false,
+            retired_token_hash: None,
+            removed_at_ms: None,
         };
+        self.removed.remove(&name);
         self.map.insert(name.clone(), Device::new(row.clone()));
         self.profiles = None;
         self.changed(&name);
@@ -214,6 +242,49 @@ impl Devices {
         self.profiles = None;
         self.changed(name);
         Some(view)
+    }
+
+    /// Removes a device: its token stops working at once (refused `device_removed`); its
+    /// connection and attempts are returned. `None` if there is no such device.
+    pub fn remove(&mut self, name: &DeviceName) -> Option<CutOff> {
+        let mut d = self.map.remove(name)?;
+        self.free.set(name, false, 0, 0);
+        self.changed.remove(name);
+        self.profiles = None;
+        self.removed.insert(name.clone(), d.row.token_hash);
+        Some(CutOff {
+            conn: d.conn.take(),
+            running: d.running.into_iter().collect(),
+        })
+    }
+
+    /// Gives a device a new token; the old one is refused `token_rotated` from now on. The
+    /// device's connection (made with the old token) and its attempts are returned; it is
+    /// offline from `now`. `None` if there is no such device.
+    pub fn rotate(&mut self, name: &DeviceName, now: u64) -> Option<Rotated> {
+        let d = self.map.get_mut(name)?;
+        let token = token::generate();
+        let token_hash = token::hash(&token);
+        let retired_token_hash = std::mem::replace(&mut d.row.token_hash, token_hash.clone());
+        d.row.retired_token_hash = Some(retired_token_hash.clone());
+        let conn = d.conn.take();
+        if conn.is_some() {
+            d.seen = None;
+            d.row.last_seen_ms = Some(now);
+        }
+        let rotated = Rotated {
+            kind: d.row.kind.clone(),
+            token,
+            token_hash,
+            retired_token_hash,
+            cut: CutOff {
+                conn,
+                running: d.running.iter().cloned().collect(),
+            },
+        };
+        self.profiles = None;
+        self.changed(name);
+        Some(rotated)
     }
 
     /// Authenticates a hello and binds the connection to its device; the device's attempts
@@ -235,10 +306,22 @@ impl Devices {
             ));
         }
         let Some(dev) = self.map.get_mut(&hello.device) else {
+            if let Some(hash) = self.removed.get(&hello.device)
+                && token::matches(&hello.token, hash)
+            {
+                tracing::info!(device = %hello.device, "hello from a removed device");
+                return Err(removed(&hello.device));
+            }
             tracing::warn!(device = %hello.device, "hello for an unknown device");
             return Err(bad_token());
         };
         if !token::matches(&hello.token, &dev.row.token_hash) {
+            if let Some(hash) = &dev.row.retired_token_hash
+                && token::matches(&hello.token, hash)
+            {
+                tracing::info!(device = %hello.device, "hello with a rotated token");
+                return Err(rotated(&hello.device));
+            }
             tracing::warn!(device = %hello.device, "hello with a wrong token");
             return Err(bad_token());
         }
@@ -394,6 +477,26 @@ fn bad_token() -> ErrorInfo {
     ErrorInfo::new("bad_token", "unknown device or wrong token")
 }
 
+/// Why a removed device is refused (on its connection when it is removed, and at every hello
+/// with its last token after that).
+pub(super) fn removed(name: &DeviceName) -> ErrorInfo {
+    ErrorInfo::new(
+        "device_removed",
+        format!("device `{name}` was removed from this orchestrator (`weft device remove`)"),
+    )
+}
+
+/// Why a device's old token is refused (on the connection made with it when the token is
+/// rotated, and at every hello with it after that).
+pub(super) fn rotated(name: &DeviceName) -> ErrorInfo {
+    ErrorInfo::new(
+        "token_rotated",
+        format!(
+            "the token of device `{name}` was replaced (`weft device rotate`); this one no longer works"
+        ),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::AtomicU64;
@@ -516,6 +619,106 @@ mod tests {
         );
         assert_eq!(devs.disconnect(&"l".into(), c.conn, 6), Some(vec![]));
         assert_eq!(devs.views()[0].last_seen_ms, Some(6));
+    }
+
+    #[test]
+    fn removed_and_rotated_tokens_are_refused_by_name() {
+        let (mut devs, _rx) = registry();
+        let (c, old) = online(&mut devs, "l", &["shell"]);
+        devs.occupy(&"l".into(), &"a1".into());
+        let seen = || Arc::new(AtomicU64::new(0));
+        let (tx, _rx2) = mpsc::channel(1);
+        let refused = |r: Result<Connected, ErrorInfo>| r.err().map(|e| e.code);
+
+        // Rotation: the connection and the attempts are handed back; the old token is
+        // refused by name, the new one works.
+        let r = devs.rotate(&"l".into(), 9).unwrap();
+        assert_eq!(r.cut.conn.map(|(id, _)| id), Some(c.conn));
+        assert_eq!(r.cut.running, ["a1".into()]);
+        assert_eq!(
+            (r.retired_token_hash, &r.token_hash),
+            (token::hash(&old), &token::hash(&r.token))
+        );
+        assert_eq!(devs.views()[0].status, DeviceStatus::Offline);
+        assert!(!devs.any_free());
+        assert_eq!(
+            refused(devs.connect(&hello("l", &old, &[], &[]), tx.clone(), seen(), 10)).as_deref(),
+            Some("token_rotated")
+        );
+        assert_eq!(
+            refused(devs.connect(&hello("l", "nope", &[], &[]), tx.clone(), seen(), 10)).as_deref(),
+            Some("bad_token")
+        );
+        devs.release(&"l".into(), &"a1".into());
+        let c = devs
+            .connect(&hello("l", &r.token, &[], &[]), tx.clone(), seen(), 10)
+            .unwrap();
+
+        // Removal: gone from every view; its last token is refused by name, any other as a
+        // stranger's; the name can be registered again.
+        devs.occupy(&"l".into(), &"a2".into());
+        let cut = devs.remove(&"l".into()).unwrap();
+        assert_eq!(cut.conn.map(|(id, _)| id), Some(c.conn));
+        assert_eq!(cut.running, ["a2".into()]);
+        assert!(devs.views().is_empty() && devs.profiles().is_empty() && !devs.any_free());
+        assert!(devs.remove(&"l".into()).is_none() && devs.rotate(&"l".into(), 11).is_none());
+        assert_eq!(
+            refused(devs.connect(&hello("l", &r.token, &[], &[]), tx.clone(), seen(), 11))
+                .as_deref(),
+            Some("device_removed")
+        );
+        assert_eq!(
+            refused(devs.connect(&hello("l", &old, &[], &[]), tx.clone(), seen(), 11)).as_deref(),
+            Some("bad_token")
+        );
+        let (_, again) = devs.add("l".into(), "phone".into(), 12).unwrap();
+        assert_eq!(
+            refused(devs.connect(&hello("l", &r.token, &[], &[]), tx.clone(), seen(), 12))
+                .as_deref(),
+            Some("bad_token")
+        );
+        assert!(
+            devs.connect(&hello("l", &again, &[], &[]), tx, seen(), 12)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn tombstones_and_retired_tokens_are_loaded_from_their_rows() {
+        let (tx, _rx) = broadcast::channel(4);
+        let row = |name: &str, removed: Option<u64>| DeviceRow {
+            name: name.into(),
+            kind: "laptop".into(),
+            token_hash: token::hash(&format!("{name}-now")),
+            platform: None,
+            os_version: None,
+            capabilities: Vec::new(),
+            tools: Vec::new(),
+            max_concurrency: 1,
+            created_at_ms: 0,
+            last_seen_ms: None,
+            draining: false,
+            retired_token_hash: Some(token::hash(&format!("{name}-before"))),
+            removed_at_ms: removed,
+        };
+        let mut devs = Devices::new(vec![row("kept", None), row("gone", Some(5))], tx);
+        assert_eq!(devs.views().len(), 1);
+        let (out, _rx) = mpsc::channel(1);
+        let seen = || Arc::new(AtomicU64::new(0));
+        let code = |devs: &mut Devices, name: &str, tok: &str| {
+            devs.connect(&hello(name, tok, &[], &[]), out.clone(), seen(), 1)
+                .err()
+                .map(|e| e.code)
+        };
+        assert_eq!(
+            code(&mut devs, "kept", "kept-before").as_deref(),
+            Some("token_rotated")
+        );
+        assert_eq!(
+            code(&mut devs, "gone", "gone-now").as_deref(),
+            Some("device_removed")
+        );
+        assert_eq!(code(&mut devs, "kept", "kept-now"), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! - `outbox.rs` — the current group of changes and what waits for its commit.
 //!
 //! The work is kept by kind of input: `conns.rs` (hello, disconnects, device commands),
+//! `revoke.rs` (devices removed or given a new token),
 //! `agent.rs` (one handler per agent message), `timers.rs` (deadlines), `schedule.rs`
 //! (placement and dispatch), `ending.rs` (how an attempt ends, with `retry.rs` deciding
 //! what follows a failure), `resume.rs` (rebuilding after a restart).
@@ -23,6 +24,7 @@ mod outbox;
 mod requests;
 mod resume;
 mod retry;
+mod revoke;
 mod schedule;
 mod status;
 mod timers;
@@ -291,6 +293,14 @@ impl Engine {
                 reply,
             } => {
                 let res = self.set_draining(name, draining);
+                self.out.reply(reply, res);
+            }
+            Command::RemoveDevice { name, reply } => {
+                let res = self.remove_device(name);
+                self.out.reply(reply, res);
+            }
+            Command::RotateToken { name, reply } => {
+                let res = self.rotate_token(name);
                 self.out.reply(reply, res);
             }
             Command::Connect {
