@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use weft_planner::Planner;
 
 use crate::api::{self, AppState};
-use crate::engine::Engine;
+use crate::engine::{Clock, Engine};
 use crate::store::Store;
 use crate::ws::ConnSettings;
 use crate::{Error, ServeOptions, listen, token};
@@ -51,7 +51,7 @@ pub async fn start(
     let planner: Arc<dyn Planner> = opts.planner.build()?;
     let store = Store::open(&opts.db).await?;
     let (engine, engine_join) =
-        Engine::start(store.clone(), opts.clone(), shutdown.clone()).await?;
+        Engine::start(store.clone(), opts.clone(), Clock::wall(), shutdown.clone()).await?;
     // Revisions (LLM planner only) run beside the engine, never inside its loop.
     let _reviser = crate::reviser::spawn(
         engine.clone(),

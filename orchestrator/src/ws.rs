@@ -162,7 +162,7 @@ pub async fn serve(
     }
     let device = hello.device.clone();
     let (out_tx, out_rx) = mpsc::channel(OUTBOUND_CAPACITY);
-    let seen: crate::engine::LastSeen = Arc::new(AtomicU64::new(crate::now_ms()));
+    let seen: crate::engine::LastSeen = Arc::new(AtomicU64::new(engine.clock().now_ms()));
     let (conn, welcome) = match engine.connect(hello, out_tx, seen.clone()).await {
         Ok(Ok(ok)) => ok,
         Ok(Err(error)) => {
@@ -229,7 +229,7 @@ pub async fn serve(
             Ok(None) | Ok(Some(Err(_))) => break,
             Ok(Some(Ok(m))) => m,
         };
-        seen.store(crate::now_ms(), Ordering::Relaxed);
+        seen.store(engine.clock().now_ms(), Ordering::Relaxed);
         match decode(&msg).and_then(not_hello) {
             // A heartbeat only says the device is there: noted above, not sent to the engine.
             Ok(Some(AgentMsg::Heartbeat {})) => {}

@@ -1,21 +1,26 @@
 //! The graph engine: the one owner of every live request's graph and of the device registry.
 //!
-//! Shape (see STYLE.md): [`Engine`] owns its state and runs one event loop over a closed set of
-//! inputs (its command channel and a timer); [`Handle`] is cheap to clone and is all that HTTP
-//! handlers and WebSocket connection tasks hold. Request/reply goes through a `oneshot` inside
-//! the command.
+//! Shape (the engine's part of ARCHITECTURE.md's code map): [`Engine`] owns its state and runs
+//! one event loop over a closed set of inputs (its command channel and its timers); [`Handle`]
+//! is cheap to clone and is all that HTTP handlers and WebSocket connection tasks hold.
+//! Request/reply goes through a `oneshot` inside the command. The engine reads the time only
+//! from its [`Clock`], so tests can stop it.
 //!
 //! Architecture invariant: every state change is committed to the store (with its journal
 //! events) before it is acknowledged to anyone or broadcast. If the store refuses a write the
 //! engine stops (fail-stop) rather than run on state that is not durable.
 
+mod clock;
 mod edit;
 mod error;
 mod graph;
 mod hub;
 mod placement;
 mod service;
+#[cfg(test)]
+mod tests;
 
+pub use clock::Clock;
 pub use edit::{EditCtx, EditError, MAX_OPS_PER_BATCH, MAX_TASKS_PER_GRAPH};
 pub use error::Error;
 pub use graph::{Graph, IllegalTransition, TaskDefaults, legal};
@@ -65,8 +70,8 @@ pub enum Planned {
 /// dropped rather than allowed to grow memory without bound.
 pub type Outbound = mpsc::Sender<ServerMsg>;
 
-/// When a connection last received a frame (ms since the epoch); written by its connection
-/// task, read by the engine for the device's `last_seen_ms`.
+/// When a connection last received a frame (ms since the epoch, by the engine's [`Clock`]);
+/// written by its connection task, read by the engine for the device's `last_seen_ms`.
 pub type LastSeen = Arc<std::sync::atomic::AtomicU64>;
 
 /// Capacity of each connection's outbound queue.
@@ -135,6 +140,10 @@ pub(crate) enum Command {
     },
     /// A connection's outbound queue was full: it is dropped (the agent reconnects).
     Overflow { device: DeviceName, conn: ConnId },
+    /// Answered once everything the engine did before it is committed (tests step the engine
+    /// with it).
+    #[cfg(test)]
+    Barrier { reply: oneshot::Sender<()> },
     /// A result for an attempt that was not live, back from the store lookup the engine
     /// started for it: `owned` if the device that sent it ran that attempt.
     StrayResult {
@@ -155,9 +164,16 @@ pub struct Handle {
     device_events: broadcast::Sender<DeviceView>,
     /// Counters the engine and the connection tasks update.
     pub metrics: Arc<Metrics>,
+    /// The engine's clock, for the times connection tasks hand it ([`LastSeen`]).
+    clock: Clock,
 }
 
 impl Handle {
+    /// The engine's clock: what "now" is to the engine.
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
     async fn call<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<T>) -> Command,
@@ -299,6 +315,13 @@ impl Handle {
                 silent,
             })
             .await;
+    }
+
+    /// Returns once everything the engine did before this call is committed (and what waited
+    /// for it released: replies, frames, events).
+    #[cfg(test)]
+    pub(crate) async fn barrier(&self) -> Result<(), crate::Error> {
+        self.call(|reply| Command::Barrier { reply }).await
     }
 
     /// Every request's live events, as they are committed.

@@ -12,7 +12,6 @@ use super::status::Move;
 use super::{Ending, Engine};
 use crate::engine::{Command, ConnId};
 use crate::metrics::Metrics;
-use crate::now_ms;
 use crate::store::{Batch, Op};
 
 /// How long a task refused as `busy` waits before it is placed again.
@@ -30,19 +29,21 @@ struct Reported {
 }
 
 impl Reported {
-    fn late(self) -> LateResult {
+    /// The result recorded as late, at `at_ms`.
+    fn late(self, at_ms: u64) -> LateResult {
         LateResult {
             status: self.status,
             output: self.output,
             error: self.error,
-            at_ms: now_ms(),
+            at_ms,
         }
     }
 }
 
 impl Engine {
     pub(super) fn on_agent_msg(&mut self, device: DeviceName, conn: ConnId, msg: AgentMsg) {
-        if !self.devices.current(&device, conn, now_ms()) {
+        let now = self.now();
+        if !self.devices.current(&device, conn, now) {
             // Unknown, or a connection that has since been replaced or dropped.
             return;
         }
@@ -119,6 +120,7 @@ impl Engine {
             return;
         };
         let mut b = Batch::default();
+        let now = self.now();
         if error.code == "busy" && !self.cancel_requested(&live) {
             // The device is full after all: the task goes back to the queue, briefly held
             // back, and the refusal does not count as an attempt.
@@ -128,7 +130,7 @@ impl Engine {
                 && let Some(t) = r.graph.task_mut(&live.task)
             {
                 t.attempts_used = t.attempts_used.saturating_sub(1);
-                t.sched.not_before_ms = now_ms() + BUSY_BACKOFF_MS;
+                t.sched.not_before_ms = now + BUSY_BACKOFF_MS;
                 let m = Move::to(TaskStatus::Ready).with_sched();
                 let _ = r.move_task(&mut b, &live.request, &live.task, m);
             }
@@ -231,7 +233,8 @@ impl Engine {
         if r.status != ResultStatus::Cancelled && self.cancel_requested(&live) {
             // The cancel was committed first, and a cancel wins: the result is recorded on
             // the attempt as late, never applied.
-            self.cancel_won(&mut b, &attempt_id, r.late());
+            let late = r.late(self.now());
+            self.cancel_won(&mut b, &attempt_id, late);
         } else {
             self.apply_result(&mut b, device, &live, r);
         }
@@ -284,6 +287,7 @@ impl Engine {
         let committed = self.out.committed();
         let store = self.store.clone();
         let inbox = self.inbox.clone();
+        let clock = self.clock;
         let device = device.clone();
         tokio::spawn(async move {
             if committed.await.is_err() {
@@ -299,7 +303,7 @@ impl Engine {
                 }
             };
             let attempt_id = r.attempt_id.clone();
-            let result = r.late();
+            let result = r.late(clock.now_ms());
             if let Some(tx) = inbox.upgrade() {
                 let checked = Command::StrayResult {
                     device,

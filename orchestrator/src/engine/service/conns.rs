@@ -5,10 +5,10 @@ use weft_protocol::rest::{DeviceCreated, DeviceView};
 use weft_protocol::{AttemptId, AttemptStatus, DeviceName, ErrorInfo, PROTOCOL_VERSION, ServerMsg};
 
 use super::{Engine, millis};
+use crate::engine;
 use crate::engine::{ConnId, Hello, LastSeen, Outbound};
 use crate::metrics::Metrics;
 use crate::store::{Batch, Op};
-use crate::{engine, now_ms};
 
 impl Engine {
     pub(super) fn add_device(
@@ -16,7 +16,8 @@ impl Engine {
         name: DeviceName,
         kind: String,
     ) -> Result<DeviceCreated, engine::Error> {
-        let (row, token) = self.devices.add(name.clone(), kind.clone(), now_ms())?;
+        let now = self.now();
+        let (row, token) = self.devices.add(name.clone(), kind.clone(), now)?;
         self.out.op(Op::InsertDevice(row));
         tracing::info!(device = %name, kind = %kind, "device registered");
         Ok(DeviceCreated { name, kind, token })
@@ -43,7 +44,8 @@ impl Engine {
         outbound: Outbound,
         seen: LastSeen,
     ) -> Result<(ConnId, ServerMsg), ErrorInfo> {
-        let c = self.devices.connect(&hello, outbound, seen, now_ms())?;
+        let now = self.now();
+        let c = self.devices.connect(&hello, outbound, seen, now)?;
         self.out.op(Op::UpdateDeviceProfile(c.row));
         let n = self.attempts.reattach(&c.reattached);
         self.metrics
@@ -77,7 +79,7 @@ impl Engine {
     /// and reattach them — unless it went `silent`, which took 2 heartbeat intervals already:
     /// then they are lost at once and placed elsewhere.
     pub(super) fn disconnected(&mut self, device: &DeviceName, conn: ConnId, silent: bool) {
-        let now = now_ms();
+        let now = self.now();
         let Some(running) = self.devices.disconnect(device, conn, now) else {
             return;
         };

@@ -8,7 +8,6 @@ use super::retry::{self, Retry};
 use super::status::Move;
 use super::{Ending, Engine, millis};
 use crate::metrics::Metrics;
-use crate::now_ms;
 use crate::store::{Batch, Op};
 
 impl Engine {
@@ -21,6 +20,7 @@ impl Engine {
         status: AttemptStatus,
         error: Option<ErrorInfo>,
     ) -> Option<Live> {
+        let now = self.now();
         let live = self.attempts.remove(id)?;
         self.devices.release(&live.device, id);
         if live.uses_turns
@@ -37,7 +37,7 @@ impl Engine {
         b.op(Op::UpdateAttempt {
             id: id.clone(),
             status,
-            ended_at_ms: Some(now_ms()),
+            ended_at_ms: Some(now),
             error,
         });
         Some(live)
@@ -57,7 +57,7 @@ impl Engine {
         let Some(live) = self.end_attempt(b, id, status, Some(error.clone())) else {
             return;
         };
-        let now = now_ms();
+        let now = self.now();
         let Some(task) = self
             .requests
             .get(&live.request)
@@ -114,6 +114,7 @@ impl Engine {
         at: u64,
         avoid: bool,
     ) {
+        let now = self.now();
         let Some(req) = self.requests.get_mut(&live.request) else {
             return;
         };
@@ -135,6 +136,6 @@ impl Engine {
         }
         Metrics::inc(&self.metrics.attempts_retried_total);
         tracing::info!(request = %live.request, task = %live.task, attempt = %id, code = %error.code,
-            attempts = used, retry_in_ms = at.saturating_sub(now_ms()), "attempt failed; will retry");
+            attempts = used, retry_in_ms = at.saturating_sub(now), "attempt failed; will retry");
     }
 }

@@ -43,9 +43,10 @@ use weft_protocol::{
 use super::graph::Graph;
 use super::{Command, Handle};
 use crate::engine;
+use crate::engine::Clock;
 use crate::metrics::Metrics;
 use crate::store::{Batch, Store};
-use crate::{Error, ServeOptions, now_ms};
+use crate::{Error, ServeOptions};
 use attempts::Attempts;
 use devices::Devices;
 use outbox::Outbox;
@@ -79,6 +80,8 @@ struct Ending {
 pub struct Engine {
     store: Store,
     opts: ServeOptions,
+    /// Where every "now" the engine reads comes from.
+    clock: Clock,
     devices: Devices,
     /// Live (unfinished) requests; UUIDv7 ids iterate in creation order.
     requests: BTreeMap<RequestId, Request>,
@@ -98,12 +101,13 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Loads the device registry from `store` and starts the event loop on the current runtime.
-    /// The loop ends when `shutdown` is cancelled or every handle is dropped; it cancels
-    /// `shutdown` itself if the store fails (fail-stop).
+    /// Loads the device registry from `store` and starts the event loop on the current runtime,
+    /// reading the time from `clock`. The loop ends when `shutdown` is cancelled or every
+    /// handle is dropped; it cancels `shutdown` itself if the store fails (fail-stop).
     pub async fn start(
         store: Store,
         opts: ServeOptions,
+        clock: Clock,
         shutdown: CancellationToken,
     ) -> Result<(Handle, tokio::task::JoinHandle<()>), Error> {
         let rows = store.load_devices().await?;
@@ -125,6 +129,7 @@ impl Engine {
         let mut engine = Engine {
             store,
             opts,
+            clock,
             devices: Devices::new(rows, device_events.clone()),
             requests: BTreeMap::new(),
             attempts: Attempts::default(),
@@ -151,6 +156,7 @@ impl Engine {
                 events,
                 device_events,
                 metrics,
+                clock,
             },
             join,
         ))
@@ -167,7 +173,7 @@ impl Engine {
             // scheduling pass and one commit for all of it.
             let res = tokio::select! {
                 _ = shutdown.cancelled(), if self.drain_until.is_none() => {
-                    let until = now_ms() + millis(self.opts.shutdown_grace);
+                    let until = self.now() + millis(self.opts.shutdown_grace);
                     tracing::info!(in_flight = self.attempts.len(), "draining: no new work; waiting for running attempts");
                     self.drain_until = Some(until);
                     Ok(())
@@ -180,7 +186,7 @@ impl Engine {
                     self.on_tick();
                     Ok(())
                 }
-                _ = sleep_until_ms(self.wake.unwrap_or(0)), if self.wake.is_some() => {
+                _ = self.clock.sleep_until_ms(self.wake.unwrap_or(0)), if self.wake.is_some() => {
                     self.wake = None;
                     self.on_tick();
                     Ok(())
@@ -212,7 +218,7 @@ impl Engine {
             return false;
         };
         let running = self.attempts.running();
-        if running > 0 && now_ms() < until {
+        if running > 0 && self.now() < until {
             return false;
         }
         if running > 0 {
@@ -327,8 +333,15 @@ impl Engine {
                 silent,
             } => self.disconnected(&device, conn, silent),
             Command::Overflow { device, conn } => self.disconnected(&device, conn, false),
+            #[cfg(test)]
+            Command::Barrier { reply } => self.out.reply(reply, ()),
         }
         Ok(())
+    }
+
+    /// The time, in ms since the epoch.
+    fn now(&self) -> u64 {
+        self.clock.now_ms()
     }
 
     /// Makes the engine check its deadlines at `at_ms` (besides its regular tick).
@@ -338,7 +351,8 @@ impl Engine {
 
     /// Adds `batch` to the current group's changes, numbering its events.
     fn stage(&mut self, batch: Batch) {
-        self.out.stage(batch, now_ms());
+        let now = self.now();
+        self.out.stage(batch, now);
     }
 
     /// Sends a frame to a device's current connection once the current group is committed.
@@ -373,10 +387,6 @@ fn task_event(task: &TaskId, status: TaskStatus) -> EventKind {
         output: None,
         error: None,
     }
-}
-
-async fn sleep_until_ms(at_ms: u64) {
-    tokio::time::sleep(Duration::from_millis(at_ms.saturating_sub(now_ms()))).await;
 }
 
 fn millis(d: Duration) -> u64 {

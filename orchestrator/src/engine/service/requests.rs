@@ -12,7 +12,7 @@ use crate::engine::edit::EditCtx;
 use crate::engine::graph::{Graph, TaskDefaults};
 use crate::metrics::Metrics;
 use crate::store::{Batch, Op};
-use crate::{Error, engine, now_ms};
+use crate::{Error, engine};
 
 /// How long a running attempt has to confirm a cancel before it is given up on.
 const CANCEL_GRACE_MS: u64 = 10_000;
@@ -26,7 +26,7 @@ impl Engine {
         planned: Planned,
         turn_budget: Option<u32>,
     ) -> Result<RequestView, engine::Error> {
-        let now = now_ms();
+        let now = self.now();
         let turns = TurnsView {
             budget: turn_budget.unwrap_or(self.opts.turn_budget),
             ..TurnsView::default()
@@ -98,6 +98,7 @@ impl Engine {
             error,
             attempt,
         } = end;
+        let now = self.now();
         let Some(req) = self.requests.get_mut(request) else {
             return;
         };
@@ -113,7 +114,7 @@ impl Engine {
             tracing::warn!(error = %e, "refused transition");
             return;
         }
-        let changed = req.graph.settle_downstream(task, now_ms());
+        let changed = req.graph.settle_downstream(task, now);
         req.record(b, request, &changed);
     }
 
@@ -154,7 +155,7 @@ impl Engine {
             id: request.clone(),
             status: outcome,
             error: error.clone(),
-            at_ms: now_ms(),
+            at_ms: self.now(),
         });
         b.event(
             request,
@@ -215,7 +216,7 @@ impl Engine {
         if req.cancelling {
             return Ok(Err(engine::Error::RequestCancelling(request)));
         }
-        let ctx = self.edit_ctx(now_ms());
+        let ctx = self.edit_ctx(self.now());
         let applied = match req.graph.apply(&batch.ops, &ctx) {
             Ok(a) => a,
             Err(e) => {
@@ -273,7 +274,8 @@ impl Engine {
         for id in targets {
             stop.extend(self.cancel_task(&mut b, &request, &id));
         }
-        self.stop_attempts(stop, now_ms());
+        let now = self.now();
+        self.stop_attempts(stop, now);
         self.finish_if_done(&mut b, &request);
         self.stage(b);
         Ok(Ok(()))

@@ -6,16 +6,16 @@ use weft_protocol::rest::EventKind;
 
 use super::attempts::Live;
 use super::{Engine, Request, millis};
+use crate::Error;
 use crate::engine::graph::Graph;
 use crate::store::{Batch, LiveRequestRow, Op};
-use crate::{Error, now_ms};
 
 impl Engine {
     /// Rebuilds every unfinished request from the store after a restart. Attempts that were in
     /// flight wait for their device as if it had just disconnected: reattached if it comes
     /// back holding them within the grace window, tried again otherwise.
     pub(super) async fn resume(&mut self) -> Result<(), Error> {
-        let now = now_ms();
+        let now = self.now();
         let live = self.store.load_live().await?;
         let mut b = Batch::default();
         let (mut requests, mut attempts) = (0, 0);

@@ -8,9 +8,9 @@ use weft_protocol::{AttemptStatus, DeviceName, ErrorInfo, ServerMsg};
 
 use super::Engine;
 use super::devices::{self, CutOff};
+use crate::engine;
 use crate::metrics::Metrics;
 use crate::store::{Batch, Op};
-use crate::{engine, now_ms};
 
 impl Engine {
     pub(super) fn remove_device(
@@ -22,7 +22,7 @@ impl Engine {
         };
         self.out.op(Op::RemoveDevice {
             name: name.clone(),
-            at_ms: now_ms(),
+            at_ms: self.now(),
         });
         let answer = DeviceRemoved {
             name: name.clone(),
@@ -40,7 +40,7 @@ impl Engine {
         &mut self,
         name: DeviceName,
     ) -> Result<DeviceCreated, engine::Error> {
-        let now = now_ms();
+        let now = self.now();
         let Some(r) = self.devices.rotate(&name, now) else {
             return Err(engine::Error::DeviceNotFound(name));
         };

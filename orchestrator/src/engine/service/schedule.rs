@@ -11,7 +11,6 @@ use super::attempts::Live;
 use super::status::Move;
 use super::{Ending, Engine, Request, millis};
 use crate::metrics::Metrics;
-use crate::now_ms;
 use crate::store::{Batch, Op};
 
 impl Engine {
@@ -22,7 +21,7 @@ impl Engine {
         if self.drain_until.is_some() || !self.devices.any_free() {
             return;
         }
-        let now = now_ms();
+        let now = self.now();
         let mut wanted = Vec::new();
         for (rid, req) in &self.requests {
             for t in req.graph.ready() {

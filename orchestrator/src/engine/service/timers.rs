@@ -9,7 +9,6 @@ use weft_protocol::{
 use super::{Ending, Engine, millis};
 use crate::engine::graph::Task;
 use crate::metrics::Metrics;
-use crate::now_ms;
 use crate::store::{Batch, TargetRow};
 
 /// A task that ran out of time: the attempt it has in flight, if any, and why it fails.
@@ -17,7 +16,7 @@ type Expired = (RequestId, TaskId, Option<AttemptId>, ErrorInfo);
 
 impl Engine {
     pub(super) fn on_tick(&mut self) {
-        let now = now_ms();
+        let now = self.now();
         let mut b = Batch::default();
         self.expire_attempts(&mut b, now);
         for expired in self.expired_tasks(now) {

@@ -1,0 +1,114 @@
+//! Grace windows: the attempts of a device whose connection closed wait for it; back in time,
+//! it keeps them; gone longer, they are lost and placed elsewhere at once (no backoff), and a
+//! result it sends for them later is recorded, not applied. A device that went silent loses
+//! its attempts at once.
+
+use weft_protocol::wire::ResultStatus;
+
+use super::Rig;
+
+#[tokio::test(start_paused = true)]
+async fn a_device_back_within_the_grace_window_keeps_its_attempt() {
+    let (rig, [mut d1]) = Rig::with_shells(["d1"]).await;
+    let r = rig.t1_accepted_by(&mut d1).await;
+
+    d1.close().await;
+    rig.advance(1500).await;
+    assert_eq!(d1.connect(&["t1"]).await, "welcome, reattached t1#1");
+    // Past the end of the window it would have had: nothing is lost.
+    rig.advance(1000).await;
+    d1.check("");
+    rig.check(
+        &r,
+        "
+        running
+        t1 running
+          #1 d1 running +0
+    ",
+    )
+    .await;
+
+    d1.succeed("t1").await;
+    d1.check("ack t1#1");
+    rig.check(
+        &r,
+        "
+        succeeded
+        t1 succeeded
+          #1 d1 succeeded +0..+2500
+    ",
+    )
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_device_gone_past_the_grace_window_loses_its_attempt_to_another() {
+    let (rig, [mut d1, mut d2]) = Rig::with_shells(["d1", "d2"]).await;
+    let r = rig.t1_accepted_by(&mut d1).await;
+
+    rig.advance(500).await;
+    d1.close().await;
+    // The window is 2 s from the close, and ends on time, not on the next tick.
+    rig.advance(1950).await;
+    d2.check("");
+    rig.check(
+        &r,
+        "
+        running
+        t1 running
+          #1 d1 running +0
+    ",
+    )
+    .await;
+    rig.advance(50).await;
+    d2.check("assign t1#2");
+    rig.check(
+        &r,
+        "
+        running
+        t1 dispatched
+          #1 d1 lost +0..+2500 device_lost
+          #2 d2 dispatched +2500
+    ",
+    )
+    .await;
+
+    // d1 comes back still holding its attempt: not wanted any more, and its result is late.
+    rig.advance(500).await;
+    assert_eq!(d1.connect(&["t1"]).await, "welcome");
+    d1.result("t1#1", ResultStatus::Succeeded, None).await;
+    assert_eq!(rig.frames_for(&mut d1).await, "ack t1#1");
+    d2.accept("t1").await;
+    d2.succeed("t1").await;
+    d2.check("ack t1#2");
+    rig.check(
+        &r,
+        "
+        succeeded
+        t1 succeeded
+          #1 d1 lost +0..+2500 device_lost (late Succeeded at +3000)
+          #2 d2 succeeded +2500..+3000
+    ",
+    )
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_device_loses_its_attempts_at_once() {
+    let (rig, [mut d1, mut d2]) = Rig::with_shells(["d1", "d2"]).await;
+    let r = rig.t1_accepted_by(&mut d1).await;
+
+    rig.advance(700).await;
+    d1.go_silent().await;
+    d2.check("assign t1#2");
+    rig.check(
+        &r,
+        "
+        running
+        t1 dispatched
+          #1 d1 lost +0..+700 device_lost
+          #2 d2 dispatched +700
+    ",
+    )
+    .await;
+}

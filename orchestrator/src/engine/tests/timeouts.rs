@@ -1,0 +1,121 @@
+//! Timeouts: an attempt past its deadline is stopped and retried; a ready task no device takes
+//! within the queue timeout fails `no_device`; a task past its overall timeout fails
+//! `task_timeout`, its attempt in flight stopped.
+
+use std::time::Duration;
+
+use weft_protocol::DeviceName;
+use weft_protocol::wire::ResultStatus;
+
+use super::{Rig, shell};
+
+#[tokio::test(start_paused = true)]
+async fn an_attempt_past_its_deadline_is_stopped_and_tried_again() {
+    let rig = Rig::start(|o| o.attempt_timeout = Duration::from_secs(5)).await;
+    let mut d1 = rig.device("d1", &["shell"]).await;
+    let r = rig.t1_accepted_by(&mut d1).await;
+
+    rig.advance(4900).await;
+    d1.check("");
+    rig.advance(100).await;
+    d1.check("cancel t1#1: the attempt passed its deadline");
+    rig.check(
+        &r,
+        "
+        running
+        t1 ready timeout: the attempt did not finish within 5 s
+          #1 d1 timed_out +0..+5000 timeout
+    ",
+    )
+    .await;
+
+    // After the backoff, on the same device: there is no other.
+    rig.advance(1000).await;
+    d1.check("assign t1#2");
+
+    // The first attempt's result comes after all: recorded, acknowledged, not applied.
+    d1.result("t1#1", ResultStatus::Succeeded, None).await;
+    assert_eq!(rig.frames_for(&mut d1).await, "ack t1#1");
+    rig.check(
+        &r,
+        "
+        running
+        t1 dispatched
+          #1 d1 timed_out +0..+5000 timeout (late Succeeded at +6000)
+          #2 d1 dispatched +6000
+    ",
+    )
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_no_device_takes_fails_after_the_queue_timeout() {
+    let rig = Rig::start(|o| o.queue_timeout = Duration::from_secs(3)).await;
+    // d2 has a shell but is offline; d1 is online but not the device the task names.
+    let d2 = rig.device("d2", &["shell"]).await;
+    d2.close().await;
+    let mut d1 = rig.device("d1", &["shell"]).await;
+    let mut task = shell("t1");
+    task.device = Some(DeviceName::from("d2"));
+    let r = rig.submit(vec![task], vec![], None).await;
+
+    rig.advance(2900).await;
+    rig.check(
+        &r,
+        "
+        running
+        t1 ready
+    ",
+    )
+    .await;
+    rig.advance(100).await;
+    rig.check(&r, "
+        failed tasks_failed
+        t1 failed no_device: no online device that is `d2` with capabilities [shell] had a free slot within 3 s
+    ").await;
+    d1.check("");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_past_its_overall_timeout_fails_and_its_attempt_is_stopped() {
+    let rig = Rig::start(|o| {
+        o.attempt_timeout = Duration::from_secs(5);
+        o.task_timeout = Duration::from_secs(8);
+    })
+    .await;
+    let mut d1 = rig.device("d1", &["shell"]).await;
+    let r = rig.t1_accepted_by(&mut d1).await;
+
+    // The first attempt times out at 5 s; 1 s of backoff still leaves time for another.
+    rig.advance(5000).await;
+    d1.check("cancel t1#1: the attempt passed its deadline");
+    rig.advance(1000).await;
+    d1.check("assign t1#2");
+    d1.accept("t1").await;
+    rig.check(
+        &r,
+        "
+        running
+        t1 running
+          #1 d1 timed_out +0..+5000 timeout
+          #2 d1 running +6000
+    ",
+    )
+    .await;
+
+    // 8 s after the task first became ready, it is over.
+    rig.advance(1900).await;
+    d1.check("");
+    rig.advance(100).await;
+    d1.check("cancel t1#2: the task passed its overall timeout");
+    rig.check(
+        &r,
+        "
+        failed tasks_failed
+        t1 failed task_timeout: the task did not finish within 8 s over 2 attempt(s)
+          #1 d1 timed_out +0..+5000 timeout
+          #2 d1 cancelled +6000..+8000 task_timeout
+    ",
+    )
+    .await;
+}
