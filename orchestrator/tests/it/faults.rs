@@ -1,7 +1,6 @@
 //! Fault injection: flaky and hung executors, killed agents, cut connections, drained devices,
 //! and the orchestrator itself killed with SIGKILL and restarted on the same database.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
@@ -10,10 +9,10 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 use tokio::task::JoinSet;
-use weft_protocol::rest::{DeviceStatus, EventKind, RequestView};
+use weft_protocol::rest::{DeviceStatus, RequestView};
 use weft_protocol::{AttemptStatus, RequestStatus, RetryPolicy, TaskStatus};
 
-use crate::harness::{Harness, WAIT, pid_alive};
+use crate::harness::{Harness, WAIT, assert_each_result_applied_once, pid_alive};
 
 /// Retries fast enough for tests, without jitter so the gaps can be checked.
 fn quick_retry(max_attempts: u32) -> RetryPolicy {
@@ -468,28 +467,7 @@ async fn the_orchestrator_killed_mid_run_resumes_every_request_exactly_once() {
             format!("{i}c\n")
         );
         // Each task's result was applied exactly once.
-        let events = rest.events(id).await;
-        let mut applied: HashMap<String, usize> = HashMap::new();
-        for e in &events {
-            if let EventKind::TaskStatus {
-                task_id,
-                status: TaskStatus::Succeeded,
-                ..
-            } = &e.kind
-            {
-                *applied.entry(task_id.to_string()).or_default() += 1;
-            }
-        }
-        assert_eq!(applied.len(), 3, "{applied:?}");
-        assert!(applied.values().all(|&n| n == 1), "{applied:?}");
-        for t in &v.tasks {
-            let ok = t
-                .attempts
-                .iter()
-                .filter(|a| a.status == AttemptStatus::Succeeded)
-                .count();
-            assert_eq!(ok, 1, "task {} of {id}: {:?}", t.id, t.attempts);
-        }
+        assert_each_result_applied_once(&v, &rest.events(id).await);
     }
     for mut a in agents {
         let _ = a.kill().await;

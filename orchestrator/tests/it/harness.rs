@@ -355,3 +355,44 @@ pub fn pid_alive(pid: &str) -> bool {
         .map(|s| s.success())
         .unwrap_or(false)
 }
+
+/// Checks that each task of a finished request has exactly one succeeded attempt and that its
+/// journal applied exactly one result to each task, that attempt's.
+pub fn assert_each_result_applied_once(
+    v: &weft_protocol::rest::RequestView,
+    journal: &[weft_protocol::rest::Event],
+) {
+    use weft_protocol::rest::EventKind;
+    use weft_protocol::{AttemptStatus, TaskStatus};
+
+    let mut applied: std::collections::HashMap<String, Vec<_>> = Default::default();
+    for e in journal {
+        if let EventKind::TaskStatus {
+            task_id,
+            status: TaskStatus::Succeeded,
+            attempt_id,
+            ..
+        } = &e.kind
+        {
+            applied
+                .entry(task_id.to_string())
+                .or_default()
+                .push(attempt_id.clone());
+        }
+    }
+    for t in v.tasks.iter().filter(|t| t.status == TaskStatus::Succeeded) {
+        let ok: Vec<_> = t
+            .attempts
+            .iter()
+            .filter(|a| a.status == AttemptStatus::Succeeded)
+            .map(|a| Some(a.id.clone()))
+            .collect();
+        assert_eq!(ok.len(), 1, "task {} of {}: {:?}", t.id, v.id, t.attempts);
+        let journaled = applied.remove(t.id.as_str()).unwrap_or_default();
+        assert_eq!(journaled, ok, "task {} of {}: results applied", t.id, v.id);
+    }
+    assert!(
+        applied.is_empty(),
+        "results applied to unfinished tasks: {applied:?}"
+    );
+}

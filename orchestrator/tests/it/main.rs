@@ -10,6 +10,7 @@ mod graph;
 mod harness;
 mod llm;
 mod llm_exec;
+mod lossy;
 mod outbox;
 mod processes;
 mod raw;
