@@ -349,7 +349,7 @@ async fn write_loop(
     let _ = tokio::time::timeout(
         Duration::from_secs(1),
         sink.send(Message::Close(Some(CloseFrame {
-            // 1000: normal closure; 1008: policy violation (bad frame, silence).
+            // 1000: normal closure; 1008: policy violation (bad frame, silence, refused).
             code: if close_reason == "closing" {
                 1000
             } else {

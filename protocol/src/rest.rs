@@ -235,6 +235,9 @@ pub enum DeviceStatus {
     Offline,
     /// Connected, but takes no new work (`weft device drain`); running work finishes.
     Draining,
+    /// Removed (`weft device remove`): only in the last view published for the device on
+    /// `GET /v1/devices/events`; the device is listed no more.
+    Removed,
 }
 
 /// `GET /v1/devices` element.

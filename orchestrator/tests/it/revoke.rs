@@ -12,6 +12,7 @@ use weft_protocol::{AttemptStatus, RequestStatus, ServerMsg};
 use crate::enroll::{Machine, WEFT};
 use crate::harness::{Harness, WAIT};
 use crate::raw;
+use crate::web::{follow, read_events};
 
 /// `weft agent` as a child process, its standard error kept for the test to read.
 fn spawn_agent(h: &Harness, name: &str, token: &str) -> Child {
@@ -160,9 +161,13 @@ async fn a_removed_device_is_cut_off_and_its_work_runs_elsewhere() {
         assert_eq!(body["error"]["code"], "device_not_found");
     }
 
-    // A connection cut while idle gets the refusal, then the close.
+    // A connection cut while idle gets the refusal, then the close; the live device view
+    // (the web view's) is told the device is gone.
     let token_c = h.add_device("c", "laptop").await;
     let mut c = raw::connect_as(&h, "c", &token_c).await;
+    let mut live = follow(&h, "/v1/devices/events").await;
+    let mut buf = String::new();
+    read_events(&mut live, &mut buf, |name, _| name == "devices").await;
     let (status, body) = h.delete("/v1/devices/c").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
@@ -174,6 +179,11 @@ async fn a_removed_device_is_cut_off_and_its_work_runs_elsewhere() {
         other => panic!("expected refused, got {other:?}"),
     }
     assert_eq!(raw::recv(&mut c).await, None, "the connection is closed");
+    read_events(&mut live, &mut buf, |_, d| {
+        d["name"] == "c" && d["status"] == "removed"
+    })
+    .await;
+    drop(live);
 
     // After a restart: still removed, still refused; `b` comes back on its own.
     h.restart().await;

@@ -319,8 +319,22 @@ async fn the_layout_places_every_task_and_edge() {
     h.stop().await;
 }
 
+/// Follows an SSE stream (`/v1/devices/events`, `/v1/events`).
+pub async fn follow(h: &Harness, path: &str) -> reqwest::Response {
+    let resp = h
+        .http
+        .get(format!("{}{path}", h.base))
+        .bearer_auth(&h.token)
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp
+}
+
 /// Reads SSE events (`event` name, `data` JSON) from a streaming response until `done` holds.
-async fn read_events(
+pub async fn read_events(
     resp: &mut reqwest::Response,
     buf: &mut String,
     mut done: impl FnMut(&str, &Value) -> bool,
@@ -352,15 +366,7 @@ async fn read_events(
 #[tokio::test]
 async fn device_changes_stream_live() {
     let mut h = Harness::with_three_agents().await;
-    let mut resp = h
-        .http
-        .get(format!("{}/v1/devices/events", h.base))
-        .bearer_auth(&h.token)
-        .timeout(Duration::from_secs(60))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    let mut resp = follow(&h, "/v1/devices/events").await;
     let mut buf = String::new();
     read_events(&mut resp, &mut buf, |name, data| {
         assert_eq!(name, "devices");
@@ -392,15 +398,7 @@ async fn device_changes_stream_live() {
 #[tokio::test]
 async fn every_request_s_events_stream_live() {
     let h = Harness::with_three_agents().await;
-    let mut resp = h
-        .http
-        .get(format!("{}/v1/events", h.base))
-        .bearer_auth(&h.token)
-        .timeout(Duration::from_secs(60))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    let mut resp = follow(&h, "/v1/events").await;
     let mut buf = String::new();
     let a = h.submit(r#"on laptop run "echo a""#).await;
     let b = h.submit(r#"on server run "echo b""#).await;

@@ -126,6 +126,8 @@ pub(super) struct Devices {
     profiles: Option<Arc<Vec<weft_planner::DeviceProfile>>>,
     /// Devices whose view changed and is not yet published (only while someone listens).
     changed: BTreeSet<DeviceName>,
+    /// The last views of devices removed since they were last published (status `removed`).
+    farewells: Vec<DeviceView>,
     listeners: broadcast::Sender<DeviceView>,
     next_conn: u64,
 }
@@ -145,6 +147,7 @@ impl Devices {
             free: FreeSlots::default(),
             profiles: None,
             changed: BTreeSet::new(),
+            farewells: Vec::new(),
             listeners,
             next_conn: 0,
         }
@@ -180,12 +183,14 @@ impl Devices {
         self.map.get(name)?.conn.as_ref()
     }
 
-    /// The views of the devices that changed since the last call.
+    /// The views of the devices that changed since the last call (a removed device's last).
     pub fn take_changed(&mut self) -> Vec<DeviceView> {
-        std::mem::take(&mut self.changed)
+        let mut views: Vec<DeviceView> = std::mem::take(&mut self.changed)
             .iter()
             .filter_map(|n| self.map.get(n).map(Device::view))
-            .collect()
+            .collect();
+        views.append(&mut self.farewells);
+        views
     }
 
     /// Registers a device; returns its row (to store) and its token (shown once).
@@ -251,6 +256,12 @@ impl Devices {
         self.free.set(name, false, 0, 0);
         self.changed.remove(name);
         self.profiles = None;
+        if self.listeners.receiver_count() > 0 {
+            let mut last = d.view();
+            last.status = DeviceStatus::Removed;
+            last.running = 0;
+            self.farewells.push(last);
+        }
         self.removed.insert(name.clone(), d.row.token_hash);
         Some(CutOff {
             conn: d.conn.take(),
@@ -661,6 +672,11 @@ mod tests {
         assert_eq!(cut.conn.map(|(id, _)| id), Some(c.conn));
         assert_eq!(cut.running, ["a2".into()]);
         assert!(devs.views().is_empty() && devs.profiles().is_empty() && !devs.any_free());
+        let last = devs.take_changed().pop().unwrap();
+        assert_eq!(
+            (last.name.as_str(), last.status),
+            ("l", DeviceStatus::Removed)
+        );
         assert!(devs.remove(&"l".into()).is_none() && devs.rotate(&"l".into(), 11).is_none());
         assert_eq!(
             refused(devs.connect(&hello("l", &r.token, &[], &[]), tx.clone(), seen(), 11))

@@ -755,7 +755,8 @@
         render();
       },
       device: (d) => {
-        devices.set(d.name, d);
+        if (d.status === 'removed') devices.delete(d.name);
+        else devices.set(d.name, d);
         render();
       },
     });
