@@ -135,7 +135,7 @@ pub const CODES: &[Code] = &[
     code(
         "plan_too_large",
         &[Http(413)],
-        "the plan has more tasks than a graph may hold",
+        "a planner's plan with more tasks or edges than a plan may have",
     ),
     code(
         "unsupported_media_type",
