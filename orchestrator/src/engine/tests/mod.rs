@@ -7,6 +7,7 @@
 
 mod grace;
 mod retries;
+mod revoke;
 mod timeouts;
 mod turns;
 
@@ -386,7 +387,8 @@ impl Agent {
     }
 
     /// The frames the engine sent since the last call, one per line in short: `assign t1#2`,
-    /// `ack t1#2`, `cancel t1#2: <reason>`, `turns t1#1 +5 = 25`, `error <code>`.
+    /// `ack t1#2`, `cancel t1#2: <reason>`, `turns t1#1 +5 = 25`, `error <code>`,
+    /// `refused <code>`.
     fn frames(&mut self) -> String {
         let mut lines = Vec::new();
         while let Ok(msg) = self.rx.try_recv() {
@@ -424,6 +426,7 @@ impl Agent {
                 self.labels.get(&attempt_id)
             ),
             ServerMsg::Error { error } => format!("error {}", error.code),
+            ServerMsg::Refused { error } => format!("refused {}", error.code),
             other => format!("{other:?}"),
         }
     }
