@@ -1,11 +1,12 @@
 //! Grace windows: the attempts of a device whose connection closed wait for it; back in time,
 //! it keeps them; gone longer, they are lost and placed elsewhere at once (no backoff), and a
 //! result it sends for them later is recorded, not applied. A device that went silent loses
-//! its attempts at once.
+//! its attempts at once. After a restart, attempts in flight wait for their devices as if they
+//! had just disconnected.
 
 use weft_protocol::wire::ResultStatus;
 
-use super::Rig;
+use super::{Rig, shell};
 
 #[tokio::test(start_paused = true)]
 async fn a_device_back_within_the_grace_window_keeps_its_attempt() {
@@ -108,6 +109,74 @@ async fn a_silent_device_loses_its_attempts_at_once() {
         t1 dispatched
           #1 d1 lost +0..+700 device_lost
           #2 d2 dispatched +700
+    ",
+    )
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_restart_attempts_in_flight_wait_a_grace_window_for_their_devices() {
+    let (mut rig, [mut d1, mut d2]) = Rig::with_shells(["d1", "d2"]).await;
+    let r = rig
+        .submit(vec![shell("t1"), shell("t2")], vec![], None)
+        .await;
+    d1.check("assign t1#1");
+    d2.check("assign t2#1");
+    d1.accept("t1").await;
+    d2.accept("t2").await;
+
+    // Both still run when the 5 s shutdown grace is over; the new engine starts at +5000.
+    rig.restart().await;
+    rig.check(
+        &r,
+        "
+        running
+        t1 running
+          #1 d1 running +0
+        t2 running
+          #1 d2 running +0
+    ",
+    )
+    .await;
+
+    // d2 is back within the 2 s window and keeps t2; d1 is not.
+    rig.advance(1000).await;
+    assert_eq!(
+        d2.reconnect_to(&rig, &["t2"]).await,
+        "welcome, reattached t2#1"
+    );
+    rig.advance(900).await;
+    d2.check("");
+    rig.advance(100).await;
+    rig.check(
+        &r,
+        "
+        running
+        t1 ready device_lost: device `d1` was gone longer than the 2 s grace window
+          #1 d1 lost +0..+7000 device_lost
+        t2 running
+          #1 d2 running +0
+    ",
+    )
+    .await;
+
+    // t1 goes to d2 once its slot is free.
+    d2.succeed("t2").await;
+    d2.check(
+        "
+        ack t2#1
+        assign t1#2
+    ",
+    );
+    rig.check(
+        &r,
+        "
+        running
+        t1 dispatched
+          #1 d1 lost +0..+7000 device_lost
+          #2 d2 dispatched +7000
+        t2 succeeded
+          #1 d2 succeeded +0..+7000
     ",
     )
     .await;

@@ -38,6 +38,11 @@ struct Rig {
     handle: Handle,
     store: Store,
     labels: Labels,
+    /// What the engine was started with, to start it again.
+    opts: ServeOptions,
+    clock: Clock,
+    shutdown: CancellationToken,
+    join: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
     _still: StillTime,
 }
@@ -69,16 +74,42 @@ impl Rig {
         tune(&mut opts);
         let store = Store::open(&opts.db).await.unwrap();
         let clock = Clock::tokio(T0);
-        let (handle, _join) = Engine::start(store.clone(), opts, clock, CancellationToken::new())
+        let shutdown = CancellationToken::new();
+        let (handle, join) = Engine::start(store.clone(), opts.clone(), clock, shutdown.clone())
             .await
             .unwrap();
         Rig {
             handle,
             store,
             labels: Labels::default(),
+            opts,
+            clock,
+            shutdown,
+            join,
             _dir: dir,
             _still: still,
         }
+    }
+
+    /// Stops the engine as a SIGTERM does (no new work; running attempts get the shutdown
+    /// grace, which passes) and starts another on the same store, as after a restart.
+    async fn restart(&mut self) {
+        self.shutdown.cancel();
+        // The engine notes the cancel (and when the grace ends) before the second barrier.
+        self.settled().await;
+        self.settled().await;
+        tokio::time::advance(self.opts.shutdown_grace).await;
+        (&mut self.join).await.unwrap();
+        self.shutdown = CancellationToken::new();
+        let (handle, join) = Engine::start(
+            self.store.clone(),
+            self.opts.clone(),
+            self.clock,
+            self.shutdown.clone(),
+        )
+        .await
+        .unwrap();
+        (self.handle, self.join) = (handle, join);
     }
 
     /// Lets the engine finish what it handed to tasks of its own (a result for an attempt that
@@ -299,6 +330,12 @@ impl Agent {
             out += &format!(", reattached {}", names.join(" "));
         }
         out
+    }
+
+    /// Says hello to the engine `rig` runs now (after [`Rig::restart`]).
+    async fn reconnect_to(&mut self, rig: &Rig, tasks: &[&str]) -> String {
+        self.handle = rig.handle.clone();
+        self.connect(tasks).await
     }
 
     /// The attempt `which` names: `t1#2` (task `t1`'s second), or `t1` (the attempt of `t1`
