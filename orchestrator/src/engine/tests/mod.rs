@@ -229,7 +229,9 @@ impl Rig {
 /// Keeps tokio from moving paused time on its own. Under paused time tokio jumps to the next
 /// timer whenever every task waits; but here tasks wait for SQLite, whose work runs on threads
 /// tokio does not see, so time would race ahead during every commit. A blocking task holds
-/// that off (tokio does not auto-advance while one runs) until this is dropped.
+/// that off until this is dropped: tokio does not auto-advance while one runs (its
+/// `time::pause` documents this under "Preventing auto-advance"). Without it, `Store::open`
+/// already fails: its pool's 10 s acquire timeout passes at once.
 struct StillTime(#[allow(dead_code)] std::sync::mpsc::Sender<()>);
 
 impl StillTime {
