@@ -6,7 +6,7 @@
 
 use weft_protocol::wire::ResultStatus;
 
-use super::{Rig, shell};
+use super::{Rig, T1_RUNNING_ON_D1, shell};
 
 #[tokio::test(start_paused = true)]
 async fn a_device_back_within_the_grace_window_keeps_its_attempt() {
@@ -19,15 +19,7 @@ async fn a_device_back_within_the_grace_window_keeps_its_attempt() {
     // Past the end of the window it would have had: nothing is lost.
     rig.advance(1000).await;
     d1.check("");
-    rig.check(
-        &r,
-        "
-        running
-        t1 running
-          #1 d1 running +0
-    ",
-    )
-    .await;
+    rig.check(&r, T1_RUNNING_ON_D1).await;
 
     d1.succeed("t1").await;
     d1.check("ack t1#1");
@@ -52,15 +44,7 @@ async fn a_device_gone_past_the_grace_window_loses_its_attempt_to_another() {
     // The window is 2 s from the close, and ends on time, not on the next tick.
     rig.advance(1950).await;
     d2.check("");
-    rig.check(
-        &r,
-        "
-        running
-        t1 running
-          #1 d1 running +0
-    ",
-    )
-    .await;
+    rig.check(&r, T1_RUNNING_ON_D1).await;
     rig.advance(50).await;
     d2.check("assign t1#2");
     rig.check(

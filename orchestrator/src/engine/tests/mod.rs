@@ -33,6 +33,14 @@ use crate::store::Store;
 /// second in).
 const T0: u64 = 1_750_000_000_000;
 
+/// The view of a request whose one task `t1` runs on `d1` since the start: where several tests
+/// check that nothing changed (yet).
+const T1_RUNNING_ON_D1: &str = "
+    running
+    t1 running
+      #1 d1 running +0
+";
+
 /// A running engine on a fresh store, its clock stopped at [`T0`].
 struct Rig {
     handle: Handle,

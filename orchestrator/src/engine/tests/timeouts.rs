@@ -1,13 +1,14 @@
 //! Timeouts: an attempt past its deadline is stopped and retried; a ready task no device takes
 //! within the queue timeout fails `no_device`; a task past its overall timeout fails
-//! `task_timeout`, its attempt in flight stopped.
+//! `task_timeout`, its attempt in flight stopped; a running attempt told to cancel has 10 s to
+//! confirm before it is given up on.
 
 use std::time::Duration;
 
 use weft_protocol::DeviceName;
 use weft_protocol::wire::ResultStatus;
 
-use super::{Rig, shell};
+use super::{Rig, T1_RUNNING_ON_D1, shell};
 
 #[tokio::test(start_paused = true)]
 async fn an_attempt_past_its_deadline_is_stopped_and_tried_again() {
@@ -115,6 +116,33 @@ async fn a_task_past_its_overall_timeout_fails_and_its_attempt_is_stopped() {
         t1 failed task_timeout: the task did not finish within 8 s over 2 attempt(s)
           #1 d1 timed_out +0..+5000 timeout
           #2 d1 cancelled +6000..+8000 task_timeout
+    ",
+    )
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancel_the_device_never_confirms_is_given_up_on_after_10_s() {
+    let (rig, [mut d1]) = Rig::with_shells(["d1"]).await;
+    let r = rig.t1_accepted_by(&mut d1).await;
+
+    rig.advance(1000).await;
+    rig.handle.cancel(r.clone(), None).await.unwrap();
+    rig.settled().await;
+    d1.check("cancel t1#1: cancelled by a user");
+    rig.check(&r, T1_RUNNING_ON_D1).await;
+
+    // The attempt's deadline is now 10 s after the cancel.
+    rig.advance(9900).await;
+    d1.check("");
+    rig.advance(100).await;
+    d1.check("cancel t1#1: the attempt passed its deadline");
+    rig.check(
+        &r,
+        "
+        cancelled cancelled
+        t1 cancelled cancelled: cancelled; the attempt ended with timeout
+          #1 d1 timed_out +0..+11000 timeout
     ",
     )
     .await;
