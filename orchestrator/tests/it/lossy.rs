@@ -327,8 +327,9 @@ fn expected_stdout(i: usize) -> String {
     s
 }
 
-/// Lost attempts are tried again on another device without a backoff; a task caught by a
-/// stall more than twice must not run out of attempts.
+/// Lost attempts are tried again on another device without a backoff, but they count against
+/// `max_attempts`: with the default 3, a task on a stalling device three times in a row fails
+/// (it happens here now and then; BENCHMARKS.md), so the test allows more.
 fn options(o: &mut weft_orchestrator::ServeOptions) {
     o.retry = RetryPolicy {
         max_attempts: 20,
