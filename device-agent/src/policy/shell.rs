@@ -563,8 +563,8 @@ pub const REFUSED_NAMES: &[(&[&str], &str)] = &[
     (
         &[
             "alias", "unalias", "hash", "enable", "set", "shopt", "bind", "complete", "compgen",
-            "compopt", "cd", "pushd", "popd", "export", "readonly", "unset", "declare", "typeset",
-            "local",
+            "compopt", "cd", "chdir", "pushd", "popd", "export", "readonly", "unset", "declare",
+            "typeset", "local",
         ],
         "it changes how the commands after it are found or read",
     ),
@@ -811,6 +811,7 @@ mod tests {
             ("e\\val x", "refused: `eval`"),
             ("alias ls=rm", "refused: `alias`"),
             ("cd /; ls", "refused: `cd`"),
+            ("chdir /", "refused: `chdir`"),
             ("if true; then rm x; fi", "refused: `if`"),
             ("! rm x", "refused: `!`"),
             ("read 'a[$(id)]'", "refused: `read`"),
