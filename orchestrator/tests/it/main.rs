@@ -13,6 +13,7 @@ mod llm_exec;
 mod lossy;
 mod outbox;
 mod processes;
+mod proxy;
 mod raw;
 mod revoke;
 mod siege;
