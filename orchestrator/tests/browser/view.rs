@@ -310,7 +310,7 @@ async fn cancel_a_running_request_from_the_page() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_device_goes_offline_live_when_its_agent_stops() {
+async fn a_device_goes_offline_live_when_its_agent_stops_and_away_when_removed() {
     let mut h = Harness::with_three_agents().await;
     let (b, _) = logged_in(&h).await;
     mark_document(&b).await;
@@ -344,6 +344,15 @@ async fn a_device_goes_offline_live_when_its_agent_stops() {
             json!(true)
         );
     }
+    // A removed device's row goes, live.
+    let (status, body) = h.delete("/v1/devices/server").await;
+    assert_eq!(status, 200, "{body}");
+    b.wait_for(
+        "the removed server's row to go",
+        r#"return !document.querySelector('#devices tr[data-device="server"]');"#,
+        vec![],
+    )
+    .await;
     assert_same_document(&b).await;
     let shot = b.screenshot("devices").await;
     eprintln!("screenshot of the devices page: {}", shot.display());
