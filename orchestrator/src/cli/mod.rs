@@ -584,8 +584,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let client = conn.client()?;
             let rotated = client.rotate_token(&name).await?;
             println!(
-                "new token for {}: the old one no longer works (a connected agent was told so \
-                 and stopped). The new token is shown only now.",
+                "new token for {}: the old one no longer works (an agent connected with it is \
+                 told so and stops). The new token is shown only now.",
                 rotated.name
             );
             let enrollment =
