@@ -42,6 +42,11 @@ pub const CODES: &[Code] = &[
         "the body is not the JSON the route takes",
     ),
     code("invalid_body", &[Http(400)], "the body could not be read"),
+    code(
+        "invalid_query",
+        &[Http(400)],
+        "a query string the route does not take (an unknown parameter, a value out of range)",
+    ),
     code("empty_request", &[Http(400)], "a request with no text"),
     code(
         "invalid_device_name",

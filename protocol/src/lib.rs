@@ -10,6 +10,7 @@
 pub mod ids;
 pub mod rest;
 pub mod task;
+pub mod whole;
 pub mod wire;
 
 pub use ids::{AttemptId, DeviceName, RequestId, TaskId};

@@ -18,9 +18,15 @@ pub const MAX_REQUEST_TEXT_BYTES: usize = 16 * 1024;
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
     /// What to do, in the planner's language (see the README for the rules planner grammar).
+    /// Not blank; at most 16 KiB (`MAX_REQUEST_TEXT_BYTES`) once trimmed, else `413`.
+    #[schema(min_length = 1, pattern = r"\S")]
     pub text: String,
     /// Turns (LLM agent steps) the whole request may use; the server's default when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::opt_int"
+    )]
     pub turn_budget: Option<u32>,
     /// A graph to run as given, instead of planning `text` (which then only describes it).
     /// Checked like an edit batch: devices and capabilities exist, acyclic, references point
@@ -132,6 +138,9 @@ pub struct LateResult {
 pub struct EdgeView {
     pub from: TaskId,
     pub to: TaskId,
+    /// `success` when absent (in a submitted graph; views always carry it).
+    #[serde(default)]
+    #[schema(default = "success")]
     pub kind: EdgeKind,
     /// Present exactly when `kind` is `condition`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -143,6 +152,7 @@ pub struct EdgeView {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskSpec {
+    #[schema(value_type = String, pattern = "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
     pub id: TaskId,
     #[serde(default)]
     pub title: String,
@@ -162,7 +172,11 @@ pub struct TaskSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryPolicy>,
     /// Turn limit of each attempt, for executors that work in turns.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::opt_int"
+    )]
     pub max_turns: Option<u32>,
 }
 
@@ -194,7 +208,9 @@ pub enum EditOp {
     AddEdge {
         from: TaskId,
         to: TaskId,
+        /// `success` when absent.
         #[serde(default)]
+        #[schema(default = "success")]
         kind: EdgeKind,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         condition: Option<Condition>,
@@ -223,6 +239,7 @@ impl EditOp {
 #[serde(deny_unknown_fields)]
 pub struct EditBatch {
     /// The graph version the edit was made against; a different current version is a 409.
+    #[serde(deserialize_with = "crate::whole::int")]
     pub expected_version: u64,
     pub ops: Vec<EditOp>,
 }
@@ -264,8 +281,11 @@ pub struct DeviceView {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateDevice {
+    /// 1-64 letters, digits, `-` or `_`, starting with a letter or digit.
+    #[schema(value_type = String, pattern = "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
     pub name: DeviceName,
-    /// `laptop`, `phone`, `server`, or another plain word.
+    /// `laptop`, `phone`, `server`, or another plain word (lowercase letters, digits, `-`).
+    #[schema(pattern = "^[a-z0-9-]{1,32}$")]
     pub kind: String,
 }
 

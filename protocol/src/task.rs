@@ -20,8 +20,9 @@ pub enum Action {
     /// `step_ms` each, reports every turn, and asks for more turns when it reaches its limit.
     /// Agents offer it (capability `steps`) only when started with `--test-executors`.
     Steps {
+        #[serde(deserialize_with = "crate::whole::int")]
         steps: u32,
-        #[serde(default)]
+        #[serde(default, deserialize_with = "crate::whole::int")]
         step_ms: u64,
     },
     /// Use one of the phone's own tools (Termux:API on Android: `notification`,
@@ -97,8 +98,9 @@ pub struct ToolSpec {
 #[serde(deny_unknown_fields)]
 pub struct TaskOutput {
     pub summary: String,
+    /// Any JSON value: `null` when there is none (a cancelled task's output).
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub data: serde_json::Value,
 }
 
@@ -128,9 +130,12 @@ impl ErrorInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryPolicy {
+    #[serde(deserialize_with = "crate::whole::int")]
     pub max_attempts: u32,
+    #[serde(deserialize_with = "crate::whole::int")]
     pub initial_backoff_ms: u64,
     pub multiplier: f64,
+    #[serde(deserialize_with = "crate::whole::int")]
     pub max_backoff_ms: u64,
     pub jitter: f64,
     pub non_retryable: Vec<String>,
@@ -393,7 +398,7 @@ pub struct Condition {
     pub path: String,
     pub op: ConditionOp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub value: Option<serde_json::Value>,
 }
 

@@ -73,3 +73,26 @@ where
             .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON body: {e}")))
     }
 }
+
+/// Like `axum::extract::Query`, but a query string that does not parse (an unknown parameter,
+/// a value of the wrong type) is `400 invalid_query` in the API's error format.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(q)| ApiQuery(q))
+            .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+    }
+}

@@ -22,7 +22,7 @@ use axum::{Json, Router};
 use tokio_util::sync::CancellationToken;
 use weft_planner::Planner;
 
-pub use extract::ApiJson;
+pub use extract::{ApiJson, ApiQuery};
 pub use openapi::ApiDoc;
 
 use crate::engine::Handle;
@@ -71,7 +71,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/v1/requests/{id}/tasks/{task_id}",
-            delete(requests::cancel_task),
+            delete(requests::delete_task),
         )
         .route("/v1/devices", get(devices::list).post(devices::add))
         .route("/v1/devices/{name}/drain", post(devices::drain))
@@ -121,21 +121,45 @@ pub(crate) fn rate_limited(wait: std::time::Duration) -> Response {
     resp
 }
 
-async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
-    let mut body = serde_json::json!({
-        "status": "ok",
-        "version": env!("CARGO_PKG_VERSION"),
-        "tls": state.tls.as_ref().map(|t| serde_json::json!({"fingerprint": t.fingerprint()})),
-    });
-    if state.insecure_plaintext {
-        body["warning"] = serde_json::json!(
-            "insecure plain text (--insecure-plaintext): API and device tokens cross the network unencrypted"
-        );
-    }
-    Json(body)
+/// The answer to `GET /healthz`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Health {
+    /// Always `ok`.
+    status: &'static str,
+    /// The server's version.
+    version: &'static str,
+    /// The listener's TLS; `null` without TLS.
+    tls: Option<HealthTls>,
+    /// Present when the server runs without TLS on a non-loopback address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warning: Option<&'static str>,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct HealthTls {
+    /// The SHA-256 of the server's certificate: `sha256:` and 64 hex digits.
+    fingerprint: String,
+}
+
+/// Liveness: the server answers. Needs no API token.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health)))]
+async fn healthz(State(state): State<AppState>) -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+        tls: state.tls.as_ref().map(|t| HealthTls {
+            fingerprint: t.fingerprint().to_string(),
+        }),
+        warning: state.insecure_plaintext.then_some(
+            "insecure plain text (--insecure-plaintext): API and device tokens cross the network unencrypted",
+        ),
+    })
 }
 
 /// Prometheus text exposition of the orchestrator's counters.
+#[utoipa::path(get, path = "/metrics",
+    responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String)),
+    security(("bearer" = [])))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let mut text = state.engine.metrics.render();
     let (general, agents) = state.conns.open();

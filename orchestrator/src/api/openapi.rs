@@ -1,7 +1,18 @@
 //! The OpenAPI document, generated from the handlers and wire types.
+//!
+//! Each handler's `#[utoipa::path]` lists the answers of its own; [`CommonAnswers`] adds those
+//! the layers around every handler give (the Host check, the API-token middleware, the JSON
+//! body extractor), so that no route can forget one. `tests/it/contract.rs` runs schemathesis
+//! against the served document.
+
+use std::sync::LazyLock;
 
 use axum::Json;
+use utoipa::openapi::header::Header;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{Content, Ref, RefOr, Response, ResponseBuilder, Schema};
 use utoipa::{Modify, OpenApi};
 use weft_protocol::rest::{
     AttemptView, CreateDevice, DeviceCreated, DeviceRemoved, DeviceStatus, DeviceView, EdgeView,
@@ -24,12 +35,16 @@ use weft_protocol::{
         super::requests::edit,
         super::requests::cancel,
         super::requests::cancel_task,
+        super::requests::delete_task,
         super::devices::list,
         super::devices::add,
         super::devices::drain,
         super::devices::resume,
         super::devices::remove,
         super::devices::rotate,
+        super::healthz,
+        super::metrics,
+        serve,
     ),
     components(schemas(
         SubmitRequest, RequestView, TaskView, AttemptView, EdgeView, DeviceView, DeviceStatus,
@@ -37,8 +52,9 @@ use weft_protocol::{
         TaskStatus, AttemptStatus, RequestStatus, EdgeKind, RetryPolicy, LateResult,
         EditBatch, EditOp, GraphSpec, TaskSpec, Condition, ConditionOp, ConditionSource,
         weft_protocol::wire::ResultStatus, weft_protocol::rest::LlmUsageView,
+        super::Health, super::HealthTls,
     )),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &ClosedVariants)
 )]
 #[derive(Debug)]
 pub struct ApiDoc;
@@ -56,6 +72,153 @@ impl Modify for BearerAuth {
     }
 }
 
-pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi().merge_from(crate::web::WebApiDoc::openapi()))
+/// utoipa writes `additionalProperties: false` for a struct under `deny_unknown_fields` but not
+/// for the variants of such an enum; these inbound enums refuse unknown fields in every variant.
+#[derive(Debug)]
+struct ClosedVariants;
+
+impl Modify for ClosedVariants {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for name in ["Action", "EditOp"] {
+            let Some(RefOr::T(Schema::OneOf(one_of))) = components.schemas.get_mut(name) else {
+                continue;
+            };
+            for variant in &mut one_of.items {
+                if let RefOr::T(Schema::Object(object)) = variant {
+                    object.additional_properties =
+                        Some(Box::new(AdditionalProperties::FreeForm(false)));
+                }
+            }
+        }
+    }
+}
+
+/// The answers the layers around the handlers give, added to every operation they apply to:
+/// `421` to every route (the Host check); `401` and `429` to every route that needs the API
+/// token (the middleware, and its limit on failed authentications), `403` to those of them
+/// that change state (a browser session's CSRF and Origin checks); `400`, `408`, `413` and
+/// `415` to every route that takes a JSON body ([`super::ApiJson`]). A status the handler
+/// documents itself keeps the handler's description.
+#[derive(Debug)]
+struct CommonAnswers;
+
+/// One shared answer: its status, its name under `components/responses`, what it means.
+const COMMON: [(&str, &str, &str); 8] = [
+    (
+        "400",
+        "BadRequest",
+        "`invalid_json`: the body is not the JSON the route takes; `invalid_body`",
+    ),
+    (
+        "401",
+        "Unauthorized",
+        "`missing_api_token`, `bad_api_token`, `session_expired`",
+    ),
+    (
+        "403",
+        "Forbidden",
+        "A browser session's call without its CSRF token or from another origin",
+    ),
+    (
+        "408",
+        "BodyTimeout",
+        "`body_timeout`: the body did not arrive in time",
+    ),
+    (
+        "413",
+        "BodyTooLarge",
+        "`body_too_large`: the body is larger than 1 MiB",
+    ),
+    (
+        "415",
+        "UnsupportedMediaType",
+        "`unsupported_media_type`: the body is not sent as `application/json`",
+    ),
+    (
+        "421",
+        "MisdirectedRequest",
+        "`host_not_allowed`: a `Host` this server does not answer to",
+    ),
+    (
+        "429",
+        "RateLimited",
+        "`rate_limited`: too many failed authentications from this address; wait `Retry-After` seconds",
+    ),
+];
+
+impl Modify for CommonAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (status, name, description) in COMMON {
+            components
+                .responses
+                .insert(name.to_owned(), RefOr::T(error_answer(status, description)));
+        }
+        for item in openapi.paths.paths.values_mut() {
+            let ops = [
+                (&mut item.get, false),
+                (&mut item.post, true),
+                (&mut item.put, true),
+                (&mut item.patch, true),
+                (&mut item.delete, true),
+            ];
+            for (op, changes_state) in ops {
+                if let Some(op) = op {
+                    add_common(op, changes_state);
+                }
+            }
+        }
+    }
+}
+
+fn add_common(op: &mut Operation, changes_state: bool) {
+    let protected = op.security.as_ref().is_some_and(|s| !s.is_empty());
+    let takes_json = op.request_body.is_some();
+    for (status, name, _) in COMMON {
+        let applies = match status {
+            "421" => true,
+            "401" | "429" => protected,
+            "403" => protected && changes_state,
+            _ => takes_json,
+        };
+        if applies {
+            op.responses
+                .responses
+                .entry(status.to_owned())
+                .or_insert_with(|| RefOr::Ref(Ref::new(format!("#/components/responses/{name}"))));
+        }
+    }
+}
+
+fn error_answer(status: &str, description: &str) -> Response {
+    let body = Content::new(Some(RefOr::Ref(Ref::from_schema_name("ErrorBody"))));
+    let answer = ResponseBuilder::new()
+        .description(description)
+        .content("application/json", body);
+    if status == "429" {
+        let seconds = Schema::Object(ObjectBuilder::new().schema_type(Type::Integer).build());
+        return answer.header("Retry-After", Header::new(seconds)).build();
+    }
+    answer.build()
+}
+
+/// The whole document: the REST API and the web view's API routes.
+pub fn document() -> &'static utoipa::openapi::OpenApi {
+    static DOC: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(|| {
+        let mut doc = ApiDoc::openapi().merge_from(crate::web::WebApiDoc::openapi());
+        CommonAnswers.modify(&mut doc);
+        doc
+    });
+    &DOC
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this server", body = Object)),
+    security(("bearer" = [])))]
+pub async fn serve() -> Json<&'static utoipa::openapi::OpenApi> {
+    Json(document())
 }

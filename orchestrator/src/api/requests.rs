@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::Stream;
@@ -17,7 +17,7 @@ use weft_protocol::rest::{
     EditBatch, ErrorBody, Event, EventKind, MAX_REQUEST_TEXT_BYTES, RequestView, SubmitRequest,
 };
 
-use super::{ApiJson, AppState};
+use super::{ApiJson, ApiQuery, AppState};
 use crate::ApiError;
 use crate::engine::Planned;
 use crate::store::Store;
@@ -180,6 +180,7 @@ pub async fn cancel(
 /// Cancel one task (also `DELETE /v1/requests/{id}/tasks/{task_id}`): downstream tasks that
 /// needed it to succeed are skipped.
 #[utoipa::path(post, path = "/v1/requests/{id}/tasks/{task_id}/cancel",
+    operation_id = "cancel_task",
     params(("id" = String, Path, description = "Request id"),
            ("task_id" = String, Path, description = "Task id")),
     responses((status = 202, body = RequestView), (status = 404, body = ErrorBody),
@@ -194,22 +195,47 @@ pub async fn cancel_task(
     Ok((StatusCode::ACCEPTED, Json(view(&state, &id).await?)))
 }
 
-#[derive(Debug, Deserialize)]
+/// Cancel one task, as `POST /v1/requests/{id}/tasks/{task_id}/cancel` does.
+#[utoipa::path(delete, path = "/v1/requests/{id}/tasks/{task_id}",
+    operation_id = "delete_task",
+    params(("id" = String, Path, description = "Request id"),
+           ("task_id" = String, Path, description = "Task id")),
+    responses((status = 202, body = RequestView), (status = 404, body = ErrorBody),
+              (status = 409, description = "`task_finished`, `request_finished`", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete_task(
+    state: State<AppState>,
+    path: Path<(String, String)>,
+) -> Result<(StatusCode, Json<RequestView>), ApiError> {
+    cancel_task(state, path).await
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// How many (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
 }
 
-/// The most recent requests, newest first (`?limit=N`, default 50, at most 500).
+/// The most recent requests, newest first (`?limit=N`, 1 to 500, default 50).
 #[utoipa::path(get, path = "/v1/requests",
-    params(("limit" = Option<u32>, Query, description = "How many (default 50, max 500)")),
-    responses((status = 200, body = Vec<RequestView>)),
+    params(ListQuery),
+    responses((status = 200, body = Vec<RequestView>),
+              (status = 400, description = "`invalid_query`: `limit` is not a number from 1 to 500, or another parameter was given", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<RequestView>>, ApiError> {
-    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit is {limit}; it must be from 1 to 500"),
+        ));
+    }
     Ok(Json(state.store.list_requests(limit).await?))
 }
 

@@ -312,7 +312,8 @@ async fn create_login_link(
 }
 
 /// End the browser session whose cookie came with the call.
-#[utoipa::path(post, path = "/v1/ui/logout", responses((status = 204)))]
+#[utoipa::path(post, path = "/v1/ui/logout", responses((status = 204)),
+    security(("bearer" = [])))]
 async fn logout(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
     if let Some(id) = session::session_cookie(&headers) {
         state.web.sessions.end(id);

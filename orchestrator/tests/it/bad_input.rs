@@ -146,8 +146,34 @@ async fn openapi_document_lists_the_routes() {
         "/v1/requests/{id}",
         "/v1/requests/{id}/events",
         "/v1/devices",
+        "/healthz",
+        "/metrics",
+        "/openapi.json",
     ] {
         assert!(doc["paths"].get(path).is_some(), "missing {path}");
     }
+    let delete_task = &doc["paths"]["/v1/requests/{id}/tasks/{task_id}"]["delete"];
+    assert_eq!(delete_task["operationId"], "delete_task");
+    // The answers of the layers around the handlers are on every route they apply to.
+    let submit = &doc["paths"]["/v1/requests"]["post"]["responses"];
+    for status in ["400", "401", "413", "415", "421", "422", "429"] {
+        assert!(submit.get(status).is_some(), "submit lacks {status}");
+    }
+    let health = &doc["paths"]["/healthz"]["get"]["responses"];
+    assert!(health.get("401").is_none() && health.get("421").is_some());
     assert!(doc["components"]["schemas"].get("RequestView").is_some());
+}
+
+#[tokio::test]
+async fn list_limit_out_of_range_is_refused_in_the_api_format() {
+    let h = Harness::start().await;
+    for query in ["limit=0", "limit=501", "limit=-1", "limit=x", "other=1"] {
+        let (status, resp) = h.get(&format!("/v1/requests?{query}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(code(&resp), "invalid_query", "{query}");
+    }
+    for query in ["limit=1", "limit=500", ""] {
+        let (status, _) = h.get(&format!("/v1/requests?{query}")).await;
+        assert_eq!(status, StatusCode::OK, "{query}");
+    }
 }

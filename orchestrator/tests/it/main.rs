@@ -3,6 +3,7 @@
 
 mod auth;
 mod bad_input;
+mod contract;
 mod e2e;
 mod enroll;
 mod faults;
