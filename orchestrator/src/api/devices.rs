@@ -10,6 +10,7 @@ use crate::ApiError;
 
 /// Registered devices with their connection status and load.
 #[utoipa::path(get, path = "/v1/devices",
+    operation_id = "list_devices",
     responses((status = 200, body = Vec<DeviceView>)),
     security(("bearer" = [])))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<DeviceView>>, ApiError> {

@@ -205,11 +205,69 @@ fn error_answer(status: &str, description: &str) -> Response {
     answer.build()
 }
 
+/// OpenAPI links: where the ids a created request or device answers with can be used next, so
+/// that a client (and schemathesis's stateful phase) can follow them. Written into the JSON
+/// document: utoipa 5.5's `Link` serializes `operation_id` in snake case, which no reader takes.
+type LinkSet = (
+    &'static str,
+    &'static [(&'static str, &'static [(&'static str, &'static str)])],
+);
+
+const REQUEST_ID: (&str, &str) = ("id", "$response.body#/id");
+const FIRST_TASK: (&str, &str) = ("task_id", "$response.body#/tasks/0/id");
+const DEVICE_NAME: (&str, &str) = ("name", "$response.body#/name");
+
+/// From the `201` of a `POST` (a JSON pointer to it) to (operation, its parameters).
+const LINKS: [LinkSet; 2] = [
+    (
+        "/paths/~1v1~1requests/post/responses/201",
+        &[
+            ("get_one", &[REQUEST_ID]),
+            ("graph_layout", &[REQUEST_ID]),
+            ("edit", &[REQUEST_ID]),
+            ("cancel", &[REQUEST_ID]),
+            ("cancel_task", &[REQUEST_ID, FIRST_TASK]),
+            ("delete_task", &[REQUEST_ID, FIRST_TASK]),
+        ],
+    ),
+    (
+        "/paths/~1v1~1devices/post/responses/201",
+        &[
+            ("drain", &[DEVICE_NAME]),
+            ("resume", &[DEVICE_NAME]),
+            ("rotate", &[DEVICE_NAME]),
+            ("remove", &[DEVICE_NAME]),
+        ],
+    ),
+];
+
+fn add_links(doc: &mut serde_json::Value) {
+    for (answer, targets) in LINKS {
+        let Some(answer) = doc.pointer_mut(answer).and_then(|a| a.as_object_mut()) else {
+            continue;
+        };
+        let links = targets
+            .iter()
+            .map(|(operation, params)| {
+                let params: serde_json::Map<_, _> = params
+                    .iter()
+                    .map(|(name, at)| ((*name).to_owned(), serde_json::json!(at)))
+                    .collect();
+                let link = serde_json::json!({"operationId": operation, "parameters": params});
+                ((*operation).to_owned(), link)
+            })
+            .collect();
+        answer.insert("links".to_owned(), serde_json::Value::Object(links));
+    }
+}
+
 /// The whole document: the REST API and the web view's API routes.
-pub fn document() -> &'static utoipa::openapi::OpenApi {
-    static DOC: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(|| {
+pub fn document() -> &'static serde_json::Value {
+    static DOC: LazyLock<serde_json::Value> = LazyLock::new(|| {
         let mut doc = ApiDoc::openapi().merge_from(crate::web::WebApiDoc::openapi());
         CommonAnswers.modify(&mut doc);
+        let mut doc = serde_json::to_value(doc).unwrap_or_default();
+        add_links(&mut doc);
         doc
     });
     &DOC
@@ -219,6 +277,6 @@ pub fn document() -> &'static utoipa::openapi::OpenApi {
 #[utoipa::path(get, path = "/openapi.json",
     responses((status = 200, description = "The OpenAPI 3.1 document of this server", body = Object)),
     security(("bearer" = [])))]
-pub async fn serve() -> Json<&'static utoipa::openapi::OpenApi> {
+pub async fn serve() -> Json<&'static serde_json::Value> {
     Json(document())
 }

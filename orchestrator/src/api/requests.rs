@@ -221,6 +221,7 @@ pub struct ListQuery {
 
 /// The most recent requests, newest first (`?limit=N`, 1 to 500, default 50).
 #[utoipa::path(get, path = "/v1/requests",
+    operation_id = "list_requests",
     params(ListQuery),
     responses((status = 200, body = Vec<RequestView>),
               (status = 400, description = "`invalid_query`: `limit` is not a number from 1 to 500, or another parameter was given", body = ErrorBody)),

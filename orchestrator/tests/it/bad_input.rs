@@ -161,6 +161,23 @@ async fn openapi_document_lists_the_routes() {
     }
     let health = &doc["paths"]["/healthz"]["get"]["responses"];
     assert!(health.get("401").is_none() && health.get("421").is_some());
+    // Operation ids are unique, and a created request links to what can be done with it.
+    let mut ids: Vec<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .map(|op| op["operationId"].as_str().unwrap())
+        .collect();
+    let all = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), all, "repeated operation ids: {ids:?}");
+    let cancel = &doc["paths"]["/v1/requests"]["post"]["responses"]["201"]["links"]["cancel"];
+    assert_eq!(
+        *cancel,
+        json!({"operationId": "cancel", "parameters": {"id": "$response.body#/id"}})
+    );
     assert!(doc["components"]["schemas"].get("RequestView").is_some());
 }
 
