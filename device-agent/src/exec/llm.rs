@@ -276,8 +276,8 @@ pub async fn run(
 }
 
 /// The tool calls a model wrote as text instead of as `tool_calls`: a JSON object
-/// `{"name": ..., "arguments": {...}}` (or `"parameters"`), or a list of them, alone in the
-/// answer, perhaps in a Markdown code fence or in `<tool_call>` tags. `None` when the text is
+/// `{"name": ..., "arguments": {...}}` (or `"parameters"`), a list of them or several in a row,
+/// alone in the answer, perhaps in a Markdown code fence or in `<tool_call>` tags. `None` when the text is
 /// anything else (an answer that mentions JSON is still an answer).
 fn calls_in_text(text: &str, turn: u32) -> Option<Vec<ToolCall>> {
     let mut t = text.trim();
@@ -290,11 +290,16 @@ fn calls_in_text(text: &str, turn: u32) -> Option<Vec<ToolCall>> {
             t = inner.trim_end().strip_suffix(close).unwrap_or(inner).trim();
         }
     }
-    let items = match serde_json::from_str::<Value>(t).ok()? {
-        Value::Array(items) => items,
-        one @ Value::Object(_) => vec![one],
-        _ => return None,
-    };
+    // One object, a list, or several objects one after another (one per line, as small
+    // models write them).
+    let mut items = Vec::new();
+    for value in serde_json::Deserializer::from_str(t).into_iter::<Value>() {
+        match value.ok()? {
+            Value::Array(list) => items.extend(list),
+            one @ Value::Object(_) => items.push(one),
+            _ => return None,
+        }
+    }
     let calls: Option<Vec<ToolCall>> = items
         .iter()
         .enumerate()

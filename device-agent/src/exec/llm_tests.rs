@@ -291,6 +291,14 @@ async fn a_tool_call_written_as_text_is_run_not_taken_for_the_answer() {
     // Text that is not a call stays an answer.
     assert!(calls_in_text("Use {\"name\": 1} as the key", 1).is_none());
     assert!(calls_in_text(r#"{"answer": "42"}"#, 1).is_none());
+    assert!(calls_in_text("{\"name\": \"a\", \"arguments\": {}} and then some", 1).is_none());
+    // Several calls one per line in a fence (as the live 1.5B model wrote them): all are run.
+    let fenced = "```json\n{\"name\": \"read_file\", \"arguments\": {\"path\": \"a\"}}\n\
+                  {\"name\": \"write_file\", \"arguments\": {\"path\": \"b\", \"content\": \"x\"}}\n```";
+    let calls = calls_in_text(fenced, 2).unwrap();
+    let names: Vec<&str> = calls.iter().map(|c| c.function.name.as_str()).collect();
+    assert_eq!(names, ["read_file", "write_file"]);
+    assert_eq!(calls[1].id, "text_call_2_2");
     llm.stop().await;
 }
 
