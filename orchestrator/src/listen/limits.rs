@@ -301,7 +301,10 @@ impl AuthLimiter {
         }
         f.count = f.count.saturating_add(1);
         f.last = now;
-        if let Some(beyond) = f.count.checked_sub(self.limit.free_failures + 1) {
+        if let Some(beyond) = f
+            .count
+            .checked_sub(self.limit.free_failures.saturating_add(1))
+        {
             let wait = self
                 .limit
                 .first_wait
@@ -415,5 +418,21 @@ mod tests {
         assert!(lim.check_at(k, t2).is_ok());
         assert_eq!(retry_after_secs(Duration::from_millis(1500)), 2);
         assert_eq!(retry_after_secs(Duration::from_secs(3)), 3);
+    }
+
+    #[test]
+    fn an_unbounded_number_of_free_failures_never_overflows() {
+        let lim = AuthLimiter::new(
+            AuthLimit {
+                free_failures: u32::MAX,
+                ..AuthLimit::default()
+            },
+            Arc::new(Metrics::default()),
+        );
+        let k = AddrKey::of(ip("10.0.0.7"));
+        let t0 = Instant::now();
+        lim.failed_at(k, t0);
+        lim.failed_at(k, t0);
+        assert!(lim.check_at(k, t0).is_ok());
     }
 }
