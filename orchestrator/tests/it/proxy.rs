@@ -15,7 +15,7 @@ use weft_protocol::rest::{DeviceStatus, DeviceView, RequestView};
 use weft_protocol::{AttemptStatus, RequestStatus};
 
 use crate::harness::Harness;
-use crate::tls::pinned;
+use crate::tls::{pinned, weft};
 
 /// The nginx binary: on PATH or where Debian puts it.
 fn nginx_bin() -> PathBuf {
@@ -202,24 +202,6 @@ impl Api {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-}
-
-/// Runs `weft` to its end, at most 60 s: (exit code, stdout, stderr).
-async fn weft(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weft"));
-    cmd.args(args).env("RUST_LOG", "warn").kill_on_drop(true);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
-        .await
-        .expect("weft did not finish in time")
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

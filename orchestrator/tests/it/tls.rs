@@ -176,7 +176,7 @@ async fn a_new_certificate_is_taken_without_dropping_connections() {
 }
 
 /// Runs `weft` with `args` (and `env`) to its end, at most 20 s: (exit code, stdout, stderr).
-async fn weft(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+pub async fn weft(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_weft"));
     cmd.args(args).env("RUST_LOG", "warn").kill_on_drop(true);
     for (k, v) in env {
