@@ -7,12 +7,14 @@
 //!
 //! See `docs/protocol.md` for every message with an example frame.
 
+pub mod files;
 pub mod ids;
 pub mod rest;
 pub mod task;
 pub mod whole;
 pub mod wire;
 
+pub use files::{FileRef, FilesSpec};
 pub use ids::{AttemptId, DeviceName, RequestId, TaskId};
 pub use task::{
     Action, AttemptStatus, Condition, ConditionOp, ConditionSource, EdgeKind, ErrorInfo,
