@@ -9,6 +9,7 @@ pub mod codes;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod http;
 pub mod listen;
 pub mod llm_log;
 pub mod metrics;

@@ -8,8 +8,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use weft_planner::Planner;
 
-use crate::api::{self, AppState};
 use crate::engine::{Clock, Engine};
+use crate::http::{self, AppState};
 use crate::store::Store;
 use crate::ws::ConnSettings;
 use crate::{Error, ServeOptions, listen, token};
@@ -93,7 +93,7 @@ pub async fn start(
         tls: tls.clone(),
         insecure_plaintext: opts.insecure_plaintext,
     };
-    let app = api::router(state);
+    let app = http::router(state);
     let listen = listen::Listen {
         conns,
         header_timeout: opts.header_timeout,

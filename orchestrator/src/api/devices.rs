@@ -5,8 +5,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use weft_protocol::rest::{CreateDevice, DeviceCreated, DeviceRemoved, DeviceView, ErrorBody};
 
-use super::{ApiJson, AppState};
 use crate::ApiError;
+use crate::http::{ApiJson, AppState};
 
 /// Registered devices with their connection status and load.
 #[utoipa::path(get, path = "/v1/devices",

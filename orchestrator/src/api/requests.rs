@@ -17,9 +17,9 @@ use weft_protocol::rest::{
     EditBatch, ErrorBody, Event, EventKind, MAX_REQUEST_TEXT_BYTES, RequestView, SubmitRequest,
 };
 
-use super::{ApiJson, ApiQuery, AppState};
 use crate::ApiError;
 use crate::engine::Planned;
+use crate::http::{ApiJson, ApiQuery, AppState};
 use crate::store::Store;
 
 fn planner_error(e: weft_planner::Error) -> ApiError {

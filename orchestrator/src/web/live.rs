@@ -12,8 +12,8 @@ use tokio::sync::broadcast::error::RecvError;
 use weft_protocol::rest::{DeviceView, Event};
 
 use crate::ApiError;
-use crate::api::AppState;
 use crate::engine::Handle;
+use crate::http::AppState;
 
 fn json_event(name: &'static str, data: &impl serde::Serialize) -> SseEvent {
     SseEvent::default()

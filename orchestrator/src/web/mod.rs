@@ -31,7 +31,7 @@ use weft_protocol::rest::ErrorBody;
 pub use layout::GraphLayout;
 pub use session::{Auth, Sessions};
 
-use crate::api::AppState;
+use crate::http::AppState;
 use crate::{ApiError, now_ms};
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
