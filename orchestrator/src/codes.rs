@@ -257,6 +257,37 @@ pub const CODES: &[Code] = &[
         &[Http(422), Task],
         "a reference to a task that is not upstream, or a malformed one; at dispatch, one that cannot be filled in",
     ),
+    // Files between devices (issue 17; the blob store, `blobs/`).
+    code(
+        "invalid_blob_name",
+        &[Http(400)],
+        "a file's name in the blob store (its SHA-256) that is not 64 lowercase hex digits",
+    ),
+    code(
+        "blob_not_found",
+        &[Http(404)],
+        "no stored file with that SHA-256",
+    ),
+    code(
+        "blob_too_large",
+        &[Http(413)],
+        "an uploaded file larger than the orchestrator takes; nothing was stored",
+    ),
+    code(
+        "blob_mismatch",
+        &[Http(422)],
+        "an uploaded file that is not the size or SHA-256 its sender declared; nothing was stored",
+    ),
+    code(
+        "blob_corrupt",
+        &[Http(500)],
+        "a stored file whose bytes no longer match its SHA-256: it is not served (upload it again)",
+    ),
+    code(
+        "disk_full",
+        &[Http(507)],
+        "the orchestrator's disk is full: the file was not stored",
+    ),
     code(
         "rate_limited",
         &[Http(429), Frame],
@@ -483,6 +514,26 @@ pub const CODES: &[Code] = &[
         "a URL that is not allowed or not valid",
     ),
     code("io_error", &[Agent], "a file could not be read or written"),
+    code(
+        "output_missing",
+        &[Agent],
+        "a file the task declared in its outputs is not in its workdir",
+    ),
+    code(
+        "upload_failed",
+        &[Agent],
+        "an output file could not be sent to the orchestrator (retried)",
+    ),
+    code(
+        "download_failed",
+        &[Agent],
+        "an input file could not be fetched from the orchestrator (retried)",
+    ),
+    code(
+        "download_corrupt",
+        &[Agent],
+        "an input file did not arrive with its size and SHA-256; it was deleted (retried)",
+    ),
     code(
         "adb_failed",
         &[Agent],

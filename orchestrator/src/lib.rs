@@ -4,6 +4,7 @@
 //! See ARCHITECTURE.md at the repository root for the code map and invariants.
 
 pub mod api;
+pub mod blobs;
 pub mod cli;
 pub mod codes;
 pub mod config;

@@ -1,0 +1,267 @@
+//! [`LocalBlobs`]: blobs as files in a directory, `<root>/ab/cdef…` (the first two hex digits
+//! of the name, then the other 62), written through `<root>/tmp/`.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use futures_util::future::BoxFuture;
+use sha2::{Digest, Sha256};
+use tokio::fs;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+use super::{BlobId, BlobInfo, BlobReader, BlobStore, Error, PutLimits, Verifying};
+
+/// How much of a body is read and written at a time.
+const CHUNK: usize = 256 * 1024;
+
+/// Where puts write before their content is known; on the same filesystem as the blobs, so
+/// the final rename is atomic.
+const TMP: &str = "tmp";
+
+/// The default [`BlobStore`]: a directory, normally `<data dir>/blobs`.
+///
+/// A put streams the body into `tmp/<uuid>.part` while hashing it (a [`CHUNK`] at a time),
+/// fsyncs it, and only then renames it to its name and fsyncs the directory; a put that fails
+/// or is dropped removes its temporary file, and [`LocalBlobs::open`] removes whatever a crash
+/// left in `tmp/`. One process uses a directory at a time.
+#[derive(Debug, Clone)]
+pub struct LocalBlobs {
+    root: PathBuf,
+}
+
+impl LocalBlobs {
+    /// The store in `root` (created if missing), with the temporary files a crash left there
+    /// removed.
+    pub async fn open(root: impl Into<PathBuf>) -> Result<Self, Error> {
+        let root = root.into();
+        let tmp = root.join(TMP);
+        fs::create_dir_all(&tmp).await?;
+        let mut left = fs::read_dir(&tmp).await?;
+        while let Some(entry) = left.next_entry().await? {
+            tracing::info!(file = %entry.path().display(), "removing a partial blob a crash left");
+            fs::remove_file(entry.path()).await?;
+        }
+        Ok(Self { root })
+    }
+
+    /// The store in `<data_dir>/blobs`.
+    pub async fn in_data_dir(data_dir: &Path) -> Result<Self, Error> {
+        Self::open(data_dir.join("blobs")).await
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the blob `id` lives.
+    pub fn path(&self, id: &BlobId) -> PathBuf {
+        let (dir, rest) = id.as_str().split_at(2);
+        self.root.join(dir).join(rest)
+    }
+
+    async fn put_inner(
+        &self,
+        body: &mut (dyn AsyncRead + Send + Unpin),
+        limits: PutLimits,
+    ) -> Result<BlobInfo, Error> {
+        let tmp = TempFile(
+            self.root
+                .join(TMP)
+                .join(format!("{}.part", uuid::Uuid::new_v4())),
+        );
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp.0)
+            .await?;
+        let mut hasher = Sha256::new();
+        let mut size: u64 = 0;
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let n = body.read(&mut buf).await.map_err(Error::Body)?;
+            if n == 0 {
+                break;
+            }
+            size += n as u64;
+            if size > limits.max_bytes {
+                return Err(Error::TooLarge {
+                    limit: limits.max_bytes,
+                });
+            }
+            if let Some(declared) = limits.expect_size.filter(|d| size > *d) {
+                return Err(Error::Mismatch {
+                    got: format!("more than {declared} bytes"),
+                    declared: format!("{declared} bytes"),
+                });
+            }
+            hasher.update(&buf[..n]);
+            file.write_all(&buf[..n]).await?;
+        }
+        file.flush().await?;
+        file.sync_all().await?;
+        drop(file);
+        let info = BlobInfo {
+            sha256: BlobId::of_digest(&hasher.finalize()),
+            size,
+        };
+        check_declared(&info, &limits)?;
+        let path = self.path(&info.sha256);
+        let dir = path.parent().unwrap_or(&self.root);
+        match fs::metadata(&path).await {
+            // Already stored (deduplication). One of another size is damaged: replaced below.
+            Ok(m) if m.len() == size => return Ok(info),
+            Ok(_) => {
+                tracing::warn!(blob = %info.sha256, "replacing a stored blob of the wrong size")
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        let new_dir = fs::metadata(dir).await.is_err();
+        fs::create_dir_all(dir).await?;
+        fs::rename(&tmp.0, &path).await?;
+        tmp.disarm();
+        sync_dir(dir).await?;
+        if new_dir {
+            sync_dir(&self.root).await?;
+        }
+        Ok(info)
+    }
+}
+
+/// The declared size and hash, if any, against what arrived.
+fn check_declared(info: &BlobInfo, limits: &PutLimits) -> Result<(), Error> {
+    let size_ok = limits.expect_size.is_none_or(|s| s == info.size);
+    let hash_ok = limits
+        .expect_sha256
+        .as_ref()
+        .is_none_or(|h| *h == info.sha256);
+    if size_ok && hash_ok {
+        return Ok(());
+    }
+    let declared = [
+        limits.expect_size.map(|s| format!("{s} bytes")),
+        limits
+            .expect_sha256
+            .as_ref()
+            .map(|h| format!("SHA-256 {h}")),
+    ];
+    Err(Error::Mismatch {
+        got: format!("{} bytes with SHA-256 {}", info.size, info.sha256),
+        declared: declared
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" with "),
+    })
+}
+
+/// Makes a rename or creation in `dir` durable.
+async fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    fs::File::open(dir).await?.sync_all().await?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// A temporary file, removed when dropped unless disarmed: a put that fails, or whose future
+/// is dropped half-way (the client went away), leaves nothing behind.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn disarm(mut self) {
+        self.0 = PathBuf::new();
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.0.as_os_str().is_empty()
+            && let Err(e) = std::fs::remove_file(&self.0)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            tracing::warn!(file = %self.0.display(), error = %e, "cannot remove a partial blob");
+        }
+    }
+}
+
+impl BlobStore for LocalBlobs {
+    fn put<'a>(
+        &'a self,
+        body: &'a mut (dyn AsyncRead + Send + Unpin),
+        limits: PutLimits,
+    ) -> BoxFuture<'a, Result<BlobInfo, Error>> {
+        Box::pin(self.put_inner(body, limits))
+    }
+
+    fn open<'a>(&'a self, blob: &'a BlobInfo) -> BoxFuture<'a, Result<BlobReader, Error>> {
+        Box::pin(async move {
+            let file = match fs::File::open(self.path(&blob.sha256)).await {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(Error::NotFound(blob.sha256.clone()));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let len = file.metadata().await?.len();
+            if len != blob.size {
+                return Err(Error::Corrupt {
+                    id: blob.sha256.clone(),
+                    detail: format!("it is {len} bytes; it should have {}", blob.size),
+                });
+            }
+            let reader: BlobReader = Box::pin(Verifying::new(file, blob.clone()));
+            Ok(reader)
+        })
+    }
+
+    fn stat<'a>(&'a self, id: &'a BlobId) -> BoxFuture<'a, Result<Option<BlobInfo>, Error>> {
+        Box::pin(async move {
+            match fs::metadata(self.path(id)).await {
+                Ok(m) => Ok(Some(BlobInfo {
+                    sha256: id.clone(),
+                    size: m.len(),
+                })),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+
+    fn delete<'a>(&'a self, id: &'a BlobId) -> BoxFuture<'a, Result<bool, Error>> {
+        Box::pin(async move {
+            match fs::remove_file(self.path(id)).await {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+
+    fn list(&self) -> BoxFuture<'_, Result<Vec<BlobInfo>, Error>> {
+        Box::pin(async move {
+            let mut out = Vec::new();
+            let mut dirs = fs::read_dir(&self.root).await?;
+            while let Some(dir) = dirs.next_entry().await? {
+                let prefix = dir.file_name().to_string_lossy().into_owned();
+                if prefix.len() != 2 || !dir.file_type().await?.is_dir() {
+                    continue; // `tmp/`, or not ours
+                }
+                let mut files = fs::read_dir(dir.path()).await?;
+                while let Some(f) = files.next_entry().await? {
+                    let name = format!("{prefix}{}", f.file_name().to_string_lossy());
+                    match BlobId::parse(&name) {
+                        Ok(id) => out.push(BlobInfo {
+                            sha256: id,
+                            size: f.metadata().await?.len(),
+                        }),
+                        Err(_) => {
+                            tracing::warn!(file = %f.path().display(), "not a blob; left alone")
+                        }
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+}
