@@ -23,7 +23,7 @@ mod tests;
 pub use clock::Clock;
 pub use edit::{EditCtx, EditError, MAX_OPS_PER_BATCH, MAX_TASKS_PER_GRAPH};
 pub use error::Error;
-pub use graph::{Graph, IllegalTransition, TaskDefaults, legal};
+pub use graph::{Graph, IllegalTransition, Target, TaskDefaults, TaskRecord, TaskSched, legal};
 pub use hub::{Hub, RequestEvents};
 pub use placement::FreeSlots;
 pub use service::Engine;

@@ -14,11 +14,12 @@ use sqlx::sqlite::{
 };
 use weft_protocol::rest::{AttemptView, EdgeView, Event, RequestView, TaskView, TurnsView};
 use weft_protocol::{
-    Action, AttemptId, AttemptStatus, DeviceName, EdgeKind, ErrorInfo, RequestId, RequestStatus,
-    RetryPolicy, TaskId, TaskOutput, TaskStatus,
+    AttemptId, AttemptStatus, DeviceName, EdgeKind, ErrorInfo, RequestId, RequestStatus, TaskId,
+    TaskStatus,
 };
 
 use crate::Error;
+use crate::engine::{Target, TaskRecord, TaskSched};
 
 mod write;
 
@@ -26,13 +27,33 @@ pub use write::{Batch, Op};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// Where a task may run, as stored.
+/// Where a task may run, as the `target` column holds it (JSON).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum TargetRow {
+enum TargetRow {
     Device(DeviceName),
     Kind(String),
     Any,
+}
+
+impl From<&Target> for TargetRow {
+    fn from(t: &Target) -> Self {
+        match t {
+            Target::Device(d) => TargetRow::Device(d.clone()),
+            Target::Kind(k) => TargetRow::Kind(k.clone()),
+            Target::Any => TargetRow::Any,
+        }
+    }
+}
+
+impl From<TargetRow> for Target {
+    fn from(t: TargetRow) -> Self {
+        match t {
+            TargetRow::Device(d) => Target::Device(d),
+            TargetRow::Kind(k) => Target::Kind(k),
+            TargetRow::Any => Target::Any,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -55,37 +76,6 @@ pub struct DeviceRow {
     pub removed_at_ms: Option<u64>,
 }
 
-#[derive(Debug, Clone)]
-pub struct TaskRow {
-    pub id: TaskId,
-    pub position: u32,
-    pub title: String,
-    pub instruction: String,
-    pub action: Option<Action>,
-    pub target: TargetRow,
-    pub capabilities: Vec<String>,
-    pub status: TaskStatus,
-    pub retry: RetryPolicy,
-    pub sched: TaskSched,
-    /// Turn limit of each attempt, for executors that work in turns.
-    pub max_turns: u32,
-    /// Only read back on reload; written by `UpdateTask`.
-    pub output: Option<TaskOutput>,
-}
-
-/// A task's scheduling state besides its status.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TaskSched {
-    /// The next attempt may not start before this time (retry backoff).
-    pub not_before_ms: u64,
-    /// When the task first became ready; its overall timeout counts from here.
-    pub first_ready_ms: Option<u64>,
-    /// Prefer any other device for the next attempt (after a device-related failure).
-    pub avoid: Option<DeviceName>,
-    /// A cancel was asked for while the task ran: it ends `cancelled`.
-    pub cancel_requested: bool,
-}
-
 /// An attempt that was in flight when the store was last written.
 #[derive(Debug, Clone)]
 pub struct LiveAttemptRow {
@@ -105,7 +95,7 @@ pub struct LiveRequestRow {
     pub version: u64,
     pub turns: TurnsView,
     pub cancel_requested: bool,
-    pub tasks: Vec<TaskRow>,
+    pub tasks: Vec<TaskRecord>,
     pub edges: Vec<EdgeView>,
     pub in_flight: Vec<LiveAttemptRow>,
     /// Attempts made so far, per task.
@@ -151,14 +141,14 @@ fn is_busy(attempt: &sqlx::sqlite::SqliteRow) -> bool {
         .is_some_and(|e| e.code == "busy")
 }
 
-fn task_row(t: &sqlx::sqlite::SqliteRow) -> Result<TaskRow, Error> {
-    Ok(TaskRow {
+fn task_record(t: &sqlx::sqlite::SqliteRow) -> Result<TaskRecord, Error> {
+    Ok(TaskRecord {
         id: TaskId(t.get("id")),
         position: u32::try_from(t.get::<i64, _>("position")).unwrap_or(u32::MAX),
         title: t.get("title"),
         instruction: t.get("instruction"),
         action: parse_opt(t.get("action"), "task action")?,
-        target: from_json(t.get::<&str, _>("target"), "task target")?,
+        target: from_json::<TargetRow>(t.get::<&str, _>("target"), "task target")?.into(),
         capabilities: from_json(t.get::<&str, _>("capabilities"), "task capabilities")?,
         status: parse_status(TaskStatus::parse, t.get("status"), "task status")?,
         retry: parse_opt(t.get("retry"), "retry policy")?.unwrap_or_default(),
@@ -330,7 +320,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await?
             .into_iter()
-            .map(|t| task_row(&t))
+            .map(|t| task_record(&t))
             .collect::<Result<Vec<_>, Error>>()?;
             let edges = self.edges(&id).await?;
             let mut in_flight = Vec::new();
@@ -544,6 +534,8 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use weft_protocol::RetryPolicy;
+
     use super::*;
     use weft_protocol::rest::EventKind;
 
@@ -565,13 +557,13 @@ mod tests {
         });
         b.op(Op::InsertTask {
             request_id: rid.clone(),
-            task: TaskRow {
+            task: TaskRecord {
                 id: "t1".into(),
                 position: 0,
                 title: "x".into(),
                 instruction: "x".into(),
                 action: None,
-                target: TargetRow::Kind("laptop".into()),
+                target: Target::Kind("laptop".into()),
                 capabilities: vec![],
                 status: TaskStatus::Ready,
                 retry: RetryPolicy::default(),

@@ -23,8 +23,9 @@ use weft_protocol::{
     TaskStatus,
 };
 
-use super::{DeviceRow, Store, TaskRow, TaskSched, db_ms, opt_json, to_json};
+use super::{DeviceRow, Store, TargetRow, db_ms, opt_json, to_json};
 use crate::Error;
+use crate::engine::{TaskRecord, TaskSched};
 
 /// Rows per multi-row statement (SQLite allows 32,766 bound values in one statement; the widest
 /// row here binds 14).
@@ -53,7 +54,7 @@ pub enum Op {
     },
     InsertTask {
         request_id: RequestId,
-        task: TaskRow,
+        task: TaskRecord,
     },
     InsertEdge {
         request_id: RequestId,
@@ -79,7 +80,7 @@ pub enum Op {
     /// A task's definition changed (an edit).
     UpdateTaskDef {
         request_id: RequestId,
-        task: TaskRow,
+        task: TaskRecord,
     },
     DeleteTask {
         request_id: RequestId,
@@ -293,7 +294,7 @@ type TaskKey<'a> = (&'a RequestId, &'a TaskId);
 #[derive(Default)]
 struct Segment<'a> {
     requests: Vec<&'a Op>,
-    tasks: Vec<(&'a RequestId, &'a TaskRow)>,
+    tasks: Vec<(&'a RequestId, &'a TaskRecord)>,
     edges: Vec<(&'a RequestId, &'a EdgeView)>,
     attempts: Vec<&'a Op>,
     task_status: Folded<TaskKey<'a>, TaskStatusRow<'a>>,
@@ -396,7 +397,7 @@ impl<'a> Segment<'a> {
                     .push_bind(task.title.as_str())
                     .push_bind(task.instruction.as_str())
                     .push_bind(opt_json(&task.action))
-                    .push_bind(to_json(&task.target))
+                    .push_bind(to_json(&TargetRow::from(&task.target)))
                     .push_bind(to_json(&task.capabilities))
                     .push_bind(task.status.as_str())
                     .push_bind(to_json(&task.retry))
@@ -576,7 +577,7 @@ fn push_barrier<'a>(qb: &mut QueryBuilder<'a, Sqlite>, op: &'a Op) {
                 .push(", action = ")
                 .push_bind(opt_json(&task.action))
                 .push(", target = ")
-                .push_bind(to_json(&task.target))
+                .push_bind(to_json(&TargetRow::from(&task.target)))
                 .push(", capabilities = ")
                 .push_bind(to_json(&task.capabilities))
                 .push(", retry = ")
@@ -728,19 +729,19 @@ mod tests {
     use weft_protocol::{EdgeKind, RetryPolicy};
 
     use super::*;
-    use crate::store::TargetRow;
+    use crate::engine::Target;
 
     const REQUESTS: [&str; 2] = ["r0", "r1"];
     const TASKS: [&str; 3] = ["t0", "t1", "t2"];
 
-    fn task(id: &str, position: u32) -> TaskRow {
-        TaskRow {
+    fn task(id: &str, position: u32) -> TaskRecord {
+        TaskRecord {
             id: TaskId::from(id),
             position,
             title: id.into(),
             instruction: "run \"true\"".into(),
             action: None,
-            target: TargetRow::Any,
+            target: Target::Any,
             capabilities: vec![],
             status: TaskStatus::Pending,
             retry: RetryPolicy::default(),

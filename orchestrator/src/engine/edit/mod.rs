@@ -13,8 +13,7 @@ use petgraph::visit::EdgeRef;
 use weft_protocol::rest::{EdgeView, EditOp, GraphSpec, TaskSpec};
 use weft_protocol::{DeviceName, EdgeKind, TaskId};
 
-use super::graph::{Graph, Task, TaskDefaults};
-use crate::store::TargetRow;
+use super::graph::{Graph, Target, Task, TaskDefaults};
 
 /// Most ops in one batch.
 pub const MAX_OPS_PER_BATCH: usize = 100;
@@ -112,7 +111,7 @@ impl Graph {
                 condition: e.condition.clone(),
             }))
             .collect();
-        let mut g = Graph::from_rows(Vec::new(), &[], ctx.now_ms).map_err(|m| EditError {
+        let mut g = Graph::from_records(Vec::new(), &[], ctx.now_ms).map_err(|m| EditError {
             op: None,
             code: "invalid_graph",
             message: m,
@@ -293,7 +292,7 @@ impl Graph {
             }
         }
         if let Some(d) = device {
-            t.target = TargetRow::Device(d.clone());
+            t.target = Target::Device(d.clone());
         }
         Self::check_target(i, t.bound_device(), &t.capabilities, ctx)?;
         if let Some(slot) = self.task_mut(task_id) {

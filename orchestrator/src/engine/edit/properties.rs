@@ -219,7 +219,7 @@ proptest! {
 
     #[test]
     fn edits_and_results_keep_the_invariants(steps in prop::collection::vec(step(), 1..25)) {
-        let mut g = Graph::from_rows(Vec::new(), &[], 0).unwrap();
+        let mut g = Graph::from_records(Vec::new(), &[], 0).unwrap();
         let mut journal = vec![EventKind::RequestCreated {
             text: String::new(),
             tasks: vec![],

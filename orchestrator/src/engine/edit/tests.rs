@@ -24,7 +24,7 @@ fn ops(v: serde_json::Value) -> Vec<EditOp> {
 
 fn two_in_a_row() -> Graph {
     let rows = vec![];
-    let mut g = Graph::from_rows(rows, &[], 0).unwrap();
+    let mut g = Graph::from_records(rows, &[], 0).unwrap();
     let applied = g
         .apply(
             &ops(json!([

@@ -9,14 +9,14 @@ use std::collections::{BTreeSet, HashMap};
 use petgraph::Direction;
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::{EdgeRef, IntoEdgeReferences};
-use weft_planner::{Plan, Target};
+use weft_planner::Plan;
 use weft_protocol::rest::{EdgeView, TaskSpec};
 use weft_protocol::{
     Action, AttemptId, Condition, DeviceName, EdgeKind, RequestStatus, RetryPolicy, TaskId,
     TaskOutput, TaskStatus,
 };
 
-use crate::store::{TargetRow, TaskRow, TaskSched};
+pub use task::{Target, TaskRecord, TaskSched};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Task {
@@ -25,7 +25,7 @@ pub struct Task {
     pub title: String,
     pub instruction: String,
     pub action: Option<Action>,
-    pub target: TargetRow,
+    pub target: Target,
     pub capabilities: Vec<String>,
     /// Changed only by [`Graph::transition`].
     status: TaskStatus,
@@ -43,7 +43,7 @@ pub struct Task {
 }
 
 impl Task {
-    fn from_row(t: TaskRow, now_ms: u64) -> Self {
+    fn from_record(t: TaskRecord, now_ms: u64) -> Self {
         Self {
             id: t.id,
             position: t.position,
@@ -97,9 +97,9 @@ impl Task {
             instruction: spec.instruction.clone(),
             action: spec.action.clone(),
             target: match (&spec.device, &spec.device_kind) {
-                (Some(d), _) => TargetRow::Device(d.clone()),
-                (None, Some(k)) => TargetRow::Kind(k.clone()),
-                (None, None) => TargetRow::Any,
+                (Some(d), _) => Target::Device(d.clone()),
+                (None, Some(k)) => Target::Kind(k.clone()),
+                (None, None) => Target::Any,
             },
             capabilities,
             status: TaskStatus::Pending,
@@ -122,7 +122,7 @@ impl Task {
             action: self.action.clone(),
             device: self.bound_device().cloned(),
             device_kind: match &self.target {
-                TargetRow::Kind(k) => Some(k.clone()),
+                Target::Kind(k) => Some(k.clone()),
                 _ => None,
             },
             capabilities: self.capabilities.clone(),
@@ -131,8 +131,9 @@ impl Task {
         }
     }
 
-    pub fn row(&self) -> TaskRow {
-        TaskRow {
+    /// What the store keeps of the task.
+    pub fn record(&self) -> TaskRecord {
+        TaskRecord {
             id: self.id.clone(),
             position: self.position,
             title: self.title.clone(),
@@ -151,7 +152,7 @@ impl Task {
     /// The device named by the plan, if any.
     pub fn bound_device(&self) -> Option<&DeviceName> {
         match &self.target {
-            TargetRow::Device(d) => Some(d),
+            Target::Device(d) => Some(d),
             _ => None,
         }
     }
@@ -236,21 +237,17 @@ pub struct Graph {
 impl Graph {
     /// Builds the graph of a validated plan; tasks without upstream edges start `ready`.
     pub fn from_plan(plan: &Plan, defaults: &TaskDefaults, now_ms: u64) -> Result<Self, String> {
-        let rows = plan
+        let tasks = plan
             .tasks
             .iter()
             .enumerate()
-            .map(|(i, t)| TaskRow {
+            .map(|(i, t)| TaskRecord {
                 id: t.id.clone(),
                 position: u32::try_from(i).unwrap_or(u32::MAX),
                 title: t.title.clone(),
                 instruction: t.instruction.clone(),
                 action: t.action.clone(),
-                target: match &t.target {
-                    Target::Device(d) => TargetRow::Device(d.clone()),
-                    Target::Kind(k) => TargetRow::Kind(k.clone()),
-                    Target::Any => TargetRow::Any,
-                },
+                target: Target::from(&t.target),
                 capabilities: t.capabilities.clone(),
                 status: TaskStatus::Pending,
                 retry: defaults.retry.clone(),
@@ -269,13 +266,17 @@ impl Graph {
                 condition: e.condition.clone(),
             })
             .collect();
-        let mut graph = Self::from_rows(rows, &edges, now_ms)?;
+        let mut graph = Self::from_records(tasks, &edges, now_ms)?;
         graph.settle_all(now_ms);
         Ok(graph)
     }
 
-    /// Rebuilds a graph from stored rows, statuses as they are.
-    pub fn from_rows(rows: Vec<TaskRow>, edges: &[EdgeView], now_ms: u64) -> Result<Self, String> {
+    /// Rebuilds a graph from stored tasks, statuses as they are.
+    pub fn from_records(
+        tasks: Vec<TaskRecord>,
+        edges: &[EdgeView],
+        now_ms: u64,
+    ) -> Result<Self, String> {
         let mut graph = Self {
             g: StableDiGraph::new(),
             by_id: HashMap::new(),
@@ -283,8 +284,8 @@ impl Graph {
             next_position: 0,
             ready: BTreeSet::new(),
         };
-        for row in rows {
-            graph.insert(Task::from_row(row, now_ms))?;
+        for task in tasks {
+            graph.insert(Task::from_record(task, now_ms))?;
         }
         for e in edges {
             graph.insert_edge(e)?;
@@ -546,6 +547,7 @@ impl Graph {
 }
 
 mod replay;
+mod task;
 
 #[cfg(test)]
 pub(crate) mod tests;

@@ -26,7 +26,7 @@ impl Graph {
             let g = graph.as_mut();
             match (ev, g) {
                 (EventKind::RequestCreated { tasks, edges, .. }, None) => {
-                    let mut g = Graph::from_rows(Vec::new(), &[], 0)?;
+                    let mut g = Graph::from_records(Vec::new(), &[], 0)?;
                     for (i, spec) in tasks.iter().enumerate() {
                         let position = u32::try_from(i).unwrap_or(u32::MAX);
                         g.insert(Task::from_spec(spec, position, defaults))?;

@@ -13,7 +13,7 @@ fn plan(n: usize, edges: &[(usize, usize, EdgeKind)]) -> Plan {
                 title: format!("t{i}"),
                 instruction: String::new(),
                 action: None,
-                target: Target::Any,
+                target: weft_planner::Target::Any,
                 capabilities: vec![],
                 max_turns: None,
             })

@@ -9,9 +9,10 @@ use tokio::sync::broadcast;
 use weft_protocol::rest::{DeviceStatus, DeviceView};
 use weft_protocol::{AttemptId, DeviceName, ErrorInfo, PROTOCOL_VERSION};
 
+use crate::engine::graph::Target;
 use crate::engine::graph::Task;
 use crate::engine::{ConnId, FreeSlots, Hello, LastSeen, Outbound};
-use crate::store::{DeviceRow, TargetRow};
+use crate::store::DeviceRow;
 use crate::{engine, token};
 
 /// Largest `max_concurrency` a device may claim.
@@ -436,7 +437,7 @@ impl Devices {
                 .iter()
                 .all(|c| d.row.capabilities.contains(c))
         };
-        if let TargetRow::Device(name) = &task.target {
+        if let Target::Device(name) = &task.target {
             let d = self.map.get(name)?;
             return (self.free.contains(name) && capable(d)).then(|| name.clone());
         }
@@ -446,7 +447,7 @@ impl Devices {
                 continue;
             };
             let kind_ok = match &task.target {
-                TargetRow::Kind(k) => &d.row.kind == k,
+                Target::Kind(k) => &d.row.kind == k,
                 _ => true,
             };
             if !kind_ok || !capable(d) {
@@ -550,7 +551,7 @@ mod tests {
         (c, tok)
     }
 
-    fn task(target: TargetRow, caps: &[&str]) -> Task {
+    fn task(target: Target, caps: &[&str]) -> Task {
         let spec = TaskSpec {
             id: "t".into(),
             title: String::new(),
@@ -762,30 +763,30 @@ mod tests {
         online(&mut devs, "b", &["shell", "fs"]);
         let name = |d: Option<DeviceName>| d.map(|n| n.to_string());
         assert_eq!(
-            name(devs.place(&task(TargetRow::Any, &["fs"]))).as_deref(),
+            name(devs.place(&task(Target::Any, &["fs"]))).as_deref(),
             Some("b")
         );
-        assert_eq!(name(devs.place(&task(TargetRow::Any, &["adb"]))), None);
+        assert_eq!(name(devs.place(&task(Target::Any, &["adb"]))), None);
         assert_eq!(
-            name(devs.place(&task(TargetRow::Kind("phone".into()), &[]))),
+            name(devs.place(&task(Target::Kind("phone".into()), &[]))),
             None
         );
         assert_eq!(
-            name(devs.place(&task(TargetRow::Device("a".into()), &["shell"]))).as_deref(),
+            name(devs.place(&task(Target::Device("a".into()), &["shell"]))).as_deref(),
             Some("a")
         );
         // Least loaded first; ties by name.
         assert_eq!(
-            name(devs.place(&task(TargetRow::Any, &["shell"]))).as_deref(),
+            name(devs.place(&task(Target::Any, &["shell"]))).as_deref(),
             Some("a")
         );
         devs.occupy(&"a".into(), &"x1".into());
         assert_eq!(
-            name(devs.place(&task(TargetRow::Any, &["shell"]))).as_deref(),
+            name(devs.place(&task(Target::Any, &["shell"]))).as_deref(),
             Some("b")
         );
         // A device to avoid is taken only when it is the only one.
-        let mut avoiding = task(TargetRow::Any, &["shell"]);
+        let mut avoiding = task(Target::Any, &["shell"]);
         avoiding.sched.avoid = Some("b".into());
         assert_eq!(name(devs.place(&avoiding)).as_deref(), Some("a"));
         devs.occupy(&"a".into(), &"x2".into());

@@ -385,7 +385,7 @@ fn created_batch(
     for t in graph.tasks() {
         b.op(Op::InsertTask {
             request_id: id.clone(),
-            task: t.row(),
+            task: t.record(),
         });
     }
     let edges = graph.edges();
@@ -460,7 +460,7 @@ fn edit_rows(b: &mut Batch, request: &RequestId, graph: &Graph, op: &EditOp) {
             if let Some(t) = graph.task(&task.id) {
                 b.op(Op::InsertTask {
                     request_id: request.clone(),
-                    task: t.row(),
+                    task: t.record(),
                 });
             }
         }
@@ -472,7 +472,7 @@ fn edit_rows(b: &mut Batch, request: &RequestId, graph: &Graph, op: &EditOp) {
             if let Some(t) = graph.task(task_id) {
                 b.op(Op::UpdateTaskDef {
                     request_id: request.clone(),
-                    task: t.row(),
+                    task: t.record(),
                 });
             }
         }

@@ -45,7 +45,7 @@ impl Engine {
     /// Rebuilds one request, its attempts in flight waiting for their devices from `now`.
     /// Returns how many attempts were in flight.
     fn resume_request(&mut self, row: LiveRequestRow, now: u64) -> Result<usize, Error> {
-        let mut graph = Graph::from_rows(row.tasks, &row.edges, now)
+        let mut graph = Graph::from_records(row.tasks, &row.edges, now)
             .map_err(|e| Error::Corrupt(format!("request {}: {e}", row.id)))?;
         for (task, used) in &row.attempts_used {
             if let Some(t) = graph.task_mut(task) {

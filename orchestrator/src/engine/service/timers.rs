@@ -7,9 +7,10 @@ use weft_protocol::{
 };
 
 use super::{Ending, Engine, millis};
+use crate::engine::graph::Target;
 use crate::engine::graph::Task;
 use crate::metrics::Metrics;
-use crate::store::{Batch, TargetRow};
+use crate::store::Batch;
 
 /// A task that ran out of time: the attempt it has in flight, if any, and why it fails.
 type Expired = (RequestId, TaskId, Option<AttemptId>, ErrorInfo);
@@ -133,9 +134,9 @@ impl Engine {
 /// Which devices could have taken the task, in words.
 fn describe_target(t: &Task) -> String {
     let who = match &t.target {
-        TargetRow::Device(d) => format!("is `{d}`"),
-        TargetRow::Kind(k) => format!("is a {k}"),
-        TargetRow::Any => "exists".to_owned(),
+        Target::Device(d) => format!("is `{d}`"),
+        Target::Kind(k) => format!("is a {k}"),
+        Target::Any => "exists".to_owned(),
     };
     if t.capabilities.is_empty() {
         who
