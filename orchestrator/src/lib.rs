@@ -12,7 +12,6 @@ pub mod engine;
 pub mod error;
 pub mod http;
 pub mod listen;
-pub mod llm_log;
 pub mod metrics;
 pub mod reviser;
 pub mod server;

@@ -26,9 +26,9 @@ use weft_planner::{CallLog, GraphState, Planner, Refusal, ReviseInput, Revision,
 use weft_protocol::rest::{EditBatch, EditOp, Event, EventKind};
 use weft_protocol::{RequestId, TaskId, TaskStatus};
 
+use crate::Error;
 use crate::engine::{self, Graph, Handle, TaskDefaults};
 use crate::store::Store;
-use crate::{Error, llm_log};
 
 /// How the reviser works.
 #[derive(Debug, Clone)]
@@ -163,7 +163,7 @@ impl Reviser {
         if let Some(&ours) = self.ours.get(request) {
             return ours;
         }
-        let ours = match llm_log::planner_of(&self.ctx.store, request).await {
+        let ours = match self.ctx.store.planner_of(request).await {
             Ok(p) => p.as_deref() == Some(self.ctx.planner.name()),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the request's planner");
@@ -201,7 +201,7 @@ impl Reviser {
 /// One revision: snapshot, ask, apply (with one correction round if the engine refuses).
 async fn revise(ctx: &Ctx, id: &RequestId, trigger: &Trigger) -> Result<(), Error> {
     let max_rounds = ctx.opts.max_rounds;
-    let used = llm_log::rounds_used(&ctx.store, id).await?;
+    let used = ctx.store.revision_rounds_used(id).await?;
     if used >= max_rounds {
         tracing::debug!(request = %id, used, "revision rounds used up");
         return Ok(());
@@ -233,7 +233,7 @@ async fn revise(ctx: &Ctx, id: &RequestId, trigger: &Trigger) -> Result<(), Erro
             calls: &calls,
         };
         let answer = ctx.planner.revise(input).await;
-        llm_log::save(&ctx.store, Some(id), calls.take()).await;
+        ctx.store.record_llm_calls(Some(id), calls.take()).await;
         let (ops, reason, answer) = match answer {
             Ok(Revision::Finish { reason }) => {
                 tracing::info!(request = %id, round, reason, "revision: no change");

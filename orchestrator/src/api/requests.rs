@@ -101,7 +101,7 @@ pub async fn submit(
         None => match plan(&state, text, &calls).await {
             Ok(plan) => (state.planner.name(), Planned::Plan(plan)),
             Err(e) => {
-                crate::llm_log::save(&state.store, None, calls.take()).await;
+                state.store.record_llm_calls(None, calls.take()).await;
                 return Err(e);
             }
         },
@@ -113,7 +113,7 @@ pub async fn submit(
     let view = match created {
         Ok(view) => view,
         Err(e) => {
-            crate::llm_log::save(&state.store, None, calls.take()).await;
+            state.store.record_llm_calls(None, calls.take()).await;
             return Err(e.into());
         }
     };
@@ -122,7 +122,7 @@ pub async fn submit(
         return Ok((StatusCode::CREATED, Json(view)));
     }
     // With LLM calls, the view carries their token totals: read it back once they are stored.
-    crate::llm_log::save(&state.store, Some(&view.id), calls).await;
+    state.store.record_llm_calls(Some(&view.id), calls).await;
     let view = state.store.request_view(&view.id).await?.ok_or_else(|| {
         ApiError::from(crate::Error::Corrupt(format!(
             "request {} vanished",

@@ -21,8 +21,10 @@ use weft_protocol::{
 use crate::Error;
 use crate::engine::{Target, TaskRecord, TaskSched};
 
+mod llm_log;
 mod write;
 
+pub use llm_log::StoredCall;
 pub use write::{Batch, Op};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -262,11 +264,6 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// The pool, for `llm_log` (which appends LLM calls, an audit log outside live state).
-    pub(crate) fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
     pub async fn load_devices(&self) -> Result<Vec<DeviceRow>, Error> {
         let rows = sqlx::query(
             "SELECT name, kind, token_hash, platform, capabilities, max_concurrency, \
@@ -410,6 +407,15 @@ impl Store {
             .collect()
     }
 
+    /// The planner that made a request (`rules`, `llm`, `given`), if the request exists.
+    pub async fn planner_of(&self, id: &RequestId) -> Result<Option<String>, Error> {
+        let r = sqlx::query("SELECT planner FROM requests WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(r.map(|r| r.get("planner")))
+    }
+
     /// The device an attempt was dispatched to, if the attempt exists.
     pub async fn attempt_device(&self, id: &AttemptId) -> Result<Option<DeviceName>, Error> {
         let row = sqlx::query("SELECT device FROM attempts WHERE id = ?")
@@ -452,7 +458,7 @@ impl Store {
             tasks: Vec::new(),
             edges: Vec::new(),
             turns: parse_opt(r.get("turns"), "turns")?.unwrap_or_default(),
-            llm: crate::llm_log::usage(&self.pool, id).await?,
+            llm: self.llm_usage(id).await?,
         };
 
         let attempts = sqlx::query(

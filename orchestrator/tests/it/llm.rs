@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use weft_orchestrator::store::Store;
-use weft_orchestrator::{LlmOptions, PlannerChoice, llm_log};
+use weft_orchestrator::{LlmOptions, PlannerChoice};
 use weft_planner::llm::testing::{Reply, ScriptedLlm};
 use weft_planner::llm::{CassetteMode, Secret};
 use weft_protocol::rest::{EventKind, RequestView};
@@ -143,7 +143,7 @@ async fn llm_plan_runs_end_to_end() {
     );
 
     // Recorded with the request: the planning call first, then revisions (answered "finish").
-    let calls = llm_log::calls(&store(&h).await, Some(&v.id)).await.unwrap();
+    let calls = store(&h).await.llm_calls(Some(&v.id)).await.unwrap();
     assert_eq!(calls[0].purpose, "plan");
     assert_eq!(calls[0].request, plan.body);
     assert_eq!(
@@ -204,7 +204,7 @@ async fn llm_invalid_plans_are_repaired_with_their_errors() {
     );
     let v = h.wait_done(v.id.as_str()).await;
     assert_eq!(v.status, RequestStatus::Succeeded, "{v:#?}");
-    let calls = llm_log::calls(&store(&h).await, Some(&v.id)).await.unwrap();
+    let calls = store(&h).await.llm_calls(Some(&v.id)).await.unwrap();
     let plan_errors: Vec<Option<String>> = calls
         .iter()
         .filter(|c| c.purpose == "plan")
@@ -241,7 +241,7 @@ async fn llm_plan_still_invalid_after_repairs_is_refused() {
     let (_, list) = h.get("/v1/requests").await;
     assert_eq!(list, json!([]), "nothing was created");
     // The calls are kept, with no request.
-    let calls = llm_log::calls(&store(&h).await, None).await.unwrap();
+    let calls = store(&h).await.llm_calls(None).await.unwrap();
     assert_eq!(calls.len(), 2);
     h.stop().await;
     llm.stop().await;
@@ -303,7 +303,7 @@ async fn llm_revise_round_adds_a_task() {
     assert!(output.contains(r#""stdout":"first\n""#), "{output}");
     let u = v.llm.unwrap();
     assert!(u.calls >= 2, "{u:?}");
-    let calls = llm_log::calls(&store(&h).await, Some(&v.id)).await.unwrap();
+    let calls = store(&h).await.llm_calls(Some(&v.id)).await.unwrap();
     let revise_rounds: Vec<u32> = calls
         .iter()
         .filter(|c| c.purpose == "revise")
@@ -332,7 +332,7 @@ async fn llm_endpoint_down_refuses_the_request() {
     );
     let (_, list) = h.get("/v1/requests").await;
     assert_eq!(list, json!([]), "nothing was created");
-    let calls = llm_log::calls(&store(&h).await, None).await.unwrap();
+    let calls = store(&h).await.llm_calls(None).await.unwrap();
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0].error.as_ref().unwrap().code, "llm_unreachable");
     h.stop().await;
@@ -352,7 +352,7 @@ async fn llm_rate_limited_then_success() {
     assert_eq!(got[0].body, got[1].body, "the same request, tried again");
     // The 429 and its retry are one planning call (a revision may follow once the task ends,
     // so count the planning calls in the log rather than the request's total).
-    let calls = llm_log::calls(&store(&h).await, Some(&v.id)).await.unwrap();
+    let calls = store(&h).await.llm_calls(Some(&v.id)).await.unwrap();
     let planning = calls.iter().filter(|c| c.purpose == "plan").count();
     assert_eq!(planning, 1, "one call, two tries: {calls:?}");
     let v = h.wait_done(v.id.as_str()).await;
@@ -406,7 +406,7 @@ async fn llm_cassette_record_then_replay() {
     let recorded = h.wait_done(id.as_str()).await;
     assert_eq!(recorded.status, RequestStatus::Succeeded, "{recorded:#?}");
     assert_eq!(recorded.tasks.len(), 3);
-    let recorded_calls = llm_log::calls(&store(&h).await, Some(&id)).await.unwrap();
+    let recorded_calls = store(&h).await.llm_calls(Some(&id)).await.unwrap();
     h.stop().await;
     llm.stop().await;
     let saved = std::fs::read_to_string(&cassette).unwrap();
@@ -423,7 +423,7 @@ async fn llm_cassette_record_then_replay() {
     let id = RequestId(body["id"].as_str().unwrap().to_owned());
     let replayed = h.wait_done(id.as_str()).await;
     assert_eq!(shape(&replayed), shape(&recorded));
-    let calls = llm_log::calls(&store(&h).await, Some(&id)).await.unwrap();
+    let calls = store(&h).await.llm_calls(Some(&id)).await.unwrap();
     assert!(
         calls.iter().all(|c| c.error.is_none()),
         "every call was answered from the cassette: {calls:#?}"
