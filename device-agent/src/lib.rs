@@ -23,6 +23,7 @@ mod backoff;
 pub mod cli;
 mod config;
 mod exec;
+pub mod files;
 pub mod outbox;
 pub mod policy;
 pub mod profile;

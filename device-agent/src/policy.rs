@@ -31,6 +31,10 @@ pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 256 * 1024;
 /// The most `max_output_bytes` may be: a result must fit one 1 MiB frame.
 pub const MAX_OUTPUT_BYTES_LIMIT: usize = 512 * 1024;
 
+/// Largest output file uploaded to the orchestrator unless the owner says otherwise
+/// (`policy.files.max_upload_bytes`): 1 GiB.
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 1 << 30;
+
 /// Every executor this agent knows, by capability name.
 pub const EXECUTORS: [&str; 8] = ["shell", "fs", "http", "phone", "adb", "steps", "sim", "llm"];
 
@@ -140,6 +144,7 @@ pub struct Policy {
     /// Longest any attempt may run on this device (`policy.max_run_secs`); `None`: until the
     /// orchestrator's deadline.
     pub max_run: Option<Duration>,
+    pub files: FilesPolicy,
 }
 
 impl Default for Policy {
@@ -153,7 +158,42 @@ impl Default for Policy {
             adb_tools: None,
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
             max_run: None,
+            files: FilesPolicy::default(),
         }
+    }
+}
+
+/// `policy.files`: the files a task hands to tasks on other devices (issue 17,
+/// `docs/artifacts.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilesPolicy {
+    /// Largest output file sent to the orchestrator (`policy.files.max_upload_bytes`); a
+    /// declared output above it fails the attempt with `policy_denied`.
+    pub max_upload_bytes: u64,
+}
+
+impl Default for FilesPolicy {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+        }
+    }
+}
+
+impl FilesPolicy {
+    /// Whether the output file `name` of `size` bytes may be sent.
+    pub fn check_upload(&self, name: &str, size: u64) -> Result<(), Denied> {
+        if size <= self.max_upload_bytes {
+            return Ok(());
+        }
+        Err(Denied::new(
+            "policy.files.max_upload_bytes",
+            format!(
+                "the output file `{name}` is {size} bytes; this device sends files of at most \
+                 {} bytes",
+                self.max_upload_bytes
+            ),
+        ))
     }
 }
 

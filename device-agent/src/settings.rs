@@ -145,6 +145,15 @@ pub struct PolicyFile {
     pub phone: ToolsFile,
     #[serde(default)]
     pub adb: ToolsFile,
+    #[serde(default)]
+    pub files: FilesFile,
+}
+
+/// `[policy.files]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesFile {
+    pub max_upload_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -281,6 +290,16 @@ fn build_policy(f: &PolicyFile, base: &Path) -> Result<Policy, String> {
             ));
         }
         p.max_output_bytes = n;
+    }
+    if let Some(n) = f.files.max_upload_bytes {
+        if n == 0 {
+            return Err(
+                "policy.files.max_upload_bytes: must be at least 1 (leave it out for the \
+                 default, 1 GiB)"
+                    .into(),
+            );
+        }
+        p.files.max_upload_bytes = n;
     }
     if let Some(s) = f.max_run_secs {
         if s == 0 {
@@ -655,6 +674,9 @@ deny_hosts = []
 # e.g. ["192.168.1.0/24", "127.0.0.1"].
 allow_networks = []
 
+# [policy.files]
+# max_upload_bytes = 1073741824   # largest output file sent to the orchestrator (1 GiB)
+
 # [policy.phone]
 # tools = ["notification", "clipboard_set", "battery_status"]   # default: all but location
 # [policy.adb]
@@ -852,6 +874,10 @@ mod tests {
         assert!(e.contains("max_concurrency"), "{e}");
         let e = err("[policy]\nmax_output_bytes = 0");
         assert!(e.contains("policy.max_output_bytes"), "{e}");
+        let e = err("[policy.files]\nmax_upload_bytes = 0");
+        assert!(e.contains("policy.files.max_upload_bytes"), "{e}");
+        let e = err("[policy.files]\nmax_download_bytes = 1");
+        assert!(e.contains("max_download_bytes"), "{e}");
 
         // A missing token names the file the rest came from.
         let l = Loaded::parse(Path::new("/cfg/agent.toml"), "name = \"x\"").unwrap();
@@ -893,6 +919,8 @@ connect_to = { "Web.Test" = "127.0.0.1:8080" }
 tools = ["location"]
 [policy.adb]
 tools = []
+[policy.files]
+max_upload_bytes = 1048576
 "#;
         let p = Loaded::parse(Path::new("/cfg/agent.toml"), text)
             .unwrap()
@@ -900,6 +928,7 @@ tools = []
         assert_eq!(p.executors, Some(vec!["shell".into(), "fs".into()]));
         assert_eq!(p.max_output_bytes, 1000);
         assert_eq!(p.max_run, Some(Duration::from_secs(30)));
+        assert_eq!(p.files.max_upload_bytes, 1 << 20);
         assert_eq!(p.shell.allow, [Glob::new("git *")]);
         assert_eq!(
             p.fs.read,

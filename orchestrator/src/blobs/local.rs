@@ -8,6 +8,7 @@ use futures_util::future::BoxFuture;
 use sha2::{Digest, Sha256};
 use tokio::fs;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use weft_agent::files::{TempFile, sync_dir};
 
 use super::{BlobId, BlobInfo, BlobReader, BlobStore, Error, PutLimits, Verifying};
 
@@ -64,16 +65,19 @@ impl LocalBlobs {
         body: &mut (dyn AsyncRead + Send + Unpin),
         limits: PutLimits,
     ) -> Result<BlobInfo, Error> {
-        let tmp = TempFile(
+        let tmp = TempFile::new(
             self.root
                 .join(TMP)
                 .join(format!("{}.part", uuid::Uuid::new_v4())),
         );
-        let mut file = fs::OpenOptions::new()
+        let file = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .open(&tmp.0)
+            .open(tmp.path())
             .await?;
+        // A body arrives in the pieces its sender sent (often a few KiB): written a CHUNK at
+        // a time instead.
+        let mut file = tokio::io::BufWriter::with_capacity(CHUNK, file);
         let mut hasher = Sha256::new();
         let mut size: u64 = 0;
         let mut buf = vec![0u8; CHUNK];
@@ -98,7 +102,7 @@ impl LocalBlobs {
             file.write_all(&buf[..n]).await?;
         }
         file.flush().await?;
-        file.sync_all().await?;
+        file.get_ref().sync_all().await?;
         drop(file);
         let info = BlobInfo {
             sha256: BlobId::of_digest(&hasher.finalize()),
@@ -118,7 +122,7 @@ impl LocalBlobs {
         }
         let new_dir = fs::metadata(dir).await.is_err();
         fs::create_dir_all(dir).await?;
-        fs::rename(&tmp.0, &path).await?;
+        fs::rename(tmp.path(), &path).await?;
         tmp.disarm();
         sync_dir(dir).await?;
         if new_dir {
@@ -153,36 +157,6 @@ fn check_declared(info: &BlobInfo, limits: &PutLimits) -> Result<(), Error> {
             .collect::<Vec<_>>()
             .join(" with "),
     })
-}
-
-/// Makes a rename or creation in `dir` durable.
-async fn sync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    fs::File::open(dir).await?.sync_all().await?;
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
-}
-
-/// A temporary file, removed when dropped unless disarmed: a put that fails, or whose future
-/// is dropped half-way (the client went away), leaves nothing behind.
-struct TempFile(PathBuf);
-
-impl TempFile {
-    fn disarm(mut self) {
-        self.0 = PathBuf::new();
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.0.as_os_str().is_empty()
-            && let Err(e) = std::fs::remove_file(&self.0)
-            && e.kind() != io::ErrorKind::NotFound
-        {
-            tracing::warn!(file = %self.0.display(), error = %e, "cannot remove a partial blob");
-        }
-    }
 }
 
 impl BlobStore for LocalBlobs {
