@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use weft_planner::Planner;
 
-use crate::engine::{Clock, Engine};
+use crate::engine::{self, Clock, Engine};
 use crate::http::{self, AppState};
 use crate::store::Store;
 use crate::ws::ConnSettings;
@@ -50,8 +50,13 @@ pub async fn start(
         .transpose()?;
     let planner: Arc<dyn Planner> = opts.planner.build()?;
     let store = Store::open(&opts.db).await?;
-    let (engine, engine_join) =
-        Engine::start(store.clone(), opts.clone(), Clock::wall(), shutdown.clone()).await?;
+    let (engine, engine_join) = Engine::start(
+        store.clone(),
+        engine_options(&opts),
+        Clock::wall(),
+        shutdown.clone(),
+    )
+    .await?;
     // Revisions (LLM planner only) run beside the engine, never inside its loop.
     let _reviser = crate::reviser::spawn(
         engine.clone(),
@@ -143,4 +148,20 @@ pub async fn start(
         tls,
         join,
     })
+}
+
+/// What of `opts` the engine needs.
+fn engine_options(opts: &ServeOptions) -> engine::Options {
+    engine::Options {
+        heartbeat_interval: opts.heartbeat_interval,
+        attempt_timeout: opts.attempt_timeout,
+        queue_timeout: opts.queue_timeout,
+        task_timeout: opts.task_timeout,
+        retry: opts.retry.clone(),
+        turn_budget: opts.turn_budget,
+        max_turns: opts.max_turns,
+        lost_grace: opts.lost_grace,
+        tick: opts.tick,
+        shutdown_grace: opts.shutdown_grace,
+    }
 }

@@ -15,6 +15,7 @@ mod edit;
 mod error;
 mod graph;
 mod hub;
+mod options;
 mod placement;
 mod service;
 #[cfg(test)]
@@ -25,6 +26,7 @@ pub use edit::{EditCtx, EditError, MAX_OPS_PER_BATCH, MAX_TASKS_PER_GRAPH};
 pub use error::Error;
 pub use graph::{Graph, IllegalTransition, Target, TaskDefaults, TaskRecord, TaskSched, legal};
 pub use hub::{Hub, RequestEvents};
+pub use options::Options;
 pub use placement::FreeSlots;
 pub use service::Engine;
 

@@ -42,11 +42,11 @@ use weft_protocol::{
 
 use super::graph::Graph;
 use super::{Command, Handle};
+use crate::Error;
 use crate::engine;
 use crate::engine::Clock;
 use crate::metrics::Metrics;
 use crate::store::{Batch, Store};
-use crate::{Error, ServeOptions};
 use attempts::Attempts;
 use devices::Devices;
 use outbox::Outbox;
@@ -79,7 +79,7 @@ struct Ending {
 #[derive(Debug)]
 pub struct Engine {
     store: Store,
-    opts: ServeOptions,
+    opts: engine::Options,
     /// Where every "now" the engine reads comes from.
     clock: Clock,
     devices: Devices,
@@ -106,7 +106,7 @@ impl Engine {
     /// handle is dropped; it cancels `shutdown` itself if the store fails (fail-stop).
     pub async fn start(
         store: Store,
-        opts: ServeOptions,
+        opts: engine::Options,
         clock: Clock,
         shutdown: CancellationToken,
     ) -> Result<(Handle, tokio::task::JoinHandle<()>), Error> {

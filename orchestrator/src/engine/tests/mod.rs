@@ -26,7 +26,7 @@ use weft_protocol::{
 };
 
 use super::{Clock, ConnId, Engine, Handle, Hello, LastSeen, OUTBOUND_CAPACITY, Planned};
-use crate::ServeOptions;
+use crate::engine::Options;
 use crate::store::Store;
 
 /// What the clock reads when a test starts; snapshots count time from here (`+1000` is one
@@ -47,7 +47,7 @@ struct Rig {
     store: Store,
     labels: Labels,
     /// What the engine was started with, to start it again.
-    opts: ServeOptions,
+    opts: Options,
     clock: Clock,
     shutdown: CancellationToken,
     join: tokio::task::JoinHandle<()>,
@@ -57,30 +57,34 @@ struct Rig {
 
 /// The options every test starts from: 100 ms ticks, 3 attempts 1 s apart and doubling (no
 /// jitter), timeouts long enough not to matter unless a test shortens them, a 2 s grace window.
-fn options(dir: &std::path::Path) -> ServeOptions {
-    let mut opts = ServeOptions::new(dir.join("weft.db").to_string_lossy(), dir);
-    opts.tick = Duration::from_millis(100);
-    opts.retry = RetryPolicy {
-        jitter: 0.0,
-        ..RetryPolicy::default()
-    };
-    opts.attempt_timeout = Duration::from_secs(60);
-    opts.queue_timeout = Duration::from_secs(60);
-    opts.task_timeout = Duration::from_secs(600);
-    opts.heartbeat_interval = Duration::from_secs(1);
-    opts.lost_grace = Duration::from_secs(2);
-    opts
+fn options() -> Options {
+    Options {
+        heartbeat_interval: Duration::from_secs(1),
+        attempt_timeout: Duration::from_secs(60),
+        queue_timeout: Duration::from_secs(60),
+        task_timeout: Duration::from_secs(600),
+        retry: RetryPolicy {
+            jitter: 0.0,
+            ..RetryPolicy::default()
+        },
+        turn_budget: 200,
+        max_turns: 20,
+        lost_grace: Duration::from_secs(2),
+        tick: Duration::from_millis(100),
+        shutdown_grace: Duration::from_secs(5),
+    }
 }
 
 impl Rig {
     /// Starts the engine with [`options`] changed by `tune`. Call from a test running under
     /// `#[tokio::test(start_paused = true)]`.
-    async fn start(tune: impl FnOnce(&mut ServeOptions)) -> Rig {
+    async fn start(tune: impl FnOnce(&mut Options)) -> Rig {
         let still = StillTime::hold();
         let dir = tempfile::tempdir().unwrap();
-        let mut opts = options(dir.path());
+        let mut opts = options();
         tune(&mut opts);
-        let store = Store::open(&opts.db).await.unwrap();
+        let db = dir.path().join("weft.db");
+        let store = Store::open(&db.to_string_lossy()).await.unwrap();
         let clock = Clock::tokio(T0);
         let shutdown = CancellationToken::new();
         let (handle, join) = Engine::start(store.clone(), opts.clone(), clock, shutdown.clone())
