@@ -39,6 +39,7 @@ mod plan;
 pub mod refs;
 mod revise;
 mod rules;
+pub mod text;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -21,6 +21,7 @@ use weft_protocol::{Action, EdgeKind, TaskId};
 
 use self::clause::Job;
 use self::split::Piece;
+use crate::text::shorten;
 use crate::{
     DeviceInfo, Error, Limits, Plan, PlanFuture, PlanInput, PlannedEdge, PlannedTask, Planner,
     Target, refs,
@@ -239,7 +240,7 @@ fn task<D: Borrow<DeviceInfo>>(
             } else {
                 "results"
             };
-            let title = truncate(
+            let title = shorten(
                 &format!("write {what} to {}", one_line(path)),
                 MAX_TITLE_CHARS,
             );
@@ -277,22 +278,12 @@ fn title(action: &Action) -> String {
         Action::Adb { tool, .. } => format!("adb {tool}"),
         Action::Sim { op, .. } => format!("sim {op}"),
     };
-    truncate(&full, MAX_TITLE_CHARS)
+    shorten(&full, MAX_TITLE_CHARS)
 }
 
 /// `text` with every run of whitespace (newlines included) turned into one space.
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// `text` cut to at most `max` characters, the last one `…` if anything was cut.
-fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_owned();
-    }
-    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
 }
 
 #[cfg(test)]

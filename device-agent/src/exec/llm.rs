@@ -30,6 +30,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use weft_planner::llm::client::{Error as LlmError, Message, ToolCall};
 use weft_planner::llm::{ChatRequest, Client, ClientConfig};
+use weft_planner::text::cut_noted;
 use weft_protocol::{Action, ErrorInfo, TaskId, TaskOutput};
 
 use super::{Ctx, ExecEvent, Outcome, capped_text};
@@ -386,7 +387,7 @@ async fn call_tool(
     let o = &outcome.output;
     if !o.summary.is_empty() || !o.data.is_null() {
         let text = json!({"summary": o.summary, "data": o.data}).to_string();
-        reply["untrusted_output"] = Value::String(truncate(&text, limit));
+        reply["untrusted_output"] = Value::String(cut_noted(&text, limit));
     }
     reply
 }
@@ -585,7 +586,7 @@ fn user_prompt(instruction: &str, inputs: &BTreeMap<TaskId, TaskOutput>, limit: 
             let output = json!({"summary": out.summary, "data": out.data}).to_string();
             by_task.insert(
                 id.to_string(),
-                json!({"untrusted_output": truncate(&output, limit)}),
+                json!({"untrusted_output": cut_noted(&output, limit)}),
             );
         }
         text.push_str(
@@ -595,22 +596,6 @@ fn user_prompt(instruction: &str, inputs: &BTreeMap<TaskId, TaskOutput>, limit: 
         text.push_str(&Value::Object(by_task).to_string());
     }
     text
-}
-
-/// At most `limit` bytes of `text` (cut at a character boundary), with a note of what was cut.
-fn truncate(text: &str, limit: usize) -> String {
-    if text.len() <= limit {
-        return text.to_owned();
-    }
-    let mut end = limit;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!(
-        "{}… [truncated: {end} of {} bytes shown]",
-        &text[..end],
-        text.len()
-    )
 }
 
 /// What the loop did so far: the output's data.

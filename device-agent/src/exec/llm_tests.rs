@@ -649,15 +649,6 @@ fn settings_come_from_the_file_flags_and_environment() {
     assert!(e.contains("LLM API key file"), "{e}");
 }
 
-#[test]
-fn truncation_cuts_at_a_char_boundary_and_says_so() {
-    assert_eq!(truncate("short", 10), "short");
-    assert_eq!(
-        truncate("héllo world", 2),
-        "h… [truncated: 1 of 12 bytes shown]"
-    );
-}
-
 /// Against a real model: `WEFT_TEST_LLM_BASE_URL` and `WEFT_TEST_LLM_MODEL`. CI has no model;
 /// run it with `cargo test -p weft-agent -- --ignored live_`.
 #[tokio::test]

@@ -411,12 +411,7 @@ fn no_capable(id: &str, spec: &TaskSpec, which: &str, wanted: &str) -> String {
 
 fn cut_title(title: &str) -> String {
     let title = title.split_whitespace().collect::<Vec<_>>().join(" ");
-    if title.chars().count() <= MAX_TITLE_CHARS {
-        return title;
-    }
-    let mut t: String = title.chars().take(MAX_TITLE_CHARS - 1).collect();
-    t.push('…');
-    t
+    crate::text::shorten(&title, MAX_TITLE_CHARS)
 }
 
 /// Reads a revision: `finish`, or `edit` with well-formed ops. (The engine checks the ops

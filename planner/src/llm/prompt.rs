@@ -11,6 +11,7 @@ use super::actions::Catalog;
 use super::client::JsonSchema;
 use crate::DeviceProfile;
 use crate::revise::{Refusal, ReviseInput, TaskState};
+use crate::text::cut_noted;
 
 /// The graph format of revisions (tasks as in `POST /v1/requests`): the actions are listed
 /// after it.
@@ -192,11 +193,11 @@ fn task_json(t: &TaskState, limit: usize) -> Value {
         v["ran_on"] = json!(d);
     }
     if let Some(out) = &t.output {
-        v["untrusted_output"] = Value::String(truncate(&output_text(out), limit));
+        v["untrusted_output"] = Value::String(cut_noted(&output_text(out), limit));
     }
     if let Some(e) = &t.error {
         v["error_code"] = json!(e.code);
-        v["untrusted_error"] = Value::String(truncate(&e.message, limit));
+        v["untrusted_error"] = Value::String(cut_noted(&e.message, limit));
     }
     v
 }
@@ -223,22 +224,6 @@ pub(crate) fn edit_refused(r: &Refusal) -> String {
          Correct it and answer again with the whole JSON object (or {{\"decision\": \
          \"finish\"}} if no change is needed after all).",
         r.code, r.message
-    )
-}
-
-/// At most `limit` bytes of `text` (cut at a character boundary), with a note of what was cut.
-pub(crate) fn truncate(text: &str, limit: usize) -> String {
-    if text.len() <= limit {
-        return text.to_owned();
-    }
-    let mut end = limit;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!(
-        "{}… [truncated: {end} of {} bytes shown]",
-        &text[..end],
-        text.len()
     )
 }
 
@@ -347,19 +332,6 @@ pub(crate) fn revise_schema() -> JsonSchema {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn truncate_cuts_at_a_char_boundary_and_says_so() {
-        assert_eq!(truncate("short", 10), "short");
-        assert_eq!(
-            truncate("héllo world", 2),
-            "h… [truncated: 1 of 12 bytes shown]"
-        );
-        assert_eq!(
-            truncate("abcdef", 3),
-            "abc… [truncated: 3 of 6 bytes shown]"
-        );
-    }
 
     #[test]
     fn repair_lists_every_error() {

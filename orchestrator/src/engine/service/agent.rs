@@ -144,7 +144,7 @@ impl Engine {
         &mut self,
         device: &DeviceName,
         attempt_id: AttemptId,
-        message: String,
+        mut message: String,
         turns_used: Option<u32>,
     ) {
         let Some(live) = self.held(device, &attempt_id, "progress") else {
@@ -161,10 +161,11 @@ impl Engine {
                 turns_used: l.turns_used,
             });
         }
+        message.truncate(weft_planner::text::cut(&message, MAX_PROGRESS).len());
         let progress = EventKind::TaskProgress {
             task_id: live.task.clone(),
             attempt_id,
-            message: truncate(message, MAX_PROGRESS),
+            message,
             turns_used,
         };
         b.event(&live.request, progress);
@@ -382,15 +383,4 @@ impl Engine {
         );
         self.send(device, ServerMsg::Error { error });
     }
-}
-
-fn truncate(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut cut = max;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-    }
-    s
 }
