@@ -32,6 +32,7 @@
 //! assert_eq!(plan.edges.len(), 1);
 //! ```
 
+pub mod canonical;
 pub mod condition;
 mod error;
 pub mod llm;

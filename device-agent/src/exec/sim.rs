@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use weft_planner::canonical::canonical_json;
 use weft_protocol::{ErrorInfo, ToolSpec};
 
 use super::{Ctx, Outcome, capped_text, summary_of};
@@ -335,7 +336,7 @@ impl Sim {
     /// The modelled time of `op` with `args` on this device.
     pub fn latency(&self, op: &str, args: &Value) -> Duration {
         let spec = spec(op).map(|s| s.base_ms).unwrap_or(50) as f64;
-        let canonical = canonical(args);
+        let canonical = canonical_json(args);
         let size_ms = (canonical.len() / 1024) as f64 * 2.0;
         let key = task_key(op, &canonical);
         let u = unit(self.config.seed ^ fnv(self.profile.name.as_bytes()), key, 0);
@@ -909,7 +910,7 @@ pub async fn run(op: &str, args: &Value, ctx: &Ctx<'_>) -> Outcome {
     };
     let latency = sim.latency(op, args);
     if sim.config.fail_rate > 0.0 {
-        let key = task_key(op, &canonical(args));
+        let key = task_key(op, &canonical_json(args));
         let n = match sim.count_run(key).await {
             Ok(n) => n,
             Err(e) => return super::failed(e),
@@ -1573,42 +1574,6 @@ async fn apply(op: Op, state: &mut State, sim: &Sim, ctx: &Ctx<'_>) -> Result<Ou
             )
         }
     })
-}
-
-/// `value` as compact JSON with object keys sorted, whatever the map type keeps.
-fn canonical(value: &Value) -> String {
-    fn write(v: &Value, out: &mut String) {
-        match v {
-            Value::Object(map) => {
-                let mut keys: Vec<&String> = map.keys().collect();
-                keys.sort();
-                out.push('{');
-                for (i, k) in keys.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(&Value::String((*k).clone()).to_string());
-                    out.push(':');
-                    write(&map[k.as_str()], out);
-                }
-                out.push('}');
-            }
-            Value::Array(items) => {
-                out.push('[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    write(item, out);
-                }
-                out.push(']');
-            }
-            other => out.push_str(&other.to_string()),
-        }
-    }
-    let mut out = String::new();
-    write(value, &mut out);
-    out
 }
 
 /// FNV-1a, 64 bits: a hash that is the same on every machine and Rust version.

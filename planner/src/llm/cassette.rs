@@ -19,7 +19,6 @@
 //! network call. Transient failures (`429`, `5xx`) are not recorded.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -28,6 +27,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::client::Error;
+use crate::canonical::canonical_json;
 
 /// Whether and how a client uses a cassette.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -188,44 +188,7 @@ fn io_error(path: &Path, e: &std::io::Error) -> Error {
 
 /// The match key of a request body: SHA-256 (hex) of its canonical JSON.
 pub fn key(request: &Value) -> String {
-    let mut text = String::new();
-    canonical(request, &mut text);
-    hex::encode(Sha256::digest(text.as_bytes()))
-}
-
-/// Compact JSON with object keys sorted (byte order), whatever order the map keeps them in.
-pub fn canonical(v: &Value, out: &mut String) {
-    match v {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                let _ = write!(out, "{}", Value::String(k.clone()));
-                out.push(':');
-                if let Some(v) = map.get(k) {
-                    canonical(v, out);
-                }
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                canonical(item, out);
-            }
-            out.push(']');
-        }
-        leaf => {
-            let _ = write!(out, "{leaf}");
-        }
-    }
+    hex::encode(Sha256::digest(canonical_json(request).as_bytes()))
 }
 
 #[cfg(test)]
@@ -244,10 +207,8 @@ mod tests {
         assert_eq!(key(&a), key(&b));
         let c = json!({"model": "m", "messages": [{"role": "user", "content": "hi!"}]});
         assert_ne!(key(&a), key(&c));
-        let mut text = String::new();
-        canonical(&b, &mut text);
         assert_eq!(
-            text,
+            canonical_json(&b),
             r#"{"messages":[{"content":"hi","role":"user"}],"model":"m"}"#
         );
     }

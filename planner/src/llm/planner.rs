@@ -8,6 +8,7 @@ use super::actions::Catalog;
 use super::client::{self, ChatRequest, Client, ClientConfig, Message};
 use super::parse::Answer;
 use super::{CallLog, LlmCall, Purpose, now_ms, parse, prompt, review};
+use crate::canonical::canonical_json;
 use crate::revise::{ReviseFuture, ReviseInput, Revision};
 use crate::{DeviceProfile, Error, Plan, PlanFuture, PlanInput, Planner};
 
@@ -301,7 +302,7 @@ impl Repairs {
 /// formatted differently compares equal.
 fn canonical(answer: &str) -> String {
     serde_json::from_str::<serde_json::Value>(answer.trim())
-        .map(|v| v.to_string())
+        .map(|v| canonical_json(&v))
         .unwrap_or_else(|_| answer.trim().to_owned())
 }
 
