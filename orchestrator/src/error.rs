@@ -70,14 +70,33 @@ impl From<Error> for ApiError {
     }
 }
 
+impl ApiError {
+    /// An error answer with `code`'s status from the one table, [`crate::codes`].
+    fn coded(code: &'static str, message: String) -> Self {
+        let status = StatusCode::from_u16(crate::codes::http_status(code))
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        Self::new(status, code, message)
+    }
+}
+
 impl From<crate::engine::Error> for ApiError {
     /// The one mapping of the engine's refusals to HTTP: the status is the code's, from
     /// [`crate::codes`].
     fn from(e: crate::engine::Error) -> Self {
-        let code = e.code();
-        let status = StatusCode::from_u16(crate::codes::http_status(code))
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        Self::new(status, code, e.to_string())
+        Self::coded(e.code(), e.to_string())
+    }
+}
+
+impl From<weft_planner::Error> for ApiError {
+    /// Why a request could not be planned, with its code's status from [`crate::codes`]: the
+    /// planner's endpoint failing (`llm_*`, with the credential-free reason) is a `502` or
+    /// `504` and is logged; the rest are the request's fault.
+    fn from(e: weft_planner::Error) -> Self {
+        let answer = Self::coded(e.code(), e.to_string());
+        if answer.status.is_server_error() {
+            tracing::warn!(code = e.code(), error = %e, "planning failed");
+        }
+        answer
     }
 }
 
@@ -87,5 +106,60 @@ impl IntoResponse for ApiError {
             error: ErrorInfo::new(self.code, self.message),
         };
         (self.status, axum::Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn planner_errors_take_their_codes_status() {
+        use weft_planner::Error as E;
+        let llm = |code| E::Llm {
+            code,
+            message: "m".into(),
+        };
+        let too_large = E::TooLarge {
+            what: "tasks",
+            count: 300,
+            limit: 256,
+        };
+        let unplannable = E::Unplannable {
+            understood: vec![],
+            not_understood: vec!["x".into()],
+        };
+        let unknown_device = E::UnknownDevice {
+            name: "d".into(),
+            known: vec![],
+        };
+        let plan_invalid = E::PlanInvalid {
+            attempts: 3,
+            errors: vec![],
+        };
+        let refused = E::Refused { reason: "r".into() };
+        let check = |e: E, status: u16| {
+            let code = e.code();
+            assert_eq!(ApiError::from(e).status.as_u16(), status, "{code}");
+        };
+        check(E::Empty, 400);
+        check(too_large, 413);
+        check(unplannable, 422);
+        check(unknown_device, 422);
+        check(E::InvalidPlan("cycle".into()), 422);
+        check(E::NoOnlineDevice, 422);
+        check(plan_invalid, 422);
+        check(refused, 422);
+        check(llm("llm_timeout"), 504);
+        for code in [
+            "llm_unreachable",
+            "llm_http_error",
+            "llm_bad_response",
+            "llm_cassette_miss",
+            "llm_cassette_error",
+            "llm_config",
+        ] {
+            check(llm(code), 502);
+        }
     }
 }

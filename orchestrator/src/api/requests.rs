@@ -22,24 +22,6 @@ use crate::engine::Planned;
 use crate::http::{ApiJson, ApiQuery, AppState};
 use crate::store::Store;
 
-fn planner_error(e: weft_planner::Error) -> ApiError {
-    let status = match e {
-        weft_planner::Error::Empty => StatusCode::BAD_REQUEST,
-        weft_planner::Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        // The LLM endpoint failed us: say which way, with the (credential-free) reason.
-        weft_planner::Error::Llm {
-            code: "llm_timeout",
-            ..
-        } => StatusCode::GATEWAY_TIMEOUT,
-        weft_planner::Error::Llm { .. } => StatusCode::BAD_GATEWAY,
-        _ => StatusCode::UNPROCESSABLE_ENTITY,
-    };
-    if status.is_server_error() {
-        tracing::warn!(code = e.code(), error = %e, "planning failed");
-    }
-    ApiError::new(status, e.code(), e.to_string())
-}
-
 /// Plans `text` with the server's planner and checks the plan. LLM calls go to `calls`.
 async fn plan(
     state: &AppState,
@@ -54,10 +36,8 @@ async fn plan(
             devices: &devices,
             calls,
         })
-        .await
-        .map_err(planner_error)?;
-    plan.validate(&weft_planner::Limits::default())
-        .map_err(planner_error)?;
+        .await?;
+    plan.validate(&weft_planner::Limits::default())?;
     Ok(plan)
 }
 
