@@ -396,3 +396,15 @@ pub fn assert_each_result_applied_once(
         "results applied to unfinished tasks: {applied:?}"
     );
 }
+
+/// Whether the tests run as root (some tools refuse to, or run their workers as `nobody`).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .map(|l| l.split_whitespace().next() == Some("0"))
+        })
+        .unwrap_or(false)
+}

@@ -13,6 +13,8 @@ mod llm;
 mod llm_exec;
 mod lossy;
 mod outbox;
+mod pg;
+mod postgres;
 mod processes;
 mod proxy;
 mod raw;

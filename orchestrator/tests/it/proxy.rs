@@ -14,7 +14,7 @@ use weft_agent::tls::Fingerprint;
 use weft_protocol::rest::{DeviceStatus, DeviceView, RequestView};
 use weft_protocol::{AttemptStatus, RequestStatus};
 
-use crate::harness::Harness;
+use crate::harness::{Harness, is_root};
 use crate::tls::{pinned, weft};
 
 /// The nginx binary: on PATH or where Debian puts it.
@@ -156,17 +156,6 @@ impl Drop for Nginx {
             let _ = child.start_kill();
         }
     }
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .map(|l| l.split_whitespace().next() == Some("0"))
-        })
-        .unwrap_or(false)
 }
 
 /// REST through the proxy; `None` for any failure (the proxy may be down).
