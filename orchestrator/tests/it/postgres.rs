@@ -1,7 +1,9 @@
 //! Postgres as the second store (issue 16, docs/postgres.md): the throw-away server the tests
-//! use (`pg.rs`).
+//! use (`pg.rs`), and the Postgres migrations kept equal to the SQLite ones.
 
-use sqlx::Connection;
+use std::collections::BTreeSet;
+
+use sqlx::{Connection, Row};
 
 use crate::pg;
 
@@ -116,4 +118,245 @@ fn a_url_is_shown_without_its_password() {
     ] {
         assert_eq!(pg::redact(url), want, "{url}");
     }
+}
+
+/// Columns Postgres has that SQLite has implicitly: `rowid`, which the store orders edges by.
+const POSTGRES_ONLY: [&str; 2] = ["column edges.rowid bigint not null", "identity edges.rowid"];
+
+/// Every SQLite migration has its Postgres twin, under the same name.
+#[test]
+fn migrations_come_in_pairs() {
+    let names = |dir: &str| {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+        std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{dir:?}: {e}"))
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".sql"))
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(
+        names("migrations"),
+        names("migrations-postgres"),
+        "each migration in orchestrator/migrations/ needs its twin in \
+         orchestrator/migrations-postgres/ (docs/postgres.md)"
+    );
+}
+
+/// The Postgres migrations make the schema the SQLite ones make: the same tables, columns (with
+/// the types the store reads them as, nullability and defaults), identity columns, keys and
+/// indexes. A migration added to one directory and not the other fails here.
+#[tokio::test]
+async fn the_postgres_schema_is_the_sqlite_schema() {
+    let db = pg::database().await;
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    sqlx::migrate!("./migrations-postgres")
+        .run(&pool)
+        .await
+        .unwrap();
+    let mut postgres = postgres_schema(&pool).await;
+    pool.close().await;
+    for extra in POSTGRES_ONLY {
+        assert!(postgres.remove(extra), "no `{extra}` in Postgres");
+    }
+    let sqlite = sqlite_schema().await;
+    let only = |a: &BTreeSet<String>, b: &BTreeSet<String>| {
+        a.difference(b).cloned().collect::<Vec<_>>().join("\n")
+    };
+    assert!(
+        sqlite == postgres,
+        "the schemas of orchestrator/migrations/ and orchestrator/migrations-postgres/ differ \
+         (docs/postgres.md)\nonly in SQLite:\n{}\nonly in Postgres:\n{}",
+        only(&sqlite, &postgres),
+        only(&postgres, &sqlite)
+    );
+    // Not a vacuous pass.
+    assert!(
+        sqlite.contains("column events.body text not null"),
+        "{sqlite:#?}"
+    );
+}
+
+/// SQLite's declared column types, as the Postgres types that decode to the same Rust types.
+fn postgres_type(sqlite: &str) -> String {
+    match sqlite.to_ascii_uppercase().as_str() {
+        "INTEGER" => "bigint".into(),
+        "TEXT" => "text".into(),
+        "BLOB" => "bytea".into(),
+        "REAL" => "double precision".into(),
+        other => format!("no Postgres type known for SQLite's {other}: add it here"),
+    }
+}
+
+/// A default as both write it: Postgres adds a cast to a literal (`'[]'::text`).
+fn default_text(d: &str) -> String {
+    d.split("::").next().unwrap_or(d).to_owned()
+}
+
+/// One line per table, column, identity column, key and index, in Postgres's words.
+async fn sqlite_schema() -> BTreeSet<String> {
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect("sqlite::memory:")
+        .await
+        .unwrap();
+    sqlx::migrate!("./migrations").run(&pool).await.unwrap();
+    let mut out = BTreeSet::new();
+    let tables: Vec<(String, String)> = sqlx::query_as(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'table' \
+         AND name NOT LIKE 'sqlite_%' AND name <> '_sqlx_migrations'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    for (table, sql) in tables {
+        out.insert(format!("table {table}"));
+        let columns = sqlx::query(
+            "SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?) ORDER BY pk",
+        )
+        .bind(&table)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        let mut key = Vec::new();
+        for c in &columns {
+            let name: String = c.get("name");
+            let pk: i64 = c.get("pk");
+            let not_null = c.get::<i64, _>("notnull") != 0 || pk > 0;
+            let mut line = format!(
+                "column {table}.{name} {}",
+                postgres_type(c.get::<&str, _>("type"))
+            );
+            if not_null {
+                line.push_str(" not null");
+            }
+            if let Some(d) = c.get::<Option<String>, _>("dflt_value") {
+                line.push_str(&format!(" default {}", default_text(&d)));
+            }
+            out.insert(line);
+            if pk > 0 {
+                key.push(name);
+            }
+        }
+        if key.len() == 1 && sql.to_ascii_uppercase().contains("AUTOINCREMENT") {
+            out.insert(format!("identity {table}.{}", key[0]));
+        }
+        out.insert(format!("primary key {table} ({})", key.join(", ")));
+        let fks: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT \"from\", \"table\", \"to\" FROM pragma_foreign_key_list(?)")
+                .bind(&table)
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        for (from, to_table, to) in fks {
+            out.insert(format!("foreign key {table}.{from} -> {to_table}.{to}"));
+        }
+        let indexes: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT name, partial FROM pragma_index_list(?) WHERE origin = 'c' ORDER BY name",
+        )
+        .bind(&table)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        for (index, partial) in indexes {
+            let columns: Vec<String> =
+                sqlx::query_scalar("SELECT name FROM pragma_index_info(?) ORDER BY seqno")
+                    .bind(&index)
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+            out.insert(format!(
+                "index {index} on {table} ({}){}",
+                columns.join(", "),
+                if partial != 0 { " partial" } else { "" }
+            ));
+        }
+    }
+    pool.close().await;
+    out
+}
+
+/// The same lines from Postgres's catalog (the current schema).
+async fn postgres_schema(pool: &sqlx::PgPool) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let columns = sqlx::query(
+        "SELECT table_name::text AS t, column_name::text AS c, data_type::text AS ty, \
+         is_nullable = 'NO' AS not_null, column_default::text AS d, is_identity = 'YES' AS id \
+         FROM information_schema.columns \
+         WHERE table_schema = current_schema() AND table_name <> '_sqlx_migrations'",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    for c in columns {
+        let (table, name): (String, String) = (c.get("t"), c.get("c"));
+        out.insert(format!("table {table}"));
+        let mut line = format!("column {table}.{name} {}", c.get::<String, _>("ty"));
+        if c.get::<bool, _>("not_null") {
+            line.push_str(" not null");
+        }
+        if let Some(d) = c.get::<Option<String>, _>("d") {
+            line.push_str(&format!(" default {}", default_text(&d)));
+        }
+        out.insert(line);
+        if c.get::<bool, _>("id") {
+            out.insert(format!("identity {table}.{name}"));
+        }
+    }
+    let keys: Vec<(String, String)> = sqlx::query_as(
+        "SELECT t.relname::text, string_agg(a.attname::text, ', ' ORDER BY k.ord) \
+         FROM pg_constraint x \
+         JOIN pg_class t ON t.oid = x.conrelid \
+         JOIN pg_namespace n ON n.oid = t.relnamespace \
+         CROSS JOIN LATERAL unnest(x.conkey) WITH ORDINALITY AS k(attnum, ord) \
+         JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum \
+         WHERE x.contype = 'p' AND n.nspname = current_schema() \
+         AND t.relname <> '_sqlx_migrations' \
+         GROUP BY t.relname",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    for (table, columns) in keys {
+        out.insert(format!("primary key {table} ({columns})"));
+    }
+    let fks: Vec<(String, String, String, String)> = sqlx::query_as(
+        "SELECT t.relname::text, a.attname::text, r.relname::text, ra.attname::text \
+         FROM pg_constraint x \
+         JOIN pg_class t ON t.oid = x.conrelid \
+         JOIN pg_class r ON r.oid = x.confrelid \
+         JOIN pg_namespace n ON n.oid = t.relnamespace \
+         CROSS JOIN LATERAL unnest(x.conkey, x.confkey) AS k(attnum, refnum) \
+         JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum \
+         JOIN pg_attribute ra ON ra.attrelid = r.oid AND ra.attnum = k.refnum \
+         WHERE x.contype = 'f' AND n.nspname = current_schema()",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    for (table, from, to_table, to) in fks {
+        out.insert(format!("foreign key {table}.{from} -> {to_table}.{to}"));
+    }
+    let indexes: Vec<(String, String, String, bool)> = sqlx::query_as(
+        "SELECT i.relname::text, t.relname::text, \
+         string_agg(a.attname::text, ', ' ORDER BY k.ord), x.indpred IS NOT NULL \
+         FROM pg_index x \
+         JOIN pg_class i ON i.oid = x.indexrelid \
+         JOIN pg_class t ON t.oid = x.indrelid \
+         JOIN pg_namespace n ON n.oid = t.relnamespace \
+         CROSS JOIN LATERAL unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) \
+         JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum \
+         WHERE NOT x.indisprimary AND n.nspname = current_schema() \
+         AND t.relname <> '_sqlx_migrations' \
+         GROUP BY i.relname, t.relname, x.indpred IS NOT NULL",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    for (index, table, columns, partial) in indexes {
+        out.insert(format!(
+            "index {index} on {table} ({columns}){}",
+            if partial { " partial" } else { "" }
+        ));
+    }
+    out
 }
