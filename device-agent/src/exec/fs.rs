@@ -133,6 +133,9 @@ pub async fn read(path: &str, ctx: &Ctx<'_>) -> Outcome {
 
 async fn try_read(path: &str, ctx: &Ctx<'_>) -> Result<Outcome, Outcome> {
     let real = resolve_read(path, ctx).await?;
+    if tokio::fs::metadata(&real).await.is_ok_and(|m| m.is_dir()) {
+        return list(path, &real, ctx).await;
+    }
     let bytes = tokio::fs::read(&real)
         .await
         .map_err(|e| io_error("read", path, &e))?;
@@ -140,6 +143,61 @@ async fn try_read(path: &str, ctx: &Ctx<'_>) -> Result<Outcome, Outcome> {
     Ok(Outcome::succeeded(
         summary_of(&content),
         json!({"path": path, "content": content, "bytes": bytes.len(), "truncated": truncated}),
+    ))
+}
+
+/// At most this many entries of a directory are listed.
+const MAX_ENTRIES: usize = 1000;
+
+/// A directory read: its entries by name, each with its kind and size in bytes (`content`: one
+/// `name<TAB>size` line each, a `/` after a directory's name), so a task (or a small model) can
+/// see names and sizes without a shell. Symlinks are listed, not followed.
+async fn list(path: &str, real: &Path, ctx: &Ctx<'_>) -> Result<Outcome, Outcome> {
+    let mut dir = tokio::fs::read_dir(real)
+        .await
+        .map_err(|e| io_error("list", path, &e))?;
+    let mut entries = Vec::new();
+    let mut more = false;
+    while let Some(e) = dir
+        .next_entry()
+        .await
+        .map_err(|e| io_error("list", path, &e))?
+    {
+        if entries.len() == MAX_ENTRIES {
+            more = true;
+            break;
+        }
+        let meta = e
+            .metadata()
+            .await
+            .map_err(|err| io_error("list", path, &err))?;
+        let kind = if meta.file_type().is_symlink() {
+            "symlink"
+        } else if meta.is_dir() {
+            "dir"
+        } else {
+            "file"
+        };
+        let name = e.file_name().to_string_lossy().into_owned();
+        entries.push((name, kind, meta.len()));
+    }
+    entries.sort();
+    let lines: String = entries
+        .iter()
+        .map(|(name, kind, size)| {
+            let slash = if *kind == "dir" { "/" } else { "" };
+            format!("{name}{slash}\t{size}\n")
+        })
+        .collect();
+    let (content, truncated) = capped_text(lines.as_bytes(), ctx.max_output_bytes);
+    let listed: Vec<_> = entries
+        .iter()
+        .map(|(name, kind, size)| json!({"name": name, "kind": kind, "size": size}))
+        .collect();
+    Ok(Outcome::succeeded(
+        format!("{} entries in {path}", entries.len()),
+        json!({"path": path, "entries": listed, "content": content,
+               "truncated": truncated || more}),
     ))
 }
 
@@ -180,6 +238,37 @@ mod tests {
             code(&write("big.txt", &"x".repeat(65), &c).await),
             "content_too_large"
         );
+    }
+
+    #[tokio::test]
+    async fn reading_a_directory_lists_names_kinds_and_sizes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.log"), "x".repeat(50)).unwrap();
+        std::fs::write(dir.path().join("a.txt"), "a").unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/c"), "cc").unwrap();
+        let env = TestEnv::with_policy(Policy::default());
+        let c = env.ctx(dir.path());
+        let r = read(".", &c).await;
+        assert_eq!(r.status, ResultStatus::Succeeded, "{r:?}");
+        assert_eq!(
+            r.output.data["content"],
+            "a.txt\t1\nb.log\t50\nsub/\t4096\n".replace(
+                "4096",
+                &std::fs::metadata(dir.path().join("sub"))
+                    .unwrap()
+                    .len()
+                    .to_string(),
+            )
+        );
+        assert_eq!(r.output.data["entries"][1]["name"], "b.log");
+        assert_eq!(r.output.data["entries"][1]["size"], 50);
+        assert_eq!(r.output.data["entries"][2]["kind"], "dir");
+        assert_eq!(r.output.summary, "3 entries in .");
+        let sub = read("sub", &c).await;
+        assert_eq!(sub.output.data["content"], "c\t2\n");
+        // The same roots as a file read: a directory outside is refused.
+        assert_eq!(code(&read("..", &c).await), "path_outside_workdir");
     }
 
     #[tokio::test]

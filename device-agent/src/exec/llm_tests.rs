@@ -302,6 +302,48 @@ async fn a_tool_call_written_as_text_is_run_not_taken_for_the_answer() {
     llm.stop().await;
 }
 
+#[test]
+fn calls_of_known_tools_inside_other_text_are_found_once() {
+    let tools = [
+        Tool::plain(
+            "read_file",
+            "read",
+            json!({"path": {"type": "string"}}),
+            &["path"],
+        ),
+        Tool::plain(
+            "shell",
+            "run",
+            json!({"command": {"type": "string"}}),
+            &["command"],
+        ),
+    ];
+    // What the live 1.5B model answered: a fenced call, then the same call again.
+    let text = "```json\n{\"name\": \"read_file\", \"arguments\": {\"path\": \"result.txt\"}}\n```\n\n\
+                {\"name\": \"read_file\", \"arguments\": {\"path\": \"result.txt\"}}";
+    assert!(calls_in_text(text, 4).is_none());
+    let calls = embedded_calls(text, &tools, 4).unwrap();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].function.name, "read_file");
+    assert_eq!(calls[0].id, "text_call_4_1");
+    // A sentence, then two different calls (nested braces inside a string included).
+    let text = "First I list them: {\"name\": \"shell\", \"parameters\": {\"command\": \"ls {a,b}\"}} \
+                then {\"name\": \"read_file\", \"arguments\": {\"path\": \"a\"}}.";
+    let calls = embedded_calls(text, &tools, 1).unwrap();
+    let names: Vec<&str> = calls.iter().map(|c| c.function.name.as_str()).collect();
+    assert_eq!(names, ["shell", "read_file"]);
+    assert_eq!(calls[0].function.arguments, r#"{"command":"ls {a,b}"}"#);
+    // Not calls: an unknown tool, arguments that are not an object, JSON that names nothing.
+    for answer in [
+        "{\"name\": \"a\", \"arguments\": {}} and then some",
+        "{\"name\": \"shell\", \"arguments\": \"ls\"}",
+        "The largest is big.log ({\"size\": 5000}).",
+        "unbalanced { brace",
+    ] {
+        assert!(embedded_calls(answer, &tools, 1).is_none(), "{answer}");
+    }
+}
+
 #[tokio::test]
 async fn refused_and_malformed_calls_are_answered_not_run() {
     let llm = ScriptedLlm::start().await;
@@ -402,6 +444,47 @@ async fn tool_results_are_cut_to_the_limit() {
 }
 
 #[tokio::test]
+async fn a_turn_repeated_word_for_word_is_not_run_again() {
+    let llm = ScriptedLlm::start().await;
+    let append = ("write_file", json!({"path": "once.txt", "content": "x"}));
+    let read = ("read_file", json!({"path": "once.txt"}));
+    llm.push(Reply::tool_calls(&[append.clone(), read.clone()]));
+    llm.push(Reply::tool_calls(&[append, read.clone()]));
+    // Another turn with one of the same calls is a new turn: it runs.
+    llm.push(Reply::tool_calls(&[read]));
+    llm.push(Reply::content("once.txt holds x"));
+    let dir = tempfile::tempdir().unwrap();
+    let env = env(Policy::default(), &llm.base_url());
+    let r = run_llm(&env, dir.path(), "write x once", BTreeMap::new(), 6, vec![]).await;
+    assert_eq!(r.outcome.status, ResultStatus::Succeeded, "{:?}", r.outcome);
+    let got = llm.received();
+    assert_eq!(got.len(), 4);
+    for call in [1, 2] {
+        let reply = tool_reply(&got[2], call);
+        assert_eq!(reply["status"], "failed", "{reply}");
+        assert_eq!(reply["error"]["code"], "repeated_call", "{reply}");
+    }
+    assert_eq!(tool_reply(&got[3], 1)["status"], "succeeded");
+    let codes: Vec<Value> = r.outcome.output.data["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["code"].clone())
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            Value::Null,
+            Value::Null,
+            json!("repeated_call"),
+            json!("repeated_call"),
+            Value::Null
+        ]
+    );
+    llm.stop().await;
+}
+
+#[tokio::test]
 async fn the_turn_limit_asks_for_more_then_stops_with_budget_exhausted() {
     let llm = ScriptedLlm::start().await;
     // The model never stops calling tools.
@@ -422,7 +505,9 @@ async fn the_turn_limit_asks_for_more_then_stops_with_budget_exhausted() {
     let data = &r.outcome.output.data;
     assert_eq!(data["turns_used"], 2);
     assert_eq!(data["tool_calls"], 2);
-    assert_eq!(data["calls"][1]["code"], "not_found");
+    assert_eq!(data["calls"][0]["code"], "not_found");
+    // The same call again is not run again: the model is told it repeated itself.
+    assert_eq!(data["calls"][1]["code"], "repeated_call");
     assert_eq!(
         r.outcome.output.summary,
         "stopped after 2 turns without an answer"
