@@ -39,6 +39,8 @@ fn assign() -> ServerMsg {
         inputs,
         deadline_ms: 1_764_000_000_000,
         max_turns: 1,
+        files: vec![],
+        outputs: vec![],
     }
 }
 
@@ -52,6 +54,7 @@ fn result() -> AgentMsg {
             data: serde_json::json!({"stdout": "", "stderr": "", "exit_code": 0}),
         },
         error: None,
+        files: vec![],
     }
 }
 
@@ -286,6 +289,7 @@ mod engine {
                         device: None,
                         output: None,
                         error: None,
+                        files: vec![],
                     },
                     EventKind::RequestStatus {
                         status: weft_protocol::RequestStatus::Succeeded,

@@ -24,8 +24,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use weft_protocol::{
-    Action, AgentMsg, AttemptId, ErrorInfo, MAX_FRAME_BYTES, PROTOCOL_VERSION, ServerMsg,
-    TaskOutput,
+    Action, AgentMsg, AttemptId, ErrorInfo, FileRef, InputFile, MAX_FRAME_BYTES, PROTOCOL_VERSION,
+    ServerMsg, TaskOutput,
 };
 
 use crate::backoff::Backoff;
@@ -69,6 +69,8 @@ enum Report {
     Done {
         attempt: AttemptId,
         outcome: Outcome,
+        /// The outputs it sent (a success that declared outputs).
+        files: Vec<FileRef>,
     },
 }
 
@@ -91,6 +93,8 @@ pub struct Agent {
     os_version: Option<String>,
     policy: std::sync::Arc<crate::policy::Policy>,
     http: reqwest::Client,
+    /// Moves files to and from the orchestrator (inputs before a run, outputs after).
+    files: crate::files::link::Link,
     /// Attempts in flight, with the token that stops each.
     running: HashMap<AttemptId, CancellationToken>,
     /// Attempts the orchestrator no longer wants: their results are dropped.
@@ -124,6 +128,10 @@ impl Agent {
         }
         let http = exec::http::client(&config.policy, config.http_timeout)
             .map_err(|e| Error::Config(format!("cannot set up the HTTP client: {e}")))?;
+        let (server, pin) = config.endpoint()?;
+        let files =
+            crate::files::link::Link::new(&server, pin, &config.token, config.policy.files.clone())
+                .map_err(Error::Config)?;
         let (reports_tx, reports) = mpsc::unbounded_channel();
         let tools = Toolbox::discover(&config);
         Ok(Self {
@@ -134,6 +142,7 @@ impl Agent {
             policy: std::sync::Arc::new(config.policy.clone()),
             config,
             http,
+            files,
             running: HashMap::new(),
             forgotten: HashSet::new(),
             turn_requests: HashMap::new(),
@@ -220,14 +229,24 @@ impl Agent {
 
     /// Applies a report while no connection can take it: a result goes to the outbox.
     fn offline(&mut self, report: Report) {
-        if let Report::Done { attempt, outcome } = report {
-            self.finished(attempt, outcome);
+        if let Report::Done {
+            attempt,
+            outcome,
+            files,
+        } = report
+        {
+            self.finished(attempt, outcome, files);
         }
     }
 
     /// Moves a finished attempt into the outbox (unless it was forgotten). Returns the result
     /// frame to send, if any.
-    fn finished(&mut self, attempt: AttemptId, outcome: Outcome) -> Option<AgentMsg> {
+    fn finished(
+        &mut self,
+        attempt: AttemptId,
+        outcome: Outcome,
+        files: Vec<FileRef>,
+    ) -> Option<AgentMsg> {
         self.running.remove(&attempt);
         if self.forgotten.remove(&attempt) {
             return None;
@@ -237,6 +256,7 @@ impl Agent {
             status: outcome.status,
             output: outcome.output,
             error: outcome.error,
+            files,
         });
         if let Err(e) = self.outbox.put(msg.clone()) {
             tracing::error!(attempt = %attempt, error = %e, dir = %self.outbox.dir().display(),
@@ -431,7 +451,11 @@ impl Agent {
                             self.turn_requests.insert(attempt.clone(), reply);
                             Some(AgentMsg::ExtendTurns { attempt_id: attempt, turns })
                         }
-                        Report::Done { attempt, outcome } => self.finished(attempt, outcome),
+                        Report::Done {
+                            attempt,
+                            outcome,
+                            files,
+                        } => self.finished(attempt, outcome, files),
                     };
                     if let Some(frame) = frame
                         && let Err(e) = send(&mut ws, &frame).await {
@@ -491,6 +515,8 @@ impl Agent {
                 inputs,
                 deadline_ms,
                 max_turns,
+                files,
+                outputs,
                 ..
             } => {
                 if self.running.contains_key(&attempt_id) {
@@ -513,7 +539,11 @@ impl Agent {
                         }
                     }
                 };
-                self.start(attempt_id.clone(), work, deadline_ms, max_turns);
+                let transfers = Transfers {
+                    inputs: files,
+                    outputs,
+                };
+                self.start(attempt_id.clone(), work, transfers, deadline_ms, max_turns);
                 Some(AgentMsg::Accept { attempt_id })
             }
             ServerMsg::Cancel { attempt_id, reason } => {
@@ -583,8 +613,17 @@ impl Agent {
         }
     }
 
-    /// Starts an attempt as its own task; it reports through `reports`.
-    fn start(&mut self, attempt: AttemptId, work: Work, deadline_ms: u64, max_turns: u32) {
+    /// Starts an attempt as its own task; it reports through `reports`. Its input files are
+    /// fetched before the work runs, its outputs sent after it succeeds and before its result
+    /// is reported; all of it inside the attempt's deadline, and stopped by a cancel.
+    fn start(
+        &mut self,
+        attempt: AttemptId,
+        work: Work,
+        transfers: Transfers,
+        deadline_ms: u64,
+        max_turns: u32,
+    ) {
         let cancel = CancellationToken::new();
         self.running.insert(attempt.clone(), cancel.clone());
         let reports = self.reports_tx.clone();
@@ -595,6 +634,7 @@ impl Agent {
         let capabilities = self.capabilities.clone();
         let http_timeout = self.config.http_timeout;
         let halt = self.halt.clone();
+        let link = self.files.clone();
         let until_deadline = Duration::from_millis(deadline_ms.saturating_sub(now_ms()));
         // The owner's run-time limit, if it ends the attempt before the orchestrator would.
         let limited = policy.max_run.filter(|max| *max < until_deadline);
@@ -611,21 +651,37 @@ impl Agent {
                 progress,
                 max_turns,
             };
-            let run = exec::run_work(&work, &capabilities, &ctx);
+            let run = async {
+                if let Err(e) = link.fetch_inputs(&workdir, &attempt, &transfers.inputs).await {
+                    return (Outcome::failed(&e.code, e.message), Vec::new());
+                }
+                let outcome = exec::run_work(&work, &capabilities, &ctx).await;
+                if outcome.status != weft_protocol::wire::ResultStatus::Succeeded {
+                    return (outcome, Vec::new());
+                }
+                match link.send_outputs(&workdir, &attempt, &transfers.outputs).await {
+                    Ok(files) => (outcome, files),
+                    Err(e) => (
+                        Outcome::failed_with(&e.code, e.message, outcome.output),
+                        Vec::new(),
+                    ),
+                }
+            };
             let forward = async {
                 while let Some(ev) = progress_rx.recv().await {
                     let _ = reports.send(report(&attempt, ev));
                 }
                 std::future::pending::<()>().await;
             };
-            let outcome = tokio::select! {
+            let stopped = |o: Outcome| (o, Vec::new());
+            let (outcome, files) = tokio::select! {
                 o = run => o,
-                _ = cancel.cancelled() => Outcome::cancelled("cancelled by the orchestrator"),
-                _ = halt.cancelled() => Outcome::failed(
+                _ = cancel.cancelled() => stopped(Outcome::cancelled("cancelled by the orchestrator")),
+                _ = halt.cancelled() => stopped(Outcome::failed(
                     AGENT_STOPPING,
                     "the agent stopped before the attempt ended; it was stopped and handed back",
-                ),
-                _ = tokio::time::sleep(left) => match limited {
+                )),
+                _ = tokio::time::sleep(left) => stopped(match limited {
                     Some(max) => Outcome::failed(
                         crate::policy::POLICY_DENIED,
                         format!(
@@ -638,16 +694,35 @@ impl Agent {
                         "timeout",
                         "the attempt passed its deadline and was stopped",
                     ),
-                },
+                }),
                 _ = forward => unreachable!("forward never ends"),
             };
             // Progress the executor sent just before it ended goes out before the result.
             while let Ok(ev) = progress_rx.try_recv() {
                 let _ = reports.send(report(&attempt, ev));
             }
-            let _ = reports.send(Report::Done { attempt, outcome });
+            // The inputs were for this attempt only.
+            let inputs = crate::files::link::inputs_path(&workdir, &attempt);
+            if let Err(e) = tokio::fs::remove_dir_all(&inputs).await
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(dir = %inputs.display(), error = %e, "cannot remove an attempt's inputs");
+            }
+            let _ = reports.send(Report::Done {
+                attempt,
+                outcome,
+                files,
+            });
         });
     }
+}
+
+/// The files an attempt moves: the inputs to fetch before it runs, the outputs (declared
+/// names and globs) to send after it succeeds.
+#[derive(Debug, Default)]
+struct Transfers {
+    inputs: Vec<InputFile>,
+    outputs: Vec<String>,
 }
 
 /// What the agent makes of an executor's event.
@@ -706,6 +781,7 @@ fn fit_frame(msg: AgentMsg) -> AgentMsg {
             status,
             output,
             error,
+            files,
         } => AgentMsg::Result {
             attempt_id,
             status,
@@ -717,6 +793,7 @@ fn fit_frame(msg: AgentMsg) -> AgentMsg {
                 }),
             },
             error,
+            files,
         },
         other => other,
     }
@@ -749,6 +826,7 @@ mod tests {
                 data: serde_json::json!({"stdout": "\u{1}".repeat(400_000)}),
             },
             error: None,
+            files: vec![],
         };
         let fitted = fit_frame(big);
         assert!(serde_json::to_vec(&fitted).unwrap().len() < MAX_FRAME_BYTES);
@@ -780,6 +858,8 @@ mod tests {
             inputs: Default::default(),
             deadline_ms: now_ms() + 60_000,
             max_turns: 1,
+            files: vec![],
+            outputs: vec![],
         }
     }
 
@@ -795,7 +875,9 @@ mod tests {
                 .await
                 .expect("no report in time")
             {
-                Some(Report::Done { attempt, outcome }) => return (attempt, outcome),
+                Some(Report::Done {
+                    attempt, outcome, ..
+                }) => return (attempt, outcome),
                 Some(Report::Progress { .. } | Report::Extend { .. }) => {}
                 None => panic!("report channel closed"),
             }
@@ -833,7 +915,7 @@ mod tests {
         });
         let (attempt, outcome) = next_done(&mut a).await;
         assert_eq!(outcome.status, ResultStatus::Cancelled);
-        assert!(a.finished(attempt.clone(), outcome).is_some());
+        assert!(a.finished(attempt.clone(), outcome, vec![]).is_some());
         assert_eq!(a.outbox.len(), 1);
         let file = dir.path().join("state/outbox/a2.json");
         assert!(file.is_file());
@@ -903,6 +985,7 @@ mod tests {
                     status: ResultStatus::Succeeded,
                     output: TaskOutput::default(),
                     error: None,
+                    files: vec![],
                 })
                 .unwrap();
             }

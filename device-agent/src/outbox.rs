@@ -279,6 +279,7 @@ mod tests {
                 data: serde_json::json!({"stdout": format!("{summary}\n")}),
             },
             error: None,
+            files: vec![],
         }
     }
 

@@ -217,7 +217,7 @@ pub const CODES: &[Code] = &[
     code(
         "invalid_task",
         &[Http(422)],
-        "a task with neither an instruction nor an action",
+        "a task with neither an instruction nor an action, or with declared files that are not names",
     ),
     code("duplicate_task", &[Http(422)], "a task id used twice"),
     code(
@@ -282,6 +282,31 @@ pub const CODES: &[Code] = &[
         "blob_corrupt",
         &[Http(500)],
         "a stored file whose bytes no longer match its SHA-256: it is not served (upload it again)",
+    ),
+    code(
+        "invalid_file_name",
+        &[Http(400)],
+        "a file name that is not relative to a workdir (empty, absolute, `..`, `\\`, NUL, a glob)",
+    ),
+    code(
+        "bad_device_token",
+        &[Http(401)],
+        "a file route without the device token of a registered device",
+    ),
+    code(
+        "attempt_not_live",
+        &[Http(409)],
+        "an upload for an attempt that is not running (it ended, or never was)",
+    ),
+    code(
+        "blob_not_assigned",
+        &[Http(403)],
+        "a download of a blob that no live attempt of the asking device takes as input",
+    ),
+    code(
+        "file_not_found",
+        &[Http(404)],
+        "no file with that SHA-256 among the request's files",
     ),
     code(
         "disk_full",
@@ -385,8 +410,8 @@ pub const CODES: &[Code] = &[
     ),
     code(
         "not_your_attempt",
-        &[Frame],
-        "a frame about an attempt this device does not hold",
+        &[Http(403), Frame],
+        "a frame about an attempt this device does not hold, or an upload for one",
     ),
     // Tasks, attempts and requests.
     code(
@@ -518,6 +543,11 @@ pub const CODES: &[Code] = &[
         "output_missing",
         &[Agent],
         "a file the task declared in its outputs is not in its workdir",
+    ),
+    code(
+        "file_not_produced",
+        &[Task],
+        "a reference to a file (`{{t1.files.NAME}}`) that the upstream task did not produce",
     ),
     code(
         "upload_failed",
@@ -662,6 +692,16 @@ mod tests {
             E::InvalidDeviceKind,
             E::DeviceExists("d".into()),
             E::DeviceNotFound("d".into()),
+            E::BadDeviceToken,
+            E::AttemptNotLive("a".into()),
+            E::NotYourAttempt {
+                attempt: "a".into(),
+                device: "d".into(),
+            },
+            E::BlobNotAssigned {
+                sha256: "0".repeat(64),
+                device: "d".into(),
+            },
         ];
         for e in &all {
             match e {
@@ -677,7 +717,11 @@ mod tests {
                 | E::InvalidDeviceName
                 | E::InvalidDeviceKind
                 | E::DeviceExists(_)
-                | E::DeviceNotFound(_) => {}
+                | E::DeviceNotFound(_)
+                | E::BadDeviceToken
+                | E::AttemptNotLive(_)
+                | E::NotYourAttempt { .. }
+                | E::BlobNotAssigned { .. } => {}
             }
         }
         all
@@ -708,6 +752,10 @@ mod tests {
                 "400 invalid_device_kind",
                 "409 device_exists",
                 "404 device_not_found",
+                "401 bad_device_token",
+                "409 attempt_not_live",
+                "403 not_your_attempt",
+                "403 blob_not_assigned",
             ]
         );
     }

@@ -58,6 +58,8 @@ pub struct ServeOptions {
     pub insecure_plaintext: bool,
     /// Grace period for in-flight work at shutdown.
     pub shutdown_grace: Duration,
+    /// The largest file a device may upload (`PUT /v1/attempts/{attempt}/files/{name}`).
+    pub max_upload_bytes: u64,
     /// Which planner turns request texts into graphs (rules by default).
     pub planner: PlannerChoice,
 }
@@ -115,6 +117,9 @@ impl PlannerChoice {
     }
 }
 
+/// The largest file a device may upload unless `--max-upload-bytes` says: 4 GiB.
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 4 << 30;
+
 impl ServeOptions {
     pub fn new(db: impl Into<String>, data_dir: impl Into<PathBuf>) -> Self {
         Self {
@@ -140,6 +145,7 @@ impl ServeOptions {
             tls: None,
             insecure_plaintext: false,
             shutdown_grace: Duration::from_secs(5),
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             planner: PlannerChoice::Rules,
         }
     }

@@ -100,6 +100,18 @@ impl From<weft_planner::Error> for ApiError {
     }
 }
 
+impl From<crate::blobs::Error> for ApiError {
+    /// A blob store's refusal with its code's status; a server-side failure (`internal`,
+    /// `blob_corrupt`, `disk_full`) is logged.
+    fn from(e: crate::blobs::Error) -> Self {
+        let answer = Self::coded(e.code(), e.to_string());
+        if answer.status.is_server_error() {
+            tracing::error!(code = e.code(), error = %e, "blob store");
+        }
+        answer
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {

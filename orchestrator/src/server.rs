@@ -50,6 +50,14 @@ pub async fn start(
         .transpose()?;
     let planner: Arc<dyn Planner> = opts.planner.build()?;
     let store = Store::open(&opts.db).await?;
+    let blobs = crate::blobs::LocalBlobs::in_data_dir(&opts.data_dir)
+        .await
+        .map_err(|e| {
+            Error::Config(format!(
+                "cannot open the blob store in {}: {e}",
+                opts.data_dir.display()
+            ))
+        })?;
     let (engine, engine_join) = Engine::start(
         store.clone(),
         engine_options(&opts),
@@ -97,6 +105,8 @@ pub async fn start(
         conns: conns.clone(),
         tls: tls.clone(),
         insecure_plaintext: opts.insecure_plaintext,
+        blobs: Arc::new(blobs),
+        max_upload_bytes: opts.max_upload_bytes,
     };
     let app = http::router(state);
     let listen = listen::Listen {

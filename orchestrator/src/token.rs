@@ -19,10 +19,14 @@ pub fn hash(token: &str) -> String {
 
 /// Compares a presented token with a stored hash, in time independent of where they differ.
 pub fn matches(presented: &str, stored_hash: &str) -> bool {
-    let a = hash(presented);
-    a.len() == stored_hash.len()
+    hash_eq(&hash(presented), stored_hash)
+}
+
+/// Compares two hashes in time independent of where they differ.
+pub fn hash_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len()
         && a.bytes()
-            .zip(stored_hash.bytes())
+            .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0
 }

@@ -5,6 +5,8 @@
 //! {{ID.output}}                the output's main text (below)
 //! {{ID.output.summary}}        the output's summary
 //! {{ID.output.KEY.KEY2…}}      a value in the output's data, one object key per step
+//! {{ID.files}}                 the local paths of every file the task produced (below)
+//! {{ID.files.NAME}}            the local path of its file NAME (`photo.jpg`, `build/app.apk`)
 //! ```
 //!
 //! `ID` is a task id and each `KEY` an object key, both made of ASCII letters, digits, `-` and
@@ -12,6 +14,12 @@
 //! (`{{t1.output.items.0}}`). `summary` directly after `output` always means the summary text,
 //! never a data key called `summary`, and takes no further keys. Whitespace just inside the
 //! braces is allowed: `{{ t1.output.stdout }}`.
+//!
+//! A file NAME is what the task declared in its `outputs` (relative to its workdir), made of
+//! ASCII letters, digits and `.`, `-`, `_`, `+`, `@`, with `/` between directories. Files
+//! references stand for the path, relative to the consuming agent's workdir, that the file is
+//! fetched to before the attempt runs (`inputs/<attempt>/<task>/<name>`); `{{ID.files}}` is
+//! every such path, in name order, separated by spaces (in a shell command each one quoted).
 //!
 //! The **main text** of an output is `data.stdout` if it is a string (shell), else `data.body`
 //! (http_get), else `data.content` (read_file), else the summary.
@@ -43,31 +51,51 @@ use weft_protocol::{Action, TaskId, TaskOutput};
 const MAX_TASK_ID_LEN: usize = 64;
 
 /// What every reference error ends with.
+/// (Files references, `{{t1.files…}}`, are not named in it: the text is part of what recorded
+/// LLM conversations hold, so it stays as it was.)
 const SYNTAX_HINT: &str = "a reference looks like {{t1.output}}, {{t1.output.summary}} or \
                            {{t1.output.stdout}}, and `{{` always starts one";
 
-/// A reference to (part of) an upstream task's output.
+/// The files of upstream tasks an attempt takes, as the paths they are fetched to: by task,
+/// then by file name.
+pub type Files = BTreeMap<TaskId, BTreeMap<String, String>>;
+
+/// What a reference stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refers {
+    /// `{{ID.output…}}`: the keys after `output`: empty for the main text, `["summary"]` for
+    /// the summary, else keys into the output's data.
+    Output(Vec<String>),
+    /// `{{ID.files}}`: every file the task produced.
+    Files,
+    /// `{{ID.files.NAME}}`: its file of that name.
+    File(String),
+}
+
+/// A reference to (part of) an upstream task's output, or to its files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reference {
-    /// The task whose output is referred to.
+    /// The task whose output or files are referred to.
     pub task: TaskId,
-    /// The keys after `output`: empty for the main text, `["summary"]` for the summary, else
-    /// keys into the output's data.
-    pub path: Vec<String>,
+    pub what: Refers,
 }
 
 impl Reference {
-    /// The text this reference stands for in `output` (`None` when a key is missing). Strings
-    /// are returned as they are; other JSON values as compact JSON text (`null`, `0`, `[1,2]`).
+    /// The text this output reference stands for in `output` (`None` when a key is missing,
+    /// or for a files reference). Strings are returned as they are; other JSON values as
+    /// compact JSON text (`null`, `0`, `[1,2]`).
     pub fn resolve(&self, output: &TaskOutput) -> Option<String> {
-        let Some((first, rest)) = self.path.split_first() else {
+        let Refers::Output(path) = &self.what else {
+            return None;
+        };
+        let Some((first, rest)) = path.split_first() else {
             return Some(main_text(output));
         };
         if first == "summary" && rest.is_empty() {
             return Some(output.summary.clone());
         }
         let mut value = &output.data;
-        for key in &self.path {
+        for key in path {
             value = match value {
                 Value::Object(map) => map.get(key)?,
                 Value::Array(items) => items.get(array_index(key)?)?,
@@ -82,11 +110,18 @@ impl Reference {
 }
 
 impl fmt::Display for Reference {
-    /// The canonical spelling: `{{t1.output}}`, `{{t1.output.stdout}}`.
+    /// The canonical spelling: `{{t1.output}}`, `{{t1.output.stdout}}`, `{{t1.files}}`,
+    /// `{{t1.files.photo.jpg}}`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{{{{{}.output", self.task)?;
-        for key in &self.path {
-            write!(f, ".{key}")?;
+        match &self.what {
+            Refers::Output(path) => {
+                write!(f, "{{{{{}.output", self.task)?;
+                for key in path {
+                    write!(f, ".{key}")?;
+                }
+            }
+            Refers::Files => write!(f, "{{{{{}.files", self.task)?,
+            Refers::File(name) => write!(f, "{{{{{}.files.{name}", self.task)?,
         }
         f.write_str("}}")
     }
@@ -127,6 +162,31 @@ pub fn task_references(
     Ok(all)
 }
 
+/// The references of a task's `inputs` files list: each entry must be exactly one files
+/// reference (`{{t1.files}}` or `{{t1.files.NAME}}`). The error names the entry.
+pub fn input_references(entries: &[String]) -> Result<Vec<Reference>, String> {
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let whole = entry.trim();
+            let found = scan(whole).map_err(|e| format!("in inputs.files[{i}]: {e}"))?;
+            match found.as_slice() {
+                [f] if f.start == 0
+                    && f.end == whole.len()
+                    && !matches!(f.reference.what, Refers::Output(_)) =>
+                {
+                    Ok(f.reference.clone())
+                }
+                _ => Err(format!(
+                    "inputs.files[{i}] is `{entry}`; each entry is one reference to an upstream \
+                     task's files, {{{{t1.files}}}} or {{{{t1.files.NAME}}}}"
+                )),
+            }
+        })
+        .collect()
+}
+
 /// The string values inside a `sim` action's `args`, each named by its place (`args.body`,
 /// `args.to.0`): the fields that may hold references.
 fn sim_strings<'a>(value: &'a Value, at: String, out: &mut Vec<(String, &'a str)>) {
@@ -147,25 +207,21 @@ fn sim_strings<'a>(value: &'a Value, at: String, out: &mut Vec<(String, &'a str)
 }
 
 /// `value` with the references in its strings filled in (never shell-quoted).
-fn fill_json(
-    value: &Value,
-    at: &str,
-    outputs: &BTreeMap<TaskId, TaskOutput>,
-) -> Result<Value, String> {
+fn fill_json(value: &Value, at: &str, up: &Upstream<'_>) -> Result<Value, String> {
     Ok(match value {
-        Value::String(s) => Value::String(
-            fill(s, outputs, false).map_err(|e| format!("in the action's `{at}`: {e}"))?,
-        ),
+        Value::String(s) => {
+            Value::String(fill(s, up, false).map_err(|e| format!("in the action's `{at}`: {e}"))?)
+        }
         Value::Array(items) => Value::Array(
             items
                 .iter()
                 .enumerate()
-                .map(|(i, v)| fill_json(v, &format!("{at}.{i}"), outputs))
+                .map(|(i, v)| fill_json(v, &format!("{at}.{i}"), up))
                 .collect::<Result<_, _>>()?,
         ),
         Value::Object(map) => Value::Object(
             map.iter()
-                .map(|(k, v)| Ok((k.clone(), fill_json(v, &format!("{at}.{k}"), outputs)?)))
+                .map(|(k, v)| Ok((k.clone(), fill_json(v, &format!("{at}.{k}"), up)?)))
                 .collect::<Result<_, String>>()?,
         ),
         other => other.clone(),
@@ -191,10 +247,24 @@ pub fn substitute(
     action: Option<&Action>,
     outputs: &BTreeMap<TaskId, TaskOutput>,
 ) -> Result<(String, Option<Action>), String> {
+    substitute_with_files(instruction, action, outputs, &Files::new())
+}
+
+/// [`substitute`], files references included: each is filled in with the paths `files` gives
+/// (every path of the task, space-separated, for `{{ID.files}}`; in a shell command each path
+/// quoted on its own). A files reference to a task or a name `files` does not have is an
+/// error.
+pub fn substitute_with_files(
+    instruction: &str,
+    action: Option<&Action>,
+    outputs: &BTreeMap<TaskId, TaskOutput>,
+    files: &Files,
+) -> Result<(String, Option<Action>), String> {
+    let up = Upstream { outputs, files };
     let instruction =
-        fill(instruction, outputs, false).map_err(|e| format!("in the instruction: {e}"))?;
+        fill(instruction, &up, false).map_err(|e| format!("in the instruction: {e}"))?;
     let field = |name: &str, text: &str, quote: bool| {
-        fill(text, outputs, quote).map_err(|e| format!("in the action's `{name}`: {e}"))
+        fill(text, &up, quote).map_err(|e| format!("in the action's `{name}`: {e}"))
     };
     let action = match action {
         None => None,
@@ -213,13 +283,19 @@ pub fn substitute(
         }),
         Some(Action::Sim { op, args }) => Some(Action::Sim {
             op: op.clone(),
-            args: fill_json(args, "args", outputs)?,
+            args: fill_json(args, "args", &up)?,
         }),
         Some(a @ (Action::Steps { .. } | Action::Phone { .. } | Action::Adb { .. })) => {
             Some(a.clone())
         }
     };
     Ok((instruction, action))
+}
+
+/// What references are filled in from.
+struct Upstream<'a> {
+    outputs: &'a BTreeMap<TaskId, TaskOutput>,
+    files: &'a Files,
 }
 
 /// `text` quoted for a POSIX shell: in single quotes, each `'` written as `'\''`.
@@ -309,6 +385,18 @@ fn parse_body(body: &str) -> Result<Reference, String> {
     }
     match parts.next() {
         Some("output") => {}
+        Some("files") => {
+            let rest: Vec<&str> = parts.collect();
+            let what = if rest.is_empty() {
+                Refers::Files
+            } else {
+                Refers::File(file_name(&rest.join("."))?)
+            };
+            return Ok(Reference {
+                task: TaskId::new(task),
+                what,
+            });
+        }
         Some(other) => {
             return Err(format!(
                 "expected `output` after the task id, found `{other}`"
@@ -333,8 +421,23 @@ fn parse_body(body: &str) -> Result<Reference, String> {
     }
     Ok(Reference {
         task: TaskId::new(task),
-        path,
+        what: Refers::Output(path),
     })
+}
+
+/// The NAME of `{{ID.files.NAME}}`, checked: a relative file name (as `weft_protocol::files`
+/// takes) of ASCII letters, digits, `.`, `-`, `_`, `+`, `@` and `/`.
+fn file_name(name: &str) -> Result<String, String> {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._-+@/".contains(&b))
+    {
+        return Err(format!(
+            "file name `{name}` is not made of letters, digits, `.`, `-`, `_`, `+`, `@` and `/`"
+        ));
+    }
+    weft_protocol::files::check_file_name(name)?;
+    Ok(name.to_owned())
 }
 
 /// Whether `s` is non-empty ASCII letters, digits, `-` and `_`.
@@ -462,7 +565,7 @@ fn check_shell_placement(command: &str, found: &[Found]) -> Result<(), String> {
 }
 
 /// `text` with every reference replaced by its text, shell-quoted if `quote` (a shell command).
-fn fill(text: &str, outputs: &BTreeMap<TaskId, TaskOutput>, quote: bool) -> Result<String, String> {
+fn fill(text: &str, up: &Upstream<'_>, quote: bool) -> Result<String, String> {
     let found = scan_field(text, quote)?;
     if found.is_empty() {
         return Ok(text.to_owned());
@@ -470,31 +573,52 @@ fn fill(text: &str, outputs: &BTreeMap<TaskId, TaskOutput>, quote: bool) -> Resu
     let mut out = String::with_capacity(text.len());
     let mut copied = 0;
     for f in found {
-        let r = &f.reference;
-        let Some(output) = outputs.get(&r.task) else {
-            return Err(format!(
-                "{r} refers to {}, whose output is not among this task's inputs \
-                 (only upstream tasks' outputs are)",
-                r.task
-            ));
-        };
-        let Some(value) = r.resolve(output) else {
-            return Err(format!(
-                "{r}: the output of {} has no `{}`",
-                r.task,
-                r.path.join(".")
-            ));
-        };
         out.push_str(text.get(copied..f.start).unwrap_or_default());
-        if quote {
-            out.push_str(&shell_quote(&value));
+        let values = values(&f.reference, up)?;
+        let written: Vec<String> = if quote {
+            values.iter().map(|v| shell_quote(v)).collect()
         } else {
-            out.push_str(&value);
-        }
+            values
+        };
+        out.push_str(&written.join(" "));
         copied = f.end;
     }
     out.push_str(text.get(copied..).unwrap_or_default());
     Ok(out)
+}
+
+/// The text (one value, or one per file for `{{ID.files}}`) that `r` stands for.
+fn values(r: &Reference, up: &Upstream<'_>) -> Result<Vec<String>, String> {
+    let task = &r.task;
+    match &r.what {
+        Refers::Output(path) => {
+            let Some(output) = up.outputs.get(task) else {
+                return Err(format!(
+                    "{r} refers to {task}, whose output is not among this task's inputs \
+                     (only upstream tasks' outputs are)"
+                ));
+            };
+            let value = r
+                .resolve(output)
+                .ok_or_else(|| format!("{r}: the output of {task} has no `{}`", path.join(".")))?;
+            Ok(vec![value])
+        }
+        Refers::Files | Refers::File(_) => {
+            let Some(files) = up.files.get(task) else {
+                return Err(format!(
+                    "{r} refers to {task}, whose files are not among this task's inputs \
+                     (only upstream tasks' files are)"
+                ));
+            };
+            match &r.what {
+                Refers::File(name) => files
+                    .get(name)
+                    .map(|p| vec![p.clone()])
+                    .ok_or_else(|| format!("{r}: {task} produced no file `{name}`")),
+                _ => Ok(files.values().cloned().collect()),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -508,7 +632,11 @@ mod tests {
         let got = match parse(text) {
             Ok(refs) => refs
                 .iter()
-                .map(|r| format!("{} {:?}", r.task, r.path))
+                .map(|r| match &r.what {
+                    Refers::Output(path) => format!("{} {path:?}", r.task),
+                    Refers::Files => format!("{} files", r.task),
+                    Refers::File(name) => format!("{} file {name}", r.task),
+                })
                 .collect::<Vec<_>>()
                 .join("; "),
             Err(e) => format!("error: {e}"),
@@ -1020,6 +1148,97 @@ mod tests {
                 "error: in the action's `content`: `{{{{t1}}}}` is not a reference \
                  (expected `.output` after the task id); {SYNTAX_HINT}"
             ),
+        );
+    }
+
+    #[test]
+    fn files_references() {
+        check_parse("{{t1.files}}", "t1 files");
+        check_parse("{{ t1.files.photo.jpg }}", "t1 file photo.jpg");
+        check_parse(
+            "{{t1.files.build/app-1_x+y@2.apk}}",
+            "t1 file build/app-1_x+y@2.apk",
+        );
+        check_malformed(
+            "{{t1.files.a b}}",
+            "`{{t1.files.a b}}` is not a reference (file name `a b` is not made of letters, \
+             digits, `.`, `-`, `_`, `+`, `@` and `/`)",
+        );
+        check_malformed(
+            "{{t1.files.../x}}",
+            "`{{t1.files.../x}}` is not a reference (`../x` has a `..` part)",
+        );
+        check_malformed(
+            "{{t1.files./etc/passwd}}",
+            "`{{t1.files./etc/passwd}}` is not a reference (`/etc/passwd` is absolute; names \
+             are relative to the workdir)",
+        );
+        let r = parse("{{t1.files.photo.jpg}} {{t1.files}}").unwrap();
+        assert_eq!(
+            r.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["{{t1.files.photo.jpg}}", "{{t1.files}}"]
+        );
+    }
+
+    #[test]
+    fn input_entries_are_one_files_reference_each() {
+        let entries = |e: &[&str]| {
+            input_references(&e.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+                .map(|r| r.iter().map(ToString::to_string).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            entries(&["{{t1.files}}", " {{t2.files.a.txt}} "]).unwrap(),
+            ["{{t1.files}}", "{{t2.files.a.txt}}"]
+        );
+        for bad in [
+            "{{t1.output}}",
+            "x {{t1.files}}",
+            "{{t1.files}}{{t2.files}}",
+            "a.txt",
+        ] {
+            let e = entries(&["{{t1.files}}", bad]).unwrap_err();
+            assert!(e.starts_with("inputs.files[1] is "), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn files_get_local_paths_quoted_in_shell() {
+        let files: Files = BTreeMap::from([(
+            TaskId::new("t1"),
+            BTreeMap::from([
+                ("b.txt".to_owned(), "inputs/a-2/t1/b.txt".to_owned()),
+                (
+                    "a it's.txt".to_owned(),
+                    "inputs/a-2/t1/a it's.txt".to_owned(),
+                ),
+            ]),
+        )]);
+        let subst = |instruction: &str, action: Option<Action>| match substitute_with_files(
+            instruction,
+            action.as_ref(),
+            &upstream(),
+            &files,
+        ) {
+            Ok((i, a)) => format!("{i} | {a:?}"),
+            Err(e) => format!("error: {e}"),
+        };
+        assert_eq!(
+            subst(
+                "read {{t1.files.b.txt}}",
+                Some(Action::Shell {
+                    command: "sha256sum {{t1.files}} {{t1.files.b.txt}}".into()
+                })
+            ),
+            r#"read inputs/a-2/t1/b.txt | Some(Shell { command: "sha256sum 'inputs/a-2/t1/a it'\\''s.txt' 'inputs/a-2/t1/b.txt' 'inputs/a-2/t1/b.txt'" })"#
+        );
+        assert_eq!(
+            subst("{{t1.files.c.txt}}", None),
+            "error: in the instruction: {{t1.files.c.txt}}: t1 produced no file `c.txt`"
+        );
+        assert_eq!(
+            subst("{{t2.files}}", None),
+            "error: in the instruction: {{t2.files}} refers to t2, whose files are not among \
+             this task's inputs (only upstream tasks' files are)"
         );
     }
 }

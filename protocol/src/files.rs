@@ -2,12 +2,16 @@
 //! takes (`FilesSpec`), and how one stored file is named (`FileRef`: its name in the task's
 //! workdir, its size and its SHA-256, which is also its name in the orchestrator's blob store).
 //!
-//! Not on the wire yet: no frame or REST body carries these types so far (`docs/artifacts.md`
-//! says what is built and what is left). Both refuse, when read, what a device must never act
-//! on: a name that leaves the workdir, a hash that is not one.
+//! On the wire: a task spec's `outputs` and `inputs` (`FilesSpec`), a `result` frame's
+//! `files` (`FileRef`), an `assign` frame's `files` ([`InputFile`]) and the REST listing of a
+//! request's files ([`StoredFile`]); `docs/artifacts.md` tells the whole story. Each refuses,
+//! when read, what a device must never act on: a name that leaves the workdir, a hash that is
+//! not one.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+
+use crate::ids::{AttemptId, RequestId, TaskId};
 
 /// Longest file name or pattern taken, in bytes.
 pub const MAX_FILE_NAME_BYTES: usize = 1024;
@@ -73,30 +77,18 @@ impl FileRef {
 /// its workdir) or `"inputs": {"files": [...]}` (what it takes). An entry is a relative path;
 /// its last part may be a glob (`*` any run of characters, `?` one), so `photo.jpg`,
 /// `*.log` and `build/*.apk` are entries, `*/app.apk` is not.
+///
+/// Unlike [`FileRef`], reading one does not check its entries: a task's `outputs` are checked
+/// with [`FilesSpec::validate`] (and its `inputs` as references) where the graph is checked,
+/// so that a bad entry is refused like the rest of a bad task (`422`), not as bad JSON.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(try_from = "RawFilesSpec")]
+#[serde(deny_unknown_fields)]
 pub struct FilesSpec {
     pub files: Vec<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFilesSpec {
-    files: Vec<String>,
-}
-
-impl TryFrom<RawFilesSpec> for FilesSpec {
-    type Error = String;
-
-    fn try_from(r: RawFilesSpec) -> Result<Self, String> {
-        let s = FilesSpec { files: r.files };
-        s.validate()?;
-        Ok(s)
-    }
-}
-
 impl FilesSpec {
-    /// Checks every entry and the count.
+    /// Checks every entry (as a name whose last part may be a glob) and the count.
     pub fn validate(&self) -> Result<(), String> {
         if self.files.len() > MAX_FILES_PER_SPEC {
             return Err(format!(
@@ -109,6 +101,64 @@ impl FilesSpec {
         }
         Ok(())
     }
+}
+
+/// A file an attempt takes as input, as its `assign` names it: the upstream task that produced
+/// it and the stored file. The agent fetches it from `GET /v1/blobs/{sha256}` (with its device
+/// token) into [`InputFile::local_path`] before the attempt runs, and references to it
+/// (`{{t1.files…}}`) were filled in with that same path.
+///
+/// ```json
+/// {"task": "t1", "file": {"name": "photo.jpg", "size": 5242880, "sha256": "9f86d08188…"}}
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputFile {
+    pub task: TaskId,
+    pub file: FileRef,
+}
+
+impl InputFile {
+    /// Where attempt `attempt` finds this file, relative to the agent's workdir:
+    /// `inputs/<attempt>/<task>/<name>` (`/` between parts, on every platform).
+    pub fn local_path(&self, attempt: &AttemptId) -> String {
+        format!(
+            "{}/{}/{}",
+            inputs_dir(attempt),
+            self.task.as_str(),
+            self.file.name
+        )
+    }
+}
+
+/// The directory, relative to the workdir, that attempt `attempt`'s input files go into.
+pub fn inputs_dir(attempt: &AttemptId) -> String {
+    format!("inputs/{}", attempt.as_str())
+}
+
+/// One file a request's task produced, as `GET /v1/requests/{id}/files` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StoredFile {
+    #[schema(value_type = String)]
+    pub task_id: TaskId,
+    /// The attempt that produced it (the one that succeeded).
+    #[schema(value_type = String)]
+    pub attempt_id: AttemptId,
+    pub name: String,
+    pub size: u64,
+    /// Also its name in the blob store: `GET /v1/requests/{id}/files/{sha256}` fetches it.
+    pub sha256: String,
+}
+
+/// The answer to `GET /v1/requests/{id}/files`: every file its tasks produced, by task order
+/// and then name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequestFiles {
+    #[schema(value_type = String)]
+    pub request_id: RequestId,
+    pub files: Vec<StoredFile>,
 }
 
 /// Whether `s` is a SHA-256 as weft writes one: 64 lowercase hex digits.
@@ -247,8 +297,8 @@ mod tests {
     fn files_spec_refusals() {
         let read = |v: serde_json::Value| {
             serde_json::from_value::<FilesSpec>(v)
-                .map(|_| ())
                 .map_err(|e| e.to_string())
+                .and_then(|s| s.validate())
         };
         assert!(read(json!({"files": [], "more": 1})).is_err());
         assert!(read(json!({})).is_err());

@@ -14,7 +14,7 @@ pub mod task;
 pub mod whole;
 pub mod wire;
 
-pub use files::{FileRef, FilesSpec};
+pub use files::{FileRef, FilesSpec, InputFile};
 pub use ids::{AttemptId, DeviceName, RequestId, TaskId};
 pub use task::{
     Action, AttemptStatus, Condition, ConditionOp, ConditionSource, EdgeKind, ErrorInfo,

@@ -178,6 +178,15 @@ pub struct TaskSpec {
         deserialize_with = "crate::whole::opt_int"
     )]
     pub max_turns: Option<u32>,
+    /// Files the task produces, relative to its workdir (names, or globs in their last part):
+    /// sent to the orchestrator after the attempt succeeds, before its result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<crate::FilesSpec>,
+    /// Files of upstream tasks this task takes besides those its instruction or action refer
+    /// to: each entry one reference, `{{t1.files}}` or `{{t1.files.NAME}}`. Fetched into the
+    /// attempt's inputs directory before it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<crate::FilesSpec>,
 }
 
 /// One operation of a graph edit.
@@ -350,6 +359,9 @@ pub enum EventKind {
         output: Option<TaskOutput>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<ErrorInfo>,
+        /// The files the attempt produced (on `succeeded`, when it declared outputs).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        files: Vec<crate::FileRef>,
     },
     /// An attempt failed and the task will be tried again at `retry_at_ms`.
     TaskRetrying {
@@ -425,6 +437,7 @@ mod tests {
                 device: Some("laptop".into()),
                 output: None,
                 error: None,
+                files: vec![],
             },
         };
         let v = serde_json::to_value(&ev).unwrap();

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::files::{FileRef, InputFile};
 use crate::ids::{AttemptId, DeviceName, RequestId, TaskId};
 use crate::task::{Action, ErrorInfo, TaskOutput, ToolSpec};
 
@@ -73,6 +74,11 @@ pub enum AgentMsg {
         output: TaskOutput,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<ErrorInfo>,
+        /// The files of the task's declared outputs, each already stored by the orchestrator
+        /// (`PUT /v1/attempts/{attempt}/files/{name}`); only on `succeeded`. Absent from older
+        /// agents, which then produce no files.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        files: Vec<FileRef>,
     },
 }
 
@@ -86,6 +92,9 @@ pub enum ResultStatus {
 }
 
 /// Messages from the orchestrator to an agent.
+// `assign` is much the largest; frames are made one at a time and sent at once, so boxing it
+// would save nothing that matters.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ServerMsg {
@@ -120,6 +129,15 @@ pub enum ServerMsg {
         /// Wall-clock deadline, milliseconds since the Unix epoch.
         deadline_ms: u64,
         max_turns: u32,
+        /// The files of upstream tasks this attempt takes: fetch each into its
+        /// `InputFile::local_path` before running (references to them were filled in with that
+        /// path).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        files: Vec<InputFile>,
+        /// The task's declared outputs (names, or globs in their last part): after the attempt
+        /// succeeds, send each file before the result.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        outputs: Vec<String>,
     },
     /// The answer to `extend_turns`: `granted` more turns (0 = refused, the request's pool is
     /// spent); `max_turns` is the attempt's limit now.
@@ -258,6 +276,7 @@ mod tests {
                     data: json!({"stdout": "alpha\n", "stderr": "", "exit_code": 0}),
                 },
                 error: None,
+                files: vec![],
             },
             json!({"type": "result", "attempt_id": "a-1", "status": "succeeded",
                    "output": {"summary": "alpha",
@@ -269,6 +288,7 @@ mod tests {
                 status: ResultStatus::Failed,
                 output: TaskOutput::default(),
                 error: Some(ErrorInfo::new("exit_status", "exited with 1")),
+                files: vec![],
             },
             json!({"type": "result", "attempt_id": "a-2", "status": "failed",
                    "output": {"summary": "", "data": null},
@@ -328,6 +348,8 @@ mod tests {
                 inputs,
                 deadline_ms: 1_700_000_000_000,
                 max_turns: 1,
+                files: vec![],
+                outputs: vec![],
             },
             json!({"type": "assign", "attempt_id": "a-1", "request_id": "r-1", "task_id": "t2",
                    "title": "run `echo two`", "instruction": "run \"echo two\"",
@@ -364,6 +386,83 @@ mod tests {
         );
     }
 
+    /// Files between devices (docs/artifacts.md): the `assign` of a task that takes a file of
+    /// t1 and declares outputs, and the `result` that lists the files it sent.
+    #[test]
+    fn files_in_assign_and_result() {
+        let photo = FileRef {
+            name: "photo.jpg".into(),
+            size: 5_242_880,
+            sha256: HASH.into(),
+        };
+        check(
+            ServerMsg::Assign {
+                attempt_id: "a-2".into(),
+                request_id: "r-1".into(),
+                task_id: "t2".into(),
+                title: "shrink the photo".into(),
+                instruction: "shrink the photo".into(),
+                action: Some(Action::Shell {
+                    command: "convert 'inputs/a-2/t1/photo.jpg' -resize 50% small.jpg".into(),
+                }),
+                inputs: BTreeMap::new(),
+                deadline_ms: 1_700_000_000_000,
+                max_turns: 1,
+                files: vec![InputFile {
+                    task: "t1".into(),
+                    file: photo.clone(),
+                }],
+                outputs: vec!["small.jpg".into()],
+            },
+            json!({"type": "assign", "attempt_id": "a-2", "request_id": "r-1", "task_id": "t2",
+                   "title": "shrink the photo", "instruction": "shrink the photo",
+                   "action": {"kind": "shell",
+                              "command": "convert 'inputs/a-2/t1/photo.jpg' -resize 50% small.jpg"},
+                   "inputs": {}, "deadline_ms": 1_700_000_000_000u64, "max_turns": 1,
+                   "files": [{"task": "t1",
+                              "file": {"name": "photo.jpg", "size": 5_242_880, "sha256": HASH}}],
+                   "outputs": ["small.jpg"]}),
+        );
+        check(
+            AgentMsg::Result {
+                attempt_id: "a-1".into(),
+                status: ResultStatus::Succeeded,
+                output: TaskOutput::default(),
+                error: None,
+                files: vec![photo],
+            },
+            json!({"type": "result", "attempt_id": "a-1", "status": "succeeded",
+                   "output": {"summary": "", "data": null},
+                   "files": [{"name": "photo.jpg", "size": 5_242_880, "sha256": HASH}]}),
+        );
+        // An older agent's result, without `files`, is still read (as no files).
+        let old = json!({"type": "result", "attempt_id": "a-1", "status": "succeeded",
+                         "output": {"summary": "", "data": null}});
+        let AgentMsg::Result { files, .. } = serde_json::from_value(old).unwrap() else {
+            panic!("not a result");
+        };
+        assert!(files.is_empty());
+        // A file name that leaves the workdir is refused when read.
+        let bad = json!({"type": "result", "attempt_id": "a-1", "status": "succeeded",
+                         "output": {"summary": "", "data": null},
+                         "files": [{"name": "../x", "size": 1, "sha256": HASH}]});
+        assert!(serde_json::from_value::<AgentMsg>(bad).is_err());
+        let input = InputFile {
+            task: "t1".into(),
+            file: FileRef {
+                name: "build/app.apk".into(),
+                size: 1,
+                sha256: HASH.into(),
+            },
+        };
+        assert_eq!(
+            input.local_path(&"a-2".into()),
+            "inputs/a-2/t1/build/app.apk"
+        );
+    }
+
+    const HASH: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
     /// An instruction-only task (docs/protocol.md): no `action`, run by the device's LLM
     /// executor.
     #[test]
@@ -386,6 +485,8 @@ mod tests {
                 inputs,
                 deadline_ms: 1_700_000_000_000,
                 max_turns: 20,
+                files: vec![],
+                outputs: vec![],
             },
             json!({"type": "assign", "attempt_id": "a-2", "request_id": "r-1", "task_id": "t3",
                    "title": "summarise the logs",

@@ -334,6 +334,7 @@ fn result_frame(attempt_id: AttemptId, status: ResultStatus) -> anyhow::Result<M
             data: serde_json::Value::Null,
         },
         error: None,
+        files: vec![],
     };
     Ok(Message::text(serde_json::to_string(&msg)?))
 }

@@ -268,6 +268,8 @@ mod tests {
                     capabilities: vec![],
                     retry: None,
                     max_turns: None,
+                    inputs: None,
+                    outputs: None,
                 })
                 .collect(),
             edges: edges

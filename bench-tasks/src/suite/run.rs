@@ -329,6 +329,8 @@ fn graph_of(plan: &weft_planner::Plan) -> GraphSpec {
                 capabilities: t.capabilities.clone(),
                 retry: None,
                 max_turns: t.max_turns,
+                inputs: None,
+                outputs: None,
             })
             .collect(),
         edges: plan
@@ -360,6 +362,8 @@ fn graph_of_view(view: &RequestView) -> GraphSpec {
                 capabilities: vec![],
                 retry: None,
                 max_turns: None,
+                inputs: None,
+                outputs: None,
             })
             .collect(),
         edges: view.edges.clone(),

@@ -3,8 +3,9 @@
 //! and fetching one a task takes as input ([`download`]). Each streams: no file is ever read
 //! whole into memory.
 //!
-//! Not called by the agent yet: `docs/artifacts.md` says what is built and what is left (the
-//! routes, the `assign` and `result` fields, `{{t1.files}}` references).
+//! The agent uses them through [`link::Link`]: before an attempt runs it fetches the inputs
+//! its `assign` names, after it succeeds it sends its declared outputs, before the result
+//! (`docs/artifacts.md`).
 //!
 //! Architecture invariant: a downloaded file appears under its final name only once all of
 //! it has arrived with its size and SHA-256; otherwise nothing is left behind.
@@ -19,6 +20,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use weft_protocol::{ErrorInfo, FileRef};
 
 use crate::policy::{Denied, FilesPolicy, Glob};
+
+pub mod link;
 
 /// How much is read, sent and written at a time.
 const CHUNK: usize = 256 * 1024;

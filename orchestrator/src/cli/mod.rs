@@ -272,6 +272,10 @@ pub struct ServeArgs {
     /// (they resume after a restart), in seconds.
     #[arg(long, env = "WEFT_SHUTDOWN_GRACE_SECS", default_value_t = 5)]
     pub shutdown_grace_secs: u64,
+    /// The largest file a device may send as a task's output, in bytes (each device's owner
+    /// sets a limit of their own too: policy.files.max_upload_bytes).
+    #[arg(long, env = "WEFT_MAX_UPLOAD_BYTES", default_value_t = crate::config::DEFAULT_MAX_UPLOAD_BYTES)]
+    pub max_upload_bytes: u64,
     /// How long a client has to send a request's headers, and an agent its hello after the
     /// WebSocket upgrade, in seconds.
     #[arg(long, env = "WEFT_HEADER_TIMEOUT_SECS", default_value_t = 10)]
@@ -333,6 +337,7 @@ impl ServeArgs {
                 .unwrap_or(self.heartbeat_ms.saturating_mul(2)),
         );
         o.shutdown_grace = Duration::from_secs(self.shutdown_grace_secs);
+        o.max_upload_bytes = self.max_upload_bytes;
         o.turn_budget = self.turn_budget;
         o.max_turns = self.max_turns.max(1);
         o.retry.max_attempts = self.retry_max_attempts;

@@ -1,7 +1,7 @@
 //! Why the engine refused a command: a closed set, each with a stable code. The engine knows
 //! nothing of HTTP; the HTTP layer maps each code to a status (`crate::codes`).
 
-use weft_protocol::{DeviceName, RequestId, TaskId, TaskStatus};
+use weft_protocol::{AttemptId, DeviceName, RequestId, TaskId, TaskStatus};
 
 use super::EditError;
 
@@ -37,6 +37,17 @@ pub enum Error {
     DeviceExists(DeviceName),
     #[error("no device named `{0}`")]
     DeviceNotFound(DeviceName),
+    #[error("send `Authorization: Bearer <device token>` with the token of a registered device")]
+    BadDeviceToken,
+    #[error("attempt {0} is not running: it ended, or never was")]
+    AttemptNotLive(AttemptId),
+    #[error("attempt {attempt} is not held by device `{device}`")]
+    NotYourAttempt {
+        attempt: AttemptId,
+        device: DeviceName,
+    },
+    #[error("no attempt device `{device}` runs takes blob {sha256} as input")]
+    BlobNotAssigned { sha256: String, device: DeviceName },
 }
 
 impl Error {
@@ -55,6 +66,10 @@ impl Error {
             Self::InvalidDeviceKind => "invalid_device_kind",
             Self::DeviceExists(_) => "device_exists",
             Self::DeviceNotFound(_) => "device_not_found",
+            Self::BadDeviceToken => "bad_device_token",
+            Self::AttemptNotLive(_) => "attempt_not_live",
+            Self::NotYourAttempt { .. } => "not_your_attempt",
+            Self::BlobNotAssigned { .. } => "blob_not_assigned",
         }
     }
 

@@ -24,11 +24,14 @@ mod tests;
 pub use clock::Clock;
 pub use edit::{EditCtx, EditError, MAX_OPS_PER_BATCH, MAX_TASKS_PER_GRAPH};
 pub use error::Error;
-pub use graph::{Graph, IllegalTransition, Target, TaskDefaults, TaskRecord, TaskSched, legal};
+pub use graph::{
+    Graph, IllegalTransition, Target, TaskDefaults, TaskFiles, TaskRecord, TaskSched, legal,
+};
 pub use hub::{Hub, RequestEvents};
 pub use options::Options;
 pub use placement::FreeSlots;
 pub use service::Engine;
+pub use service::files::{FileGrant, FileWant};
 
 use std::sync::Arc;
 
@@ -146,6 +149,12 @@ pub(crate) enum Command {
     /// with it).
     #[cfg(test)]
     Barrier { reply: oneshot::Sender<()> },
+    /// May the device with this token move this file? Answered at once, from memory.
+    FileAccess {
+        token: String,
+        want: FileWant,
+        reply: oneshot::Sender<Result<FileGrant, Error>>,
+    },
     /// A result for an attempt that was not live, back from the store lookup the engine
     /// started for it: `owned` if the device that sent it ran that attempt.
     StrayResult {
@@ -225,6 +234,14 @@ impl Handle {
             reply,
         })
         .await?
+    }
+
+    /// Whether the device whose token is `token` may do `want` with a file (docs/artifacts.md):
+    /// upload an output of an attempt it holds, or download a blob one of its live attempts
+    /// takes as input. Answered at once, from the engine's memory.
+    pub async fn file_access(&self, token: String, want: FileWant) -> Result<FileGrant, Error> {
+        self.call(|reply| Command::FileAccess { token, want, reply })
+            .await?
     }
 
     /// Every registered device as the engine sees it now (answered at once, without waiting

@@ -14,7 +14,7 @@ use crate::web::Auth;
 use crate::{ApiError, token};
 
 /// The answer to an address that failed to authenticate too often.
-fn rate_limited(wait: std::time::Duration) -> Response {
+pub(crate) fn rate_limited(wait: std::time::Duration) -> Response {
     let secs = retry_after_secs(wait);
     let mut resp = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,

@@ -6,7 +6,8 @@
 //!
 //! Every route checks the `Host` header against the server's own addresses (DNS rebinding);
 //! every route except `/healthz`, the agent endpoint (which authenticates with its device
-//! token in the `hello`) and the web view's page routes needs
+//! token in the `hello`), the agents' file routes (the device token as Bearer,
+//! `crate::api::device_routes`) and the web view's page routes needs
 //! `Authorization: Bearer <api token>`, or the web view's session cookie (with CSRF checks on
 //! state-changing calls, see `crate::web::session`).
 
@@ -16,6 +17,7 @@ mod openapi;
 mod router;
 mod state;
 
+pub(crate) use auth::rate_limited;
 pub use extract::{ApiJson, ApiQuery};
 pub use openapi::ApiDoc;
 pub use router::router;

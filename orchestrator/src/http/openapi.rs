@@ -36,6 +36,10 @@ use weft_protocol::{
         crate::api::requests::cancel,
         crate::api::requests::cancel_task,
         crate::api::requests::delete_task,
+        crate::api::files::list,
+        crate::api::files::download,
+        crate::api::files::upload,
+        crate::api::files::fetch_blob,
         crate::api::devices::list,
         crate::api::devices::add,
         crate::api::devices::drain,
@@ -52,6 +56,8 @@ use weft_protocol::{
         TaskStatus, AttemptStatus, RequestStatus, EdgeKind, RetryPolicy, LateResult,
         EditBatch, EditOp, GraphSpec, TaskSpec, Condition, ConditionOp, ConditionSource,
         weft_protocol::wire::ResultStatus, weft_protocol::rest::LlmUsageView,
+        weft_protocol::FileRef, weft_protocol::FilesSpec, weft_protocol::files::StoredFile,
+        weft_protocol::files::RequestFiles,
         super::router::Health, super::router::HealthTls,
     )),
     modifiers(&BearerAuth, &ClosedVariants)
@@ -67,6 +73,11 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        // The agents' file routes: a device token, not the API token.
+        components.add_security_scheme(
+            "device",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
     }

@@ -1,5 +1,6 @@
 //! The whole router: the REST API's routes, the web view's and the server's own (`/healthz`,
-//! `/metrics`, `/openapi.json`, the agent WebSocket), behind the layers of [`super::auth`].
+//! `/metrics`, `/openapi.json`, the agent WebSocket, and the agents' file routes, which take
+//! the device token), behind the layers of [`super::auth`].
 
 use axum::extract::{State, WebSocketUpgrade};
 use axum::http::header;
@@ -28,6 +29,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route(weft_protocol::AGENT_WS_PATH, get(agent_ws))
+        .merge(crate::api::device_routes())
         .merge(authed)
         .merge(crate::web::page_routes())
         .fallback(not_found)

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use weft_planner::Planner;
 
+use crate::blobs::BlobStore;
 use crate::engine::Handle;
 use crate::listen::tls::ServerTls;
 use crate::listen::{AuthLimiter, ConnLimiter};
@@ -32,4 +33,8 @@ pub struct AppState {
     pub tls: Option<Arc<ServerTls>>,
     /// Plain text on a non-loopback address (`--insecure-plaintext`).
     pub insecure_plaintext: bool,
+    /// Where the files that travel between devices are stored.
+    pub blobs: Arc<dyn BlobStore>,
+    /// The largest file a device may upload (`--max-upload-bytes`).
+    pub max_upload_bytes: u64,
 }

@@ -7,7 +7,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::{Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -19,8 +19,9 @@ use weft_protocol::{
 };
 
 use crate::Error;
-use crate::engine::{Target, TaskRecord, TaskSched};
+use crate::engine::{Target, TaskFiles, TaskRecord, TaskSched};
 
+mod files;
 mod llm_log;
 mod write;
 
@@ -122,6 +123,26 @@ fn from_json<T: DeserializeOwned>(s: &str, what: &str) -> Result<T, Error> {
     serde_json::from_str(s).map_err(|e| Error::Corrupt(format!("{what}: {e}")))
 }
 
+/// A task's declared files as the `tasks.files` column keeps them: `{"outputs": [...],
+/// "inputs": [...]}`, or NULL when it declares none.
+fn files_json(files: &TaskFiles) -> Option<String> {
+    (!files.is_empty()).then(|| {
+        to_json(&FilesRow {
+            outputs: files.outputs.clone(),
+            inputs: files.inputs.clone(),
+        })
+    })
+}
+
+/// The JSON form of [`TaskFiles`] in the `tasks.files` column.
+#[derive(Serialize, Deserialize, Default)]
+struct FilesRow {
+    #[serde(default)]
+    outputs: Vec<String>,
+    #[serde(default)]
+    inputs: Vec<String>,
+}
+
 fn opt_json<T: Serialize>(v: &Option<T>) -> Option<String> {
     v.as_ref().map(to_json)
 }
@@ -165,6 +186,14 @@ fn task_record(t: &sqlx::sqlite::SqliteRow) -> Result<TaskRecord, Error> {
         },
         max_turns: turns_col(t, "max_turns"),
         output: parse_opt(t.get("output"), "task output")?,
+        files: {
+            let f: FilesRow = parse_opt(t.get("files"), "task files")?.unwrap_or_default();
+            TaskFiles {
+                outputs: f.outputs,
+                inputs: f.inputs,
+            }
+        },
+        produced: Vec::new(),
     })
 }
 
@@ -310,7 +339,7 @@ impl Store {
             let tasks = sqlx::query(
                 "SELECT id, position, title, instruction, action, target, capabilities, status, \
                  retry, not_before_ms, first_ready_ms, avoid_device, cancel_requested, max_turns, \
-                 output FROM tasks \
+                 output, files FROM tasks \
                  WHERE request_id = ? ORDER BY position",
             )
             .bind(id.as_str())
@@ -319,6 +348,14 @@ impl Store {
             .into_iter()
             .map(|t| task_record(&t))
             .collect::<Result<Vec<_>, Error>>()?;
+            let mut produced = self.produced_files(&id).await?;
+            let tasks = tasks
+                .into_iter()
+                .map(|mut t| {
+                    t.produced = produced.remove(&t.id).unwrap_or_default();
+                    t
+                })
+                .collect();
             let edges = self.edges(&id).await?;
             let mut in_flight = Vec::new();
             let mut attempts_used = std::collections::HashMap::new();
@@ -576,6 +613,8 @@ mod tests {
                 sched: TaskSched::default(),
                 max_turns: 1,
                 output: None,
+                files: Default::default(),
+                produced: vec![],
             },
         });
         b.event(

@@ -19,16 +19,16 @@ use sqlx::{QueryBuilder, Sqlite};
 use weft_protocol::rest::{EdgeView, Event, EventKind, LateResult, TurnsView};
 use weft_protocol::wire::ResultStatus;
 use weft_protocol::{
-    AttemptId, AttemptStatus, DeviceName, ErrorInfo, RequestId, RequestStatus, TaskId, TaskOutput,
-    TaskStatus,
+    AttemptId, AttemptStatus, DeviceName, ErrorInfo, FileRef, RequestId, RequestStatus, TaskId,
+    TaskOutput, TaskStatus,
 };
 
-use super::{DeviceRow, Store, TargetRow, db_ms, opt_json, to_json};
+use super::{DeviceRow, Store, TargetRow, db_ms, files_json, opt_json, to_json};
 use crate::Error;
 use crate::engine::{TaskRecord, TaskSched};
 
 /// Rows per multi-row statement (SQLite allows 32,766 bound values in one statement; the widest
-/// row here binds 14).
+/// row here binds 15).
 const ROWS_PER_STATEMENT: usize = 256;
 
 /// One row change inside a [`Batch`].
@@ -76,6 +76,13 @@ pub enum Op {
     RecordLateResult {
         id: AttemptId,
         result: LateResult,
+    },
+    /// The files a task's succeeding attempt produced (with its result).
+    InsertFiles {
+        request_id: RequestId,
+        task_id: TaskId,
+        attempt_id: AttemptId,
+        files: Vec<FileRef>,
     },
     /// A task's definition changed (an edit).
     UpdateTaskDef {
@@ -387,7 +394,7 @@ impl<'a> Segment<'a> {
             qb,
             "INSERT INTO tasks (request_id, id, position, title, instruction, action, target, \
              capabilities, status, retry, not_before_ms, first_ready_ms, avoid_device, \
-             max_turns) ",
+             max_turns, files) ",
             "",
             &self.tasks,
             |row, (request_id, task)| {
@@ -404,7 +411,8 @@ impl<'a> Segment<'a> {
                     .push_bind(db_ms(task.sched.not_before_ms))
                     .push_bind(task.sched.first_ready_ms.map(db_ms))
                     .push_bind(task.sched.avoid.as_ref().map(DeviceName::as_str))
-                    .push_bind(i64::from(task.max_turns));
+                    .push_bind(i64::from(task.max_turns))
+                    .push_bind(files_json(&task.files));
             },
         );
         push_values(
@@ -569,6 +577,26 @@ fn push_values<'a, 'r, T>(
 /// The ops that are written one at a time, where they stand.
 fn push_barrier<'a>(qb: &mut QueryBuilder<'a, Sqlite>, op: &'a Op) {
     match op {
+        Op::InsertFiles {
+            request_id,
+            task_id,
+            attempt_id,
+            files,
+        } => {
+            // Rare (a success that declared outputs), so written where it stands; a task
+            // succeeds once, but a second copy would replace the first rather than fail.
+            qb.push(
+                "INSERT OR REPLACE INTO files (request_id, task_id, attempt_id, name, sha256, size) ",
+            );
+            qb.push_values(files, |mut row, f| {
+                row.push_bind(request_id.as_str())
+                    .push_bind(task_id.as_str())
+                    .push_bind(attempt_id.as_str())
+                    .push_bind(f.name.as_str())
+                    .push_bind(f.sha256.as_str())
+                    .push_bind(i64::try_from(f.size).unwrap_or(i64::MAX));
+            });
+        }
         Op::UpdateTaskDef { request_id, task } => {
             qb.push("UPDATE tasks SET title = ")
                 .push_bind(task.title.as_str())
@@ -748,6 +776,8 @@ mod tests {
             sched: TaskSched::default(),
             max_turns: 1,
             output: None,
+            files: Default::default(),
+            produced: vec![],
         }
     }
 

@@ -628,6 +628,7 @@ async fn a_late_result_is_recorded_but_not_applied() {
                 data: json!({}),
             },
             error: None,
+            files: vec![],
         },
     )
     .await;

@@ -384,6 +384,7 @@ async fn cancel_races_a_result(h: &Harness, ws: &mut crate::raw::Ws, cancel_path
             data: json!({"stdout": "one\n"}),
         },
         error: None,
+        files: vec![],
     };
     raw::send(ws, &result).await;
     // Acknowledged (the outbox drains), and nothing else is sent: t2 is never assigned.

@@ -75,6 +75,7 @@ async fn results_in_the_outbox_survive_an_agent_restart() {
                 data: json!({"stdout": "from the outbox\n"}),
             },
             error: None,
+            files: vec![],
         })
         .unwrap();
     let outbox_dir = outbox.dir().to_path_buf();

@@ -136,6 +136,7 @@ async fn a_device_cannot_report_on_an_attempt_it_does_not_hold() {
                     data: json!({}),
                 },
                 error: None,
+                files: vec![],
             },
         )
         .await;
@@ -165,6 +166,7 @@ async fn a_device_cannot_report_on_an_attempt_it_does_not_hold() {
             data: json!({"stdout": "real\n"}),
         },
         error: None,
+        files: vec![],
     };
     send(&mut server, &result).await;
     assert_eq!(

@@ -154,6 +154,8 @@ fn model_task(t: &Value) -> Result<(TaskSpec, Vec<PlannedEdge>), String> {
         capabilities: Vec::new(),
         retry: None,
         max_turns,
+        inputs: None,
+        outputs: None,
     };
     Ok((spec, edges))
 }

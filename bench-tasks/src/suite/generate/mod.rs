@@ -115,6 +115,8 @@ impl B {
             capabilities: Vec::new(),
             retry: None,
             max_turns: None,
+            inputs: None,
+            outputs: None,
         });
         id
     }

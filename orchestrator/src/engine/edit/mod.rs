@@ -248,6 +248,28 @@ impl Graph {
                 format!("task {} has neither an instruction nor an action", task.id),
             ));
         }
+        if let Some(outputs) = &task.outputs
+            && let Err(e) = outputs.validate()
+        {
+            return Err(err(
+                i,
+                "invalid_task",
+                format!("task {}: outputs: {e}", task.id),
+            ));
+        }
+        if let Some(inputs) = &task.inputs
+            && inputs.files.len() > weft_protocol::files::MAX_FILES_PER_SPEC
+        {
+            return Err(err(
+                i,
+                "invalid_task",
+                format!(
+                    "task {}: inputs: at most {} entries",
+                    task.id,
+                    weft_protocol::files::MAX_FILES_PER_SPEC
+                ),
+            ));
+        }
         let new = Task::from_spec(task, self.next_position, &ctx.defaults);
         Self::check_target(i, new.bound_device(), &new.capabilities, ctx)?;
         self.insert(new).map_err(|m| err(i, "duplicate_task", m))
@@ -368,8 +390,12 @@ impl Graph {
     /// it, described; `None` when every reference points upstream.
     fn check_references(&self) -> Option<String> {
         for t in self.tasks().filter(|t| t.editable()) {
-            let refs = match weft_planner::refs::task_references(&t.instruction, t.action.as_ref())
-            {
+            let refs = weft_planner::refs::task_references(&t.instruction, t.action.as_ref())
+                .and_then(|mut r| {
+                    r.extend(weft_planner::refs::input_references(&t.files.inputs)?);
+                    Ok(r)
+                });
+            let refs = match refs {
                 Ok(r) => r,
                 Err(e) => return Some(format!("task {}: {e}", t.id)),
             };

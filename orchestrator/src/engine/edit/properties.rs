@@ -84,6 +84,8 @@ fn op() -> impl Strategy<Value = EditOp> {
                     capabilities: vec![],
                     retry: None,
                     max_turns: None,
+                    inputs: None,
+                    outputs: None,
                 },
             }
         }),
@@ -136,6 +138,7 @@ fn status_events(g: &Graph, changed: &[TaskId], journal: &mut Vec<EventKind>) {
             device: None,
             output: None,
             error: None,
+            files: vec![],
         });
     }
 }
@@ -207,6 +210,7 @@ fn take(g: &mut Graph, step: Step, journal: &mut Vec<EventKind>) {
                 device: None,
                 output: Some(output),
                 error: None,
+                files: vec![],
             });
             let changed = g.settle_downstream(&id, 0);
             status_events(g, &changed, journal);

@@ -16,7 +16,7 @@ use weft_protocol::{
     TaskOutput, TaskStatus,
 };
 
-pub use task::{Target, TaskRecord, TaskSched};
+pub use task::{Target, TaskFiles, TaskRecord, TaskSched};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Task {
@@ -40,6 +40,10 @@ pub struct Task {
     pub attempt: Option<AttemptId>,
     /// When the task last became ready (for the queue timeout).
     pub ready_since_ms: u64,
+    /// The files it declares (`outputs`, `inputs`).
+    pub files: TaskFiles,
+    /// The files its succeeding attempt produced (empty until it succeeds).
+    pub produced: Vec<weft_protocol::FileRef>,
 }
 
 impl Task {
@@ -60,6 +64,8 @@ impl Task {
             attempts_used: 0,
             attempt: None,
             ready_since_ms: now_ms,
+            files: t.files,
+            produced: t.produced,
         }
     }
 
@@ -110,6 +116,8 @@ impl Task {
             attempts_used: 0,
             attempt: None,
             ready_since_ms: 0,
+            files: TaskFiles::of_spec(spec),
+            produced: Vec::new(),
         }
     }
 
@@ -128,6 +136,8 @@ impl Task {
             capabilities: self.capabilities.clone(),
             retry: Some(self.retry.clone()),
             max_turns: Some(self.max_turns),
+            outputs: files_spec(&self.files.outputs),
+            inputs: files_spec(&self.files.inputs),
         }
     }
 
@@ -146,6 +156,8 @@ impl Task {
             sched: self.sched.clone(),
             max_turns: self.max_turns,
             output: self.output.clone(),
+            files: self.files.clone(),
+            produced: self.produced.clone(),
         }
     }
 
@@ -161,6 +173,13 @@ impl Task {
     pub fn editable(&self) -> bool {
         matches!(self.status, TaskStatus::Pending | TaskStatus::Ready)
     }
+}
+
+/// A declared files list as a spec writes it: absent when empty.
+fn files_spec(files: &[String]) -> Option<weft_protocol::FilesSpec> {
+    (!files.is_empty()).then(|| weft_protocol::FilesSpec {
+        files: files.to_vec(),
+    })
 }
 
 fn default_title(instruction: &str) -> String {
@@ -254,6 +273,8 @@ impl Graph {
                 sched: TaskSched::default(),
                 max_turns: t.max_turns.unwrap_or(defaults.max_turns).max(1),
                 output: None,
+                files: TaskFiles::default(),
+                produced: Vec::new(),
             })
             .collect();
         let edges: Vec<EdgeView> = plan

@@ -44,15 +44,19 @@ impl Graph {
                         task_id,
                         status,
                         output,
+                        files,
                         ..
                     },
                     Some(g),
                 ) => {
                     g.replay_status(task_id, *status)?;
-                    if output.is_some()
-                        && let Some(t) = g.task_mut(task_id)
-                    {
-                        t.output.clone_from(output);
+                    if let Some(t) = g.task_mut(task_id) {
+                        if output.is_some() {
+                            t.output.clone_from(output);
+                        }
+                        if !files.is_empty() {
+                            t.produced.clone_from(files);
+                        }
                     }
                 }
                 (EventKind::TaskRetrying { task_id, .. }, Some(g)) => {
@@ -87,7 +91,7 @@ impl Graph {
         let mut out = String::new();
         for t in self.tasks() {
             out.push_str(&format!(
-                "{} [{}] {:?} {:?} {:?} {:?} {:?} {:?}\n",
+                "{} [{}] {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?}\n",
                 t.id,
                 t.status.as_str(),
                 t.title,
@@ -95,7 +99,9 @@ impl Graph {
                 t.action,
                 t.target,
                 t.capabilities,
-                t.output
+                t.output,
+                t.files,
+                t.produced
             ));
         }
         for e in self.edges() {

@@ -3,7 +3,7 @@
 //! ([`TaskRecord`]) that the engine hands the store and resumes from. The store converts its
 //! rows to and from these; nothing here knows how they are stored.
 
-use weft_protocol::{Action, DeviceName, RetryPolicy, TaskId, TaskOutput, TaskStatus};
+use weft_protocol::{Action, DeviceName, FileRef, RetryPolicy, TaskId, TaskOutput, TaskStatus};
 
 /// Where a task may run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,4 +57,35 @@ pub struct TaskRecord {
     pub max_turns: u32,
     /// Only read back on reload; written by `UpdateTask`.
     pub output: Option<TaskOutput>,
+    /// The files it declares (`outputs`, `inputs`).
+    pub files: TaskFiles,
+    /// The files its succeeding attempt produced; only read back on reload (the `files`
+    /// table, written by `InsertFiles`).
+    pub produced: Vec<FileRef>,
+}
+
+/// The files a task declares: the outputs it produces (names, or globs in their last part,
+/// relative to its workdir) and the inputs it takes beyond those its instruction and action
+/// refer to (each entry one `{{t1.files…}}` reference).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskFiles {
+    pub outputs: Vec<String>,
+    pub inputs: Vec<String>,
+}
+
+impl TaskFiles {
+    /// From a task spec's `outputs` and `inputs`.
+    pub fn of_spec(spec: &weft_protocol::rest::TaskSpec) -> Self {
+        let files = |f: &Option<weft_protocol::FilesSpec>| {
+            f.as_ref().map(|f| f.files.clone()).unwrap_or_default()
+        };
+        Self {
+            outputs: files(&spec.outputs),
+            inputs: files(&spec.inputs),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.outputs.is_empty() && self.inputs.is_empty()
+    }
 }

@@ -4,7 +4,8 @@
 use weft_protocol::rest::{EventKind, LateResult};
 use weft_protocol::wire::ResultStatus;
 use weft_protocol::{
-    AgentMsg, AttemptId, AttemptStatus, DeviceName, ErrorInfo, ServerMsg, TaskOutput, TaskStatus,
+    AgentMsg, AttemptId, AttemptStatus, DeviceName, ErrorInfo, FileRef, ServerMsg, TaskOutput,
+    TaskStatus,
 };
 
 use super::attempts::Live;
@@ -26,6 +27,7 @@ struct Reported {
     status: ResultStatus,
     output: TaskOutput,
     error: Option<ErrorInfo>,
+    files: Vec<FileRef>,
 }
 
 impl Reported {
@@ -68,12 +70,14 @@ impl Engine {
                 status,
                 output,
                 error,
+                files,
             } => {
                 let reported = Reported {
                     attempt_id,
                     status,
                     output,
                     error,
+                    files,
                 };
                 self.on_result(&device, reported);
             }
@@ -249,6 +253,7 @@ impl Engine {
             status,
             output,
             error,
+            files,
         } = r;
         let (attempt_status, task_status, error) = match (status, error) {
             (ResultStatus::Failed, error) => {
@@ -269,10 +274,16 @@ impl Engine {
             ),
         };
         self.end_attempt(b, &attempt_id, attempt_status, error.clone());
+        let files = if task_status == TaskStatus::Succeeded {
+            files
+        } else {
+            Vec::new()
+        };
         let end = Ending {
             status: task_status,
             output: Some(output),
             error,
+            files,
             attempt: Some((attempt_id, device.clone())),
         };
         self.task_ended(b, &live.request, &live.task, end);
@@ -369,6 +380,7 @@ impl Engine {
             output: None,
             error: Some(error),
             attempt: Some((id.clone(), live.device)),
+            files: vec![],
         };
         self.task_ended(b, &live.request, &live.task, end);
     }

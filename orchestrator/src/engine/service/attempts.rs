@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use weft_protocol::{AttemptId, AttemptStatus, DeviceName, RequestId, TaskId};
+use weft_protocol::{AttemptId, AttemptStatus, DeviceName, FileRef, RequestId, TaskId};
 
 /// An attempt in flight.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +20,8 @@ pub(super) struct Live {
     pub uses_turns: bool,
     pub max_turns: u32,
     pub turns_used: u32,
+    /// The stored files its `assign` names as inputs: the blobs its device may download.
+    pub inputs: Vec<FileRef>,
 }
 
 /// Attempts past a deadline at some moment.
@@ -52,6 +54,11 @@ impl Attempts {
 
     pub fn get_mut(&mut self, id: &AttemptId) -> Option<&mut Live> {
         self.live.get_mut(id)
+    }
+
+    /// The live attempts `device` holds.
+    pub fn held_by<'a>(&'a self, device: &'a DeviceName) -> impl Iterator<Item = &'a Live> {
+        self.live.values().filter(move |l| &l.device == device)
     }
 
     /// The live attempt `id` if `device` holds it.
@@ -126,6 +133,7 @@ mod tests {
             uses_turns: false,
             max_turns: 1,
             turns_used: 0,
+            inputs: vec![],
         }
     }
 

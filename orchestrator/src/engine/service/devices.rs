@@ -154,6 +154,16 @@ impl Devices {
         }
     }
 
+    /// The registered device whose current token is `token` (a removed device's or a
+    /// rotated-out token is no one's).
+    pub fn by_token(&self, token: &str) -> Option<&DeviceName> {
+        let presented = token::hash(token);
+        self.map
+            .iter()
+            .find(|(_, d)| token::hash_eq(&presented, &d.row.token_hash))
+            .map(|(name, _)| name)
+    }
+
     pub fn contains(&self, name: &DeviceName) -> bool {
         self.map.contains_key(name)
     }
@@ -562,6 +572,8 @@ mod tests {
             capabilities: caps.iter().map(|c| (*c).to_owned()).collect(),
             retry: None,
             max_turns: None,
+            inputs: None,
+            outputs: None,
         };
         let mut t = Task::from_spec(&spec, 0, &defaults());
         t.target = target;

@@ -76,6 +76,7 @@ impl Engine {
                 output,
                 error: Some(error),
                 attempt,
+                files: vec![],
             };
             self.task_ended(b, &live.request, &live.task, end);
             return;
@@ -96,6 +97,7 @@ impl Engine {
                     output,
                     error: Some(error),
                     attempt,
+                    files: vec![],
                 };
                 self.task_ended(b, &live.request, &live.task, end);
             }

@@ -20,6 +20,7 @@ mod committer;
 mod conns;
 mod devices;
 mod ending;
+pub(crate) mod files;
 mod outbox;
 mod requests;
 mod resume;
@@ -71,6 +72,8 @@ struct Ending {
     status: TaskStatus,
     output: Option<TaskOutput>,
     error: Option<ErrorInfo>,
+    /// The files the attempt produced (a success).
+    files: Vec<weft_protocol::FileRef>,
     /// The attempt that ended it and its device, if an attempt did.
     attempt: Option<(AttemptId, DeviceName)>,
 }
@@ -289,6 +292,9 @@ impl Engine {
             Command::PlannerDevices { reply } => {
                 let _ = reply.send(self.devices.profiles());
             }
+            Command::FileAccess { token, want, reply } => {
+                let _ = reply.send(self.file_access(&token, &want));
+            }
             Command::AddDevice { name, kind, reply } => {
                 let res = self.add_device(name, kind);
                 self.out.reply(reply, res);
@@ -386,6 +392,7 @@ fn task_event(task: &TaskId, status: TaskStatus) -> EventKind {
         device: None,
         output: None,
         error: None,
+        files: vec![],
     }
 }
 

@@ -96,6 +96,7 @@ impl Engine {
             status,
             output,
             error,
+            files,
             attempt,
         } = end;
         let now = self.now();
@@ -107,6 +108,7 @@ impl Engine {
             on: attempt,
             output,
             error,
+            files,
             sched: false,
             retrying: None,
         };
@@ -298,6 +300,7 @@ impl Engine {
                     output: None,
                     error: Some(ErrorInfo::new("cancelled", "cancelled before it started")),
                     attempt: None,
+                    files: vec![],
                 };
                 // The request is checked once, after every task of the cancel.
                 self.end_task(b, request, id, end);

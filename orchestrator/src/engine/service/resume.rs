@@ -65,7 +65,12 @@ impl Engine {
             };
             t.attempt = Some(a.id.clone());
             let uses_turns = t.uses_turns();
+            let tid = t.id.clone();
             self.devices.occupy(&a.device, &a.id);
+            // The blobs its device may still download: as its `assign` named them.
+            let inputs = super::files::inputs(&graph, &tid, &a.id)
+                .map(|i| i.files.into_iter().map(|f| f.file).collect())
+                .unwrap_or_default();
             let live = Live {
                 request: row.id.clone(),
                 task: a.task_id,
@@ -76,6 +81,7 @@ impl Engine {
                 uses_turns,
                 max_turns: a.max_turns,
                 turns_used: a.turns_used,
+                inputs,
             };
             self.attempts.insert(a.id, live);
         }

@@ -3,11 +3,12 @@
 use std::collections::BTreeMap;
 
 use weft_protocol::{
-    Action, AttemptId, AttemptStatus, DeviceName, ErrorInfo, RequestId, ServerMsg, TaskId,
-    TaskOutput, TaskStatus,
+    Action, AttemptId, AttemptStatus, DeviceName, ErrorInfo, InputFile, RequestId, ServerMsg,
+    TaskId, TaskOutput, TaskStatus,
 };
 
 use super::attempts::Live;
+use super::files;
 use super::status::Move;
 use super::{Ending, Engine, Request, millis};
 use crate::metrics::Metrics;
@@ -61,9 +62,10 @@ impl Engine {
         now: u64,
     ) -> Option<ServerMsg> {
         let req = self.requests.get_mut(rid)?;
-        let filled = filled_in(req, tid)?;
+        let attempt_id = AttemptId(uuid::Uuid::now_v7().to_string());
+        let filled = filled_in(req, tid, &attempt_id)?;
         let turns = filled.and_then(|work| reserve_turns(b, rid, req, tid).map(|t| (work, t)));
-        let ((instruction, action), max_turns) = match turns {
+        let ((instruction, action, files), max_turns) = match turns {
             Ok(v) => v,
             Err(error) => {
                 let end = Ending {
@@ -71,6 +73,7 @@ impl Engine {
                     output: None,
                     error: Some(error),
                     attempt: None,
+                    files: vec![],
                 };
                 self.task_ended(b, rid, tid, end);
                 return None;
@@ -78,13 +81,14 @@ impl Engine {
         };
         let inputs = upstream_outputs(&req.graph, tid);
         let deadline_ms = now + millis(self.opts.attempt_timeout);
-        let attempt_id = AttemptId(uuid::Uuid::now_v7().to_string());
         let m = Move::to(TaskStatus::Dispatched).on(attempt_id.clone(), device.clone());
         req.move_task(b, rid, tid, m).ok()?;
         let task = req.graph.task_mut(tid)?;
         task.attempt = Some(attempt_id.clone());
         task.attempts_used += 1;
         let uses_turns = task.uses_turns();
+        let outputs = task.files.outputs.clone();
+        let inputs_taken = files.iter().map(|f| f.file.clone()).collect();
         let assign = ServerMsg::Assign {
             attempt_id: attempt_id.clone(),
             request_id: rid.clone(),
@@ -95,6 +99,8 @@ impl Engine {
             inputs,
             deadline_ms,
             max_turns,
+            files,
+            outputs,
         };
         b.op(Op::InsertAttempt {
             id: attempt_id.clone(),
@@ -115,6 +121,7 @@ impl Engine {
             uses_turns,
             max_turns,
             turns_used: 0,
+            inputs: inputs_taken,
         };
         self.attempts.insert(attempt_id.clone(), live);
         self.devices.occupy(device, &attempt_id);
@@ -124,12 +131,24 @@ impl Engine {
     }
 }
 
-/// The task's instruction and action with its references to upstream outputs filled in (the
-/// device gets plain values; a task may refer to any task it depends on, directly or not), or
-/// why they cannot be. `None` if there is no such task.
-#[allow(clippy::type_complexity)]
-fn filled_in(req: &Request, tid: &TaskId) -> Option<Result<(String, Option<Action>), ErrorInfo>> {
+/// What an attempt is sent: its instruction and action with their references filled in, and
+/// the upstream files it takes.
+type Filled = (String, Option<Action>, Vec<InputFile>);
+
+/// The task's instruction and action with its references to upstream outputs and files filled
+/// in (the device gets plain values and the local paths attempt `attempt` will find the files
+/// at; a task may refer to any task it depends on, directly or not), and the files it takes;
+/// or why they cannot be. `None` if there is no such task.
+fn filled_in(
+    req: &Request,
+    tid: &TaskId,
+    attempt: &AttemptId,
+) -> Option<Result<Filled, ErrorInfo>> {
     let task = req.graph.task(tid)?;
+    let inputs = match files::inputs(&req.graph, tid, attempt) {
+        Ok(i) => i,
+        Err(e) => return Some(Err(e)),
+    };
     let refers = !weft_planner::refs::task_references(&task.instruction, task.action.as_ref())
         .is_ok_and(|r| r.is_empty());
     let outputs: BTreeMap<TaskId, TaskOutput> = if refers {
@@ -142,8 +161,14 @@ fn filled_in(req: &Request, tid: &TaskId) -> Option<Result<(String, Option<Actio
         BTreeMap::new()
     };
     Some(
-        weft_planner::refs::substitute(&task.instruction, task.action.as_ref(), &outputs)
-            .map_err(|e| ErrorInfo::new("bad_reference", e)),
+        weft_planner::refs::substitute_with_files(
+            &task.instruction,
+            task.action.as_ref(),
+            &outputs,
+            &inputs.paths,
+        )
+        .map(|(instruction, action)| (instruction, action, inputs.files))
+        .map_err(|e| ErrorInfo::new("bad_reference", e)),
     )
 }
 

@@ -6,7 +6,9 @@
 //! by [`Request::record`]. Nothing else writes a `task_status` row or event.
 
 use weft_protocol::rest::EventKind;
-use weft_protocol::{AttemptId, DeviceName, ErrorInfo, RequestId, TaskId, TaskOutput, TaskStatus};
+use weft_protocol::{
+    AttemptId, DeviceName, ErrorInfo, FileRef, RequestId, TaskId, TaskOutput, TaskStatus,
+};
 
 use super::Request;
 use crate::engine::graph::{IllegalTransition, Task};
@@ -22,6 +24,9 @@ pub(super) struct Move {
     /// Kept on the task and its row (absent: the earlier output stays).
     pub output: Option<TaskOutput>,
     pub error: Option<ErrorInfo>,
+    /// The files the attempt produced (a success): kept on the task, written to the `files`
+    /// table and named in the journal event, all in the same batch.
+    pub files: Vec<FileRef>,
     /// Also write the task's scheduling state (backoff, device to avoid, first ready time).
     pub sched: bool,
     /// Journaled as `task_retrying` (this attempt, attempts used so far, when) instead of
@@ -37,6 +42,7 @@ impl Move {
             on: None,
             output: None,
             error: None,
+            files: Vec::new(),
             sched: false,
             retrying: None,
         }
@@ -79,6 +85,9 @@ impl Request {
         if m.output.is_some() {
             t.output.clone_from(&m.output);
         }
+        if !m.files.is_empty() {
+            t.produced.clone_from(&m.files);
+        }
         record(b, request, t, m);
         Ok(())
     }
@@ -112,6 +121,16 @@ fn record(b: &mut Batch, request: &RequestId, t: &Task, m: Move) {
         output: m.output.clone(),
         error: m.error.clone(),
     });
+    if !m.files.is_empty()
+        && let Some(attempt_id) = &attempt
+    {
+        b.op(Op::InsertFiles {
+            request_id: request.clone(),
+            task_id: t.id.clone(),
+            attempt_id: attempt_id.clone(),
+            files: m.files.clone(),
+        });
+    }
     if m.sched {
         b.op(Op::UpdateTaskSched {
             request_id: request.clone(),
@@ -136,6 +155,7 @@ fn record(b: &mut Batch, request: &RequestId, t: &Task, m: Move) {
             device,
             output: m.output,
             error: m.error,
+            files: m.files,
         },
     };
     b.event(request, event);
@@ -183,6 +203,7 @@ mod tests {
                 device: None,
                 output: None,
                 error: None,
+                files: vec![],
             });
         }
         let req = Request {

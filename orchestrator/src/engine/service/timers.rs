@@ -126,6 +126,7 @@ impl Engine {
             output: None,
             error: Some(err),
             attempt: ended_by,
+            files: vec![],
         };
         self.task_ended(b, &rid, &tid, end);
     }

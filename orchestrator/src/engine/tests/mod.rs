@@ -401,6 +401,7 @@ impl Agent {
                 data: serde_json::Value::Null,
             },
             error,
+            files: vec![],
         };
         self.send(msg).await;
     }
@@ -504,6 +505,8 @@ fn shell(id: &str) -> TaskSpec {
         capabilities: Vec::new(),
         retry: None,
         max_turns: None,
+        inputs: None,
+        outputs: None,
     }
 }
 

@@ -320,6 +320,8 @@ fn graph() -> GraphState {
         capabilities: vec!["shell".into()],
         retry: None,
         max_turns: None,
+        outputs: None,
+        inputs: None,
     };
     GraphState {
         version: 1,
