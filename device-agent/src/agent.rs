@@ -163,6 +163,11 @@ impl Agent {
                 self.config.workdir.display()
             ))
         })?;
+        // No attempt runs yet: inputs in the workdir are a killed run's.
+        if let Err(e) = crate::files::link::remove_stale_inputs(&self.config.workdir) {
+            tracing::warn!(workdir = %self.config.workdir.display(), error = %e,
+                "cannot remove the inputs an earlier run left");
+        }
         let mut backoff = Backoff::new(self.config.reconnect_min, self.config.reconnect_max);
         let result = loop {
             match self.session().await {

@@ -120,6 +120,32 @@ pub fn inputs_path(workdir: &Path, attempt: &AttemptId) -> PathBuf {
     workdir.join(weft_protocol::files::inputs_dir(attempt))
 }
 
+/// Where every attempt's inputs directory is, relative to the workdir.
+const INPUTS: &str = "inputs";
+
+/// Removes the inputs directories (`inputs/<attempt>/`) an earlier run of the agent left in
+/// `workdir`: those of attempts it was running when it was killed, with their partial
+/// downloads (`.<name>.<random>.part`). Call it at start, before any attempt runs. Files
+/// directly in `inputs/` are not an attempt's and are left alone. Answers how many were
+/// removed.
+pub fn remove_stale_inputs(workdir: &Path) -> std::io::Result<usize> {
+    let entries = match std::fs::read_dir(workdir.join(INPUTS)) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            tracing::info!(dir = %entry.path().display(), "removing the inputs an earlier run left");
+            std::fs::remove_dir_all(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// `s` percent-encoded for a URL path, `/` kept between its parts.
 fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -135,6 +161,38 @@ fn encode(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use weft_protocol::AttemptId;
+
+    #[test]
+    fn inputs_directories_are_under_inputs() {
+        let dir = super::inputs_path(std::path::Path::new("w"), &AttemptId("a-1".into()));
+        assert_eq!(
+            dir,
+            std::path::Path::new("w").join(super::INPUTS).join("a-1")
+        );
+    }
+
+    #[test]
+    fn an_earlier_run_s_inputs_are_removed_but_not_other_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let w = tmp.path();
+        assert_eq!(super::remove_stale_inputs(w).unwrap(), 0, "no inputs/ yet");
+        for f in [
+            "inputs/a-1/t1/.photo.jpg.0123.part",
+            "inputs/a-2/t1/photo.jpg",
+        ] {
+            std::fs::create_dir_all(w.join(f).parent().unwrap()).unwrap();
+            std::fs::write(w.join(f), b"x").unwrap();
+        }
+        std::fs::write(w.join("inputs/notes.txt"), b"mine").unwrap();
+        assert_eq!(super::remove_stale_inputs(w).unwrap(), 2);
+        let left: Vec<_> = std::fs::read_dir(w.join("inputs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["notes.txt"]);
+    }
+
     #[test]
     fn names_are_percent_encoded_but_keep_their_slashes() {
         assert_eq!(

@@ -156,7 +156,7 @@ async fn a_drained_device_gets_no_new_work() {
 }
 
 /// Starts `weft agent` as a child process.
-fn spawn_agent(base: &str, name: &str, token: &str, dir: &std::path::Path) -> Child {
+pub(crate) fn spawn_agent(base: &str, name: &str, token: &str, dir: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_weft"))
         .args([
             "agent", "--server", base, "--name", name, "--kind", "laptop",
@@ -174,7 +174,7 @@ fn spawn_agent(base: &str, name: &str, token: &str, dir: &std::path::Path) -> Ch
         .unwrap()
 }
 
-fn sigkill(child: &Child) {
+pub(crate) fn sigkill(child: &Child) {
     let pid = child.id().unwrap().to_string();
     std::process::Command::new("kill")
         .args(["-KILL", &pid])
@@ -297,12 +297,12 @@ async fn a_cut_connection_is_restored_without_losing_or_doubling_a_result() {
 }
 
 /// `weft serve` as a child process, so that it can be killed with SIGKILL.
-struct ServerProc {
-    child: Child,
-    base: String,
+pub(crate) struct ServerProc {
+    pub(crate) child: Child,
+    pub(crate) base: String,
 }
 
-async fn spawn_server(dir: &std::path::Path, port: u16, extra: &[&str]) -> ServerProc {
+pub(crate) async fn spawn_server(dir: &std::path::Path, port: u16, extra: &[&str]) -> ServerProc {
     let child = Command::new(env!("CARGO_BIN_EXE_weft"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--db")
@@ -336,7 +336,7 @@ async fn spawn_server(dir: &std::path::Path, port: u16, extra: &[&str]) -> Serve
     ServerProc { child, base }
 }
 
-async fn free_port() -> u16 {
+pub(crate) async fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap()
@@ -346,13 +346,13 @@ async fn free_port() -> u16 {
 }
 
 /// A small REST client for a child server.
-struct Rest {
+pub(crate) struct Rest {
     http: reqwest::Client,
     base: String,
 }
 
 impl Rest {
-    fn new(base: &str) -> Self {
+    pub(crate) fn new(base: &str) -> Self {
         Self {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
@@ -362,7 +362,7 @@ impl Rest {
         }
     }
 
-    async fn post(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+    pub(crate) async fn post(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
         let resp = self
             .http
             .post(format!("{}{path}", self.base))
@@ -375,7 +375,7 @@ impl Rest {
         resp.json().await.unwrap()
     }
 
-    async fn request(&self, id: &str) -> Option<RequestView> {
+    pub(crate) async fn request(&self, id: &str) -> Option<RequestView> {
         let resp = self
             .http
             .get(format!("{}/v1/requests/{id}", self.base))
@@ -403,7 +403,7 @@ impl Rest {
             .collect()
     }
 
-    async fn wait_done(&self, id: &str) -> RequestView {
+    pub(crate) async fn wait_done(&self, id: &str) -> RequestView {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(v) = self.request(id).await

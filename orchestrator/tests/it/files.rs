@@ -38,12 +38,12 @@ fn workdir(h: &Harness, name: &str) -> PathBuf {
     h.dir.path().join("procs").join(name)
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
 /// The first word of a task's stdout (what `sha256sum` prints first).
-fn first_word(v: &weft_protocol::rest::RequestView, task: usize) -> String {
+pub(crate) fn first_word(v: &weft_protocol::rest::RequestView, task: usize) -> String {
     let out = v.tasks[task].output.as_ref().expect("an output");
     out.data["stdout"]
         .as_str()
@@ -337,9 +337,13 @@ async fn a_corrupt_blob_is_never_served_and_fails_the_consuming_attempt_retryabl
 
 /// Every blob file in the server's blob store (`<data>/blobs/ab/cdef…`, `tmp/` left out).
 fn blob_files(h: &Harness) -> Vec<PathBuf> {
-    let root = h.dir.path().join("data/blobs");
+    blobs_in(&h.dir.path().join("data/blobs"))
+}
+
+/// Every blob file in the blob store at `root` (`ab/cdef…`, `tmp/` left out).
+pub(crate) fn blobs_in(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let Ok(dirs) = std::fs::read_dir(&root) else {
+    let Ok(dirs) = std::fs::read_dir(root) else {
         return out;
     };
     for d in dirs.flatten() {
@@ -351,7 +355,7 @@ fn blob_files(h: &Harness) -> Vec<PathBuf> {
     out
 }
 
-fn files_in(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn files_in(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
         .map(|r| r.flatten().map(|e| e.path()).collect())
         .unwrap_or_default()

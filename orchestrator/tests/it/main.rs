@@ -7,6 +7,7 @@ mod contract;
 mod e2e;
 mod enroll;
 mod faults;
+mod file_crashes;
 mod files;
 mod graph;
 mod harness;
