@@ -170,6 +170,8 @@ mod engine {
                 target: Target::Any,
                 capabilities: vec![],
                 max_turns: None,
+                outputs: vec![],
+                inputs: vec![],
             })
             .collect();
         let edges = edges(n)

@@ -34,6 +34,12 @@ pub struct PlannedTask {
     /// Turn limit of each attempt, for executors that work in turns; the server's default when
     /// `None`.
     pub max_turns: Option<u32>,
+    /// The files the task produces (its spec's `outputs.files`: names relative to its workdir,
+    /// the last part may be a glob); sent to the orchestrator after it succeeds.
+    pub outputs: Vec<String>,
+    /// Upstream files to fetch although nothing refers to them (its spec's `inputs.files`:
+    /// `{{t1.files}}` or `{{t1.files.NAME}}` each).
+    pub inputs: Vec<String>,
 }
 
 /// A dependency: `to` waits for `from`.
@@ -119,8 +125,13 @@ impl Plan {
         let known: HashSet<&str> = self.tasks.iter().map(|t| t.id.as_str()).collect();
         for task in &self.tasks {
             let id = task.id.as_str();
-            let references = refs::task_references(&task.instruction, task.action.as_ref())
+            let mut references = refs::task_references(&task.instruction, task.action.as_ref())
                 .map_err(|e| invalid(format!("task {id}: {e}")))?;
+            references.extend(
+                refs::input_references(&task.inputs)
+                    .map_err(|e| invalid(format!("task {id}: inputs: {e}")))?,
+            );
+            check_outputs(id, &task.outputs)?;
             if references.is_empty() {
                 continue;
             }
@@ -277,6 +288,22 @@ fn valid_task_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// A task's declared outputs, checked as a task spec's `outputs.files` is.
+fn check_outputs(id: &str, outputs: &[String]) -> Result<(), Error> {
+    if outputs.len() > weft_protocol::files::MAX_FILES_PER_SPEC {
+        return Err(invalid(format!(
+            "task {id} declares {} outputs; at most {}",
+            outputs.len(),
+            weft_protocol::files::MAX_FILES_PER_SPEC
+        )));
+    }
+    for o in outputs {
+        weft_protocol::files::check_file_pattern(o)
+            .map_err(|e| invalid(format!("task {id}: output `{o}`: {e}")))?;
+    }
+    Ok(())
+}
+
 fn invalid(message: String) -> Error {
     Error::InvalidPlan(message)
 }
@@ -305,6 +332,8 @@ mod tests {
                         target: Target::Any,
                         capabilities: vec![],
                         max_turns: None,
+                        outputs: vec![],
+                        inputs: vec![],
                     }
                 })
                 .collect(),

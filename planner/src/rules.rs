@@ -132,6 +132,10 @@ fn parse_steps<'t>(text: &'t str, steps: &[Vec<Piece<'t>>]) -> Result<Vec<Vec<Dr
                 },
                 Job::WriteResult { .. } if !earlier_step => Err(Some(NO_EARLIER_RESULT.to_owned())),
                 Job::WriteResult { .. } => Ok(c),
+                Job::Copy { from: None, .. } if c.device.is_none() => {
+                    Err(Some(SEND_NEEDS_A_SOURCE.to_owned()))
+                }
+                Job::Copy { .. } => Ok(c),
             });
             match parsed {
                 Ok(c) => {
@@ -187,7 +191,9 @@ fn resolve_device<D: Borrow<DeviceInfo>>(word: &str, devices: &[D]) -> Result<Ta
 }
 
 /// Builds the plan: tasks `t1`, `t2`, … in order, and a success edge from every task of a step to
-/// every task of the next non-empty step. Fails on the first unknown device.
+/// every task of the next non-empty step. A copy is two tasks, the sending one first (it is
+/// what the step before leads to) and the receiving one last (what the next step waits for).
+/// Fails on the first unknown device.
 fn build_plan<D: Borrow<DeviceInfo>>(
     drafts: &[Vec<Draft<'_>>],
     devices: &[D],
@@ -196,25 +202,111 @@ fn build_plan<D: Borrow<DeviceInfo>>(
     let mut previous: Vec<TaskId> = Vec::new();
     for step in drafts.iter().filter(|s| !s.is_empty()) {
         let mut current = Vec::with_capacity(step.len());
+        // The tasks the step before leads to, and those the next step waits for.
+        let mut starts = Vec::with_capacity(step.len());
         for draft in step {
             let id = TaskId(format!("t{}", plan.tasks.len() + 1));
+            if let Job::Copy { path, from, to } = &draft.job {
+                let source = from.as_deref().or(draft.device).unwrap_or_default();
+                let [send, receive] =
+                    copy_tasks(&id, draft.instruction, path, source, to, devices)?;
+                success_edge(&mut plan, &send.id, &receive.id);
+                starts.push(send.id.clone());
+                current.push(receive.id.clone());
+                plan.tasks.extend([send, receive]);
+                continue;
+            }
             plan.tasks
                 .push(task(id.clone(), draft, &previous, devices)?);
+            starts.push(id.clone());
             current.push(id);
         }
         for from in &previous {
-            for to in &current {
-                plan.edges.push(PlannedEdge {
-                    from: from.clone(),
-                    to: to.clone(),
-                    kind: EdgeKind::Success,
-                    condition: None,
-                });
+            for to in &starts {
+                success_edge(&mut plan, from, to);
             }
         }
         previous = current;
     }
     Ok(plan)
+}
+
+fn success_edge(plan: &mut Plan, from: &TaskId, to: &TaskId) {
+    plan.edges.push(PlannedEdge {
+        from: from.clone(),
+        to: to.clone(),
+        kind: EdgeKind::Success,
+        condition: None,
+    });
+}
+
+/// The two tasks of `copy PATH from SOURCE to DEST` (or `on SOURCE send PATH to DEST`): `id`
+/// on the source declares `path` as its output (its action lists the directory the file is in,
+/// `fs`'s `read_file` of a directory: it reads none of the file's bytes, and shows its size);
+/// the next on the destination copies the fetched file to `path` in its own workdir (`shell`:
+/// `mkdir -p` for its directory, then `cp`).
+fn copy_tasks<D: Borrow<DeviceInfo>>(
+    id: &TaskId,
+    instruction: &str,
+    path: &str,
+    source: &str,
+    dest: &str,
+    devices: &[D],
+) -> Result<[PlannedTask; 2], Error> {
+    let dir = path.rsplit_once('/').map_or(".", |(dir, _)| dir);
+    let send = Action::ReadFile {
+        path: dir.to_owned(),
+    };
+    let receive_id = TaskId(format!(
+        "t{}",
+        id.as_str()[1..].parse::<usize>().unwrap_or(0) + 1
+    ));
+    // `{{t1.files.NAME}}` when NAME can be written in a reference; else all of t1's files,
+    // which is that one file.
+    let reference = if path
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "._-+@/".contains(c))
+    {
+        format!("{{{{{id}.files.{path}}}}}")
+    } else {
+        format!("{{{{{id}.files}}}}")
+    };
+    let place = format!("cp {reference} {}", shell_quote(path));
+    let command = match path.rsplit_once('/') {
+        Some((dir, _)) => format!("mkdir -p {} && {place}", shell_quote(dir)),
+        None => place,
+    };
+    let receive = Action::Shell { command };
+    let shown = one_line(path);
+    Ok([
+        PlannedTask {
+            id: id.clone(),
+            title: shorten(&format!("send {shown}"), MAX_TITLE_CHARS),
+            instruction: instruction.to_owned(),
+            capabilities: vec![send.capability().to_owned()],
+            action: Some(send),
+            target: resolve_device(source, devices)?,
+            max_turns: None,
+            outputs: vec![path.to_owned()],
+            inputs: Vec::new(),
+        },
+        PlannedTask {
+            id: receive_id,
+            title: shorten(&format!("receive {shown}"), MAX_TITLE_CHARS),
+            instruction: instruction.to_owned(),
+            capabilities: vec![receive.capability().to_owned()],
+            action: Some(receive),
+            target: resolve_device(dest, devices)?,
+            max_turns: None,
+            outputs: Vec::new(),
+            inputs: Vec::new(),
+        },
+    ])
+}
+
+/// `s` in single quotes for a POSIX shell (`'` written `'\''`).
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 /// The task for one understood clause; `previous` are the tasks of the step before.
@@ -230,6 +322,12 @@ fn task<D: Borrow<DeviceInfo>>(
     };
     let (action, title) = match &draft.job {
         Job::Action(action) => (action.clone(), title(action)),
+        // Two tasks: built by `copy_tasks`, never here.
+        Job::Copy { .. } => {
+            return Err(Error::InvalidPlan(format!(
+                "task {id}: a copy is two tasks"
+            )));
+        }
         Job::WriteResult { path } => {
             let content: Vec<String> = previous
                 .iter()
@@ -259,12 +357,18 @@ fn task<D: Borrow<DeviceInfo>>(
         action: Some(action),
         target,
         max_turns: None,
+        outputs: Vec::new(),
+        inputs: Vec::new(),
     })
 }
 
 /// Why `write the result` cannot be the first step.
 const NO_EARLIER_RESULT: &str = "there is no earlier result to write: \"the result\" is the output \
      of the step before \"then\", e.g. run \"date\" then write the result to date.txt";
+
+/// Why `send PATH to DEVICE` needs `on DEVICE`.
+const SEND_NEEDS_A_SOURCE: &str = "send needs the device the file is on: on laptop send \
+     notes/a.txt to phone, or copy notes/a.txt from laptop to phone";
 
 /// A short human title: `` run `echo hi` ``, `fetch URL`, `write PATH`, `read PATH`.
 fn title(action: &Action) -> String {

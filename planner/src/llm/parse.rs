@@ -281,6 +281,9 @@ fn task(spec: TaskSpec, devices: &[&DeviceProfile]) -> (PlannedTask, Option<Stri
         target,
         capabilities: required.into_iter().collect(),
         max_turns: spec.max_turns,
+        // The model's schema has no files yet (docs/artifacts.md); a spec carries them through.
+        outputs: spec.outputs.map(|f| f.files).unwrap_or_default(),
+        inputs: spec.inputs.map(|f| f.files).unwrap_or_default(),
     };
     (task, problem.err())
 }

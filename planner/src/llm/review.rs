@@ -260,6 +260,8 @@ mod tests {
                     target: Target::Device((*d).into()),
                     capabilities: vec!["shell".into()],
                     max_turns: None,
+                    outputs: vec![],
+                    inputs: vec![],
                 })
                 .collect(),
             edges: Vec::new(),

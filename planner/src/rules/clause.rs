@@ -4,6 +4,8 @@
 //! clause := [on] action [on]            (at most one `on`)
 //! on     := "on" [article] DEVICE       article: the, my, a, an
 //! action := run QUOTED | fetch URL | write (QUOTED | RESULT) to PATH | read PATH
+//!         | copy PATH from [article] DEVICE to [article] DEVICE   (no `on`)
+//!         | send PATH to [article] DEVICE                         (the source is `on`'s)
 //! RESULT := "the result" | "the results" | "the output" | "its output" | "it"
 //! ```
 //!
@@ -31,6 +33,14 @@ pub(crate) enum Job {
     /// `write the result to PATH`: write the result of the step before to `path`. Which tasks
     /// that is, and so the file's content, is known only when the plan is built.
     WriteResult { path: String },
+    /// `copy PATH from A to B` (`from` is A) or `send PATH to B` (`from` is `None`: the
+    /// clause's `on DEVICE`): the file at `path` in A's workdir placed at `path` in B's. Two
+    /// tasks once the plan is built. `path` is a checked file name (relative, no `..`).
+    Copy {
+        path: String,
+        from: Option<String>,
+        to: String,
+    },
 }
 
 /// Why a clause was not understood: `None` when it does not start with a known action at all,
@@ -44,6 +54,8 @@ enum Verb {
     Fetch,
     Write,
     Read,
+    Copy,
+    Send,
 }
 
 impl Verb {
@@ -53,6 +65,8 @@ impl Verb {
             "fetch" | "get" | "download" => Some(Verb::Fetch),
             "write" | "save" => Some(Verb::Write),
             "read" | "cat" | "show" => Some(Verb::Read),
+            "copy" | "cp" => Some(Verb::Copy),
+            "send" => Some(Verb::Send),
             _ => None,
         }
     }
@@ -100,6 +114,11 @@ pub(crate) fn parse(tokens: &[Token]) -> Result<Clause<'_>, NotUnderstood> {
     let mut cur = Cursor { tokens, pos: 0 };
     let mut device = on_device(&mut cur)?;
     let job = action(&mut cur)?;
+    if matches!(job, Job::Copy { from: Some(_), .. }) && (device.is_some() || cur.at_word("on")) {
+        return Err(reason(
+            "copy names its devices with \"from\" and \"to\", not \"on\"",
+        ));
+    }
     if device.is_none() {
         device = on_device(&mut cur)?;
     } else if cur.at_word("on") {
@@ -164,6 +183,85 @@ fn action(cur: &mut Cursor<'_>) -> Result<Job, NotUnderstood> {
         Verb::Fetch => fetch(cur).map(Job::Action),
         Verb::Write => write(cur),
         Verb::Read => read(cur).map(Job::Action),
+        Verb::Copy => copy(cur),
+        Verb::Send => send(cur),
+    }
+}
+
+/// `copy PATH from DEVICE to DEVICE`.
+fn copy(cur: &mut Cursor<'_>) -> Result<Job, NotUnderstood> {
+    const EXAMPLE: &str = "e.g. copy notes/a.txt from laptop to phone";
+    let path = file_path(cur, &format!("copy needs a path, {EXAMPLE}"), EXAMPLE)?;
+    if !cur.at_word("from") {
+        return Err(reason(format!(
+            "expected \"from DEVICE\" after the path, {EXAMPLE}"
+        )));
+    }
+    cur.next();
+    let from = device_word(cur, "from", EXAMPLE)?;
+    if !cur.at_word("to") {
+        return Err(reason(format!(
+            "expected \"to DEVICE\" after the source, {EXAMPLE}"
+        )));
+    }
+    cur.next();
+    let to = device_word(cur, "to", EXAMPLE)?;
+    Ok(Job::Copy {
+        path,
+        from: Some(from.to_owned()),
+        to: to.to_owned(),
+    })
+}
+
+/// `send PATH to DEVICE`; the source is the clause's `on DEVICE`.
+fn send(cur: &mut Cursor<'_>) -> Result<Job, NotUnderstood> {
+    const EXAMPLE: &str = "e.g. on laptop send notes/a.txt to phone";
+    let path = file_path(cur, &format!("send needs a path, {EXAMPLE}"), EXAMPLE)?;
+    if !cur.at_word("to") {
+        return Err(reason(format!(
+            "expected \"to DEVICE\" after the path, {EXAMPLE}"
+        )));
+    }
+    cur.next();
+    let to = device_word(cur, "to", EXAMPLE)?;
+    Ok(Job::Copy {
+        path,
+        from: None,
+        to: to.to_owned(),
+    })
+}
+
+/// The path of a copy: relative to the workdir, without `.`, `..`, globs or references.
+fn file_path(cur: &mut Cursor<'_>, missing: &str, example: &str) -> Result<String, NotUnderstood> {
+    let path = argument(cur, missing)?;
+    if path.contains("{{") || path.contains("}}") {
+        return Err(reason(format!(
+            "`{path}`: a path to copy cannot hold `{{{{` or `}}}}`"
+        )));
+    }
+    weft_protocol::files::check_file_name(&path).map_err(|why| {
+        reason(format!(
+            "`{path}` is not a path relative to the device's working directory ({why}), {example}"
+        ))
+    })?;
+    Ok(path)
+}
+
+/// The device word after `from` or `to` (an article skipped).
+fn device_word<'t>(
+    cur: &mut Cursor<'t>,
+    after: &str,
+    example: &str,
+) -> Result<&'t str, NotUnderstood> {
+    // `from a to b`: `a` is the device, not an article.
+    if article_ahead(cur) && !cur.peek_at(1).is_some_and(|t| t.is_word("to")) {
+        cur.next();
+    }
+    match cur.next().and_then(Token::word) {
+        Some(w) if Verb::parse(w).is_none() && !w.eq_ignore_ascii_case("on") => Ok(w),
+        _ => Err(reason(format!(
+            "expected a device name or kind after \"{after}\", {example}"
+        ))),
     }
 }
 
@@ -294,6 +392,14 @@ mod tests {
             }) => format!(
                 "[{}] WriteResult {{ path: {path:?} }}",
                 device.unwrap_or("-")
+            ),
+            Ok(Clause {
+                device,
+                job: Job::Copy { path, from, to },
+            }) => format!(
+                "[{}] Copy {path:?} from {} to {to}",
+                device.unwrap_or("-"),
+                from.as_deref().unwrap_or("-")
             ),
             Err(None) => "?".to_owned(),
             Err(Some(r)) => format!("? {r}"),
@@ -453,6 +559,83 @@ mod tests {
         );
         check(
             r#"run "x" on laptop now"#,
+            "? unexpected `now` after the action",
+        );
+    }
+
+    #[test]
+    fn copy_and_send() {
+        check(
+            "copy notes/a.txt from laptop to phone",
+            r#"[-] Copy "notes/a.txt" from laptop to phone"#,
+        );
+        check(
+            "Copy 'my notes.txt' from the laptop to my phone",
+            r#"[-] Copy "my notes.txt" from laptop to phone"#,
+        );
+        check("cp a.txt from A to B", r#"[-] Copy "a.txt" from A to B"#);
+        check(
+            "copy a.txt from a to a phone",
+            r#"[-] Copy "a.txt" from a to phone"#,
+        );
+        check(
+            "on laptop send photo.jpg to phone",
+            r#"[laptop] Copy "photo.jpg" from - to phone"#,
+        );
+        check(
+            "send photo.jpg to the phone on laptop",
+            r#"[laptop] Copy "photo.jpg" from - to phone"#,
+        );
+        check(
+            "send photo.jpg to phone",
+            r#"[-] Copy "photo.jpg" from - to phone"#,
+        );
+    }
+
+    #[test]
+    fn copy_and_send_not_understood() {
+        check(
+            "copy a.txt to phone",
+            r#"? expected "from DEVICE" after the path, e.g. copy notes/a.txt from laptop to phone"#,
+        );
+        check(
+            "copy a.txt from laptop",
+            r#"? expected "to DEVICE" after the source, e.g. copy notes/a.txt from laptop to phone"#,
+        );
+        check(
+            "copy a.txt from laptop to",
+            r#"? expected a device name or kind after "to", e.g. copy notes/a.txt from laptop to phone"#,
+        );
+        check(
+            "copy",
+            "? copy needs a path, e.g. copy notes/a.txt from laptop to phone",
+        );
+        check(
+            "on server copy a.txt from laptop to phone",
+            r#"? copy names its devices with "from" and "to", not "on""#,
+        );
+        check(
+            "copy a.txt from laptop to phone on server",
+            r#"? copy names its devices with "from" and "to", not "on""#,
+        );
+        check(
+            "copy /etc/passwd from laptop to phone",
+            "? `/etc/passwd` is not a path relative to the device's working directory (`/etc/passwd` is absolute; names are relative to the workdir), e.g. copy notes/a.txt from laptop to phone",
+        );
+        check(
+            "copy ../a.txt from laptop to phone",
+            "? `../a.txt` is not a path relative to the device's working directory (`../a.txt` has a `..` part), e.g. copy notes/a.txt from laptop to phone",
+        );
+        check(
+            "send '{{t1.output}}' to phone",
+            "? `{{t1.output}}`: a path to copy cannot hold `{{` or `}}`",
+        );
+        check(
+            "send a.txt phone",
+            r#"? expected "to DEVICE" after the path, e.g. on laptop send notes/a.txt to phone"#,
+        );
+        check(
+            "copy a.txt from laptop to phone now",
             "? unexpected `now` after the action",
         );
     }

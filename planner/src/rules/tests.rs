@@ -51,12 +51,16 @@ fn render_plan(plan: &Plan) -> String {
         .tasks
         .iter()
         .map(|t| {
-            format!(
+            let mut s = format!(
                 "{}{} {}",
                 t.id,
                 render_target(&t.target),
                 render_action(t.action.as_ref())
-            )
+            );
+            if !t.outputs.is_empty() {
+                s.push_str(&format!(" out{:?}", t.outputs));
+            }
+            s
         })
         .collect();
     let edges: Vec<String> = plan
@@ -127,6 +131,66 @@ fn files_and_http() {
     check(
         r#"on laptop write "hello file" to notes/a.txt and on phone fetch http://127.0.0.1:7600/healthz then on laptop read notes/a.txt"#,
         r#"t1[laptop] write notes/a.txt "hello file"; t2[phone] fetch http://127.0.0.1:7600/healthz; t3[laptop] read notes/a.txt | edges: t1->t3, t2->t3"#,
+    );
+}
+
+#[test]
+fn copy_a_file_between_devices() {
+    // The source lists the file's directory and declares the file; the destination copies
+    // the fetched file to the same path in its workdir.
+    check(
+        "copy notes/a.txt from laptop to phone",
+        r#"t1[laptop] read notes out["notes/a.txt"]; t2[phone] shell "mkdir -p 'notes' && cp {{t1.files.notes/a.txt}} 'notes/a.txt'" | edges: t1->t2"#,
+    );
+    check(
+        "on laptop send photo.jpg to the phone",
+        r#"t1[laptop] read . out["photo.jpg"]; t2[phone] shell "cp {{t1.files.photo.jpg}} 'photo.jpg'" | edges: t1->t2"#,
+    );
+    // A name a reference cannot spell: all of t1's files, which is that one.
+    check(
+        "copy \"it's here.txt\" from server to kind-less-laptop",
+        "unknown_device: no registered device or device kind is called `kind-less-laptop` \
+         (registered: laptop, phone, server)",
+    );
+    check(
+        "copy \"my dir/it's here.txt\" from server to laptop",
+        r#"t1[server] read my dir out["my dir/it's here.txt"]; t2[laptop] shell "mkdir -p 'my dir' && cp {{t1.files}} 'my dir/it'\\''s here.txt'" | edges: t1->t2"#,
+    );
+    // Kinds work as for `on`.
+    check(
+        "copy a.txt from desktop to laptop",
+        r#"t1[kind:desktop] read . out["a.txt"]; t2[laptop] shell "cp {{t1.files.a.txt}} 'a.txt'" | edges: t1->t2"#,
+    );
+}
+
+#[test]
+fn copies_in_steps() {
+    // The step before leads to the sending task; the next step waits for the receiving one.
+    check(
+        r#"on laptop run "make" then copy build/app.apk from laptop to phone then on phone run "ls build""#,
+        r#"t1[laptop] shell "make"; t2[laptop] read build out["build/app.apk"]; t3[phone] shell "mkdir -p 'build' && cp {{t2.files.build/app.apk}} 'build/app.apk'"; t4[phone] shell "ls build" | edges: t2->t3, t1->t2, t3->t4"#,
+    );
+    // Two copies at once, and a copy beside a task.
+    check(
+        r#"copy a.txt from laptop to phone and on server send b.txt to laptop, on phone run "date""#,
+        r#"t1[laptop] read . out["a.txt"]; t2[phone] shell "cp {{t1.files.a.txt}} 'a.txt'"; t3[server] read . out["b.txt"]; t4[laptop] shell "cp {{t3.files.b.txt}} 'b.txt'"; t5[phone] shell "date" | edges: t1->t2, t3->t4"#,
+    );
+}
+
+#[test]
+fn copies_not_understood() {
+    check(
+        "send a.txt to phone",
+        r#"unplannable: understood []; not ["\"send a.txt to phone\" (send needs the device the file is on: on laptop send notes/a.txt to phone, or copy notes/a.txt from laptop to phone)"]"#,
+    );
+    check(
+        "copy a.txt from toaster to phone",
+        "unknown_device: no registered device or device kind is called `toaster` \
+         (registered: laptop, phone, server)",
+    );
+    check(
+        "copy ../a.txt from laptop to phone",
+        r#"unplannable: understood []; not ["\"copy ../a.txt from laptop to phone\" (`../a.txt` is not a path relative to the device's working directory (`../a.txt` has a `..` part), e.g. copy notes/a.txt from laptop to phone)"]"#,
     );
 }
 

@@ -273,7 +273,10 @@ impl Graph {
                 sched: TaskSched::default(),
                 max_turns: t.max_turns.unwrap_or(defaults.max_turns).max(1),
                 output: None,
-                files: TaskFiles::default(),
+                files: TaskFiles {
+                    outputs: t.outputs.clone(),
+                    inputs: t.inputs.clone(),
+                },
                 produced: Vec::new(),
             })
             .collect();

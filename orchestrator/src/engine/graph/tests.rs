@@ -16,6 +16,8 @@ fn plan(n: usize, edges: &[(usize, usize, EdgeKind)]) -> Plan {
                 target: weft_planner::Target::Any,
                 capabilities: vec![],
                 max_turns: None,
+                outputs: vec![],
+                inputs: vec![],
             })
             .collect(),
         edges: edges
