@@ -18,6 +18,10 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("the engine has stopped")]
     EngineGone,
+    /// A commit failed, so the server stopped rather than run on state that is not durable;
+    /// a restart resumes from what was committed.
+    #[error("stopped because a store write failed (fail-stop; restart to resume): {0}")]
+    FailStop(Box<Error>),
 }
 
 /// An error answer to a client. 4xx answers carry their code and message; 5xx answers carry a

@@ -3,6 +3,11 @@
 //!
 //! See ARCHITECTURE.md at the repository root for the code map and invariants.
 
+// The store's unit tests share the integration tests' Postgres (`store::testing`), which names
+// this crate as they do.
+#[cfg(test)]
+extern crate self as weft_orchestrator;
+
 pub mod api;
 pub mod blobs;
 pub mod cli;

@@ -138,19 +138,23 @@ pub async fn start(
             _ = shutdown.cancelled() => {}
         }
         // The engine drains for at most `grace`, then drops every connection's queue.
-        if tokio::time::timeout(grace + Duration::from_secs(1), engine_join)
-            .await
-            .is_err()
+        let stopped = match tokio::time::timeout(grace + Duration::from_secs(1), engine_join).await
         {
-            tracing::warn!("the engine did not stop within the grace period");
-        }
+            Ok(Ok(stopped)) => stopped,
+            Ok(Err(_)) => Ok(()),
+            Err(_) => {
+                tracing::warn!("the engine did not stop within the grace period");
+                Ok(())
+            }
+        };
         http_stop.cancel();
         if tokio::time::timeout(grace, &mut serve).await.is_err() {
             tracing::warn!("connections still open after the grace period; closing them");
         }
         store.close().await;
         tracing::info!("weft orchestrator stopped");
-        Ok(())
+        // A failed commit stopped it: the process exits non-zero, saying why.
+        stopped
     });
     Ok(Running {
         addr,

@@ -13,7 +13,7 @@ use weft_planner::llm::{LlmCall, Purpose};
 use weft_protocol::rest::LlmUsageView;
 use weft_protocol::{ErrorInfo, RequestId};
 
-use super::{Store, db_ms, ms};
+use super::{Store, db_ms, ms, with_pool};
 use crate::Error;
 
 /// One stored call.
@@ -50,108 +50,116 @@ impl Store {
         request: Option<&RequestId>,
         calls: &[LlmCall],
     ) -> Result<(), Error> {
-        let mut tx = self.pool.begin().await?;
-        for c in calls {
-            let error = c
-                .error
-                .as_ref()
-                .map(|(code, message)| ErrorInfo::new(code.clone(), message.clone()));
-            sqlx::query(
-                "INSERT INTO llm_calls (request_id, purpose, round, attempt, model, request, \
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            for c in calls {
+                let error = c
+                    .error
+                    .as_ref()
+                    .map(|(code, message)| ErrorInfo::new(code.clone(), message.clone()));
+                sqlx::query(
+                    "INSERT INTO llm_calls (request_id, purpose, round, attempt, model, request, \
              response, error, prompt_tokens, completion_tokens, latency_ms, at_ms) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(request.map(RequestId::as_str))
-            .bind(c.purpose.as_str())
-            .bind(i64::from(c.round))
-            .bind(i64::from(c.attempt))
-            .bind(&c.model)
-            .bind(c.request.to_string())
-            .bind(c.response.as_ref().map(Value::to_string))
-            .bind(error.map(|e| serde_json::to_string(&e).unwrap_or_default()))
-            .bind(c.prompt_tokens.map(db_ms))
-            .bind(c.completion_tokens.map(db_ms))
-            .bind(db_ms(c.latency_ms))
-            .bind(db_ms(c.at_ms))
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                )
+                .bind(request.map(RequestId::as_str))
+                .bind(c.purpose.as_str())
+                .bind(i64::from(c.round))
+                .bind(i64::from(c.attempt))
+                .bind(&c.model)
+                .bind(c.request.to_string())
+                .bind(c.response.as_ref().map(Value::to_string))
+                .bind(error.map(|e| serde_json::to_string(&e).unwrap_or_default()))
+                .bind(c.prompt_tokens.map(db_ms))
+                .bind(c.completion_tokens.map(db_ms))
+                .bind(db_ms(c.latency_ms))
+                .bind(db_ms(c.at_ms))
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     /// The totals for `GET /v1/requests/{id}`; `None` when the request made no call.
     pub(super) async fn llm_usage(&self, id: &RequestId) -> Result<Option<LlmUsageView>, Error> {
-        let r = sqlx::query(
-            "SELECT COUNT(*) AS calls, COALESCE(SUM(prompt_tokens), 0) AS p, \
-         COALESCE(SUM(completion_tokens), 0) AS c FROM llm_calls WHERE request_id = ?",
+        with_pool!(self, |pool| {
+            let r = sqlx::query(
+            "SELECT COUNT(*) AS calls, CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS p, \
+         CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) AS c FROM llm_calls WHERE request_id = $1",
         )
         .bind(id.as_str())
-        .fetch_one(&self.pool)
+        .fetch_one(pool)
         .await?;
-        let calls: i64 = r.get("calls");
-        if calls == 0 {
-            return Ok(None);
-        }
-        Ok(Some(LlmUsageView {
-            calls: u32::try_from(calls).unwrap_or(u32::MAX),
-            prompt_tokens: u64::try_from(r.get::<i64, _>("p")).unwrap_or(0),
-            completion_tokens: u64::try_from(r.get::<i64, _>("c")).unwrap_or(0),
-        }))
+            let calls: i64 = r.get("calls");
+            if calls == 0 {
+                return Ok(None);
+            }
+            Ok(Some(LlmUsageView {
+                calls: u32::try_from(calls).unwrap_or(u32::MAX),
+                prompt_tokens: u64::try_from(r.get::<i64, _>("p")).unwrap_or(0),
+                completion_tokens: u64::try_from(r.get::<i64, _>("c")).unwrap_or(0),
+            }))
+        })
     }
 
     /// The highest revision round a request has used (0: none yet).
     pub async fn revision_rounds_used(&self, id: &RequestId) -> Result<u32, Error> {
-        let r = sqlx::query(
-        "SELECT COALESCE(MAX(round), 0) AS n FROM llm_calls WHERE request_id = ? AND purpose = ?",
+        with_pool!(self, |pool| {
+            let r = sqlx::query(
+        "SELECT COALESCE(MAX(round), 0) AS n FROM llm_calls WHERE request_id = $1 AND purpose = $2",
     )
     .bind(id.as_str())
     .bind(Purpose::Revise.as_str())
-    .fetch_one(&self.pool)
+    .fetch_one(pool)
     .await?;
-        Ok(u32::try_from(r.get::<i64, _>("n")).unwrap_or(u32::MAX))
+            Ok(u32::try_from(r.get::<i64, _>("n")).unwrap_or(u32::MAX))
+        })
     }
 
     /// Every call for `request` (`None`: the calls of plannings that created no request), oldest
     /// first.
     pub async fn llm_calls(&self, request: Option<&RequestId>) -> Result<Vec<StoredCall>, Error> {
-        let rows = sqlx::query(
-            "SELECT request_id, purpose, round, attempt, model, request, response, error, \
+        with_pool!(self, |pool| {
+            let rows = sqlx::query(
+                "SELECT request_id, purpose, round, attempt, model, request, response, error, \
          prompt_tokens, completion_tokens, latency_ms, at_ms FROM llm_calls \
-         WHERE request_id IS ? ORDER BY id",
-        )
-        .bind(request.map(RequestId::as_str))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|r| {
-                let json = |col: &str| -> Result<Option<Value>, Error> {
-                    r.get::<Option<String>, _>(col)
-                        .map(|s| {
-                            serde_json::from_str(&s)
-                                .map_err(|e| Error::Corrupt(format!("llm_calls.{col}: {e}")))
-                        })
+         WHERE request_id IS NOT DISTINCT FROM $1 ORDER BY id",
+            )
+            .bind(request.map(RequestId::as_str))
+            .fetch_all(pool)
+            .await?;
+            rows.into_iter()
+                .map(|r| {
+                    let json = |col: &str| -> Result<Option<Value>, Error> {
+                        r.get::<Option<String>, _>(col)
+                            .map(|s| {
+                                serde_json::from_str(&s)
+                                    .map_err(|e| Error::Corrupt(format!("llm_calls.{col}: {e}")))
+                            })
+                            .transpose()
+                    };
+                    let error = json("error")?
+                        .map(serde_json::from_value::<ErrorInfo>)
                         .transpose()
-                };
-                let error = json("error")?
-                    .map(serde_json::from_value::<ErrorInfo>)
-                    .transpose()
-                    .map_err(|e| Error::Corrupt(format!("llm_calls.error: {e}")))?;
-                Ok(StoredCall {
-                    request_id: r.get::<Option<String>, _>("request_id").map(RequestId),
-                    purpose: r.get("purpose"),
-                    round: u32::try_from(r.get::<i64, _>("round")).unwrap_or(0),
-                    attempt: u32::try_from(r.get::<i64, _>("attempt")).unwrap_or(0),
-                    model: r.get("model"),
-                    request: json("request")?.unwrap_or(Value::Null),
-                    response: json("response")?,
-                    error,
-                    prompt_tokens: r.get::<Option<i64>, _>("prompt_tokens").map(ms),
-                    completion_tokens: r.get::<Option<i64>, _>("completion_tokens").map(ms),
-                    latency_ms: ms(r.get("latency_ms")),
-                    at_ms: ms(r.get("at_ms")),
+                        .map_err(|e| Error::Corrupt(format!("llm_calls.error: {e}")))?;
+                    Ok(StoredCall {
+                        request_id: r.get::<Option<String>, _>("request_id").map(RequestId),
+                        purpose: r.get("purpose"),
+                        round: u32::try_from(r.get::<i64, _>("round")).unwrap_or(0),
+                        attempt: u32::try_from(r.get::<i64, _>("attempt")).unwrap_or(0),
+                        model: r.get("model"),
+                        request: json("request")?.unwrap_or(Value::Null),
+                        response: json("response")?,
+                        error,
+                        prompt_tokens: r.get::<Option<i64>, _>("prompt_tokens").map(ms),
+                        completion_tokens: r.get::<Option<i64>, _>("completion_tokens").map(ms),
+                        latency_ms: ms(r.get("latency_ms")),
+                        at_ms: ms(r.get("at_ms")),
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 }

@@ -1,4 +1,11 @@
-//! The durable store: a SQLite file (or `sqlite::memory:`) through sqlx.
+//! The durable store: a SQLite file (or `sqlite::memory:`), or a Postgres database, through
+//! sqlx (docs/postgres.md).
+//!
+//! The two dialects share their statements wherever they can: reads are written once, with
+//! `$1`-style placeholders (which sqlx's SQLite driver numbers as Postgres does), and compiled
+//! once per dialect by [`with_pool!`]. Where they differ — the commit (one multi-statement
+//! query on SQLite, a transaction of single statements on Postgres), `INSERT OR REPLACE`, the
+//! pragmas and the checkpoint task — each dialect has its own code path.
 //!
 //! Architecture invariant: only the engine writes. Every write is a [`Batch`] of row changes plus
 //! the journal events that describe them, committed in one transaction, so the journal and the
@@ -9,6 +16,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -23,12 +31,33 @@ use crate::engine::{Target, TaskFiles, TaskRecord, TaskSched};
 
 mod files;
 mod llm_log;
+#[cfg(test)]
+pub(crate) mod testing;
 mod write;
 
 pub use llm_log::StoredCall;
 pub use write::{Batch, Op};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations-postgres");
+
+/// Runs `$body` with `$pool` bound to the store's pool, whichever dialect it is. The body is
+/// compiled once per dialect, so its statements must be valid on both, and what it does with
+/// rows must work for `SqliteRow` and `PgRow` alike (`Row::get`, or the [`Cols`] helpers).
+///
+/// Written like a closure, `with_pool!(self, |pool| { … })`, so that rustfmt formats the body.
+macro_rules! with_pool {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match &$store.db {
+            $crate::store::Db::Sqlite { pool: $pool, .. } => $body,
+            $crate::store::Db::Postgres { pool: $pool } => $body,
+        }
+    };
+    ($store:expr, $pool:ident => $body:expr) => {
+        with_pool!($store, |$pool| $body)
+    };
+}
+pub(crate) use with_pool;
 
 /// Where a task may run, as the `target` column holds it (JSON).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -107,13 +136,81 @@ pub struct LiveRequestRow {
 
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
-    /// The one connection commits go through (a file database): its page cache stays warm,
-    /// where pool connections taking turns would each find theirs stale after every commit
-    /// made by another. `None` after `close`, and for an in-memory database (which exists
-    /// once per connection: commits use the pool's only connection).
-    writer: Option<std::sync::Arc<tokio::sync::Mutex<Option<sqlx::SqliteConnection>>>>,
+    db: Db,
 }
+
+/// The database behind a [`Store`], in its dialect.
+#[derive(Debug, Clone)]
+enum Db {
+    Sqlite {
+        pool: SqlitePool,
+        /// The one connection commits go through (a file database): its page cache stays
+        /// warm, where pool connections taking turns would each find theirs stale after every
+        /// commit made by another. `None` after `close`, and for an in-memory database (which
+        /// exists once per connection: commits use the pool's only connection).
+        writer: Option<std::sync::Arc<tokio::sync::Mutex<Option<sqlx::SqliteConnection>>>>,
+    },
+    Postgres {
+        pool: PgPool,
+    },
+}
+
+/// The columns the row helpers read, for the rows of either dialect.
+trait Cols {
+    fn text(&self, col: &str) -> String;
+    fn opt_text(&self, col: &str) -> Option<String>;
+    fn int(&self, col: &str) -> i64;
+    fn opt_int(&self, col: &str) -> Option<i64>;
+}
+
+macro_rules! impl_cols {
+    ($($row:ty),*) => {$(
+        impl Cols for $row {
+            fn text(&self, col: &str) -> String {
+                self.get(col)
+            }
+            fn opt_text(&self, col: &str) -> Option<String> {
+                self.get(col)
+            }
+            fn int(&self, col: &str) -> i64 {
+                self.get(col)
+            }
+            fn opt_int(&self, col: &str) -> Option<i64> {
+                self.get(col)
+            }
+        }
+    )*};
+}
+impl_cols!(sqlx::sqlite::SqliteRow, sqlx::postgres::PgRow);
+
+/// Whether `url` names a Postgres database (`postgres://…` or `postgresql://…`).
+pub fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// `url` without its password, for messages and logs.
+pub fn redact(url: &str) -> String {
+    let authority = url.find("://").map_or(0, |i| i + 3);
+    let end = url[authority..]
+        .find(['/', '?'])
+        .map_or(url.len(), |i| authority + i);
+    match url[authority..end].rfind('@') {
+        Some(at) => match url[authority..authority + at].find(':') {
+            Some(colon) => format!(
+                "{}***{}",
+                &url[..authority + colon + 1],
+                &url[authority + at..]
+            ),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// How long a Postgres connection may take to open (tried again while refused): at start,
+/// and when the pool replaces a connection that broke. A database gone for longer fails the
+/// statement that waited, and a failed commit stops the server (fail-stop).
+const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn to_json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())
@@ -155,39 +252,34 @@ fn parse_status<T>(parse: fn(&str) -> Option<T>, s: String, what: &str) -> Resul
     parse(&s).ok_or_else(|| Error::Corrupt(format!("{what} `{s}`")))
 }
 
-fn is_busy(attempt: &sqlx::sqlite::SqliteRow) -> bool {
+fn is_busy(attempt: &impl Cols) -> bool {
     attempt
-        .try_get::<Option<String>, _>("error")
-        .ok()
-        .flatten()
+        .opt_text("error")
         .and_then(|e| serde_json::from_str::<ErrorInfo>(&e).ok())
         .is_some_and(|e| e.code == "busy")
 }
 
-fn task_record(t: &sqlx::sqlite::SqliteRow) -> Result<TaskRecord, Error> {
+fn task_record(t: &impl Cols) -> Result<TaskRecord, Error> {
     Ok(TaskRecord {
-        id: TaskId(t.get("id")),
-        position: u32::try_from(t.get::<i64, _>("position")).unwrap_or(u32::MAX),
-        title: t.get("title"),
-        instruction: t.get("instruction"),
-        action: parse_opt(t.get("action"), "task action")?,
-        target: from_json::<TargetRow>(t.get::<&str, _>("target"), "task target")?.into(),
-        capabilities: from_json(t.get::<&str, _>("capabilities"), "task capabilities")?,
-        status: parse_status(TaskStatus::parse, t.get("status"), "task status")?,
-        retry: parse_opt(t.get("retry"), "retry policy")?.unwrap_or_default(),
+        id: TaskId(t.text("id")),
+        position: u32::try_from(t.int("position")).unwrap_or(u32::MAX),
+        title: t.text("title"),
+        instruction: t.text("instruction"),
+        action: parse_opt(t.opt_text("action"), "task action")?,
+        target: from_json::<TargetRow>(&t.text("target"), "task target")?.into(),
+        capabilities: from_json(&t.text("capabilities"), "task capabilities")?,
+        status: parse_status(TaskStatus::parse, t.text("status"), "task status")?,
+        retry: parse_opt(t.opt_text("retry"), "retry policy")?.unwrap_or_default(),
         sched: TaskSched {
-            not_before_ms: t
-                .get::<Option<i64>, _>("not_before_ms")
-                .map(ms)
-                .unwrap_or(0),
-            first_ready_ms: t.get::<Option<i64>, _>("first_ready_ms").map(ms),
-            avoid: t.get::<Option<String>, _>("avoid_device").map(DeviceName),
-            cancel_requested: t.get::<i64, _>("cancel_requested") != 0,
+            not_before_ms: t.opt_int("not_before_ms").map(ms).unwrap_or(0),
+            first_ready_ms: t.opt_int("first_ready_ms").map(ms),
+            avoid: t.opt_text("avoid_device").map(DeviceName),
+            cancel_requested: t.int("cancel_requested") != 0,
         },
         max_turns: turns_col(t, "max_turns"),
-        output: parse_opt(t.get("output"), "task output")?,
+        output: parse_opt(t.opt_text("output"), "task output")?,
         files: {
-            let f: FilesRow = parse_opt(t.get("files"), "task files")?.unwrap_or_default();
+            let f: FilesRow = parse_opt(t.opt_text("files"), "task files")?.unwrap_or_default();
             TaskFiles {
                 outputs: f.outputs,
                 inputs: f.inputs,
@@ -197,8 +289,8 @@ fn task_record(t: &sqlx::sqlite::SqliteRow) -> Result<TaskRecord, Error> {
     })
 }
 
-fn turns_col(row: &sqlx::sqlite::SqliteRow, col: &str) -> u32 {
-    u32::try_from(row.get::<i64, _>(col)).unwrap_or(0)
+fn turns_col(row: &impl Cols, col: &str) -> u32 {
+    u32::try_from(row.int(col)).unwrap_or(0)
 }
 
 /// How often the WAL is copied back into the database file.
@@ -235,10 +327,39 @@ fn db_ms(v: u64) -> i64 {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `url` and runs migrations.
+    /// Opens the database at `url` and runs its dialect's migrations.
     ///
-    /// Accepts `sqlite://path`, `sqlite:path`, a plain file path, or `sqlite::memory:`.
+    /// `postgres://…` (or `postgresql://…`) opens Postgres; anything else is SQLite, created if
+    /// needed: `sqlite://path`, `sqlite:path`, a plain file path, or `sqlite::memory:`.
     pub async fn open(url: &str) -> Result<Self, Error> {
+        if is_postgres(url) {
+            Self::open_postgres(url).await
+        } else {
+            Self::open_sqlite(url).await
+        }
+    }
+
+    async fn open_postgres(url: &str) -> Result<Self, Error> {
+        let shown = redact(url);
+        let opts = PgConnectOptions::from_str(url)
+            .map_err(|e| Error::Config(format!("bad database URL {shown}: {e}")))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(PG_CONNECT_TIMEOUT)
+            .idle_timeout(None)
+            .connect_with(opts)
+            .await
+            .map_err(|e| Error::Config(format!("cannot reach the database {shown}: {e}")))?;
+        PG_MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| Error::Config(format!("cannot migrate the database {shown}: {e}")))?;
+        Ok(Self {
+            db: Db::Postgres { pool },
+        })
+    }
+
+    async fn open_sqlite(url: &str) -> Result<Self, Error> {
         let memory = url.contains(":memory:");
         let url = if url.starts_with("sqlite:") {
             url.to_owned()
@@ -281,131 +402,152 @@ impl Store {
             let conn = sqlx::ConnectOptions::connect(&opts).await?;
             Some(std::sync::Arc::new(tokio::sync::Mutex::new(Some(conn))))
         };
-        Ok(Self { pool, writer })
+        Ok(Self {
+            db: Db::Sqlite { pool, writer },
+        })
+    }
+
+    /// Which dialect this store speaks: `sqlite` or `postgres`.
+    pub fn dialect(&self) -> &'static str {
+        match self.db {
+            Db::Sqlite { .. } => "sqlite",
+            Db::Postgres { .. } => "postgres",
+        }
     }
 
     pub async fn close(&self) {
-        if let Some(writer) = &self.writer
-            && let Some(conn) = writer.lock().await.take()
-        {
-            let _ = sqlx::Connection::close(conn).await;
+        match &self.db {
+            Db::Sqlite { pool, writer } => {
+                if let Some(writer) = writer
+                    && let Some(conn) = writer.lock().await.take()
+                {
+                    let _ = sqlx::Connection::close(conn).await;
+                }
+                pool.close().await;
+            }
+            Db::Postgres { pool } => pool.close().await,
         }
-        self.pool.close().await;
     }
 
     pub async fn load_devices(&self) -> Result<Vec<DeviceRow>, Error> {
-        let rows = sqlx::query(
-            "SELECT name, kind, token_hash, platform, capabilities, max_concurrency, \
+        with_pool!(self, |pool| {
+            let rows = sqlx::query(
+                "SELECT name, kind, token_hash, platform, capabilities, max_concurrency, \
              created_at_ms, last_seen_ms, draining, os_version, tools, retired_token_hash, \
              removed_at_ms FROM devices ORDER BY name",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(DeviceRow {
-                    name: DeviceName(r.get("name")),
-                    kind: r.get("kind"),
-                    token_hash: r.get("token_hash"),
-                    platform: r.get("platform"),
-                    capabilities: from_json(r.get::<&str, _>("capabilities"), "capabilities")?,
-                    os_version: r.get("os_version"),
-                    tools: from_json(r.get::<&str, _>("tools"), "tools")?,
-                    max_concurrency: u32::try_from(r.get::<i64, _>("max_concurrency")).unwrap_or(1),
-                    created_at_ms: ms(r.get("created_at_ms")),
-                    last_seen_ms: r.get::<Option<i64>, _>("last_seen_ms").map(ms),
-                    draining: r.get::<i64, _>("draining") != 0,
-                    retired_token_hash: r.get("retired_token_hash"),
-                    removed_at_ms: r.get::<Option<i64>, _>("removed_at_ms").map(ms),
+            )
+            .fetch_all(pool)
+            .await?;
+            rows.into_iter()
+                .map(|r| {
+                    Ok(DeviceRow {
+                        name: DeviceName(r.get("name")),
+                        kind: r.get("kind"),
+                        token_hash: r.get("token_hash"),
+                        platform: r.get("platform"),
+                        capabilities: from_json(r.get::<&str, _>("capabilities"), "capabilities")?,
+                        os_version: r.get("os_version"),
+                        tools: from_json(r.get::<&str, _>("tools"), "tools")?,
+                        max_concurrency: u32::try_from(r.get::<i64, _>("max_concurrency"))
+                            .unwrap_or(1),
+                        created_at_ms: ms(r.get("created_at_ms")),
+                        last_seen_ms: r.get::<Option<i64>, _>("last_seen_ms").map(ms),
+                        draining: r.get::<i64, _>("draining") != 0,
+                        retired_token_hash: r.get("retired_token_hash"),
+                        removed_at_ms: r.get::<Option<i64>, _>("removed_at_ms").map(ms),
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 
     /// Every request that has not finished, with what is needed to resume it.
     pub async fn load_live(&self) -> Result<Vec<LiveRequestRow>, Error> {
-        let ids = sqlx::query(
-            "SELECT id, version, cancel_requested, turns FROM requests \
+        with_pool!(self, |pool| {
+            let ids = sqlx::query(
+                "SELECT id, version, cancel_requested, turns FROM requests \
              WHERE status IN ('planning', 'running') ORDER BY created_at_ms, id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for r in ids {
-            let id = RequestId(r.get("id"));
-            let version = ms(r.get("version"));
-            let cancel_requested = r.get::<i64, _>("cancel_requested") != 0;
-            let turns = parse_opt(r.get("turns"), "turns")?.unwrap_or_default();
-            let tasks = sqlx::query(
+            )
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(ids.len());
+            for r in ids {
+                let id = RequestId(r.get("id"));
+                let version = ms(r.get("version"));
+                let cancel_requested = r.get::<i64, _>("cancel_requested") != 0;
+                let turns = parse_opt(r.get("turns"), "turns")?.unwrap_or_default();
+                let tasks = sqlx::query(
                 "SELECT id, position, title, instruction, action, target, capabilities, status, \
                  retry, not_before_ms, first_ready_ms, avoid_device, cancel_requested, max_turns, \
                  output, files FROM tasks \
-                 WHERE request_id = ? ORDER BY position",
+                 WHERE request_id = $1 ORDER BY position",
             )
             .bind(id.as_str())
-            .fetch_all(&self.pool)
+            .fetch_all(pool)
             .await?
             .into_iter()
             .map(|t| task_record(&t))
             .collect::<Result<Vec<_>, Error>>()?;
-            let mut produced = self.produced_files(&id).await?;
-            let tasks = tasks
-                .into_iter()
-                .map(|mut t| {
-                    t.produced = produced.remove(&t.id).unwrap_or_default();
-                    t
-                })
-                .collect();
-            let edges = self.edges(&id).await?;
-            let mut in_flight = Vec::new();
-            let mut attempts_used = std::collections::HashMap::new();
-            let attempts = sqlx::query(
-                "SELECT id, task_id, device, status, deadline_ms, error, max_turns, turns_used \
+                let mut produced = self.produced_files(&id).await?;
+                let tasks = tasks
+                    .into_iter()
+                    .map(|mut t| {
+                        t.produced = produced.remove(&t.id).unwrap_or_default();
+                        t
+                    })
+                    .collect();
+                let edges = self.edges(&id).await?;
+                let mut in_flight = Vec::new();
+                let mut attempts_used = std::collections::HashMap::new();
+                let attempts = sqlx::query(
+                    "SELECT id, task_id, device, status, deadline_ms, error, max_turns, turns_used \
                  FROM attempts \
-                 WHERE request_id = ? ORDER BY started_at_ms, id",
-            )
-            .bind(id.as_str())
-            .fetch_all(&self.pool)
-            .await?;
-            for a in attempts {
-                let task_id = TaskId(a.get("task_id"));
-                let status = parse_status(AttemptStatus::parse, a.get("status"), "attempt")?;
-                // A refusal because the device was full does not use up an attempt.
-                if status != AttemptStatus::Rejected || !is_busy(&a) {
-                    *attempts_used.entry(task_id.clone()).or_insert(0) += 1;
+                 WHERE request_id = $1 ORDER BY started_at_ms, id",
+                )
+                .bind(id.as_str())
+                .fetch_all(pool)
+                .await?;
+                for a in attempts {
+                    let task_id = TaskId(a.get("task_id"));
+                    let status = parse_status(AttemptStatus::parse, a.get("status"), "attempt")?;
+                    // A refusal because the device was full does not use up an attempt.
+                    if status != AttemptStatus::Rejected || !is_busy(&a) {
+                        *attempts_used.entry(task_id.clone()).or_insert(0) += 1;
+                    }
+                    if !status.is_terminal() {
+                        in_flight.push(LiveAttemptRow {
+                            id: AttemptId(a.get("id")),
+                            task_id,
+                            device: DeviceName(a.get("device")),
+                            status,
+                            deadline_ms: ms(a.get("deadline_ms")),
+                            max_turns: turns_col(&a, "max_turns"),
+                            turns_used: turns_col(&a, "turns_used"),
+                        });
+                    }
                 }
-                if !status.is_terminal() {
-                    in_flight.push(LiveAttemptRow {
-                        id: AttemptId(a.get("id")),
-                        task_id,
-                        device: DeviceName(a.get("device")),
-                        status,
-                        deadline_ms: ms(a.get("deadline_ms")),
-                        max_turns: turns_col(&a, "max_turns"),
-                        turns_used: turns_col(&a, "turns_used"),
-                    });
-                }
+                out.push(LiveRequestRow {
+                    id,
+                    version,
+                    turns,
+                    cancel_requested,
+                    tasks,
+                    edges,
+                    in_flight,
+                    attempts_used,
+                });
             }
-            out.push(LiveRequestRow {
-                id,
-                version,
-                turns,
-                cancel_requested,
-                tasks,
-                edges,
-                in_flight,
-                attempts_used,
-            });
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     async fn edges(&self, id: &RequestId) -> Result<Vec<EdgeView>, Error> {
-        sqlx::query(
-            "SELECT from_task, to_task, kind, condition FROM edges WHERE request_id = ? ORDER BY rowid",
+        with_pool!(self, |pool| {
+            sqlx::query(
+            "SELECT from_task, to_task, kind, condition FROM edges WHERE request_id = $1 ORDER BY rowid",
         )
         .bind(id.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(pool)
         .await?
         .into_iter()
         .map(|e| {
@@ -417,6 +559,7 @@ impl Store {
             })
         })
         .collect()
+        })
     }
 
     /// Journal events of one request with `seq > after`, in order.
@@ -425,153 +568,166 @@ impl Store {
         request_id: &RequestId,
         after: u64,
     ) -> Result<Vec<Event>, Error> {
-        let rows = sqlx::query(
-            "SELECT seq, at_ms, body FROM events WHERE request_id = ? AND seq > ? ORDER BY seq",
+        with_pool!(self, |pool| {
+            let rows = sqlx::query(
+            "SELECT seq, at_ms, body FROM events WHERE request_id = $1 AND seq > $2 ORDER BY seq",
         )
         .bind(request_id.as_str())
         .bind(db_ms(after))
-        .fetch_all(&self.pool)
+        .fetch_all(pool)
         .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(Event {
-                    seq: ms(r.get("seq")),
-                    request_id: request_id.clone(),
-                    at_ms: ms(r.get("at_ms")),
-                    kind: from_json(r.get::<&str, _>("body"), "event")?,
+            rows.into_iter()
+                .map(|r| {
+                    Ok(Event {
+                        seq: ms(r.get("seq")),
+                        request_id: request_id.clone(),
+                        at_ms: ms(r.get("at_ms")),
+                        kind: from_json(r.get::<&str, _>("body"), "event")?,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 
     /// The planner that made a request (`rules`, `llm`, `given`), if the request exists.
     pub async fn planner_of(&self, id: &RequestId) -> Result<Option<String>, Error> {
-        let r = sqlx::query("SELECT planner FROM requests WHERE id = ?")
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(r.map(|r| r.get("planner")))
+        with_pool!(self, |pool| {
+            let r = sqlx::query("SELECT planner FROM requests WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(pool)
+                .await?;
+            Ok(r.map(|r| r.get("planner")))
+        })
     }
 
     /// The device an attempt was dispatched to, if the attempt exists.
     pub async fn attempt_device(&self, id: &AttemptId) -> Result<Option<DeviceName>, Error> {
-        let row = sqlx::query("SELECT device FROM attempts WHERE id = ?")
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| DeviceName(r.get("device"))))
+        with_pool!(self, |pool| {
+            let row = sqlx::query("SELECT device FROM attempts WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(pool)
+                .await?;
+            Ok(row.map(|r| DeviceName(r.get("device"))))
+        })
     }
 
     pub async fn request_exists(&self, id: &RequestId) -> Result<bool, Error> {
-        let row = sqlx::query("SELECT 1 FROM requests WHERE id = ?")
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.is_some())
+        with_pool!(self, |pool| {
+            let row = sqlx::query("SELECT 1 FROM requests WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(pool)
+                .await?;
+            Ok(row.is_some())
+        })
     }
 
     /// The full view of one request, or `None` if there is no such request.
     pub async fn request_view(&self, id: &RequestId) -> Result<Option<RequestView>, Error> {
-        let Some(r) = sqlx::query(
-            "SELECT id, text, status, version, error, created_at_ms, updated_at_ms, turns \
-             FROM requests WHERE id = ?",
-        )
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await?
-        else {
-            return Ok(None);
-        };
-        let status: String = r.get("status");
-        let mut view = RequestView {
-            id: id.clone(),
-            text: r.get("text"),
-            status: RequestStatus::parse(&status)
-                .ok_or_else(|| Error::Corrupt(format!("request status {status}")))?,
-            version: ms(r.get("version")),
-            created_at_ms: ms(r.get("created_at_ms")),
-            updated_at_ms: ms(r.get("updated_at_ms")),
-            error: parse_opt(r.get("error"), "request error")?,
-            tasks: Vec::new(),
-            edges: Vec::new(),
-            turns: parse_opt(r.get("turns"), "turns")?.unwrap_or_default(),
-            llm: self.llm_usage(id).await?,
-        };
+        with_pool!(self, |pool| {
+            let Some(r) = sqlx::query(
+                "SELECT id, text, status, version, error, created_at_ms, updated_at_ms, turns \
+             FROM requests WHERE id = $1",
+            )
+            .bind(id.as_str())
+            .fetch_optional(pool)
+            .await?
+            else {
+                return Ok(None);
+            };
+            let status: String = r.get("status");
+            let mut view = RequestView {
+                id: id.clone(),
+                text: r.get("text"),
+                status: RequestStatus::parse(&status)
+                    .ok_or_else(|| Error::Corrupt(format!("request status {status}")))?,
+                version: ms(r.get("version")),
+                created_at_ms: ms(r.get("created_at_ms")),
+                updated_at_ms: ms(r.get("updated_at_ms")),
+                error: parse_opt(r.get("error"), "request error")?,
+                tasks: Vec::new(),
+                edges: Vec::new(),
+                turns: parse_opt(r.get("turns"), "turns")?.unwrap_or_default(),
+                llm: self.llm_usage(id).await?,
+            };
 
-        let attempts = sqlx::query(
+            let attempts = sqlx::query(
             "SELECT id, task_id, device, status, started_at_ms, ended_at_ms, error, late_result, \
-             turns_used FROM attempts WHERE request_id = ? ORDER BY started_at_ms, id",
+             turns_used FROM attempts WHERE request_id = $1 ORDER BY started_at_ms, id",
         )
         .bind(id.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(pool)
         .await?;
-        let mut by_task: std::collections::HashMap<String, Vec<AttemptView>> =
-            std::collections::HashMap::new();
-        let mut turns_by_task: std::collections::HashMap<String, u32> =
-            std::collections::HashMap::new();
-        for a in attempts {
-            let status: String = a.get("status");
-            *turns_by_task.entry(a.get("task_id")).or_default() += turns_col(&a, "turns_used");
-            by_task
-                .entry(a.get("task_id"))
-                .or_default()
-                .push(AttemptView {
-                    id: AttemptId(a.get("id")),
-                    device: DeviceName(a.get("device")),
-                    status: AttemptStatus::parse(&status)
-                        .ok_or_else(|| Error::Corrupt(format!("attempt status {status}")))?,
-                    started_at_ms: ms(a.get("started_at_ms")),
-                    ended_at_ms: a.get::<Option<i64>, _>("ended_at_ms").map(ms),
-                    error: parse_opt(a.get("error"), "attempt error")?,
-                    late_result: parse_opt(a.get("late_result"), "late result")?,
+            let mut by_task: std::collections::HashMap<String, Vec<AttemptView>> =
+                std::collections::HashMap::new();
+            let mut turns_by_task: std::collections::HashMap<String, u32> =
+                std::collections::HashMap::new();
+            for a in attempts {
+                let status: String = a.get("status");
+                *turns_by_task.entry(a.get("task_id")).or_default() += turns_col(&a, "turns_used");
+                by_task
+                    .entry(a.get("task_id"))
+                    .or_default()
+                    .push(AttemptView {
+                        id: AttemptId(a.get("id")),
+                        device: DeviceName(a.get("device")),
+                        status: AttemptStatus::parse(&status)
+                            .ok_or_else(|| Error::Corrupt(format!("attempt status {status}")))?,
+                        started_at_ms: ms(a.get("started_at_ms")),
+                        ended_at_ms: a.get::<Option<i64>, _>("ended_at_ms").map(ms),
+                        error: parse_opt(a.get("error"), "attempt error")?,
+                        late_result: parse_opt(a.get("late_result"), "late result")?,
+                    });
+            }
+
+            let tasks = sqlx::query(
+                "SELECT id, title, instruction, action, status, device, output, error, retry, \
+             max_turns FROM tasks WHERE request_id = $1 ORDER BY position",
+            )
+            .bind(id.as_str())
+            .fetch_all(pool)
+            .await?;
+            for t in tasks {
+                let tid: String = t.get("id");
+                let status: String = t.get("status");
+                view.tasks.push(TaskView {
+                    attempts: by_task.remove(&tid).unwrap_or_default(),
+                    turns_used: turns_by_task.get(&tid).copied().unwrap_or(0),
+                    max_turns: turns_col(&t, "max_turns"),
+                    id: TaskId(tid),
+                    title: t.get("title"),
+                    instruction: t.get("instruction"),
+                    action: parse_opt(t.get("action"), "task action")?,
+                    device: t.get::<Option<String>, _>("device").map(DeviceName),
+                    status: TaskStatus::parse(&status)
+                        .ok_or_else(|| Error::Corrupt(format!("task status {status}")))?,
+                    output: parse_opt(t.get("output"), "task output")?,
+                    error: parse_opt(t.get("error"), "task error")?,
+                    retry: parse_opt(t.get("retry"), "retry policy")?.unwrap_or_default(),
                 });
-        }
+            }
 
-        let tasks = sqlx::query(
-            "SELECT id, title, instruction, action, status, device, output, error, retry, \
-             max_turns FROM tasks WHERE request_id = ? ORDER BY position",
-        )
-        .bind(id.as_str())
-        .fetch_all(&self.pool)
-        .await?;
-        for t in tasks {
-            let tid: String = t.get("id");
-            let status: String = t.get("status");
-            view.tasks.push(TaskView {
-                attempts: by_task.remove(&tid).unwrap_or_default(),
-                turns_used: turns_by_task.get(&tid).copied().unwrap_or(0),
-                max_turns: turns_col(&t, "max_turns"),
-                id: TaskId(tid),
-                title: t.get("title"),
-                instruction: t.get("instruction"),
-                action: parse_opt(t.get("action"), "task action")?,
-                device: t.get::<Option<String>, _>("device").map(DeviceName),
-                status: TaskStatus::parse(&status)
-                    .ok_or_else(|| Error::Corrupt(format!("task status {status}")))?,
-                output: parse_opt(t.get("output"), "task output")?,
-                error: parse_opt(t.get("error"), "task error")?,
-                retry: parse_opt(t.get("retry"), "retry policy")?.unwrap_or_default(),
-            });
-        }
-
-        view.edges = self.edges(id).await?;
-        Ok(Some(view))
+            view.edges = self.edges(id).await?;
+            Ok(Some(view))
+        })
     }
 
     /// The most recent requests, newest first.
     pub async fn list_requests(&self, limit: u32) -> Result<Vec<RequestView>, Error> {
-        let ids =
-            sqlx::query("SELECT id FROM requests ORDER BY created_at_ms DESC, id DESC LIMIT ?")
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for r in ids {
-            if let Some(v) = self.request_view(&RequestId(r.get("id"))).await? {
-                out.push(v);
+        with_pool!(self, |pool| {
+            let ids = sqlx::query(
+                "SELECT id FROM requests ORDER BY created_at_ms DESC, id DESC LIMIT $1",
+            )
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(ids.len());
+            for r in ids {
+                if let Some(v) = self.request_view(&RequestId(r.get("id"))).await? {
+                    out.push(v);
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 }
 
@@ -585,9 +741,7 @@ mod tests {
     #[tokio::test]
     async fn batch_commits_rows_and_journal_together() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("t.db").to_str().unwrap())
-            .await
-            .unwrap();
+        let (store, _db) = testing::store(dir.path().join("t.db").to_str().unwrap()).await;
         let rid = RequestId::from("r1");
         let mut b = Batch::default();
         b.op(Op::InsertRequest {
@@ -629,23 +783,25 @@ mod tests {
         assert_eq!(store.last_seq().await.unwrap(), 1);
         let view = store.request_view(&rid).await.unwrap().unwrap();
         assert_eq!(view.tasks.len(), 1);
-        // Values read from the JSON rows keep their SQL types.
-        let types: (String, String, String, String) = sqlx::query_as(
-            "SELECT typeof(position), typeof(max_turns), typeof(status), typeof(first_ready_ms) \
-             FROM tasks",
-        )
-        .fetch_one(&store.pool)
-        .await
-        .unwrap();
-        assert_eq!(
-            types,
-            (
-                "integer".into(),
-                "integer".into(),
-                "text".into(),
-                "null".into()
+        // Values read from the JSON rows keep their SQL types (Postgres's columns have one type).
+        if let Db::Sqlite { pool, .. } = &store.db {
+            let types: (String, String, String, String) = sqlx::query_as(
+                "SELECT typeof(position), typeof(max_turns), typeof(status), \
+                 typeof(first_ready_ms) FROM tasks",
             )
-        );
+            .fetch_one(pool)
+            .await
+            .unwrap();
+            assert_eq!(
+                types,
+                (
+                    "integer".into(),
+                    "integer".into(),
+                    "text".into(),
+                    "null".into()
+                )
+            );
+        }
         assert_eq!(view.tasks[0].status, TaskStatus::Ready);
         assert_eq!(store.events_after(&rid, 0).await.unwrap(), evs);
 
@@ -688,7 +844,7 @@ mod tests {
     /// connection of an in-memory store) is not caught in it.
     #[tokio::test]
     async fn a_failed_commit_leaves_the_connection_usable() {
-        let store = Store::open("sqlite::memory:").await.unwrap();
+        let (store, _db) = testing::store("sqlite::memory:").await;
         let insert = |text: &str| Op::InsertRequest {
             id: RequestId::from("r1"),
             text: text.into(),
@@ -758,6 +914,31 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         store.close().await;
+    }
+
+    /// A database that cannot be reached at start is an error naming it, without its password.
+    #[tokio::test]
+    async fn an_unreachable_postgres_is_named_without_its_password() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("postgres://weft:s3cret@127.0.0.1:{port}/weft");
+        let e = Store::open(&url).await.unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("postgres://weft:***@127.0.0.1:{port}/weft")),
+            "{e}"
+        );
+        assert!(!e.contains("s3cret"), "{e}");
+    }
+
+    #[test]
+    fn the_dialect_follows_the_url() {
+        assert!(is_postgres("postgres://h/db"));
+        assert!(is_postgres("postgresql://u:p@h:5432/db"));
+        assert!(!is_postgres("weft.db"));
+        assert!(!is_postgres("sqlite://postgres.db"));
     }
 
     #[tokio::test]

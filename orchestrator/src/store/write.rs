@@ -9,13 +9,16 @@
 //! are first folded into one and then each kind becomes one multi-row statement (inserts
 //! parents first). The outcome equals applying the ops one at a time, in order — a test below
 //! checks exactly that.
+//!
+//! On SQLite the whole commit is one multi-statement query. Postgres prepares one command per
+//! query, so there the same statements run one by one inside a transaction ([`Statements`]):
+//! one round trip per statement, paid once per group commit rather than once per op.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::hash::Hash;
 
-use sqlx::query_builder::Separated;
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::{Encode, Postgres, QueryBuilder, Sqlite, Type};
 use weft_protocol::rest::{EdgeView, Event, EventKind, LateResult, TurnsView};
 use weft_protocol::wire::ResultStatus;
 use weft_protocol::{
@@ -23,7 +26,7 @@ use weft_protocol::{
     TaskOutput, TaskStatus,
 };
 
-use super::{DeviceRow, Store, TargetRow, db_ms, files_json, opt_json, to_json};
+use super::{Db, DeviceRow, Store, TargetRow, db_ms, files_json, opt_json, to_json, with_pool};
 use crate::Error;
 use crate::engine::{TaskRecord, TaskSched};
 
@@ -180,21 +183,30 @@ impl Store {
     /// The journal position of the last event written (0 for an empty journal). The engine
     /// numbers new events from here: it is the only writer.
     pub async fn last_seq(&self) -> Result<u64, Error> {
-        let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM events")
-            .fetch_one(&self.pool)
-            .await?;
+        let seq: Option<i64> = with_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT MAX(seq) FROM events")
+                .fetch_one(pool)
+                .await?
+        });
         Ok(seq.map_or(0, super::ms))
     }
 
     /// Commits row changes and their journal events (numbered by the caller) atomically.
     ///
-    /// The whole transaction — `BEGIN IMMEDIATE`, every statement, `COMMIT` — is sent to
-    /// SQLite as one multi-statement query: one hand-off to sqlx's SQLite thread per commit.
+    /// On SQLite the whole transaction — `BEGIN IMMEDIATE`, every statement, `COMMIT` — is sent
+    /// as one multi-statement query: one hand-off to sqlx's SQLite thread per commit. On
+    /// Postgres the same statements run one by one in a transaction.
     pub async fn commit(&self, ops: &[Op], events: &[Event]) -> Result<(), Error> {
         if ops.is_empty() && events.is_empty() {
             return Ok(());
         }
-        let mut qb = QueryBuilder::<Sqlite>::new("BEGIN IMMEDIATE;\n");
+        let mut qb = match &self.db {
+            Db::Sqlite { .. } => Statements::Sqlite(QueryBuilder::new("BEGIN IMMEDIATE;\n")),
+            Db::Postgres { .. } => Statements::Postgres {
+                current: QueryBuilder::new(""),
+                done: Vec::new(),
+            },
+        };
         let mut segment = Segment::default();
         for op in ops {
             if !segment.add(op) {
@@ -216,17 +228,140 @@ impl Store {
                     .push_bind(to_json(&e.kind));
             },
         );
-        qb.push("COMMIT;");
         let cached = ops.len() + events.len() <= CACHED_ROWS;
-        match &self.writer {
-            Some(writer) => {
-                let mut conn = writer.lock().await;
-                let conn = conn.as_mut().ok_or(Error::EngineGone)?;
-                run(conn, qb, cached).await
+        match (&self.db, qb) {
+            (Db::Sqlite { pool, writer }, Statements::Sqlite(mut qb)) => {
+                qb.push("COMMIT;");
+                match writer {
+                    Some(writer) => {
+                        let mut conn = writer.lock().await;
+                        let conn = conn.as_mut().ok_or(Error::EngineGone)?;
+                        run(conn, qb, cached).await
+                    }
+                    None => run(&mut *pool.acquire().await?, qb, cached).await,
+                }
             }
-            None => run(&mut *self.pool.acquire().await?, qb, cached).await,
+            (Db::Postgres { pool }, Statements::Postgres { done, .. }) => {
+                run_postgres(pool, done, cached).await
+            }
+            _ => unreachable!("statements are built in the store's dialect"),
         }
     }
+}
+
+/// A value both dialects can bind.
+trait Bind<'a>: 'a + Encode<'a, Sqlite> + Type<Sqlite> + Encode<'a, Postgres> + Type<Postgres> {}
+
+impl<'a, T> Bind<'a> for T where
+    T: 'a + Encode<'a, Sqlite> + Type<Sqlite> + Encode<'a, Postgres> + Type<Postgres>
+{
+}
+
+/// A commit's statements as they are written, in the store's dialect: on SQLite one
+/// multi-statement query, on Postgres one query per statement (Postgres prepares exactly one
+/// command per query).
+enum Statements<'a> {
+    Sqlite(QueryBuilder<'a, Sqlite>),
+    Postgres {
+        current: QueryBuilder<'a, Postgres>,
+        done: Vec<QueryBuilder<'a, Postgres>>,
+    },
+}
+
+impl<'a> Statements<'a> {
+    fn push(&mut self, sql: &str) -> &mut Self {
+        match self {
+            Self::Sqlite(qb) => {
+                qb.push(sql);
+            }
+            Self::Postgres { current, .. } => {
+                current.push(sql);
+            }
+        }
+        self
+    }
+
+    fn push_bind(&mut self, v: impl Bind<'a>) -> &mut Self {
+        match self {
+            Self::Sqlite(qb) => {
+                qb.push_bind(v);
+            }
+            Self::Postgres { current, .. } => {
+                current.push_bind(v);
+            }
+        }
+        self
+    }
+
+    /// Ends the statement being written.
+    fn end(&mut self) {
+        match self {
+            Self::Sqlite(qb) => {
+                qb.push(";\n");
+            }
+            Self::Postgres { current, done } => {
+                if !current.sql().is_empty() {
+                    done.push(std::mem::replace(current, QueryBuilder::new("")));
+                }
+            }
+        }
+    }
+
+    fn is_postgres(&self) -> bool {
+        matches!(self, Self::Postgres { .. })
+    }
+
+    /// `VALUES (…), (…)`: one parenthesised tuple per row, its values written by `bind`.
+    fn values<T>(
+        &mut self,
+        rows: impl IntoIterator<Item = T>,
+        mut bind: impl FnMut(&mut Tuple<'_, 'a>, T),
+    ) {
+        self.push("VALUES ");
+        for (i, v) in rows.into_iter().enumerate() {
+            self.push(if i == 0 { "(" } else { ", (" });
+            bind(
+                &mut Tuple {
+                    sql: self,
+                    first: true,
+                },
+                v,
+            );
+            self.push(")");
+        }
+    }
+}
+
+/// The values of one row of a `VALUES` list, separated by commas.
+struct Tuple<'s, 'a> {
+    sql: &'s mut Statements<'a>,
+    first: bool,
+}
+
+impl<'a> Tuple<'_, 'a> {
+    fn push_bind(&mut self, v: impl Bind<'a>) -> &mut Self {
+        if !std::mem::take(&mut self.first) {
+            self.sql.push(", ");
+        }
+        self.sql.push_bind(v);
+        self
+    }
+}
+
+/// Runs one commit's statements in a Postgres transaction; a failure rolls it back (the
+/// transaction is dropped unfinished, which sqlx rolls back before the connection is used
+/// again).
+async fn run_postgres(
+    pool: &sqlx::PgPool,
+    statements: Vec<QueryBuilder<'_, Postgres>>,
+    cached: bool,
+) -> Result<(), Error> {
+    let mut tx = pool.begin().await?;
+    for mut qb in statements {
+        qb.build().persistent(cached).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Runs one commit's query; if a statement fails, undoes what ran of the transaction before
@@ -362,7 +497,7 @@ impl<'a> Segment<'a> {
 
     /// Writes the segment: parents before children, then the updates (which touch distinct
     /// columns or distinct rows, so their order does not matter).
-    fn push_into(&self, qb: &mut QueryBuilder<'a, Sqlite>) {
+    fn push_into(&self, qb: &mut Statements<'a>) {
         push_values(
             qb,
             "INSERT INTO requests (id, text, status, planner, version, created_at_ms, \
@@ -560,22 +695,22 @@ impl<'a> Segment<'a> {
 
 /// Adds `head VALUES (…), (…) tail;` over `rows`, [`ROWS_PER_STATEMENT`] at a time.
 fn push_values<'a, 'r, T>(
-    qb: &mut QueryBuilder<'a, Sqlite>,
+    qb: &mut Statements<'a>,
     head: &str,
     tail: &str,
     rows: &'r [T],
-    mut bind: impl FnMut(&mut Separated<'_, 'a, Sqlite, &'static str>, &'r T),
+    mut bind: impl FnMut(&mut Tuple<'_, 'a>, &'r T),
 ) {
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         qb.push(head);
-        qb.push_values(chunk, |mut row, v| bind(&mut row, v));
+        qb.values(chunk, &mut bind);
         qb.push(tail);
-        qb.push(";\n");
+        qb.end();
     }
 }
 
 /// The ops that are written one at a time, where they stand.
-fn push_barrier<'a>(qb: &mut QueryBuilder<'a, Sqlite>, op: &'a Op) {
+fn push_barrier<'a>(qb: &mut Statements<'a>, op: &'a Op) {
     match op {
         Op::InsertFiles {
             request_id,
@@ -585,10 +720,12 @@ fn push_barrier<'a>(qb: &mut QueryBuilder<'a, Sqlite>, op: &'a Op) {
         } => {
             // Rare (a success that declared outputs), so written where it stands; a task
             // succeeds once, but a second copy would replace the first rather than fail.
-            qb.push(
-                "INSERT OR REPLACE INTO files (request_id, task_id, attempt_id, name, sha256, size) ",
-            );
-            qb.push_values(files, |mut row, f| {
+            qb.push(if qb.is_postgres() {
+                "INSERT INTO files (request_id, task_id, attempt_id, name, sha256, size) "
+            } else {
+                "INSERT OR REPLACE INTO files (request_id, task_id, attempt_id, name, sha256, size) "
+            });
+            qb.values(files, |row, f| {
                 row.push_bind(request_id.as_str())
                     .push_bind(task_id.as_str())
                     .push_bind(attempt_id.as_str())
@@ -596,6 +733,13 @@ fn push_barrier<'a>(qb: &mut QueryBuilder<'a, Sqlite>, op: &'a Op) {
                     .push_bind(f.sha256.as_str())
                     .push_bind(i64::try_from(f.size).unwrap_or(i64::MAX));
             });
+            if qb.is_postgres() {
+                qb.push(
+                    " ON CONFLICT (request_id, task_id, name) DO UPDATE SET \
+                     attempt_id = EXCLUDED.attempt_id, sha256 = EXCLUDED.sha256, \
+                     size = EXCLUDED.size",
+                );
+            }
         }
         Op::UpdateTaskDef { request_id, task } => {
             qb.push("UPDATE tasks SET title = ")
@@ -627,7 +771,9 @@ fn push_barrier<'a>(qb: &mut QueryBuilder<'a, Sqlite>, op: &'a Op) {
                 .push_bind(task_id.as_str())
                 .push(" OR to_task = ")
                 .push_bind(task_id.as_str())
-                .push(");\nDELETE FROM tasks WHERE request_id = ")
+                .push(")")
+                .end();
+            qb.push("DELETE FROM tasks WHERE request_id = ")
                 .push_bind(request_id.as_str())
                 .push(" AND id = ")
                 .push_bind(task_id.as_str());
@@ -671,11 +817,21 @@ fn push_barrier<'a>(qb: &mut QueryBuilder<'a, Sqlite>, op: &'a Op) {
                 .push(ended_without_it);
         }
         Op::InsertDevice(d) => {
+            // REPLACE deletes the tombstone of a removed device of that name, so every column
+            // not listed goes back to its default; Postgres does the same in two statements.
+            if qb.is_postgres() {
+                qb.push("DELETE FROM devices WHERE name = ")
+                    .push_bind(d.name.as_str())
+                    .end();
+                qb.push("INSERT INTO devices ");
+            } else {
+                qb.push("INSERT OR REPLACE INTO devices ");
+            }
             qb.push(
-                "INSERT OR REPLACE INTO devices (name, kind, token_hash, platform, capabilities, \
-                 max_concurrency, created_at_ms) ",
+                "(name, kind, token_hash, platform, capabilities, max_concurrency, \
+                 created_at_ms) ",
             );
-            qb.push_values([d], |mut row, d| {
+            qb.values([d], |row, d| {
                 row.push_bind(d.name.as_str())
                     .push_bind(d.kind.as_str())
                     .push_bind(d.token_hash.as_str())
@@ -746,7 +902,7 @@ fn push_barrier<'a>(qb: &mut QueryBuilder<'a, Sqlite>, op: &'a Op) {
         | Op::UpdateTurns { .. }
         | Op::UpdateRequest { .. } => return,
     }
-    qb.push(";\n");
+    qb.end();
 }
 
 #[cfg(test)]
@@ -935,23 +1091,27 @@ mod tests {
             "SELECT * FROM attempts ORDER BY id",
             "SELECT * FROM events ORDER BY seq",
         ] {
-            for r in sqlx::query(q).fetch_all(&store.pool).await.unwrap() {
-                let cols: Vec<String> = (0..r.len())
-                    .map(|i| {
-                        r.try_get::<Option<String>, _>(i)
-                            .map(|v| format!("{v:?}"))
-                            .or_else(|_| r.try_get::<Option<i64>, _>(i).map(|v| format!("{v:?}")))
-                            .unwrap_or_else(|e| format!("?{e}"))
-                    })
-                    .collect();
-                rows.push(format!("{q}: {}", cols.join("|")));
-            }
+            with_pool!(store, |pool| {
+                for r in sqlx::query(q).fetch_all(pool).await.unwrap() {
+                    let cols: Vec<String> = (0..r.len())
+                        .map(|i| {
+                            r.try_get::<Option<String>, _>(i)
+                                .map(|v| format!("{v:?}"))
+                                .or_else(|_| {
+                                    r.try_get::<Option<i64>, _>(i).map(|v| format!("{v:?}"))
+                                })
+                                .unwrap_or_else(|e| format!("?{e}"))
+                        })
+                        .collect();
+                    rows.push(format!("{q}: {}", cols.join("|")));
+                }
+            });
         }
         rows
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(48))]
+        #![proptest_config(ProptestConfig::with_cases(if crate::store::testing::postgres() { 12 } else { 48 }))]
 
         /// Committing many ops at once (folded and grouped) leaves the same rows as committing
         /// them one at a time.
@@ -962,8 +1122,8 @@ mod tests {
             let ops: Vec<Op> = raw.into_iter().map(op).collect();
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             let (grouped, single) = rt.block_on(async {
-                let a = Store::open("sqlite::memory:").await.unwrap();
-                let b = Store::open("sqlite::memory:").await.unwrap();
+                let (a, _a) = crate::store::testing::store("sqlite::memory:").await;
+                let (b, _b) = crate::store::testing::store("sqlite::memory:").await;
                 let setup = setup();
                 let event = |seq| Event {
                     seq,

@@ -9,4 +9,7 @@ mod driver;
 #[allow(dead_code)]
 #[path = "../it/harness.rs"]
 mod harness;
+#[allow(dead_code)]
+#[path = "../it/pg.rs"]
+mod pg;
 mod view;

@@ -204,13 +204,11 @@ async fn state_is_in_the_sqlite_file() {
     let mut h = Harness::with_three_agents().await;
     let v = h.submit(r#"on laptop run "echo persisted""#).await;
     h.wait_done(v.id.as_str()).await;
-    let db = h.dir.path().join("weft.db");
     let id = v.id.clone();
     h.stop_in_place().await;
-    // Reopen the file with a fresh store: the request, its task output and journal are there.
-    let store = weft_orchestrator::store::Store::open(db.to_str().unwrap())
-        .await
-        .unwrap();
+    // Reopen the database with a fresh store: the request, its task output and journal are
+    // there.
+    let store = weft_orchestrator::store::Store::open(&h.db).await.unwrap();
     let v = store.request_view(&id).await.unwrap().unwrap();
     assert_eq!(v.status, RequestStatus::Succeeded);
     assert_eq!(

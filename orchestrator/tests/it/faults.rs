@@ -780,37 +780,26 @@ async fn a_closed_device_s_attempt_moves_when_the_grace_window_ends_without_back
 /// that is not durable (fail-stop).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_commit_is_never_acknowledged_and_the_server_stops() {
-    use sqlx::Connection;
-
     let h = Harness::start().await;
-    // A second connection to the same database file makes every new request row fail.
-    let db = h.dir.path().join("weft.db");
-    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
-        .await
-        .unwrap();
-    sqlx::query(
+    // A trigger makes every new request row fail.
+    h.execute(if h.on_postgres() {
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'injected failure'; END $$; \
+         CREATE TRIGGER refuse BEFORE INSERT ON requests \
+         FOR EACH ROW EXECUTE FUNCTION refuse()"
+    } else {
         "CREATE TRIGGER refuse BEFORE INSERT ON requests \
-         BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
-    )
-    .execute(&mut conn)
-    .await
-    .unwrap();
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+    })
+    .await;
     let (status, body) = h
         .post("/v1/requests", &json!({"text": r#"run "true""#}))
         .await;
     // The reply waited for the commit; the commit failed; the engine stopped without answering.
     assert_eq!(status, reqwest::StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["error"]["code"], "shutting_down", "{body}");
-    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM requests")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(rows, 0);
-    let events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(events, 0);
+    assert_eq!(h.count_rows("requests").await, 0);
+    assert_eq!(h.count_rows("events").await, 0);
     let deadline = tokio::time::Instant::now() + WAIT;
     while !h.shutting_down() {
         assert!(
@@ -819,5 +808,10 @@ async fn a_refused_commit_is_never_acknowledged_and_the_server_stops() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    h.stop().await;
+    // It stops with the error, so that `weft serve` exits non-zero saying why.
+    let e = h.stopped_by_failure().await.to_string();
+    assert!(
+        e.contains("fail-stop") && e.contains("injected failure"),
+        "{e}"
+    );
 }

@@ -18,6 +18,11 @@ pub struct Harness {
     pub token: String,
     pub http: reqwest::Client,
     pub dir: tempfile::TempDir,
+    /// The server's `--db`: `weft.db` in `dir`, or a Postgres database of this test's own
+    /// with `WEFT_TEST_STORE=postgres`.
+    pub db: String,
+    /// Keeps that Postgres database until the harness is dropped.
+    pg: Option<crate::pg::TestDb>,
     shutdown: CancellationToken,
     join: Option<tokio::task::JoinHandle<Result<(), weft_orchestrator::Error>>>,
     agents: Vec<RunningAgent>,
@@ -36,10 +41,9 @@ impl Harness {
         Self::start_with(|_| {}).await
     }
 
-    /// The options every test server starts with: its database and data directory in `dir`.
-    fn options(dir: &std::path::Path) -> ServeOptions {
-        let mut opts =
-            ServeOptions::new(dir.join("weft.db").display().to_string(), dir.join("data"));
+    /// The options every test server starts with: database `db`, data directory in `dir`.
+    fn options(dir: &std::path::Path, db: &str) -> ServeOptions {
+        let mut opts = ServeOptions::new(db.to_owned(), dir.join("data"));
         opts.heartbeat_interval = Duration::from_millis(500);
         opts.hello_timeout = Duration::from_secs(2);
         opts.shutdown_grace = Duration::from_secs(1);
@@ -48,7 +52,16 @@ impl Harness {
 
     pub async fn start_with(tweak: impl FnOnce(&mut ServeOptions)) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut opts = Self::options(dir.path());
+        let pg = if postgres() {
+            Some(crate::pg::database().await)
+        } else {
+            None
+        };
+        let db = pg.as_ref().map_or_else(
+            || dir.path().join("weft.db").display().to_string(),
+            |pg| pg.url.clone(),
+        );
+        let mut opts = Self::options(dir.path(), &db);
         tweak(&mut opts);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let shutdown = CancellationToken::new();
@@ -64,6 +77,8 @@ impl Harness {
                 .build()
                 .unwrap(),
             dir,
+            db,
+            pg,
             shutdown,
             join: Some(running.join),
             agents: Vec::new(),
@@ -301,13 +316,60 @@ impl Harness {
         self.stop_in_place().await;
     }
 
+    /// Waits for a server that stopped on its own after a failed commit; its error.
+    pub async fn stopped_by_failure(mut self) -> weft_orchestrator::Error {
+        for agent in &self.agents {
+            agent.stop.cancel();
+        }
+        let join = self.join.take().expect("the server was stopped already");
+        match tokio::time::timeout(WAIT, join).await {
+            Ok(Ok(Err(e))) => e,
+            Ok(Ok(Ok(()))) => panic!("the server stopped without an error"),
+            Ok(Err(e)) => panic!("the server task failed: {e}"),
+            Err(_) => panic!("the server did not stop"),
+        }
+    }
+
+    /// Whether this test runs on Postgres.
+    pub fn on_postgres(&self) -> bool {
+        self.pg.is_some()
+    }
+
+    /// Runs `sql` on the server's database through a connection of its own.
+    pub async fn execute(&self, sql: &str) {
+        use sqlx::Connection;
+        if self.on_postgres() {
+            let mut conn = sqlx::PgConnection::connect(&self.db).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        } else {
+            let url = format!("sqlite://{}", self.db);
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        }
+    }
+
+    /// The number of rows in `table`, read through a connection of its own.
+    pub async fn count_rows(&self, table: &str) -> i64 {
+        use sqlx::Connection;
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        if self.on_postgres() {
+            let mut conn = sqlx::PgConnection::connect(&self.db).await.unwrap();
+            sqlx::query_scalar(&sql).fetch_one(&mut conn).await.unwrap()
+        } else {
+            let url = format!("sqlite://{}", self.db);
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::query_scalar(&sql).fetch_one(&mut conn).await.unwrap()
+        }
+    }
+
     /// Stops the server (and the in-process agents) and starts it again, with the default
     /// options, on the same database, data directory and address.
     pub async fn restart(&mut self) {
         self.stop_in_place().await;
         let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
         let shutdown = CancellationToken::new();
-        let running = server::start(listener, Self::options(self.dir.path()), shutdown.clone())
+        let opts = Self::options(self.dir.path(), &self.db);
+        let running = server::start(listener, opts, shutdown.clone())
             .await
             .unwrap();
         assert_eq!(running.api_token, self.token, "the API token is kept");
@@ -335,6 +397,12 @@ impl Harness {
                 .unwrap();
         }
     }
+}
+
+/// Whether the integration tests run on Postgres (`WEFT_TEST_STORE=postgres`; docs/postgres.md)
+/// rather than on a SQLite file per test.
+pub fn postgres() -> bool {
+    std::env::var("WEFT_TEST_STORE").is_ok_and(|v| v == "postgres")
 }
 
 impl Drop for Harness {
@@ -395,16 +463,4 @@ pub fn assert_each_result_applied_once(
         applied.is_empty(),
         "results applied to unfinished tasks: {applied:?}"
     );
-}
-
-/// Whether the tests run as root (some tools refuse to, or run their workers as `nobody`).
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .map(|l| l.split_whitespace().next() == Some("0"))
-        })
-        .unwrap_or(false)
 }

@@ -70,9 +70,7 @@ async fn submit(h: &Harness, text: &str) -> (StatusCode, Value) {
 }
 
 async fn store(h: &Harness) -> Store {
-    Store::open(&h.dir.path().join("weft.db").display().to_string())
-        .await
-        .unwrap()
+    Store::open(&h.db).await.unwrap()
 }
 
 fn stdout(v: &RequestView, task: &str) -> String {

@@ -23,8 +23,6 @@ use std::time::{Duration, Instant};
 
 use sqlx::Connection;
 
-use crate::harness::is_root;
-
 /// Names an existing server to use instead of a throw-away cluster.
 pub const URL_VAR: &str = "WEFT_TEST_POSTGRES_URL";
 
@@ -136,6 +134,9 @@ fn server() -> &'static Result<Server, String> {
 pub struct Cluster {
     port: u16,
     dir: PathBuf,
+    /// Where `pg_ctl` is, and whom it runs as: to stop and start the server again.
+    bin: PathBuf,
+    user: Option<User>,
     /// Waits for its stdin to close (this value dropped, or the process gone), then stops the
     /// server and removes `dir`.
     reaper: Child,
@@ -181,15 +182,17 @@ impl Cluster {
         let mut cluster = Cluster {
             port: 0,
             dir,
+            bin: bin.clone(),
+            user,
             reaper,
         };
-        if let Some(user) = &user {
+        let user = cluster.user.as_ref();
+        if let Some(user) = user {
             std::os::unix::fs::chown(&cluster.dir, Some(user.uid), Some(user.gid))
                 .map_err(|e| format!("cannot give {:?} to {}: {e}", cluster.dir, user.name))?;
         }
         let data = cluster.dir.join("data");
-        let log = cluster.dir.join("log");
-        run(command(user.as_ref(), &bin.join("initdb"))
+        run(command(user, &bin.join("initdb"))
             .arg("-D")
             .arg(&data)
             .args(["-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--locale=C"])
@@ -201,31 +204,13 @@ impl Cluster {
         let mut last = String::new();
         for _ in 0..4 {
             let port = free_port()?;
-            let started = run(command(user.as_ref(), &bin.join("pg_ctl"))
-                .arg("start")
-                .arg("-D")
-                .arg(&data)
-                .arg("-l")
-                .arg(&log)
-                .args(["-w", "-t"])
-                .arg(READY_TIMEOUT.as_secs().to_string())
-                .arg("-o")
-                .arg(format!(
-                    "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories='' \
-                     -c fsync=off -c max_connections=300"
-                )));
-            match started {
+            cluster.port = port;
+            match cluster.pg_ctl_start() {
                 Ok(()) => {
-                    cluster.port = port;
                     wait_accepting(port)?;
                     return Ok(cluster);
                 }
-                Err(e) => {
-                    last = format!(
-                        "{e}\nserver log:\n{}",
-                        std::fs::read_to_string(&log).unwrap_or_default()
-                    )
-                }
+                Err(e) => last = e,
             }
         }
         Err(format!("Postgres did not start: {last}"))
@@ -239,6 +224,47 @@ impl Cluster {
     /// The temporary directory holding the cluster (data and log).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// `pg_ctl start` on the cluster's port; the error has the server's log.
+    fn pg_ctl_start(&self) -> Result<(), String> {
+        let log = self.dir.join("log");
+        run(command(self.user.as_ref(), &self.bin.join("pg_ctl"))
+            .arg("start")
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .arg("-l")
+            .arg(&log)
+            .args(["-w", "-t"])
+            .arg(READY_TIMEOUT.as_secs().to_string())
+            .arg("-o")
+            .arg(format!(
+                "-c listen_addresses=127.0.0.1 -p {} -c unix_socket_directories='' \
+                 -c fsync=off -c max_connections=300",
+                self.port
+            )))
+        .map_err(|e| {
+            format!(
+                "{e}\nserver log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        })
+    }
+
+    /// Stops the server as an operator or a failure would (`pg_ctl stop -m fast`: open
+    /// connections are cut), keeping its data.
+    pub fn stop(&self) -> Result<(), String> {
+        run(command(self.user.as_ref(), &self.bin.join("pg_ctl"))
+            .arg("stop")
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-m", "fast", "-w"]))
+    }
+
+    /// Starts a stopped server again, on the same port and data.
+    pub fn start_again(&self) -> Result<(), String> {
+        self.pg_ctl_start()?;
+        wait_accepting(self.port)
     }
 }
 
@@ -384,20 +410,16 @@ pub fn with_database(url: &str, name: &str) -> String {
 }
 
 /// `url` without its password, for messages.
-pub fn redact(url: &str) -> String {
-    let authority = url.find("://").map_or(0, |i| i + 3);
-    let end = url[authority..]
-        .find(['/', '?'])
-        .map_or(url.len(), |i| authority + i);
-    match url[authority..end].rfind('@') {
-        Some(at) => match url[authority..authority + at].find(':') {
-            Some(colon) => format!(
-                "{}***{}",
-                &url[..authority + colon + 1],
-                &url[authority + at..]
-            ),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
-    }
+pub use weft_orchestrator::store::redact;
+
+/// Whether the tests run as root (some tools refuse to, or run their workers as `nobody`).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .map(|l| l.split_whitespace().next() == Some("0"))
+        })
+        .unwrap_or(false)
 }

@@ -3,8 +3,12 @@
 
 use std::collections::BTreeSet;
 
+use std::time::Duration;
+
+use serde_json::{Value, json};
 use sqlx::{Connection, Row};
 
+use crate::harness::WAIT;
 use crate::pg;
 
 /// The database a test gets answers queries, and it is its own: what one test creates another
@@ -359,4 +363,169 @@ async fn postgres_schema(pool: &sqlx::PgPool) -> BTreeSet<String> {
         ));
     }
     out
+}
+
+/// `weft serve` as a child process on `db`, with its data in `dir`; returns once it answers.
+async fn serve(db: &str, dir: &std::path::Path, port: u16) -> tokio::process::Child {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--db",
+            db,
+        ])
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(["--api-token", "test-token", "--heartbeat-ms", "200"])
+        .args(["--lost-grace-ms", "5000"])
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while http
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(tokio::time::Instant::now() < deadline, "weft did not start");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    child
+}
+
+/// Calls the server with the test's API token; the JSON answer.
+async fn call(port: u16, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    let mut req = reqwest::Client::new()
+        .request(method, format!("http://127.0.0.1:{port}{path}"))
+        .bearer_auth("test-token");
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.unwrap();
+    assert!(resp.status().is_success(), "{path}: {}", resp.status());
+    resp.json().await.unwrap()
+}
+
+/// Waits until request `id` satisfies `done`; its view.
+async fn wait_request(port: u16, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let v = call(
+            port,
+            reqwest::Method::GET,
+            &format!("/v1/requests/{id}"),
+            None,
+        )
+        .await;
+        if done(&v) {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never {what}: {v:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Postgres stops while a request runs: `weft serve` stops on its own (fail-stop) and exits
+/// non-zero saying why. Once Postgres is back, `weft serve` started again resumes the request
+/// (the agent, still running, delivers the result it kept) and it completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_gone_stops_the_server_and_a_restart_resumes() {
+    if !pg::installed() {
+        eprintln!("skipped: Postgres is not installed here (the test stops its own cluster)");
+        return;
+    }
+    let cluster = tokio::task::spawn_blocking(pg::Cluster::start)
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let db = cluster.admin_url();
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = serve(&db, dir.path(), port).await;
+    let device = call(
+        port,
+        reqwest::Method::POST,
+        "/v1/devices",
+        Some(json!({"name": "laptop", "kind": "laptop"})),
+    )
+    .await;
+    let mut agent = tokio::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["agent", "--server", &format!("http://127.0.0.1:{port}")])
+        .args(["--name", "laptop", "--kind", "laptop"])
+        .arg("--workdir")
+        .arg(dir.path().join("work"))
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .env("WEFT_DEVICE_TOKEN", device["token"].as_str().unwrap())
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let v = call(
+        port,
+        reqwest::Method::POST,
+        "/v1/requests",
+        Some(json!({"text": r#"on laptop run "sleep 2; echo back""#})),
+    )
+    .await;
+    let id = v["id"].as_str().unwrap().to_owned();
+    wait_request(port, &id, "running", |v| {
+        v["tasks"][0]["status"] == "running"
+    })
+    .await;
+
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.stop().unwrap_or_else(|e| panic!("{e}"));
+        cluster
+    })
+    .await
+    .unwrap();
+    // The result arrives while the database is gone: its commit fails, and the server stops
+    // rather than acknowledge it.
+    let out = tokio::time::timeout(Duration::from_secs(30), server.wait_with_output())
+        .await
+        .expect("weft kept running without its database")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{}: {stderr}", out.status);
+    assert!(
+        stderr.contains("weft: stopped because a store write failed (fail-stop"),
+        "{stderr}"
+    );
+
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.start_again().unwrap_or_else(|e| panic!("{e}"));
+        cluster
+    })
+    .await
+    .unwrap();
+    let mut server = serve(&db, dir.path(), port).await;
+    let v = wait_request(port, &id, "done", |v| v["status"] == "succeeded").await;
+    assert_eq!(v["tasks"][0]["output"]["data"]["stdout"], "back\n", "{v:#}");
+    assert_eq!(
+        v["tasks"][0]["attempts"].as_array().unwrap().len(),
+        1,
+        "the attempt was resumed, not redone: {v:#}"
+    );
+    let _ = agent.kill().await;
+    let _ = server.kill().await;
+    tokio::task::spawn_blocking(move || drop(cluster))
+        .await
+        .unwrap();
 }

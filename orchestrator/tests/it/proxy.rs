@@ -14,7 +14,8 @@ use weft_agent::tls::Fingerprint;
 use weft_protocol::rest::{DeviceStatus, DeviceView, RequestView};
 use weft_protocol::{AttemptStatus, RequestStatus};
 
-use crate::harness::{Harness, is_root};
+use crate::harness::Harness;
+use crate::pg::is_root;
 use crate::tls::{pinned, weft};
 
 /// The nginx binary: on PATH or where Debian puts it.

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use weft_protocol::rest::{DeviceView, Event};
 use weft_protocol::{DeviceName, ServerMsg};
 
+use crate::Error;
 use crate::engine::{Command, ConnId, Hub, Outbound};
 use crate::store::{Op, Store};
 
@@ -78,8 +79,8 @@ pub(super) struct Outlets {
 
 /// Commits every group it is given, in order, until the engine drops its sender. Stops at the
 /// first failed commit, cancelling `shutdown`: what waited for that group and later ones is
-/// dropped unreleased (callers see the engine gone).
-pub(super) async fn run(out: Outlets, mut groups: mpsc::Receiver<Group>) {
+/// dropped unreleased (callers see the engine gone). The failed commit's error is returned.
+pub(super) async fn run(out: Outlets, mut groups: mpsc::Receiver<Group>) -> Result<(), Error> {
     while let Some(first) = groups.recv().await {
         // Groups that queued up while the last commit ran go into this one transaction (in
         // order: the outcome equals committing them one by one), then are released in order.
@@ -93,13 +94,14 @@ pub(super) async fn run(out: Outlets, mut groups: mpsc::Receiver<Group>) {
         if let Err(e) = out.store.commit(&ops, &events).await {
             tracing::error!(error = %e, "store write failed; stopping the engine (fail-stop)");
             out.shutdown.cancel();
-            return;
+            return Err(e);
         }
         for (mut group, count) in batch.into_iter().zip(counts) {
             group.events = events.drain(..count).collect();
             release(&out, group);
         }
     }
+    Ok(())
 }
 
 /// Publishes a committed group's events and releases what waited for it, in order.

@@ -112,7 +112,7 @@ impl Engine {
         opts: engine::Options,
         clock: Clock,
         shutdown: CancellationToken,
-    ) -> Result<(Handle, tokio::task::JoinHandle<()>), Error> {
+    ) -> Result<(Handle, tokio::task::JoinHandle<Result<(), Error>>), Error> {
         let rows = store.load_devices().await?;
         let last_seq = store.last_seq().await?;
         let (tx, rx) = mpsc::channel(1024);
@@ -149,9 +149,10 @@ impl Engine {
             let mut devices = engine.run(rx).await;
             // What was handed over is committed (and released) before the engine is done;
             // then closing every outbound queue ends the connection tasks.
-            let _ = committer_join.await;
+            let committed = committer_join.await.unwrap_or(Ok(()));
             devices.close_all();
             tracing::debug!("engine stopped");
+            committed.map_err(|e| Error::FailStop(Box::new(e)))
         });
         Ok((
             Handle {

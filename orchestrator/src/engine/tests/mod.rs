@@ -50,8 +50,10 @@ struct Rig {
     opts: Options,
     clock: Clock,
     shutdown: CancellationToken,
-    join: tokio::task::JoinHandle<()>,
+    join: tokio::task::JoinHandle<Result<(), crate::Error>>,
     _dir: tempfile::TempDir,
+    /// The Postgres database under `WEFT_TEST_STORE=postgres`, dropped after the store.
+    _pg: Option<crate::store::testing::pg::TestDb>,
     _still: StillTime,
 }
 
@@ -84,7 +86,7 @@ impl Rig {
         let mut opts = options();
         tune(&mut opts);
         let db = dir.path().join("weft.db");
-        let store = Store::open(&db.to_string_lossy()).await.unwrap();
+        let (store, pg) = crate::store::testing::store(&db.to_string_lossy()).await;
         let clock = Clock::tokio(T0);
         let shutdown = CancellationToken::new();
         let (handle, join) = Engine::start(store.clone(), opts.clone(), clock, shutdown.clone())
@@ -99,6 +101,7 @@ impl Rig {
             shutdown,
             join,
             _dir: dir,
+            _pg: pg,
             _still: still,
         }
     }
@@ -111,7 +114,7 @@ impl Rig {
         self.settled().await;
         self.settled().await;
         tokio::time::advance(self.opts.shutdown_grace).await;
-        (&mut self.join).await.unwrap();
+        (&mut self.join).await.unwrap().unwrap();
         self.shutdown = CancellationToken::new();
         let (handle, join) = Engine::start(
             self.store.clone(),
