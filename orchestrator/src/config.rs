@@ -60,6 +60,9 @@ pub struct ServeOptions {
     pub shutdown_grace: Duration,
     /// The largest file a device may upload (`PUT /v1/attempts/{attempt}/files/{name}`).
     pub max_upload_bytes: u64,
+    /// How long files are kept after the last request that refers to them ended, and how
+    /// often that is swept (`--artifact-retention`; `crate::retention`).
+    pub retention: crate::retention::Options,
     /// Which planner turns request texts into graphs (rules by default).
     pub planner: PlannerChoice,
 }
@@ -146,6 +149,7 @@ impl ServeOptions {
             insecure_plaintext: false,
             shutdown_grace: Duration::from_secs(5),
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            retention: crate::retention::Options::new(crate::retention::DEFAULT_RETENTION),
             planner: PlannerChoice::Rules,
         }
     }

@@ -79,6 +79,15 @@ pub async fn start(
         },
         shutdown.clone(),
     );
+    let blobs: Arc<dyn crate::blobs::BlobStore> = Arc::new(blobs);
+    // Retention sweeps beside the engine too.
+    let _retention = crate::retention::spawn(
+        engine.clone(),
+        store.clone(),
+        blobs.clone(),
+        opts.retention.clone(),
+        shutdown.clone(),
+    );
     let metrics = engine.metrics.clone();
     let conns = listen::ConnLimiter::new(
         listen::ConnCaps::new(opts.max_connections, opts.max_connections_per_address),
@@ -105,7 +114,7 @@ pub async fn start(
         conns: conns.clone(),
         tls: tls.clone(),
         insecure_plaintext: opts.insecure_plaintext,
-        blobs: Arc::new(blobs),
+        blobs,
         max_upload_bytes: opts.max_upload_bytes,
     };
     let app = http::router(state);

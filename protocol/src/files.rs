@@ -161,6 +161,32 @@ pub struct RequestFiles {
     pub files: Vec<StoredFile>,
 }
 
+/// One file a task produced, as the request view (`GET /v1/requests/{id}`) lists it under the
+/// task.
+///
+/// ```json
+/// {"name": "photo.jpg", "size": 3145728, "sha256": "9f86d08188…",
+///  "url": "/v1/requests/r-1/files/9f86d08188…"}
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskFile {
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+    /// Where a client with the API token downloads it (a path on the server); absent once
+    /// retention deleted its bytes (`--artifact-retention` after the request ended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+impl TaskFile {
+    /// The download path of blob `sha256` of request `request`.
+    pub fn url(request: &RequestId, sha256: &str) -> String {
+        format!("/v1/requests/{}/files/{sha256}", request.as_str())
+    }
+}
+
 /// Whether `s` is a SHA-256 as weft writes one: 64 lowercase hex digits.
 pub fn valid_sha256(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))

@@ -107,6 +107,9 @@ pub struct TaskView {
     pub max_turns: u32,
     /// Turns used over all attempts.
     pub turns_used: u32,
+    /// The files the task produced (its succeeding attempt's outputs), by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<crate::files::TaskFile>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -396,6 +399,11 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<ErrorInfo>,
     },
+    /// Retention deleted the bytes of these files of the (ended) request: they are still
+    /// listed, no longer downloadable.
+    FilesDeleted {
+        files: Vec<crate::files::StoredFile>,
+    },
 }
 
 impl EventKind {
@@ -409,6 +417,7 @@ impl EventKind {
             EventKind::TaskProgress { .. } => "task_progress",
             EventKind::TurnsExtended { .. } => "turns_extended",
             EventKind::RequestStatus { .. } => "request_status",
+            EventKind::FilesDeleted { .. } => "files_deleted",
         }
     }
 }
@@ -448,6 +457,34 @@ mod tests {
         );
         assert_eq!(serde_json::from_value::<Event>(v).unwrap(), ev);
         assert_eq!(ev.kind.name(), "task_status");
+    }
+
+    #[test]
+    fn files_deleted_format() {
+        let sha = "ab".repeat(32);
+        let ev = Event {
+            seq: 9,
+            request_id: "r-1".into(),
+            at_ms: 2000,
+            kind: EventKind::FilesDeleted {
+                files: vec![crate::files::StoredFile {
+                    task_id: "t1".into(),
+                    attempt_id: "a-1".into(),
+                    name: "out.txt".into(),
+                    size: 14,
+                    sha256: sha.clone(),
+                }],
+            },
+        };
+        let v = serde_json::to_value(&ev).unwrap();
+        assert_eq!(
+            v,
+            json!({"seq": 9, "request_id": "r-1", "at_ms": 2000, "type": "files_deleted",
+                   "files": [{"task_id": "t1", "attempt_id": "a-1", "name": "out.txt",
+                              "size": 14, "sha256": sha}]})
+        );
+        assert_eq!(serde_json::from_value::<Event>(v).unwrap(), ev);
+        assert_eq!(ev.kind.name(), "files_deleted");
     }
 
     #[test]

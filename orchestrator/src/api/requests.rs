@@ -13,6 +13,7 @@ use serde::Deserialize;
 use tokio::sync::broadcast;
 use weft_protocol::RequestId;
 use weft_protocol::TaskId;
+use weft_protocol::files::TaskFile;
 use weft_protocol::rest::{
     EditBatch, ErrorBody, Event, EventKind, MAX_REQUEST_TEXT_BYTES, RequestView, SubmitRequest,
 };
@@ -112,12 +113,38 @@ pub async fn submit(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
+/// The request as `GET /v1/requests/{id}` shows it: with each task's files.
 async fn view(state: &AppState, id: &RequestId) -> Result<RequestView, ApiError> {
-    state
+    let mut view = state
         .store
         .request_view(id)
         .await?
-        .ok_or_else(|| not_found(id))
+        .ok_or_else(|| not_found(id))?;
+    with_files(state, &mut view).await?;
+    Ok(view)
+}
+
+/// Lists under each task of `view` the files it produced, with their download path while
+/// their bytes are stored (retention deletes them `--artifact-retention` after the request).
+async fn with_files(state: &AppState, view: &mut RequestView) -> Result<(), ApiError> {
+    let Some(files) = state.store.request_files(&view.id).await? else {
+        return Ok(());
+    };
+    for f in files {
+        let stored = match crate::blobs::BlobId::parse(&f.sha256) {
+            Ok(blob) => state.blobs.stat(&blob).await.ok().flatten().is_some(),
+            Err(_) => false,
+        };
+        if let Some(task) = view.tasks.iter_mut().find(|t| t.id == f.task_id) {
+            task.files.push(TaskFile {
+                url: stored.then(|| TaskFile::url(&view.id, &f.sha256)),
+                name: f.name,
+                size: f.size,
+                sha256: f.sha256,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Edit a running request's graph: a batch of ops applied atomically, or not at all.
@@ -233,17 +260,12 @@ pub async fn get_one(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<RequestView>, ApiError> {
-    let id = RequestId(id);
-    state
-        .store
-        .request_view(&id)
-        .await?
-        .map(Json)
-        .ok_or_else(|| not_found(&id))
+    Ok(Json(view(&state, &RequestId(id)).await?))
 }
 
 /// Server-Sent Events of every state change of a request, from its start. The stream ends
-/// after the request's final status.
+/// after the request's final status (and the events the journal holds after it: retention's
+/// `files_deleted`).
 #[utoipa::path(get, path = "/v1/requests/{id}/events",
     params(("id" = String, Path, description = "Request id")),
     responses((status = 200, description = "text/event-stream of Event", body = Event),
@@ -296,13 +318,13 @@ struct Feed {
 }
 
 impl Feed {
+    /// After the final status only what the journal already holds is sent (retention's
+    /// `files_deleted`, for a request that ended long ago); then the stream ends.
     async fn next(&mut self) -> Option<Arc<Event>> {
-        if self.done {
-            return None;
-        }
         loop {
             let ev = match self.past.pop_front() {
                 Some(ev) => ev,
+                None if self.done => return None,
                 None => match self.live.recv().await {
                     Ok(ev) => ev,
                     Err(broadcast::error::RecvError::Lagged(n)) => {

@@ -3,6 +3,8 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::future::BoxFuture;
 use sha2::{Digest, Sha256};
@@ -10,7 +12,7 @@ use tokio::fs;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use weft_agent::files::{TempFile, sync_dir};
 
-use super::{BlobId, BlobInfo, BlobReader, BlobStore, Error, PutLimits, Verifying};
+use super::{BlobId, BlobInfo, BlobReader, BlobStore, Error, PutLimits, Removal, Verifying};
 
 /// How much of a body is read and written at a time.
 const CHUNK: usize = 256 * 1024;
@@ -25,9 +27,15 @@ const TMP: &str = "tmp";
 /// fsyncs it, and only then renames it to its name and fsyncs the directory; a put that fails
 /// or is dropped removes its temporary file, and [`LocalBlobs::open`] removes whatever a crash
 /// left in `tmp/`. One process uses a directory at a time.
+///
+/// When a blob was last stored is its file's modification time: a put that finds the blob
+/// already there sets it to now. The end of a put (that check, the rename) and
+/// [`BlobStore::delete_if_stored_before`] take turns on one lock, so a deletion never removes
+/// a blob a put has just answered for.
 #[derive(Debug, Clone)]
 pub struct LocalBlobs {
     root: PathBuf,
+    gate: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl LocalBlobs {
@@ -42,7 +50,10 @@ impl LocalBlobs {
             tracing::info!(file = %entry.path().display(), "removing a partial blob a crash left");
             fs::remove_file(entry.path()).await?;
         }
-        Ok(Self { root })
+        Ok(Self {
+            root,
+            gate: Arc::default(),
+        })
     }
 
     /// The store in `<data_dir>/blobs`.
@@ -111,9 +122,15 @@ impl LocalBlobs {
         check_declared(&info, &limits)?;
         let path = self.path(&info.sha256);
         let dir = path.parent().unwrap_or(&self.root);
+        // From here to the answer, no deletion runs (see `delete_if_stored_before`).
+        let _gate = self.gate.lock().await;
         match fs::metadata(&path).await {
-            // Already stored (deduplication). One of another size is damaged: replaced below.
-            Ok(m) if m.len() == size => return Ok(info),
+            // Already stored (deduplication): stored again now, as far as retention goes. One
+            // of another size is damaged: replaced below.
+            Ok(m) if m.len() == size => {
+                touch(&path).await?;
+                return Ok(info);
+            }
             Ok(_) => {
                 tracing::warn!(blob = %info.sha256, "replacing a stored blob of the wrong size")
             }
@@ -130,6 +147,21 @@ impl LocalBlobs {
         }
         Ok(info)
     }
+}
+
+/// Sets `path`'s modification time (when its blob was last stored) to now.
+async fn touch(path: &Path) -> Result<(), Error> {
+    let file = fs::OpenOptions::new().write(true).open(path).await?;
+    file.into_std().await.set_modified(SystemTime::now())?;
+    Ok(())
+}
+
+/// When the file of `meta` was last written or touched, in ms since the epoch.
+fn stored_at_ms(meta: &std::fs::Metadata) -> u64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The declared size and hash, if any, against what arrived.
@@ -207,6 +239,31 @@ impl BlobStore for LocalBlobs {
             match fs::remove_file(self.path(id)).await {
                 Ok(()) => Ok(true),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+
+    fn delete_if_stored_before<'a>(
+        &'a self,
+        id: &'a BlobId,
+        before_ms: u64,
+    ) -> BoxFuture<'a, Result<Removal, Error>> {
+        Box::pin(async move {
+            let path = self.path(id);
+            let _gate = self.gate.lock().await;
+            let meta = match fs::metadata(&path).await {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Removal::Missing),
+                Err(e) => return Err(e.into()),
+            };
+            let stored_at_ms = stored_at_ms(&meta);
+            if stored_at_ms >= before_ms {
+                return Ok(Removal::Kept { stored_at_ms });
+            }
+            match fs::remove_file(&path).await {
+                Ok(()) => Ok(Removal::Deleted),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Removal::Missing),
                 Err(e) => Err(e.into()),
             }
         })

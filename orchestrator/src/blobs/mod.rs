@@ -137,6 +137,33 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
 
     /// Every stored blob, in no given order.
     fn list(&self) -> BoxFuture<'_, Result<Vec<BlobInfo>, Error>>;
+
+    /// Deletes blob `id` unless it was last stored at or after `before_ms` (ms since the
+    /// epoch, by the wall clock). A put that finds the blob already stored counts as storing
+    /// it again. Atomic with respect to puts: once a put of `id` has answered, this keeps the
+    /// blob (it was stored just now); a put that ends after this deleted it stores it anew.
+    /// Retention (`crate::retention`) deletes only through this.
+    ///
+    /// The default keeps every blob: an implementation that cannot make the check and the
+    /// deletion atomic must not delete.
+    fn delete_if_stored_before<'a>(
+        &'a self,
+        id: &'a BlobId,
+        before_ms: u64,
+    ) -> BoxFuture<'a, Result<Removal, Error>> {
+        let _ = (id, before_ms);
+        Box::pin(async { Ok(Removal::Kept { stored_at_ms: 0 }) })
+    }
+}
+
+/// What [`BlobStore::delete_if_stored_before`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    Deleted,
+    /// Stored at `stored_at_ms` (ms since the epoch), not before the time given: kept.
+    Kept { stored_at_ms: u64 },
+    /// There was no such blob.
+    Missing,
 }
 
 /// Why a blob operation failed; each with a stable code (`crate::codes`).

@@ -276,6 +276,11 @@ pub struct ServeArgs {
     /// sets a limit of their own too: policy.files.max_upload_bytes).
     #[arg(long, env = "WEFT_MAX_UPLOAD_BYTES", default_value_t = crate::config::DEFAULT_MAX_UPLOAD_BYTES)]
     pub max_upload_bytes: u64,
+    /// How long the files tasks produce are kept after the last request that refers to them
+    /// ended, e.g. `7d`, `12h`, `30m`, `90s` (units d, h, m, s, ms); then a sweep deletes them.
+    #[arg(long, env = "WEFT_ARTIFACT_RETENTION", default_value = "7d",
+        value_parser = crate::retention::parse_duration)]
+    pub artifact_retention: Duration,
     /// How long a client has to send a request's headers, and an agent its hello after the
     /// WebSocket upgrade, in seconds.
     #[arg(long, env = "WEFT_HEADER_TIMEOUT_SECS", default_value_t = 10)]
@@ -338,6 +343,7 @@ impl ServeArgs {
         );
         o.shutdown_grace = Duration::from_secs(self.shutdown_grace_secs);
         o.max_upload_bytes = self.max_upload_bytes;
+        o.retention = crate::retention::Options::new(self.artifact_retention);
         o.turn_budget = self.turn_budget;
         o.max_turns = self.max_turns.max(1);
         o.retry.max_attempts = self.retry_max_attempts;

@@ -79,6 +79,16 @@ pub fn event_line(ev: &Event, start_ms: u64) -> Option<String> {
             }
             s
         }
+        EventKind::FilesDeleted { files } => {
+            let names: Vec<String> = files
+                .iter()
+                .map(|f| format!("{}/{}", f.task_id, f.name))
+                .collect();
+            format!(
+                "files deleted (retention): {}",
+                one_line(&names.join(", "), 100)
+            )
+        }
     };
     Some(format!("[{t:>7.3}s] {body}"))
 }
@@ -130,6 +140,16 @@ pub fn request(view: &RequestView) -> String {
                 one_line(&e.message, 160)
             );
         }
+        for f in &t.files {
+            let _ = writeln!(
+                s,
+                "         file: {}  {}  sha256 {}  {}",
+                one_line(&f.name, 80),
+                size(f.size),
+                &f.sha256[..f.sha256.len().min(12)],
+                f.url.as_deref().unwrap_or("(deleted: retention)")
+            );
+        }
     }
     if view.edges.is_empty() {
         let _ = writeln!(s, "  edges: none (all tasks ran in parallel)");
@@ -142,9 +162,87 @@ pub fn request(view: &RequestView) -> String {
     s
 }
 
+/// A byte count as people read it: `512 B`, `3.0 MiB`.
+pub fn size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut v = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(size(0), "0 B");
+        assert_eq!(size(1023), "1023 B");
+        assert_eq!(size(1024), "1.0 KiB");
+        assert_eq!(size(3 * 1024 * 1024 + 17), "3.0 MiB");
+        assert_eq!(size(5 << 40), "5.0 TiB");
+    }
+
+    #[test]
+    fn a_tasks_files_are_listed_under_it() {
+        use weft_protocol::files::TaskFile;
+        use weft_protocol::rest::{TaskView, TurnsView};
+        let file = |name: &str, size, hex: &str, url: bool| TaskFile {
+            name: name.into(),
+            size,
+            sha256: hex.repeat(32),
+            url: url.then(|| TaskFile::url(&"r-1".into(), &hex.repeat(32))),
+        };
+        let view = RequestView {
+            id: "r-1".into(),
+            text: "copy".into(),
+            status: weft_protocol::RequestStatus::Succeeded,
+            version: 1,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            error: None,
+            tasks: vec![TaskView {
+                id: "t1".into(),
+                title: "send".into(),
+                instruction: "send".into(),
+                action: None,
+                device: Some("a".into()),
+                status: weft_protocol::TaskStatus::Succeeded,
+                attempts: vec![],
+                output: None,
+                error: None,
+                retry: Default::default(),
+                max_turns: 1,
+                turns_used: 0,
+                files: vec![
+                    file("notes/a.txt", 2048, "ab", true),
+                    file("old.bin", 5, "cd", false),
+                ],
+            }],
+            edges: vec![],
+            turns: TurnsView::default(),
+            llm: None,
+        };
+        let text = request(&view);
+        assert!(
+            text.contains(&format!(
+                "file: notes/a.txt  2.0 KiB  sha256 abababababab  /v1/requests/r-1/files/{}",
+                "ab".repeat(32)
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains("file: old.bin  5 B  sha256 cdcdcdcdcdcd  (deleted: retention)"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn control_characters_are_flattened() {

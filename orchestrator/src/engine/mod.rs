@@ -155,6 +155,13 @@ pub(crate) enum Command {
         want: FileWant,
         reply: oneshot::Sender<Result<FileGrant, Error>>,
     },
+    /// Retention is about to delete these blobs, each with the files of ended requests that
+    /// refer to it: journal it. Answered, after the commit, with the blobs journaled (none a
+    /// live request refers to).
+    FilesDeleted {
+        blobs: std::collections::BTreeMap<String, Vec<(RequestId, weft_protocol::files::StoredFile)>>,
+        reply: oneshot::Sender<Vec<String>>,
+    },
     /// A result for an attempt that was not live, back from the store lookup the engine
     /// started for it: `owned` if the device that sent it ran that attempt.
     StrayResult {
@@ -242,6 +249,17 @@ impl Handle {
     pub async fn file_access(&self, token: String, want: FileWant) -> Result<FileGrant, Error> {
         self.call(|reply| Command::FileAccess { token, want, reply })
             .await?
+    }
+
+    /// Journals that retention deletes `blobs` (each with the files of ended requests that
+    /// refer to it: one `files_deleted` event per request). Answers the blobs journaled, once
+    /// committed; a blob a live request refers to is left out and must not be deleted.
+    pub async fn files_deleted(
+        &self,
+        blobs: std::collections::BTreeMap<String, Vec<(RequestId, weft_protocol::files::StoredFile)>>,
+    ) -> Result<Vec<String>, crate::Error> {
+        self.call(|reply| Command::FilesDeleted { blobs, reply })
+            .await
     }
 
     /// Every registered device as the engine sees it now (answered at once, without waiting

@@ -57,7 +57,7 @@ use weft_protocol::{
         EditBatch, EditOp, GraphSpec, TaskSpec, Condition, ConditionOp, ConditionSource,
         weft_protocol::wire::ResultStatus, weft_protocol::rest::LlmUsageView,
         weft_protocol::FileRef, weft_protocol::FilesSpec, weft_protocol::files::StoredFile,
-        weft_protocol::files::RequestFiles,
+        weft_protocol::files::RequestFiles, weft_protocol::files::TaskFile,
         super::router::Health, super::router::HealthTls,
     )),
     modifiers(&BearerAuth, &ClosedVariants)

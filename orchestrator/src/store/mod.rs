@@ -31,11 +31,13 @@ use crate::engine::{Target, TaskFiles, TaskRecord, TaskSched};
 
 mod files;
 mod llm_log;
+mod retention;
 #[cfg(test)]
 pub(crate) mod testing;
 mod write;
 
 pub use llm_log::StoredCall;
+pub use retention::RetentionView;
 pub use write::{Batch, Op};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -703,6 +705,7 @@ impl Store {
                     output: parse_opt(t.get("output"), "task output")?,
                     error: parse_opt(t.get("error"), "task error")?,
                     retry: parse_opt(t.get("retry"), "retry policy")?.unwrap_or_default(),
+                    files: Vec::new(),
                 });
             }
 

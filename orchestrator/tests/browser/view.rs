@@ -424,3 +424,63 @@ fetch("{target}", {{method: "POST", mode: "no-cors", credentials: "include",
     b.close().await;
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tasks_files_are_listed_with_size_and_a_download_link() {
+    let h = Harness::with_three_agents().await;
+    let graph = json!({"tasks": [
+        {"id": "t1", "instruction": "write a file", "device": "laptop",
+         "action": {"kind": "shell", "command": "mkdir -p out && printf 'hello files' > out/note.txt"},
+         "outputs": {"files": ["out/note.txt"]}},
+    ]});
+    let (status, body) = h
+        .post("/v1/requests", &json!({"text": "files", "graph": graph}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let done = h.wait_done(&id).await;
+    assert_eq!(done.status, RequestStatus::Succeeded, "{done:#?}");
+    let (b, _) = logged_in(&h).await;
+    open_request(&b, &h, &id).await;
+    wait_node(&b, "t1", "succeeded").await;
+    b.click(r#"g.node[data-task-id="t1"] rect"#).await;
+    b.wait_for(
+        "the files table",
+        "return !!document.querySelector('#task-files a.file-link');",
+        vec![],
+    )
+    .await;
+    let row = b
+        .js(
+            "const r = document.querySelector('#task-files tr[data-file-name=\"out/note.txt\"]');
+             const a = r.querySelector('a.file-link');
+             return [a.textContent, a.getAttribute('href'), a.getAttribute('download'),
+                     r.querySelector('.file-size').textContent];",
+            vec![],
+        )
+        .await;
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"hello files"));
+    assert_eq!(
+        row,
+        json!([
+            "out/note.txt",
+            format!("/v1/requests/{id}/files/{sha}"),
+            "note.txt",
+            "11 B"
+        ])
+    );
+    // The link downloads the bytes with the page's session.
+    let fetched = b
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             fetch(document.querySelector('#task-files a.file-link').href, {credentials: 'same-origin'})
+               .then((r) => r.text()).then(done, (e) => done(String(e)));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(fetched, json!("hello files"));
+    b.close().await;
+    h.stop().await;
+}

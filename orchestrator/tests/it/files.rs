@@ -18,7 +18,7 @@ use crate::harness::Harness;
 const FILE_BYTES: u64 = 3 * 1024 * 1024 + 17;
 
 /// Starts `weft agent` as a child process for device `name`.
-fn spawn_agent(h: &Harness, name: &str, token: &str) -> tokio::process::Child {
+pub(crate) fn spawn_agent(h: &Harness, name: &str, token: &str) -> tokio::process::Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_weft"))
         .args(["agent", "--server", &h.base, "--name", name, "--kind", name])
         .arg("--workdir")
@@ -34,7 +34,7 @@ fn spawn_agent(h: &Harness, name: &str, token: &str) -> tokio::process::Child {
         .unwrap()
 }
 
-fn workdir(h: &Harness, name: &str) -> PathBuf {
+pub(crate) fn workdir(h: &Harness, name: &str) -> PathBuf {
     h.dir.path().join("procs").join(name)
 }
 
@@ -54,7 +54,7 @@ pub(crate) fn first_word(v: &weft_protocol::rest::RequestView, task: usize) -> S
         .to_owned()
 }
 
-async fn submit_graph(h: &Harness, graph: Value) -> String {
+pub(crate) async fn submit_graph(h: &Harness, graph: Value) -> String {
     let (status, body) = h
         .post("/v1/requests", &json!({"text": "files", "graph": graph}))
         .await;

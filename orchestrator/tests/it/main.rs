@@ -4,6 +4,7 @@
 mod auth;
 mod bad_input;
 mod contract;
+mod copy;
 mod e2e;
 mod enroll;
 mod faults;
@@ -20,6 +21,7 @@ mod postgres;
 mod processes;
 mod proxy;
 mod raw;
+mod retention;
 mod revoke;
 mod siege;
 mod stall;

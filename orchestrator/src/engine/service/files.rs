@@ -2,17 +2,20 @@
 //! attempt takes as input (worked out at dispatch from its references and its `inputs` list,
 //! named in its `assign`, and the paths its references are filled in with), and who may move
 //! which bytes: a device may upload the outputs of an attempt it holds, and download only the
-//! blobs the inputs of its live attempts name. Answered from memory, at once.
+//! blobs the inputs of its live attempts name. Answered from memory, at once. And the journal
+//! of retention's deletions (`crate::retention`).
 
 use std::collections::BTreeMap;
 
 use weft_planner::refs::{self, Refers};
-use weft_protocol::files::InputFile;
+use weft_protocol::files::{InputFile, StoredFile};
+use weft_protocol::rest::EventKind;
 use weft_protocol::{AttemptId, DeviceName, ErrorInfo, FileRef, RequestId, TaskId};
 
 use super::Engine;
 use crate::engine::Error;
 use crate::engine::Graph;
+use crate::store::Batch;
 
 /// What a device asks to do with a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +118,42 @@ pub(super) fn inputs(
 }
 
 impl Engine {
+    /// Journals the deletion of `blobs` by retention: one `files_deleted` event per request
+    /// whose files they are, staged in the current group. Answers the blobs journaled; a blob
+    /// a request still live in the engine refers to (a file of its, or an output one of its
+    /// tasks produced and the store may not have yet) is left out, whatever the caller read.
+    pub(super) fn files_deleted(
+        &mut self,
+        blobs: BTreeMap<String, Vec<(RequestId, StoredFile)>>,
+    ) -> Vec<String> {
+        let live_refers = |sha256: &str, files: &[(RequestId, StoredFile)]| {
+            files.iter().any(|(r, _)| self.requests.contains_key(r))
+                || self.requests.values().any(|r| {
+                    r.graph
+                        .tasks()
+                        .any(|t| t.produced.iter().any(|f| f.sha256 == sha256))
+                })
+        };
+        let mut journaled = Vec::new();
+        let mut by_request: BTreeMap<RequestId, Vec<StoredFile>> = BTreeMap::new();
+        for (sha256, files) in blobs {
+            if live_refers(&sha256, &files) {
+                tracing::warn!(blob = %sha256, "retention: a live request refers to this blob; kept");
+                continue;
+            }
+            for (request, file) in files {
+                by_request.entry(request).or_default().push(file);
+            }
+            journaled.push(sha256);
+        }
+        let mut batch = Batch::default();
+        for (request, files) in by_request {
+            batch.event(&request, EventKind::FilesDeleted { files });
+        }
+        self.stage(batch);
+        journaled
+    }
+
     /// Whether the device whose token is `token` may do `want`: an upload only for a live
     /// attempt it holds, a download only of a blob an input of one of its live attempts names.
     pub(super) fn file_access(&self, token: &str, want: &FileWant) -> Result<FileGrant, Error> {

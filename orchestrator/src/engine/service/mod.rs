@@ -296,6 +296,10 @@ impl Engine {
             Command::FileAccess { token, want, reply } => {
                 let _ = reply.send(self.file_access(&token, &want));
             }
+            Command::FilesDeleted { blobs, reply } => {
+                let journaled = self.files_deleted(blobs);
+                self.out.reply(reply, journaled);
+            }
             Command::AddDevice { name, kind, reply } => {
                 let res = self.add_device(name, kind);
                 self.out.reply(reply, res);

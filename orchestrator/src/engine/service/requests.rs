@@ -448,6 +448,7 @@ fn created_view(
                 retry: t.retry.clone(),
                 max_turns: t.max_turns,
                 turns_used: 0,
+                files: Vec::new(),
             })
             .collect(),
         edges: graph.edges(),

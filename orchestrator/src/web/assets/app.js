@@ -67,6 +67,18 @@
     return `${h} h ${m - h * 60} min`;
   }
 
+  function fmtSize(bytes) {
+    if (bytes < 1024) return `${bytes} B`;
+    const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+    let v = bytes / 1024;
+    let u = 0;
+    while (v >= 1024 && u < units.length - 1) {
+      v /= 1024;
+      u += 1;
+    }
+    return `${v.toFixed(1)} ${units[u]}`;
+  }
+
   function fmtAgo(ms) {
     if (!ms) return 'never';
     const d = Date.now() - ms;
@@ -598,6 +610,18 @@
       } else {
         output.push(el('p', { class: 'muted', id: 'no-output' }, TERMINAL_TASK.has(status) ? 'No output.' : 'No output yet.'));
       }
+      // The files the task produced: size and a download link (none once retention deleted
+      // their bytes).
+      const files = (t.files || []).length
+        ? el('table', { id: 'task-files' },
+          el('thead', {}, el('tr', {}, ['File', 'Size', 'SHA-256'].map((h) => el('th', {}, h)))),
+          el('tbody', {}, t.files.map((f) => el('tr', { 'data-file-name': f.name },
+            el('td', {}, f.url
+              ? el('a', { href: f.url, download: f.name.split('/').pop(), class: 'file-link' }, f.name)
+              : el('span', { title: 'deleted by retention' }, `${f.name} (deleted)`)),
+            el('td', { class: 'file-size', title: `${f.size} bytes` }, fmtSize(f.size)),
+            el('td', { class: 'mono', title: f.sha256 }, f.sha256.slice(0, 12))))))
+        : null;
       let cancel = null;
       if (!TERMINAL_TASK.has(status) && !finished()) {
         cancel = el('button', { class: 'danger', type: 'button', id: 'cancel-task' }, 'Cancel task');
@@ -616,6 +640,7 @@
         el('dl', {}, rows.map(([k, val]) => [el('dt', {}, k), el('dd', {}, val)])),
         el('strong', {}, 'Attempts'), attempts,
         el('div', { id: 'task-output' }, output),
+        el('div', { id: 'task-files-section' }, files ? [el('strong', {}, 'Files'), files] : null),
         el('div', { class: 'actions' }, cancel));
     }
 
@@ -691,6 +716,7 @@
       task_retrying: () => soon(),
       task_progress: () => soon(),
       turns_extended: () => soon(),
+      files_deleted: () => soon(),
     });
 
     refresh();
