@@ -345,13 +345,26 @@ impl Store {
         let shown = redact(url);
         let opts = PgConnectOptions::from_str(url)
             .map_err(|e| Error::Config(format!("bad database URL {shown}: {e}")))?;
-        let pool = PgPoolOptions::new()
+        let pool = match PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(PG_CONNECT_TIMEOUT)
             .idle_timeout(None)
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await
-            .map_err(|e| Error::Config(format!("cannot reach the database {shown}: {e}")))?;
+        {
+            Ok(pool) => pool,
+            Err(e) => {
+                // The pool only says that it timed out; one more attempt says why.
+                let why = match sqlx::ConnectOptions::connect(&opts).await {
+                    Err(why) => why.to_string(),
+                    Ok(_) => e.to_string(),
+                };
+                return Err(Error::Config(format!(
+                    "cannot reach the database {shown} (tried for {} s): {why}",
+                    PG_CONNECT_TIMEOUT.as_secs()
+                )));
+            }
+        };
         PG_MIGRATOR
             .run(&pool)
             .await

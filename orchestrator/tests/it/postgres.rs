@@ -529,3 +529,34 @@ async fn a_database_gone_stops_the_server_and_a_restart_resumes() {
         .await
         .unwrap();
 }
+
+/// `weft serve` on a Postgres that does not answer exits 2, naming the URL without its password
+/// and saying why.
+#[tokio::test]
+async fn weft_serve_names_an_unreachable_database_without_its_password() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--api-token", "t"])
+        .arg("--db")
+        .arg(format!("postgres://weft:s3cret@127.0.0.1:{port}/weft"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot reach the database postgres://weft:***@127.0.0.1:{port}/weft"
+        )) && stderr.contains("Connection refused"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+}
