@@ -486,3 +486,21 @@ async fn a_large_file_goes_up_and_comes_down_whole() {
     assert_eq!(hex::encode(h.finalize()), expected.sha256);
     assert_eq!(files_under(&inputs), ["build/big.bin"]);
 }
+
+#[tokio::test]
+async fn write_behind_syncs_once_enough_was_written_and_one_sync_at_a_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut file = tokio::fs::File::create(tmp.path().join("f")).await.unwrap();
+    let mut behind = WriteBehind::new(&file).await.unwrap();
+    file.write_all(b"some bytes").await.unwrap();
+    behind.wrote(SYNC_EVERY - 1);
+    assert!(behind.running.is_none(), "a sync before SYNC_EVERY bytes");
+    behind.wrote(SYNC_EVERY);
+    let first = behind.running.take().expect("a sync at SYNC_EVERY bytes");
+    assert_eq!(behind.synced_at, SYNC_EVERY);
+    first.await.unwrap().unwrap();
+    // While one runs, no other starts.
+    behind.running = Some(tokio::spawn(std::future::pending()));
+    behind.wrote(3 * SYNC_EVERY);
+    assert_eq!(behind.synced_at, SYNC_EVERY);
+}

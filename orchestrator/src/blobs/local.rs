@@ -10,7 +10,7 @@ use futures_util::future::BoxFuture;
 use sha2::{Digest, Sha256};
 use tokio::fs;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use weft_agent::files::{TempFile, sync_dir};
+use weft_agent::files::{TempFile, WriteBehind, sync_dir};
 
 use super::{BlobId, BlobInfo, BlobReader, BlobStore, Error, PutLimits, Removal, Verifying};
 
@@ -23,10 +23,11 @@ const TMP: &str = "tmp";
 
 /// The default [`BlobStore`]: a directory, normally `<data dir>/blobs`.
 ///
-/// A put streams the body into `tmp/<uuid>.part` while hashing it (a [`CHUNK`] at a time),
-/// fsyncs it, and only then renames it to its name and fsyncs the directory; a put that fails
-/// or is dropped removes its temporary file, and [`LocalBlobs::open`] removes whatever a crash
-/// left in `tmp/`. One process uses a directory at a time.
+/// A put streams the body into `tmp/<uuid>.part` while hashing it (a [`CHUNK`] at a time,
+/// synced behind the writes: [`WriteBehind`]), fsyncs it, and only then renames it to its
+/// name and fsyncs the directory; a put that fails or is dropped removes its temporary file,
+/// and [`LocalBlobs::open`] removes whatever a crash left in `tmp/`. One process uses a
+/// directory at a time.
 ///
 /// When a blob was last stored is its file's modification time: a put that finds the blob
 /// already there sets it to now. The end of a put (that check, the rename) and
@@ -88,6 +89,7 @@ impl LocalBlobs {
             .await?;
         // A body arrives in the pieces its sender sent (often a few KiB): written a CHUNK at
         // a time instead.
+        let mut behind = WriteBehind::new(&file).await?;
         let mut file = tokio::io::BufWriter::with_capacity(CHUNK, file);
         let mut hasher = Sha256::new();
         let mut size: u64 = 0;
@@ -111,6 +113,7 @@ impl LocalBlobs {
             }
             hasher.update(&buf[..n]);
             file.write_all(&buf[..n]).await?;
+            behind.wrote(size);
         }
         file.flush().await?;
         file.get_ref().sync_all().await?;
