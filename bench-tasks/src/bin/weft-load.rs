@@ -6,6 +6,7 @@
 //! weft-load --shape chain:256 --requests 20 --agents 10
 //! weft-load idle --agents 1000 --window-secs 30
 //! weft-load lost --agents 4 --trials 10 --heartbeat-ms 1000
+//! weft-load files --runs 3                           # 1 GiB phone -> orchestrator -> laptop
 //! ```
 
 use std::path::PathBuf;
@@ -14,9 +15,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use weft_bench::load::{
-    IdleOptions, IdleReport, LoadOptions, LoadReport, Loss, LostOptions, LostReport, Shape,
-    SpawnOptions, Spawned, SubmitMode, Summary, Target, TargetKind, WaitMode, render_summary,
-    run_idle, run_load, run_lost,
+    FilesOptions, FilesReport, IdleOptions, IdleReport, LoadOptions, LoadReport, Loss, LostOptions,
+    LostReport, Shape, SpawnOptions, Spawned, SubmitMode, Summary, Target, TargetKind, WaitMode,
+    render_summary, run_files, run_idle, run_load, run_lost,
 };
 
 #[derive(Debug, Parser)]
@@ -40,6 +41,10 @@ enum Cmd {
     /// Make the agent holding a task go lost (socket dropped, or silent); time how long until
     /// the task is assigned to another agent.
     Lost(LostArgs),
+    /// Move one large file from a phone agent through the orchestrator to a laptop agent (two
+    /// `weft agent` processes); report throughput per leg and end to end against `cp`, and the
+    /// orchestrator's RSS above idle.
+    Files(FilesArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -180,6 +185,29 @@ struct LostArgs {
     /// Longest one trial may take (re-placement, the request's end, the reconnect), seconds.
     #[arg(long, default_value_t = 60)]
     timeout_secs: u64,
+}
+
+#[derive(Debug, Args)]
+struct FilesArgs {
+    /// The `weft` binary: `weft serve` and `weft agent` (default: `weft` next to this
+    /// executable).
+    #[arg(long)]
+    weft_bin: Option<PathBuf>,
+    /// Bytes of the file (at most 1 GiB, the agent's default upload limit).
+    #[arg(long, default_value_t = 1 << 30)]
+    bytes: u64,
+    /// RUST_LOG for the spawned server (default: its own default, `info`).
+    #[arg(long)]
+    server_log: Option<String>,
+    /// Repeat the whole run (a fresh server and agents each time) and report the median.
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
+    /// Longest one transfer may take, seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout_secs: u64,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    json: bool,
 }
 
 impl LoadArgs {
@@ -493,12 +521,57 @@ async fn lost(args: &LostArgs) -> anyhow::Result<bool> {
     Ok(ok)
 }
 
+async fn files(args: &FilesArgs) -> anyhow::Result<bool> {
+    let bin = args
+        .weft_bin
+        .clone()
+        .unwrap_or_else(SpawnOptions::default_bin);
+    let opts = FilesOptions {
+        bytes: args.bytes,
+        bin: bin.clone(),
+        timeout: Duration::from_secs(args.timeout_secs.max(1)),
+    };
+    let mut reports = Vec::new();
+    for run in 0..args.runs.max(1) {
+        let server = Spawned::start(&SpawnOptions {
+            bin: bin.clone(),
+            db: None,
+            heartbeat_ms: None,
+            lost_grace_ms: None,
+            rust_log: args.server_log.clone(),
+        })
+        .await?;
+        let res = run_files(&server, &opts).await;
+        let tail = server.log_tail();
+        server.stop().await?;
+        let report = res.map_err(|e| {
+            eprintln!("weft-load: the server's log ends with:\n{tail}");
+            e.context(format!("run {}", run + 1))
+        })?;
+        if !args.json {
+            if args.runs > 1 {
+                println!("run {}/{}:", run + 1, args.runs);
+            }
+            print!("{}", report.render());
+        }
+        reports.push(report);
+    }
+    let summary = FilesReport::summary(&reports);
+    if args.json {
+        print_json(&reports, &summary)?;
+    } else if reports.len() > 1 {
+        print!("{}", render_summary(reports.len(), &summary));
+    }
+    Ok(true)
+}
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
     let res = match &cli.cmd {
         Some(Cmd::Idle(a)) => idle(a).await,
         Some(Cmd::Lost(a)) => lost(a).await,
+        Some(Cmd::Files(a)) => files(a).await,
         None => load(&cli.load).await,
     };
     match res {

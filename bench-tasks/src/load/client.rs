@@ -186,9 +186,34 @@ impl Api {
 
     /// `GET /v1/requests/{id}` (only its id, status and task count are read).
     pub async fn request(&self, id: &str, timeout: Duration) -> anyhow::Result<Submitted> {
+        self.get(&format!("/v1/requests/{id}"), timeout).await
+    }
+
+    /// `GET /v1/requests/{id}`, the whole view as JSON.
+    pub async fn request_json(
+        &self,
+        id: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<serde_json::Value> {
+        self.get(&format!("/v1/requests/{id}"), timeout).await
+    }
+
+    /// How many devices `GET /v1/devices` shows online.
+    pub async fn online_devices(&self) -> anyhow::Result<usize> {
+        let devices: Vec<serde_json::Value> =
+            self.get("/v1/devices", Duration::from_secs(10)).await?;
+        Ok(devices.iter().filter(|d| d["status"] == "online").count())
+    }
+
+    /// `GET path` with the API token; the answer's JSON body, or the refusal as the error.
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<T> {
         let resp = self
             .http
-            .get(format!("{}/v1/requests/{id}", self.base))
+            .get(format!("{}{path}", self.base))
             .bearer_auth(&self.token)
             .timeout(timeout)
             .send()

@@ -6,12 +6,14 @@
 //! memory and CPU read from `/proc`. [`run_idle`] connects N agents that only heartbeat and reports
 //! the orchestrator's memory per agent and its CPU over a window. [`run_lost`] makes the agent
 //! holding a task go lost (socket dropped, or silent) and times the task's re-placement.
+//! [`run_files`] moves one large file between two real agents through the orchestrator.
 //!
 //! The orchestrator is a [`Target`]: usually a `weft serve` child ([`Spawned`]) so that `/proc`
 //! shows its own figures, or any running server (external, or in-process in tests).
 
 pub mod agents;
 pub mod client;
+mod files;
 mod lost;
 pub mod procfs;
 mod report;
@@ -21,6 +23,7 @@ pub mod shape;
 
 pub use agents::{CounterSnapshot, FleetOptions, Loss};
 pub use client::{Api, Refused, SubmitMode, WaitMode};
+pub use files::{FilesOptions, FilesReport, run_files};
 pub use lost::{LostOptions, run_lost};
 pub use procfs::ProcSample;
 pub use report::{

@@ -230,9 +230,9 @@ impl Spread {
 pub type Summary = Vec<(&'static str, Spread)>;
 
 /// A figure's name and how to read it from one run.
-type Figure<T> = (&'static str, fn(&T) -> Option<f64>);
+pub(super) type Figure<T> = (&'static str, fn(&T) -> Option<f64>);
 
-fn summarize<T>(runs: &[T], figures: &[Figure<T>]) -> Summary {
+pub(super) fn summarize<T>(runs: &[T], figures: &[Figure<T>]) -> Summary {
     figures
         .iter()
         .filter_map(|(name, f)| {
