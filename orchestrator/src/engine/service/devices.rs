@@ -438,6 +438,17 @@ impl Devices {
         !self.free.is_empty()
     }
 
+    /// Whether `task` may find a device now: a quick check that allocates nothing, so that a
+    /// scheduling pass passes over the tasks waiting for a full, draining or absent device (a
+    /// 10,000-task request all on one drained device) without looking them up again;
+    /// [`Devices::place`] decides.
+    pub fn may_place(&self, task: &Task) -> bool {
+        match &task.target {
+            Target::Device(name) => self.free.contains(name),
+            _ => !self.free.is_empty(),
+        }
+    }
+
     /// Picks the device for a task: online, not draining, with a free slot, matching the
     /// task's target and capabilities; a device to avoid (after a device-related failure) only
     /// if there is no other; then the least loaded.
@@ -808,6 +819,30 @@ mod tests {
         assert!(!devs.any_free());
         devs.release(&"a".into(), &"x1".into());
         assert_eq!(name(devs.place(&avoiding)).as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn may_place_passes_over_tasks_for_a_device_with_no_free_slot() {
+        let (mut devs, _rx) = registry();
+        online(&mut devs, "a", &["shell"]);
+        online(&mut devs, "b", &["shell"]);
+        let on = |d: &str| task(Target::Device(d.into()), &["shell"]);
+        assert!(devs.may_place(&on("a")));
+        assert!(!devs.may_place(&on("nowhere")));
+        devs.set_draining(&"a".into(), true).unwrap();
+        assert!(!devs.may_place(&on("a")));
+        assert!(devs.may_place(&task(Target::Any, &["shell"])));
+        assert!(devs.may_place(&task(Target::Kind("laptop".into()), &[])));
+        // Never a yes where `place` says no for the device's sake: full is no, too.
+        let mut held = 0;
+        while devs.place(&on("b")).is_some() {
+            held += 1;
+            devs.occupy(&"b".into(), &format!("x{held}").into());
+        }
+        assert!(held >= 1);
+        assert!(!devs.may_place(&on("b")));
+        assert!(!devs.may_place(&task(Target::Any, &["shell"])));
+        assert_eq!(devs.place(&task(Target::Any, &["shell"])), None);
     }
 
     #[test]

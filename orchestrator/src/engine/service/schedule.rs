@@ -23,10 +23,13 @@ impl Engine {
             return;
         }
         let now = self.now();
+        // Only the tasks that may find a device are named (their ids cloned) and looked up
+        // again: the pass stays cheap when many ready tasks wait for a device that is full,
+        // draining or away.
         let mut wanted = Vec::new();
         for (rid, req) in &self.requests {
             for t in req.graph.ready() {
-                if t.sched.not_before_ms <= now {
+                if t.sched.not_before_ms <= now && self.devices.may_place(t) {
                     wanted.push((rid.clone(), t.id.clone()));
                 }
             }
@@ -34,6 +37,9 @@ impl Engine {
         let mut b = Batch::default();
         let mut sends = Vec::new();
         for (rid, tid) in wanted {
+            if !self.devices.any_free() {
+                break;
+            }
             let Some(task) = self.requests.get(&rid).and_then(|r| r.graph.task(&tid)) else {
                 continue;
             };

@@ -8,6 +8,7 @@
 mod grace;
 mod retries;
 mod revoke;
+mod scale;
 mod timeouts;
 mod turns;
 
