@@ -17,6 +17,7 @@ mod graph;
 mod hub;
 mod options;
 mod placement;
+mod records;
 mod service;
 #[cfg(test)]
 mod tests;
@@ -30,6 +31,7 @@ pub use graph::{
 pub use hub::{Hub, RequestEvents};
 pub use options::Options;
 pub use placement::FreeSlots;
+pub use records::{DeviceRecord, LiveAttempt, LiveRequest};
 pub use service::Engine;
 pub use service::files::{FileGrant, FileWant};
 
@@ -159,7 +161,8 @@ pub(crate) enum Command {
     /// refer to it: journal it. Answered, after the commit, with the blobs journaled (none a
     /// live request refers to).
     FilesDeleted {
-        blobs: std::collections::BTreeMap<String, Vec<(RequestId, weft_protocol::files::StoredFile)>>,
+        blobs:
+            std::collections::BTreeMap<String, Vec<(RequestId, weft_protocol::files::StoredFile)>>,
         reply: oneshot::Sender<Vec<String>>,
     },
     /// A result for an attempt that was not live, back from the store lookup the engine
@@ -256,7 +259,10 @@ impl Handle {
     /// committed; a blob a live request refers to is left out and must not be deleted.
     pub async fn files_deleted(
         &self,
-        blobs: std::collections::BTreeMap<String, Vec<(RequestId, weft_protocol::files::StoredFile)>>,
+        blobs: std::collections::BTreeMap<
+            String,
+            Vec<(RequestId, weft_protocol::files::StoredFile)>,
+        >,
     ) -> Result<Vec<String>, crate::Error> {
         self.call(|reply| Command::FilesDeleted { blobs, reply })
             .await

@@ -20,14 +20,16 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use weft_protocol::rest::{AttemptView, EdgeView, Event, RequestView, TaskView, TurnsView};
+use weft_protocol::rest::{AttemptView, EdgeView, Event, RequestView, TaskView};
 use weft_protocol::{
     AttemptId, AttemptStatus, DeviceName, EdgeKind, ErrorInfo, RequestId, RequestStatus, TaskId,
     TaskStatus,
 };
 
 use crate::Error;
-use crate::engine::{Target, TaskFiles, TaskRecord, TaskSched};
+use crate::engine::{
+    DeviceRecord, LiveAttempt, LiveRequest, Target, TaskFiles, TaskRecord, TaskSched,
+};
 
 mod files;
 mod llm_log;
@@ -88,52 +90,6 @@ impl From<TargetRow> for Target {
             TargetRow::Any => Target::Any,
         }
     }
-}
-
-#[derive(Debug, Clone)]
-pub struct DeviceRow {
-    pub name: DeviceName,
-    pub kind: String,
-    pub token_hash: String,
-    pub platform: Option<String>,
-    pub os_version: Option<String>,
-    pub capabilities: Vec<String>,
-    pub tools: Vec<weft_protocol::ToolSpec>,
-    pub max_concurrency: u32,
-    pub created_at_ms: u64,
-    pub last_seen_ms: Option<u64>,
-    pub draining: bool,
-    /// The hash of the token the last rotation replaced (refused `token_rotated`).
-    pub retired_token_hash: Option<String>,
-    /// Set once the device was removed: the row is kept as a tombstone so that its last
-    /// token is refused `device_removed`.
-    pub removed_at_ms: Option<u64>,
-}
-
-/// An attempt that was in flight when the store was last written.
-#[derive(Debug, Clone)]
-pub struct LiveAttemptRow {
-    pub id: AttemptId,
-    pub task_id: TaskId,
-    pub device: DeviceName,
-    pub status: AttemptStatus,
-    pub deadline_ms: u64,
-    pub max_turns: u32,
-    pub turns_used: u32,
-}
-
-/// An unfinished request, as needed to resume it.
-#[derive(Debug, Clone)]
-pub struct LiveRequestRow {
-    pub id: RequestId,
-    pub version: u64,
-    pub turns: TurnsView,
-    pub cancel_requested: bool,
-    pub tasks: Vec<TaskRecord>,
-    pub edges: Vec<EdgeView>,
-    pub in_flight: Vec<LiveAttemptRow>,
-    /// Attempts made so far, per task.
-    pub attempts_used: std::collections::HashMap<TaskId, u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -444,7 +400,7 @@ impl Store {
         }
     }
 
-    pub async fn load_devices(&self) -> Result<Vec<DeviceRow>, Error> {
+    pub async fn load_devices(&self) -> Result<Vec<DeviceRecord>, Error> {
         with_pool!(self, |pool| {
             let rows = sqlx::query(
                 "SELECT name, kind, token_hash, platform, capabilities, max_concurrency, \
@@ -455,7 +411,7 @@ impl Store {
             .await?;
             rows.into_iter()
                 .map(|r| {
-                    Ok(DeviceRow {
+                    Ok(DeviceRecord {
                         name: DeviceName(r.get("name")),
                         kind: r.get("kind"),
                         token_hash: r.get("token_hash"),
@@ -477,7 +433,7 @@ impl Store {
     }
 
     /// Every request that has not finished, with what is needed to resume it.
-    pub async fn load_live(&self) -> Result<Vec<LiveRequestRow>, Error> {
+    pub async fn load_live(&self) -> Result<Vec<LiveRequest>, Error> {
         with_pool!(self, |pool| {
             let ids = sqlx::query(
                 "SELECT id, version, cancel_requested, turns FROM requests \
@@ -530,7 +486,7 @@ impl Store {
                         *attempts_used.entry(task_id.clone()).or_insert(0) += 1;
                     }
                     if !status.is_terminal() {
-                        in_flight.push(LiveAttemptRow {
+                        in_flight.push(LiveAttempt {
                             id: AttemptId(a.get("id")),
                             task_id,
                             device: DeviceName(a.get("device")),
@@ -541,7 +497,7 @@ impl Store {
                         });
                     }
                 }
-                out.push(LiveRequestRow {
+                out.push(LiveRequest {
                     id,
                     version,
                     turns,
@@ -752,7 +708,7 @@ mod tests {
     use weft_protocol::RetryPolicy;
 
     use super::*;
-    use weft_protocol::rest::EventKind;
+    use weft_protocol::rest::{EventKind, TurnsView};
 
     #[tokio::test]
     async fn batch_commits_rows_and_journal_together() {

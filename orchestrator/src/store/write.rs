@@ -26,7 +26,7 @@ use weft_protocol::{
     TaskOutput, TaskStatus,
 };
 
-use super::{Db, DeviceRow, Store, TargetRow, db_ms, files_json, opt_json, to_json, with_pool};
+use super::{Db, DeviceRecord, Store, TargetRow, db_ms, files_json, opt_json, to_json, with_pool};
 use crate::Error;
 use crate::engine::{TaskRecord, TaskSched};
 
@@ -132,7 +132,7 @@ pub enum Op {
         at_ms: u64,
     },
     /// A device was registered (replacing the tombstone of a removed one of that name).
-    InsertDevice(DeviceRow),
+    InsertDevice(DeviceRecord),
     /// The device was removed; its row stays as a tombstone.
     RemoveDevice {
         name: DeviceName,
@@ -146,7 +146,7 @@ pub enum Op {
         at_ms: u64,
     },
     /// The profile a device stated in its hello.
-    UpdateDeviceProfile(DeviceRow),
+    UpdateDeviceProfile(DeviceRecord),
     SetDraining {
         name: DeviceName,
         draining: bool,

@@ -9,10 +9,10 @@ use tokio::sync::broadcast;
 use weft_protocol::rest::{DeviceStatus, DeviceView};
 use weft_protocol::{AttemptId, DeviceName, ErrorInfo, PROTOCOL_VERSION};
 
+use crate::engine::DeviceRecord;
 use crate::engine::graph::Target;
 use crate::engine::graph::Task;
 use crate::engine::{ConnId, FreeSlots, Hello, LastSeen, Outbound};
-use crate::store::DeviceRow;
 use crate::{engine, token};
 
 /// Largest `max_concurrency` a device may claim.
@@ -20,7 +20,7 @@ const MAX_DEVICE_CONCURRENCY: u32 = 1024;
 
 #[derive(Debug)]
 struct Device {
-    row: DeviceRow,
+    row: DeviceRecord,
     conn: Option<(ConnId, Outbound)>,
     /// While connected: when the connection last received a frame (heartbeats included).
     seen: Option<LastSeen>,
@@ -28,7 +28,7 @@ struct Device {
 }
 
 impl Device {
-    fn new(row: DeviceRow) -> Self {
+    fn new(row: DeviceRecord) -> Self {
         Self {
             row,
             conn: None,
@@ -108,7 +108,7 @@ pub(super) struct Rotated {
 pub(super) struct Connected {
     pub conn: ConnId,
     /// The device's row with its new profile, to store.
-    pub row: DeviceRow,
+    pub row: DeviceRecord,
     /// Attempts the device held before and still holds.
     pub reattached: Vec<AttemptId>,
     /// Attempts the device held before and came back without.
@@ -136,8 +136,8 @@ pub(super) struct Devices {
 impl Devices {
     /// The registry of the stored devices, all offline. Views of changed devices are kept for
     /// publishing only while `listeners` has receivers.
-    pub fn new(rows: Vec<DeviceRow>, listeners: broadcast::Sender<DeviceView>) -> Self {
-        let (gone, live): (Vec<DeviceRow>, Vec<DeviceRow>) =
+    pub fn new(rows: Vec<DeviceRecord>, listeners: broadcast::Sender<DeviceView>) -> Self {
+        let (gone, live): (Vec<DeviceRecord>, Vec<DeviceRecord>) =
             rows.into_iter().partition(|r| r.removed_at_ms.is_some());
         Self {
             map: live
@@ -210,7 +210,7 @@ impl Devices {
         name: DeviceName,
         kind: String,
         now: u64,
-    ) -> Result<(DeviceRow, String), engine::Error> {
+    ) -> Result<(DeviceRecord, String), engine::Error> {
         if !weft_protocol::ids::valid_device_name(name.as_str()) {
             return Err(engine::Error::InvalidDeviceName);
         }
@@ -227,7 +227,7 @@ impl Devices {
             return Err(engine::Error::DeviceExists(name));
         }
         let tok = token::generate();
-        let row = DeviceRow {
+        let row = DeviceRecord {
             name: name.clone(),
             kind,
             token_hash: token::hash(&tok),
@@ -596,7 +596,7 @@ mod tests {
     #[test]
     fn registration_is_checked() {
         let (mut devs, _rx) = registry();
-        let code = |r: Result<(DeviceRow, String), engine::Error>| r.err().map(|e| e.code());
+        let code = |r: Result<(DeviceRecord, String), engine::Error>| r.err().map(|e| e.code());
         assert_eq!(
             code(devs.add("-x".into(), "laptop".into(), 0)),
             Some("invalid_device_name")
@@ -726,7 +726,7 @@ mod tests {
     #[test]
     fn tombstones_and_retired_tokens_are_loaded_from_their_rows() {
         let (tx, _rx) = broadcast::channel(4);
-        let row = |name: &str, removed: Option<u64>| DeviceRow {
+        let row = |name: &str, removed: Option<u64>| DeviceRecord {
             name: name.into(),
             kind: "laptop".into(),
             token_hash: token::hash(&format!("{name}-now")),

@@ -7,8 +7,9 @@ use weft_protocol::rest::EventKind;
 use super::attempts::Live;
 use super::{Engine, Request, millis};
 use crate::Error;
+use crate::engine::LiveRequest;
 use crate::engine::graph::Graph;
-use crate::store::{Batch, LiveRequestRow, Op};
+use crate::store::{Batch, Op};
 
 impl Engine {
     /// Rebuilds every unfinished request from the store after a restart. Attempts that were in
@@ -44,7 +45,7 @@ impl Engine {
 
     /// Rebuilds one request, its attempts in flight waiting for their devices from `now`.
     /// Returns how many attempts were in flight.
-    fn resume_request(&mut self, row: LiveRequestRow, now: u64) -> Result<usize, Error> {
+    fn resume_request(&mut self, row: LiveRequest, now: u64) -> Result<usize, Error> {
         let mut graph = Graph::from_records(row.tasks, &row.edges, now)
             .map_err(|e| Error::Corrupt(format!("request {}: {e}", row.id)))?;
         for (task, used) in &row.attempts_used {
