@@ -161,7 +161,9 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
 pub enum Removal {
     Deleted,
     /// Stored at `stored_at_ms` (ms since the epoch), not before the time given: kept.
-    Kept { stored_at_ms: u64 },
+    Kept {
+        stored_at_ms: u64,
+    },
     /// There was no such blob.
     Missing,
 }
