@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -142,7 +142,7 @@ struct Rig {
     proxy: String,
     tokens: [String; 2],
     agents: [Child; 2],
-    partial_seen: Arc<Mutex<Vec<String>>>,
+    watched: Arc<Mutex<Watched>>,
     stop_watching: CancellationToken,
 }
 
@@ -157,7 +157,7 @@ impl Rig {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         // The server answers to the proxy's address as its own.
         let proxy_host = listener.local_addr().unwrap().to_string();
-        let server = spawn_server(dir.path(), port, &["--allowed-host", &proxy_host]).await;
+        let server = spawn_server(dir.path(), port, &server_args(&proxy_host)).await;
         throttle(listener, port);
         let proxy = format!("http://{proxy_host}");
         let rest = Rest::new(&server.base);
@@ -191,11 +191,11 @@ impl Rig {
                 == 2
         })
         .await;
-        let partial_seen = Arc::new(Mutex::new(Vec::new()));
+        let watched = Arc::new(Mutex::new(Watched::default()));
         let stop_watching = CancellationToken::new();
         tokio::spawn(watch(
             dir.path().to_path_buf(),
-            Arc::clone(&partial_seen),
+            Arc::clone(&watched),
             stop_watching.clone(),
         ));
         Self {
@@ -205,7 +205,7 @@ impl Rig {
             proxy,
             tokens,
             agents,
-            partial_seen,
+            watched,
             stop_watching,
         }
     }
@@ -260,6 +260,19 @@ impl Rig {
         wait_until(what, || files_under(&dir).iter().any(|p| half_written(p))).await;
     }
 
+    /// Makes the stored blob look stored two hours ago (as if an older request had sent the
+    /// same bytes), so that retention's sweep, past its slack for fresh blobs, weighs it: only
+    /// the live request that refers to it keeps it. Only once the result that names it is
+    /// committed (the sweep takes a blob no result names yet, stored before the oldest live
+    /// attempt began, for an orphan).
+    fn age_blob(&self) {
+        let then = std::time::SystemTime::now() - Duration::from_secs(2 * 3600);
+        for b in blobs_in(&self.blobs()) {
+            let f = std::fs::File::options().write(true).open(&b).unwrap();
+            f.set_modified(then).unwrap();
+        }
+    }
+
     async fn kill_agent(&mut self, i: usize) {
         sigkill(&self.agents[i]);
         let _ = self.agents[i].wait().await;
@@ -276,16 +289,30 @@ impl Rig {
 
     async fn restart_server(&mut self) {
         let proxy_host = self.proxy.trim_start_matches("http://");
-        self.server =
-            spawn_server(self.dir.path(), self.port, &["--allowed-host", proxy_host]).await;
+        self.server = spawn_server(self.dir.path(), self.port, &server_args(proxy_host)).await;
     }
 
     /// Waits for the request to end and checks what every case must hold: it succeeded, t2
     /// hashed the very bytes t1 had, the blob is stored whole under its name (and nothing
     /// else is, nor left in `tmp/`), the consumer's inputs are gone, and no file under a final
     /// name was ever seen partial.
-    async fn finish(mut self, id: &str) -> RequestView {
-        let v = self.rest().wait_done(id).await;
+    async fn finish(&mut self, id: &str) -> RequestView {
+        // The last moment the request was seen live: no blob may go before it.
+        let rest = self.rest();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut live_at = Instant::now();
+        let v = loop {
+            let asked = Instant::now();
+            if let Some(v) = rest.request(id).await {
+                if v.status.is_terminal() {
+                    break v;
+                }
+                live_at = asked;
+            }
+            assert!(Instant::now() < deadline, "request {id} did not finish");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        self.stop_watching.cancel();
         assert_eq!(v.status, RequestStatus::Succeeded, "{v:#?}");
         eprintln!(
             "attempts: t1 {:?}, t2 {:?}",
@@ -294,18 +321,25 @@ impl Rig {
         );
         let sha = sha256_hex(&file_bytes());
         assert_eq!(first_word(&v, 1), sha, "t2 hashed other bytes: {v:#?}");
-        let blobs = blobs_in(&self.blobs());
-        assert_eq!(blobs.len(), 1, "{blobs:?}");
+        let watched = self.watched.lock().unwrap().clone();
         assert!(
-            blobs[0].ends_with(format!("{}/{}", &sha[..2], &sha[2..])),
-            "{blobs:?}"
+            watched.blob_gone.iter().all(|t| *t > live_at),
+            "the blob was deleted while the request was live"
         );
-        assert_eq!(sha256_hex(&std::fs::read(&blobs[0]).unwrap()), sha);
+        // Stored whole under its name, unless the sweep removed it since the request ended.
+        let blobs = blobs_in(&self.blobs());
+        assert!(blobs.len() <= 1, "{blobs:?}");
+        for b in &blobs {
+            assert!(b.ends_with(format!("{}/{}", &sha[..2], &sha[2..])), "{b:?}");
+            assert_eq!(sha256_hex(&std::fs::read(b).unwrap()), sha);
+        }
         assert_eq!(files_in(&self.blobs().join("tmp")), Vec::<PathBuf>::new());
         assert_eq!(files_under(&self.laptop_inputs()), Vec::<PathBuf>::new());
-        self.stop_watching.cancel();
-        let seen = self.partial_seen.lock().unwrap().clone();
-        assert!(seen.is_empty(), "partial files under final names: {seen:?}");
+        assert!(
+            watched.partial.is_empty(),
+            "partial files under final names: {:?}",
+            watched.partial
+        );
         for a in &mut self.agents {
             let _ = a.kill().await;
         }
@@ -313,14 +347,29 @@ impl Rig {
     }
 }
 
+/// What the watcher saw.
+#[derive(Debug, Clone, Default)]
+struct Watched {
+    /// Files under a final name without all of the file's bytes.
+    partial: Vec<String>,
+    /// When the stored blob was seen gone.
+    blob_gone: Vec<Instant>,
+}
+
 /// Until `stop`, notes every file under a final name — a blob (`data/blobs/ab/cdef…`) or the
 /// consumer's copy (`work/laptop/inputs/<attempt>/t1/data.bin`) — that has not all of the
-/// file's bytes.
-async fn watch(dir: PathBuf, seen: Arc<Mutex<Vec<String>>>, stop: CancellationToken) {
+/// file's bytes, and when a stored blob went away.
+async fn watch(dir: PathBuf, watched: Arc<Mutex<Watched>>, stop: CancellationToken) {
     let inputs = dir.join("work/laptop/inputs");
     let blobs = dir.join("data/blobs");
+    let mut had_blob = false;
     while !stop.is_cancelled() {
-        let finals = blobs_in(&blobs).into_iter().chain(
+        let stored = blobs_in(&blobs);
+        if had_blob && stored.is_empty() {
+            watched.lock().unwrap().blob_gone.push(Instant::now());
+        }
+        had_blob = !stored.is_empty();
+        let finals = stored.into_iter().chain(
             files_under(&inputs)
                 .into_iter()
                 .filter(|p| p.file_name().is_some_and(|n| n == "data.bin")),
@@ -329,13 +378,20 @@ async fn watch(dir: PathBuf, seen: Arc<Mutex<Vec<String>>>, stop: CancellationTo
             let n = len(&p);
             // A file removed between listing and stat reads as 0: only a present one counts.
             if n != FILE_BYTES as u64 && p.exists() {
-                seen.lock()
-                    .unwrap()
-                    .push(format!("{} ({n} bytes)", p.display()));
+                let seen = format!("{} ({n} bytes)", p.display());
+                watched.lock().unwrap().partial.push(seen);
             }
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+}
+
+/// `weft serve`'s options beyond `spawn_server`'s: it answers to the proxy's address, and
+/// keeps files for 1 ms after the last request that refers to them ended, so its retention
+/// sweep (every second) runs during each test and would delete an aged blob (`age_blob`)
+/// that the live request did not keep.
+fn server_args(proxy_host: &str) -> [&str; 4] {
+    ["--allowed-host", proxy_host, "--artifact-retention", "1ms"]
 }
 
 fn attempt_codes(v: &RequestView, task: usize) -> Vec<(AttemptStatus, String)> {
@@ -405,11 +461,17 @@ async fn the_orchestrator_killed_mid_download_serves_the_file_again_after_a_rest
     let mut rig = Rig::start().await;
     let id = rig.submit().await;
     rig.half_way(Leg::Download).await;
+    rig.age_blob();
     rig.kill_server().await;
     // The blob the request refers to is whole, and stays so across the restart (`finish`).
     assert_eq!(blobs_in(&rig.blobs()).len(), 1);
     rig.restart_server().await;
     assert_retried(&rig.finish(&id).await, 1);
+    // The sweep did run in these servers: once the request ended, the blob goes.
+    wait_until("the blob swept after the request", || {
+        blobs_in(&rig.blobs()).is_empty()
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -417,8 +479,14 @@ async fn the_consumer_killed_mid_download_fetches_the_file_again_and_leaves_noth
     let mut rig = Rig::start().await;
     let id = rig.submit().await;
     rig.half_way(Leg::Download).await;
+    rig.age_blob();
     rig.kill_agent(1).await;
     rig.restart_agent(1, "laptop");
     // `finish` checks that the killed attempt's partial download is gone too.
     assert_retried(&rig.finish(&id).await, 1);
+    // The sweep did run in these servers: once the request ended, the blob goes.
+    wait_until("the blob swept after the request", || {
+        blobs_in(&rig.blobs()).is_empty()
+    })
+    .await;
 }
