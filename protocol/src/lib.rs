@@ -29,5 +29,12 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// Largest WebSocket frame either side accepts, in bytes.
 pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
 
+/// How long an HTTP client of the orchestrator keeps an idle pooled connection: less than the
+/// orchestrator's header timeout (10 s by default), which also closes a keep-alive connection
+/// that sends no next request. A client that kept its connection longer could send on one the
+/// server is closing at that moment, and fail with an incomplete message instead of
+/// reconnecting (seen in CI under load).
+pub const HTTP_POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Path of the agent WebSocket endpoint on the orchestrator's listener.
 pub const AGENT_WS_PATH: &str = "/v1/agent";

@@ -41,6 +41,7 @@ impl Api {
             base: base.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
             http: reqwest::Client::builder()
+                .pool_idle_timeout(weft_protocol::HTTP_POOL_IDLE)
                 .connect_timeout(Duration::from_secs(10))
                 .timeout(CALL_TIMEOUT)
                 .build()?,

@@ -40,6 +40,7 @@ impl Link {
             server.host, server.port, server.prefix
         );
         let mut builder = reqwest::Client::builder()
+            .pool_idle_timeout(weft_protocol::HTTP_POOL_IDLE)
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(READ_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none());

@@ -30,6 +30,7 @@ impl Client {
         let tls = || (*client_config(pin)).clone();
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls())
+            .pool_idle_timeout(weft_protocol::HTTP_POOL_IDLE)
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
             .build()?;

@@ -355,6 +355,7 @@ impl Rest {
     pub(crate) fn new(base: &str) -> Self {
         Self {
             http: reqwest::Client::builder()
+                .pool_idle_timeout(weft_protocol::HTTP_POOL_IDLE)
                 .timeout(Duration::from_secs(10))
                 .build()
                 .unwrap(),

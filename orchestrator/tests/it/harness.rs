@@ -73,6 +73,7 @@ impl Harness {
             base: format!("http://{}", running.addr),
             token: running.api_token,
             http: reqwest::Client::builder()
+                .pool_idle_timeout(weft_protocol::HTTP_POOL_IDLE)
                 .timeout(Duration::from_secs(10))
                 .build()
                 .unwrap(),

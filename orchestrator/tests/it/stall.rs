@@ -251,6 +251,7 @@ async fn failed_authentications_are_limited_per_address_with_backoff() {
     let device_token = h.add_device("laptop", "laptop").await;
     let from = |ip: &str| {
         reqwest::Client::builder()
+            .pool_idle_timeout(weft_protocol::HTTP_POOL_IDLE)
             .local_address(ip.parse::<IpAddr>().unwrap())
             .timeout(Duration::from_secs(10))
             .build()
