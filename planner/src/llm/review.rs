@@ -115,7 +115,10 @@ fn clause<'a>(text: &'a str, word: &str) -> &'a str {
 /// For each device the request names and no task runs on: when exactly one task's title names
 /// that device (the model's own words: "publish to the phone's app data") while the task runs
 /// elsewhere, and the device can run it, moves the task there. The model said where the step
-/// belongs and then wrote another device; this mends that one slip, and nothing else.
+/// belongs and then wrote another device; this mends that one slip, and nothing else. A task
+/// is never moved off a device the request also names when it is that device's only task:
+/// that would trade one unused named device for another, and the repair message would blame
+/// the model for a device its own answer does use.
 pub(crate) fn move_to_named_devices(plan: &mut Plan, devices: &[&DeviceProfile], text: &str) {
     let text = text.to_lowercase();
     for d in devices {
@@ -136,6 +139,7 @@ pub(crate) fn move_to_named_devices(plan: &mut Plan, devices: &[&DeviceProfile],
                 let title = t.title.to_lowercase();
                 words.iter().any(|w| has_word(&title, w)) && can_run(d, t)
             })
+            .filter(|(i, t)| !named_and_alone(plan, *i, &t.target, devices, &text))
             .map(|(i, _)| i)
             .collect();
         if let [i] = titled[..] {
@@ -146,6 +150,28 @@ pub(crate) fn move_to_named_devices(plan: &mut Plan, devices: &[&DeviceProfile],
             plan.tasks[i].target = Target::Device(d.info.name.clone());
         }
     }
+}
+
+/// Whether task `i` runs on a device the request names and no other task runs there.
+fn named_and_alone(
+    plan: &Plan,
+    i: usize,
+    target: &Target,
+    devices: &[&DeviceProfile],
+    text: &str,
+) -> bool {
+    let Target::Device(on) = target else {
+        return false;
+    };
+    let named = devices
+        .iter()
+        .any(|d| &d.info.name == on && named_as(d, devices, text).is_some());
+    let alone = plan
+        .tasks
+        .iter()
+        .enumerate()
+        .all(|(j, t)| j == i || !matches!(&t.target, Target::Device(n) if n == on));
+    named && alone
 }
 
 /// Whether `d` has every capability `t` needs and, for a tool, offers that tool.
@@ -341,6 +367,23 @@ mod tests {
         plan.tasks[1].capabilities.push("camera".into());
         move_to_named_devices(&mut plan, &refs, text);
         assert_eq!(plan.tasks[1].target, Target::Device("mac-laptop".into()));
+
+        // The only task on a device the request also names stays there (seen with the 1.5B
+        // model: "read phone fitness data" on the Windows laptop, which the request names for
+        // the brief; moving it left the laptop unused, and the repair blamed the model for it).
+        let text = "Write the brief on the Mac with my steps from the phone";
+        let mut plan = plan_on(&["linux-server", "mac-laptop"]);
+        plan.tasks[1].title = "read phone fitness data".into();
+        move_to_named_devices(&mut plan, &refs, text);
+        assert_eq!(plan.tasks[1].target, Target::Device("mac-laptop".into()));
+        let errors = named_devices_unused(&plan, &refs, text);
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].contains("android-phone"), "{errors:?}");
+        // With another task on the Mac, it may move.
+        let mut plan = plan_on(&["mac-laptop", "mac-laptop"]);
+        plan.tasks[1].title = "read phone fitness data".into();
+        move_to_named_devices(&mut plan, &refs, text);
+        assert_eq!(plan.tasks[1].target, Target::Device("android-phone".into()));
     }
 
     #[test]
