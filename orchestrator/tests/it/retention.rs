@@ -234,6 +234,8 @@ async fn a_full_disk_on_upload_is_507_disk_full_and_the_server_goes_on() {
     // By hand: the answer a device gets.
     let (id, attempt) = sleeping(&h, "phone").await;
     let r = upload(&h, &phone, &attempt, "big.bin", vec![7u8; 1024 * 1024]).await;
+    // Refused before the body was read to the end: the connection is not used again.
+    assert_eq!(r.headers()["connection"], "close");
     assert_eq!(r.status(), StatusCode::INSUFFICIENT_STORAGE);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "disk_full", "{body}");
