@@ -141,7 +141,25 @@ async fn llm_plan_runs_end_to_end() {
     );
 
     // Recorded with the request: the planning call first, then revisions (answered "finish").
-    let calls = store(&h).await.llm_calls(Some(&v.id)).await.unwrap();
+    // A revision asked when the last task ended may still be under way as the request ends:
+    // wait (bounded) until the view counts every call the store holds.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let (v, calls) = loop {
+        let calls = store(&h).await.llm_calls(Some(&v.id)).await.unwrap();
+        let v = h.request(v.id.as_str()).await;
+        let counted = v.llm.as_ref().map_or(0, |u| u.calls as usize);
+        if counted == calls.len() && llm.received().len() == calls.len() {
+            break (v, calls);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the view counts {counted} calls, the store holds {}",
+            calls.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let got = llm.received();
+    let plan = &got[0];
     assert_eq!(calls[0].purpose, "plan");
     assert_eq!(calls[0].request, plan.body);
     assert_eq!(
