@@ -5,9 +5,12 @@
 //! one of its live attempts names. Clients, with the API token: `GET /v1/requests/{id}/files`
 //! lists a request's files, `GET /v1/requests/{id}/files/{sha256}` fetches one.
 //!
-//! A blob is served through the store's verifying reader: one whose bytes no longer hash to
-//! its name breaks off before its last bytes (the connection is cut, so no client takes it
-//! whole) and is deleted, so that the next upload of that content stores it again.
+//! A blob is served to a client through the store's verifying reader: one whose bytes no
+//! longer hash to its name breaks off before its last bytes (the connection is cut, so no
+//! client takes it whole) and is deleted, so that the next upload of that content stores it
+//! again. An agent hashes what it downloads and uses it only if it matches, so a blob the
+//! store verified itself and that has not changed since is served to agents without hashing it
+//! again ([`Verify::UnlessSealed`]); any other is verified as for a client.
 
 use std::io;
 use std::time::Duration;
@@ -23,7 +26,7 @@ use weft_protocol::rest::ErrorBody;
 use weft_protocol::{AttemptId, FileRef, RequestId};
 
 use crate::ApiError;
-use crate::blobs::{self, BlobId, BlobInfo, PutLimits};
+use crate::blobs::{self, BlobId, BlobInfo, PutLimits, Verify};
 use crate::engine::{FileGrant, FileWant};
 use crate::http::{AppState, rate_limited};
 use crate::listen::Peer;
@@ -137,7 +140,7 @@ pub async fn fetch_blob(
     let grant = device_access(&state, peer, &headers, FileWant::Download(sha256.clone())).await?;
     let id = BlobId::parse(&sha256).map_err(|e| ApiError::from(e).into_response())?;
     let size = grant.size.unwrap_or_default();
-    serve(&state, id, size)
+    serve(&state, id, size, Verify::UnlessSealed)
         .await
         .map_err(IntoResponse::into_response)
 }
@@ -190,7 +193,7 @@ pub async fn download(
                 format!("request {id} has no file with SHA-256 {blob}"),
             )
         })?;
-    serve(&state, blob, size).await
+    serve(&state, blob, size, Verify::Always).await
 }
 
 /// The device whose token the call carries, if it may do `want`; the answer to send
@@ -227,14 +230,19 @@ async fn device_access(
     }
 }
 
-/// `blob`'s bytes as the answer, streamed through the store's verifying reader. A blob found
-/// corrupt (at open, or at its last read) is deleted.
-async fn serve(state: &AppState, blob: BlobId, size: u64) -> Result<Response, ApiError> {
+/// `blob`'s bytes as the answer, streamed through the store's reader (`verify`: see
+/// [`Verify`]). A blob found corrupt (at open, or at its last read) is deleted.
+async fn serve(
+    state: &AppState,
+    blob: BlobId,
+    size: u64,
+    verify: Verify,
+) -> Result<Response, ApiError> {
     let info = BlobInfo {
         sha256: blob.clone(),
         size,
     };
-    let reader = match state.blobs.open(&info).await {
+    let reader = match state.blobs.open(&info, verify).await {
         Ok(r) => r,
         Err(e) => {
             if matches!(e, blobs::Error::Corrupt { .. }) {

@@ -1,9 +1,10 @@
 //! [`LocalBlobs`]: blobs as files in a directory, `<root>/ab/cdef…` (the first two hex digits
 //! of the name, then the other 62), written through `<root>/tmp/`.
 
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::future::BoxFuture;
@@ -12,7 +13,9 @@ use tokio::fs;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use weft_agent::files::{TempFile, WriteBehind, sync_dir};
 
-use super::{BlobId, BlobInfo, BlobReader, BlobStore, Error, PutLimits, Removal, Verifying};
+use super::{
+    BlobId, BlobInfo, BlobReader, BlobStore, Error, PutLimits, Removal, Verify, Verifying,
+};
 
 /// How much of a body is read and written at a time.
 const CHUNK: usize = 256 * 1024;
@@ -20,6 +23,10 @@ const CHUNK: usize = 256 * 1024;
 /// Where puts write before their content is known; on the same filesystem as the blobs, so
 /// the final rename is atomic.
 const TMP: &str = "tmp";
+
+/// Most blobs [`Seals`] remembers; past it, one is forgotten for each new one (and is verified
+/// again the next time it is served).
+const MAX_SEALS: usize = 65_536;
 
 /// The default [`BlobStore`]: a directory, normally `<data dir>/blobs`.
 ///
@@ -33,10 +40,87 @@ const TMP: &str = "tmp";
 /// already there sets it to now. The end of a put (that check, the rename) and
 /// [`BlobStore::delete_if_stored_before`] take turns on one lock, so a deletion never removes
 /// a blob a put has just answered for.
+///
+/// A blob is *sealed* once this store has seen all of its bytes hash to its name: when its put
+/// stored it, or when a reader verified it whole. The seal is the file's identity and times as
+/// they were then ([`Seal`]), kept in memory (a restarted store has none: it verifies each
+/// blob the first time it serves it). [`Verify::UnlessSealed`] serves a blob whose file still
+/// matches its seal without hashing it again: a change through the filesystem (a write in
+/// place, a replacement) changes the change time, which nobody can set. (On a kernel without
+/// multigrain timestamps, Linux before 6.13, a write within the same clock tick as the put
+/// would go unseen; the agent's own check still refuses such a blob.)
 #[derive(Debug, Clone)]
 pub struct LocalBlobs {
     root: PathBuf,
     gate: Arc<tokio::sync::Mutex<()>>,
+    seals: Arc<Seals>,
+}
+
+/// A blob file's identity and times when its content was verified: any write to it, a
+/// truncation, a `touch`, or another file renamed in its place, changes one of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seal {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Seal {
+    /// The seal of a file of `meta` (none where the platform does not give the change time).
+    fn of(meta: &std::fs::Metadata) -> Option<Self> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            Some(Self {
+                dev: meta.dev(),
+                ino: meta.ino(),
+                size: meta.size(),
+                mtime: (meta.mtime(), meta.mtime_nsec()),
+                ctime: (meta.ctime(), meta.ctime_nsec()),
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = meta;
+            None
+        }
+    }
+}
+
+/// The blobs known to be intact, by name: see [`LocalBlobs`].
+#[derive(Debug, Default)]
+struct Seals(Mutex<HashMap<BlobId, Seal>>);
+
+impl Seals {
+    fn set(&self, id: &BlobId, meta: &std::fs::Metadata) {
+        let Some(seal) = Seal::of(meta) else { return };
+        let Ok(mut seals) = self.0.lock() else { return };
+        if seals.len() >= MAX_SEALS
+            && !seals.contains_key(id)
+            && let Some(old) = seals.keys().next().cloned()
+        {
+            seals.remove(&old);
+        }
+        seals.insert(id.clone(), seal);
+    }
+
+    fn forget(&self, id: &BlobId) {
+        if let Ok(mut seals) = self.0.lock() {
+            seals.remove(id);
+        }
+    }
+
+    /// Whether `id` was verified as a file of exactly `meta`.
+    fn holds(&self, id: &BlobId, meta: &std::fs::Metadata) -> bool {
+        let Some(now) = Seal::of(meta) else {
+            return false;
+        };
+        self.0
+            .lock()
+            .is_ok_and(|seals| seals.get(id).is_some_and(|s| *s == now))
+    }
 }
 
 impl LocalBlobs {
@@ -54,6 +138,7 @@ impl LocalBlobs {
         Ok(Self {
             root,
             gate: Arc::default(),
+            seals: Arc::default(),
         })
     }
 
@@ -64,6 +149,16 @@ impl LocalBlobs {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Whether `blob` is sealed: verified by this store, and its file unchanged since. (What
+    /// [`Verify::UnlessSealed`] goes by.)
+    pub async fn is_sealed(&self, id: &BlobId) -> Result<bool, Error> {
+        match fs::metadata(self.path(id)).await {
+            Ok(meta) => Ok(self.seals.holds(id, &meta)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Where the blob `id` lives.
@@ -128,10 +223,16 @@ impl LocalBlobs {
         // From here to the answer, no deletion runs (see `delete_if_stored_before`).
         let _gate = self.gate.lock().await;
         match fs::metadata(&path).await {
-            // Already stored (deduplication): stored again now, as far as retention goes. One
-            // of another size is damaged: replaced below.
+            // Already stored (deduplication): stored again now, as far as retention goes (its
+            // seal, if it had one, follows the touch). One of another size is damaged:
+            // replaced below.
             Ok(m) if m.len() == size => {
+                let sealed = self.seals.holds(&info.sha256, &m);
                 touch(&path).await?;
+                match fs::metadata(&path).await {
+                    Ok(m) if sealed => self.seals.set(&info.sha256, &m),
+                    _ => self.seals.forget(&info.sha256),
+                }
                 return Ok(info);
             }
             Ok(_) => {
@@ -144,6 +245,8 @@ impl LocalBlobs {
         fs::create_dir_all(dir).await?;
         fs::rename(tmp.path(), &path).await?;
         tmp.disarm();
+        // Just hashed to its name; the rename changed its change time, so sealed after it.
+        self.seals.set(&info.sha256, &fs::metadata(&path).await?);
         sync_dir(dir).await?;
         if new_dir {
             sync_dir(&self.root).await?;
@@ -203,7 +306,11 @@ impl BlobStore for LocalBlobs {
         Box::pin(self.put_inner(body, limits))
     }
 
-    fn open<'a>(&'a self, blob: &'a BlobInfo) -> BoxFuture<'a, Result<BlobReader, Error>> {
+    fn open<'a>(
+        &'a self,
+        blob: &'a BlobInfo,
+        verify: Verify,
+    ) -> BoxFuture<'a, Result<BlobReader, Error>> {
         Box::pin(async move {
             let file = match fs::File::open(self.path(&blob.sha256)).await {
                 Ok(f) => f,
@@ -212,14 +319,22 @@ impl BlobStore for LocalBlobs {
                 }
                 Err(e) => return Err(e.into()),
             };
-            let len = file.metadata().await?.len();
-            if len != blob.size {
+            // The file read from is the one whose metadata the seal is checked against.
+            let meta = file.metadata().await?;
+            if meta.len() != blob.size {
                 return Err(Error::Corrupt {
                     id: blob.sha256.clone(),
-                    detail: format!("it is {len} bytes; it should have {}", blob.size),
+                    detail: format!("it is {} bytes; it should have {}", meta.len(), blob.size),
                 });
             }
-            let reader: BlobReader = Box::pin(Verifying::new(file, blob.clone()));
+            if verify == Verify::UnlessSealed && self.seals.holds(&blob.sha256, &meta) {
+                let reader: BlobReader = Box::pin(file.take(blob.size));
+                return Ok(reader);
+            }
+            let (seals, id) = (Arc::clone(&self.seals), blob.sha256.clone());
+            let verifying =
+                Verifying::new(file, blob.clone()).on_verified(move || seals.set(&id, &meta));
+            let reader: BlobReader = Box::pin(verifying);
             Ok(reader)
         })
     }
@@ -239,6 +354,7 @@ impl BlobStore for LocalBlobs {
 
     fn delete<'a>(&'a self, id: &'a BlobId) -> BoxFuture<'a, Result<bool, Error>> {
         Box::pin(async move {
+            self.seals.forget(id);
             match fs::remove_file(self.path(id)).await {
                 Ok(()) => Ok(true),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
@@ -264,6 +380,7 @@ impl BlobStore for LocalBlobs {
             if stored_at_ms >= before_ms {
                 return Ok(Removal::Kept { stored_at_ms });
             }
+            self.seals.forget(id);
             match fs::remove_file(&path).await {
                 Ok(()) => Ok(Removal::Deleted),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Removal::Missing),

@@ -90,8 +90,28 @@ impl PutLimits {
     }
 }
 
-/// A blob's bytes, read as they are verified: see [`Verifying`].
+/// A blob's bytes, read as they are verified: see [`Verifying`] and [`Verify`].
 pub type BlobReader = Pin<Box<dyn AsyncRead + Send>>;
+
+/// Whether [`BlobStore::open`]'s reader hashes what it reads.
+///
+/// Which side guarantees what (docs/artifacts.md, "Who verifies what"): the orchestrator names
+/// a blob by the SHA-256 it computed while storing it; an agent hashes every file it downloads
+/// and uses it only if it matches, so an agent never uses a corrupt blob whatever the
+/// orchestrator served. A client (a browser, `curl`) checks nothing: what it fetches is always
+/// verified while served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verify {
+    /// Hash every byte served; the read that would complete a blob that does not hash to its
+    /// name fails instead ([`Verifying`]). For callers that do not check what they receive.
+    Always,
+    /// Skip hashing a blob the store verified itself and can tell has not been changed since
+    /// (for [`LocalBlobs`]: the same file, size, modification and change times as when it was
+    /// verified); any other blob is verified as with [`Verify::Always`]. For callers that
+    /// verify what they receive (agents). What it cannot see: bytes that rotted on the disk
+    /// with no change to the file's metadata.
+    UnlessSealed,
+}
 
 /// Where blobs live. Every method is async and streams: no implementation may hold a whole
 /// blob in memory.
@@ -103,9 +123,12 @@ pub type BlobReader = Pin<Box<dyn AsyncRead + Send>>;
 ///   temporary object that outlives the store's next start). A blob already stored under the
 ///   name is kept (deduplication).
 /// - `open` is given the size its caller expects (from its own records) and refuses a blob of
-///   another size; the reader it returns hashes what it reads and fails with
-///   [`Error::Corrupt`] (inside the `io::Error`, see [`Error::from_read`]) instead of
-///   returning the last bytes of a blob that does not hash to its name.
+///   another size. With [`Verify::Always`] the reader it returns hashes what it reads and
+///   fails with [`Error::Corrupt`] (inside the `io::Error`, see [`Error::from_read`]) instead
+///   of returning the last bytes of a blob that does not hash to its name. With
+///   [`Verify::UnlessSealed`] it may skip hashing a blob it has itself verified (at its put,
+///   or at a whole verified read) and can tell has not changed since; any other blob is
+///   verified as with `Always`.
 /// - Disk or quota full is [`Error::DiskFull`], never a panic.
 ///
 /// **An S3-compatible store** (the `object_store` crate, for several orchestrators sharing
@@ -126,8 +149,12 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
     ) -> BoxFuture<'a, Result<BlobInfo, Error>>;
 
     /// Opens `blob` for reading: [`Error::NotFound`] if it is not stored, [`Error::Corrupt`]
-    /// if its size is not `blob.size`.
-    fn open<'a>(&'a self, blob: &'a BlobInfo) -> BoxFuture<'a, Result<BlobReader, Error>>;
+    /// if its size is not `blob.size`; `verify` says whether the reader hashes what it reads.
+    fn open<'a>(
+        &'a self,
+        blob: &'a BlobInfo,
+        verify: Verify,
+    ) -> BoxFuture<'a, Result<BlobReader, Error>>;
 
     /// The stored blob of that name, if there is one (its content is not read).
     fn stat<'a>(&'a self, id: &'a BlobId) -> BoxFuture<'a, Result<Option<BlobInfo>, Error>>;

@@ -24,7 +24,15 @@ async fn put(blobs: &LocalBlobs, bytes: &[u8], limits: PutLimits) -> Result<Blob
 }
 
 async fn read_all(blobs: &LocalBlobs, blob: &BlobInfo) -> Result<Vec<u8>, (Error, usize)> {
-    let mut reader = blobs.open(blob).await.map_err(|e| (e, 0))?;
+    read_with(blobs, blob, Verify::Always).await
+}
+
+async fn read_with(
+    blobs: &LocalBlobs,
+    blob: &BlobInfo,
+    verify: Verify,
+) -> Result<Vec<u8>, (Error, usize)> {
+    let mut reader = blobs.open(blob, verify).await.map_err(|e| (e, 0))?;
     let mut out = Vec::new();
     match reader.read_to_end(&mut out).await {
         Ok(_) => Ok(out),
@@ -223,6 +231,70 @@ async fn a_blob_whose_bytes_changed_is_never_served_whole() {
     assert!(served < 11, "the whole corrupt blob was served");
 }
 
+/// A blob is sealed once this store saw all of it hash to its name (its put, a whole verified
+/// read), for as long as its file is the one it verified; only a sealed blob is served
+/// unhashed, to callers that verify what they receive (`Verify::UnlessSealed`).
+#[tokio::test]
+async fn a_blob_is_served_unhashed_only_while_its_file_is_the_one_verified() {
+    let (dir, blobs) = store().await;
+    let info = put(&blobs, b"hello world", PutLimits::max(100))
+        .await
+        .unwrap();
+    let id = &info.sha256;
+    let path = blobs.path(id);
+    assert!(blobs.is_sealed(id).await.unwrap(), "sealed by its put");
+    let unless_sealed = |blobs: &LocalBlobs| {
+        let (blobs, info) = (blobs.clone(), info.clone());
+        async move { read_with(&blobs, &info, Verify::UnlessSealed).await }
+    };
+    assert_eq!(unless_sealed(&blobs).await.unwrap(), b"hello world");
+
+    // Another file of the same size renamed in its place: verified, so never served whole.
+    let other = path.with_extension("other");
+    std::fs::write(&other, b"hellO world").unwrap();
+    std::fs::rename(&other, &path).unwrap();
+    assert!(!blobs.is_sealed(id).await.unwrap());
+    let (e, served) = unless_sealed(&blobs).await.unwrap_err();
+    assert_eq!(e.code(), "blob_corrupt", "{e}");
+    assert!(served < 11, "the whole corrupt blob was served");
+
+    // The right bytes written back in place: verified while read whole, then sealed again.
+    std::fs::write(&path, b"hello world").unwrap();
+    assert!(!blobs.is_sealed(id).await.unwrap());
+    assert_eq!(unless_sealed(&blobs).await.unwrap(), b"hello world");
+    assert!(
+        blobs.is_sealed(id).await.unwrap(),
+        "sealed by a verified read"
+    );
+    // A read that stops half-way seals nothing; a touch breaks the seal.
+    stored_ago(&blobs, id, std::time::Duration::from_secs(3600));
+    assert!(!blobs.is_sealed(id).await.unwrap());
+    let mut half = blobs.open(&info, Verify::UnlessSealed).await.unwrap();
+    let mut five = [0u8; 5];
+    half.read_exact(&mut five).await.unwrap();
+    drop(half);
+    assert!(!blobs.is_sealed(id).await.unwrap());
+
+    // A put of the same content keeps a seal it had (its touch is the store's own), and
+    // does not make one it did not have: that put did not read the stored bytes.
+    put(&blobs, b"hello world", PutLimits::max(100))
+        .await
+        .unwrap();
+    assert!(!blobs.is_sealed(id).await.unwrap());
+    read_all(&blobs, &info).await.unwrap();
+    assert!(blobs.is_sealed(id).await.unwrap());
+    put(&blobs, b"hello world", PutLimits::max(100))
+        .await
+        .unwrap();
+    assert!(blobs.is_sealed(id).await.unwrap());
+
+    // A store opened again knows of no seal: it verifies each blob once first.
+    let again = LocalBlobs::in_data_dir(dir.path()).await.unwrap();
+    assert!(!again.is_sealed(id).await.unwrap());
+    assert_eq!(unless_sealed(&again).await.unwrap(), b"hello world");
+    assert!(again.is_sealed(id).await.unwrap());
+}
+
 #[tokio::test]
 async fn a_blob_of_the_wrong_size_is_refused_at_open_and_replaced_by_the_next_put() {
     let (_dir, blobs) = store().await;
@@ -383,7 +455,7 @@ async fn a_large_blob_streams_through() {
         .unwrap();
     assert_eq!(info.sha256, expected);
     assert_eq!(info.size, LEN);
-    let mut reader = blobs.open(&info).await.unwrap();
+    let mut reader = blobs.open(&info, Verify::Always).await.unwrap();
     let mut back = Sha256::new();
     let n = tokio::io::copy(&mut reader, &mut HashSink(&mut back))
         .await
@@ -466,7 +538,10 @@ async fn a_blob_is_deleted_only_if_stored_before_the_time_given() {
             .unwrap(),
         Removal::Deleted
     );
-    assert!(matches!(blobs.open(&a).await, Err(Error::NotFound(_))));
+    assert!(matches!(
+        blobs.open(&a, Verify::Always).await,
+        Err(Error::NotFound(_))
+    ));
     assert_eq!(
         blobs
             .delete_if_stored_before(&a.sha256, now_ms())

@@ -23,6 +23,16 @@ pub struct Verifying<R> {
     read: u64,
     verified: bool,
     failed: Option<String>,
+    on_verified: Option<OnVerified>,
+}
+
+/// What [`Verifying::on_verified`] runs.
+struct OnVerified(Box<dyn FnOnce() + Send>);
+
+impl std::fmt::Debug for OnVerified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnVerified")
+    }
 }
 
 impl<R> Verifying<R> {
@@ -34,7 +44,15 @@ impl<R> Verifying<R> {
             read: 0,
             verified: false,
             failed: None,
+            on_verified: None,
         }
+    }
+
+    /// Runs `f` once all of the blob has been read and found to hash to its name (not if the
+    /// reader is dropped before, nor on a mismatch).
+    pub fn on_verified(mut self, f: impl FnOnce() + Send + 'static) -> Self {
+        self.on_verified = Some(OnVerified(Box::new(f)));
+        self
     }
 
     fn fail(&mut self, detail: String) -> io::Error {
@@ -51,6 +69,9 @@ impl<R> Verifying<R> {
         let got = BlobId::of_digest(&std::mem::take(&mut self.hasher).finalize());
         if got == self.blob.sha256 {
             self.verified = true;
+            if let Some(OnVerified(f)) = self.on_verified.take() {
+                f();
+            }
             Ok(())
         } else {
             Err(format!("its content hashes to {got}"))
