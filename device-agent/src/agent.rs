@@ -31,6 +31,7 @@ use weft_protocol::{
 use crate::backoff::Backoff;
 use crate::exec::{self, Ctx, ExecEvent, Outcome, Toolbox, Work};
 use crate::outbox::Outbox;
+use crate::tls::ServerUrl;
 use crate::{Config, Error};
 
 type Ws = tokio_tungstenite::WebSocketStream<Box<dyn crate::tls::Io>>;
@@ -93,8 +94,13 @@ pub struct Agent {
     os_version: Option<String>,
     policy: std::sync::Arc<crate::policy::Policy>,
     http: reqwest::Client,
-    /// Moves files to and from the orchestrator (inputs before a run, outputs after).
+    /// Moves files to and from the orchestrator (inputs before a run, outputs after): the
+    /// server the connection was made to.
     files: crate::files::link::Link,
+    /// Which of `config.servers()` to try first (the last that welcomed this agent), and which
+    /// `files` goes to.
+    server: usize,
+    linked: usize,
     /// Attempts in flight, with the token that stops each.
     running: HashMap<AttemptId, CancellationToken>,
     /// Attempts the orchestrator no longer wants: their results are dropped.
@@ -109,6 +115,14 @@ pub struct Agent {
     reports_tx: mpsc::UnboundedSender<Report>,
     reports: mpsc::UnboundedReceiver<Report>,
     tracker: TaskTracker,
+}
+
+/// Why one server did not welcome this agent.
+enum Failed {
+    /// A standby sent it to the leader (`Location`).
+    Redirect(String),
+    /// Anything else, worth retrying.
+    Reason(String),
 }
 
 impl Agent {
@@ -135,6 +149,8 @@ impl Agent {
         let (reports_tx, reports) = mpsc::unbounded_channel();
         let tools = Toolbox::discover(&config);
         Ok(Self {
+            server: 0,
+            linked: 0,
             capabilities: exec::capabilities(&config, &tools),
             tool_specs: exec::tool_specs(&config, &tools),
             tools: std::sync::Arc::new(tools),
@@ -289,14 +305,96 @@ impl Agent {
         }
     }
 
-    /// Connects and says hello. `Ok(Err(reason))` is a failure worth retrying.
+    /// Connects to the leader among `config.servers()` and says hello: the last server that
+    /// welcomed this agent first, then the others in turn; a standby's `307` is followed at
+    /// once, once, and only to one of those servers (the device token goes nowhere else).
+    /// `Ok(Err(reason))` is a failure worth retrying after a backoff.
     async fn open(&mut self) -> Result<Result<(Ws, Duration), String>, Error> {
-        let (server, pin) = self.config.endpoint()?;
+        let servers: Vec<String> = self
+            .config
+            .servers()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut at = self.server % servers.len();
+        let mut reasons = Vec::new();
+        let mut followed = false;
+        // Each server once, and the one redirect followed on top.
+        let mut left = servers.len();
+        while left > 0 {
+            let failed = match self.open_at(&servers[at]).await? {
+                Ok(opened) => {
+                    self.server = at;
+                    if self.linked != at {
+                        let (server, pin) = self.config.endpoint_of(&servers[at])?;
+                        self.files = crate::files::link::Link::new(
+                            &server,
+                            pin,
+                            &self.config.token,
+                            self.config.policy.files.clone(),
+                        )
+                        .map_err(Error::Config)?;
+                        self.linked = at;
+                    }
+                    return Ok(Ok(opened));
+                }
+                Err(failed) => failed,
+            };
+            match failed {
+                Failed::Redirect(location) => {
+                    let to = location
+                        .trim_end_matches('/')
+                        .strip_suffix(weft_protocol::AGENT_WS_PATH)
+                        .and_then(|base| ServerUrl::parse(base).ok());
+                    let listed = to.as_ref().and_then(|to| {
+                        servers
+                            .iter()
+                            .position(|s| ServerUrl::parse(s).ok().as_ref() == Some(to))
+                    });
+                    match listed {
+                        Some(leader) if !followed => {
+                            tracing::info!(standby = %servers[at], leader = %servers[leader],
+                                "a standby sent this agent to the leader");
+                            followed = true;
+                            at = leader;
+                            continue;
+                        }
+                        Some(_) => reasons.push(format!(
+                            "{}: sent to {location} (tried already)",
+                            servers[at]
+                        )),
+                        None => {
+                            tracing::warn!(standby = %servers[at], %location,
+                                "a standby sent this agent to a server it was not given; not following");
+                            reasons.push(format!(
+                                "{}: sent to {location}, which is not one of this agent's servers",
+                                servers[at]
+                            ));
+                        }
+                    }
+                }
+                Failed::Reason(reason) => reasons.push(if servers.len() > 1 {
+                    format!("{}: {reason}", servers[at])
+                } else {
+                    reason
+                }),
+            }
+            at = (at + 1) % servers.len();
+            left -= 1;
+        }
+        self.server = at;
+        Ok(Err(reasons.join("; ")))
+    }
+
+    /// Connects to `base` and says hello.
+    async fn open_at(&mut self, base: &str) -> Result<Result<(Ws, Duration), Failed>, Error> {
+        let (server, pin) = self.config.endpoint_of(base)?;
         let url = server.ws_url();
         let ws_config = WebSocketConfig::default()
             .max_message_size(Some(4 * MAX_FRAME_BYTES))
             .max_frame_size(Some(4 * MAX_FRAME_BYTES));
         let mut speaks_tls = false;
+        let mut redirect = None;
         let handshake = async {
             let stream = crate::tls::connect(&server, pin)
                 .await
@@ -305,13 +403,21 @@ impl Agent {
                 tokio_tungstenite::client_async_with_config(url.as_str(), stream, Some(ws_config))
                     .await
                     .map_err(|e| {
-                        if let tokio_tungstenite::tungstenite::Error::Http(resp) = &e
-                            && resp
+                        if let tokio_tungstenite::tungstenite::Error::Http(resp) = &e {
+                            if resp
                                 .body()
                                 .as_deref()
                                 .is_some_and(|b| String::from_utf8_lossy(b).contains("TLS only"))
-                        {
-                            speaks_tls = true;
+                            {
+                                speaks_tls = true;
+                            }
+                            if resp.status() == 307 {
+                                redirect = resp
+                                    .headers()
+                                    .get("location")
+                                    .and_then(|l| l.to_str().ok())
+                                    .map(str::to_owned);
+                            }
                         }
                         format!("cannot connect to {url}: {e}")
                     })?;
@@ -332,15 +438,20 @@ impl Agent {
             }
         };
         let (ws, first) = match tokio::time::timeout(self.config.connect_timeout, handshake).await {
-            Err(_) => return Ok(Err("no welcome in time".into())),
+            Err(_) => return Ok(Err(Failed::Reason("no welcome in time".into()))),
             Ok(Err(_)) if speaks_tls => {
                 return Err(Error::Config(format!(
-                    "server `{}`: the server speaks TLS only; use https://{}:{}{} (with the \
+                    "server `{base}`: the server speaks TLS only; use https://{}:{}{} (with the \
                      server_fingerprint that `weft device add` printed)",
-                    self.config.server, server.host, server.port, server.prefix
+                    server.host, server.port, server.prefix
                 )));
             }
-            Ok(Err(reason)) => return Ok(Err(reason)),
+            Ok(Err(reason)) => {
+                return Ok(Err(match redirect {
+                    Some(location) => Failed::Redirect(location),
+                    None => Failed::Reason(reason),
+                }));
+            }
             Ok(Ok(v)) => v,
         };
         match first {
@@ -357,13 +468,18 @@ impl Agent {
                 if FATAL_REFUSALS.contains(&error.code.as_str()) {
                     Err(Error::Refused(error))
                 } else {
-                    Ok(Err(format!("refused: {}: {}", error.code, error.message)))
+                    Ok(Err(Failed::Reason(format!(
+                        "refused: {}: {}",
+                        error.code, error.message
+                    ))))
                 }
             }
-            Ok(other) => Ok(Err(format!("expected welcome, got {other:?}"))),
-            Err(e) => Ok(Err(format!(
+            Ok(other) => Ok(Err(Failed::Reason(format!(
+                "expected welcome, got {other:?}"
+            )))),
+            Err(e) => Ok(Err(Failed::Reason(format!(
                 "the orchestrator sent a frame this agent cannot read: {e}"
-            ))),
+            )))),
         }
     }
 

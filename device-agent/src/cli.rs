@@ -22,9 +22,10 @@ pub struct Args {
     #[arg(long, env = "WEFT_AGENT_CONFIG", global = true)]
     pub config: Option<PathBuf>,
     /// The orchestrator's base URL [default: http://127.0.0.1:7600]; the WebSocket URL is
-    /// derived from it.
-    #[arg(long, env = "WEFT_SERVER", global = true)]
-    pub server: Option<String>,
+    /// derived from it. Repeat it (or comma-separate) for replicas on one Postgres: the agent
+    /// connects to whichever leads (docs/replicas.md).
+    #[arg(long, env = "WEFT_SERVER", global = true, value_delimiter = ',')]
+    pub server: Vec<String>,
     /// The SHA-256 fingerprint of the server's TLS certificate (`sha256:…`, printed by `weft
     /// device add`): only that certificate is accepted.
     #[arg(long, env = "WEFT_SERVER_FINGERPRINT", global = true)]
@@ -140,7 +141,8 @@ pub enum PolicyCommand {
 impl Args {
     fn overrides(&self) -> Overrides {
         Overrides {
-            server: self.server.clone(),
+            server: self.server.first().cloned(),
+            replicas: self.server.iter().skip(1).cloned().collect(),
             server_fingerprint: self.server_fingerprint.clone(),
             insecure_plaintext: self.insecure_plaintext,
             name: self.name.clone(),
@@ -415,8 +417,10 @@ fn init(args: &Args, force: bool) -> anyhow::Result<()> {
     let values = InitValues {
         server: args
             .server
-            .clone()
+            .first()
+            .cloned()
             .unwrap_or_else(|| settings::DEFAULT_SERVER.to_owned()),
+        replicas: args.server.iter().skip(1).cloned().collect(),
         server_fingerprint: args.server_fingerprint.clone(),
         name,
         kind: args.kind.clone().unwrap_or_else(|| "laptop".to_owned()),

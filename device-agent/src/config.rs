@@ -24,6 +24,10 @@ pub struct Config {
     /// The orchestrator's base URL (`https://host:7600`, `https://host/prefix`, or `http://`
     /// on this machine); the WebSocket URL is derived from it.
     pub server: String,
+    /// Further base URLs of the same orchestrator: replicas on one Postgres, of which one
+    /// leads (docs/replicas.md). The agent tries `server` and these in turn, and follows a
+    /// standby's `307` to the leader only to one of them.
+    pub replicas: Vec<String>,
     /// The server certificate's fingerprint (`sha256:…`): with it only that certificate is
     /// accepted; without it the certificate must chain to the webpki roots.
     pub server_fingerprint: Option<String>,
@@ -76,6 +80,7 @@ impl std::fmt::Debug for Config {
         // Never print the token.
         f.debug_struct("Config")
             .field("server", &self.server)
+            .field("replicas", &self.replicas)
             .field("name", &self.name)
             .field("token", &"<redacted>")
             .field("kind", &self.kind)
@@ -94,6 +99,7 @@ impl Config {
     pub fn new(server: &str, name: &str, token: &str) -> Self {
         Self {
             server: server.to_owned(),
+            replicas: Vec::new(),
             server_fingerprint: None,
             insecure_plaintext: false,
             name: DeviceName::from(name),
@@ -155,7 +161,10 @@ impl Config {
             sim.validate().map_err(Error::Config)?;
         }
         self.check_state_dir()?;
-        self.ws_url().map(|_| ())
+        for server in self.servers() {
+            self.endpoint_of(server)?;
+        }
+        Ok(())
     }
 
     /// The state dir must not be reachable by tasks: not the workdir, not inside it, and the
@@ -189,7 +198,19 @@ impl Config {
     /// The server's URL and the certificate fingerprint to pin, checked: no plain text to
     /// another machine unless `insecure_plaintext`, a fingerprint only with `https://`.
     pub fn endpoint(&self) -> Result<(ServerUrl, Option<Fingerprint>), Error> {
-        let url = ServerUrl::parse(&self.server).map_err(Error::Config)?;
+        self.endpoint_of(&self.server)
+    }
+
+    /// `server`, then every replica: the URLs the agent may connect to, in order.
+    pub fn servers(&self) -> Vec<&str> {
+        std::iter::once(self.server.as_str())
+            .chain(self.replicas.iter().map(String::as_str))
+            .collect()
+    }
+
+    /// [`Config::endpoint`] of one of [`Config::servers`].
+    pub fn endpoint_of(&self, server: &str) -> Result<(ServerUrl, Option<Fingerprint>), Error> {
+        let url = ServerUrl::parse(server).map_err(Error::Config)?;
         let pin = self
             .server_fingerprint
             .as_deref()

@@ -87,6 +87,9 @@ pub(crate) fn data_dir_for(os: &str, env: impl Fn(&str) -> Option<OsString>) -> 
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub server: Option<String>,
+    /// Further base URLs of the same orchestrator (replicas on one Postgres; the agent
+    /// connects to whichever leads).
+    pub replicas: Option<Vec<String>>,
     /// The server certificate's SHA-256 (`sha256:…`): only that certificate is accepted.
     pub server_fingerprint: Option<String>,
     /// Allow a plain `http://` server that is not on this machine.
@@ -380,6 +383,8 @@ fn build_policy(f: &PolicyFile, base: &Path) -> Result<Policy, String> {
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub server: Option<String>,
+    /// The further `--server`s (replicas); with `server` they replace the file's list.
+    pub replicas: Vec<String>,
     /// `--server-fingerprint` / `WEFT_SERVER_FINGERPRINT`.
     pub server_fingerprint: Option<String>,
     /// `--insecure-plaintext`.
@@ -420,6 +425,11 @@ pub fn config_without_token(o: &Overrides, file: Option<&Loaded>) -> Config {
     let server = pick(&o.server, f.map(|f| &f.server), DEFAULT_SERVER);
     let name = pick(&o.name, f.map(|f| &f.name), "");
     let mut c = Config::new(&server, &name, "");
+    c.replicas = if o.server.is_some() {
+        o.replicas.clone()
+    } else {
+        f.and_then(|f| f.replicas.clone()).unwrap_or_default()
+    };
     c.server_fingerprint = o
         .server_fingerprint
         .clone()
@@ -578,6 +588,8 @@ pub fn config(o: &Overrides, file: Option<&Loaded>) -> anyhow::Result<Config> {
 #[derive(Debug, Clone)]
 pub struct InitValues {
     pub server: String,
+    /// The other replicas' URLs, if the enrollment line listed several servers.
+    pub replicas: Vec<String>,
     /// The server certificate's fingerprint from the enrollment line, if it had one.
     pub server_fingerprint: Option<String>,
     pub name: String,
@@ -616,6 +628,8 @@ pub fn init_text(v: &InitValues) -> String {
 
 # The orchestrator's base URL (https:// for a server on another machine).
 server = {server}
+# Replicas of the same orchestrator on one Postgres: the agent connects to whichever leads.
+{replicas}
 # The SHA-256 fingerprint of the server's TLS certificate, from `weft device add`: only that
 # certificate is accepted. Without it, the certificate must be signed by a public authority.
 # After the server's certificate changes, put the new fingerprint here (`weft serve` prints it).
@@ -683,6 +697,18 @@ allow_networks = []
 # tools = ["tap", "swipe", "screenshot"]                        # default: all
 "#,
         server = quoted(&v.server),
+        replicas = if v.replicas.is_empty() {
+            "# replicas = [\"https://weft2.lan:7600\"]".to_owned()
+        } else {
+            format!(
+                "replicas = [{}]",
+                v.replicas
+                    .iter()
+                    .map(|r| quoted(r))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        },
         fingerprint = match &v.server_fingerprint {
             Some(fp) => format!("server_fingerprint = {}", quoted(fp)),
             None => "# server_fingerprint = \"sha256:…\"".to_owned(),
@@ -781,6 +807,7 @@ mod tests {
     fn sample() -> InitValues {
         InitValues {
             server: "https://weft.lan:7600".into(),
+            replicas: vec!["https://weft2.lan:7600".into()],
             server_fingerprint: Some(format!("sha256:{}", "0f".repeat(32))),
             name: "mbp".into(),
             kind: "laptop".into(),
@@ -796,6 +823,10 @@ mod tests {
         let text = init_text(&sample());
         let l = Loaded::parse(Path::new("/etc/weft/agent.toml"), &text).unwrap();
         assert_eq!(l.file.server.as_deref(), Some("https://weft.lan:7600"));
+        assert_eq!(
+            l.file.replicas.as_deref(),
+            Some(&["https://weft2.lan:7600".to_owned()][..])
+        );
         assert_eq!(
             l.file.server_fingerprint,
             Some(format!("sha256:{}", "0f".repeat(32)))

@@ -359,6 +359,11 @@ pub const CODES: &[Code] = &[
         "the orchestrator is shutting down",
     ),
     code(
+        "no_leader",
+        &[Http(503)],
+        "a standby replica was asked for a write (or the agent endpoint) while no replica holds the lead (a takeover under way; `Retry-After: 1`); with a leader it answers `307` to the leader's URL instead (docs/replicas.md)",
+    ),
+    code(
         "llm_timeout",
         &[Http(504)],
         "the planner's model did not answer in time",

@@ -65,6 +65,9 @@ pub struct ServeOptions {
     pub retention: crate::retention::Options,
     /// Which planner turns request texts into graphs (rules by default).
     pub planner: PlannerChoice,
+    /// The lease replicas on one Postgres share the lead by (docs/replicas.md); unused on
+    /// SQLite, which serves one process.
+    pub replica: crate::replica::Options,
 }
 
 /// Which planner the server uses.
@@ -151,6 +154,7 @@ impl ServeOptions {
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             retention: crate::retention::Options::new(crate::retention::DEFAULT_RETENTION),
             planner: PlannerChoice::Rules,
+            replica: crate::replica::Options::default(),
         }
     }
 

@@ -22,6 +22,21 @@ pub enum Error {
     /// a restart resumes from what was committed.
     #[error("stopped because a store write failed (fail-stop; restart to resume): {0}")]
     FailStop(Box<Error>),
+    /// This replica led, and another took over (its fencing epoch is higher): a commit of this
+    /// one was refused inside its transaction, or renewing the lease found it taken. The
+    /// process stops without applying anything it held in memory (docs/replicas.md).
+    #[error(
+        "deposed: another replica leads now (epoch {current}; this one held {held}); stopping \
+         without applying what was not committed (start it again to rejoin as a standby)"
+    )]
+    Deposed { held: u64, current: u64 },
+    /// This replica led and could not renew its lease before it ran out (the database
+    /// unreachable for a whole lease): another may have taken over, so it stops leading.
+    #[error(
+        "the leader's lease ran out without being renewed ({0}); stopping (start it again to \
+         rejoin)"
+    )]
+    LeaseLost(String),
 }
 
 /// An error answer to a client. 4xx answers carry their code and message; 5xx answers carry a

@@ -18,6 +18,7 @@ pub mod error;
 pub mod http;
 pub mod listen;
 pub mod metrics;
+pub mod replica;
 pub mod retention;
 pub mod reviser;
 pub mod server;

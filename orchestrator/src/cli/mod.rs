@@ -309,6 +309,20 @@ pub struct ServeArgs {
     /// The private key (PEM) of --tls-cert; read again on SIGHUP.
     #[arg(long, env = "WEFT_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Replicas on one Postgres (docs/replicas.md): how long the leader's lease lasts
+    /// without being renewed, in milliseconds. A standby takes over at most this long (and
+    /// one --lease-renew-ms) after the leader stopped renewing.
+    #[arg(long, env = "WEFT_LEASE_TTL_MS", default_value_t = 5000)]
+    pub lease_ttl_ms: u64,
+    /// How often the leader renews its lease and a standby tries to take it, in milliseconds
+    /// (at most half of --lease-ttl-ms).
+    #[arg(long, env = "WEFT_LEASE_RENEW_MS", default_value_t = 1000)]
+    pub lease_renew_ms: u64,
+    /// The URL standbys send clients and agents to while this replica leads [default: the
+    /// listen address, http:// or https://]. Needed when listening on 0.0.0.0 or behind a
+    /// proxy.
+    #[arg(long, env = "WEFT_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
     /// The planner (`--planner rules|llm`) and the LLM's settings.
     #[command(flatten)]
     pub llm: llm_args::LlmArgs,
@@ -342,6 +356,19 @@ impl ServeArgs {
                 .unwrap_or(self.heartbeat_ms.saturating_mul(2)),
         );
         o.shutdown_grace = Duration::from_secs(self.shutdown_grace_secs);
+        o.replica = crate::replica::Options {
+            ttl: Duration::from_millis(self.lease_ttl_ms),
+            renew_every: Duration::from_millis(self.lease_renew_ms),
+            advertise_url: self.advertise_url.clone(),
+        };
+        o.replica
+            .validate()
+            .map_err(|e| anyhow::anyhow!("--lease-renew-ms, --lease-ttl-ms: {e}"))?;
+        if let Some(u) = &self.advertise_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            bail!("--advertise-url {u}: give an http:// or https:// URL");
+        }
         o.max_upload_bytes = self.max_upload_bytes;
         o.retention = crate::retention::Options::new(self.artifact_retention);
         o.turn_budget = self.turn_budget;

@@ -190,6 +190,22 @@ pub struct Handle {
 }
 
 impl Handle {
+    /// A handle with no engine behind it, for a standby replica (docs/replicas.md): every
+    /// command answers [`crate::Error::EngineGone`]; its hub, returned beside it, carries
+    /// what the standby's journal follower publishes, so event streams work as on a leader.
+    pub fn detached(clock: Clock, metrics: Arc<Metrics>) -> (Self, Arc<Hub>) {
+        let (tx, _) = mpsc::channel(1);
+        let events = Arc::new(Hub::default());
+        let handle = Self {
+            tx,
+            events: events.clone(),
+            device_events: broadcast::channel(1).0,
+            metrics,
+            clock,
+        };
+        (handle, events)
+    }
+
     /// The engine's clock: what "now" is to the engine.
     pub fn clock(&self) -> Clock {
         self.clock

@@ -54,6 +54,15 @@ async fn nosniff(mut resp: Response) -> Response {
 pub(crate) struct Health {
     /// Always `ok`.
     status: &'static str,
+    /// `leader` (runs the engine; on SQLite, always) or `standby` (answers reads, sends the
+    /// rest to the leader; docs/replicas.md).
+    role: &'static str,
+    /// The leader's fencing epoch, on a leader that shares a Postgres with replicas.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    epoch: Option<u64>,
+    /// On a standby: the leader's URL, while a replica holds the lead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    leader: Option<String>,
     /// The server's version.
     version: &'static str,
     /// The listener's TLS; `null` without TLS.
@@ -72,8 +81,13 @@ pub(crate) struct HealthTls {
 /// Liveness: the server answers. Needs no API token.
 #[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health)))]
 async fn healthz(State(state): State<AppState>) -> Json<Health> {
+    let standby = state.role == crate::replica::Role::Standby;
+    let epoch = state.store.fenced();
     Json(Health {
         status: "ok",
+        role: state.role.as_str(),
+        epoch: (!standby && epoch > 0).then_some(epoch),
+        leader: if standby { state.leader.get() } else { None },
         version: env!("CARGO_PKG_VERSION"),
         tls: state.tls.as_ref().map(|t| HealthTls {
             fingerprint: t.fingerprint().to_string(),

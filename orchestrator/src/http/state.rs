@@ -37,4 +37,8 @@ pub struct AppState {
     pub blobs: Arc<dyn BlobStore>,
     /// The largest file a device may upload (`--max-upload-bytes`).
     pub max_upload_bytes: u64,
+    /// Whether this process leads (runs the engine) or is a standby (docs/replicas.md).
+    pub role: crate::replica::Role,
+    /// On a standby: where the leader is, as last read from the lease.
+    pub leader: crate::replica::LeaderUrl,
 }

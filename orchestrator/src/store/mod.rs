@@ -32,12 +32,14 @@ use crate::engine::{
 };
 
 mod files;
+mod lease;
 mod llm_log;
 mod retention;
 #[cfg(test)]
 pub(crate) mod testing;
 mod write;
 
+pub use lease::{EVENTS_CHANNEL, LeaderRow, Renewal, SqliteLock};
 pub use llm_log::StoredCall;
 pub use retention::RetentionView;
 pub use write::{Batch, Op};
@@ -95,6 +97,9 @@ impl From<TargetRow> for Target {
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Db,
+    /// The fencing epoch every commit checks inside its transaction (Postgres; 0: none, as in
+    /// the unit tests and on SQLite). Set once by [`Store::fence`] when this process leads.
+    fence: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The database behind a [`Store`], in its dialect.
@@ -169,6 +174,12 @@ pub fn redact(url: &str) -> String {
 /// and when the pool replaces a connection that broke. A database gone for longer fails the
 /// statement that waited, and a failed commit stops the server (fail-stop).
 const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a Postgres session may sit inside a transaction without sending anything before
+/// the server ends it. A commit's statements follow each other at once, so only a process
+/// that stopped between two of them (SIGSTOP, a paused VM) meets it; its transaction then
+/// releases the lease row's lock, and its next statement fails (fail-stop).
+const PG_IDLE_IN_TRANSACTION: Duration = Duration::from_secs(2);
 
 fn to_json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())
@@ -247,6 +258,16 @@ fn task_record(t: &impl Cols) -> Result<TaskRecord, Error> {
     })
 }
 
+/// A journal event from its row (`seq`, `request_id`, `at_ms`, `body`).
+fn event(r: &impl Cols) -> Result<Event, Error> {
+    Ok(Event {
+        seq: ms(r.int("seq")),
+        request_id: RequestId(r.text("request_id")),
+        at_ms: ms(r.int("at_ms")),
+        kind: from_json(&r.text("body"), "event")?,
+    })
+}
+
 fn turns_col(row: &impl Cols, col: &str) -> u32 {
     u32::try_from(row.int(col)).unwrap_or(0)
 }
@@ -300,7 +321,13 @@ impl Store {
     async fn open_postgres(url: &str) -> Result<Self, Error> {
         let shown = redact(url);
         let opts = PgConnectOptions::from_str(url)
-            .map_err(|e| Error::Config(format!("bad database URL {shown}: {e}")))?;
+            .map_err(|e| Error::Config(format!("bad database URL {shown}: {e}")))?
+            // A transaction left open by a process that stopped (SIGSTOP, a paused VM) would
+            // hold the lease row's lock and keep a standby from taking over: Postgres ends it.
+            .options([(
+                "idle_in_transaction_session_timeout",
+                format!("{}ms", PG_IDLE_IN_TRANSACTION.as_millis()),
+            )]);
         let pool = match PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(PG_CONNECT_TIMEOUT)
@@ -327,6 +354,7 @@ impl Store {
             .map_err(|e| Error::Config(format!("cannot migrate the database {shown}: {e}")))?;
         Ok(Self {
             db: Db::Postgres { pool },
+            fence: Default::default(),
         })
     }
 
@@ -375,6 +403,7 @@ impl Store {
         };
         Ok(Self {
             db: Db::Sqlite { pool, writer },
+            fence: Default::default(),
         })
     }
 
@@ -540,23 +569,17 @@ impl Store {
         after: u64,
     ) -> Result<Vec<Event>, Error> {
         with_pool!(self, |pool| {
-            let rows = sqlx::query(
-            "SELECT seq, at_ms, body FROM events WHERE request_id = $1 AND seq > $2 ORDER BY seq",
-        )
-        .bind(request_id.as_str())
-        .bind(db_ms(after))
-        .fetch_all(pool)
-        .await?;
-            rows.into_iter()
-                .map(|r| {
-                    Ok(Event {
-                        seq: ms(r.get("seq")),
-                        request_id: request_id.clone(),
-                        at_ms: ms(r.get("at_ms")),
-                        kind: from_json(r.get::<&str, _>("body"), "event")?,
-                    })
-                })
-                .collect()
+            sqlx::query(
+                "SELECT seq, request_id, at_ms, body FROM events WHERE request_id = $1 AND \
+                 seq > $2 ORDER BY seq",
+            )
+            .bind(request_id.as_str())
+            .bind(db_ms(after))
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(event)
+            .collect()
         })
     }
 

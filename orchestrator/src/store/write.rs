@@ -242,7 +242,15 @@ impl Store {
                 }
             }
             (Db::Postgres { pool }, Statements::Postgres { done, .. }) => {
-                run_postgres(pool, done, cached).await
+                let fence = self.fenced();
+                run_postgres(
+                    pool,
+                    done,
+                    cached,
+                    (fence > 0).then_some(fence),
+                    !events.is_empty(),
+                )
+                .await
             }
             _ => unreachable!("statements are built in the store's dialect"),
         }
@@ -350,13 +358,19 @@ impl<'a> Tuple<'_, 'a> {
 
 /// Runs one commit's statements in a Postgres transaction; a failure rolls it back (the
 /// transaction is dropped unfinished, which sqlx rolls back before the connection is used
-/// again).
+/// again). With a `fence`, the transaction first checks that the lease's epoch is still that
+/// one (and, with `notify`, tells the standbys that the journal grew), else writes nothing.
 async fn run_postgres(
     pool: &sqlx::PgPool,
     statements: Vec<QueryBuilder<'_, Postgres>>,
     cached: bool,
+    fence: Option<u64>,
+    notify: bool,
 ) -> Result<(), Error> {
     let mut tx = pool.begin().await?;
+    if let Some(epoch) = fence {
+        super::lease::check_fence(&mut tx, epoch, notify).await?;
+    }
     for mut qb in statements {
         qb.build().persistent(cached).execute(&mut *tx).await?;
     }

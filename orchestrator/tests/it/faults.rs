@@ -175,11 +175,18 @@ pub(crate) fn spawn_agent(base: &str, name: &str, token: &str, dir: &std::path::
 }
 
 pub(crate) fn sigkill(child: &Child) {
+    signal(child, "-KILL");
+}
+
+/// Sends `sig` (`-KILL`, `-STOP`, `-CONT`, …) to a child process.
+pub(crate) fn signal(child: &Child, sig: &str) {
     let pid = child.id().unwrap().to_string();
-    std::process::Command::new("kill")
-        .args(["-KILL", &pid])
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid])
         .status()
-        .unwrap();
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -303,10 +310,26 @@ pub(crate) struct ServerProc {
 }
 
 pub(crate) async fn spawn_server(dir: &std::path::Path, port: u16, extra: &[&str]) -> ServerProc {
+    let db = dir.join("weft.db");
+    spawn_server_on(db.to_str().unwrap(), dir, port, extra, None).await
+}
+
+/// [`spawn_server`] on the database `db` (a SQLite path or a `postgres://` URL), its log
+/// (stderr) into `log` when given.
+pub(crate) async fn spawn_server_on(
+    db: &str,
+    dir: &std::path::Path,
+    port: u16,
+    extra: &[&str],
+    log: Option<&std::path::Path>,
+) -> ServerProc {
+    let stderr = match log {
+        Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+        None => Stdio::inherit(),
+    };
     let child = Command::new(env!("CARGO_BIN_EXE_weft"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--db")
-        .arg(dir.join("weft.db"))
+        .args(["--db", db])
         .arg("--data-dir")
         .arg(dir.join("data"))
         .args(["--api-token", "test-token", "--heartbeat-ms", "200"])
@@ -320,6 +343,7 @@ pub(crate) async fn spawn_server(dir: &std::path::Path, port: u16, extra: &[&str
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
+        .stderr(stderr)
         .kill_on_drop(true)
         .spawn()
         .unwrap();

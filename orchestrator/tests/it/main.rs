@@ -21,6 +21,7 @@ mod postgres;
 mod processes;
 mod proxy;
 mod raw;
+mod replicas;
 mod retention;
 mod revoke;
 mod siege;

@@ -113,6 +113,18 @@ impl Engine {
         clock: Clock,
         shutdown: CancellationToken,
     ) -> Result<(Handle, tokio::task::JoinHandle<Result<(), Error>>), Error> {
+        Self::start_with(store, opts, clock, Arc::default(), shutdown).await
+    }
+
+    /// [`Engine::start`], counting into `metrics` (the server's, which its listener counts
+    /// into too, even when the engine starts later: a standby that takes over).
+    pub async fn start_with(
+        store: Store,
+        opts: engine::Options,
+        clock: Clock,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> Result<(Handle, tokio::task::JoinHandle<Result<(), Error>>), Error> {
         let rows = store.load_devices().await?;
         let last_seq = store.last_seq().await?;
         let (tx, rx) = mpsc::channel(1024);
@@ -140,7 +152,7 @@ impl Engine {
             inbox: tx.downgrade(),
             shutdown,
             drain_until: None,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             wake: None,
         };
         let metrics = engine.metrics.clone();
