@@ -254,11 +254,21 @@ impl Cluster {
     /// Stops the server as an operator or a failure would (`pg_ctl stop -m fast`: open
     /// connections are cut), keeping its data.
     pub fn stop(&self) -> Result<(), String> {
+        self.stop_mode("fast")
+    }
+
+    /// Stops the server as a crash would (`pg_ctl stop -m immediate`: every process quits at
+    /// once, without a checkpoint; the next start recovers from the WAL), keeping its data.
+    pub fn kill(&self) -> Result<(), String> {
+        self.stop_mode("immediate")
+    }
+
+    fn stop_mode(&self, mode: &str) -> Result<(), String> {
         run(command(self.user.as_ref(), &self.bin.join("pg_ctl"))
             .arg("stop")
             .arg("-D")
             .arg(self.dir.join("data"))
-            .args(["-m", "fast", "-w"]))
+            .args(["-m", mode, "-w"]))
     }
 
     /// Starts a stopped server again, on the same port and data.

@@ -61,13 +61,14 @@ impl Replicas {
         req.send().await
     }
 
-    /// The leader's answer to a call, found within [`WAIT`] however many replicas are down.
-    async fn call(
+    /// The leader's answer to a call (its status and text), found within [`WAIT`] however many
+    /// replicas are down.
+    async fn call_text(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<&Value>,
-    ) -> (StatusCode, Value) {
+    ) -> (StatusCode, String) {
         let deadline = Instant::now() + WAIT;
         let mut at = 0;
         loop {
@@ -96,14 +97,24 @@ impl Replicas {
                 Ok(resp) if resp.status() == StatusCode::SERVICE_UNAVAILABLE => {}
                 Ok(resp) => {
                     let status = resp.status();
-                    let body = resp.json().await.unwrap_or(Value::Null);
-                    return (status, body);
+                    return (status, resp.text().await.unwrap_or_default());
                 }
                 Err(_) => {}
             }
             at = (at + 1) % self.bases.len();
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// [`Replicas::call_text`], its answer read as JSON (`null` if it is not).
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let (status, text) = self.call_text(method, path, body).await;
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
     async fn post(&self, path: &str, body: Value) -> Value {
@@ -528,30 +539,7 @@ async fn the_leader_killed_twenty_times_under_load_loses_nothing() {
 
     // A steady stream of requests, through whichever replica leads.
     let stop = tokio_util::sync::CancellationToken::new();
-    let submitter = tokio::spawn({
-        let rest = rest.clone();
-        let stop = stop.clone();
-        async move {
-            let mut ids = Vec::new();
-            let mut i = 0;
-            while !stop.is_cancelled() {
-                let text = format!(r#"run "sleep 0.2; echo {i}a" then run "echo {i}b""#);
-                let (status, body) = rest
-                    .call(
-                        reqwest::Method::POST,
-                        "/v1/requests",
-                        Some(&json!({"text": text})),
-                    )
-                    .await;
-                if status == StatusCode::CREATED {
-                    ids.push((i, body["id"].as_str().unwrap().to_owned()));
-                }
-                i += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            ids
-        }
-    });
+    let submitter = submit_stream(rest.clone(), stop.clone());
 
     let mut kills = Vec::new();
     let mut observed = Vec::new();
@@ -600,26 +588,7 @@ async fn the_leader_killed_twenty_times_under_load_loses_nothing() {
         .unwrap()
         .unwrap();
     assert!(ids.len() > 100, "only {} requests acknowledged", ids.len());
-
-    // Every acknowledged request ends, succeeded, each result applied once.
-    for (i, id) in &ids {
-        let v = rest
-            .wait_for(id, "finished", |v| v.status.is_terminal())
-            .await;
-        assert_eq!(v.status, RequestStatus::Succeeded, "{v:#?}");
-        assert_eq!(
-            v.tasks[1].output.as_ref().unwrap().data["stdout"],
-            format!("{i}b\n")
-        );
-        let leader = rest.call(reqwest::Method::GET, "/healthz", None).await;
-        assert_eq!(leader.0, StatusCode::OK);
-        let (_, journal) = rest
-            .call(reqwest::Method::GET, &format!("/v1/requests/{id}"), None)
-            .await;
-        assert_eq!(journal["id"], id.as_str());
-        let events = rest.events(&bases[0], id).await;
-        assert_each_result_applied_once(&v, &events);
-    }
+    each_succeeded_once(&rest, &ids).await;
 
     // Takeover: the old leader's last commit to the new one's first, from the journal.
     let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
@@ -726,4 +695,150 @@ async fn a_commit_with_a_superseded_epoch_is_refused_and_writes_nothing() {
     assert_eq!((row.epoch, row.url.as_str()), (current, "http://new"));
     old.close().await;
     new.close().await;
+}
+
+/// Submits a request (two chained tasks) every 100 ms through whichever replica leads, until
+/// `stop`; returns the number and id of each one acknowledged (`201`).
+fn submit_stream(
+    rest: std::sync::Arc<Replicas>,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<Vec<(usize, String)>> {
+    tokio::spawn(async move {
+        let mut ids = Vec::new();
+        let mut i = 0;
+        while !stop.is_cancelled() {
+            let text = format!(r#"run "sleep 0.2; echo {i}a" then run "echo {i}b""#);
+            let (status, body) = rest
+                .call(
+                    reqwest::Method::POST,
+                    "/v1/requests",
+                    Some(&json!({"text": text})),
+                )
+                .await;
+            if status == StatusCode::CREATED {
+                ids.push((i, body["id"].as_str().unwrap().to_owned()));
+            }
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        ids
+    })
+}
+
+/// Every acknowledged request of [`submit_stream`] ends, succeeded, with each task's result
+/// applied once (in its journal, as the leader's event stream gives it).
+async fn each_succeeded_once(rest: &Replicas, ids: &[(usize, String)]) {
+    for (i, id) in ids {
+        let v = rest
+            .wait_for(id, "finished", |v| v.status.is_terminal())
+            .await;
+        assert_eq!(v.status, RequestStatus::Succeeded, "{v:#?}");
+        assert_eq!(
+            v.tasks[1].output.as_ref().unwrap().data["stdout"],
+            format!("{i}b\n")
+        );
+        let (status, text) = rest
+            .call_text(
+                reqwest::Method::GET,
+                &format!("/v1/requests/{id}/events"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        assert_each_result_applied_once(&v, &sse_events(&text));
+    }
+}
+
+/// Postgres killed (`pg_ctl stop -m immediate`) and started again under a steady stream of
+/// requests, with two replicas: the leader stops (fail-stop: its commit fails, or its lease
+/// runs out unrenewed) and exits non-zero; once the database is back a replica takes the lead
+/// and resumes; the stopped one, started again as a supervisor would, rejoins. Every
+/// acknowledged request succeeds, each result applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_killed_and_restarted_under_load_stops_the_leader_and_loses_nothing() {
+    if !pg::installed() {
+        eprintln!("skipped: Postgres is not installed here (the test kills its own cluster)");
+        return;
+    }
+    let cluster = tokio::task::spawn_blocking(pg::Cluster::start)
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let db = cluster.admin_url();
+    let dir = tempfile::tempdir().unwrap();
+    let a = replica(&db, dir.path(), free_port().await).await;
+    wait_health(&a.base, "leads", |h| role(h) == "leader").await;
+    let b = replica(&db, dir.path(), free_port().await).await;
+    wait_health(&b.base, "knows the leader", |h| !h["leader"].is_null()).await;
+    let rest = std::sync::Arc::new(Replicas::new(&[&a.base, &b.base]));
+    let mut agents = Vec::new();
+    for i in 0..3 {
+        agents.push(agent(&rest, &format!("d{i}"), &[&a.base, &b.base], dir.path()).await);
+    }
+    wait_online(&rest, 3).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let submitter = submit_stream(rest.clone(), stop.clone());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.kill().unwrap_or_else(|e| panic!("{e}"));
+        cluster
+    })
+    .await
+    .unwrap();
+    let mut a = a;
+    let status = tokio::time::timeout(WAIT, a.child.wait())
+        .await
+        .expect("the leader kept running without its database")
+        .unwrap();
+    let log = log_of(dir.path(), port_of(&a.base));
+    assert_eq!(status.code(), Some(2), "{log}");
+    assert!(
+        log.contains("weft: stopped because a store write failed (fail-stop")
+            || log.contains("weft: the leader's lease ran out without being renewed"),
+        "{log}"
+    );
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.start_again().unwrap_or_else(|e| panic!("{e}"));
+        cluster
+    })
+    .await
+    .unwrap();
+    // The supervisor starts the stopped replica again; one of the two leads.
+    let a = replica(&db, dir.path(), port_of(&a.base)).await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut roles = Vec::new();
+        for base in [&a.base, &b.base] {
+            roles.push(health(base).await.map(|h| role(&h).to_owned()));
+        }
+        if roles
+            .iter()
+            .filter(|r| r.as_deref() == Some("leader"))
+            .count()
+            == 1
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no leader after the restart: {roles:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.cancel();
+    let ids = tokio::time::timeout(WAIT, submitter)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(ids.len() > 20, "only {} requests acknowledged", ids.len());
+    each_succeeded_once(&rest, &ids).await;
+    for mut agent in agents {
+        let _ = agent.kill().await;
+    }
+    drop((a, b));
+    tokio::task::spawn_blocking(move || drop(cluster))
+        .await
+        .unwrap();
 }
