@@ -7,11 +7,11 @@ use qrcode::render::unicode::Dense1x2;
 use weft_agent::tls::Fingerprint;
 use weft_protocol::rest::DeviceCreated;
 
-/// How a device is enrolled: with the server URL the CLI used, the device's name, kind and
-/// token, and the certificate fingerprint the CLI pinned.
+/// How a device is enrolled: with the server URLs the CLI used (every replica's), the
+/// device's name, kind and token, and the certificate fingerprint the CLI pinned.
 #[derive(Debug)]
 pub struct Enrollment<'a> {
-    server: &'a str,
+    servers: &'a [String],
     device: &'a DeviceCreated,
     fingerprint: Option<Fingerprint>,
     /// After `weft device rotate`: `init --new-token`, which keeps an existing config.
@@ -20,12 +20,12 @@ pub struct Enrollment<'a> {
 
 impl<'a> Enrollment<'a> {
     pub fn new(
-        server: &'a str,
+        servers: &'a [String],
         device: &'a DeviceCreated,
         fingerprint: Option<Fingerprint>,
     ) -> Self {
         Self {
-            server,
+            servers,
             device,
             fingerprint,
             new_token: false,
@@ -43,7 +43,7 @@ impl<'a> Enrollment<'a> {
     /// The command to run on the device (see [`agent_command`]).
     pub fn line(&self) -> String {
         let line = agent_command(
-            self.server,
+            self.servers,
             self.device.name.as_str(),
             &self.device.kind,
             &self.device.token,
@@ -92,8 +92,10 @@ fn sh_word(text: &str) -> String {
 /// it to a file readable by the user alone); the service never has it on its command line.
 /// With `fingerprint` (the server certificate the CLI itself pinned), the agent accepts
 /// exactly that certificate.
+/// Several servers (replicas on one Postgres) are each given with `--server`: the agent
+/// connects to whichever leads.
 pub fn agent_command(
-    server: &str,
+    servers: &[String],
     name: &str,
     kind: &str,
     token: &str,
@@ -102,10 +104,11 @@ pub fn agent_command(
     let pin = fingerprint
         .map(|f| format!(" --server-fingerprint {f}"))
         .unwrap_or_default();
+    let servers: Vec<String> = servers.iter().map(|s| sh_word(s)).collect();
     format!(
         "WEFT_DEVICE_TOKEN={} weft-agent init --server {}{pin} --name {} --kind {} && weft-agent install-service",
         sh_word(token),
-        sh_word(server),
+        servers.join(" --server "),
         sh_word(name),
         sh_word(kind)
     )
@@ -170,7 +173,13 @@ mod tests {
     fn the_phone_qr_code_decodes_to_the_enrollment_command() {
         let token = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
         let fp = Fingerprint::of(b"cert");
-        let cmd = agent_command("https://weft.lan:7600", "pixel-7", "phone", token, Some(fp));
+        let cmd = agent_command(
+            &["https://weft.lan:7600".into()],
+            "pixel-7",
+            "phone",
+            token,
+            Some(fp),
+        );
         assert_eq!(
             cmd,
             format!(
@@ -191,12 +200,18 @@ mod tests {
             token: "t0k".into(),
         };
         let fp = Fingerprint::of(b"cert");
-        let e = Enrollment::new("https://weft.lan:7600", &device, Some(fp)).new_token();
+        // Replicas: every server is listed; the agent connects to whichever leads.
+        let servers = [
+            "https://weft.lan:7600".into(),
+            "https://weft2.lan:7600".into(),
+        ];
+        let e = Enrollment::new(&servers, &device, Some(fp)).new_token();
         assert_eq!(
             e.line(),
             format!(
                 "WEFT_DEVICE_TOKEN=t0k weft-agent init --new-token --server https://weft.lan:7600 \
-                 --server-fingerprint {fp} --name mbp --kind laptop && weft-agent install-service"
+                 --server https://weft2.lan:7600 --server-fingerprint {fp} --name mbp --kind \
+                 laptop && weft-agent install-service"
             )
         );
         let printed = e.print(false).unwrap();
@@ -208,7 +223,7 @@ mod tests {
 
     #[test]
     fn odd_values_are_quoted_for_the_shell() {
-        let cmd = agent_command("http://h:1/a b", "n", "laptop", "t'ok", None);
+        let cmd = agent_command(&["http://h:1/a b".into()], "n", "laptop", "t'ok", None);
         assert!(cmd.contains("--server 'http://h:1/a b'"), "{cmd}");
         assert!(cmd.starts_with(r"WEFT_DEVICE_TOKEN='t'\''ok' "), "{cmd}");
     }

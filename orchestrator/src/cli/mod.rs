@@ -145,9 +145,15 @@ pub enum DeviceCmd {
 /// How the client commands reach the server.
 #[derive(Debug, clap::Args)]
 pub struct ConnArgs {
-    /// The orchestrator's base URL.
-    #[arg(long, env = "WEFT_SERVER", default_value = "http://127.0.0.1:7600")]
-    pub server: String,
+    /// The orchestrator's base URL. Repeat it (or comma-separate) for replicas on one
+    /// Postgres: calls go to whichever leads (docs/replicas.md).
+    #[arg(
+        long,
+        env = "WEFT_SERVER",
+        default_value = "http://127.0.0.1:7600",
+        value_delimiter = ','
+    )]
+    pub server: Vec<String>,
     /// The API token; by default read from the data directory's `api-token` file.
     #[arg(long, env = "WEFT_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
@@ -175,7 +181,7 @@ impl ConnArgs {
                 .map(Some)
                 .map_err(|e| anyhow::anyhow!("--server-fingerprint: {e}"));
         }
-        let url = weft_agent::tls::ServerUrl::parse(&self.server)
+        let url = weft_agent::tls::ServerUrl::parse(self.first_server())
             .map_err(|e| anyhow::anyhow!("--server: {e}"))?;
         if !url.tls {
             return Ok(None);
@@ -206,12 +212,20 @@ impl ConnArgs {
                 })?
             }
         };
-        let url = weft_agent::tls::ServerUrl::parse(&self.server)
-            .map_err(|e| anyhow::anyhow!("--server: {e}"))?;
         let pin = self.pin()?;
-        url.check(pin.is_some(), self.insecure_plaintext)
-            .map_err(|e| anyhow::anyhow!("--server: {e}"))?;
-        Client::new(&self.server, &token, pin)
+        for server in &self.server {
+            let url = weft_agent::tls::ServerUrl::parse(server)
+                .map_err(|e| anyhow::anyhow!("--server {server}: {e}"))?;
+            url.check(pin.is_some(), self.insecure_plaintext)
+                .map_err(|e| anyhow::anyhow!("--server {server}: {e}"))?;
+        }
+        Client::replicas(&self.server, &token, pin)
+    }
+
+    fn first_server(&self) -> &str {
+        self.server
+            .first()
+            .map_or("http://127.0.0.1:7600", String::as_str)
     }
 }
 
@@ -646,8 +660,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Cmd::Agent(args) => weft_agent::cli::run(args).await,
         Cmd::Demo(args) => Ok(if demo::run(args).await? { 0 } else { 1 }),
-        Cmd::Open { no_browser, conn } => {
-            open::run(&conn.client()?, &conn.server, no_browser).await
-        }
+        Cmd::Open { no_browser, conn } => open::run(&conn.client()?, no_browser).await,
     }
 }

@@ -6,9 +6,10 @@ use super::Client;
 use crate::now_ms;
 
 /// Asks the server for a login link, prints it, and tries to open it.
-pub async fn run(client: &Client, server: &str, no_browser: bool) -> anyhow::Result<i32> {
+pub async fn run(client: &Client, no_browser: bool) -> anyhow::Result<i32> {
     let link = client.login_link().await?;
-    let url = format!("{}{}", server.trim_end_matches('/'), link.path);
+    // The server that made the link (the leader, with replicas): sessions live in its memory.
+    let url = format!("{}{}", client.base(), link.path);
     let secs = link.expires_at_ms.saturating_sub(now_ms()) / 1000;
     println!("{url}");
     eprintln!("weft: this link logs a browser in to the web view; it works once, within {secs} s");

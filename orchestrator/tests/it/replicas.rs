@@ -842,3 +842,80 @@ async fn postgres_killed_and_restarted_under_load_stops_the_leader_and_loses_not
         .await
         .unwrap();
 }
+
+/// Runs the `weft` CLI with the test's API token; its exit code, standard output and error.
+async fn weft(args: &[&str]) -> (i32, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(args)
+        .env("WEFT_API_TOKEN", "test-token")
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), out)
+        .await
+        .expect("weft did not finish")
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The CLI given every replica: a standby's redirect takes its calls to the leader (and only
+/// to a server it was given), the enrollment line lists every replica, and once the leader is
+/// killed its calls reach the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_given_every_replica_reaches_whichever_leads() {
+    let db = pg::database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = replica(&db.url, dir.path(), free_port().await).await;
+    wait_health(&a.base, "leads", |h| role(h) == "leader").await;
+    let b = replica(&db.url, dir.path(), free_port().await).await;
+    wait_health(&b.base, "knows the leader", |h| !h["leader"].is_null()).await;
+    let both = format!("{},{}", b.base, a.base);
+
+    let (code, out, err) =
+        weft(&["device", "add", "d1", "--kind", "laptop", "--server", &both]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("--server {} --server {} ", b.base, a.base)),
+        "{out}"
+    );
+    let token = out
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("WEFT_DEVICE_TOKEN="))
+        .unwrap()
+        .to_owned();
+    let mut d1 = spawn_agent(&both, "d1", &token, dir.path());
+    let (code, out, err) = weft(&[
+        "submit",
+        "--watch",
+        "--timeout-secs",
+        "50",
+        "--server",
+        &both,
+        r#"run "echo through the standby""#,
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("through the standby"), "{out}");
+
+    // A standby's redirect to a server the CLI was not given is not followed.
+    let (code, _, err) = weft(&["devices", "--server", &b.base]).await;
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("which is not one of the servers given"),
+        "{err}"
+    );
+
+    let mut a = a;
+    sigkill(&a.child);
+    let _ = a.child.wait().await;
+    let (code, out, err) = weft(&["devices", "--server", &format!("{},{}", a.base, b.base)]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("d1"), "{out}");
+    let (_, h) = wait_health(&b.base, "leads", |h| role(h) == "leader").await;
+    assert_eq!(role(&h), "leader");
+    let _ = d1.kill().await;
+}
