@@ -9,6 +9,13 @@
 //! `tmp/` until the blob is under its name, the download from the first `.part` in the laptop's
 //! inputs until the file is under its name. The orchestrator's `VmRSS` is sampled at the same
 //! pace, and its CPU time, the agents' and the whole machine's are read before and after.
+//!
+//! Besides `cp` of the file (and `cp` then an fsync), the same run times two `cp` in a row,
+//! the file to a first copy and that copy to a second, both kept until the second is done:
+//! the bytes written twice as weft writes them (the blob, then the laptop's copy), without
+//! hashing or sockets. On a VM whose host takes back the memory its guest frees (free page
+//! reporting: Firecracker here), writing a second GiB of new page cache costs several times
+//! the first, which a single `cp` (into pages just freed) never pays (BENCHMARKS.md, "Files").
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -54,6 +61,10 @@ pub struct FilesReport {
     pub cp_mb_s: f64,
     /// The same `cp` followed by an fsync of the copy (`sync FILE`): weft fsyncs what it stores.
     pub cp_fsync_s: f64,
+    /// `cp` of the file to a first copy, then of that to a second, both kept until the second
+    /// is done (no fsync): the two writes of weft's two legs.
+    pub cp_twice_s: f64,
+    pub cp_twice_mb_s: f64,
     /// Phone → orchestrator: first partial blob seen → the blob under its name.
     pub upload_s: f64,
     pub upload_mb_s: f64,
@@ -65,6 +76,8 @@ pub struct FilesReport {
     pub end_to_end_mb_s: f64,
     /// `end_to_end_s / cp_s`.
     pub vs_cp: f64,
+    /// `end_to_end_s / cp_twice_s`.
+    pub vs_cp_twice: f64,
     /// The orchestrator's `VmRSS` with both agents connected, before the request.
     pub rss_idle_mib: f64,
     /// Its highest sampled `VmRSS` during the transfer, and that minus idle.
@@ -76,6 +89,10 @@ pub struct FilesReport {
     pub laptop_cores: f64,
     /// The rest of the machine (busy time minus the three processes above) meanwhile.
     pub others_cores: f64,
+    /// CPU time each process spent from the submit to the laptop's copy in place, seconds.
+    pub server_cpu_s: f64,
+    pub phone_cpu_s: f64,
+    pub laptop_cpu_s: f64,
     /// `/proc/loadavg`'s 1-minute figure before the run.
     pub loadavg_1m: f64,
 }
@@ -110,6 +127,7 @@ pub async fn run_files(server: &Spawned, opts: &FilesOptions) -> anyhow::Result<
         .and_then(|s| s.split_whitespace().next()?.parse().ok())
         .unwrap_or(f64::NAN);
     let (cp_s, cp_fsync_s) = time_cp(&source, &dir.join("cp")).await?;
+    let cp_twice_s = time_cp_twice(&source, &dir.join("cp-twice")).await?;
 
     let mut agents = Vec::new();
     for (name, work) in [("phone", &phone_work), ("laptop", &laptop_work)] {
@@ -196,12 +214,18 @@ pub async fn run_files(server: &Spawned, opts: &FilesOptions) -> anyhow::Result<
     let end_to_end_s = secs(seen.downloaded, "downloaded file")?;
     let rate = |s: f64| opts.bytes as f64 / MB / s;
     let cores = |ms: u64| ms as f64 / 1000.0 / end_to_end_s.min(elapsed);
+    let (phone_cpu, laptop_cpu) = (
+        agents_cpu.first().copied().unwrap_or(0),
+        agents_cpu.get(1).copied().unwrap_or(0),
+    );
     let rss_peak_kib = seen.rss_peak_kib.max(rss_idle_kib);
     Ok(FilesReport {
         bytes: opts.bytes,
         cp_s,
         cp_mb_s: rate(cp_s),
         cp_fsync_s,
+        cp_twice_s,
+        cp_twice_mb_s: rate(cp_twice_s),
         upload_s,
         upload_mb_s: rate(upload_s),
         download_s,
@@ -209,13 +233,17 @@ pub async fn run_files(server: &Spawned, opts: &FilesOptions) -> anyhow::Result<
         end_to_end_s,
         end_to_end_mb_s: rate(end_to_end_s),
         vs_cp: end_to_end_s / cp_s,
+        vs_cp_twice: end_to_end_s / cp_twice_s,
         rss_idle_mib: rss_idle_kib as f64 / 1024.0,
         rss_peak_mib: rss_peak_kib as f64 / 1024.0,
         rss_above_idle_mib: (rss_peak_kib - rss_idle_kib) as f64 / 1024.0,
         server_cores: cores(server_cpu),
-        phone_cores: cores(agents_cpu.first().copied().unwrap_or(0)),
-        laptop_cores: cores(agents_cpu.get(1).copied().unwrap_or(0)),
+        phone_cores: cores(phone_cpu),
+        laptop_cores: cores(laptop_cpu),
         others_cores: cores(busy),
+        server_cpu_s: server_cpu as f64 / 1000.0,
+        phone_cpu_s: phone_cpu as f64 / 1000.0,
+        laptop_cpu_s: laptop_cpu as f64 / 1000.0,
         loadavg_1m,
     })
 }
@@ -246,18 +274,37 @@ fn generate(path: &Path, bytes: u64) -> anyhow::Result<String> {
 
 /// Times `cp SOURCE DIR/` and, again, `cp` then `sync` of the copy; removes the copies.
 async fn time_cp(source: &Path, dir: &Path) -> anyhow::Result<(f64, f64)> {
+    Ok((
+        time_copy(source, dir, false).await?,
+        time_copy(source, dir, true).await?,
+    ))
+}
+
+/// Times `cp SOURCE DIR/a` then `cp DIR/a DIR/b`, and removes both.
+async fn time_cp_twice(source: &Path, dir: &Path) -> anyhow::Result<f64> {
+    std::fs::create_dir_all(dir)?;
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    let t = Instant::now();
+    succeed("cp", &[source, &a]).await?;
+    succeed("cp", &[&a, &b]).await?;
+    let took = t.elapsed().as_secs_f64();
+    std::fs::remove_file(&a)?;
+    std::fs::remove_file(&b)?;
+    Ok(took)
+}
+
+/// Times `cp SOURCE DIR/` (then `sync` of the copy if `fsync`), and removes the copy.
+async fn time_copy(source: &Path, dir: &Path, fsync: bool) -> anyhow::Result<f64> {
     std::fs::create_dir_all(dir)?;
     let copy = dir.join(NAME);
     let t = Instant::now();
     succeed("cp", &[source, &copy]).await?;
-    let cp_s = t.elapsed().as_secs_f64();
+    if fsync {
+        succeed("sync", &[&copy]).await?;
+    }
+    let took = t.elapsed().as_secs_f64();
     std::fs::remove_file(&copy)?;
-    let t = Instant::now();
-    succeed("cp", &[source, &copy]).await?;
-    succeed("sync", &[&copy]).await?;
-    let cp_fsync_s = t.elapsed().as_secs_f64();
-    std::fs::remove_file(&copy)?;
-    Ok((cp_s, cp_fsync_s))
+    Ok(took)
 }
 
 /// Runs `program args…` to its end; an error unless it succeeded.
@@ -362,16 +409,20 @@ impl FilesReport {
     pub fn render(&self) -> String {
         format!(
             "files: {:.0} MiB phone -> orchestrator -> laptop (loadavg {:.2} before)\n  \
-             cp {:.3} s ({:.0} MB/s), cp + fsync {:.3} s\n  \
+             cp {:.3} s ({:.0} MB/s), cp + fsync {:.3} s, two cp in a row {:.3} s \
+             ({:.0} MB/s)\n  \
              upload {:.3} s ({:.0} MB/s), download {:.3} s ({:.0} MB/s), end to end {:.3} s \
-             ({:.0} MB/s, {:.2}x cp)\n  \
+             ({:.0} MB/s, {:.2}x cp, {:.2}x two cp)\n  \
              orchestrator RSS idle {:.1} MiB, peak {:.1} MiB ({:.1} MiB above idle)\n  \
-             CPU during the transfer: orchestrator {:.2}, phone {:.2}, laptop {:.2}, others {:.2} cores\n",
+             CPU during the transfer: orchestrator {:.2}, phone {:.2}, laptop {:.2}, others {:.2} \
+             cores; orchestrator {:.2}, phone {:.2}, laptop {:.2} s\n",
             self.bytes as f64 / MIB,
             self.loadavg_1m,
             self.cp_s,
             self.cp_mb_s,
             self.cp_fsync_s,
+            self.cp_twice_s,
+            self.cp_twice_mb_s,
             self.upload_s,
             self.upload_mb_s,
             self.download_s,
@@ -379,6 +430,7 @@ impl FilesReport {
             self.end_to_end_s,
             self.end_to_end_mb_s,
             self.vs_cp,
+            self.vs_cp_twice,
             self.rss_idle_mib,
             self.rss_peak_mib,
             self.rss_above_idle_mib,
@@ -386,6 +438,9 @@ impl FilesReport {
             self.phone_cores,
             self.laptop_cores,
             self.others_cores,
+            self.server_cpu_s,
+            self.phone_cpu_s,
+            self.laptop_cpu_s,
         )
     }
 
@@ -396,17 +451,22 @@ impl FilesReport {
             &[
                 ("cp MB/s", |r| Some(r.cp_mb_s)),
                 ("cp + fsync s", |r| Some(r.cp_fsync_s)),
+                ("two cp s", |r| Some(r.cp_twice_s)),
                 ("upload MB/s", |r| Some(r.upload_mb_s)),
                 ("download MB/s", |r| Some(r.download_mb_s)),
                 ("end to end MB/s", |r| Some(r.end_to_end_mb_s)),
                 ("end to end s", |r| Some(r.end_to_end_s)),
                 ("end to end / cp", |r| Some(r.vs_cp)),
+                ("end to end / two cp", |r| Some(r.vs_cp_twice)),
                 ("RSS idle MiB", |r| Some(r.rss_idle_mib)),
                 ("RSS above idle MiB", |r| Some(r.rss_above_idle_mib)),
                 ("orchestrator cores", |r| Some(r.server_cores)),
                 ("phone agent cores", |r| Some(r.phone_cores)),
                 ("laptop agent cores", |r| Some(r.laptop_cores)),
                 ("other cores", |r| Some(r.others_cores)),
+                ("orchestrator CPU s", |r| Some(r.server_cpu_s)),
+                ("phone agent CPU s", |r| Some(r.phone_cpu_s)),
+                ("laptop agent CPU s", |r| Some(r.laptop_cpu_s)),
                 ("loadavg 1m", |r| Some(r.loadavg_1m)),
             ],
         )
