@@ -101,6 +101,9 @@ pub struct Agent {
     /// `files` goes to.
     server: usize,
     linked: usize,
+    /// The last connect found a standby replica (a `307`, or `503` while no replica leads): a
+    /// leader is there within a lease, so the reconnect delay is capped at [`STANDBY_RETRY`].
+    standby_seen: bool,
     /// Attempts in flight, with the token that stops each.
     running: HashMap<AttemptId, CancellationToken>,
     /// Attempts the orchestrator no longer wants: their results are dropped.
@@ -116,6 +119,11 @@ pub struct Agent {
     reports: mpsc::UnboundedReceiver<Report>,
     tracker: TaskTracker,
 }
+
+/// The longest reconnect delay while a standby replica answers: a takeover ends within a
+/// lease (5 s by default), and the agent should not be tens of seconds behind it. One try
+/// per second per agent, each a `307` from a standby.
+const STANDBY_RETRY: Duration = Duration::from_secs(1);
 
 /// Why one server did not welcome this agent.
 enum Failed {
@@ -151,6 +159,7 @@ impl Agent {
         Ok(Self {
             server: 0,
             linked: 0,
+            standby_seen: false,
             capabilities: exec::capabilities(&config, &tools),
             tool_specs: exec::tool_specs(&config, &tools),
             tools: std::sync::Arc::new(tools),
@@ -192,7 +201,10 @@ impl Agent {
                     if welcomed {
                         backoff.reset();
                     }
-                    let delay = backoff.next_delay();
+                    let mut delay = backoff.next_delay();
+                    if std::mem::take(&mut self.standby_seen) {
+                        delay = delay.min(STANDBY_RETRY);
+                    }
                     tracing::warn!(%reason, retry_in_ms = delay.as_millis() as u64,
                         running = self.running.len(), unacked = self.outbox.len(),
                         "connection to the orchestrator lost");
@@ -342,6 +354,7 @@ impl Agent {
             };
             match failed {
                 Failed::Redirect(location) => {
+                    self.standby_seen = true;
                     let to = location
                         .trim_end_matches('/')
                         .strip_suffix(weft_protocol::AGENT_WS_PATH)
@@ -395,6 +408,7 @@ impl Agent {
             .max_frame_size(Some(4 * MAX_FRAME_BYTES));
         let mut speaks_tls = false;
         let mut redirect = None;
+        let mut no_leader = false;
         let handshake = async {
             let stream = crate::tls::connect(&server, pin)
                 .await
@@ -410,6 +424,10 @@ impl Agent {
                                 .is_some_and(|b| String::from_utf8_lossy(b).contains("TLS only"))
                             {
                                 speaks_tls = true;
+                            }
+                            if resp.status() == 503 {
+                                // A standby while no replica leads (a takeover under way).
+                                no_leader = true;
                             }
                             if resp.status() == 307 {
                                 redirect = resp
@@ -447,6 +465,7 @@ impl Agent {
                 )));
             }
             Ok(Err(reason)) => {
+                self.standby_seen |= no_leader;
                 return Ok(Err(match redirect {
                     Some(location) => Failed::Redirect(location),
                     None => Failed::Reason(reason),

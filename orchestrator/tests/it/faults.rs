@@ -332,13 +332,18 @@ pub(crate) async fn spawn_server_on(
         .args(["--db", db])
         .arg("--data-dir")
         .arg(dir.join("data"))
-        .args(["--api-token", "test-token", "--heartbeat-ms", "200"])
-        .args([
-            "--lost-grace-ms",
-            "3000",
-            "--retry-initial-backoff-ms",
-            "100",
-        ])
+        .args(["--api-token", "test-token"])
+        // Quick defaults for tests, unless `extra` sets them.
+        .args(
+            [
+                ["--heartbeat-ms", "200"],
+                ["--lost-grace-ms", "3000"],
+                ["--retry-initial-backoff-ms", "100"],
+            ]
+            .into_iter()
+            .filter(|[flag, _]| !extra.contains(flag))
+            .flatten(),
+        )
         .args(extra)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
