@@ -58,31 +58,10 @@ const UPLOAD_IDLE: Duration = Duration::from_secs(60);
         (status = 507, description = "`disk_full`: the orchestrator's disk is full; nothing was stored", body = ErrorBody),
     ),
     security(("device" = [])))]
+///
+/// An upload refused before its body was read to the end (`401`, `403`, `409`, `413`, `507`…)
+/// answers `Connection: close`, as every such answer does (`crate::listen::unread`).
 pub async fn upload(
-    state: State<AppState>,
-    peer: Option<axum::Extension<Peer>>,
-    path: Path<(String, String)>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, Response> {
-    store_upload(state, peer, path, headers, body)
-        .await
-        .map_err(closing)
-}
-
-/// An upload refused before its body was read to the end leaves the rest of the body on the
-/// connection: it must not be used again. `Connection: close` makes the server close it after
-/// the answer and tells the client not to send its next request on it (a client that did got
-/// an incomplete message instead of an answer).
-fn closing(mut refused: Response) -> Response {
-    refused.headers_mut().insert(
-        header::CONNECTION,
-        header::HeaderValue::from_static("close"),
-    );
-    refused
-}
-
-async fn store_upload(
     State(state): State<AppState>,
     peer: Option<axum::Extension<Peer>>,
     Path((attempt, name)): Path<(String, String)>,

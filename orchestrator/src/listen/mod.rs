@@ -6,9 +6,13 @@
 //! Each request carries the connection's [`Peer`] (its address and its place in the caps) as an
 //! extension: the auth checks limit failures by address, and the agent endpoint moves a
 //! welcomed agent's connection to the agents' share.
+//!
+//! An answer sent before its request's body was read to the end says `Connection: close`
+//! ([`unread`]), so that no client sends another request on a connection the server closes.
 
 pub mod limits;
 pub mod tls;
+pub mod unread;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -175,7 +179,9 @@ async fn serve_http<I>(
     let service = tower::service_fn(move |mut req: hyper::Request<Incoming>| {
         started.notify_one();
         req.extensions_mut().insert(peer.clone());
-        app.clone().oneshot(req.map(Body::new))
+        let (req, body_read) = unread::track(req.map(Body::new));
+        let answer = app.clone().oneshot(req);
+        async move { answer.await.map(|resp| body_read.close_if_unread(resp)) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder

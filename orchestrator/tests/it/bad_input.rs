@@ -194,3 +194,75 @@ async fn list_limit_out_of_range_is_refused_in_the_api_format() {
         assert_eq!(status, StatusCode::OK, "{query}");
     }
 }
+
+/// An answer sent before the request's body was read to its end (too large, not JSON, no
+/// token) says `Connection: close`: the rest of the body is still on the connection, which
+/// the server closes after the answer. A client that reused it got an incomplete message
+/// instead of an answer; told to close, it opens another. A refusal after the whole body was
+/// read keeps the connection.
+#[tokio::test]
+async fn an_answer_that_leaves_the_body_unread_closes_the_connection() {
+    let h = Harness::start().await;
+    // One connection at a time, so the next request would go on the refused one.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .pool_idle_timeout(weft_protocol::HTTP_POOL_IDLE)
+        .build()
+        .unwrap();
+    let url = format!("{}/v1/requests", h.base);
+    let over = vec![b' '; 4 << 20];
+    let some = vec![b' '; 256 << 10];
+    let cases = [
+        (
+            http.post(&url)
+                .bearer_auth(&h.token)
+                .header("content-type", "application/json")
+                .body(over.clone()),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+        ),
+        (
+            http.post(&url)
+                .bearer_auth(&h.token)
+                .header("content-type", "text/plain")
+                .body(some.clone()),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            http.post(&url)
+                .header("content-type", "application/json")
+                .body(some),
+            StatusCode::UNAUTHORIZED,
+            "missing_api_token",
+        ),
+    ];
+    for (req, status, want) in cases {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), status, "{want}");
+        assert_eq!(
+            resp.headers().get("connection").map(|v| v.as_bytes()),
+            Some(&b"close"[..]),
+            "{want}: {:?}",
+            resp.headers()
+        );
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(code(&body), want);
+        // The same client's next request gets its answer, on a new connection.
+        for _ in 0..3 {
+            let health = http.get(format!("{}/healthz", h.base)).send().await;
+            assert_eq!(health.unwrap().status(), StatusCode::OK, "after {want}");
+        }
+    }
+    // Read to its end, then refused: the connection stays open.
+    let resp = http
+        .post(&url)
+        .bearer_auth(&h.token)
+        .header("content-type", "application/json")
+        .body(over[..1000].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(resp.headers().get("connection"), None);
+}
