@@ -139,7 +139,10 @@ pub enum Verify {
 /// deduplication) and deletes the temporary key; a lifecycle rule on `tmp/` removes what a
 /// crash left. `open` is a `get` whose byte stream goes through the same [`Verifying`]
 /// reader, `stat` a `head`, `delete` a `delete`, `list` a `list` of the prefix. The engine and
-/// the HTTP routes see only this trait, so nothing else changes.
+/// the HTTP routes see only this trait, so nothing else changes. `object_store` has no
+/// conditional delete, so such a store keeps when each blob was last stored, and the lock
+/// that makes [`BlobStore::delete_if_stored_before`] atomic with puts, in the database the
+/// replicas share (ARCHITECTURE.md, "Blobs shared by replicas").
 pub trait BlobStore: Send + Sync + fmt::Debug {
     /// Stores the whole of `body`; answers its name and size.
     fn put<'a>(
