@@ -97,8 +97,9 @@ pub struct Agent {
     /// Moves files to and from the orchestrator (inputs before a run, outputs after): the
     /// server the connection was made to.
     files: crate::files::link::Link,
-    /// Which of `config.servers()` to try first (the last that welcomed this agent), and which
-    /// `files` goes to.
+    /// Which of `config.servers()` to try first (modulo their number): the one that welcomed
+    /// this agent, or the next after its connection was lost; and (`linked`) the one `files`
+    /// goes to.
     server: usize,
     linked: usize,
     /// The last connect found a standby replica (a `307`, or `503` while no replica leads): a
@@ -200,6 +201,10 @@ impl Agent {
                 Ok(End::Lost { reason, welcomed }) => {
                     if welcomed {
                         backoff.reset();
+                        // With replicas, the server just lost may be paused (it would hold a
+                        // connect for the whole connect timeout): ask the next one first. If
+                        // the lost one still leads, that costs one redirect.
+                        self.server += 1;
                     }
                     let mut delay = backoff.next_delay();
                     if std::mem::take(&mut self.standby_seen) {
@@ -317,8 +322,8 @@ impl Agent {
         }
     }
 
-    /// Connects to the leader among `config.servers()` and says hello: the last server that
-    /// welcomed this agent first, then the others in turn; a standby's `307` is followed at
+    /// Connects to the leader among `config.servers()` and says hello: the server after the
+    /// one whose connection was lost first, then the others in turn; a standby's `307` is followed at
     /// once, once, and only to one of those servers (the device token goes nowhere else).
     /// `Ok(Err(reason))` is a failure worth retrying after a backoff.
     async fn open(&mut self) -> Result<Result<(Ws, Duration), String>, Error> {

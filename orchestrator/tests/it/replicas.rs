@@ -950,3 +950,52 @@ async fn the_cli_given_every_replica_reaches_whichever_leads() {
     assert_eq!(role(&h), "leader");
     let _ = d1.kill().await;
 }
+
+/// Bad replica settings stop `weft serve` before it serves, saying what to change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_replica_settings_are_refused_at_start() {
+    let db = pg::database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let serve = |extra: &'static [&'static str], listen: &'static str| {
+        let db = db.url.clone();
+        let data = data.to_owned();
+        async move {
+            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+                .args([
+                    "serve",
+                    "--listen",
+                    listen,
+                    "--db",
+                    &db,
+                    "--data-dir",
+                    &data,
+                ])
+                .args(["--api-token", "t"])
+                .args(extra)
+                .env("RUST_LOG", "warn")
+                .kill_on_drop(true)
+                .output();
+            let out = tokio::time::timeout(WAIT, out).await.unwrap().unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    // Clients could not be sent to 0.0.0.0.
+    let (code, err) = serve(&["--insecure-plaintext"], "0.0.0.0:0").await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("give --advertise-url"), "{err}");
+    let (code, err) = serve(
+        &["--lease-ttl-ms", "1000", "--lease-renew-ms", "600"],
+        "127.0.0.1:0",
+    )
+    .await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("renew at least twice per lease"), "{err}");
+    let (code, err) = serve(&["--advertise-url", "weft.lan:7600"], "127.0.0.1:0").await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("give an http:// or https:// URL"), "{err}");
+}
