@@ -216,6 +216,14 @@ pub enum EditOp {
         device: Option<DeviceName>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         capabilities: Option<Vec<String>>,
+        /// Replaces the files the task declares it produces (`{"files": []}` clears them);
+        /// checked as at submit.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        outputs: Option<crate::FilesSpec>,
+        /// Replaces the files it fetches beyond those its instruction and action refer to;
+        /// each entry one `{{t1.files…}}` reference to a task upstream of it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inputs: Option<crate::FilesSpec>,
     },
     AddEdge {
         from: TaskId,

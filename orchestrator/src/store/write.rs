@@ -770,6 +770,8 @@ fn push_barrier<'a>(qb: &mut Statements<'a>, op: &'a Op) {
                 .push_bind(to_json(&task.retry))
                 .push(", max_turns = ")
                 .push_bind(i64::from(task.max_turns))
+                .push(", files = ")
+                .push_bind(files_json(&task.files))
                 .push(" WHERE request_id = ")
                 .push_bind(request_id.as_str())
                 .push(" AND id = ")

@@ -360,3 +360,82 @@ pub(crate) fn files_in(dir: &Path) -> Vec<PathBuf> {
         .map(|r| r.flatten().map(|e| e.path()).collect())
         .unwrap_or_default()
 }
+
+/// A planner's edit gives a waiting task the files it produces and takes (`update_task`
+/// with `outputs` and `inputs`); the edit is stored with the task (kept across a restart) and
+/// the file travels as if it had been submitted so. Bad files are refused as at submit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_gives_a_waiting_task_its_files() {
+    let mut h = Harness::start().await;
+    let phone = h.add_device("phone", "phone").await;
+    let laptop = h.add_device("laptop", "laptop").await;
+    // Each says what it can do once, then goes away, so the tasks wait.
+    let first = [
+        h.start_agent("phone", "phone", &phone),
+        h.start_agent("laptop", "laptop", &laptop),
+    ];
+    h.wait_online(2).await;
+    for (agent, name) in first.into_iter().zip(["phone", "laptop"]) {
+        h.stop_agent(agent).await.unwrap();
+        h.wait_offline(name).await;
+    }
+    // Submitted without outputs: as it stands t2 would fail `file_not_produced`.
+    let graph = json!({
+        "tasks": [
+            {"id": "t1", "instruction": "write", "device": "phone",
+             "action": {"kind": "shell", "command": write_file("data.bin")}},
+            {"id": "t2", "instruction": "read", "device": "laptop",
+             "action": {"kind": "shell", "command": "sha256sum {{t1.files.data.bin}}"}},
+            {"id": "t3", "instruction": "read them all", "device": "laptop",
+             "action": {"kind": "shell", "command": "ls inputs/*/t1"}},
+        ],
+        // t3 after t2, whose inputs directory is gone by then: t3 lists only its own.
+        "edges": [{"from": "t1", "to": "t2"}, {"from": "t2", "to": "t3"}],
+    });
+    let id = submit_graph(&h, graph).await;
+    let edit = |body: Value| {
+        let h = &h;
+        let id = id.clone();
+        async move { h.post(&format!("/v1/requests/{id}/edits"), &body).await }
+    };
+    for (ops, code) in [
+        (
+            json!([{"op": "update_task", "task_id": "t1", "outputs": {"files": ["../data.bin"]}}]),
+            "invalid_task",
+        ),
+        (
+            json!([{"op": "update_task", "task_id": "t1", "inputs": {"files": ["{{t3.files}}"]}}]),
+            "bad_reference",
+        ),
+    ] {
+        let (status, body) = edit(json!({"expected_version": 1, "ops": ops})).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(body["error"]["code"], code, "{body}");
+    }
+    let (status, body) = edit(json!({"expected_version": 1, "ops": [
+        {"op": "update_task", "task_id": "t1", "outputs": {"files": ["data.bin"]}},
+        {"op": "update_task", "task_id": "t3", "inputs": {"files": ["{{t1.files}}"]}},
+    ]}))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // The tasks run on a restarted server: what the edit changed is read back from the store,
+    // not from the engine's memory.
+    h.restart().await;
+    assert_eq!(h.request(&id).await.version, 2);
+
+    let _agents = [
+        spawn_agent(&h, "phone", &phone),
+        spawn_agent(&h, "laptop", &laptop),
+    ];
+    let v = h.wait_done(&id).await;
+    assert_eq!(v.status, RequestStatus::Succeeded, "{v:#?}");
+    let sha = sha256_hex(&std::fs::read(workdir(&h, "phone").join("data.bin")).unwrap());
+    assert_eq!(first_word(&v, 1), sha, "{v:#?}");
+    let listed = v.tasks[2].output.as_ref().unwrap().data["stdout"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(listed.trim(), "data.bin", "t3 fetched t1's files: {v:#?}");
+    h.stop().await;
+}

@@ -41,6 +41,35 @@ pub struct EditError {
     pub message: String,
 }
 
+/// A task's declared files, as `add_task` and `update_task` take them: outputs valid names or
+/// globs, at most [`weft_protocol::files::MAX_FILES_PER_SPEC`] inputs (what each input refers
+/// to is checked with the graph's other references).
+fn check_files(
+    i: usize,
+    task: &TaskId,
+    outputs: Option<&weft_protocol::FilesSpec>,
+    inputs: Option<&weft_protocol::FilesSpec>,
+) -> Result<(), EditError> {
+    if let Some(outputs) = outputs
+        && let Err(e) = outputs.validate()
+    {
+        return Err(err(i, "invalid_task", format!("task {task}: outputs: {e}")));
+    }
+    if let Some(inputs) = inputs
+        && inputs.files.len() > weft_protocol::files::MAX_FILES_PER_SPEC
+    {
+        return Err(err(
+            i,
+            "invalid_task",
+            format!(
+                "task {task}: inputs: at most {} entries",
+                weft_protocol::files::MAX_FILES_PER_SPEC
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn err(op: usize, code: &'static str, message: String) -> EditError {
     EditError {
         op: Some(op),
@@ -248,34 +277,15 @@ impl Graph {
                 format!("task {} has neither an instruction nor an action", task.id),
             ));
         }
-        if let Some(outputs) = &task.outputs
-            && let Err(e) = outputs.validate()
-        {
-            return Err(err(
-                i,
-                "invalid_task",
-                format!("task {}: outputs: {e}", task.id),
-            ));
-        }
-        if let Some(inputs) = &task.inputs
-            && inputs.files.len() > weft_protocol::files::MAX_FILES_PER_SPEC
-        {
-            return Err(err(
-                i,
-                "invalid_task",
-                format!(
-                    "task {}: inputs: at most {} entries",
-                    task.id,
-                    weft_protocol::files::MAX_FILES_PER_SPEC
-                ),
-            ));
-        }
+        check_files(i, &task.id, task.outputs.as_ref(), task.inputs.as_ref())?;
         let new = Task::from_spec(task, self.next_position, &ctx.defaults);
         Self::check_target(i, new.bound_device(), &new.capabilities, ctx)?;
         self.insert(new).map_err(|m| err(i, "duplicate_task", m))
     }
 
-    /// Applies an `update_task` op: absent fields stay; an action brings its capability.
+    /// Applies an `update_task` op: absent fields stay; an action brings its capability;
+    /// `outputs` and `inputs` replace the task's lists, checked as at submit (their references
+    /// are checked with the others once the batch is applied).
     fn update_task(
         &mut self,
         i: usize,
@@ -289,12 +299,21 @@ impl Graph {
             action,
             device,
             capabilities,
+            outputs,
+            inputs,
             ..
         } = op
         else {
             return Ok(());
         };
         let mut t = self.editable(i, task_id)?.clone();
+        check_files(i, task_id, outputs.as_ref(), inputs.as_ref())?;
+        if let Some(v) = outputs {
+            t.files.outputs.clone_from(&v.files);
+        }
+        if let Some(v) = inputs {
+            t.files.inputs.clone_from(&v.files);
+        }
         if let Some(v) = title {
             t.title.clone_from(v);
         }

@@ -97,6 +97,8 @@ fn op() -> impl Strategy<Value = EditOp> {
             action: None,
             device: None,
             capabilities: None,
+            outputs: None,
+            inputs: None,
         }),
         (id(), id(), kind).prop_map(|(from, to, (kind, condition))| EditOp::AddEdge {
             from,

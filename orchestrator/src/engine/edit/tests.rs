@@ -237,3 +237,84 @@ fn references_must_point_upstream_even_transitively() {
         "bad_reference @None"
     );
 }
+
+/// `update_task` replaces a waiting task's declared files, checked as `add_task` checks them:
+/// outputs valid names or globs, inputs references to tasks upstream of it.
+#[test]
+fn an_update_replaces_a_tasks_files_checked_as_at_submit() {
+    let g = two_in_a_row();
+    let files = |g: &Graph, id: &str| g.task(&id.into()).unwrap().files.clone();
+    let a = g
+        .apply(
+            &ops(json!([
+                {"op": "update_task", "task_id": "t1", "outputs": {"files": ["photo.jpg", "build/*.apk"]}},
+                {"op": "update_task", "task_id": "t2", "inputs": {"files": ["{{t1.files}}"]}},
+            ])),
+            &ctx(),
+        )
+        .unwrap();
+    assert_eq!(files(&a.graph, "t1").outputs, ["photo.jpg", "build/*.apk"]);
+    assert!(files(&a.graph, "t1").inputs.is_empty());
+    assert_eq!(files(&a.graph, "t2").inputs, ["{{t1.files}}"]);
+    assert_eq!(
+        a.graph.task(&"t1".into()).unwrap().spec().outputs,
+        Some(weft_protocol::FilesSpec {
+            files: vec!["photo.jpg".into(), "build/*.apk".into()]
+        }),
+        "the request view shows them"
+    );
+    // Absent, they stay; an empty list clears them.
+    let b = a
+        .graph
+        .apply(
+            &ops(json!([
+                {"op": "update_task", "task_id": "t1", "title": "renamed"},
+                {"op": "update_task", "task_id": "t2", "inputs": {"files": []}},
+            ])),
+            &ctx(),
+        )
+        .unwrap();
+    assert_eq!(files(&b.graph, "t1").outputs, ["photo.jpg", "build/*.apk"]);
+    assert!(files(&b.graph, "t2").is_empty());
+
+    let too_many: Vec<String> = (0..=weft_protocol::files::MAX_FILES_PER_SPEC)
+        .map(|_| "{{t1.files}}".to_owned())
+        .collect();
+    for (batch, want) in [
+        (
+            json!([{"op": "update_task", "task_id": "t1", "outputs": {"files": ["../up.txt"]}}]),
+            "invalid_task @Some(0)",
+        ),
+        (
+            json!([{"op": "update_task", "task_id": "t1", "outputs": {"files": ["*/app.apk"]}}]),
+            "invalid_task @Some(0)",
+        ),
+        (
+            json!([{"op": "update_task", "task_id": "t2", "inputs": {"files": too_many}}]),
+            "invalid_task @Some(0)",
+        ),
+        // t2 is downstream of t1, not upstream.
+        (
+            json!([{"op": "update_task", "task_id": "t1", "inputs": {"files": ["{{t2.files}}"]}}]),
+            "bad_reference @None",
+        ),
+        (
+            json!([{"op": "update_task", "task_id": "t2", "inputs": {"files": ["photo.jpg"]}}]),
+            "bad_reference @None",
+        ),
+    ] {
+        assert_eq!(check(&g, batch.clone()), want, "{batch}");
+    }
+    // A task that has started keeps its files.
+    let mut started = g.clone();
+    started
+        .transition(&"t1".into(), TaskStatus::Dispatched)
+        .unwrap();
+    assert_eq!(
+        check(
+            &started,
+            json!([{"op": "update_task", "task_id": "t1", "outputs": {"files": ["a.txt"]}}])
+        ),
+        "task_not_editable @Some(0)"
+    );
+}
