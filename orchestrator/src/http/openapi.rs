@@ -2,7 +2,7 @@
 //!
 //! Each handler's `#[utoipa::path]` lists the answers of its own; [`CommonAnswers`] adds those
 //! the layers around every handler give (the Host check, the API-token middleware, the JSON
-//! body extractor), so that no route can forget one. `tests/it/contract.rs` runs schemathesis
+//! body extractor, a standby replica's gate), so that no route can forget one. `tests/it/contract.rs` runs schemathesis
 //! against the served document.
 
 use std::sync::LazyLock;
@@ -168,21 +168,58 @@ impl Modify for CommonAnswers {
                 .responses
                 .insert(name.to_owned(), RefOr::T(error_answer(status, description)));
         }
-        for item in openapi.paths.paths.values_mut() {
+        components
+            .responses
+            .insert("SentToLeader".to_owned(), RefOr::T(sent_to_leader()));
+        components.responses.insert(
+            "NoLeader".to_owned(),
+            RefOr::T(error_answer(
+                "503",
+                "`no_leader`: a standby replica, while no replica leads (a takeover); try again \
+                 after `Retry-After` seconds",
+            )),
+        );
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            use axum::http::Method;
             let ops = [
-                (&mut item.get, false),
-                (&mut item.post, true),
-                (&mut item.put, true),
-                (&mut item.patch, true),
-                (&mut item.delete, true),
+                (&mut item.get, Method::GET),
+                (&mut item.post, Method::POST),
+                (&mut item.put, Method::PUT),
+                (&mut item.patch, Method::PATCH),
+                (&mut item.delete, Method::DELETE),
             ];
-            for (op, changes_state) in ops {
+            for (op, method) in ops {
                 if let Some(op) = op {
-                    add_common(op, changes_state);
+                    add_common(op, method != Method::GET);
+                    if !crate::replica::serves_on_standby(&method, path) {
+                        add_standby(op);
+                    }
                 }
             }
         }
     }
+}
+
+/// What a standby replica answers on a route only the leader serves (docs/replicas.md).
+fn add_standby(op: &mut Operation) {
+    for (status, name) in [("307", "SentToLeader"), ("503", "NoLeader")] {
+        op.responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert_with(|| RefOr::Ref(Ref::new(format!("#/components/responses/{name}"))));
+    }
+}
+
+/// A standby's `307`: the same call, to the leader.
+fn sent_to_leader() -> Response {
+    let url = Schema::Object(ObjectBuilder::new().schema_type(Type::String).build());
+    ResponseBuilder::new()
+        .description(
+            "A standby replica (docs/replicas.md): send the same call to `Location`, the \
+             leader's URL with this path, if it is one of the servers you were given",
+        )
+        .header("Location", Header::new(url))
+        .build()
 }
 
 fn add_common(op: &mut Operation, changes_state: bool) {
@@ -209,7 +246,7 @@ fn error_answer(status: &str, description: &str) -> Response {
     let answer = ResponseBuilder::new()
         .description(description)
         .content("application/json", body);
-    if status == "429" {
+    if status == "429" || status == "503" {
         let seconds = Schema::Object(ObjectBuilder::new().schema_type(Type::Integer).build());
         return answer.header("Retry-After", Header::new(seconds)).build();
     }

@@ -305,6 +305,20 @@ async fn a_standby_serves_reads_sends_writes_to_the_leader_and_takes_over_when_i
             format!("{}{path}", a.base).as_str()
         );
     }
+    // The API document says which routes a standby sends on (it serves the document itself).
+    let doc: Value = rest
+        .call_one(&b.base, reqwest::Method::GET, "/openapi.json", None)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let answers = |path: &str, method: &str| doc["paths"][path][method]["responses"].clone();
+    assert!(answers("/v1/requests", "post")["307"].is_object());
+    assert!(answers("/v1/requests", "post")["503"].is_object());
+    assert!(answers("/v1/devices", "get")["307"].is_object());
+    assert!(answers("/v1/requests/{id}", "get")["307"].is_null());
+    assert!(answers("/v1/requests/{id}/events", "get")["307"].is_null());
     // The agent is given the standby first: it is sent on to the leader.
     let mut l1 = agent(&rest, "l1", &[&b.base, &a.base], dir.path()).await;
     wait_online(&rest, 1).await;
