@@ -8,9 +8,10 @@
 //!   rejoins as a standby. The loops that take, renew and give up the lease are in
 //!   `server.rs`, which owns what a takeover starts.
 //! - **Standbys** answer reads from the store ([`serves_on_standby`]: request views, the
-//!   request list, event streams, `/healthz`, `/metrics`, the OpenAPI document) and send every
-//!   other call to the leader with a `307` and its URL ([`gate`]); the agent WebSocket
-//!   included. Event streams follow the journal: [`follow_journal`] reads what each commit
+//!   request list, device views, event streams, `/healthz`, `/metrics`, the OpenAPI
+//!   document) and send every other call to the leader with a `307` and its URL ([`gate`]);
+//!   the agent WebSocket included. Device views are read from what the leader writes of its
+//!   connections (`Store::device_views`). Event streams follow the journal: [`follow_journal`] reads what each commit
 //!   added when the leader's `NOTIFY` arrives (or every second, in case one was missed) and
 //!   publishes it to the standby's own hub, where the SSE handler finds it as on a leader.
 //! - **Takeover** is a restart's resume: the standby that takes the lease fences its store,
@@ -110,7 +111,7 @@ pub fn serves_on_standby(method: &Method, path: &str) -> bool {
         return false;
     }
     match path {
-        "/healthz" | "/metrics" | "/openapi.json" | "/v1/requests" => true,
+        "/healthz" | "/metrics" | "/openapi.json" | "/v1/requests" | "/v1/devices" => true,
         _ => path.strip_prefix("/v1/requests/").is_some_and(|rest| {
             let parts: Vec<&str> = rest.split('/').collect();
             matches!(parts.as_slice(), [id] | [id, "events"] if !id.is_empty())
@@ -241,13 +242,14 @@ mod tests {
             "/v1/requests",
             "/v1/requests/r1",
             "/v1/requests/r1/events",
+            "/v1/devices",
         ] {
             assert!(serves_on_standby(&get, path), "{path}");
             assert!(serves_on_standby(&Method::HEAD, path), "{path}");
         }
         for path in [
             "/v1/agent",
-            "/v1/devices",
+            "/v1/devices/events",
             "/",
             "/v1/requests/",
             "/v1/requests/r1/files",

@@ -14,6 +14,11 @@ use crate::http::{ApiJson, AppState};
     responses((status = 200, body = Vec<DeviceView>)),
     security(("bearer" = [])))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<DeviceView>>, ApiError> {
+    if state.role == crate::replica::Role::Standby {
+        // From what the leader wrote (docs/replicas.md).
+        let live = state.leader.get().is_some();
+        return Ok(Json(state.store.device_views(live).await?));
+    }
     Ok(Json(state.engine.devices().await?))
 }
 

@@ -9,12 +9,13 @@
 //! `UPDATE` of the row waits for a commit holding that lock, so no commit of a deposed leader
 //! can land after the takeover.
 
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Seek, Write};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use sqlx::Row;
-use weft_protocol::rest::Event;
+use weft_protocol::rest::{DeviceStatus, DeviceView, Event};
 
 use super::{Db, Store, db_ms, is_postgres, ms};
 use crate::Error;
@@ -155,6 +156,57 @@ impl Store {
             .await?;
             rows.iter().map(super::event).collect()
         })
+    }
+
+    /// The registered devices as a standby shows them, from what the leader wrote: online
+    /// while their connection to the leader is (`online_since_ms`) and `leader_live`, with
+    /// the attempts they run (dispatched or running) and when the leader last wrote that
+    /// they were seen. The leader's own view also has the heartbeat times in its memory.
+    pub async fn device_views(&self, leader_live: bool) -> Result<Vec<DeviceView>, Error> {
+        let (online, running): (HashSet<String>, HashMap<String, i64>) =
+            super::with_pool!(self, |pool| {
+                let online = sqlx::query_scalar(
+                    "SELECT name FROM devices WHERE online_since_ms IS NOT NULL",
+                )
+                .fetch_all(pool)
+                .await?;
+                let running = sqlx::query(
+                    "SELECT device, COUNT(*) AS n FROM attempts \
+                     WHERE status IN ('dispatched', 'running') GROUP BY device",
+                )
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|r| (r.get("device"), r.get("n")))
+                .collect();
+                (online.into_iter().collect(), running)
+            });
+        let devices = self.load_devices().await?;
+        Ok(devices
+            .into_iter()
+            .filter(|d| d.removed_at_ms.is_none())
+            .map(|d| {
+                let name = d.name.as_str();
+                DeviceView {
+                    status: match (leader_live && online.contains(name), d.draining) {
+                        (false, _) => DeviceStatus::Offline,
+                        (true, false) => DeviceStatus::Online,
+                        (true, true) => DeviceStatus::Draining,
+                    },
+                    running: running
+                        .get(name)
+                        .map_or(0, |n| u32::try_from(*n).unwrap_or(u32::MAX)),
+                    kind: d.kind,
+                    platform: d.platform,
+                    os_version: d.os_version,
+                    capabilities: d.capabilities,
+                    tools: d.tools,
+                    max_concurrency: d.max_concurrency,
+                    last_seen_ms: d.last_seen_ms,
+                    name: d.name,
+                }
+            })
+            .collect())
     }
 
     /// A connection listening on [`EVENTS_CHANNEL`] (Postgres; `None` on SQLite).

@@ -151,11 +151,13 @@ pub enum Op {
         name: DeviceName,
         draining: bool,
     },
-    /// The device was last heard from at `at_ms`.
+    /// The device was last heard from at `at_ms`, and has no connection now.
     TouchDevice {
         name: DeviceName,
         at_ms: u64,
     },
+    /// No device has a connection (a leader starting: connections are made to it afresh).
+    DevicesOffline,
 }
 
 /// Row changes and the events that journal them, as the engine builds them; the engine gives
@@ -870,6 +872,9 @@ fn push_barrier<'a>(qb: &mut Statements<'a>, op: &'a Op) {
                 .push_bind(d.os_version.as_deref())
                 .push(", tools = ")
                 .push_bind(to_json(&d.tools))
+                // Written at the hello: the device is connected since then.
+                .push(", online_since_ms = ")
+                .push_bind(d.last_seen_ms.map(db_ms))
                 .push(" WHERE name = ")
                 .push_bind(d.name.as_str());
         }
@@ -901,10 +906,13 @@ fn push_barrier<'a>(qb: &mut Statements<'a>, op: &'a Op) {
                 .push_bind(name.as_str());
         }
         Op::TouchDevice { name, at_ms } => {
-            qb.push("UPDATE devices SET last_seen_ms = ")
+            qb.push("UPDATE devices SET online_since_ms = NULL, last_seen_ms = ")
                 .push_bind(db_ms(*at_ms))
                 .push(" WHERE name = ")
                 .push_bind(name.as_str());
+        }
+        Op::DevicesOffline => {
+            qb.push("UPDATE devices SET online_since_ms = NULL WHERE online_since_ms IS NOT NULL");
         }
         // Taken by `Segment::add`; they never reach here.
         Op::InsertRequest { .. }

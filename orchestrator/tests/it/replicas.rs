@@ -288,7 +288,7 @@ async fn a_standby_serves_reads_sends_writes_to_the_leader_and_takes_over_when_i
     let rest = Replicas::new(&[&b.base, &a.base]);
     for (method, path) in [
         (reqwest::Method::POST, "/v1/requests"),
-        (reqwest::Method::GET, "/v1/devices"),
+        (reqwest::Method::POST, "/v1/devices"),
         (reqwest::Method::GET, "/v1/agent"),
     ] {
         let resp = rest
@@ -316,7 +316,8 @@ async fn a_standby_serves_reads_sends_writes_to_the_leader_and_takes_over_when_i
     let answers = |path: &str, method: &str| doc["paths"][path][method]["responses"].clone();
     assert!(answers("/v1/requests", "post")["307"].is_object());
     assert!(answers("/v1/requests", "post")["503"].is_object());
-    assert!(answers("/v1/devices", "get")["307"].is_object());
+    assert!(answers("/v1/devices", "post")["307"].is_object());
+    assert!(answers("/v1/devices", "get")["307"].is_null());
     assert!(answers("/v1/requests/{id}", "get")["307"].is_null());
     assert!(answers("/v1/requests/{id}/events", "get")["307"].is_null());
     // The agent is given the standby first: it is sent on to the leader.
@@ -359,6 +360,16 @@ async fn a_standby_serves_reads_sends_writes_to_the_leader_and_takes_over_when_i
         v.tasks[0].status == weft_protocol::TaskStatus::Running
     })
     .await;
+    // The standby shows the device as the leader wrote it: connected, running the attempt.
+    let resp = rest
+        .call_one(&b.base, reqwest::Method::GET, "/v1/devices", None)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let devices: Value = resp.json().await.unwrap();
+    assert_eq!(devices[0]["name"], "l1", "{devices}");
+    assert_eq!(devices[0]["status"], "online", "{devices}");
+    assert_eq!(devices[0]["running"], 1, "{devices}");
 
     // kill -9 the leader while the task runs: the standby takes over, resumes the request
     // from the store, the agent finds it and the task's one result is applied once.
@@ -946,8 +957,15 @@ async fn the_cli_given_every_replica_reaches_whichever_leads() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("through the standby"), "{out}");
 
-    // A standby's redirect to a server the CLI was not given is not followed.
-    let (code, _, err) = weft(&["devices", "--server", &b.base]).await;
+    // A standby answers reads itself; its redirect of a write to a server the CLI was not
+    // given is not followed.
+    let (code, out, err) = weft(&["devices", "--server", &b.base]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("d1"), "{out}");
+    let (code, _, err) = weft(&[
+        "device", "add", "d2", "--kind", "laptop", "--server", &b.base,
+    ])
+    .await;
     assert_ne!(code, 0);
     assert!(
         err.contains("which is not one of the servers given"),

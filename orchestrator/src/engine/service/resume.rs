@@ -19,6 +19,9 @@ impl Engine {
         let now = self.now();
         let live = self.store.load_live().await?;
         let mut b = Batch::default();
+        // No device is connected to this engine yet, whatever an earlier one (another replica,
+        // or this process before a restart) wrote; standbys read this.
+        b.op(Op::DevicesOffline);
         let (mut requests, mut attempts) = (0, 0);
         for row in live {
             let id = row.id.clone();
