@@ -394,6 +394,34 @@ impl Lease {
         .unwrap_or(Ok(None))
     }
 
+    /// [`Parts::lead`] for a replica that just took the lease with `epoch`, renewing it every
+    /// `renew_every` meanwhile: resuming a large store may take longer than a lease. Deposed
+    /// meanwhile (the lease taken after all), the takeover stops there.
+    async fn lead_renewing(
+        &self,
+        parts: &Parts,
+        epoch: u64,
+        shutdown: &CancellationToken,
+    ) -> Result<(Router, tokio::task::JoinHandle<Result<(), Error>>), Error> {
+        let leading = parts.lead(shutdown);
+        let mut leading = std::pin::pin!(leading);
+        loop {
+            tokio::select! {
+                led = &mut leading => return led,
+                () = tokio::time::sleep(self.opts.renew_every) => {
+                    let renewed = tokio::time::timeout(
+                        self.opts.renew_every,
+                        parts.store.renew(epoch, self.opts.ttl),
+                    )
+                    .await;
+                    if let Ok(Ok(Renewal::Taken { current })) = renewed {
+                        return Err(Error::Deposed { held: epoch, current });
+                    }
+                }
+            }
+        }
+    }
+
     /// The replica's loop until `shutdown`: a standby tries to take the lease every
     /// `renew_every` (and notes where the leader is meanwhile) and, once it has it, takes
     /// over; a leader renews it every `renew_every` and stops the server when it finds it
@@ -410,13 +438,13 @@ impl Lease {
         // When the lease held runs out at the latest, in this process's clock: it was renewed
         // no earlier than the renewal was sent.
         let mut holds_until = tokio::time::Instant::now() + self.opts.ttl;
-        let mut tick = tokio::time::interval(self.opts.renew_every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                _ = tick.tick() => {}
+                () = tokio::time::sleep_until(next) => {}
             }
+            next = tokio::time::Instant::now() + self.opts.renew_every;
             match epoch {
                 Some(held) => {
                     let sent = tokio::time::Instant::now();
@@ -450,7 +478,7 @@ impl Lease {
                         holds_until = tokio::time::Instant::now() + self.opts.ttl;
                         store.fence(new);
                         tracing::info!(epoch = new, "took the lead; resuming from the store");
-                        match parts.lead(&shutdown).await {
+                        match self.lead_renewing(&parts, new, &shutdown).await {
                             Ok((router, engine_join)) => {
                                 let mut l = lead.lock().await;
                                 l.engine = Some(engine_join);
@@ -468,7 +496,15 @@ impl Lease {
                         }
                     }
                     Ok(None) => match store.leader().await {
-                        Ok(row) => parts.leader.set(row.filter(|r| r.live).map(|r| r.url)),
+                        Ok(row) => {
+                            // Try again just after the lease runs out, if that is sooner.
+                            if let Some(left) = row.as_ref().and_then(|r| r.expires_in) {
+                                next = next.min(
+                                    tokio::time::Instant::now() + left + Duration::from_millis(2),
+                                );
+                            }
+                            parts.leader.set(row.filter(|r| r.live).map(|r| r.url));
+                        }
                         Err(e) => tracing::warn!(error = %e, "cannot read the lease"),
                     },
                     Err(e) => tracing::warn!(error = %e, "cannot try to take the lease"),
