@@ -303,6 +303,43 @@ async fn a_cut_connection_is_restored_without_losing_or_doubling_a_result() {
     h.stop().await;
 }
 
+/// The database of a test's `weft serve` child processes: `dir/weft.db`, or with
+/// `WEFT_TEST_STORE=postgres` a fresh database of the test's Postgres, kept until this is
+/// dropped. On Postgres a restarted server is a replica that finds the killed one's lease
+/// (docs/replicas.md): [`ChildDb::args`] makes it short, so that it takes the lead within a
+/// second.
+pub(crate) struct ChildDb {
+    pub(crate) url: String,
+    /// Dropped with this: the database goes.
+    pg: Option<crate::pg::TestDb>,
+}
+
+impl ChildDb {
+    pub(crate) async fn new(dir: &std::path::Path) -> Self {
+        if crate::harness::postgres() {
+            let db = crate::pg::database().await;
+            Self {
+                url: db.url.clone(),
+                pg: Some(db),
+            }
+        } else {
+            Self {
+                url: dir.join("weft.db").to_str().unwrap().to_owned(),
+                pg: None,
+            }
+        }
+    }
+
+    /// `extra` and, on Postgres, a 1 s lease renewed every 200 ms.
+    pub(crate) fn args<'a>(&self, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = extra.to_vec();
+        if self.pg.is_some() {
+            args.extend(["--lease-ttl-ms", "1000", "--lease-renew-ms", "200"]);
+        }
+        args
+    }
+}
+
 /// `weft serve` as a child process, so that it can be killed with SIGKILL.
 pub(crate) struct ServerProc {
     pub(crate) child: Child,
@@ -454,7 +491,8 @@ impl Rest {
 async fn the_orchestrator_killed_mid_run_resumes_every_request_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port().await;
-    let server = spawn_server(dir.path(), port, &[]).await;
+    let db = ChildDb::new(dir.path()).await;
+    let server = spawn_server_on(&db.url, dir.path(), port, &db.args(&[]), None).await;
     let rest = Rest::new(&server.base);
     let mut agents = Vec::new();
     for name in ["l1", "l2"] {
@@ -487,7 +525,8 @@ async fn the_orchestrator_killed_mid_run_resumes_every_request_exactly_once() {
     sigkill(&server.child);
     let _ = server.child.wait().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let server = spawn_server(dir.path(), port, &[]).await;
+    // On Postgres it stands by until the killed one's lease runs out, then leads.
+    let server = spawn_server_on(&db.url, dir.path(), port, &db.args(&[]), None).await;
     let rest = Rest::new(&server.base);
     for (i, id) in ids.iter().enumerate() {
         let v = rest.wait_done(id).await;
@@ -509,7 +548,9 @@ async fn the_orchestrator_killed_mid_run_resumes_every_request_exactly_once() {
 async fn sigterm_lets_running_attempts_finish_then_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port().await;
-    let mut server = spawn_server(dir.path(), port, &["--shutdown-grace-secs", "10"]).await;
+    let db = ChildDb::new(dir.path()).await;
+    let args = db.args(&["--shutdown-grace-secs", "10"]);
+    let mut server = spawn_server_on(&db.url, dir.path(), port, &args, None).await;
     let rest = Rest::new(&server.base);
     let created = rest
         .post("/v1/devices", json!({"name": "l1", "kind": "laptop"}))
@@ -572,7 +613,7 @@ async fn sigterm_lets_running_attempts_finish_then_exits_cleanly() {
     assert!(status.success(), "{status}");
     let _ = agent.kill().await;
     // The attempt finished and was stored before the server exited.
-    let store = weft_orchestrator::store::Store::open(dir.path().join("weft.db").to_str().unwrap())
+    let store = weft_orchestrator::store::Store::open(&db.url)
         .await
         .unwrap();
     let v = store
