@@ -122,6 +122,11 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "The cap on open connections (--max-connections).",
             caps.max,
         ),
+        (
+            "leader",
+            "1 while this process leads (runs the engine), 0 on a standby replica.",
+            usize::from(state.role == crate::replica::Role::Leader),
+        ),
     ] {
         use std::fmt::Write;
         let _ = write!(

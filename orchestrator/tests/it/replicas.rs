@@ -305,6 +305,16 @@ async fn a_standby_serves_reads_sends_writes_to_the_leader_and_takes_over_when_i
             format!("{}{path}", a.base).as_str()
         );
     }
+    for (base, leads) in [(&a.base, 1), (&b.base, 0)] {
+        let text = rest
+            .call_one(base, reqwest::Method::GET, "/metrics", None)
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(text.contains(&format!("\nweft_leader {leads}\n")), "{text}");
+    }
     // The API document says which routes a standby sends on (it serves the document itself).
     let doc: Value = rest
         .call_one(&b.base, reqwest::Method::GET, "/openapi.json", None)
