@@ -699,6 +699,7 @@ impl Agent {
                 None
             }
             ServerMsg::Ack { attempt_id } => {
+                tracing::debug!(attempt = %attempt_id, "result acknowledged");
                 self.outbox.ack(&attempt_id);
                 None
             }

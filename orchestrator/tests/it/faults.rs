@@ -157,21 +157,25 @@ async fn a_drained_device_gets_no_new_work() {
 
 /// Starts `weft agent` as a child process.
 pub(crate) fn spawn_agent(base: &str, name: &str, token: &str, dir: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args([
-            "agent", "--server", base, "--name", name, "--kind", "laptop",
-        ])
-        .arg("--workdir")
-        .arg(dir.join("work").join(name))
-        .arg("--state-dir")
-        .arg(dir.join("state").join(name))
-        .env("WEFT_DEVICE_TOKEN", token)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
+    agent_command(base, name, token, dir).spawn().unwrap()
+}
+
+/// The `weft agent` child process of [`spawn_agent`], not started yet.
+pub(crate) fn agent_command(base: &str, name: &str, token: &str, dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weft"));
+    cmd.args([
+        "agent", "--server", base, "--name", name, "--kind", "laptop",
+    ])
+    .arg("--workdir")
+    .arg(dir.join("work").join(name))
+    .arg("--state-dir")
+    .arg(dir.join("state").join(name))
+    .env("WEFT_DEVICE_TOKEN", token)
+    .env("RUST_LOG", "warn")
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .kill_on_drop(true);
+    cmd
 }
 
 pub(crate) fn sigkill(child: &Child) {

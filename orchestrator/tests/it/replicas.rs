@@ -14,7 +14,9 @@ use tokio::time::Instant;
 use weft_protocol::RequestStatus;
 use weft_protocol::rest::{Event, EventKind, RequestView};
 
-use crate::faults::{ServerProc, free_port, sigkill, signal, spawn_agent, spawn_server_on};
+use crate::faults::{
+    ServerProc, agent_command, free_port, sigkill, signal, spawn_agent, spawn_server_on,
+};
 use crate::harness::{WAIT, assert_each_result_applied_once};
 use crate::pg;
 
@@ -242,16 +244,66 @@ fn port_of(base: &str) -> u16 {
     base.rsplit(':').next().unwrap().parse().unwrap()
 }
 
+/// A `weft agent` process given `servers`, logging into `dir/agent-<name>.log` every result
+/// the leader acknowledged ([`acknowledged`] reads them).
 async fn agent(rest: &Replicas, name: &str, servers: &[&str], dir: &std::path::Path) -> Child {
     let created = rest
         .post("/v1/devices", json!({"name": name, "kind": "laptop"}))
         .await;
-    spawn_agent(
+    let log = std::fs::File::create(dir.join(format!("agent-{name}.log"))).unwrap();
+    agent_command(
         &servers.join(","),
         name,
         created["token"].as_str().unwrap(),
         dir,
     )
+    .env("RUST_LOG", "warn,weft_agent::agent=debug")
+    .env("NO_COLOR", "1")
+    .stderr(log)
+    .spawn()
+    .unwrap()
+}
+
+/// The attempts whose results the agents of [`agent`] in `dir` saw acknowledged.
+fn acknowledged(dir: &std::path::Path) -> Vec<String> {
+    let mut acked = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let is_log = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("agent-") && n.ends_with(".log"));
+        if !is_log {
+            continue;
+        }
+        let text = strip_ansi(&std::fs::read_to_string(&path).unwrap());
+        for line in text.lines().filter(|l| l.contains("result acknowledged")) {
+            let id = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("attempt="))
+                .unwrap_or_else(|| panic!("no attempt in {line}"));
+            acked.push(id.to_owned());
+        }
+    }
+    acked
+}
+
+/// `text` without ANSI colour sequences (`ESC [ … m`), whatever the log's colours.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 async fn wait_online(rest: &Replicas, n: usize) {
@@ -647,6 +699,7 @@ async fn the_leader_killed_twenty_times_under_load_loses_nothing() {
         .unwrap();
     assert!(ids.len() > 100, "only {} requests acknowledged", ids.len());
     each_succeeded_once(&rest, &ids).await;
+    every_ack_stored(dir.path(), &db.url, ids.len()).await;
 
     // Takeover: the old leader's last commit to the new one's first, from the journal.
     let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
@@ -900,6 +953,7 @@ async fn postgres_killed_and_restarted_under_load_stops_the_leader_and_loses_not
         .unwrap();
     assert!(ids.len() > 20, "only {} requests acknowledged", ids.len());
     each_succeeded_once(&rest, &ids).await;
+    every_ack_stored(dir.path(), &db, ids.len()).await;
     for mut agent in agents {
         let _ = agent.kill().await;
     }
@@ -1040,4 +1094,39 @@ async fn bad_replica_settings_are_refused_at_start() {
     let (code, err) = serve(&["--advertise-url", "weft.lan:7600"], "127.0.0.1:0").await;
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("give an http:// or https:// URL"), "{err}");
+}
+
+/// No acknowledged result was lost: every result an agent of [`agent`] in `dir` saw
+/// acknowledged is in the store at `db`, applied (its attempt succeeded) or, if its attempt had
+/// ended before it came, recorded as late. Each of the `requests` had two tasks.
+async fn every_ack_stored(dir: &std::path::Path, db: &str, requests: usize) {
+    let acked = acknowledged(dir);
+    assert!(acked.len() >= 2 * requests, "{} acks", acked.len());
+    let pool = sqlx::PgPool::connect(db).await.unwrap();
+    let stored: std::collections::HashMap<String, (String, bool)> =
+        sqlx::query_as::<_, (String, String, bool)>(
+            "SELECT id, status, late_result IS NOT NULL FROM attempts",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, status, late)| (id, (status, late)))
+        .collect();
+    pool.close().await;
+    let late = acked
+        .iter()
+        .filter(|a| stored.get(*a).is_some_and(|s| s.1))
+        .count();
+    for a in &acked {
+        let found = stored.get(a);
+        assert!(
+            found.is_some_and(|(status, late)| status == "succeeded" || *late),
+            "attempt {a}: acknowledged, stored as {found:?}"
+        );
+    }
+    eprintln!(
+        "{} results acknowledged, every one in the store ({late} late)",
+        acked.len()
+    );
 }
