@@ -517,7 +517,15 @@ impl Agent {
                 self.forgotten.insert(id.clone());
             }
         }
-        self.outbox.retain(|a| keep.contains(a));
+        // A result the orchestrator does not reattach was recorded already (a leader that
+        // committed it died before its ack) or is no longer wanted (its attempt was given up).
+        self.outbox.retain(|a| {
+            let wanted = keep.contains(a);
+            if !wanted {
+                tracing::debug!(attempt = %a, "result no longer wanted; dropped");
+            }
+            wanted
+        });
     }
 
     /// One connection, from connect to loss or stop.

@@ -264,8 +264,9 @@ async fn agent(rest: &Replicas, name: &str, servers: &[&str], dir: &std::path::P
     .unwrap()
 }
 
-/// The attempts whose results the agents of [`agent`] in `dir` saw acknowledged.
-fn acknowledged(dir: &std::path::Path) -> Vec<String> {
+/// The attempts of the lines of the logs of the agents of [`agent`] in `dir` that say `what`
+/// (`result acknowledged`, `result no longer wanted`).
+fn logged(dir: &std::path::Path, what: &str) -> Vec<String> {
     let mut acked = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
@@ -277,7 +278,7 @@ fn acknowledged(dir: &std::path::Path) -> Vec<String> {
             continue;
         }
         let text = strip_ansi(&std::fs::read_to_string(&path).unwrap());
-        for line in text.lines().filter(|l| l.contains("result acknowledged")) {
+        for line in text.lines().filter(|l| l.contains(what)) {
             let id = line
                 .split_whitespace()
                 .find_map(|w| w.strip_prefix("attempt="))
@@ -1098,10 +1099,18 @@ async fn bad_replica_settings_are_refused_at_start() {
 
 /// No acknowledged result was lost: every result an agent of [`agent`] in `dir` saw
 /// acknowledged is in the store at `db`, applied (its attempt succeeded) or, if its attempt had
-/// ended before it came, recorded as late. Each of the `requests` had two tasks.
+/// ended before it came, recorded as late. Each of the `requests` had two tasks, so at least
+/// two results were sent for each: acknowledged, or committed by a leader killed before its ack
+/// (the agent drops those when the next leader does not reattach them).
 async fn every_ack_stored(dir: &std::path::Path, db: &str, requests: usize) {
-    let acked = acknowledged(dir);
-    assert!(acked.len() >= 2 * requests, "{} acks", acked.len());
+    let acked = logged(dir, "result acknowledged");
+    let dropped = logged(dir, "result no longer wanted");
+    assert!(
+        acked.len() + dropped.len() >= 2 * requests,
+        "{} acks and {} dropped for {requests} requests of two tasks",
+        acked.len(),
+        dropped.len()
+    );
     let pool = sqlx::PgPool::connect(db).await.unwrap();
     let stored: std::collections::HashMap<String, (String, bool)> =
         sqlx::query_as::<_, (String, String, bool)>(
@@ -1126,7 +1135,8 @@ async fn every_ack_stored(dir: &std::path::Path, db: &str, requests: usize) {
         );
     }
     eprintln!(
-        "{} results acknowledged, every one in the store ({late} late)",
-        acked.len()
+        "{} results acknowledged, every one in the store ({late} late); {} dropped unacknowledged",
+        acked.len(),
+        dropped.len()
     );
 }
