@@ -18,6 +18,7 @@
 mod actions;
 pub mod cassette;
 pub mod client;
+mod mend;
 mod parse;
 mod planner;
 mod prompt;

@@ -54,6 +54,7 @@ pub(crate) fn plan(
     for (i, t) in tasks.iter().enumerate() {
         match model_task(t) {
             Ok((mut spec, task_edges)) => {
+                super::mend::fetch_for_url_read(&mut spec.action);
                 place(&mut spec, devices, &lower);
                 let (t, problem) = task(spec, devices);
                 errors.extend(problem);
@@ -74,10 +75,12 @@ pub(crate) fn plan(
         edges,
     };
     add_edges_for_references(&mut plan);
+    super::mend::split_directory_write(&mut plan);
     if let Err(e) = plan.validate(&Limits::default()) {
         errors.push(e.to_string());
     }
     super::review::move_to_named_devices(&mut plan, devices, text);
+    super::review::move_by_quoted_literals(&mut plan, devices, text);
     errors.extend(super::review::named_devices_unused(&plan, devices, text));
     if errors.is_empty() {
         Ok(Answer::Plan(plan))

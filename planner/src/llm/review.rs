@@ -152,6 +152,122 @@ pub(crate) fn move_to_named_devices(plan: &mut Plan, devices: &[&DeviceProfile],
     }
 }
 
+/// For each device the request names and no task runs on: in each step of the request (see
+/// [`steps`]) that names that device and no other, when exactly one task's arguments quote a
+/// path, URL or address written in that step ("fetch https://…/a.txt on the server", "my steps
+/// from the phone (health/steps.txt)"), and the device can run it, moves that task there. The
+/// request says where the step that uses that literal belongs; a literal two tasks quote leaves
+/// the choice to the model. Like [`move_to_named_devices`], never moves a device's only task off
+/// a device the request also names.
+pub(crate) fn move_by_quoted_literals(plan: &mut Plan, devices: &[&DeviceProfile], text: &str) {
+    let text = text.to_lowercase();
+    let steps = steps(&text);
+    for d in devices {
+        if named_as(d, devices, &text).is_none() {
+            continue;
+        }
+        for step in &steps {
+            let on_d = |t: &crate::PlannedTask| matches!(&t.target, Target::Device(n) if n == &d.info.name);
+            if plan.tasks.iter().any(on_d) {
+                break;
+            }
+            let names_other = devices
+                .iter()
+                .any(|o| o.info.name != d.info.name && named_as(o, devices, step).is_some());
+            if named_as(d, devices, step).is_none() || names_other {
+                continue;
+            }
+            let quoting: Vec<usize> = plan
+                .tasks
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| quotes(t, step) && can_run(d, t))
+                .filter(|(i, t)| !named_and_alone(plan, *i, &t.target, devices, &text))
+                .map(|(i, _)| i)
+                .collect();
+            if let [i] = quoting[..] {
+                tracing::debug!(
+                    task = %plan.tasks[i].id, to = %d.info.name,
+                    "moved a task to the device named where the request quotes its argument"
+                );
+                plan.tasks[i].target = Target::Device(d.info.name.clone());
+            }
+        }
+    }
+}
+
+/// The steps of a request (lowercase): its pieces between `,` `;` `:` `.` followed by a space
+/// (or at the end; so URLs, file names and numbers stay whole), and between the words `and`
+/// and `then`.
+fn steps(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let bytes = text.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        let ends = matches!(b, b',' | b';' | b':' | b'.')
+            && bytes.get(i + 1).is_none_or(|n| n.is_ascii_whitespace());
+        if ends {
+            out.push(&text[start..i]);
+            start = i + 1;
+        }
+    }
+    out.push(&text[start..]);
+    out.iter()
+        .flat_map(|piece| piece.split(" and "))
+        .flat_map(|piece| piece.split(" then "))
+        .map(str::trim)
+        .filter(|piece| !piece.is_empty())
+        .collect()
+}
+
+/// Whether one of `t`'s arguments holds a path, URL or address (a word of 4 or more characters
+/// with `/`, `@` or an inner `.`) that `step` (lowercase) contains as a whole word.
+fn quotes(t: &crate::PlannedTask, step: &str) -> bool {
+    let mut strings = Vec::new();
+    match &t.action {
+        Some(Action::Shell { command }) => strings.push(command.as_str()),
+        Some(Action::HttpGet { url }) => strings.push(url),
+        Some(Action::ReadFile { path }) => strings.push(path),
+        Some(Action::WriteFile { path, content }) => strings.extend([path.as_str(), content]),
+        Some(Action::Sim { args, .. } | Action::Phone { args, .. } | Action::Adb { args, .. }) => {
+            collect_strings(args, &mut strings);
+        }
+        Some(Action::Steps { .. }) | None => {}
+    }
+    strings.iter().any(|s| {
+        s.split(|c: char| c.is_whitespace() || "\"'(),;<>[]".contains(c))
+            .map(|w| w.trim_end_matches(['.', ':', '!', '?']))
+            .filter(|w| w.chars().count() >= 4 && !w.contains("{{"))
+            .filter(|w| w.contains(['/', '@']) || w.trim_matches('.').contains('.'))
+            .any(|w| has_literal(step, &w.to_lowercase()))
+    })
+}
+
+fn collect_strings<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+    match v {
+        serde_json::Value::String(s) => out.push(s),
+        serde_json::Value::Array(items) => items.iter().for_each(|i| collect_strings(i, out)),
+        serde_json::Value::Object(map) => map.values().for_each(|i| collect_strings(i, out)),
+        _ => {}
+    }
+}
+
+/// Whether `text` holds `literal` with no letter, digit, `/`, `_`, `-` or inner `.` either
+/// side (a sentence's full stop may follow it).
+fn has_literal(text: &str, literal: &str) -> bool {
+    let joins = |c: char| c.is_alphanumeric() || "/_-.".contains(c);
+    text.match_indices(literal).any(|(i, _)| {
+        let mut after = text[i + literal.len()..].chars();
+        let next = after.next();
+        let ends = match next {
+            None => true,
+            Some('.') => after.next().is_none_or(char::is_whitespace),
+            Some(c) => !joins(c),
+        };
+        ends && text[..i].chars().next_back().is_none_or(|c| !joins(c))
+    })
+}
+
 /// Whether task `i` runs on a device the request names and no other task runs there.
 fn named_and_alone(
     plan: &Plan,
@@ -384,6 +500,105 @@ mod tests {
         plan.tasks[1].title = "read phone fitness data".into();
         move_to_named_devices(&mut plan, &refs, text);
         assert_eq!(plan.tasks[1].target, Target::Device("android-phone".into()));
+    }
+
+    #[test]
+    fn a_task_quoting_what_the_request_places_on_an_unused_device_moves_there() {
+        let devs = [
+            device("windows-laptop", "laptop"),
+            device("edge-box", "edge"),
+            device("android-phone", "phone"),
+            device("linux-server", "server"),
+        ];
+        let refs: Vec<&DeviceProfile> = devs.iter().collect();
+        let read = |path: &str| Action::Sim {
+            op: "file.read".into(),
+            args: serde_json::json!({ "path": path }),
+        };
+        let fetch = |url: &str| Action::HttpGet { url: url.into() };
+        // As the 1.5B model wrote it: every step on the edge box.
+        let text = "Fetch https://web.example/lists/berlin.txt on the server and \
+                    https://web.example/lists/hamburg.txt on the edge box, merge them, and save \
+                    the result as merged/stock.txt on the Windows laptop.";
+        let mut plan = plan_on(&["edge-box", "edge-box", "edge-box"]);
+        plan.tasks[0].action = Some(fetch("https://web.example/lists/berlin.txt"));
+        plan.tasks[1].action = Some(fetch("https://web.example/lists/hamburg.txt"));
+        plan.tasks[2].action = Some(Action::WriteFile {
+            path: "merged/stock.txt".into(),
+            content: "{{t1.output}}".into(),
+        });
+        move_by_quoted_literals(&mut plan, &refs, text);
+        let on: Vec<String> = plan
+            .tasks
+            .iter()
+            .map(|t| format!("{:?}", t.target))
+            .collect();
+        assert_eq!(
+            on,
+            [
+                r#"Device(DeviceName("linux-server"))"#,
+                r#"Device(DeviceName("edge-box"))"#,
+                r#"Device(DeviceName("windows-laptop"))"#
+            ]
+        );
+        assert!(named_devices_unused(&plan, &refs, text).is_empty());
+
+        // A file named in parentheses after the device: the read of it moves.
+        let text = "Put the report on the Windows laptop: my steps from the phone \
+                    (health/steps-w16.txt).";
+        let mut plan = plan_on(&["windows-laptop", "windows-laptop"]);
+        plan.tasks[1].action = Some(read("health/steps-w16.txt"));
+        move_by_quoted_literals(&mut plan, &refs, text);
+        assert_eq!(plan.tasks[1].target, Target::Device("android-phone".into()));
+
+        // Two tasks quote the literal: the model must choose, nothing moves.
+        let mut plan = plan_on(&["windows-laptop", "windows-laptop", "windows-laptop"]);
+        plan.tasks[1].action = Some(read("health/steps-w16.txt"));
+        plan.tasks[2].action = Some(Action::WriteFile {
+            path: "health/steps-w16.txt".into(),
+            content: "x".into(),
+        });
+        move_by_quoted_literals(&mut plan, &refs, text);
+        assert_eq!(named_devices_unused(&plan, &refs, text).len(), 1);
+
+        // A step that names two devices says nothing about which one; a literal inside a longer
+        // word is not quoted; a device's only task on a named device stays.
+        for (text, path) in [
+            (
+                "Copy notes/a.txt from the server to my phone",
+                "notes/a.txt",
+            ),
+            ("Read notes/a.txt.bak on my phone", "notes/a.txt"),
+            ("Read notes/a.txt on my phone", "my/notes/a.txt"),
+        ] {
+            let mut plan = plan_on(&["linux-server", "linux-server"]);
+            plan.tasks[1].action = Some(read(path));
+            move_by_quoted_literals(&mut plan, &refs, text);
+            assert_eq!(
+                plan.tasks[1].target,
+                Target::Device("linux-server".into()),
+                "{text}"
+            );
+        }
+        let text = "Read notes/a.txt on my phone and keep it on the server";
+        let mut plan = plan_on(&["linux-server"]);
+        plan.tasks[0].action = Some(read("notes/a.txt"));
+        move_by_quoted_literals(&mut plan, &refs, text);
+        assert_eq!(plan.tasks[0].target, Target::Device("linux-server".into()));
+    }
+
+    #[test]
+    fn steps_split_at_punctuation_and_conjunctions_but_keep_urls_and_files_whole() {
+        assert_eq!(
+            steps("fetch http://a.b/c.txt on the server, sum it: then save 1,240 to x.txt. done"),
+            [
+                "fetch http://a.b/c.txt on the server",
+                "sum it",
+                "save 1,240 to x.txt",
+                "done"
+            ]
+        );
+        assert_eq!(steps("read a and b"), ["read a", "b"]);
     }
 
     #[test]
