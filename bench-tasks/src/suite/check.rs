@@ -16,6 +16,7 @@ use std::path::Path;
 
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use weft_agent::sim::State;
 
 use super::devices;
@@ -25,6 +26,9 @@ use super::devices;
 pub struct DeviceState {
     /// Every file under the workdir: relative path (with `/`) → content (lossy UTF-8).
     pub files: BTreeMap<String, String>,
+    /// Every file under the workdir: relative path → the SHA-256 of its bytes (lowercase hex),
+    /// for files whose bytes matter and that text cannot hold (a photo).
+    pub sha256: BTreeMap<String, String>,
     pub sim: State,
 }
 
@@ -32,6 +36,7 @@ impl DeviceState {
     /// Reads a device's workdir and its sim state file.
     pub fn read(workdir: &Path, state_file: &Path) -> anyhow::Result<Self> {
         let mut files = BTreeMap::new();
+        let mut sha256 = BTreeMap::new();
         let mut pending = vec![(workdir.to_path_buf(), String::new())];
         while let Some((dir, prefix)) = pending.pop() {
             let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -49,6 +54,7 @@ impl DeviceState {
                     pending.push((e.path(), rel));
                 } else if kind.is_file() {
                     let bytes = std::fs::read(e.path())?;
+                    sha256.insert(rel.clone(), hex::encode(Sha256::digest(&bytes)));
                     files.insert(rel, String::from_utf8_lossy(&bytes).into_owned());
                 }
             }
@@ -58,7 +64,7 @@ impl DeviceState {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
             Err(e) => bail!("{}: {e}", state_file.display()),
         };
-        Ok(Self { files, sim })
+        Ok(Self { files, sha256, sim })
     }
 }
 
@@ -79,6 +85,12 @@ pub enum Check {
     },
     /// No file at `path`.
     NoFile { device: String, path: String },
+    /// A file exists whose bytes have this SHA-256 (lowercase hex): the very bytes arrived.
+    Sha256 {
+        device: String,
+        path: String,
+        sha256: String,
+    },
     /// A mail was sent to `to` (with a subject containing…, a body containing… and not…, an
     /// attachment).
     Mail {
@@ -286,6 +298,7 @@ impl Check {
         match self {
             Check::File { device, .. }
             | Check::NoFile { device, .. }
+            | Check::Sha256 { device, .. }
             | Check::Mail { device, .. }
             | Check::NoMail { device }
             | Check::Message { device, .. }
@@ -338,6 +351,11 @@ impl Check {
                 devices::names().join(", ")
             );
         }
+        if let Check::Sha256 { sha256, .. } = self
+            && (sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            bail!("sha256: `{sha256}` is not 64 hex digits");
+        }
         if let Check::Count {
             items, to: Some(_), ..
         } = self
@@ -354,6 +372,7 @@ impl Check {
         match self {
             Check::File { path, .. } => format!("file {path} on {d}"),
             Check::NoFile { path, .. } => format!("no file {path} on {d}"),
+            Check::Sha256 { path, .. } => format!("sha256 of {path} on {d}"),
             Check::Mail { to, .. } => format!("mail to {to} from {d}"),
             Check::NoMail { .. } => format!("no mail from {d}"),
             Check::Message { to, .. } => format!("message to {to} from {d}"),
@@ -496,6 +515,11 @@ impl Check {
             Check::NoFile { path, .. } => match s.files.contains_key(path) {
                 true => Err(format!("{path} exists")),
                 false => Ok(()),
+            },
+            Check::Sha256 { path, sha256, .. } => match s.sha256.get(path) {
+                None => Err(format!("no file {path}")),
+                Some(got) if got.eq_ignore_ascii_case(sha256) => Ok(()),
+                Some(got) => Err(format!("{path} has sha256 {got}")),
             },
             Check::Mail {
                 to,
@@ -774,6 +798,11 @@ mod tests {
         server
             .files
             .insert("backup/a.md".into(), "alpha\nbeta\n".into());
+        // What `DeviceState::read` records for a file whose bytes are `abc`.
+        server.sha256.insert(
+            "Desktop/p.jpg".into(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad".into(),
+        );
         server.sim.kv.insert("total".into(), json!("1250"));
         let mut phone = DeviceState::default();
         phone.sim.notifications.push(Notification {
@@ -821,6 +850,18 @@ mod tests {
             (
                 "check = 'no_file'\ndevice = 'linux-server'\npath = 'backup/b.md'",
                 "pass",
+            ),
+            (
+                "check = 'sha256'\ndevice = 'any:server'\npath = 'Desktop/p.jpg'\nsha256 = 'BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD'",
+                "pass",
+            ),
+            (
+                "check = 'sha256'\ndevice = 'linux-server'\npath = 'Desktop/p.jpg'\nsha256 = '0000000000000000000000000000000000000000000000000000000000000000'",
+                "fail: linux-server: Desktop/p.jpg has sha256 ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+            ),
+            (
+                "check = 'sha256'\ndevice = 'linux-server'\npath = 'Desktop/q.jpg'\nsha256 = '0000000000000000000000000000000000000000000000000000000000000000'",
+                "fail: linux-server: no file Desktop/q.jpg",
             ),
             (
                 "check = 'notification'\ndevice = 'android-phone'\ncontains = ['Backup', '3 files']",
@@ -915,6 +956,14 @@ mod tests {
     }
 
     #[test]
+    fn a_sha256_must_be_64_hex_digits() {
+        let c: Check =
+            toml::from_str("check = 'sha256'\ndevice = 'linux-server'\npath = 'a'\nsha256 = 'abc'")
+                .unwrap();
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
     fn a_device_that_does_not_exist_is_refused() {
         let c: Check = toml::from_str("check = 'no_mail'\ndevice = 'toaster'").unwrap();
         assert!(c.validate().is_err());
@@ -936,6 +985,10 @@ mod tests {
         weft_agent::sim::write_state(&state_file, &s).unwrap();
         let d = DeviceState::read(&work, &state_file).unwrap();
         assert_eq!(d.files["a/b/c.txt"], "x");
+        assert_eq!(
+            d.sha256["a/b/c.txt"],
+            "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"
+        );
         assert_eq!(d.sim.clipboard, "clip");
     }
 
