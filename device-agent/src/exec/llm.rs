@@ -14,8 +14,10 @@
 //!    the refusal goes back to the model as the tool's result, and is counted;
 //! 3. each result, cut to [`LlmConfig::tool_output_bytes`], goes back as a `tool` message;
 //! 4. the loop ends when the model answers without a tool call (that answer is the task's
-//!    summary), or when the turn limit is reached and the orchestrator grants no more
-//!    ([`ExecEvent::Extend`] answered 0: `budget_exhausted`).
+//!    summary), when it repeats its last turn's calls and every one of them had run and
+//!    succeeded (a small model's way of saying it is done: they are not run again, and the
+//!    summary is their outputs), or when the turn limit is reached and the orchestrator grants
+//!    no more ([`ExecEvent::Extend`] answered 0: `budget_exhausted`).
 //!
 //! The output's data is the transcript's summary: turns used, tool calls (each with its turn,
 //! tool, status and error code), and the tokens the endpoint counted. The endpoint itself is the
@@ -183,6 +185,8 @@ pub async fn run(
     let mut t = Transcript::new(llm.client.model());
     let mut limit = ctx.max_turns.max(1);
     let mut last_calls: Vec<ToolCall> = Vec::new();
+    // What the last turn's calls gave, when every one of them ran and succeeded.
+    let mut last_outputs: Option<Vec<String>> = None;
     loop {
         if t.turns >= limit {
             let granted = extend(ctx, ctx.max_turns.max(1)).await;
@@ -248,21 +252,40 @@ pub async fn run(
             let (summary, _) = capped_text(answer.trim().as_bytes(), ctx.max_output_bytes);
             return Outcome::succeeded(summary, t.data());
         }
-        let names: Vec<&str> = message
-            .tool_calls
-            .iter()
-            .map(|c| c.function.name.as_str())
-            .collect();
+        let calls = message.tool_calls.clone();
+        // A small model that has done the work often repeats its last turn word for word
+        // instead of answering (seen with the 1.5B model: write the file, list it, then the
+        // same two calls again and again until the turns run out). Running them again changes
+        // nothing. When every one of them ran and succeeded, the repeat is its way of saying it
+        // is done: the task ends there, its summary the outputs of those calls (nothing unrun
+        // is taken as done). When one failed, it is told it repeated itself instead.
+        let repeated = same_calls(&calls, &last_calls);
+        if repeated && let Some(outputs) = last_outputs.take() {
+            let _ = ctx.progress.send(ExecEvent::Turn {
+                used: t.turns,
+                note: format!(
+                    "turn {} of {limit}: repeated its last calls, which succeeded: done",
+                    t.turns
+                ),
+            });
+            let summary = format!(
+                "done: the last tool calls succeeded and the model repeated them \
+                 (not run again).\n{}",
+                outputs.join("\n")
+            );
+            let (summary, _) = capped_text(summary.as_bytes(), ctx.max_output_bytes);
+            let mut data = t.data();
+            data["ended"] = json!("repeated_succeeded_calls");
+            return Outcome::succeeded(summary, data);
+        }
+        let names: Vec<&str> = calls.iter().map(|c| c.function.name.as_str()).collect();
         let _ = ctx.progress.send(ExecEvent::Turn {
             used: t.turns,
             note: format!("turn {} of {limit}: {}", t.turns, names.join(", ")),
         });
-        let calls = message.tool_calls.clone();
         messages.push(message);
-        // A small model that has done the work often repeats its last turn word for word
-        // instead of answering; running it again changes nothing, so it is told so instead.
-        let repeated = same_calls(&calls, &last_calls);
         last_calls = calls.clone();
+        let mut outputs = Some(Vec::with_capacity(calls.len()));
         for (i, call) in calls.iter().enumerate() {
             let reply = if repeated {
                 t.record(call, "failed", Some("repeated_call"));
@@ -289,8 +312,20 @@ pub async fn run(
                     "message": format!("at most {MAX_CALLS_PER_TURN} tool calls are run per turn; this one was not run"),
                 }})
             };
+            if reply["status"] == "succeeded" && !repeated {
+                if let Some(o) = outputs.as_mut() {
+                    o.push(format!(
+                        "{}: {}",
+                        call.function.name,
+                        reply["untrusted_output"].as_str().unwrap_or("")
+                    ));
+                }
+            } else {
+                outputs = None;
+            }
             messages.push(Message::tool(call.id.clone(), reply.to_string()));
         }
+        last_outputs = outputs;
     }
 }
 
@@ -342,12 +377,18 @@ fn calls_in_text(text: &str, turn: u32) -> Option<Vec<ToolCall>> {
     calls.filter(|c| !c.is_empty())
 }
 
-/// Whether two turns made the same calls (names and arguments, in order).
+/// Whether two turns made the same calls (names and arguments, in any order: the 1.5B model
+/// repeats a pair of calls swapped).
 fn same_calls(a: &[ToolCall], b: &[ToolCall]) -> bool {
-    a.len() == b.len()
-        && a.iter().zip(b).all(|(x, y)| {
-            x.function.name == y.function.name && x.function.arguments == y.function.arguments
-        })
+    let key = |calls: &[ToolCall]| {
+        let mut k: Vec<(String, String)> = calls
+            .iter()
+            .map(|c| (c.function.name.clone(), c.function.arguments.clone()))
+            .collect();
+        k.sort();
+        k
+    };
+    !a.is_empty() && a.len() == b.len() && key(a) == key(b)
 }
 
 /// The calls of this device's tools written inside other text (a fenced call and the same call

@@ -447,16 +447,20 @@ async fn tool_results_are_cut_to_the_limit() {
 async fn a_turn_repeated_word_for_word_is_not_run_again() {
     let llm = ScriptedLlm::start().await;
     let append = ("write_file", json!({"path": "once.txt", "content": "x"}));
+    let missing = ("read_file", json!({"path": "nope.txt"}));
     let read = ("read_file", json!({"path": "once.txt"}));
-    llm.push(Reply::tool_calls(&[append.clone(), read.clone()]));
-    llm.push(Reply::tool_calls(&[append, read.clone()]));
-    // Another turn with one of the same calls is a new turn: it runs.
+    // One of the calls failed: the same calls again (in another order) are not run, and the
+    // model is told so.
+    llm.push(Reply::tool_calls(&[append.clone(), missing.clone()]));
+    llm.push(Reply::tool_calls(&[missing, append]));
+    // Another turn with other calls is a new turn: it runs.
     llm.push(Reply::tool_calls(&[read]));
     llm.push(Reply::content("once.txt holds x"));
     let dir = tempfile::tempdir().unwrap();
     let env = env(Policy::default(), &llm.base_url());
     let r = run_llm(&env, dir.path(), "write x once", BTreeMap::new(), 6, vec![]).await;
     assert_eq!(r.outcome.status, ResultStatus::Succeeded, "{:?}", r.outcome);
+    assert_eq!(r.outcome.output.summary, "once.txt holds x");
     let got = llm.received();
     assert_eq!(got.len(), 4);
     for call in [1, 2] {
@@ -475,11 +479,53 @@ async fn a_turn_repeated_word_for_word_is_not_run_again() {
         codes,
         [
             Value::Null,
-            Value::Null,
+            json!("not_found"),
             json!("repeated_call"),
             json!("repeated_call"),
             Value::Null
         ]
+    );
+    llm.stop().await;
+}
+
+#[tokio::test]
+async fn repeating_calls_that_all_succeeded_ends_the_task_as_done() {
+    let llm = ScriptedLlm::start().await;
+    let write = (
+        "write_file",
+        json!({"path": "result.txt", "content": "big.log"}),
+    );
+    let list = ("shell", json!({"command": "cat result.txt"}));
+    llm.push(Reply::tool_calls(&[write.clone(), list.clone()]));
+    // The 1.5B model's way of being done: the same calls again, swapped.
+    llm.push(Reply::tool_calls(&[list, write]));
+    llm.set_fallback(Reply::content("never asked"));
+    let dir = tempfile::tempdir().unwrap();
+    let env = env(Policy::default(), &llm.base_url());
+    let r = run_llm(
+        &env,
+        dir.path(),
+        "write the name",
+        BTreeMap::new(),
+        6,
+        vec![],
+    )
+    .await;
+    assert_eq!(r.outcome.status, ResultStatus::Succeeded, "{:?}", r.outcome);
+    assert_eq!(llm.received().len(), 2, "no third call");
+    assert_eq!(r.turns, [1, 2]);
+    let data = &r.outcome.output.data;
+    assert_eq!(data["ended"], "repeated_succeeded_calls");
+    assert_eq!(data["tool_calls"], 2, "the repeat was not run: {data}");
+    let summary = &r.outcome.output.summary;
+    assert!(summary.starts_with("done: "), "{summary}");
+    assert!(
+        summary.contains("shell: ") && summary.contains("big.log"),
+        "{summary}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("result.txt")).unwrap(),
+        "big.log"
     );
     llm.stop().await;
 }
