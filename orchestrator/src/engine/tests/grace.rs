@@ -165,3 +165,93 @@ async fn after_a_restart_attempts_in_flight_wait_a_grace_window_for_their_device
     )
     .await;
 }
+
+/// An accept and its result handled in one group: the journal skips the `running` no one saw
+/// (`dispatched` → `succeeded`, gapless numbering), `Graph::replay` rebuilds the live graph from
+/// it, and an engine started again on the store shows the same request (issue 16 part 4).
+#[tokio::test(start_paused = true)]
+async fn a_running_superseded_in_its_group_is_not_journaled_and_a_restart_sees_the_same() {
+    use weft_protocol::rest::EventKind;
+    use weft_protocol::{AgentMsg, TaskOutput};
+
+    let (mut rig, [mut d1]) = Rig::with_shells(["d1"]).await;
+    let r = rig.submit(vec![super::shell("t1")], vec![], None).await;
+    d1.check("assign t1#1");
+    let attempt_id = d1.attempt("t1");
+    // Both frames queued before the engine runs: one group.
+    let h = &rig.handle;
+    h.agent_msg(
+        "d1".into(),
+        d1.conn,
+        AgentMsg::Accept {
+            attempt_id: attempt_id.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    h.agent_msg(
+        "d1".into(),
+        d1.conn,
+        AgentMsg::Result {
+            attempt_id,
+            status: ResultStatus::Succeeded,
+            output: TaskOutput {
+                summary: "t1 done".into(),
+                data: serde_json::Value::Null,
+            },
+            error: None,
+            files: vec![],
+        },
+    )
+    .await
+    .unwrap();
+    rig.settled().await;
+    d1.check("ack t1#1");
+    let done = "
+        succeeded
+        t1 succeeded
+          #1 d1 succeeded +0..+0
+    ";
+    rig.check(&r, done).await;
+
+    let events = rig.store.events_after(&r, 0).await.unwrap();
+    let statuses: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::TaskStatus { status, .. } => Some(status.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(statuses, ["ready", "dispatched", "succeeded"]);
+    let all = rig.store.events_since(0, 1000).await.unwrap();
+    for pair in all.windows(2) {
+        assert_eq!(pair[1].seq, pair[0].seq + 1, "a gap in the journal");
+    }
+    let graph = crate::engine::Graph::replay(
+        events.iter().map(|e| &e.kind),
+        &crate::engine::TaskDefaults {
+            retry: weft_protocol::RetryPolicy::default(),
+            max_turns: 1,
+        },
+    )
+    .unwrap();
+    let rebuilt: Vec<String> = graph
+        .tasks()
+        .map(|t| format!("{} {}", t.id, t.status().as_str()))
+        .collect();
+    assert_eq!(rebuilt, ["t1 succeeded"]);
+
+    // Nothing runs, so the engine stops at once (Rig::restart waits out a grace).
+    rig.shutdown.cancel();
+    (&mut rig.join).await.unwrap().unwrap();
+    rig.shutdown = tokio_util::sync::CancellationToken::new();
+    (rig.handle, rig.join) = crate::engine::Engine::start(
+        rig.store.clone(),
+        rig.opts.clone(),
+        rig.clock,
+        rig.shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    rig.check(&r, done).await;
+}
