@@ -35,6 +35,8 @@ pub use agent::platform;
 pub use backoff::Backoff;
 pub use config::{AdbConfig, Config};
 pub use exec::llm::LlmConfig;
+/// Seeded file bytes: the photos `photo.take` writes and the files a benchmark places.
+pub use exec::seeded;
 /// The `sim` executor: profiles, the state file and its types (for benchmark runners).
 pub use exec::sim;
 pub use policy::{DEFAULT_MAX_OUTPUT_BYTES, Policy};

@@ -11,6 +11,7 @@ pub(crate) mod adb;
 pub(crate) mod fs;
 pub(crate) mod http;
 pub(crate) mod llm;
+pub mod seeded;
 pub(crate) mod shell;
 pub mod sim;
 mod steps;
