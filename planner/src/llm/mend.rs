@@ -5,7 +5,9 @@
 //!
 //! - [`fetch_for_url_read`]: reading a file whose path is an `http(s)://` URL is fetching it.
 //! - [`split_directory_write`]: one write of several read files' contents to a directory path
-//!   (`backup/`) writes each file there, under its own relative path.
+//!   (`backup/`) writes each file there, under its own relative path (a photo under its name).
+//!
+//! After the plan is checked, `super::transfer` moves whole files as files.
 
 use serde_json::Value;
 use weft_protocol::{Action, EdgeKind, TaskId};
@@ -53,16 +55,6 @@ fn write_of(action: &Action) -> Option<(&str, &str)> {
     }
 }
 
-/// The literal path a file read (`read_file`, or the simulated `file.read`) reads.
-fn read_path(action: &Action) -> Option<&str> {
-    let path = match action {
-        Action::ReadFile { path } => path.as_str(),
-        Action::Sim { op, args } if op == SIM_READ => args.get("path").and_then(Value::as_str)?,
-        _ => return None,
-    };
-    (!path.contains("{{") && !path.trim().is_empty()).then_some(path.trim())
-}
-
 /// The same write with another path and content.
 fn rewrite(action: &Action, path: String, content: String) -> Action {
     match action {
@@ -77,22 +69,6 @@ fn rewrite(action: &Action, path: String, content: String) -> Action {
         }
         _ => Action::WriteFile { path, content },
     }
-}
-
-/// Where a file read from `source` goes under `dir` (which ends with `/`): its relative path
-/// below it (`recipes/dal.md` → `backup/recipes/dal.md`, as `cp --parents` and `rsync -R` keep
-/// it, so two files of one name from two folders do not overwrite each other), or its file
-/// name when `source` is absolute or climbs out (`..`).
-fn destination(dir: &str, source: &str) -> Option<String> {
-    let relative = !source.starts_with('/')
-        && !source.starts_with('~')
-        && !source.split('/').any(|part| part == "..");
-    let below = if relative {
-        source.trim_start_matches("./")
-    } else {
-        source.rsplit('/').next()?
-    };
-    (!below.is_empty() && !below.ends_with('/')).then(|| format!("{dir}{below}"))
 }
 
 /// Splits each write whose path is a directory (ends with `/`) and whose content is nothing but
@@ -189,7 +165,8 @@ fn directory_write_parts(plan: &Plan, i: usize) -> Option<Vec<(TaskId, String)>>
             return None;
         }
         let read = plan.tasks.iter().find(|t| t.id == r.task)?;
-        let to = destination(dir, read_path(read.action.as_ref()?)?)?;
+        let (source, keep_parents) = super::transfer::source_file(read.action.as_ref()?)?;
+        let to = super::transfer::destination(dir, &source, keep_parents)?;
         if parts.iter().any(|(_, p)| *p == to) {
             return None;
         }

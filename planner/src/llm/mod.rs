@@ -25,6 +25,7 @@ mod prompt;
 mod review;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
+mod transfer;
 
 use std::sync::Mutex;
 

@@ -1,0 +1,343 @@
+//! Whole files move as files, not as text.
+//!
+//! A small model moves a file the way the prompt's rule 2 says: read it on one device
+//! (`file.read`, or the tool that made it, `photo.take`) and write that read's whole output on
+//! another (`file.write` with `{{t1.output}}` as its content). As text, the file is cut to the
+//! output limit and a binary file (a photo, a PDF) arrives as a description of itself. When the
+//! write's content is nothing but that output, the model meant the file, and there is one right
+//! way to move it: the reading task declares the file as an output (`outputs.files`, sent to the
+//! orchestrator after it succeeds, content-addressed and verified) and the write becomes a copy
+//! of the fetched file (`file.copy` from `{{t1.files.PATH}}`), byte for byte, whatever its size.
+//!
+//! Only the simulated apps' `file.*` ops are rewritten: the built-in `write_file` has no copy
+//! beside it on every device, so a plan that uses it keeps moving text.
+
+use serde_json::{Value, json};
+use weft_protocol::{Action, TaskId};
+
+use crate::Plan;
+use crate::refs::{self, Refers};
+
+const SIM_READ: &str = "file.read";
+const SIM_WRITE: &str = "file.write";
+const SIM_COPY: &str = "file.copy";
+const SIM_PHOTO: &str = "photo.take";
+
+/// The file a task's action reads or makes, if its path is known from its arguments alone:
+/// its path, and whether a copy into a directory keeps the folders above the file
+/// (`thesis/ch1.md` → `backup/thesis/ch1.md`, as `cp --parents` does) or only its name (a
+/// photo is `DCIM/NAME.jpg`; `DCIM/` is the camera's folder, not part of what the user named).
+pub(crate) fn source_file(action: &Action) -> Option<(String, bool)> {
+    let Action::Sim { op, args } = action else {
+        return match action {
+            Action::ReadFile { path } => literal(path).map(|p| (p, true)),
+            _ => None,
+        };
+    };
+    match op.as_str() {
+        SIM_READ => literal(args.get("path")?.as_str()?).map(|p| (p, true)),
+        SIM_PHOTO => {
+            let name = args.get("name")?.as_str()?.trim();
+            (!name.is_empty() && !name.contains('/'))
+                .then(|| literal(&format!("DCIM/{name}.jpg")))
+                .flatten()
+                .map(|p| (p, false))
+        }
+        _ => None,
+    }
+}
+
+/// `path` trimmed, if it is a literal (no reference in it).
+fn literal(path: &str) -> Option<String> {
+    let p = path.trim();
+    (!p.is_empty() && !p.contains("{{")).then(|| p.to_owned())
+}
+
+/// Where a file goes when written to `to`: `to` itself, or, for a directory (`Desktop/`), the
+/// file under it by its relative path or its name (see [`source_file`]).
+pub(crate) fn destination(to: &str, source: &str, keep_parents: bool) -> Option<String> {
+    if !to.ends_with('/') {
+        return Some(to.to_owned());
+    }
+    let relative = keep_parents
+        && !source.starts_with('/')
+        && !source.starts_with('~')
+        && !source.split('/').any(|part| part == "..");
+    let below = if relative {
+        source.trim_start_matches("./")
+    } else {
+        source.rsplit('/').next()?
+    };
+    (!below.is_empty() && !below.ends_with('/')).then(|| format!("{to}{below}"))
+}
+
+/// Rewrites every simulated `file.write` whose content is exactly the whole output of one task
+/// that reads or makes a simulated file (see [`source_file`]) into a `file.copy` of that file,
+/// declared as the source task's output. Writes that append, that hold any other text, or whose
+/// file cannot be named as an output (a path outside the workdir, a glob character) are left as
+/// they are. The plan's tasks, ids and edges stay: the reference `{{t1.files.PATH}}` needs t1
+/// upstream just as `{{t1.output}}` did.
+pub(crate) fn move_files_as_files(plan: &mut Plan) {
+    for w in 0..plan.tasks.len() {
+        let Some((source, to)) = whole_output_write(plan, w) else {
+            continue;
+        };
+        let Some(s) = plan.tasks.iter().position(|t| t.id == source) else {
+            continue;
+        };
+        let Some((path, keep_parents)) = plan.tasks[s].action.as_ref().and_then(source_file) else {
+            continue;
+        };
+        // Only files of the simulated apps: `read_file`'s device may not run `file.copy`.
+        if !matches!(plan.tasks[s].action, Some(Action::Sim { .. })) {
+            continue;
+        }
+        let Some(to) = destination(&to, &path, keep_parents) else {
+            continue;
+        };
+        if weft_protocol::files::check_file_name(&path).is_err() || !is_reference_name(&path) {
+            continue;
+        }
+        tracing::debug!(task = %plan.tasks[w].id, %source, %path, %to, "a whole file moves as a file");
+        plan.tasks[w].action = Some(Action::Sim {
+            op: SIM_COPY.to_owned(),
+            args: json!({"from": format!("{{{{{source}.files.{path}}}}}"), "to": to}),
+        });
+        if !plan.tasks[s].outputs.contains(&path) {
+            plan.tasks[s].outputs.push(path);
+        }
+    }
+}
+
+/// For task `w`, a simulated write (not an append) whose content is exactly `{{ID.output}}`:
+/// that ID and the path written.
+fn whole_output_write(plan: &Plan, w: usize) -> Option<(TaskId, String)> {
+    let Some(Action::Sim { op, args }) = plan.tasks[w].action.as_ref() else {
+        return None;
+    };
+    if op != SIM_WRITE || args.get("append").and_then(Value::as_bool) == Some(true) {
+        return None;
+    }
+    let to = literal(args.get("path")?.as_str()?)?;
+    let content = args.get("content")?.as_str()?;
+    let [r] = refs::parse(content).ok()?.try_into().ok()?;
+    let whole = matches!(&r.what, Refers::Output(keys) if keys.is_empty())
+        && content.trim() == r.to_string();
+    (whole && r.task != plan.tasks[w].id).then_some((r.task, to))
+}
+
+/// Whether `{{t1.files.NAME}}` can name this file: the reference's NAME is ASCII letters,
+/// digits, `.`, `-`, `_`, `+`, `@` and `/` (docs/artifacts.md).
+fn is_reference_name(name: &str) -> bool {
+    name.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._-+@/".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use weft_protocol::EdgeKind;
+
+    use super::*;
+    use crate::{PlannedEdge, PlannedTask, Target};
+
+    fn task(id: &str, on: &str, op: &str, args: Value) -> PlannedTask {
+        PlannedTask {
+            id: id.into(),
+            title: id.into(),
+            instruction: id.into(),
+            action: Some(Action::Sim {
+                op: op.into(),
+                args,
+            }),
+            target: Target::Device(on.into()),
+            capabilities: vec!["sim".into()],
+            max_turns: None,
+            outputs: vec![],
+            inputs: vec![],
+        }
+    }
+
+    fn edge(from: &str, to: &str) -> PlannedEdge {
+        PlannedEdge {
+            from: from.into(),
+            to: to.into(),
+            kind: EdgeKind::Success,
+            condition: None,
+        }
+    }
+
+    fn write(id: &str, path: &str, content: &str) -> PlannedTask {
+        task(
+            id,
+            "laptop",
+            SIM_WRITE,
+            json!({"path": path, "content": content}),
+        )
+    }
+
+    fn plan(tasks: Vec<PlannedTask>) -> Plan {
+        let edges = tasks
+            .iter()
+            .skip(1)
+            .map(|t| edge(tasks[0].id.as_str(), t.id.as_str()))
+            .collect();
+        Plan { tasks, edges }
+    }
+
+    #[test]
+    fn a_read_file_written_whole_elsewhere_is_copied_as_a_file() {
+        let mut p = plan(vec![
+            task("t1", "mac", SIM_READ, json!({"path": "thesis/ch1.md"})),
+            write("t2", "backup/mac/", " {{t1.output}}\n"),
+            write("t3", "Desktop/ch1-copy.md", "{{t1.output}}"),
+        ]);
+        move_files_as_files(&mut p);
+        assert_eq!(p.tasks[0].outputs, ["thesis/ch1.md"]);
+        assert_eq!(
+            p.tasks[0].action,
+            Some(Action::Sim {
+                op: SIM_READ.into(),
+                args: json!({"path": "thesis/ch1.md"})
+            }),
+            "the read itself is kept (its output may be used elsewhere)"
+        );
+        let copy = |to: &str| {
+            Some(Action::Sim {
+                op: SIM_COPY.into(),
+                args: json!({"from": "{{t1.files.thesis/ch1.md}}", "to": to}),
+            })
+        };
+        assert_eq!(p.tasks[1].action, copy("backup/mac/thesis/ch1.md"));
+        assert_eq!(p.tasks[2].action, copy("Desktop/ch1-copy.md"));
+        assert!(p.validate(&crate::Limits::default()).is_ok());
+    }
+
+    #[test]
+    fn a_photo_written_whole_is_copied_by_its_name() {
+        let mut p = plan(vec![
+            task("t1", "phone", SIM_PHOTO, json!({"name": "meter-gas"})),
+            write("t2", "meters/2026-03/", "{{t1.output}}"),
+            write("t3", "Desktop/gas.jpg", "{{t1.output}}"),
+        ]);
+        move_files_as_files(&mut p);
+        assert_eq!(p.tasks[0].outputs, ["DCIM/meter-gas.jpg"], "declared once");
+        let Some(Action::Sim { op, args }) = &p.tasks[1].action else {
+            panic!("{:?}", p.tasks[1].action)
+        };
+        assert_eq!(op, SIM_COPY);
+        assert_eq!(
+            args,
+            &json!({"from": "{{t1.files.DCIM/meter-gas.jpg}}", "to": "meters/2026-03/meter-gas.jpg"})
+        );
+        let refs = crate::refs::task_references("", p.tasks[1].action.as_ref()).unwrap();
+        assert!(matches!(&refs[0].what, Refers::File(n) if n == "DCIM/meter-gas.jpg"));
+    }
+
+    #[test]
+    fn other_writes_and_sources_are_left_alone() {
+        let cases: Vec<(PlannedTask, PlannedTask, &str)> = vec![
+            (
+                task("t1", "mac", SIM_READ, json!({"path": "a.md"})),
+                write("t2", "b.md", "# copy\n{{t1.output}}"),
+                "text around the output",
+            ),
+            (
+                task("t1", "mac", SIM_READ, json!({"path": "a.md"})),
+                write("t2", "b.md", "{{t1.output.content}}"),
+                "a part of the output",
+            ),
+            (
+                task("t1", "mac", SIM_READ, json!({"path": "a.md"})),
+                write("t2", "b.md", "{{t1.output}}\n{{t1.output}}"),
+                "the output twice",
+            ),
+            (
+                task("t1", "mac", SIM_READ, json!({"path": "a.md"})),
+                task(
+                    "t2",
+                    "laptop",
+                    SIM_WRITE,
+                    json!({"path": "b.md", "content": "{{t1.output}}", "append": true}),
+                ),
+                "an append",
+            ),
+            (
+                task("t1", "mac", "calendar.list", json!({})),
+                write("t2", "b.md", "{{t1.output}}"),
+                "not a file",
+            ),
+            (
+                task("t1", "mac", SIM_READ, json!({"path": "../etc/passwd"})),
+                write("t2", "b.md", "{{t1.output}}"),
+                "a path outside the workdir",
+            ),
+            (
+                task(
+                    "t1",
+                    "mac",
+                    SIM_READ,
+                    json!({"path": "My Documents/a b.md"}),
+                ),
+                write("t2", "b.md", "{{t1.output}}"),
+                "a name a reference cannot hold",
+            ),
+            (
+                task("t1", "phone", SIM_PHOTO, json!({"name": "a, b, c"})),
+                write("t2", "Desktop/", "{{t1.output}}"),
+                "a photo name a reference cannot hold",
+            ),
+            (
+                task("t1", "phone", SIM_PHOTO, json!({})),
+                write("t2", "Desktop/", "{{t1.output}}"),
+                "a photo of no name",
+            ),
+            (
+                task("t1", "mac", SIM_READ, json!({"path": "{{t0.output}}"})),
+                write("t2", "b.md", "{{t1.output}}"),
+                "a path from a reference",
+            ),
+            (
+                PlannedTask {
+                    action: Some(Action::ReadFile {
+                        path: "a.md".into(),
+                    }),
+                    ..task("t1", "mac", SIM_READ, json!({}))
+                },
+                write("t2", "b.md", "{{t1.output}}"),
+                "a built-in read: its device may not run file.copy",
+            ),
+        ];
+        for (source, w, why) in cases {
+            let mut p = plan(vec![source, w]);
+            let before = format!("{:?}", p.tasks);
+            move_files_as_files(&mut p);
+            assert_eq!(format!("{:?}", p.tasks), before, "{why}");
+        }
+    }
+
+    #[test]
+    fn destinations() {
+        assert_eq!(
+            destination("a/b.md", "x/y.md", true).as_deref(),
+            Some("a/b.md")
+        );
+        assert_eq!(
+            destination("bk/", "x/y.md", true).as_deref(),
+            Some("bk/x/y.md")
+        );
+        assert_eq!(
+            destination("bk/", "x/y.md", false).as_deref(),
+            Some("bk/y.md")
+        );
+        assert_eq!(
+            destination("bk/", "/abs/y.md", true).as_deref(),
+            Some("bk/y.md")
+        );
+        assert_eq!(
+            destination("bk/", "../y.md", true).as_deref(),
+            Some("bk/y.md")
+        );
+        assert_eq!(destination("bk/", "x/", true), None);
+    }
+}
