@@ -8,7 +8,9 @@
 //! it survives a restart of the agent and a benchmark runner can set it up and inspect it.
 //! Files are the device's real files: `file.*`, `log.*`, `photo.take` and `build.run` work in
 //! the agent's workdir under the same rules as the `fs` executor, so `write_file` / `read_file`
-//! tasks and `sim` tasks see the same files.
+//! tasks and `sim` tasks see the same files. A photo is a seeded binary file of a few MiB
+//! ([`super::seeded`]); `file.read` answers what a file that is not text is (its size and
+//! SHA-256), and `file.copy` copies bytes.
 //!
 //! Every op takes a modelled time that depends only on the profile, the op, its arguments and
 //! the seed — never on the attempt or the clock — so replays take the same modelled time.
@@ -29,7 +31,7 @@ use serde_json::{Value, json};
 use weft_planner::canonical::canonical_json;
 use weft_protocol::{ErrorInfo, ToolSpec};
 
-use super::{Ctx, Outcome, capped_text, summary_of};
+use super::{Ctx, Outcome, capped_text, seeded, summary_of};
 use crate::policy::FsOp;
 
 /// The simulated device profiles.
@@ -154,7 +156,7 @@ impl Profile {
 pub struct SimConfig {
     /// One of [`PROFILES`].
     pub profile: String,
-    /// Seeds the modelled times and the transient failures.
+    /// Seeds the modelled times, the transient failures and the photos' bytes.
     pub seed: u64,
     /// Multiplies every modelled time (0: no waiting at all).
     pub latency_scale: f64,
@@ -217,7 +219,8 @@ pub struct Mail {
     pub attachments: Vec<Attachment>,
 }
 
-/// A file attached to a sent mail, as it was when sent.
+/// A file attached to a sent mail, as it was when sent; a file that is not UTF-8 text as
+/// `PATH: binary, N bytes, sha256 HEX`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Attachment {
@@ -1017,16 +1020,42 @@ async fn find_project(project: &str, ctx: &Ctx<'_>) -> Result<(String, String), 
     }
 }
 
-async fn read_text(path: &str, ctx: &Ctx<'_>) -> Result<String, Outcome> {
+async fn read_bytes(path: &str, ctx: &Ctx<'_>) -> Result<Vec<u8>, Outcome> {
     let real = super::fs::resolve_read(path, ctx).await?;
-    let bytes = tokio::fs::read(&real).await.map_err(|e| {
+    tokio::fs::read(&real).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             not_found(format!("no file `{path}`"))
         } else {
             Outcome::failed("io_error", format!("cannot read `{path}`: {e}"))
         }
-    })?;
+    })
+}
+
+async fn read_text(path: &str, ctx: &Ctx<'_>) -> Result<String, Outcome> {
+    let bytes = read_bytes(path, ctx).await?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// What stands for a file that is not text: `PATH: binary, N bytes, sha256 HEX`.
+fn binary_text(path: &str, bytes: &[u8]) -> String {
+    format!(
+        "{path}: binary, {} bytes, sha256 {}",
+        bytes.len(),
+        sha256_hex(bytes)
+    )
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Writes `bytes` to `path` as they are (a photo, a copy).
+async fn write_bytes(path: &str, bytes: &[u8], ctx: &Ctx<'_>) -> Result<(), Outcome> {
+    let target = super::fs::resolve_write(path, ctx).await?;
+    tokio::fs::write(&target, bytes)
+        .await
+        .map_err(|e| Outcome::failed("io_error", format!("cannot write `{path}`: {e}")))
 }
 
 async fn write_text(
@@ -1123,18 +1152,32 @@ async fn apply(op: Op, state: &mut State, sim: &Sim, ctx: &Ctx<'_>) -> Result<Ou
             )
         }
         Op::FileRead { path } => {
-            let content = read_text(&path, ctx).await?;
-            let bytes = content.len();
-            text_outcome(
-                "file.read",
-                &content,
-                json!({"path": path, "bytes": bytes}),
-                ctx,
-            )
+            let bytes = read_bytes(&path, ctx).await?;
+            match String::from_utf8(bytes) {
+                Ok(content) => text_outcome(
+                    "file.read",
+                    &content,
+                    json!({"path": path, "bytes": content.len()}),
+                    ctx,
+                ),
+                // Not text: what it is, not its bytes.
+                Err(e) => {
+                    let bytes = e.into_bytes();
+                    text_outcome(
+                        "file.read",
+                        &binary_text(&path, &bytes),
+                        json!({"path": path, "bytes": bytes.len(), "sha256": sha256_hex(&bytes),
+                               "binary": true}),
+                        ctx,
+                    )
+                }
+            }
         }
         Op::FileCopy { from, to } => {
-            let content = read_text(&from, ctx).await?;
-            let bytes = write_text(&to, &content, false, ctx).await?;
+            // Byte for byte, text or not.
+            let content = read_bytes(&from, ctx).await?;
+            write_bytes(&to, &content, ctx).await?;
+            let bytes = content.len();
             done(
                 "file.copy",
                 format!("copied {from} to {to}"),
@@ -1207,13 +1250,16 @@ async fn apply(op: Op, state: &mut State, sim: &Sim, ctx: &Ctx<'_>) -> Result<Ou
                 .filter(|n| !n.trim().is_empty())
                 .unwrap_or_else(|| format!("IMG_{n:04}"));
             let path = format!("DCIM/{name}.jpg");
-            // The same photo whenever it is taken: replays give the same bytes.
-            let content = format!("JPEG {} {name}\n", sim.profile.name);
-            let bytes = write_text(&path, &content, false, ctx).await?;
+            // The same photo whenever it is taken: the seed, this device and the path give its
+            // bytes (2 to 4 MiB, a JPEG's frame around noise), so replays give the same bytes
+            // and a checker knows their hash.
+            let photo = seeded::Bytes::photo(sim.config.seed, sim.profile.name, &path).to_vec();
+            write_bytes(&path, &photo, ctx).await?;
+            let sha256 = sha256_hex(&photo);
             text_outcome(
                 "photo.take",
-                &content,
-                json!({"path": path, "bytes": bytes}),
+                &format!("{path}: {} bytes, sha256 {sha256}", photo.len()),
+                json!({"path": path, "bytes": photo.len(), "sha256": sha256}),
                 ctx,
             )
         }
@@ -1378,7 +1424,12 @@ async fn apply(op: Op, state: &mut State, sim: &Sim, ctx: &Ctx<'_>) -> Result<Ou
             }
             let mut files = Vec::new();
             for path in attachments {
-                let content = read_text(&path, ctx).await?;
+                let bytes = read_bytes(&path, ctx).await?;
+                // A file that is not text is recorded by what it is, not by its bytes.
+                let content = match String::from_utf8(bytes) {
+                    Ok(text) => text,
+                    Err(e) => binary_text(&path, e.as_bytes()),
+                };
                 files.push(Attachment { path, content });
             }
             state.outbox.push(Mail {
@@ -1817,7 +1868,112 @@ mod tests {
         let phone = Dev::new("android-phone", 0.0);
         let got = phone.ok("photo.take", json!({"name": "receipt"})).await;
         assert_eq!(got["path"], "DCIM/receipt.jpg");
-        assert_eq!(got["content"], "JPEG android-phone receipt\n");
+    }
+
+    #[tokio::test]
+    async fn a_photo_is_the_seeded_jpeg_of_its_device_and_path() {
+        let phone = Dev::new("android-phone", 0.0);
+        let got = phone.ok("photo.take", json!({"name": "receipt"})).await;
+        let want = seeded::Bytes::photo(7, "android-phone", "DCIM/receipt.jpg").to_vec();
+        let on_disk = std::fs::read(phone.workdir().join("DCIM/receipt.jpg")).unwrap();
+        assert_eq!(
+            on_disk, want,
+            "the seed, the device and the path give the bytes"
+        );
+        assert!(on_disk.starts_with(&[0xFF, 0xD8, 0xFF]) && on_disk.ends_with(&[0xFF, 0xD9]));
+        assert!((seeded::PHOTO_MIN..=seeded::PHOTO_MAX).contains(&(on_disk.len() as u64)));
+        let hash = seeded::photo_sha256_hex(7, "android-phone", "DCIM/receipt.jpg");
+        assert_eq!(
+            (&got["path"], &got["bytes"], &got["sha256"]),
+            (&json!("DCIM/receipt.jpg"), &json!(want.len()), &json!(hash))
+        );
+        assert_eq!(
+            got["content"],
+            format!("DCIM/receipt.jpg: {} bytes, sha256 {hash}", want.len())
+        );
+        // Taken again: the same bytes. Without a name: IMG_NNNN, another photo.
+        phone.ok("photo.take", json!({"name": "receipt"})).await;
+        let again = std::fs::read(phone.workdir().join("DCIM/receipt.jpg")).unwrap();
+        assert!(again == want);
+        let got = phone.ok("photo.take", json!({})).await;
+        assert_eq!(got["path"], "DCIM/IMG_0003.jpg");
+        assert_ne!(got["sha256"], json!(hash));
+        assert_eq!(phone.state().photos_taken, 3);
+    }
+
+    #[tokio::test]
+    async fn binary_files_are_read_as_what_they_are_and_copied_byte_for_byte() {
+        let phone = Dev::new("android-phone", 0.0);
+        let got = phone.ok("photo.take", json!({"name": "shelf"})).await;
+        let (size, hash) = (got["bytes"].clone(), got["sha256"].clone());
+        let photo = std::fs::read(phone.workdir().join("DCIM/shelf.jpg")).unwrap();
+        // A read of a file that is not text does not fail: it says what the file is.
+        let got = phone
+            .ok("file.read", json!({"path": "DCIM/shelf.jpg"}))
+            .await;
+        assert_eq!(
+            (&got["bytes"], &got["sha256"], &got["binary"]),
+            (&size, &hash, &json!(true))
+        );
+        assert_eq!(
+            got["content"],
+            format!(
+                "DCIM/shelf.jpg: binary, {size} bytes, sha256 {}",
+                hash.as_str().unwrap()
+            )
+        );
+        // A text file reads as before, without `binary`.
+        phone
+            .ok("file.write", json!({"path": "a.txt", "content": "héllo\n"}))
+            .await;
+        let got = phone.ok("file.read", json!({"path": "a.txt"})).await;
+        assert_eq!(
+            (&got["content"], &got["bytes"]),
+            (&json!("héllo\n"), &json!(7))
+        );
+        assert!(got.get("binary").is_none() && got.get("sha256").is_none());
+        // A copy is byte for byte, text or not (a lossy copy would change the photo).
+        let got = phone
+            .ok(
+                "file.copy",
+                json!({"from": "DCIM/shelf.jpg", "to": "Desktop/shelf.jpg"}),
+            )
+            .await;
+        assert_eq!(got["bytes"], size);
+        assert!(std::fs::read(phone.workdir().join("Desktop/shelf.jpg")).unwrap() == photo);
+        phone
+            .ok("file.copy", json!({"from": "a.txt", "to": "b/a.txt"}))
+            .await;
+        assert_eq!(
+            std::fs::read_to_string(phone.workdir().join("b/a.txt")).unwrap(),
+            "héllo\n"
+        );
+        // Writing the photo's output text is not a transfer: the file holds that text.
+        let text = phone
+            .ok("file.read", json!({"path": "DCIM/shelf.jpg"}))
+            .await;
+        phone
+            .ok(
+                "file.write",
+                json!({"path": "Desktop/wrong.jpg", "content": text["content"]}),
+            )
+            .await;
+        let wrong = std::fs::read(phone.workdir().join("Desktop/wrong.jpg")).unwrap();
+        assert!(wrong != photo && wrong.starts_with(b"DCIM/shelf.jpg: binary"));
+        // A binary attachment is recorded by what it is, not by its bytes.
+        phone
+            .ok(
+                "mail.send",
+                json!({"to": "ana@example.com", "subject": "shelf", "body": "see attached",
+                       "attachments": ["DCIM/shelf.jpg", "a.txt"]}),
+            )
+            .await;
+        let sent = &phone.state().outbox[0];
+        assert_eq!(
+            sent.attachments[0].content,
+            text["content"].as_str().unwrap()
+        );
+        assert_eq!(sent.attachments[1].content, "héllo\n");
     }
 
     #[tokio::test]
