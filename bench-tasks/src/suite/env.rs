@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use weft_agent::seeded;
 use weft_orchestrator::config::PlannerChoice;
 use weft_orchestrator::{ServeOptions, server};
 use weft_protocol::RetryPolicy;
@@ -22,7 +23,7 @@ use weft_protocol::rest::DeviceStatus;
 use super::api::Api;
 use super::check::DeviceState;
 use super::devices::{self, AgentSetup, Device};
-use super::task::TaskFile;
+use super::task::{DeviceSetup, TaskFile};
 
 /// How to set up the world.
 #[derive(Debug, Clone)]
@@ -178,6 +179,8 @@ pub struct Env {
     pub api: Api,
     /// `http://web.bench`: what `${WEB}` stands for in the tasks.
     pub web_base: String,
+    /// The run's seed: the bytes of the tasks' seeded files.
+    seed: u64,
     pages: Pages,
     proxies: BTreeMap<&'static str, Proxy>,
     agents: BTreeMap<&'static str, Agent>,
@@ -308,6 +311,7 @@ impl Env {
             dir,
             api,
             web_base,
+            seed: opts.seed,
             pages,
             proxies,
             agents,
@@ -391,7 +395,8 @@ impl Env {
     }
 
     /// Puts every device in the state `task` starts from: its workdir emptied and filled with
-    /// the task's files, its sim state written; and the web server's pages set.
+    /// the task's files (and its seeded files: the bytes of the run's seed, the device, the
+    /// path and the size), its sim state written; and the web server's pages set.
     pub fn reset(&self, task: &TaskFile) -> anyhow::Result<()> {
         for (name, a) in &self.agents {
             let setup = task.devices.get(*name).cloned().unwrap_or_default();
@@ -403,13 +408,7 @@ impl Env {
                     std::fs::remove_file(&p)?;
                 }
             }
-            for (path, content) in &setup.files {
-                let p = a.workdir.join(path);
-                if let Some(parent) = p.parent() {
-                    std::fs::create_dir_all(parent)?;
-                }
-                std::fs::write(&p, content)?;
-            }
+            fill_workdir(&a.workdir, a.device.name, &setup, self.seed)?;
             let state = setup.state(a.device.name);
             weft_agent::sim::write_state(&self.state_file(a), &state)?;
         }
@@ -496,6 +495,32 @@ impl Env {
     }
 }
 
+/// Writes a device's files into its (empty) workdir: the text files as they are, and the
+/// seeded ones as the bytes of (`seed`, `device`, the path, the size), streamed.
+fn fill_workdir(
+    workdir: &Path,
+    device: &str,
+    setup: &DeviceSetup,
+    seed: u64,
+) -> anyhow::Result<()> {
+    let create = |path: &str| -> anyhow::Result<std::fs::File> {
+        let p = workdir.join(path);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::File::create(&p).with_context(|| format!("creating {}", p.display()))
+    };
+    for (path, content) in &setup.files {
+        std::io::Write::write_all(&mut create(path)?, content.as_bytes())?;
+    }
+    for (path, size) in &setup.seeded_files {
+        let mut bytes = seeded::Bytes::new(seed, device, path, *size);
+        std::io::copy(&mut bytes, &mut create(path)?)
+            .with_context(|| format!("writing {path} on {device}"))?;
+    }
+    Ok(())
+}
+
 /// SIGTERM (the agent hands its work back and closes), SIGKILL if it is still there after 3 s.
 async fn terminate(child: &mut tokio::process::Child) {
     #[cfg(unix)]
@@ -511,4 +536,35 @@ async fn terminate(child: &mut tokio::process::Child) {
         }
     }
     let _ = child.kill().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reset_writes_text_files_and_the_seeded_bytes_of_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let setup: DeviceSetup = toml::from_str(
+            "files = { \"docs/a.txt\" = \"hello\\n\" }\n\
+             seeded_files = { \"docs/budget.xlsx\" = 300000, \"b.bin\" = 5 }\n",
+        )
+        .unwrap();
+        fill_workdir(dir.path(), "mac-laptop", &setup, 3).unwrap();
+        let read = |p: &str| std::fs::read(dir.path().join(p)).unwrap();
+        assert_eq!(read("docs/a.txt"), b"hello\n");
+        let xlsx = read("docs/budget.xlsx");
+        assert_eq!(
+            xlsx,
+            seeded::Bytes::new(3, "mac-laptop", "docs/budget.xlsx", 300_000).to_vec()
+        );
+        assert!(xlsx.starts_with(b"PK\x03\x04"));
+        assert_eq!(read("b.bin").len(), 5);
+        // Another seed, other bytes; the same size.
+        let other = tempfile::tempdir().unwrap();
+        fill_workdir(other.path(), "mac-laptop", &setup, 4).unwrap();
+        let again = std::fs::read(other.path().join("docs/budget.xlsx")).unwrap();
+        assert_eq!(again.len(), xlsx.len());
+        assert_ne!(again, xlsx);
+    }
 }

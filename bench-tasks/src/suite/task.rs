@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
+use weft_agent::seeded;
 use weft_agent::sim::{Event, Mail, Note, State};
 use weft_protocol::Action;
 use weft_protocol::rest::GraphSpec;
@@ -106,6 +107,11 @@ pub struct DeviceSetup {
     /// Workdir files: relative path → content.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub files: BTreeMap<String, String>,
+    /// Binary workdir files: relative path → size in bytes. The runner writes the seeded bytes
+    /// of (the run's seed, this device, the path, the size) there (`weft_agent::seeded`), so
+    /// they differ with the seed and a `sha256` checker's `seeded` form knows their hash.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub seeded_files: BTreeMap<String, u64>,
     /// Apps installed besides the profile's defaults.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub install: Vec<String>,
@@ -171,12 +177,30 @@ impl TaskFile {
         if !self.rules_supported() && self.rules_note.trim().is_empty() {
             bail!("rules = \"unsupported\" needs a rules_note saying why");
         }
-        for name in self.devices.keys() {
+        for (name, setup) in &self.devices {
             if devices::by_name(name).is_none() {
                 bail!(
                     "devices.{name}: no such device ({})",
                     devices::names().join(", ")
                 );
+            }
+            for (path, size) in &setup.seeded_files {
+                if !valid_path(path) {
+                    bail!(
+                        "devices.{name}.seeded_files: `{path}` is not a relative path (no \
+                         leading `/`, no `.`, `..` or empty part, no `\\`)"
+                    );
+                }
+                if !(1..=seeded::MAX_SIZE).contains(size) {
+                    bail!(
+                        "devices.{name}.seeded_files.\"{path}\": {size} bytes is not between 1 \
+                         and {}",
+                        seeded::MAX_SIZE
+                    );
+                }
+                if setup.files.contains_key(path) {
+                    bail!("devices.{name}: `{path}` is in both files and seeded_files");
+                }
             }
         }
         if self.expects_refusal() {
@@ -241,6 +265,13 @@ impl TaskFile {
         }
         Ok(t)
     }
+}
+
+/// A relative path with `/` between its parts: none empty, `.` or `..`; no `\\` or NUL.
+fn valid_path(p: &str) -> bool {
+    !p.is_empty()
+        && !p.contains(['\\', '\0'])
+        && p.split('/').all(|part| !matches!(part, "" | "." | ".."))
 }
 
 fn valid_id(s: &str) -> bool {
@@ -344,5 +375,63 @@ pub fn default_suite() -> PathBuf {
         here
     } else {
         PathBuf::from("tasks")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small task with `extra` TOML after its request: `ok` or the validation error.
+    fn validate(extra: &str) -> String {
+        let text = format!(
+            "id = \"t-01\"\ncategory = \"c\"\ntitle = \"t\"\nrequest = \"r\"\nrules = \"r\"\n\
+             {extra}\n\
+             [[plan.tasks]]\nid = \"t1\"\ntitle = \"t\"\ninstruction = \"i\"\n\
+             device = \"mac-laptop\"\n\
+             [plan.tasks.action]\nkind = \"sim\"\nop = \"file.list\"\nargs = {{ dir = \".\" }}\n\
+             [[checks]]\ncheck = \"no_mail\"\ndevice = \"mac-laptop\"\n"
+        );
+        let task: TaskFile = toml::from_str(&text).unwrap();
+        match task.validate() {
+            Ok(()) => "ok".into(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn seeded_files_are_relative_paths_of_a_sane_size() {
+        let cases = [
+            (
+                "[devices.mac-laptop.seeded_files]\n\"docs/budget.xlsx\" = 3145728",
+                "ok",
+            ),
+            (
+                "[devices.mac-laptop.seeded_files]\n\"/etc/x\" = 10",
+                "devices.mac-laptop.seeded_files: `/etc/x` is not a relative path (no leading \
+                 `/`, no `.`, `..` or empty part, no `\\`)",
+            ),
+            (
+                "[devices.mac-laptop.seeded_files]\n\"a/../b\" = 10",
+                "devices.mac-laptop.seeded_files: `a/../b` is not a relative path (no leading \
+                 `/`, no `.`, `..` or empty part, no `\\`)",
+            ),
+            (
+                "[devices.mac-laptop.seeded_files]\n\"a.bin\" = 0",
+                "devices.mac-laptop.seeded_files.\"a.bin\": 0 bytes is not between 1 and 67108864",
+            ),
+            (
+                "[devices.mac-laptop.seeded_files]\n\"a.bin\" = 67108865",
+                "devices.mac-laptop.seeded_files.\"a.bin\": 67108865 bytes is not between 1 and \
+                 67108864",
+            ),
+            (
+                "[devices.mac-laptop]\nfiles = { \"a.bin\" = \"x\" }\nseeded_files = { \"a.bin\" = 1 }",
+                "devices.mac-laptop: `a.bin` is in both files and seeded_files",
+            ),
+        ];
+        for (extra, want) in cases {
+            assert_eq!(validate(extra), want, "{extra}");
+        }
     }
 }
