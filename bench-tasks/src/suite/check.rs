@@ -17,6 +17,7 @@ use std::path::Path;
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use weft_agent::seeded;
 use weft_agent::sim::State;
 
 use super::devices;
@@ -85,11 +86,16 @@ pub enum Check {
     },
     /// No file at `path`.
     NoFile { device: String, path: String },
-    /// A file exists whose bytes have this SHA-256 (lowercase hex): the very bytes arrived.
+    /// A file exists whose bytes have this SHA-256: the very bytes arrived. Exactly one of
+    /// `sha256` (64 hex digits, any case) and `seeded` (the hash of a seeded file's bytes under
+    /// the run's seed: a TOML file cannot hold a hash that changes with the seed).
     Sha256 {
         device: String,
         path: String,
-        sha256: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sha256: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seeded: Option<SeededFile>,
     },
     /// A mail was sent to `to` (with a subject containing…, a body containing… and not…, an
     /// attachment).
@@ -185,6 +191,67 @@ pub enum Check {
         contains: Vec<String>,
         equals: usize,
     },
+}
+
+/// A seeded file whose bytes a `sha256` checker expects: the file placed at reset on `device`
+/// at `path` (`seeded_files`, with its `size`), or, without a size, the photo the device's
+/// `photo.take` writes at `path` (`DCIM/NAME.jpg`; it draws its own size). Its bytes, hence
+/// their hash, follow from the run's seed (`weft_agent::seeded`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeededFile {
+    /// The device the bytes come from (a name, not `any:KIND`).
+    pub device: String,
+    /// Where they are written there.
+    pub path: String,
+    /// The size placed at reset; none for a photo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+}
+
+impl SeededFile {
+    /// The SHA-256 (lowercase hex) of its bytes under `seed`.
+    pub fn sha256_hex(&self, seed: u64) -> String {
+        match self.size {
+            Some(size) => seeded::sha256_hex(seed, &self.device, &self.path, size),
+            None => seeded::photo_sha256_hex(seed, &self.device, &self.path),
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let Some(device) = devices::by_name(&self.device) else {
+            bail!(
+                "seeded.device `{}`: name one of {}",
+                self.device,
+                devices::names().join(", ")
+            );
+        };
+        match self.size {
+            Some(size) if !(1..=seeded::MAX_SIZE).contains(&size) => bail!(
+                "seeded.size: {size} bytes is not between 1 and {}",
+                seeded::MAX_SIZE
+            ),
+            Some(_) => {}
+            None => {
+                let camera = weft_agent::sim::profile(device.name)
+                    .is_some_and(|p| p.hardware.contains(&"camera"));
+                let photo = self
+                    .path
+                    .strip_prefix("DCIM/")
+                    .and_then(|p| p.strip_suffix(".jpg"))
+                    .is_some_and(|name| !name.is_empty() && !name.contains('/'));
+                if !(camera && photo) {
+                    bail!(
+                        "seeded: without a size, `{}` on {} must be a photo, DCIM/NAME.jpg on a \
+                         device with a camera (a seeded file states its size)",
+                        self.path,
+                        self.device
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What a `count` checker counts, and the text its `contains` is matched against.
@@ -351,10 +418,15 @@ impl Check {
                 devices::names().join(", ")
             );
         }
-        if let Check::Sha256 { sha256, .. } = self
-            && (sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()))
-        {
-            bail!("sha256: `{sha256}` is not 64 hex digits");
+        if let Check::Sha256 { sha256, seeded, .. } = self {
+            match (sha256, seeded) {
+                (Some(h), None) if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                    bail!("sha256: `{h}` is not 64 hex digits")
+                }
+                (Some(_), None) => {}
+                (None, Some(f)) => f.validate()?,
+                _ => bail!("sha256: give exactly one of `sha256` and `seeded`"),
+            }
         }
         if let Check::Count {
             items, to: Some(_), ..
@@ -405,8 +477,25 @@ impl Check {
         }
     }
 
-    /// Evaluates the checker on the devices' final states.
-    pub fn evaluate(&self, states: &BTreeMap<String, DeviceState>) -> Verdict {
+    /// Evaluates the checker on the devices' final states; `seed` is the run's (the bytes of
+    /// seeded files).
+    pub fn evaluate(&self, states: &BTreeMap<String, DeviceState>, seed: u64) -> Verdict {
+        if let Check::Sha256 {
+            device,
+            path,
+            seeded: Some(f),
+            ..
+        } = self
+        {
+            // The hash this run's seed gives, computed once for every candidate device.
+            let literal = Check::Sha256 {
+                device: device.clone(),
+                path: path.clone(),
+                sha256: Some(f.sha256_hex(seed)),
+                seeded: None,
+            };
+            return literal.evaluate(states, seed);
+        }
         let mut details = Vec::new();
         let passed = if let Check::Count { equals, .. } = self {
             let mut n = 0;
@@ -516,10 +605,10 @@ impl Check {
                 true => Err(format!("{path} exists")),
                 false => Ok(()),
             },
-            Check::Sha256 { path, sha256, .. } => match s.sha256.get(path) {
-                None => Err(format!("no file {path}")),
-                Some(got) if got.eq_ignore_ascii_case(sha256) => Ok(()),
-                Some(got) => Err(format!("{path} has sha256 {got}")),
+            Check::Sha256 { path, sha256, .. } => match (s.sha256.get(path), sha256) {
+                (None, _) => Err(format!("no file {path}")),
+                (Some(got), Some(want)) if got.eq_ignore_ascii_case(want) => Ok(()),
+                (Some(got), _) => Err(format!("{path} has sha256 {got}")),
             },
             Check::Mail {
                 to,
@@ -803,6 +892,11 @@ mod tests {
             "Desktop/p.jpg".into(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad".into(),
         );
+        // A seeded file of the Windows laptop, arrived (its bytes under seed 1).
+        server.sha256.insert(
+            "backup/budget.xlsx".into(),
+            seeded::sha256_hex(1, "windows-laptop", "finance/budget.xlsx", 1000),
+        );
         server.sim.kv.insert("total".into(), json!("1250"));
         let mut phone = DeviceState::default();
         phone.sim.notifications.push(Notification {
@@ -816,11 +910,17 @@ mod tests {
             body: "see attached".into(),
             ..Mail::default()
         });
+        // A photo of the phone, arrived on the Windows laptop.
+        let mut windows = DeviceState::default();
+        windows.sha256.insert(
+            "Desktop/shelf.jpg".into(),
+            seeded::photo_sha256_hex(1, "android-phone", "DCIM/shelf.jpg"),
+        );
         BTreeMap::from([
             ("linux-server".into(), server),
             ("android-phone".into(), phone),
             ("mac-laptop".into(), mac),
-            ("windows-laptop".into(), DeviceState::default()),
+            ("windows-laptop".into(), windows),
         ])
     }
 
@@ -828,7 +928,7 @@ mod tests {
     fn check(toml_text: &str) -> String {
         let c: Check = toml::from_str(toml_text).unwrap();
         c.validate().unwrap();
-        let v = c.evaluate(&states());
+        let v = c.evaluate(&states(), 1);
         if v.passed {
             "pass".into()
         } else {
@@ -862,6 +962,19 @@ mod tests {
             (
                 "check = 'sha256'\ndevice = 'linux-server'\npath = 'Desktop/q.jpg'\nsha256 = '0000000000000000000000000000000000000000000000000000000000000000'",
                 "fail: linux-server: no file Desktop/q.jpg",
+            ),
+            // The seeded form: the hash of the seeded bytes under the run's seed (1 here).
+            (
+                "check = 'sha256'\ndevice = 'linux-server'\npath = 'backup/budget.xlsx'\nseeded = { device = 'windows-laptop', path = 'finance/budget.xlsx', size = 1000 }",
+                "pass",
+            ),
+            (
+                "check = 'sha256'\ndevice = 'any:laptop'\npath = 'Desktop/shelf.jpg'\nseeded = { device = 'android-phone', path = 'DCIM/shelf.jpg' }",
+                "pass",
+            ),
+            (
+                "check = 'sha256'\ndevice = 'linux-server'\npath = 'backup/budget.xlsx'\nseeded = { device = 'windows-laptop', path = 'finance/budget.xlsx', size = 1001 }",
+                "fail: linux-server: backup/budget.xlsx has sha256 SERVER_XLSX",
             ),
             (
                 "check = 'notification'\ndevice = 'android-phone'\ncontains = ['Backup', '3 files']",
@@ -941,8 +1054,76 @@ mod tests {
             ),
             ("check = 'no_notification'\ndevice = 'any:laptop'", "pass"),
         ];
+        let xlsx = seeded::sha256_hex(1, "windows-laptop", "finance/budget.xlsx", 1000);
         for (text, expect) in cases {
-            assert_eq!(check(text), expect, "{text}");
+            assert_eq!(check(text), expect.replace("SERVER_XLSX", &xlsx), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_seeded_hash_follows_the_runs_seed() {
+        let c: Check = toml::from_str(
+            "check = 'sha256'\ndevice = 'any:laptop'\npath = 'Desktop/shelf.jpg'\n\
+             seeded = { device = 'android-phone', path = 'DCIM/shelf.jpg' }",
+        )
+        .unwrap();
+        assert!(c.evaluate(&states(), 1).passed);
+        let v = c.evaluate(&states(), 2);
+        assert!(!v.passed);
+        assert_eq!(v.check, "sha256 of Desktop/shelf.jpg on any:laptop");
+        assert!(
+            v.detail
+                .starts_with("windows-laptop: Desktop/shelf.jpg has sha256 "),
+            "{}",
+            v.detail
+        );
+    }
+
+    #[test]
+    fn a_sha256_checker_has_one_form_and_a_seeded_file_a_source() {
+        let cases = [
+            ("sha256 = 'ab'", "sha256: `ab` is not 64 hex digits"),
+            ("", "sha256: give exactly one of `sha256` and `seeded`"),
+            (
+                "sha256 = '0000000000000000000000000000000000000000000000000000000000000000'\n\
+                 seeded = { device = 'android-phone', path = 'DCIM/a.jpg' }",
+                "sha256: give exactly one of `sha256` and `seeded`",
+            ),
+            (
+                "seeded = { device = 'any:phone', path = 'DCIM/a.jpg' }",
+                "seeded.device `any:phone`: name one of windows-laptop, mac-laptop, linux-server, \
+                 android-phone, edge-box",
+            ),
+            (
+                "seeded = { device = 'mac-laptop', path = 'a.bin', size = 0 }",
+                "seeded.size: 0 bytes is not between 1 and 67108864",
+            ),
+            (
+                "seeded = { device = 'mac-laptop', path = 'DCIM/a.jpg' }",
+                "seeded: without a size, `DCIM/a.jpg` on mac-laptop must be a photo, \
+                 DCIM/NAME.jpg on a device with a camera (a seeded file states its size)",
+            ),
+            (
+                "seeded = { device = 'android-phone', path = 'Desktop/a.jpg' }",
+                "seeded: without a size, `Desktop/a.jpg` on android-phone must be a photo, \
+                 DCIM/NAME.jpg on a device with a camera (a seeded file states its size)",
+            ),
+            (
+                "seeded = { device = 'android-phone', path = 'DCIM/a.jpg', colour = 'red' }",
+                "parse",
+            ),
+        ];
+        for (fields, want) in cases {
+            let text = format!("check = 'sha256'\ndevice = 'linux-server'\npath = 'a'\n{fields}");
+            let got = match toml::from_str::<Check>(&text) {
+                Ok(c) => c
+                    .validate()
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default(),
+                Err(_) => "parse".into(),
+            };
+            assert_eq!(got, want, "{fields}");
         }
     }
 
@@ -952,14 +1133,6 @@ mod tests {
             "check = 'count'\ndevice = 'android-phone'\nitems = 'notes'\nto = 'Ana'\nequals = 1",
         )
         .unwrap();
-        assert!(c.validate().is_err());
-    }
-
-    #[test]
-    fn a_sha256_must_be_64_hex_digits() {
-        let c: Check =
-            toml::from_str("check = 'sha256'\ndevice = 'linux-server'\npath = 'a'\nsha256 = 'abc'")
-                .unwrap();
         assert!(c.validate().is_err());
     }
 

@@ -864,7 +864,11 @@ async fn carry_out(
             .context("a device did not come back after its link was cut")?;
     }
     let states = env.states()?;
-    let verdicts: Vec<Verdict> = task.checks.iter().map(|c| c.evaluate(&states)).collect();
+    let verdicts: Vec<Verdict> = task
+        .checks
+        .iter()
+        .map(|c| c.evaluate(&states, opts.seed))
+        .collect();
     let counts = measure::counts(&view);
     let (avg, max) = measure::width(&measure::intervals(&view));
     let recoveries = measure::recoveries(&view);

@@ -22,7 +22,7 @@ use weft_agent::sim::{Event, Mail, Note, State};
 use weft_protocol::Action;
 use weft_protocol::rest::GraphSpec;
 
-use super::check::Check;
+use super::check::{Check, SeededFile};
 use super::devices;
 
 /// What `rules` holds for a task the rules planner's grammar cannot express.
@@ -248,6 +248,27 @@ impl TaskFile {
         }
         for (i, c) in self.checks.iter().enumerate() {
             c.validate().with_context(|| format!("checks[{i}]"))?;
+            // A seeded file's size is the one placed at reset (a photo draws its own).
+            if let Check::Sha256 {
+                seeded:
+                    Some(SeededFile {
+                        device,
+                        path,
+                        size: Some(size),
+                    }),
+                ..
+            } = c
+                && self
+                    .devices
+                    .get(device)
+                    .and_then(|d| d.seeded_files.get(path))
+                    != Some(size)
+            {
+                bail!(
+                    "checks[{i}]: seeded {path} on {device} ({size} bytes) is not one of the \
+                     task's seeded_files"
+                );
+            }
         }
         Ok(())
     }
@@ -432,6 +453,37 @@ mod tests {
         ];
         for (extra, want) in cases {
             assert_eq!(validate(extra), want, "{extra}");
+        }
+    }
+
+    #[test]
+    fn a_seeded_checker_names_a_seeded_file_of_the_task_or_a_photo() {
+        let placed = "[devices.mac-laptop.seeded_files]\n\"docs/a.pdf\" = 1000\n";
+        let check = |seeded: &str| {
+            format!(
+                "{placed}[[checks]]\ncheck = \"sha256\"\ndevice = \"linux-server\"\n\
+                 path = \"backup/a.pdf\"\nseeded = {seeded}\n"
+            )
+        };
+        let cases = [
+            (
+                r#"{ device = "mac-laptop", path = "docs/a.pdf", size = 1000 }"#,
+                "ok",
+            ),
+            (r#"{ device = "android-phone", path = "DCIM/x.jpg" }"#, "ok"),
+            (
+                r#"{ device = "mac-laptop", path = "docs/a.pdf", size = 999 }"#,
+                "checks[0]: seeded docs/a.pdf on mac-laptop (999 bytes) is not one of the \
+                 task's seeded_files",
+            ),
+            (
+                r#"{ device = "linux-server", path = "docs/a.pdf", size = 1000 }"#,
+                "checks[0]: seeded docs/a.pdf on linux-server (1000 bytes) is not one of the \
+                 task's seeded_files",
+            ),
+        ];
+        for (seeded, want) in cases {
+            assert_eq!(validate(&check(seeded)), want, "{seeded}");
         }
     }
 }
