@@ -59,6 +59,13 @@ impl SpawnOptions {
     }
 }
 
+/// The server's cap on open connections from one address (`weft serve
+/// --max-connections-per-address`).
+const PER_ADDRESS_ENV: &str = "WEFT_MAX_CONNECTIONS_PER_ADDRESS";
+/// A per-address cap no run reaches: the server's own total (`--max-connections`, below the
+/// open-file limit) is the one that applies.
+const NO_PER_ADDRESS_CAP: &str = "1048576";
+
 /// A running `weft serve` child; stop it with [`Spawned::stop`] (it is killed if dropped).
 #[derive(Debug)]
 pub struct Spawned {
@@ -110,6 +117,12 @@ impl Spawned {
             .stdout(Stdio::null())
             .stderr(log)
             .kill_on_drop(true);
+        // All of the load comes from one address (this process), which the server caps at 256
+        // open connections by default: a run with more requests in flight would measure the
+        // refusals. Unless the user chose a cap, only the server's total applies.
+        if std::env::var_os(PER_ADDRESS_ENV).is_none() {
+            cmd.env(PER_ADDRESS_ENV, NO_PER_ADDRESS_CAP);
+        }
         if let Some(ms) = opts.heartbeat_ms {
             cmd.arg("--heartbeat-ms").arg(ms.to_string());
         }
