@@ -350,13 +350,8 @@ pub(crate) struct ServerProc {
     pub(crate) base: String,
 }
 
-pub(crate) async fn spawn_server(dir: &std::path::Path, port: u16, extra: &[&str]) -> ServerProc {
-    let db = dir.join("weft.db");
-    spawn_server_on(db.to_str().unwrap(), dir, port, extra, None).await
-}
-
-/// [`spawn_server`] on the database `db` (a SQLite path or a `postgres://` URL), its log
-/// (stderr) into `log` when given.
+/// `weft serve` on the database `db` (a SQLite path or a `postgres://` URL, see [`ChildDb`]) in
+/// `dir`, on `port`, its log (stderr) into `log` when given.
 pub(crate) async fn spawn_server_on(
     db: &str,
     dir: &std::path::Path,

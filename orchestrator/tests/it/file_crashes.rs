@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use weft_protocol::rest::{DeviceStatus, DeviceView, RequestView};
 use weft_protocol::{AttemptStatus, RequestStatus};
 
-use crate::faults::{Rest, ServerProc, free_port, sigkill, spawn_agent, spawn_server};
+use crate::faults::{ChildDb, Rest, ServerProc, free_port, sigkill, spawn_agent, spawn_server_on};
 use crate::files::{blobs_in, files_in, first_word, sha256_hex};
 use crate::harness::WAIT;
 
@@ -138,6 +138,7 @@ enum Leg {
 struct Rig {
     dir: tempfile::TempDir,
     port: u16,
+    db: ChildDb,
     server: ServerProc,
     proxy: String,
     tokens: [String; 2],
@@ -157,7 +158,15 @@ impl Rig {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         // The server answers to the proxy's address as its own.
         let proxy_host = listener.local_addr().unwrap().to_string();
-        let server = spawn_server(dir.path(), port, &server_args(&proxy_host)).await;
+        let db = ChildDb::new(dir.path()).await;
+        let server = spawn_server_on(
+            &db.url,
+            dir.path(),
+            port,
+            &db.args(&server_args(&proxy_host)),
+            None,
+        )
+        .await;
         throttle(listener, port);
         let proxy = format!("http://{proxy_host}");
         let rest = Rest::new(&server.base);
@@ -201,6 +210,7 @@ impl Rig {
         Self {
             dir,
             port,
+            db,
             server,
             proxy,
             tokens,
@@ -289,7 +299,8 @@ impl Rig {
 
     async fn restart_server(&mut self) {
         let proxy_host = self.proxy.trim_start_matches("http://");
-        self.server = spawn_server(self.dir.path(), self.port, &server_args(proxy_host)).await;
+        let args = self.db.args(&server_args(proxy_host));
+        self.server = spawn_server_on(&self.db.url, self.dir.path(), self.port, &args, None).await;
     }
 
     /// Waits for the request to end and checks what every case must hold: it succeeded, t2
@@ -386,7 +397,7 @@ async fn watch(dir: PathBuf, watched: Arc<Mutex<Watched>>, stop: CancellationTok
     }
 }
 
-/// `weft serve`'s options beyond `spawn_server`'s: it answers to the proxy's address, and
+/// `weft serve`'s options beyond `spawn_server_on`'s: it answers to the proxy's address, and
 /// keeps files for 1 ms after the last request that refers to them ended, so its retention
 /// sweep (every second) runs during each test and would delete an aged blob (`age_blob`)
 /// that the live request did not keep.

@@ -362,6 +362,7 @@ async fn strangers_cannot_stall_the_server() {
     let secs = env_or("WEFT_SIEGE_SECS", 15);
     let rounds = env_or("WEFT_SIEGE_ROUNDS", 1).max(1);
     let dir = tempfile::tempdir().unwrap();
+    let db = crate::faults::ChildDb::new(dir.path()).await;
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let base = format!("http://{addr}");
@@ -369,8 +370,7 @@ async fn strangers_cannot_stall_the_server() {
     let mut server = Command::new("sh")
         .args(["-c", r#"ulimit -n 1024 && exec "$0" "$@""#, weft, "serve"])
         .args(["--listen", &addr.to_string(), "--api-token", TOKEN])
-        .arg("--db")
-        .arg(dir.path().join("weft.db"))
+        .args(["--db", &db.url])
         .arg("--data-dir")
         .arg(dir.path().join("data"))
         .env("RUST_LOG", "error")
