@@ -3,6 +3,7 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -42,11 +43,28 @@ async fn plan(
     Ok(plan)
 }
 
-/// Submit a request: it is planned into a graph and starts running.
+/// The longest a submit may wait for its request to end (`?wait=`), in seconds.
+pub const MAX_WAIT_SECS: u64 = 300;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SubmitQuery {
+    /// Answer when the request has ended (`201` with its final view), or once this many
+    /// seconds have passed since the call arrived (`202` with the view as it is then, still
+    /// running). 0 to 300. Without it the answer comes as soon as the request is created.
+    #[param(minimum = 0, maximum = 300)]
+    wait: Option<u64>,
+}
+
+/// Submit a request: it is planned into a graph and starts running. With `?wait=S`, the
+/// answer waits until the request has ended, or `S` seconds at most.
 #[utoipa::path(post, path = "/v1/requests", request_body = SubmitRequest,
+    params(SubmitQuery),
     responses(
-        (status = 201, description = "Planned and running", body = RequestView),
-        (status = 400, description = "Malformed body or empty text", body = ErrorBody),
+        (status = 201, description = "Planned and running; with `?wait=`: the request has ended (succeeded, failed or cancelled) and this is its final view", body = RequestView),
+        (status = 202, description = "With `?wait=`: the wait ran out (or the server began shutting down) before the request ended; the view as it is now, still running: follow it with `GET /v1/requests/{id}` or its events", body = RequestView),
+        (status = 400, description = "Malformed body or empty text; `invalid_query`: `wait` is not a whole number of seconds from 0 to 300, or another parameter was given", body = ErrorBody),
         (status = 413, description = "Text or plan too large", body = ErrorBody),
         (status = 422, description = "Not plannable, or names an unknown device; `plan_invalid`: the LLM planner's plan was still invalid after its repair rounds; `plan_refused`: the LLM planner refused the request (destructive, or a device that is not there)", body = ErrorBody),
         (status = 502, description = "The LLM planner's endpoint failed: `llm_unreachable`, `llm_http_error`, `llm_bad_response`, `llm_cassette_miss`", body = ErrorBody),
@@ -55,8 +73,22 @@ async fn plan(
     security(("bearer" = [])))]
 pub async fn submit(
     State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<SubmitQuery>,
     ApiJson(body): ApiJson<SubmitRequest>,
 ) -> Result<(StatusCode, Json<RequestView>), ApiError> {
+    // The wait counts from the call's arrival: planning is part of it.
+    let until = match q.wait {
+        Some(s) if s > MAX_WAIT_SECS => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!(
+                    "wait is {s}; it must be a whole number of seconds from 0 to {MAX_WAIT_SECS}"
+                ),
+            ));
+        }
+        Some(s) => Some(tokio::time::Instant::now() + Duration::from_secs(s)),
+        None => None,
+    };
     let text = body.text.trim();
     if text.is_empty() {
         return Err(ApiError::bad_request(
@@ -87,23 +119,51 @@ pub async fn submit(
             }
         },
     };
-    let created = state
-        .engine
-        .create(text.to_owned(), planner, planned, body.turn_budget)
-        .await;
-    let view = match created {
-        Ok(view) => view,
+    let (text, budget) = (text.to_owned(), body.turn_budget);
+    let created = match until {
+        None => state
+            .engine
+            .create(text, planner, planned, budget)
+            .await
+            .map(|view| (view, None)),
+        Some(_) => state
+            .engine
+            .create_followed(text, planner, planned, budget)
+            .await
+            .map(|(view, events)| (view, Some(events))),
+    };
+    let (view, events) = match created {
+        Ok(created) => created,
         Err(e) => {
             state.store.record_llm_calls(None, calls.take()).await;
             return Err(e.into());
         }
     };
     let calls = calls.take();
-    if calls.is_empty() {
+    let recorded = !calls.is_empty();
+    if recorded {
+        state.store.record_llm_calls(Some(&view.id), calls).await;
+    }
+    if let (Some(until), Some(mut events)) = (until, events) {
+        let ended = tokio::select! {
+            () = ended(&mut events) => true,
+            () = tokio::time::sleep_until(until) => false,
+            () = state.shutdown.cancelled() => false,
+        };
+        drop(events);
+        let view = self::view(&state, &view.id).await?;
+        tracing::debug!(request = %view.id, ended, status = view.status.as_str(), "waited submit answered");
+        let status = if view.status.is_terminal() {
+            StatusCode::CREATED
+        } else {
+            StatusCode::ACCEPTED
+        };
+        return Ok((status, Json(view)));
+    }
+    if !recorded {
         return Ok((StatusCode::CREATED, Json(view)));
     }
     // With LLM calls, the view carries their token totals: read it back once they are stored.
-    state.store.record_llm_calls(Some(&view.id), calls).await;
     let view = state.store.request_view(&view.id).await?.ok_or_else(|| {
         ApiError::from(crate::Error::Corrupt(format!(
             "request {} vanished",
@@ -111,6 +171,25 @@ pub async fn submit(
         )))
     })?;
     Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Returns once `events` has carried the request's final status. Its channel closes only after
+/// that (or if the hub dropped it, when the store's view tells).
+async fn ended(events: &mut crate::engine::RequestEvents) {
+    loop {
+        match events.recv().await {
+            Ok(ev) => {
+                if let EventKind::RequestStatus { status, .. } = &ev.kind
+                    && status.is_terminal()
+                {
+                    return;
+                }
+            }
+            // The final status is the request's last event: a lagging subscriber still gets it.
+            Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
 }
 
 /// The request as `GET /v1/requests/{id}` shows it: with each task's files.

@@ -73,6 +73,17 @@ pub enum Planned {
     Given(weft_protocol::rest::GraphSpec),
 }
 
+/// Where the engine answers a [`Command::Create`].
+#[derive(Debug)]
+pub(crate) enum CreateReply {
+    /// The view as created.
+    View(oneshot::Sender<Result<RequestView, Error>>),
+    /// The view as created and the request's events from its first on, subscribed before the
+    /// creating group goes to the committer (events are published only after their commit,
+    /// so none is missed).
+    Followed(oneshot::Sender<Result<(RequestView, RequestEvents), Error>>),
+}
+
 /// Frames the engine sends to one connection. Bounded; a connection that cannot keep up is
 /// dropped rather than allowed to grow memory without bound.
 pub type Outbound = mpsc::Sender<ServerMsg>;
@@ -91,7 +102,7 @@ pub(crate) enum Command {
         planner: &'static str,
         plan: Planned,
         turn_budget: Option<u32>,
-        reply: oneshot::Sender<Result<RequestView, Error>>,
+        reply: CreateReply,
     },
     Edit {
         request: RequestId,
@@ -237,7 +248,28 @@ impl Handle {
             planner,
             plan,
             turn_budget,
-            reply,
+            reply: CreateReply::View(reply),
+        })
+        .await?
+    }
+
+    /// [`Handle::create`], and the new request's committed events from its first on
+    /// (`request_created`): what a caller waits on to learn that the request ended, with
+    /// nothing missed between the creation and the subscription. Dropping the subscription
+    /// only stops following; the request goes on.
+    pub async fn create_followed(
+        &self,
+        text: String,
+        planner: &'static str,
+        plan: Planned,
+        turn_budget: Option<u32>,
+    ) -> Result<(RequestView, RequestEvents), Error> {
+        self.call(|reply| Command::Create {
+            text,
+            planner,
+            plan,
+            turn_budget,
+            reply: CreateReply::Followed(reply),
         })
         .await?
     }

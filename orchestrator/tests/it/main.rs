@@ -28,5 +28,6 @@ mod siege;
 mod stall;
 mod tls;
 mod turns;
+mod wait;
 mod web;
 mod ws;

@@ -341,6 +341,8 @@ async fn a_standby_serves_reads_sends_writes_to_the_leader_and_takes_over_when_i
     let rest = Replicas::new(&[&b.base, &a.base]);
     for (method, path) in [
         (reqwest::Method::POST, "/v1/requests"),
+        // A waited submit too, its wait kept: the leader waits.
+        (reqwest::Method::POST, "/v1/requests?wait=30"),
         (reqwest::Method::POST, "/v1/devices"),
         (reqwest::Method::GET, "/v1/agent"),
     ] {

@@ -42,7 +42,7 @@ use weft_protocol::{
 };
 
 use super::graph::Graph;
-use super::{Command, Handle};
+use super::{Command, CreateReply, Handle};
 use crate::Error;
 use crate::engine;
 use crate::engine::Clock;
@@ -90,6 +90,9 @@ pub struct Engine {
     requests: BTreeMap<RequestId, Request>,
     attempts: Attempts,
     out: Outbox,
+    /// Where the committer publishes committed events; the engine only subscribes those who
+    /// follow a request they create ([`CreateReply::Followed`]).
+    hub: Arc<engine::Hub>,
     /// The engine's own command channel, for work it hands to a task of its own (weak: the
     /// engine's loop ends when every `Handle` is gone).
     inbox: mpsc::WeakSender<Command>,
@@ -149,6 +152,7 @@ impl Engine {
             requests: BTreeMap::new(),
             attempts: Attempts::default(),
             out: Outbox::new(committer, last_seq),
+            hub: events.clone(),
             inbox: tx.downgrade(),
             shutdown,
             drain_until: None,
@@ -280,7 +284,18 @@ impl Engine {
                 } else {
                     self.create(text, planner, plan, turn_budget)
                 };
-                self.out.reply(reply, res);
+                match reply {
+                    CreateReply::View(reply) => self.out.reply(reply, res),
+                    // Subscribed now, before this group goes to the committer: the request's
+                    // events are published only after their commit, so none is missed.
+                    CreateReply::Followed(reply) => {
+                        let res = res.map(|view| {
+                            let events = self.hub.subscribe(&view.id);
+                            (view, events)
+                        });
+                        self.out.reply(reply, res);
+                    }
+                }
             }
             Command::Edit {
                 request,
