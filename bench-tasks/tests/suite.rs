@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use weft_bench::suite::external::{External, Source};
 use weft_bench::suite::progress::Progress;
 use weft_bench::suite::task::default_suite;
 use weft_bench::suite::{Faults, LlmSettings, Mode, PlannerKind, Report, RunOptions, run};
@@ -18,6 +19,7 @@ const SUBSET: &[&str] = &[
     "build-02",    // build.run, condition on the status
     "research-08", // a URL taken from an upstream output
     "report-02",   // a task placed by device kind (any laptop)
+    "photo-12",    // seeded photos sent as files to two devices, file.copy from {{t1.files…}}
     "refuse-01",   // dangerous: refused, nothing changed
     "refuse-07",   // impossible (a tablet): refused, nothing changed
 ];
@@ -95,7 +97,7 @@ async fn reference_plans_pass_in_parallel_and_sequential() {
     let dir = tempfile::tempdir().unwrap();
     report.write(dir.path()).unwrap();
     let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
-    assert!(md.contains("| parallel | 100.0 % (9/9)"), "{md}");
+    assert!(md.contains("| parallel | 100.0 % (10/10)"), "{md}");
     assert!(md.contains("2 of the 2 tasks that must be refused"), "{md}");
     let svg = std::fs::read_to_string(dir.path().join("chart.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("file-sync"));
@@ -129,7 +131,7 @@ async fn the_rules_planner_runs_what_its_grammar_expresses() {
     let report = run(
         &options(
             PlannerKind::Rules,
-            &["sync-01", "data-01", "sync-02"],
+            &["sync-01", "data-01", "sync-02", "sync-16"],
             Mode::Parallel,
         ),
         &mut Progress::new(false),
@@ -140,10 +142,51 @@ async fn the_rules_planner_runs_what_its_grammar_expresses() {
     let by_id = |id: &str| r.tasks.iter().find(|t| t.id == id).unwrap();
     assert!(by_id("sync-01").success, "{:?}", by_id("sync-01"));
     assert!(by_id("data-01").success, "{:?}", by_id("data-01"));
+    // A seeded spreadsheet moved with `copy`: the very bytes arrived.
+    assert!(by_id("sync-16").success, "{:?}", by_id("sync-16"));
     // sync-02 tells the phone, which the grammar cannot say: not submitted, not passed.
     assert_eq!(by_id("sync-02").outcome, "unsupported");
     assert!(!by_id("sync-02").success);
-    assert_eq!((r.summary.submitted, r.summary.unsupported), (2, 1));
+    assert_eq!((r.summary.submitted, r.summary.unsupported), (3, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_about_a_photo_is_not_the_photo() {
+    // photo-04's reference plan, but the laptop writes the photo's output text (its size and
+    // hash) instead of copying the file the phone sent: the plan succeeds, the check does not.
+    let dir = tempfile::tempdir().unwrap();
+    let plan = serde_json::json!({"tasks": [
+        {"id": "t1", "title": "take", "instruction": "take the photo", "device": "android-phone",
+         "action": {"kind": "sim", "op": "photo.take", "args": {"name": "serial-number-router"}}},
+        {"id": "t2", "title": "save", "instruction": "save it", "device": "windows-laptop",
+         "action": {"kind": "sim", "op": "file.write",
+                    "args": {"path": "Desktop/serial-number-router.jpg", "content": "{{t1.output}}"}}}],
+        "edges": [{"from": "t1", "to": "t2", "kind": "success"}]});
+    std::fs::write(dir.path().join("photo-04.json"), plan.to_string()).unwrap();
+    let mut opts = options(
+        PlannerKind::External(External::new(Source::Plans(dir.path().to_path_buf()))),
+        &["photo-04"],
+        Mode::Parallel,
+    );
+    opts.seed = 11;
+    let report = run(&opts, &mut Progress::new(false)).await.unwrap();
+    let t = &report.runs[0].tasks[0];
+    assert_eq!(
+        (t.outcome.as_str(), t.request_status.as_deref()),
+        ("ran", Some("succeeded"))
+    );
+    assert!(!t.success);
+    assert_eq!(t.failed_checks.len(), 1, "{t:?}");
+    let f = &t.failed_checks[0];
+    assert_eq!(
+        f.check,
+        "sha256 of Desktop/serial-number-router.jpg on windows-laptop"
+    );
+    assert!(
+        f.detail
+            .starts_with("windows-laptop: Desktop/serial-number-router.jpg has sha256 "),
+        "{f:?}"
+    );
 }
 
 #[tokio::test]

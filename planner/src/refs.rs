@@ -1231,6 +1231,19 @@ mod tests {
             ),
             r#"read inputs/a-2/t1/b.txt | Some(Shell { command: "sha256sum 'inputs/a-2/t1/a it'\\''s.txt' 'inputs/a-2/t1/b.txt' 'inputs/a-2/t1/b.txt'" })"#
         );
+        // In a sim action's args (a `file.copy` of the input to where it goes): the path
+        // alone, never quoted; the reference is found for the engine to fetch the file.
+        let copy = Action::Sim {
+            op: "file.copy".into(),
+            args: json!({"from": "{{t1.files.b.txt}}", "to": "Desktop/b.txt"}),
+        };
+        let found = task_references("", Some(&copy)).unwrap();
+        assert_eq!(found.len(), 1);
+        assert!(matches!(&found[0].what, Refers::File(n) if n == "b.txt"));
+        assert_eq!(
+            subst("", Some(copy)),
+            r#" | Some(Sim { op: "file.copy", args: Object {"from": String("inputs/a-2/t1/b.txt"), "to": String("Desktop/b.txt")} })"#
+        );
         assert_eq!(
             subst("{{t1.files.c.txt}}", None),
             "error: in the instruction: {{t1.files.c.txt}}: t1 produced no file `c.txt`"

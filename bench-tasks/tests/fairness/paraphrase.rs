@@ -122,6 +122,7 @@ fn sources(task: &TaskFile) -> Vec<String> {
     let mut s = vec![task.request.clone()];
     for d in task.devices.values() {
         s.extend(d.files.keys().cloned());
+        s.extend(d.seeded_files.keys().cloned());
         s.extend(d.files.values().cloned());
         s.extend(
             d.notes

@@ -10,6 +10,8 @@ use weft_protocol::ConditionOp;
 use super::*;
 use crate::suite::check::Items;
 
+const MIB: u64 = weft_agent::seeded::MIB;
+
 /// Copies each file from `src` to `dst` under `prefix`: reads in parallel, each write after
 /// its read. Returns the write task ids.
 fn copy_files(
@@ -65,6 +67,99 @@ fn copy_rules(src: &str, dst: &str, files: &[(&str, &str)], prefix: &str) -> Str
         })
         .collect();
     format!("{} then {}", reads.join(" and "), writes.join(" and "))
+}
+
+/// Sends each binary file from `src` and copies it on every device of `dsts` under `prefix`:
+/// a `file.read` per file on `src` declaring it as an output (in parallel), then on each
+/// destination a `file.copy` of the received file. Returns the copying task ids.
+fn send_files(
+    b: &mut B,
+    src: &str,
+    dsts: &[&str],
+    files: &[(&str, u64)],
+    prefix: &str,
+) -> Vec<String> {
+    let mut copies = Vec::new();
+    for (path, size) in files {
+        b.seeded_file(src, path, *size);
+        let r = b.sim(
+            src,
+            &format!("send {path} from the {src}"),
+            "file.read",
+            json!({"path": path}),
+        );
+        b.sends(&r, &[path]);
+        for dst in dsts {
+            let to = format!("{prefix}{path}");
+            copies.push(b.receive(
+                dst,
+                &format!("save {path} as {to} on the {dst}"),
+                &r,
+                path,
+                &to,
+            ));
+        }
+    }
+    copies
+}
+
+/// Why the rules grammar cannot move a file to the Windows laptop.
+const NO_SHELL_COPY: &str = "the rules grammar moves a file with `copy`, whose receiving task \
+     runs `cp` with `shell` on the destination, and the Windows laptop has no shell";
+
+/// The rules clause that moves files `copy` put at their own paths on `dst` under `prefix`.
+fn move_rule(dst: &str, files: &[(&str, u64)], prefix: &str) -> String {
+    let mut dirs: Vec<String> = files
+        .iter()
+        .filter_map(|(p, _)| {
+            format!("{prefix}{p}")
+                .rsplit_once('/')
+                .map(|(d, _)| d.to_owned())
+        })
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    let moves: Vec<String> = files
+        .iter()
+        .map(|(p, _)| format!("mv {p} {prefix}{p}"))
+        .collect();
+    format!(
+        "on {dst} run \"mkdir -p {} && {}\"",
+        dirs.join(" "),
+        moves.join(" && ")
+    )
+}
+
+/// The rules text for copies of text files (read, then write) and binary files (`copy`, then
+/// moved under `prefix`) from `src` to `dst`.
+fn copy_rules_with_binaries(
+    src: &str,
+    dst: &str,
+    files: &[(&str, &str)],
+    binaries: &[(&str, u64)],
+    prefix: &str,
+) -> String {
+    let mut first: Vec<String> = files
+        .iter()
+        .map(|(p, _)| format!("on {src} read {p}"))
+        .collect();
+    first.extend(
+        binaries
+            .iter()
+            .map(|(p, _)| format!("copy {p} from {src} to {dst}")),
+    );
+    let mut second: Vec<String> = files
+        .iter()
+        .enumerate()
+        .map(|(i, (p, _))| {
+            format!(
+                "on {dst} write \"{{{{t{}.output}}}}\" to {prefix}{p}",
+                i + 1
+            )
+        })
+        .collect();
+    second.push(move_rule(dst, binaries, prefix));
+    format!("{} then {}", first.join(" and "), second.join(" and "))
 }
 
 pub fn file_sync() -> Vec<TaskFile> {
@@ -259,8 +354,9 @@ pub fn file_sync() -> Vec<TaskFile> {
         }
         out.push(b.done());
     }
-    // C: back up a folder and write a manifest of what is on the server.
-    let manifests: [(&str, &str, &str, &[(&str, &str)]); 2] = [
+    // C: back up a folder and write a manifest of what is on the server. Some of its files
+    // are binary (seeded at reset, a few MiB): they go as files, checked by their SHA-256.
+    let manifests: [(&str, &str, &str, &[(&str, &str)], &[(&str, u64)]); 2] = [
         (
             "sync-08",
             M,
@@ -274,29 +370,24 @@ pub fn file_sync() -> Vec<TaskFile> {
                     "design/palette.txt",
                     "primary #2b4c7e\naccent #e08a2c\nbackground #fdfcf9\n",
                 ),
-                (
-                    "design/fonts.txt",
-                    "headings: Fraunces 600\nbody: Inter 400\n",
-                ),
             ],
+            &[("design/brand-guide.pdf", 3 * MIB)],
         ),
         (
             "sync-09",
             W,
             "tax",
+            &[(
+                "tax/2025-receipts.txt",
+                "donation 150\ntraining course 890\nwork laptop 1,240\n",
+            )],
             &[
-                (
-                    "tax/2025-return.txt",
-                    "Tax return 2025: income 61,200; deductions 4,310; refund 820.\n",
-                ),
-                (
-                    "tax/2025-receipts.txt",
-                    "donation 150\ntraining course 890\nwork laptop 1,240\n",
-                ),
+                ("tax/2025-return.pdf", 2 * MIB + MIB / 2),
+                ("tax/payslips-2025.zip", 3 * MIB + MIB / 2),
             ],
         ),
     ];
-    for (id, src, folder, files) in manifests {
+    for (id, src, folder, files, binaries) in manifests {
         let mut b = B::new(
             c,
             id,
@@ -307,7 +398,8 @@ pub fn file_sync() -> Vec<TaskFile> {
                 src.replace('-', " ")
             ),
         );
-        let writes = copy_files(&mut b, src, S, files, "backup/");
+        let mut writes = copy_files(&mut b, src, S, files, "backup/");
+        writes.extend(send_files(&mut b, src, &[S], binaries, "backup/"));
         let list = b.sim(
             S,
             &format!("list backup/{folder} on the server"),
@@ -325,16 +417,21 @@ pub fn file_sync() -> Vec<TaskFile> {
         b.after(&list, &w);
         b.rules(&format!(
             "{} then on {S} run \"find backup/{folder} -type f | sort\" then on {S} write the result to {manifest}",
-            copy_rules(src, S, files, "backup/")
+            copy_rules_with_binaries(src, S, files, binaries, "backup/")
         ));
         // Every file's name (a listing may give paths from the workdir, the folder or none).
         let listed: Vec<&str> = files
             .iter()
-            .map(|(p, _)| p.rsplit('/').next().unwrap_or(p))
+            .map(|(p, _)| *p)
+            .chain(binaries.iter().map(|(p, _)| *p))
+            .map(|p| p.rsplit('/').next().unwrap_or(p))
             .collect();
         b.check(file_has(S, &manifest, &listed));
         for (p, content) in files.iter() {
             b.check(file_eq(S, &format!("backup/{p}"), content));
+        }
+        for (p, size) in binaries.iter() {
+            b.check(seeded_at(S, &format!("backup/{p}"), src, p, *size));
         }
         out.push(b.done());
     }
@@ -410,6 +507,116 @@ pub fn file_sync() -> Vec<TaskFile> {
                     .collect();
                 b.rules(&format!("on {S} read {path} then {}", w.join(" and ")));
             }
+        }
+        out.push(b.done());
+    }
+    // E: binary files (documents, a spreadsheet, an archive, a slide deck, a firmware image;
+    // seeded at reset, a few MiB each) moved as files: the source sends each, every
+    // destination copies what it received; checked by their SHA-256.
+    let moves: [(
+        &str,
+        &str,
+        &str,
+        &str,
+        &[(&str, u64)],
+        &[(&str, &str)],
+        bool,
+    ); 5] = [
+        (
+            "sync-15",
+            "Back up two scanned documents to the server",
+            "Back up my scanned passport (docs/passport-scan.pdf) and my health insurance card \
+             (docs/health-insurance.pdf) from my windows laptop to the Linux server, under \
+             backup/windows-laptop/.",
+            W,
+            &[
+                ("docs/passport-scan.pdf", 2 * MIB + MIB / 2),
+                ("docs/health-insurance.pdf", MIB + MIB / 2),
+            ],
+            &[(S, "backup/windows-laptop/")],
+            false,
+        ),
+        (
+            "sync-16",
+            "Copy a spreadsheet to the Mac",
+            "Copy my household budget spreadsheet finance/household-2026.xlsx from the Windows \
+             laptop to my Mac, at the same path.",
+            W,
+            &[("finance/household-2026.xlsx", 3 * MIB)],
+            &[(M, "")],
+            false,
+        ),
+        (
+            "sync-17",
+            "Archive the March photos on the server",
+            "Copy the photo archive photos/2026-03.zip from my phone to the Linux server, under \
+             archive/, and let me know on my phone when it is there.",
+            P,
+            &[("photos/2026-03.zip", 4 * MIB)],
+            &[(S, "archive/")],
+            true,
+        ),
+        (
+            "sync-18",
+            "Copy a slide deck to the Windows laptop",
+            "Copy the slide deck talks/kickoff-2026.pptx from my Mac to the Windows laptop, at \
+             the same path.",
+            M,
+            &[("talks/kickoff-2026.pptx", 3 * MIB + MIB / 2)],
+            &[(W, "")],
+            false,
+        ),
+        (
+            "sync-19",
+            "Roll out a firmware image",
+            "Roll out the firmware image firmware/sensor-v15.bin from the Linux server to the edge \
+             box and my phone, at the same path.",
+            S,
+            &[("firmware/sensor-v15.bin", 2 * MIB + MIB / 4)],
+            &[(E, ""), (P, "")],
+            false,
+        ),
+    ];
+    for (id, title, request, src, binaries, dests, notify) in moves {
+        let mut b = B::new(c, id, title, request);
+        let mut receives = Vec::new();
+        for (dst, prefix) in dests {
+            receives.extend(send_files(&mut b, src, &[dst], binaries, prefix));
+            for (p, size) in binaries.iter() {
+                b.check(seeded_at(dst, &format!("{prefix}{p}"), src, p, *size));
+            }
+        }
+        if notify {
+            let n = b.sim(
+                P,
+                "tell the phone the archive is there",
+                "notify",
+                json!({"title": "Archive copied", "body": format!("{} is on the server", binaries[0].0)}),
+            );
+            b.after_all(&receives, &n);
+            b.check(count(P, Items::Notifications, 1));
+            b.unsupported(NO_APPS);
+        } else if dests.iter().any(|(d, _)| *d == W) {
+            b.unsupported(NO_SHELL_COPY);
+        } else {
+            let copies: Vec<String> = dests
+                .iter()
+                .flat_map(|(d, _)| {
+                    binaries
+                        .iter()
+                        .map(move |(p, _)| format!("copy {p} from {src} to {d}"))
+                })
+                .collect();
+            let moved: Vec<String> = dests
+                .iter()
+                .filter(|(_, prefix)| !prefix.is_empty())
+                .map(|(d, prefix)| move_rule(d, binaries, prefix))
+                .collect();
+            let mut rules = copies.join(" and ");
+            if !moved.is_empty() {
+                rules = format!("{rules} then {}", moved.join(" and "));
+            }
+            b.rules(&rules);
         }
         out.push(b.done());
     }
@@ -1233,15 +1440,12 @@ pub fn photo_handoff() -> Vec<TaskFile> {
                 }
             ),
         );
+        // The photo's bytes go as a file: the phone sends it, the laptop copies what it got.
         let t = b.sim(P, "take the photo", "photo.take", json!({"name": name}));
-        let w = b.sim(
-            dst,
-            "save it on the laptop's Desktop",
-            "file.write",
-            json!({"path": path, "content": "{{t1.output}}"}),
-        );
-        b.after(&t, &w);
-        b.check(file_eq(dst, &path, &format!("JPEG android-phone {name}\n")));
+        let shot = photo_path(name);
+        b.sends(&t, &[&shot]);
+        let w = b.receive(dst, "save it on the laptop's Desktop", &t, &shot, &path);
+        b.check(photo_at(dst, &path, name));
         if tell {
             let n = b.sim(
                 dst,
@@ -1347,15 +1551,11 @@ pub fn photo_handoff() -> Vec<TaskFile> {
                 "photo.take",
                 json!({"name": n}),
             );
+            let shot = photo_path(n);
+            b.sends(&t, &[&shot]);
             let path = format!("receipts/{}/{n}.jpg", month.to_lowercase());
-            let w = b.sim(
-                S,
-                &format!("file {path} on the server"),
-                "file.write",
-                json!({"path": path, "content": format!("{{{{{t}.output}}}}")}),
-            );
-            b.after(&t, &w);
-            b.check(file_eq(S, &path, &format!("JPEG android-phone {n}\n")));
+            let w = b.receive(S, &format!("file {path} on the server"), &t, &shot, &path);
+            b.check(photo_at(S, &path, n));
             writes.push(w);
             listed.push(path);
         }

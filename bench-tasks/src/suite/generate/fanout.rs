@@ -1241,16 +1241,12 @@ pub fn photo_handoff() -> Vec<TaskFile> {
                 "photo.take",
                 json!({"name": n}),
             );
+            let shot = photo_path(n);
+            b.sends(&t, &[&shot]);
             for (d, dir) in dests {
                 let path = format!("{dir}/{n}.jpg");
-                let w = b.sim(
-                    d,
-                    &format!("save {path} on the {d}"),
-                    "file.write",
-                    json!({"path": path, "content": out(&t)}),
-                );
-                b.after(&t, &w);
-                b.check(file_eq(d, &path, &format!("JPEG android-phone {n}\n")));
+                b.receive(d, &format!("save {path} on the {d}"), &t, &shot, &path);
+                b.check(photo_at(d, &path, n));
             }
         }
         b.unsupported(NO_APPS);

@@ -19,11 +19,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context;
-use serde_json::Value;
+use serde_json::{Value, json};
 use weft_protocol::rest::{EdgeView, GraphSpec, TaskSpec};
-use weft_protocol::{Action, Condition, ConditionOp, ConditionSource, EdgeKind};
+use weft_protocol::{Action, Condition, ConditionOp, ConditionSource, EdgeKind, FilesSpec};
 
-use super::check::{Check, Items};
+use super::check::{Check, Items, SeededFile};
 use super::task::{DeviceSetup, Expect, TaskFile, UNSUPPORTED};
 
 /// The devices, by their names.
@@ -36,8 +36,8 @@ pub(crate) const E: &str = "edge-box";
 pub(crate) const L: &str = "laptop";
 
 /// Why rules cannot express tasks that use the simulated apps.
-pub(crate) const NO_APPS: &str = "the rules grammar has only run, fetch, write and read: it cannot \
-     reach the simulated apps (mail, messages, notifications, calendar, notes, clipboard, app \
+pub(crate) const NO_APPS: &str = "the rules grammar has only run, fetch, write, read and copy: it \
+     cannot reach the simulated apps (mail, messages, notifications, calendar, notes, clipboard, app \
      data, camera, build, metrics)";
 
 /// Builds one task file.
@@ -90,6 +90,46 @@ impl B {
             .files
             .insert(path.to_owned(), content.to_owned());
         self
+    }
+
+    /// A binary file placed on `device` at reset: `size` bytes seeded by the run's seed.
+    pub fn seeded_file(&mut self, device: &str, path: &str, size: u64) -> &mut Self {
+        self.dev(device).seeded_files.insert(path.to_owned(), size);
+        self
+    }
+
+    /// Task `id` sends these files (relative to its workdir) when it succeeds.
+    pub fn sends(&mut self, id: &str, files: &[&str]) -> &mut Self {
+        let task = self
+            .t
+            .plan
+            .tasks
+            .iter_mut()
+            .find(|t| t.id.as_str() == id)
+            .unwrap_or_else(|| panic!("no task {id}"));
+        task.outputs = Some(FilesSpec { files: strs(files) });
+        self
+    }
+
+    /// On `device`, after `from`, copies the file `name` that `from` sent to `to`: a `file.copy`
+    /// from `{{FROM.files.NAME}}`, the copy the agent downloaded before the task runs. Returns
+    /// its id.
+    pub fn receive(
+        &mut self,
+        device: &str,
+        instruction: &str,
+        from: &str,
+        name: &str,
+        to: &str,
+    ) -> String {
+        let id = self.sim(
+            device,
+            instruction,
+            "file.copy",
+            json!({"from": format!("{{{{{from}.files.{name}}}}}"), "to": to}),
+        );
+        self.after(from, &id);
+        id
     }
 
     pub fn page(&mut self, path: &str, body: &str) -> &mut Self {
@@ -276,6 +316,39 @@ pub(crate) fn file_has(device: &str, path: &str, contains: &[&str]) -> Check {
         contains: strs(contains),
         not_contains: vec![],
     }
+}
+
+/// The file at `path` holds the `size` seeded bytes placed at `src_path` on `src`.
+pub(crate) fn seeded_at(device: &str, path: &str, src: &str, src_path: &str, size: u64) -> Check {
+    Check::Sha256 {
+        device: on(device),
+        path: s(path),
+        sha256: None,
+        seeded: Some(SeededFile {
+            device: s(src),
+            path: s(src_path),
+            size: Some(size),
+        }),
+    }
+}
+
+/// The file at `path` holds the photo the phone takes as `name` (`DCIM/NAME.jpg`).
+pub(crate) fn photo_at(device: &str, path: &str, name: &str) -> Check {
+    Check::Sha256 {
+        device: on(device),
+        path: s(path),
+        sha256: None,
+        seeded: Some(SeededFile {
+            device: s(P),
+            path: photo_path(name),
+            size: None,
+        }),
+    }
+}
+
+/// Where the phone's `photo.take` writes the photo `name`.
+pub(crate) fn photo_path(name: &str) -> String {
+    format!("DCIM/{name}.jpg")
 }
 
 pub(crate) fn no_file(device: &str, path: &str) -> Check {
