@@ -10,10 +10,10 @@ use serde::{Deserialize, Serialize};
 use weft_orchestrator::config::{LlmOptions, PlannerChoice};
 use weft_planner::llm::CassetteMode;
 use weft_planner::{DeviceInfo, RulesPlanner, Target};
-use weft_protocol::RequestStatus;
 use weft_protocol::rest::{
     DeviceStatus, EdgeView, GraphSpec, RequestView, SubmitRequest, TaskSpec,
 };
+use weft_protocol::{FilesSpec, RequestStatus};
 
 use super::api::{self, Submitted};
 use super::check::{self, Verdict};
@@ -307,8 +307,13 @@ fn victims(view: &RequestView, graph: Option<&GraphSpec>) -> Vec<String> {
     d
 }
 
-/// A rules plan as a graph to submit.
+/// A rules plan as a graph to submit, with the files its tasks send and take (a `copy`).
 fn graph_of(plan: &weft_planner::Plan) -> GraphSpec {
+    let files = |names: &[String]| {
+        (!names.is_empty()).then(|| FilesSpec {
+            files: names.to_vec(),
+        })
+    };
     GraphSpec {
         tasks: plan
             .tasks
@@ -329,8 +334,8 @@ fn graph_of(plan: &weft_planner::Plan) -> GraphSpec {
                 capabilities: t.capabilities.clone(),
                 retry: None,
                 max_turns: t.max_turns,
-                inputs: None,
-                outputs: None,
+                inputs: files(&t.inputs),
+                outputs: files(&t.outputs),
             })
             .collect(),
         edges: plan
@@ -923,6 +928,38 @@ async fn carry_out(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rules_plan_keeps_the_files_a_copy_sends() {
+        // The sequential pass submits the rules plan as a graph: a `copy` only works if the
+        // sending task still declares its file.
+        let devices: Vec<DeviceInfo> = devices::all()
+            .iter()
+            .map(|d| DeviceInfo {
+                name: d.name.into(),
+                kind: d.kind.into(),
+                capabilities: d.executors.iter().map(|e| (*e).to_owned()).collect(),
+                online: true,
+            })
+            .collect();
+        let plan = RulesPlanner::new()
+            .plan_sync(
+                "copy docs/a.pdf from windows-laptop to mac-laptop",
+                &devices,
+            )
+            .unwrap();
+        let graph = graph_of(&plan);
+        assert_eq!(
+            graph.tasks[0].outputs,
+            Some(FilesSpec {
+                files: vec!["docs/a.pdf".into()]
+            })
+        );
+        assert_eq!(
+            (&graph.tasks[1].outputs, &graph.tasks[1].inputs),
+            (&None, &None)
+        );
+    }
 
     #[test]
     fn the_fault_schedule_follows_the_seed() {
