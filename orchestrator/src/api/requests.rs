@@ -14,7 +14,7 @@ use serde::Deserialize;
 use tokio::sync::broadcast;
 use weft_protocol::RequestId;
 use weft_protocol::TaskId;
-use weft_protocol::files::TaskFile;
+use weft_protocol::files::{StoredFile, TaskFile};
 use weft_protocol::rest::{
     EditBatch, ErrorBody, Event, EventKind, MAX_REQUEST_TEXT_BYTES, RequestView, SubmitRequest,
 };
@@ -192,23 +192,20 @@ async fn ended(events: &mut crate::engine::RequestEvents) {
     }
 }
 
-/// The request as `GET /v1/requests/{id}` shows it: with each task's files.
+/// The request as `GET /v1/requests/{id}` shows it: with each task's files, read with it.
 async fn view(state: &AppState, id: &RequestId) -> Result<RequestView, ApiError> {
-    let mut view = state
+    let (mut view, files) = state
         .store
-        .request_view(id)
+        .request_view_and_files(id)
         .await?
         .ok_or_else(|| not_found(id))?;
-    with_files(state, &mut view).await?;
+    with_files(state, &mut view, files).await;
     Ok(view)
 }
 
 /// Lists under each task of `view` the files it produced, with their download path while
 /// their bytes are stored (retention deletes them `--artifact-retention` after the request).
-async fn with_files(state: &AppState, view: &mut RequestView) -> Result<(), ApiError> {
-    let Some(files) = state.store.request_files(&view.id).await? else {
-        return Ok(());
-    };
+async fn with_files(state: &AppState, view: &mut RequestView, files: Vec<StoredFile>) {
     for f in files {
         let stored = match crate::blobs::BlobId::parse(&f.sha256) {
             Ok(blob) => state.blobs.stat(&blob).await.ok().flatten().is_some(),
@@ -223,7 +220,6 @@ async fn with_files(state: &AppState, view: &mut RequestView) -> Result<(), ApiE
             });
         }
     }
-    Ok(())
 }
 
 /// Edit a running request's graph: a batch of ops applied atomically, or not at all.

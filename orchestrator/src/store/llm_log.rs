@@ -10,7 +10,6 @@
 use serde_json::Value;
 use sqlx::Row;
 use weft_planner::llm::{LlmCall, Purpose};
-use weft_protocol::rest::LlmUsageView;
 use weft_protocol::{ErrorInfo, RequestId};
 
 use super::{Store, db_ms, ms, with_pool};
@@ -79,28 +78,6 @@ impl Store {
             }
             tx.commit().await?;
             Ok(())
-        })
-    }
-
-    /// The totals for `GET /v1/requests/{id}`; `None` when the request made no call.
-    pub(super) async fn llm_usage(&self, id: &RequestId) -> Result<Option<LlmUsageView>, Error> {
-        with_pool!(self, |pool| {
-            let r = sqlx::query(
-            "SELECT COUNT(*) AS calls, CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS p, \
-         CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) AS c FROM llm_calls WHERE request_id = $1",
-        )
-        .bind(id.as_str())
-        .fetch_one(pool)
-        .await?;
-            let calls: i64 = r.get("calls");
-            if calls == 0 {
-                return Ok(None);
-            }
-            Ok(Some(LlmUsageView {
-                calls: u32::try_from(calls).unwrap_or(u32::MAX),
-                prompt_tokens: u64::try_from(r.get::<i64, _>("p")).unwrap_or(0),
-                completion_tokens: u64::try_from(r.get::<i64, _>("c")).unwrap_or(0),
-            }))
         })
     }
 

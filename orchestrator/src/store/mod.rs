@@ -20,10 +20,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use weft_protocol::rest::{AttemptView, EdgeView, Event, RequestView, TaskView};
+use weft_protocol::rest::{EdgeView, Event, RequestView};
 use weft_protocol::{
-    AttemptId, AttemptStatus, DeviceName, EdgeKind, ErrorInfo, RequestId, RequestStatus, TaskId,
-    TaskStatus,
+    AttemptId, AttemptStatus, DeviceName, EdgeKind, ErrorInfo, RequestId, TaskId, TaskStatus,
 };
 
 use crate::Error;
@@ -37,6 +36,7 @@ mod llm_log;
 mod retention;
 #[cfg(test)]
 pub(crate) mod testing;
+mod view;
 mod write;
 
 pub use lease::{EVENTS_CHANNEL, LeaderRow, Renewal, SqliteLock};
@@ -615,97 +615,6 @@ impl Store {
         })
     }
 
-    /// The full view of one request, or `None` if there is no such request.
-    pub async fn request_view(&self, id: &RequestId) -> Result<Option<RequestView>, Error> {
-        with_pool!(self, |pool| {
-            let Some(r) = sqlx::query(
-                "SELECT id, text, status, version, error, created_at_ms, updated_at_ms, turns \
-             FROM requests WHERE id = $1",
-            )
-            .bind(id.as_str())
-            .fetch_optional(pool)
-            .await?
-            else {
-                return Ok(None);
-            };
-            let status: String = r.get("status");
-            let mut view = RequestView {
-                id: id.clone(),
-                text: r.get("text"),
-                status: RequestStatus::parse(&status)
-                    .ok_or_else(|| Error::Corrupt(format!("request status {status}")))?,
-                version: ms(r.get("version")),
-                created_at_ms: ms(r.get("created_at_ms")),
-                updated_at_ms: ms(r.get("updated_at_ms")),
-                error: parse_opt(r.get("error"), "request error")?,
-                tasks: Vec::new(),
-                edges: Vec::new(),
-                turns: parse_opt(r.get("turns"), "turns")?.unwrap_or_default(),
-                llm: self.llm_usage(id).await?,
-            };
-
-            let attempts = sqlx::query(
-            "SELECT id, task_id, device, status, started_at_ms, ended_at_ms, error, late_result, \
-             turns_used FROM attempts WHERE request_id = $1 ORDER BY started_at_ms, id",
-        )
-        .bind(id.as_str())
-        .fetch_all(pool)
-        .await?;
-            let mut by_task: std::collections::HashMap<String, Vec<AttemptView>> =
-                std::collections::HashMap::new();
-            let mut turns_by_task: std::collections::HashMap<String, u32> =
-                std::collections::HashMap::new();
-            for a in attempts {
-                let status: String = a.get("status");
-                *turns_by_task.entry(a.get("task_id")).or_default() += turns_col(&a, "turns_used");
-                by_task
-                    .entry(a.get("task_id"))
-                    .or_default()
-                    .push(AttemptView {
-                        id: AttemptId(a.get("id")),
-                        device: DeviceName(a.get("device")),
-                        status: AttemptStatus::parse(&status)
-                            .ok_or_else(|| Error::Corrupt(format!("attempt status {status}")))?,
-                        started_at_ms: ms(a.get("started_at_ms")),
-                        ended_at_ms: a.get::<Option<i64>, _>("ended_at_ms").map(ms),
-                        error: parse_opt(a.get("error"), "attempt error")?,
-                        late_result: parse_opt(a.get("late_result"), "late result")?,
-                    });
-            }
-
-            let tasks = sqlx::query(
-                "SELECT id, title, instruction, action, status, device, output, error, retry, \
-             max_turns FROM tasks WHERE request_id = $1 ORDER BY position",
-            )
-            .bind(id.as_str())
-            .fetch_all(pool)
-            .await?;
-            for t in tasks {
-                let tid: String = t.get("id");
-                let status: String = t.get("status");
-                view.tasks.push(TaskView {
-                    attempts: by_task.remove(&tid).unwrap_or_default(),
-                    turns_used: turns_by_task.get(&tid).copied().unwrap_or(0),
-                    max_turns: turns_col(&t, "max_turns"),
-                    id: TaskId(tid),
-                    title: t.get("title"),
-                    instruction: t.get("instruction"),
-                    action: parse_opt(t.get("action"), "task action")?,
-                    device: t.get::<Option<String>, _>("device").map(DeviceName),
-                    status: TaskStatus::parse(&status)
-                        .ok_or_else(|| Error::Corrupt(format!("task status {status}")))?,
-                    output: parse_opt(t.get("output"), "task output")?,
-                    error: parse_opt(t.get("error"), "task error")?,
-                    retry: parse_opt(t.get("retry"), "retry policy")?.unwrap_or_default(),
-                    files: Vec::new(),
-                });
-            }
-
-            view.edges = self.edges(id).await?;
-            Ok(Some(view))
-        })
-    }
-
     /// The most recent requests, newest first.
     pub async fn list_requests(&self, limit: u32) -> Result<Vec<RequestView>, Error> {
         with_pool!(self, |pool| {
@@ -728,7 +637,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use weft_protocol::RetryPolicy;
+    use weft_protocol::{RequestStatus, RetryPolicy};
 
     use super::*;
     use weft_protocol::rest::{EventKind, TurnsView};
