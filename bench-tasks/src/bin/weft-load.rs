@@ -91,6 +91,9 @@ enum Wait {
     Sse,
     /// Poll `GET /v1/requests/{id}` every `--poll-ms`.
     Poll,
+    /// `POST /v1/requests?wait=S` (S = --timeout-secs, at most 300): the answer is the final
+    /// view; no second call (SSE only if the wait runs out first).
+    Post,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -250,6 +253,7 @@ impl LoadArgs {
             wait: match self.wait {
                 Wait::Sse => WaitMode::Sse,
                 Wait::Poll => WaitMode::Poll { ms: self.poll_ms },
+                Wait::Post => WaitMode::Post,
             },
             agent_concurrency: self.agent_concurrency.unwrap_or(base.agent_concurrency),
             timeout: Duration::from_secs(self.timeout_secs),

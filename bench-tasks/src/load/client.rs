@@ -19,6 +19,10 @@ pub enum WaitMode {
     Sse,
     /// `GET /v1/requests/{id}` every `ms` milliseconds until the status is final.
     Poll { ms: u64 },
+    /// `POST /v1/requests?wait=S` (S: the request's timeout, at most 300 s): the answer is the
+    /// final view (`201`), with no second call; a request still running when the wait runs
+    /// out (`202`) is followed with SSE.
+    Post,
 }
 
 impl std::fmt::Display for WaitMode {
@@ -26,6 +30,7 @@ impl std::fmt::Display for WaitMode {
         match self {
             WaitMode::Sse => f.write_str("sse"),
             WaitMode::Poll { ms } => write!(f, "poll:{ms}ms"),
+            WaitMode::Post => f.write_str("post"),
         }
     }
 }
@@ -170,15 +175,38 @@ impl Api {
         body: &serde_json::Value,
         timeout: Duration,
     ) -> anyhow::Result<Submitted> {
+        self.post_request("/v1/requests", body, timeout).await
+    }
+
+    /// `POST /v1/requests?wait=S` with `body`: answered when the request has ended (`201`, its
+    /// final view) or after `wait` (`202`, still running). `wait` is cut to the server's
+    /// largest, 300 s. A refusal is an error holding [`Refused`].
+    pub async fn submit_waiting(
+        &self,
+        body: &serde_json::Value,
+        wait: Duration,
+        timeout: Duration,
+    ) -> anyhow::Result<Submitted> {
+        let secs = wait.as_secs().min(300);
+        self.post_request(&format!("/v1/requests?wait={secs}"), body, timeout)
+            .await
+    }
+
+    async fn post_request(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        timeout: Duration,
+    ) -> anyhow::Result<Submitted> {
         let resp = self
             .http
-            .post(format!("{}/v1/requests", self.base))
+            .post(format!("{}{path}", self.base))
             .bearer_auth(&self.token)
             .json(body)
             .timeout(timeout)
             .send()
             .await?;
-        if resp.status().as_u16() != 201 {
+        if !matches!(resp.status().as_u16(), 201 | 202) {
             return Err(Self::refused(resp).await.into());
         }
         Ok(resp.json().await?)
@@ -233,7 +261,8 @@ impl Api {
     ) -> anyhow::Result<RequestStatus> {
         let fut = async {
             match mode {
-                WaitMode::Sse => self.wait_sse(id).await,
+                // A waited submit that came back still running goes on as SSE.
+                WaitMode::Sse | WaitMode::Post => self.wait_sse(id).await,
                 WaitMode::Poll { ms } => {
                     self.wait_poll(id, Duration::from_millis(ms), timeout).await
                 }
