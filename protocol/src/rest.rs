@@ -13,6 +13,9 @@ use crate::wire::ResultStatus;
 /// Largest accepted request text, in bytes.
 pub const MAX_REQUEST_TEXT_BYTES: usize = 16 * 1024;
 
+/// Longest a submit may wait for its request to end (`POST /v1/requests?wait=S`), in seconds.
+pub const MAX_SUBMIT_WAIT_SECS: u64 = 300;
+
 /// `POST /v1/requests`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -187,7 +187,9 @@ impl Api {
         wait: Duration,
         timeout: Duration,
     ) -> anyhow::Result<Submitted> {
-        let secs = wait.as_secs().min(300);
+        let secs = wait
+            .as_secs()
+            .min(weft_protocol::rest::MAX_SUBMIT_WAIT_SECS);
         self.post_request(&format!("/v1/requests?wait={secs}"), body, timeout)
             .await
     }

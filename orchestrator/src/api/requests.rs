@@ -16,7 +16,8 @@ use weft_protocol::RequestId;
 use weft_protocol::TaskId;
 use weft_protocol::files::{StoredFile, TaskFile};
 use weft_protocol::rest::{
-    EditBatch, ErrorBody, Event, EventKind, MAX_REQUEST_TEXT_BYTES, RequestView, SubmitRequest,
+    EditBatch, ErrorBody, Event, EventKind, MAX_REQUEST_TEXT_BYTES, MAX_SUBMIT_WAIT_SECS,
+    RequestView, SubmitRequest,
 };
 
 use crate::ApiError;
@@ -42,9 +43,6 @@ async fn plan(
     plan.validate(&weft_planner::Limits::default())?;
     Ok(plan)
 }
-
-/// The longest a submit may wait for its request to end (`?wait=`), in seconds.
-pub const MAX_WAIT_SECS: u64 = 300;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -78,11 +76,11 @@ pub async fn submit(
 ) -> Result<(StatusCode, Json<RequestView>), ApiError> {
     // The wait counts from the call's arrival: planning is part of it.
     let until = match q.wait {
-        Some(s) if s > MAX_WAIT_SECS => {
+        Some(s) if s > MAX_SUBMIT_WAIT_SECS => {
             return Err(ApiError::bad_request(
                 "invalid_query",
                 format!(
-                    "wait is {s}; it must be a whole number of seconds from 0 to {MAX_WAIT_SECS}"
+                    "wait is {s}; it must be a whole number of seconds from 0 to {MAX_SUBMIT_WAIT_SECS}"
                 ),
             ));
         }

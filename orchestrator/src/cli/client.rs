@@ -7,8 +7,8 @@ use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use weft_agent::tls::{Fingerprint, client_config};
 use weft_protocol::rest::{
-    CreateDevice, DeviceCreated, DeviceRemoved, DeviceView, ErrorBody, Event, RequestView,
-    SubmitRequest,
+    CreateDevice, DeviceCreated, DeviceRemoved, DeviceView, ErrorBody, Event, MAX_SUBMIT_WAIT_SECS,
+    RequestView, SubmitRequest,
 };
 
 /// How long `submit` waits: planning with an LLM can take minutes on a local model.
@@ -205,6 +205,26 @@ impl Client {
             .send(&self.http, reqwest::Method::POST, "/v1/requests", |r| {
                 // Planning may wait on an LLM (the server's own timeout and retries bound it).
                 r.timeout(SUBMIT_TIMEOUT).json(&body)
+            })
+            .await?;
+        Self::decode(resp).await
+    }
+
+    /// `POST /v1/requests?wait=S` (S: `wait`, at most the server's 300 s): answered when the
+    /// request has ended, with its final view, or when the wait runs out, with its view still
+    /// running.
+    pub async fn submit_waiting(&self, text: &str, wait: Duration) -> anyhow::Result<RequestView> {
+        let body = SubmitRequest {
+            text: text.to_owned(),
+            turn_budget: None,
+            graph: None,
+        };
+        let secs = wait.as_secs().min(MAX_SUBMIT_WAIT_SECS);
+        let path = format!("/v1/requests?wait={secs}");
+        let resp = self
+            .send(&self.http, reqwest::Method::POST, &path, |r| {
+                r.timeout(SUBMIT_TIMEOUT + Duration::from_secs(secs))
+                    .json(&body)
             })
             .await?;
         Self::decode(resp).await

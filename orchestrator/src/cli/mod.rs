@@ -45,7 +45,13 @@ pub enum Cmd {
         /// Follow the request live until it ends.
         #[arg(long)]
         watch: bool,
-        /// With --watch: give up after this many seconds.
+        /// Wait until the request ends without printing its progress, then print its id and
+        /// its final view; exit 0 if it succeeded, else 1 (one `POST /v1/requests?wait=`; a
+        /// request running longer than the server's longest wait, 300 s, is followed on its
+        /// event stream).
+        #[arg(long, conflicts_with = "watch")]
+        wait: bool,
+        /// With --watch or --wait: give up after this many seconds.
         #[arg(long, default_value_t = 600)]
         timeout_secs: u64,
         #[command(flatten)]
@@ -485,6 +491,29 @@ pub fn shutdown_on_signal() -> CancellationToken {
     token
 }
 
+/// `weft submit --wait`: submits `text` with a wait and prints the request's id and final
+/// view, following its event stream if it runs longer than the server waits; gives up after
+/// `timeout`. Exit code 0 if the request succeeded, else 1.
+async fn submit_waiting(client: &Client, text: &str, timeout: Duration) -> anyhow::Result<i32> {
+    let started = tokio::time::Instant::now();
+    let mut view = client.submit_waiting(text, timeout).await?;
+    println!("{}", view.id);
+    if !view.status.is_terminal() {
+        let id = view.id.to_string();
+        let left = timeout.saturating_sub(started.elapsed());
+        tokio::time::timeout(left, client.follow(&id, |_| {}))
+            .await
+            .context("gave up waiting: --timeout-secs passed")??;
+        view = client.request(&id).await?;
+    }
+    println!("\n{}", render::request(&view));
+    Ok(if view.status == RequestStatus::Succeeded {
+        0
+    } else {
+        1
+    })
+}
+
 /// Runs a parsed command line. Returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.cmd {
@@ -531,10 +560,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Submit {
             text,
             watch,
+            wait,
             timeout_secs,
             conn,
         } => {
             let client = conn.client()?;
+            if wait {
+                return submit_waiting(&client, &text, Duration::from_secs(timeout_secs)).await;
+            }
             let view = client.submit(&text).await?;
             println!("{}", view.id);
             if !watch {

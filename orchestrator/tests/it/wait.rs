@@ -200,3 +200,38 @@ async fn a_client_that_goes_away_leaves_the_request_running() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     h.stop().await;
 }
+
+/// `weft submit --wait TEXT` against `h`: its exit code and stdout.
+async fn weft_submit_wait(h: &Harness, text: &str) -> (Option<i32>, String) {
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(["submit", "--wait", text])
+            .args(["--server", &h.base, "--api-token", &h.token])
+            .env("RUST_LOG", "warn")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("weft submit --wait did not finish in time")
+    .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weft_submit_wait_prints_the_final_view_and_exits_by_its_status() {
+    let (h, _agent) = with_agent().await;
+    let (code, out) = weft_submit_wait(&h, r#"on laptop run "echo from the cli""#).await;
+    assert_eq!(code, Some(0), "{out}");
+    let id = out.lines().next().unwrap();
+    assert_eq!(h.request(id).await.status, RequestStatus::Succeeded);
+    assert!(out.contains("from the cli"), "{out}");
+    let (code, out) = weft_submit_wait(&h, r#"on laptop run "exit 3""#).await;
+    assert_eq!(code, Some(1), "{out}");
+    let id = out.lines().next().unwrap();
+    assert_eq!(h.request(id).await.status, RequestStatus::Failed);
+    h.stop().await;
+}
