@@ -48,23 +48,37 @@ pub(crate) fn plan(
         ]);
     };
     let lower = text.to_lowercase();
+    let mut read: Vec<Result<(TaskSpec, Vec<PlannedEdge>), String>> = tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            model_task(t).map_err(|e| {
+                let id = t.get("id").and_then(Value::as_str).unwrap_or("?");
+                format!("tasks[{i}] (id {id}): {e}")
+            })
+        })
+        .collect();
+    for (spec, _) in read.iter_mut().flatten() {
+        super::mend::fetch_for_url_read(&mut spec.action);
+    }
+    // A title's kind first: "on the laptop" is more precise than the one device the request
+    // names among those that run the tool.
+    place_by_kind_in_title(&mut read, devices);
+    for (spec, _) in read.iter_mut().flatten() {
+        place(spec, devices, &lower);
+    }
     let mut errors = Vec::new();
     let mut planned = Vec::with_capacity(tasks.len());
     let mut edges = Vec::new();
-    for (i, t) in tasks.iter().enumerate() {
-        match model_task(t) {
-            Ok((mut spec, task_edges)) => {
-                super::mend::fetch_for_url_read(&mut spec.action);
-                place(&mut spec, devices, &lower);
+    for r in read {
+        match r {
+            Ok((spec, task_edges)) => {
                 let (t, problem) = task(spec, devices);
                 errors.extend(problem);
                 planned.push(t);
                 edges.extend(task_edges);
             }
-            Err(e) => {
-                let id = t.get("id").and_then(Value::as_str).unwrap_or("?");
-                errors.push(format!("tasks[{i}] (id {id}): {e}"));
-            }
+            Err(e) => errors.push(e),
         }
     }
     if !errors.is_empty() {
@@ -252,6 +266,59 @@ fn place(spec: &mut TaskSpec, devices: &[&DeviceProfile], text: &str) {
         "moved a task to the only device that runs its tool"
     );
     spec.device = Some(pick.info.name.clone());
+}
+
+/// Moves each task still on a device that does not run its tool, whose title names a device
+/// kind ("add it on the laptop"), to a device of that kind that runs the tool and has no
+/// identical task (same tool, same arguments) yet: "both laptops" planned as two tasks titled
+/// for laptops but put on the server go one to each laptop. Devices are taken in name order;
+/// a task with no such device left stays where it is (and is refused for repair).
+fn place_by_kind_in_title(
+    read: &mut [Result<(TaskSpec, Vec<PlannedEdge>), String>],
+    devices: &[&DeviceProfile],
+) {
+    let runs = |d: &DeviceProfile, executor: &str, tool: &str| {
+        d.tools
+            .iter()
+            .any(|t| t.executor == executor && t.name == tool)
+    };
+    for i in 0..read.len() {
+        let Ok((spec, _)) = &read[i] else { continue };
+        let Some((executor, tool)) = spec.action.as_ref().and_then(tool_of) else {
+            continue;
+        };
+        let Some(on) = spec
+            .device
+            .as_ref()
+            .and_then(|name| devices.iter().find(|d| &d.info.name == name))
+        else {
+            continue;
+        };
+        if on.tools.is_empty() || runs(on, executor, tool) {
+            continue;
+        }
+        let title = spec.title.to_lowercase();
+        let words: Vec<&str> = title
+            .split(|c: char| !c.is_ascii_alphanumeric() && c != '-')
+            .collect();
+        let action = spec.action.clone();
+        let pick = devices.iter().find(|d| {
+            let kind = d.info.kind.as_str();
+            let plural = format!("{kind}s");
+            words.iter().any(|w| *w == kind || *w == plural)
+                && runs(d, executor, tool)
+                && !read.iter().flatten().any(|(other, _)| {
+                    other.device.as_ref() == Some(&d.info.name) && other.action == action
+                })
+        });
+        if let Some(d) = pick {
+            tracing::debug!(task = %spec.id, to = %d.info.name, "moved to a device of the kind its title names");
+            let name = d.info.name.clone();
+            if let Ok((spec, _)) = &mut read[i] {
+                spec.device = Some(name);
+            }
+        }
+    }
 }
 
 /// One task, and what is wrong with it: an empty instruction, a turn limit out of range, or a
@@ -752,6 +819,93 @@ mod tests {
             e[0].starts_with("task t2: device `server` does not run the tool `message.send`"),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn a_task_titled_for_a_kind_moves_to_a_device_of_that_kind_without_the_same_task() {
+        let op = |name: &str| weft_protocol::ToolSpec {
+            executor: "sim".into(),
+            name: name.into(),
+            description: String::new(),
+            args: serde_json::json!({"type": "object"}),
+        };
+        let mut devs = devices();
+        devs.push(DeviceProfile {
+            info: DeviceInfo {
+                name: "laptop-2".into(),
+                kind: "laptop".into(),
+                capabilities: vec![],
+                online: true,
+            },
+            platform: None,
+            tools: vec![],
+        });
+        for d in &mut devs {
+            d.info.capabilities.push("sim".into());
+            d.tools = vec![op("metric.read")];
+            if d.info.kind != "server" {
+                d.tools.push(op("calendar.add"));
+            }
+        }
+        let refs: Vec<&DeviceProfile> = devs.iter().collect();
+        let add = |id: &str, title: &str, on: &str, start: &str| {
+            format!(
+                r#"{{"id": "{id}", "name": "{title}", "on": "{on}", "run": {{"tool": "calendar.add", "with": {{"title": "Dentist", "start": "{start}"}}}}}}"#
+            )
+        };
+        let on = |answer: &str| -> Vec<String> {
+            match plan(
+                answer,
+                &refs,
+                "add Dentist to the calendars of both laptops",
+            ) {
+                Ok(Answer::Plan(p)) => p
+                    .tasks
+                    .iter()
+                    .map(|t| match &t.target {
+                        Target::Device(d) => d.to_string(),
+                        other => format!("{other:?}"),
+                    })
+                    .collect(),
+                Err(e) => e,
+                Ok(other) => vec![format!("{other:?}")],
+            }
+        };
+        // Both on the server, titled for laptops: one to each laptop, in name order.
+        assert_eq!(
+            on(&format!(
+                r#"{{"tasks": [{}, {}]}}"#,
+                add("t1", "on the work Laptop", "server", "2026-05-04T08:30"),
+                add("t2", "on the home laptop", "server", "2026-05-04T08:30"),
+            )),
+            ["laptop", "laptop-2"]
+        );
+        // A laptop that already has the same event is not given it twice: with both taken, the
+        // second task stays on the server and is refused for repair.
+        let e = on(&format!(
+            r#"{{"tasks": [{}, {}, {}]}}"#,
+            add("t1", "laptops", "server", "2026-05-04T08:30"),
+            add("t2", "on the laptop", "server", "2026-05-04T08:30"),
+            add("t3", "mine", "laptop-2", "2026-05-04T08:30"),
+        ));
+        assert!(
+            e.len() == 1 && e[0].starts_with("task t2: device `server` does not run the tool"),
+            "{e:?}"
+        );
+        // A different event still goes there; a title naming no kind moves nothing.
+        assert_eq!(
+            on(&format!(
+                r#"{{"tasks": [{}, {}]}}"#,
+                add("t1", "on my phone", "server", "2026-05-04T08:30"),
+                add("t2", "the laptop too", "phone", "2026-05-05T08:30"),
+            )),
+            ["phone", "phone"]
+        );
+        let e = on(&format!(
+            r#"{{"tasks": [{}]}}"#,
+            add("t1", "add it", "server", "2026-05-04T08:30")
+        ));
+        assert!(e[0].starts_with("task t1: device `server`"), "{e:?}");
     }
 
     #[test]

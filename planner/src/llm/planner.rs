@@ -164,7 +164,7 @@ impl LlmPlanner {
         }
         let catalog = Catalog::new(&devices, input.text);
         let base = [
-            Message::system(prompt::plan_system(&devices, &catalog)),
+            Message::system(prompt::plan_system(&devices, &catalog, input.text)),
             Message::user(input.text),
         ];
         let schema = prompt::plan_schema(&devices, &catalog, true);

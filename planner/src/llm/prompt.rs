@@ -54,10 +54,106 @@ const BUILT_IN_EXAMPLE: &str = r#"Request: "Count the ERROR lines of logs/app.lo
 {"id":"t2","name":"save the count","needs":["t1"],"on":"laptop","run":{"tool":"write_file","with":{"content":"{{t1.output}}","path":"errors.txt"}},"when":null},
 {"id":"t3","name":"write ok","needs":[],"on":"laptop","run":{"tool":"write_file","with":{"content":"ok","path":"status.txt"}},"when":{"from":"t1","op":"equals","path":"/stdout","value":"0\n"}}]}"#;
 
+/// A worked example shown only for requests that ask for what it shows, and only when the
+/// devices run every tool it uses: the prompt of any other request stays as short as before
+/// (and byte for byte the same, so recorded cassettes still replay it).
+struct Topic {
+    /// Words of the request (lower case) any one of which asks for this.
+    asks: &'static [&'static str],
+    /// The tools the example uses.
+    tools: &'static [&'static str],
+    /// A sentence of advice, then the example.
+    example: &'static str,
+}
+
+/// The topic examples, in the order they are added. Each was written for a mistake the 1.5B
+/// model of bench-tasks/results/ made on such requests with the main example alone.
+const TOPICS: [Topic; 4] = [
+    Topic {
+        // Merged lines written in the order they were read, not sorted (log-collection).
+        asks: &[
+            "time order",
+            "in order",
+            "sorted",
+            "chronological",
+            "oldest first",
+            "newest first",
+        ],
+        tools: &["log.collect", "data.sort", "file.write"],
+        example: r#"To merge lines in time order, sort them with data.sort: lines that start with a date and time sort into time order.
+Request: "Merge the WARN lines of the logs on the server and on my laptop, in time order, into warnings.log on the laptop."
+{"refuse":null,"tasks":[
+{"id":"t1","name":"server warnings","needs":[],"on":"server","run":{"tool":"log.collect","with":{"contains":"WARN","dir":"logs"}},"when":null},
+{"id":"t2","name":"laptop warnings","needs":[],"on":"laptop","run":{"tool":"log.collect","with":{"contains":"WARN","dir":"logs"}},"when":null},
+{"id":"t3","name":"sort them by time","needs":["t1","t2"],"on":"laptop","run":{"tool":"data.sort","with":{"text":"{{t1.output}}\n{{t2.output}}"}},"when":null},
+{"id":"t4","name":"write warnings.log","needs":["t3"],"on":"laptop","run":{"tool":"file.write","with":{"content":"{{t3.output}}","path":"warnings.log"}},"when":null}]}"#,
+    },
+    Topic {
+        // A step for "both laptops" put on the server, or on one laptop only (calendar).
+        asks: &[
+            "both laptops",
+            "all laptops",
+            "both phones",
+            "every device",
+            "all devices",
+            "all my devices",
+            "all five devices",
+            "each device",
+        ],
+        tools: &["calendar.add"],
+        example: r#""Both laptops", "every device" and the like mean one task on each such device, and on no other.
+Request (devices work-laptop and home-laptop (laptops), phone, server): "Add "Dentist" (2026-05-04T08:30 to 2026-05-04T09:00) to the calendars of both laptops and my phone."
+{"refuse":null,"tasks":[
+{"id":"t1","name":"on the work laptop","needs":[],"on":"work-laptop","run":{"tool":"calendar.add","with":{"end":"2026-05-04T09:00","start":"2026-05-04T08:30","title":"Dentist"}},"when":null},
+{"id":"t2","name":"on the home laptop","needs":[],"on":"home-laptop","run":{"tool":"calendar.add","with":{"end":"2026-05-04T09:00","start":"2026-05-04T08:30","title":"Dentist"}},"when":null},
+{"id":"t3","name":"on the phone","needs":[],"on":"phone","run":{"tool":"calendar.add","with":{"end":"2026-05-04T09:00","start":"2026-05-04T08:30","title":"Dentist"}},"when":null}]}"#,
+    },
+    Topic {
+        // "Remind me" done as a notification now, or as a file (calendar).
+        asks: &["remind"],
+        tools: &["reminder.add", "file.read"],
+        example: r#"To remind the user at a time, add a reminder (reminder.add) due then, with what to remember as its text; notify shows a message now.
+Request: "At 08:00 on 2026-05-04, remind me on my phone of the open tasks in notes/todo.txt on my laptop."
+{"refuse":null,"tasks":[
+{"id":"t1","name":"read the to-do list","needs":[],"on":"laptop","run":{"tool":"file.read","with":{"path":"notes/todo.txt"}},"when":null},
+{"id":"t2","name":"remind me on the phone","needs":["t1"],"on":"phone","run":{"tool":"reminder.add","with":{"due":"2026-05-04T08:00","text":"{{t1.output}}"}},"when":null}]}"#,
+    },
+    Topic {
+        // A count of a task's own output, or of the word itself (log-collection).
+        asks: &["count the", "how many each"],
+        tools: &["log.collect", "data.count", "file.write"],
+        example: r#"To count lines, get them first (log.collect, file.read, http_get, mail.search), then count that text with data.count ({{t1.output}}); a task never counts its own output. Name a device by its name as listed.
+Request (devices home-server, work-laptop): "Count the WARN lines in the logs of the server and of my laptop and write one line per device, "warnings on DEVICE: N", to counts.txt on the laptop."
+{"refuse":null,"tasks":[
+{"id":"t1","name":"server warnings","needs":[],"on":"home-server","run":{"tool":"log.collect","with":{"contains":"WARN","dir":"logs"}},"when":null},
+{"id":"t2","name":"laptop warnings","needs":[],"on":"work-laptop","run":{"tool":"log.collect","with":{"contains":"WARN","dir":"logs"}},"when":null},
+{"id":"t3","name":"count the server's","needs":["t1"],"on":"home-server","run":{"tool":"data.count","with":{"text":"{{t1.output}}"}},"when":null},
+{"id":"t4","name":"count the laptop's","needs":["t2"],"on":"work-laptop","run":{"tool":"data.count","with":{"text":"{{t2.output}}"}},"when":null},
+{"id":"t5","name":"write counts.txt","needs":["t3","t4"],"on":"work-laptop","run":{"tool":"file.write","with":{"content":"warnings on home-server: {{t3.output}}\nwarnings on work-laptop: {{t4.output}}","path":"counts.txt"}},"when":null}]}"#,
+    },
+];
+
+/// The topic examples for a request: each whose words the request uses and whose tools the
+/// devices run, after a blank line each; empty for most requests.
+fn topic_examples(text: &str, actions: &str) -> String {
+    let lower = text.to_lowercase();
+    TOPICS
+        .iter()
+        .filter(|t| t.asks.iter().any(|w| lower.contains(w)))
+        .filter(|t| {
+            t.tools
+                .iter()
+                .all(|op| actions.contains(&format!(r#""tool":"{op}""#)))
+        })
+        .map(|t| format!("\n\n{}", t.example))
+        .collect()
+}
+
 /// The system prompt for planning: the devices, the tools they offer, the rules, and one
-/// worked example. Short on purpose: a small model follows a short prompt with an example
-/// better than a long format description.
-pub(crate) fn plan_system(devices: &[&DeviceProfile], catalog: &Catalog) -> String {
+/// worked example, plus a second for a request that asks for something the first does not
+/// show (see [`TOPICS`]). Short on purpose: a small model follows a short prompt with an
+/// example better than a long format description.
+pub(crate) fn plan_system(devices: &[&DeviceProfile], catalog: &Catalog, text: &str) -> String {
     let actions = catalog.prompt();
     let example = if [
         "file.read",
@@ -74,6 +170,7 @@ pub(crate) fn plan_system(devices: &[&DeviceProfile], catalog: &Catalog) -> Stri
     } else {
         BUILT_IN_EXAMPLE
     };
+    let topics = topic_examples(text, &actions);
     format!(
         r#"You are the planner of weft. weft runs a user's request as tasks on the user's devices. Turn the request into a plan: one JSON object.
 
@@ -97,7 +194,7 @@ Rules:
 Write compact JSON, one task per line, as in the example.
 
 Example (devices laptop, phone, server):
-{example}"#,
+{example}{topics}"#,
         devices = catalog.devices_prompt(devices),
     )
 }
@@ -332,6 +429,30 @@ pub(crate) fn revise_schema() -> JsonSchema {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_topic_example_only_for_a_request_that_asks_for_it_on_devices_that_can() {
+        let tools = |ops: &[&str]| -> String {
+            ops.iter()
+                .map(|op| format!(r#"- {{"tool":"{op}","with":{{}}}}: …"#))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let all = tools(&["log.collect", "data.sort", "file.write", "notify"]);
+        let merge = "Merge the ERROR lines of both logs, in Time Order, into a.log";
+        let shown = topic_examples(merge, &all);
+        assert!(
+            shown.starts_with("\n\nTo merge lines in time order"),
+            "{shown}"
+        );
+        assert!(shown.contains(r#""tool":"data.sort""#));
+        assert_eq!(topic_examples("Copy a.txt to my phone", &all), "");
+        assert_eq!(
+            topic_examples(merge, &tools(&["log.collect", "file.write"])),
+            "",
+            "no data.sort on any device"
+        );
+    }
 
     #[test]
     fn repair_lists_every_error() {
