@@ -359,6 +359,30 @@ fn generate(out: Option<PathBuf>, check: bool) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// The first SIGINT or SIGTERM: its name, and the exit code a shell gives it (128 + its number).
+#[cfg(unix)]
+async fn stop_signal() -> (&'static str, i32) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => ("SIGTERM", 143),
+        _ = int.recv() => ("SIGINT", 130),
+    }
+}
+
+#[cfg(not(unix))]
+async fn stop_signal() -> (&'static str, i32) {
+    match tokio::signal::ctrl_c().await {
+        Ok(()) => ("Ctrl-C", 130),
+        Err(_) => std::future::pending().await,
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
@@ -370,7 +394,15 @@ async fn main() {
         Cmd::Run(a) => {
             // The orchestrator runs in this process: only its errors, not its chatter.
             init_tracing("error");
-            run(a).await
+            tokio::select! {
+                r = run(a) => r,
+                (name, code) = stop_signal() => {
+                    // Dropping the run drops its device agents, which are killed on drop: a
+                    // signal's default action would leave them running without a parent.
+                    eprintln!("weft-bench: {name}: stopped; the device agents are stopped too");
+                    Ok(code)
+                }
+            }
         }
         Cmd::Compare { dirs, out } => compare_runs(&dirs, out.as_deref()),
         Cmd::List { suite } => list(suite),
