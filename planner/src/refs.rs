@@ -427,7 +427,7 @@ fn parse_body(body: &str) -> Result<Reference, String> {
 
 /// The NAME of `{{ID.files.NAME}}`, checked: a relative file name (as `weft_protocol::files`
 /// takes) of ASCII letters, digits, `.`, `-`, `_`, `+`, `@` and `/`.
-fn file_name(name: &str) -> Result<String, String> {
+pub(crate) fn file_name(name: &str) -> Result<String, String> {
     if !name
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"._-+@/".contains(&b))

@@ -61,6 +61,20 @@ pub fn by_name(name: &str) -> Option<&'static Device> {
     DEVICES.iter().find(|d| d.name == name)
 }
 
+/// The suite's devices as a planner sees them, all online (for tests that plan without agents).
+#[cfg(test)]
+pub(crate) fn infos() -> Vec<weft_planner::DeviceInfo> {
+    DEVICES
+        .iter()
+        .map(|d| weft_planner::DeviceInfo {
+            name: d.name.into(),
+            kind: d.kind.into(),
+            capabilities: d.executors.iter().map(|e| (*e).to_owned()).collect(),
+            online: true,
+        })
+        .collect()
+}
+
 /// How the runner sets up one agent.
 #[derive(Debug, Clone)]
 pub struct AgentSetup<'a> {

@@ -933,15 +933,7 @@ mod tests {
     fn a_rules_plan_keeps_the_files_a_copy_sends() {
         // The sequential pass submits the rules plan as a graph: a `copy` only works if the
         // sending task still declares its file.
-        let devices: Vec<DeviceInfo> = devices::all()
-            .iter()
-            .map(|d| DeviceInfo {
-                name: d.name.into(),
-                kind: d.kind.into(),
-                capabilities: d.executors.iter().map(|e| (*e).to_owned()).collect(),
-                online: true,
-            })
-            .collect();
+        let devices = crate::suite::devices::infos();
         let plan = RulesPlanner::new()
             .plan_sync(
                 "copy docs/a.pdf from windows-laptop to mac-laptop",

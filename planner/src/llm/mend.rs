@@ -15,9 +15,7 @@ use weft_protocol::{Action, EdgeKind, TaskId};
 use crate::refs::{self, Refers};
 use crate::{Plan, PlannedEdge, PlannedTask};
 
-/// The `sim` ops that read and write a text file, with the built-in `read_file`/`write_file`.
-const SIM_READ: &str = "file.read";
-const SIM_WRITE: &str = "file.write";
+use super::transfer::{SIM_READ, SIM_WRITE};
 
 /// A read of a URL (`read_file` or the simulated `file.read` with `path` `https://…`) becomes
 /// `http_get` of it: no file has such a path, and the model meant the page.

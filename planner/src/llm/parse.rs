@@ -233,25 +233,14 @@ fn add_edges_for_references(plan: &mut Plan) {
 /// of those that the request (`text`, lowercase) names. A choice with a single answer is made
 /// here rather than asked of the model in a repair round, which a small model often gets wrong.
 fn place(spec: &mut TaskSpec, devices: &[&DeviceProfile], text: &str) {
-    let Some((executor, tool)) = spec.action.as_ref().and_then(tool_of) else {
+    let Some((chosen, executor, tool)) = misplaced(spec, devices) else {
         return;
     };
-    let runs = |d: &DeviceProfile| {
-        d.tools
-            .iter()
-            .any(|t| t.executor == executor && t.name == tool)
-    };
-    let Some(chosen) = spec
-        .device
-        .as_ref()
-        .and_then(|name| devices.iter().find(|d| &d.info.name == name))
-    else {
-        return;
-    };
-    if chosen.tools.is_empty() || runs(chosen) {
-        return;
-    }
-    let able: Vec<&DeviceProfile> = devices.iter().copied().filter(|d| runs(d)).collect();
+    let able: Vec<&DeviceProfile> = devices
+        .iter()
+        .copied()
+        .filter(|d| runs(d, executor, tool))
+        .collect();
     let named: Vec<&DeviceProfile> = able
         .iter()
         .copied()
@@ -268,6 +257,25 @@ fn place(spec: &mut TaskSpec, devices: &[&DeviceProfile], text: &str) {
     spec.device = Some(pick.info.name.clone());
 }
 
+/// For a task whose tool its device (one of `devices`, advertising tools) does not run: that
+/// device, and the tool's executor and name.
+fn misplaced<'a>(
+    spec: &'a TaskSpec,
+    devices: &[&'a DeviceProfile],
+) -> Option<(&'a DeviceProfile, &'static str, &'a str)> {
+    let (executor, tool) = spec.action.as_ref().and_then(tool_of)?;
+    let name = spec.device.as_ref()?;
+    let on = devices.iter().copied().find(|d| &d.info.name == name)?;
+    (!on.tools.is_empty() && !runs(on, executor, tool)).then_some((on, executor, tool))
+}
+
+/// Whether device `d` advertises `executor`'s tool `tool`.
+fn runs(d: &DeviceProfile, executor: &str, tool: &str) -> bool {
+    d.tools
+        .iter()
+        .any(|t| t.executor == executor && t.name == tool)
+}
+
 /// Moves each task still on a device that does not run its tool, whose title names a device
 /// kind ("add it on the laptop"), to a device of that kind that runs the tool and has no
 /// identical task (same tool, same arguments) yet: "both laptops" planned as two tasks titled
@@ -277,26 +285,11 @@ fn place_by_kind_in_title(
     read: &mut [Result<(TaskSpec, Vec<PlannedEdge>), String>],
     devices: &[&DeviceProfile],
 ) {
-    let runs = |d: &DeviceProfile, executor: &str, tool: &str| {
-        d.tools
-            .iter()
-            .any(|t| t.executor == executor && t.name == tool)
-    };
     for i in 0..read.len() {
         let Ok((spec, _)) = &read[i] else { continue };
-        let Some((executor, tool)) = spec.action.as_ref().and_then(tool_of) else {
+        let Some((_, executor, tool)) = misplaced(spec, devices) else {
             continue;
         };
-        let Some(on) = spec
-            .device
-            .as_ref()
-            .and_then(|name| devices.iter().find(|d| &d.info.name == name))
-        else {
-            continue;
-        };
-        if on.tools.is_empty() || runs(on, executor, tool) {
-            continue;
-        }
         let title = spec.title.to_lowercase();
         let words: Vec<&str> = title
             .split(|c: char| !c.is_ascii_alphanumeric() && c != '-')

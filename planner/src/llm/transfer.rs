@@ -18,8 +18,9 @@ use weft_protocol::{Action, TaskId};
 use crate::Plan;
 use crate::refs::{self, Refers};
 
-const SIM_READ: &str = "file.read";
-const SIM_WRITE: &str = "file.write";
+/// The simulated apps' ops that read, write and copy a file, and take a photo.
+pub(crate) const SIM_READ: &str = "file.read";
+pub(crate) const SIM_WRITE: &str = "file.write";
 const SIM_COPY: &str = "file.copy";
 const SIM_PHOTO: &str = "photo.take";
 
@@ -95,7 +96,8 @@ pub(crate) fn move_files_as_files(plan: &mut Plan) {
         let Some(to) = destination(&to, &path, keep_parents) else {
             continue;
         };
-        if weft_protocol::files::check_file_name(&path).is_err() || !is_reference_name(&path) {
+        // The reference `{{tN.files.PATH}}` must be able to name it.
+        if refs::file_name(&path).is_err() {
             continue;
         }
         tracing::debug!(task = %plan.tasks[w].id, %source, %path, %to, "a whole file moves as a file");
@@ -124,13 +126,6 @@ fn whole_output_write(plan: &Plan, w: usize) -> Option<(TaskId, String)> {
     let whole = matches!(&r.what, Refers::Output(keys) if keys.is_empty())
         && content.trim() == r.to_string();
     (whole && r.task != plan.tasks[w].id).then_some((r.task, to))
-}
-
-/// Whether `{{t1.files.NAME}}` can name this file: the reference's NAME is ASCII letters,
-/// digits, `.`, `-`, `_`, `+`, `@` and `/` (docs/artifacts.md).
-fn is_reference_name(name: &str) -> bool {
-    name.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"._-+@/".contains(&b))
 }
 
 #[cfg(test)]

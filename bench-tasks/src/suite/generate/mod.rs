@@ -740,16 +740,8 @@ mod tests {
 
     #[test]
     fn every_rules_request_is_read_by_the_rules_planner() {
-        use weft_planner::{DeviceInfo, RulesPlanner};
-        let devices: Vec<DeviceInfo> = crate::suite::devices::all()
-            .iter()
-            .map(|d| DeviceInfo {
-                name: d.name.into(),
-                kind: d.kind.into(),
-                capabilities: d.executors.iter().map(|e| (*e).to_owned()).collect(),
-                online: true,
-            })
-            .collect();
+        use weft_planner::RulesPlanner;
+        let devices = crate::suite::devices::infos();
         for t in tasks().iter().filter(|t| t.rules_supported()) {
             let t = t.with_web("http://127.0.0.1:9").unwrap();
             let plan = RulesPlanner::new().plan_sync(&t.rules, &devices);
