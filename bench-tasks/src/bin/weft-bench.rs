@@ -139,7 +139,8 @@ struct RunArgs {
     /// Longest one task may take, in seconds, before it is cancelled.
     #[arg(long, default_value_t = 120)]
     task_timeout_secs: u64,
-    /// Keep the databases, agent logs and device workdirs under this directory.
+    /// Keep the databases, agent logs, device workdirs and each request as it ended
+    /// (`MODE/requests/ID.json`) under this directory.
     #[arg(long)]
     keep: Option<PathBuf>,
     /// No progress line.

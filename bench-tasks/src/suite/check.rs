@@ -77,6 +77,10 @@ pub enum Check {
     File {
         device: String,
         path: String,
+        /// Other places the file may be instead, which the request allows as well: "back up
+        /// docs/a.pdf under backup/" keeps or drops the source's folders.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        or_paths: Vec<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         equals: Option<String>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -92,6 +96,9 @@ pub enum Check {
     Sha256 {
         device: String,
         path: String,
+        /// As for `file`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        or_paths: Vec<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sha256: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -418,6 +425,11 @@ impl Check {
                 devices::names().join(", ")
             );
         }
+        for p in self.or_paths() {
+            if !super::task::valid_path(p) {
+                bail!("or_paths: `{p}` is not a relative path with `/` between its parts");
+            }
+        }
         if let Check::Sha256 { sha256, seeded, .. } = self {
             match (sha256, seeded) {
                 (Some(h), None) if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) => {
@@ -438,8 +450,45 @@ impl Check {
         Ok(())
     }
 
+    /// The other places a `file` or `sha256` checker's file may be (none for other kinds).
+    fn or_paths(&self) -> &[String] {
+        match self {
+            Check::File { or_paths, .. } | Check::Sha256 { or_paths, .. } => or_paths,
+            _ => &[],
+        }
+    }
+
+    /// Where a `file` or `sha256` checker's file may be: its path, then the others.
+    fn paths(&self) -> Vec<&String> {
+        match self {
+            Check::File { path, or_paths, .. } | Check::Sha256 { path, or_paths, .. } => {
+                std::iter::once(path).chain(or_paths).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// This `file` or `sha256` checker for the file at `at` alone.
+    fn at(&self, at: &str) -> Check {
+        let mut c = self.clone();
+        if let Check::File { path, or_paths, .. } | Check::Sha256 { path, or_paths, .. } = &mut c {
+            *path = at.to_owned();
+            or_paths.clear();
+        }
+        c
+    }
+
     /// A one-line description: `file backup/a.md on linux-server`.
     pub fn describe(&self) -> String {
+        let alts = self.or_paths();
+        if alts.is_empty() {
+            self.describe_one()
+        } else {
+            format!("{} (or at {})", self.describe_one(), alts.join(", "))
+        }
+    }
+
+    fn describe_one(&self) -> String {
         let d = self.device();
         match self {
             Check::File { path, .. } => format!("file {path} on {d}"),
@@ -480,6 +529,27 @@ impl Check {
     /// Evaluates the checker on the devices' final states; `seed` is the run's (the bytes of
     /// seeded files).
     pub fn evaluate(&self, states: &BTreeMap<String, DeviceState>, seed: u64) -> Verdict {
+        if let [main, alts @ ..] = self.paths().as_slice()
+            && !alts.is_empty()
+        {
+            let mut details = Vec::new();
+            for p in std::iter::once(main).chain(alts) {
+                let v = self.at(p).evaluate(states, seed);
+                if v.passed {
+                    return Verdict {
+                        check: self.describe(),
+                        passed: true,
+                        detail: String::new(),
+                    };
+                }
+                details.push(v.detail);
+            }
+            return Verdict {
+                check: self.describe(),
+                passed: false,
+                detail: details.join("; "),
+            };
+        }
         if let Check::Sha256 {
             device,
             path,
@@ -491,6 +561,7 @@ impl Check {
             let literal = Check::Sha256 {
                 device: device.clone(),
                 path: path.clone(),
+                or_paths: vec![],
                 sha256: Some(f.sha256_hex(seed)),
                 seeded: None,
             };

@@ -2,7 +2,7 @@
 //! each scored by its checkers on the devices' final state.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -748,6 +748,9 @@ async fn run_task(
         None
     };
     let (mut result, view, fault) = carry_out(env, task, opts, mode, planned, dead).await?;
+    if let (Some(_), Some(v)) = (&opts.keep_dir, &view) {
+        keep_view(&env.dir, &task.id, v)?;
+    }
     if let Some(before) = before {
         score_refusal(
             &mut result,
@@ -756,6 +759,16 @@ async fn run_task(
         );
     }
     Ok((result, fault))
+}
+
+/// With `--keep`: the request as it ended (its graph, each task's action, device, attempts and
+/// output) in `DIR/requests/ID.json`, to see what a planner asked for and what each step did.
+fn keep_view(dir: &Path, id: &str, view: &RequestView) -> anyhow::Result<()> {
+    let dir = dir.join("requests");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(format!("{id}.json"));
+    std::fs::write(&path, serde_json::to_vec_pretty(view)?)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Who refused a task that must be refused, if anyone did: the planner or the orchestrator

@@ -289,7 +289,7 @@ impl TaskFile {
 }
 
 /// A relative path with `/` between its parts: none empty, `.` or `..`; no `\\` or NUL.
-fn valid_path(p: &str) -> bool {
+pub(crate) fn valid_path(p: &str) -> bool {
     !p.is_empty()
         && !p.contains(['\\', '\0'])
         && p.split('/').all(|part| !matches!(part, "" | "." | ".."))

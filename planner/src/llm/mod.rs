@@ -22,6 +22,7 @@ mod mend;
 mod parse;
 mod planner;
 mod prompt;
+mod refuse;
 mod review;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
@@ -34,6 +35,7 @@ use serde_json::Value;
 pub use self::cassette::CassetteMode;
 pub use self::client::{ChatRequest, Client, ClientConfig, Completion, ResponseFormat, Secret};
 pub use self::planner::{LlmPlanner, LlmPlannerConfig};
+pub use self::refuse::before_planning as refusal_before_planning;
 
 /// Why a planner called the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,10 +7,10 @@ use serde_json::json;
 use super::actions::Catalog;
 use super::client::{self, ChatRequest, Client, ClientConfig, Message};
 use super::parse::Answer;
-use super::{CallLog, LlmCall, Purpose, now_ms, parse, prompt, review};
+use super::{CallLog, LlmCall, Purpose, now_ms, parse, prompt, refuse, review};
 use crate::canonical::canonical_json;
 use crate::revise::{ReviseFuture, ReviseInput, Revision};
-use crate::{DeviceProfile, Error, Plan, PlanFuture, PlanInput, Planner};
+use crate::{DeviceInfo, DeviceProfile, Error, Plan, PlanFuture, PlanInput, Planner};
 
 /// How the LLM planner works.
 #[derive(Debug, Clone)]
@@ -157,6 +157,11 @@ impl LlmPlanner {
     async fn plan_async(&self, input: PlanInput<'_>) -> Result<Plan, Error> {
         if input.text.trim().is_empty() {
             return Err(Error::Empty);
+        }
+        let infos: Vec<DeviceInfo> = input.devices.iter().map(|d| d.info.clone()).collect();
+        if let Some(reason) = refuse::before_planning(input.text, &infos) {
+            tracing::info!(%reason, "the LLM planner refused the request before asking the model");
+            return Err(Error::Refused { reason });
         }
         let devices = online(input.devices);
         if devices.is_empty() {

@@ -45,7 +45,7 @@ fn aliases(d: &DeviceProfile, devices: &[&DeviceProfile]) -> BTreeSet<String> {
 }
 
 /// Whether `word` appears in `text` (lowercase) with no letter or digit either side.
-fn has_word(text: &str, word: &str) -> bool {
+pub(crate) fn has_word(text: &str, word: &str) -> bool {
     text.match_indices(word).any(|(i, _)| {
         let before = text[..i].chars().next_back();
         let after = text[i + word.len()..].chars().next();

@@ -266,7 +266,11 @@ pub fn file_sync() -> Vec<TaskFile> {
         let mut b = B::new(c, id, &format!("Back up {what} to the server"), &request);
         let writes = copy_files(&mut b, src, S, files, &prefix);
         for (p, content) in files.iter() {
-            b.check(file_eq(S, &format!("{prefix}{p}"), content));
+            b.check(under(
+                file_eq(S, &format!("{prefix}{p}"), content),
+                &prefix,
+                p,
+            ));
         }
         if notify {
             let n = b.sim(
@@ -583,7 +587,13 @@ pub fn file_sync() -> Vec<TaskFile> {
         for (dst, prefix) in dests {
             receives.extend(send_files(&mut b, src, &[dst], binaries, prefix));
             for (p, size) in binaries.iter() {
-                b.check(seeded_at(dst, &format!("{prefix}{p}"), src, p, *size));
+                let at = seeded_at(dst, &format!("{prefix}{p}"), src, p, *size);
+                // "At the same path" (no prefix) allows one place only.
+                b.check(if prefix.is_empty() {
+                    at
+                } else {
+                    under(at, prefix, p)
+                });
             }
         }
         if notify {

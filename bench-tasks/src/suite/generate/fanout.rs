@@ -154,7 +154,7 @@ pub fn file_sync() -> Vec<TaskFile> {
             let to = format!("backup/{d}/{path}");
             writes.push((r, to.clone()));
             reads.push(format!("on {d} read {path}"));
-            b.check(file_eq(S, &to, text));
+            b.check(under(file_eq(S, &to, text), &format!("backup/{d}/"), path));
         }
         let mut rules_writes = Vec::new();
         for (i, (r, to)) in writes.iter().enumerate() {
@@ -409,7 +409,11 @@ pub fn log_collection() -> Vec<TaskFile> {
             let to = format!("archive/{date}/{d}/{}", path.trim_start_matches("logs/"));
             reads.push(format!("on {d} read {path}"));
             writes.push((r, to.clone()));
-            b.check(file_eq(S, &to, text));
+            b.check(under(
+                file_eq(S, &to, text),
+                &format!("archive/{date}/{d}/"),
+                path,
+            ));
         }
         let mut rules_writes = Vec::new();
         for (i, (r, to)) in writes.iter().enumerate() {

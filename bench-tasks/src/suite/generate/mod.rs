@@ -302,6 +302,7 @@ pub(crate) fn file_eq(device: &str, path: &str, content: &str) -> Check {
     Check::File {
         device: on(device),
         path: s(path),
+        or_paths: vec![],
         equals: Some(s(content)),
         contains: vec![],
         not_contains: vec![],
@@ -312,10 +313,28 @@ pub(crate) fn file_has(device: &str, path: &str, contains: &[&str]) -> Check {
     Check::File {
         device: on(device),
         path: s(path),
+        or_paths: vec![],
         equals: None,
         contains: strs(contains),
         not_contains: vec![],
     }
+}
+
+/// `check` (of a file a request puts "under DIR/", at `dir` + `rel`, `rel` being its path on
+/// the source) also holding for the file at `dir` + its name alone: the request allows keeping
+/// the source's folders or not.
+pub(crate) fn under(check: Check, dir: &str, rel: &str) -> Check {
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    let (kept, flat) = (format!("{dir}{rel}"), format!("{dir}{name}"));
+    let mut check = check;
+    if let Check::File { path, or_paths, .. } | Check::Sha256 { path, or_paths, .. } = &mut check {
+        for p in [kept, flat] {
+            if p != *path && !or_paths.contains(&p) {
+                or_paths.push(p);
+            }
+        }
+    }
+    check
 }
 
 /// The file at `path` holds the `size` seeded bytes placed at `src_path` on `src`.
@@ -323,6 +342,7 @@ pub(crate) fn seeded_at(device: &str, path: &str, src: &str, src_path: &str, siz
     Check::Sha256 {
         device: on(device),
         path: s(path),
+        or_paths: vec![],
         sha256: None,
         seeded: Some(SeededFile {
             device: s(src),
@@ -337,6 +357,7 @@ pub(crate) fn photo_at(device: &str, path: &str, name: &str) -> Check {
     Check::Sha256 {
         device: on(device),
         path: s(path),
+        or_paths: vec![],
         sha256: None,
         seeded: Some(SeededFile {
             device: s(P),
@@ -736,6 +757,24 @@ mod tests {
         setups.sort_unstable();
         setups.dedup();
         assert_eq!(setups.len(), suite.tasks.len(), "a task is repeated");
+    }
+
+    /// The LLM planner refuses some requests before it asks the model (a device kind nobody
+    /// has, a whole disk destroyed): none of them may be a request the suite wants carried out.
+    #[test]
+    fn no_request_to_carry_out_is_refused_before_planning() {
+        let devices = crate::suite::devices::infos();
+        let mut caught = Vec::new();
+        for t in Suite::load(&default_suite()).unwrap().tasks {
+            let why = weft_planner::llm::refusal_before_planning(&t.request, &devices);
+            match (t.expects_refusal(), why) {
+                (false, Some(why)) => panic!("{}: refused before planning: {why}", t.id),
+                (true, Some(_)) => caught.push(t.id.clone()),
+                _ => {}
+            }
+        }
+        // Not every refusal is the text's to find: some need a plan to see (`rm -rf /`).
+        assert!(caught.len() >= 5, "{caught:?}");
     }
 
     #[test]

@@ -349,7 +349,11 @@ pub fn log_collection() -> Vec<TaskFile> {
             let to = format!("archive/{date}/{src}/{}", path.trim_start_matches("logs/"));
             reads.push(format!("on {src} read {path}"));
             writes.push((to.clone(), r.clone()));
-            b.check(file_eq(S, &to, &text));
+            b.check(under(
+                file_eq(S, &to, &text),
+                &format!("archive/{date}/{src}/"),
+                path,
+            ));
         }
         let mut rules_writes = Vec::new();
         for (i, (to, r)) in writes.iter().enumerate() {

@@ -250,7 +250,7 @@ async fn refusals_by_the_model_and_of_destructive_plans() {
          "run": {"tool": "shell", "with": {"command": "rm -rf ~"}}}]})));
     let p = planner(&llm.base_url());
     let calls = CallLog::default();
-    let e = plan(&p, "delete everything in my home directory", &calls)
+    let e = plan(&p, "tidy up my home directory for good", &calls)
         .await
         .unwrap_err();
     assert_eq!(
@@ -270,6 +270,20 @@ async fn refusals_by_the_model_and_of_destructive_plans() {
     // The destructive answer is on record as refused.
     let calls = calls.take();
     assert_eq!(calls[1].error.as_ref().unwrap().0, "plan_refused");
+    // A request that destroys a whole disk, or names a device kind nobody has, is refused
+    // without asking the model.
+    for (text, why) in [
+        ("format the C: drive", "the request would destroy data"),
+        (
+            "print it on my office printer",
+            "the request names a printer",
+        ),
+    ] {
+        let e = plan(&p, text, &CallLog::default()).await.unwrap_err();
+        assert_eq!(e.code(), "plan_refused");
+        assert!(e.to_string().contains(why), "{e}");
+    }
+    assert_eq!(llm.received().len(), 2);
     llm.stop().await;
 }
 
