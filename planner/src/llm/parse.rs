@@ -95,6 +95,9 @@ pub(crate) fn plan(
     }
     super::review::move_to_named_devices(&mut plan, devices, text);
     super::review::move_by_quoted_literals(&mut plan, devices, text);
+    super::transfer::pull_from_named_source(&mut plan, devices, text);
+    super::review::move_to_either_kind(&mut plan, devices, text);
+    super::review::move_writes_where_named(&mut plan, devices, text);
     errors.extend(super::review::named_devices_unused(&plan, devices, text));
     if errors.is_empty() {
         super::transfer::move_files_as_files(&mut plan);

@@ -68,7 +68,7 @@ struct Topic {
 
 /// The topic examples, in the order they are added. Each was written for a mistake the 1.5B
 /// model of bench-tasks/results/ made on such requests with the main example alone.
-const TOPICS: [Topic; 4] = [
+const TOPICS: [Topic; 6] = [
     Topic {
         // Merged lines written in the order they were read, not sorted (log-collection).
         asks: &[
@@ -130,6 +130,38 @@ Request (devices home-server, work-laptop): "Count the WARN lines in the logs of
 {"id":"t3","name":"count the server's","needs":["t1"],"on":"home-server","run":{"tool":"data.count","with":{"text":"{{t1.output}}"}},"when":null},
 {"id":"t4","name":"count the laptop's","needs":["t2"],"on":"work-laptop","run":{"tool":"data.count","with":{"text":"{{t2.output}}"}},"when":null},
 {"id":"t5","name":"write counts.txt","needs":["t3","t4"],"on":"work-laptop","run":{"tool":"file.write","with":{"content":"warnings on home-server: {{t3.output}}\nwarnings on work-laptop: {{t4.output}}","path":"counts.txt"}},"when":null}]}"#,
+    },
+    Topic {
+        // "If tests fail" conditioned on a metric the model invented, or not at all (build-test).
+        asks: &[
+            "if it fails",
+            "if tests fail",
+            "if the tests fail",
+            "if the build fails",
+            "if it passes",
+            "that fails",
+            "which failed",
+        ],
+        tools: &["build.run", "notify", "kv.set"],
+        example: r#"A build's output data has "status" ("passed" or "failed") and "failed" (how many tests failed). A step for "if it fails" gets "when": {"from": the build, "op": "equals", "path": "/status", "value": "failed"}; one for "if it passes" the same with "passed"; a step that happens either way has no "when". Each build that fails gets its own step.
+Request: "Build and test shop on the server and on my laptop at the same time; notify me on my phone about each build that fails, and if the server's build passes, save shop as last_ok in the server's app data."
+{"refuse":null,"tasks":[
+{"id":"t1","name":"build on the server","needs":[],"on":"server","run":{"tool":"build.run","with":{"project":"shop"}},"when":null},
+{"id":"t2","name":"build on the laptop","needs":[],"on":"laptop","run":{"tool":"build.run","with":{"project":"shop"}},"when":null},
+{"id":"t3","name":"server build failed","needs":[],"on":"phone","run":{"tool":"notify","with":{"body":"{{t1.output}}","title":"shop failed on the server"}},"when":{"from":"t1","op":"equals","path":"/status","value":"failed"}},
+{"id":"t4","name":"laptop build failed","needs":[],"on":"phone","run":{"tool":"notify","with":{"body":"{{t2.output}}","title":"shop failed on the laptop"}},"when":{"from":"t2","op":"equals","path":"/status","value":"failed"}},
+{"id":"t5","name":"record the green build","needs":[],"on":"server","run":{"tool":"kv.set","with":{"key":"last_ok","value":"shop"}},"when":{"from":"t1","op":"equals","path":"/status","value":"passed"}}]}"#,
+    },
+    Topic {
+        // "On either laptop" done on the server, or not done (report-assembly, data-pipeline).
+        asks: &["either laptop", "any laptop", "one of my laptops"],
+        tools: &["file.read", "file.write"],
+        example: r#""On either laptop" means on one laptop of your choice: pick one laptop and put that step there, never on another kind of device.
+Request (devices work-laptop and home-laptop (laptops), phone, server): "Put together my trip notes in trips/rome.md on either laptop: the bookings from the server (bookings/rome.txt) and the packing list from my phone (lists/packing.txt)."
+{"refuse":null,"tasks":[
+{"id":"t1","name":"bookings","needs":[],"on":"server","run":{"tool":"file.read","with":{"path":"bookings/rome.txt"}},"when":null},
+{"id":"t2","name":"packing list","needs":[],"on":"phone","run":{"tool":"file.read","with":{"path":"lists/packing.txt"}},"when":null},
+{"id":"t3","name":"write the notes on a laptop","needs":["t1","t2"],"on":"work-laptop","run":{"tool":"file.write","with":{"content":"{{t1.output}}\n{{t2.output}}","path":"trips/rome.md"}},"when":null}]}"#,
     },
 ];
 
@@ -452,6 +484,21 @@ mod tests {
             "",
             "no data.sort on any device"
         );
+    }
+
+    /// An example the model copies must be a plan, and the devices must run what it shows.
+    #[test]
+    fn every_topic_example_is_a_plan_of_the_tools_it_is_gated_on() {
+        for t in &TOPICS {
+            let json = &t.example[t.example.find(r#"{"refuse""#).unwrap()..];
+            let plan: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| {
+                panic!("{e}: {json}");
+            });
+            for task in plan["tasks"].as_array().unwrap() {
+                let tool = task["run"]["tool"].as_str().unwrap();
+                assert!(t.tools.contains(&tool), "{tool} is not among {:?}", t.tools);
+            }
+        }
     }
 
     #[test]

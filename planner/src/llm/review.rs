@@ -196,6 +196,117 @@ pub(crate) fn move_by_quoted_literals(plan: &mut Plan, devices: &[&DeviceProfile
     }
 }
 
+/// What a request says to mean "one device of this kind, any": `either laptop`.
+const EITHER: [&str; 3] = ["either", "any", "one of my"];
+
+/// When the request puts a result "on either laptop" (or "any laptop", "one of my laptops")
+/// and no task runs on a device of that kind: the plan's last writes — tasks that write or copy
+/// a file and that no task waits for — move to the first device of that kind (by name) that
+/// can run them. A small model puts such a step on the server however the request says it, and
+/// the result belongs on a laptop; which laptop the request leaves open. Never moves a
+/// device's only task off a device the request also names.
+pub(crate) fn move_to_either_kind(plan: &mut Plan, devices: &[&DeviceProfile], text: &str) {
+    let text = text.to_lowercase();
+    let mut kinds: Vec<String> = devices.iter().map(|d| d.info.kind.to_lowercase()).collect();
+    kinds.sort();
+    kinds.dedup();
+    for kind in kinds {
+        let asked = EITHER.iter().any(|e| {
+            has_word(&text, &format!("{e} {kind}")) || has_word(&text, &format!("{e} {kind}s"))
+        });
+        let of_kind: Vec<&&DeviceProfile> = devices
+            .iter()
+            .filter(|d| d.info.kind.to_lowercase() == kind)
+            .collect();
+        let on_kind = |t: &crate::PlannedTask| {
+            of_kind
+                .iter()
+                .any(|d| matches!(&t.target, Target::Device(n) if n == &d.info.name))
+        };
+        if !asked || plan.tasks.iter().any(on_kind) {
+            continue;
+        }
+        let last_writes: Vec<usize> = (0..plan.tasks.len())
+            .filter(|&i| {
+                let t = &plan.tasks[i];
+                let writes = match &t.action {
+                    Some(Action::Sim { op, .. }) => WRITES.contains(&op.as_str()),
+                    Some(Action::WriteFile { .. }) => true,
+                    _ => false,
+                };
+                writes
+                    && !plan.edges.iter().any(|e| e.from == t.id)
+                    && !named_and_alone(plan, i, &t.target, devices, &text)
+            })
+            .collect();
+        for i in last_writes {
+            if let Some(d) = of_kind.iter().find(|d| can_run(d, &plan.tasks[i])) {
+                tracing::debug!(
+                    task = %plan.tasks[i].id, to = %d.info.name,
+                    "moved a last write to a device of the kind the request says \"either\" of"
+                );
+                plan.tasks[i].target = Target::Device(d.info.name.clone());
+            }
+        }
+    }
+}
+
+/// The simulated ops that deliver a result as a file.
+const WRITES: [&str; 3] = ["file.write", "file.copy", "log.append"];
+
+/// The path a task writes (a simulated write, copy or append, or `write_file`), if literal.
+fn written_path(t: &crate::PlannedTask) -> Option<&str> {
+    let p = match &t.action {
+        Some(Action::Sim { op, args }) if WRITES.contains(&op.as_str()) => args
+            .get("path")
+            .or_else(|| args.get("to"))
+            .and_then(serde_json::Value::as_str)?,
+        Some(Action::WriteFile { path, .. }) => path,
+        _ => return None,
+    };
+    (p.contains('/') && !p.contains("{{")).then_some(p)
+}
+
+/// A write to a path that the request writes in a step naming one device and no other ("copy
+/// the build log to my Mac as builds/billing.log", "to reports/x.txt on the Windows laptop")
+/// moves to that device when it runs elsewhere and the device can run it: the file belongs
+/// where the request says. Never moves a device's only task off a device the request also
+/// names.
+pub(crate) fn move_writes_where_named(plan: &mut Plan, devices: &[&DeviceProfile], text: &str) {
+    let text = text.to_lowercase();
+    let steps = steps(&text);
+    for i in 0..plan.tasks.len() {
+        let Some(path) = written_path(&plan.tasks[i]).map(str::to_lowercase) else {
+            continue;
+        };
+        let mut wanted: Vec<&DeviceProfile> = Vec::new();
+        for step in steps.iter().filter(|s| has_literal(s, &path)) {
+            let named: Vec<&DeviceProfile> = devices
+                .iter()
+                .copied()
+                .filter(|d| named_as(d, devices, step).is_some())
+                .collect();
+            if let [d] = named[..] {
+                wanted.push(d);
+            }
+        }
+        wanted.dedup_by(|a, b| a.info.name == b.info.name);
+        let [d] = wanted[..] else {
+            continue;
+        };
+        let t = &plan.tasks[i];
+        let here = matches!(&t.target, Target::Device(n) if n == &d.info.name);
+        if here || !can_run(d, t) || named_and_alone(plan, i, &t.target, devices, &text) {
+            continue;
+        }
+        tracing::debug!(
+            task = %t.id, to = %d.info.name,
+            "moved a write to the device the request names where it writes the path"
+        );
+        plan.tasks[i].target = Target::Device(d.info.name.clone());
+    }
+}
+
 /// The steps of a request (lowercase): its pieces between `,` `;` `:` `.` followed by a space
 /// (or at the end; so URLs, file names and numbers stay whole), and between the words `and`
 /// and `then`.
@@ -291,7 +402,7 @@ fn named_and_alone(
 }
 
 /// Whether `d` has every capability `t` needs and, for a tool, offers that tool.
-fn can_run(d: &DeviceProfile, t: &crate::PlannedTask) -> bool {
+pub(crate) fn can_run(d: &DeviceProfile, t: &crate::PlannedTask) -> bool {
     let caps = t
         .capabilities
         .iter()
@@ -453,6 +564,133 @@ mod tests {
             e[0].contains(r#"(as "phone" in "and let me know on my phone when it is done")"#),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn a_last_write_for_either_laptop_moves_to_a_laptop() {
+        let devs = [
+            device("mac-laptop", "laptop"),
+            device("windows-laptop", "laptop"),
+            device("linux-server", "server"),
+        ];
+        let refs: Vec<&DeviceProfile> = devs.iter().collect();
+        let sim = |id: &str, op: &str| PlannedTask {
+            id: id.into(),
+            title: "x".into(),
+            instruction: "x".into(),
+            action: Some(Action::Sim {
+                op: op.into(),
+                args: serde_json::json!({}),
+            }),
+            target: Target::Device("linux-server".into()),
+            capabilities: vec!["shell".into()],
+            max_turns: None,
+            outputs: vec![],
+            inputs: vec![],
+        };
+        let plan = || Plan {
+            tasks: vec![
+                sim("t1", "http_get"),
+                sim("t2", "data.sum_csv"),
+                sim("t3", "file.write"),
+            ],
+            edges: vec![
+                crate::PlannedEdge {
+                    from: "t1".into(),
+                    to: "t2".into(),
+                    kind: weft_protocol::EdgeKind::Success,
+                    condition: None,
+                },
+                crate::PlannedEdge {
+                    from: "t2".into(),
+                    to: "t3".into(),
+                    kind: weft_protocol::EdgeKind::Success,
+                    condition: None,
+                },
+            ],
+        };
+        let on = |p: &Plan| -> Vec<String> {
+            p.tasks
+                .iter()
+                .map(|t| match &t.target {
+                    Target::Device(d) => d.as_str().to_owned(),
+                    _ => String::new(),
+                })
+                .collect()
+        };
+        let mut p = plan();
+        move_to_either_kind(
+            &mut p,
+            &refs,
+            "Fetch it on the server and publish the total on either laptop.",
+        );
+        // Only the last write moves: the fetch and the sum stay where the model put them.
+        assert_eq!(on(&p), ["linux-server", "linux-server", "mac-laptop"]);
+        // Left alone: no "either"; a task already on a laptop.
+        let mut p = plan();
+        move_to_either_kind(&mut p, &refs, "Publish the total on the server.");
+        assert_eq!(on(&p), ["linux-server"; 3]);
+        let mut p = plan();
+        p.tasks[0].target = Target::Device("windows-laptop".into());
+        move_to_either_kind(&mut p, &refs, "Publish it on either laptop.");
+        assert_eq!(on(&p), ["windows-laptop", "linux-server", "linux-server"]);
+    }
+
+    #[test]
+    fn a_write_moves_to_the_device_named_where_the_request_writes_its_path() {
+        let devs = [
+            device("mac-laptop", "laptop"),
+            device("windows-laptop", "laptop"),
+            device("linux-server", "server"),
+        ];
+        let refs: Vec<&DeviceProfile> = devs.iter().collect();
+        let write = |id: &str, on: &str, path: &str| PlannedTask {
+            id: id.into(),
+            title: "x".into(),
+            instruction: "x".into(),
+            action: Some(Action::Sim {
+                op: "file.write".into(),
+                args: serde_json::json!({"path": path, "content": "x"}),
+            }),
+            target: Target::Device(on.into()),
+            capabilities: vec!["shell".into()],
+            max_turns: None,
+            outputs: vec![],
+            inputs: vec![],
+        };
+        let on = |p: &Plan| -> Vec<String> {
+            p.tasks
+                .iter()
+                .map(|t| match &t.target {
+                    Target::Device(d) => d.as_str().to_owned(),
+                    _ => String::new(),
+                })
+                .collect()
+        };
+        let text = "Build billing on the Linux server, copy the build log to my Mac as \
+                    builds/billing.log; if it passes, notify me on the Windows laptop.";
+        let mut p = Plan {
+            tasks: vec![
+                write("t1", "linux-server", "builds/billing.log"),
+                write("t2", "windows-laptop", "status/ok.txt"),
+                write("t3", "linux-server", "builds/other.log"),
+            ],
+            edges: vec![],
+        };
+        move_writes_where_named(&mut p, &refs, text);
+        // Only the write of the path the request places moves; the others stay.
+        assert_eq!(on(&p), ["mac-laptop", "windows-laptop", "linux-server"]);
+        // A step naming two devices says nothing about where the file goes.
+        let mut p = Plan {
+            tasks: vec![write("t1", "linux-server", "notes/a.md")],
+            edges: vec![],
+        };
+        move_writes_where_named(
+            &mut p,
+            &refs,
+            "Copy notes/a.md from my Mac to the Windows laptop",
+        );
+        assert_eq!(on(&p), ["linux-server"]);
     }
 
     #[test]

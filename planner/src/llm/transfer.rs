@@ -13,10 +13,11 @@
 //! beside it on every device, so a plan that uses it keeps moving text.
 
 use serde_json::{Value, json};
-use weft_protocol::{Action, TaskId};
+use weft_protocol::{Action, EdgeKind, TaskId};
 
-use crate::Plan;
+use super::review;
 use crate::refs::{self, Refers};
+use crate::{DeviceProfile, Plan, PlannedEdge, PlannedTask, Target};
 
 /// The simulated apps' ops that read, write and copy a file, and take a photo.
 pub(crate) const SIM_READ: &str = "file.read";
@@ -111,6 +112,103 @@ pub(crate) fn move_files_as_files(plan: &mut Plan) {
     }
 }
 
+/// A copy of a file onto itself (`file.copy` from PATH to PATH) on some device, when the
+/// request names exactly one device on which no task runs, and names it as where something
+/// comes from ("from the Linux server"): the model meant "bring PATH here
+/// from that device" ("roll out firmware/x.bin from the server to the edge box and my phone",
+/// planned as a copy on the edge box and one on the phone). The named device reads the file and
+/// declares it as an output, and each such copy takes it from there (`{{tN.files.PATH}}`), byte
+/// for byte. Nothing changes when no copy is onto itself, when the request names no unused
+/// device or several, or when that device cannot read a simulated file.
+pub(crate) fn pull_from_named_source(plan: &mut Plan, devices: &[&DeviceProfile], text: &str) {
+    let text = text.to_lowercase();
+    let runs_on = |plan: &Plan, d: &DeviceProfile| {
+        plan.tasks
+            .iter()
+            .any(|t| matches!(&t.target, Target::Device(n) if n == &d.info.name))
+    };
+    // Named as where the file comes from: "from the Linux server", "from my Mac".
+    let named_from = |d: &DeviceProfile| {
+        review::named_as(d, devices, &text).is_some_and(|alias| {
+            ["from ", "from the ", "from my "]
+                .iter()
+                .any(|from| review::has_word(&text, &format!("{from}{alias}")))
+        })
+    };
+    let unused: Vec<&DeviceProfile> = devices
+        .iter()
+        .copied()
+        .filter(|d| !runs_on(plan, d) && named_from(d))
+        .collect();
+    let [source] = unused.as_slice() else {
+        return;
+    };
+    let onto_itself: Vec<(usize, String)> = plan
+        .tasks
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| {
+            let Some(Action::Sim { op, args }) = &t.action else {
+                return None;
+            };
+            let from = literal(args.get("from")?.as_str()?)?;
+            let to = literal(args.get("to")?.as_str()?)?;
+            (op == SIM_COPY && from == to && refs::file_name(&from).is_ok()).then_some((i, from))
+        })
+        .collect();
+    let mut paths: Vec<&String> = onto_itself.iter().map(|(_, p)| p).collect();
+    paths.sort();
+    paths.dedup();
+    let mut readers: Vec<PlannedTask> = Vec::new();
+    let mut next = plan.tasks.len() + 1;
+    for path in paths {
+        let id = loop {
+            let id = TaskId::from(format!("t{next}").as_str());
+            next += 1;
+            if !plan.tasks.iter().any(|t| t.id == id) {
+                break id;
+            }
+        };
+        let title = format!("read {path} on {}", source.info.name);
+        let reader = PlannedTask {
+            id,
+            instruction: title.clone(),
+            title,
+            action: Some(Action::Sim {
+                op: SIM_READ.to_owned(),
+                args: json!({ "path": path }),
+            }),
+            target: Target::Device(source.info.name.clone()),
+            capabilities: vec!["sim".into()],
+            max_turns: None,
+            outputs: vec![path.clone()],
+            inputs: vec![],
+        };
+        if !review::can_run(source, &reader) {
+            return;
+        }
+        readers.push(reader);
+    }
+    for reader in readers {
+        let path = &reader.outputs[0];
+        for (i, _) in onto_itself.iter().filter(|(_, p)| p == path) {
+            let t = &mut plan.tasks[*i];
+            tracing::debug!(task = %t.id, %path, from = %source.info.name, "a copy onto itself takes the file from the named device");
+            t.action = Some(Action::Sim {
+                op: SIM_COPY.to_owned(),
+                args: json!({"from": format!("{{{{{}.files.{path}}}}}", reader.id), "to": path}),
+            });
+            plan.edges.push(PlannedEdge {
+                from: reader.id.clone(),
+                to: t.id.clone(),
+                kind: EdgeKind::Success,
+                condition: None,
+            });
+        }
+        plan.tasks.push(reader);
+    }
+}
+
 /// For task `w`, a simulated write (not an append) whose content is exactly `{{ID.output}}`:
 /// that ID and the path written.
 fn whole_output_write(plan: &Plan, w: usize) -> Option<(TaskId, String)> {
@@ -131,10 +229,8 @@ fn whole_output_write(plan: &Plan, w: usize) -> Option<(TaskId, String)> {
 #[cfg(test)]
 mod tests {
     use serde_json::json;
-    use weft_protocol::EdgeKind;
 
     use super::*;
-    use crate::{PlannedEdge, PlannedTask, Target};
 
     fn task(id: &str, on: &str, op: &str, args: Value) -> PlannedTask {
         PlannedTask {
@@ -309,6 +405,109 @@ mod tests {
             move_files_as_files(&mut p);
             assert_eq!(format!("{:?}", p.tasks), before, "{why}");
         }
+    }
+
+    fn device(name: &str, kind: &str, caps: &[&str]) -> DeviceProfile {
+        DeviceProfile {
+            info: crate::DeviceInfo {
+                name: name.into(),
+                kind: kind.into(),
+                capabilities: caps.iter().map(|c| (*c).to_owned()).collect(),
+                online: true,
+            },
+            platform: None,
+            tools: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_copy_onto_itself_takes_the_file_from_the_named_unused_device() {
+        let devs = [
+            device("linux-server", "server", &["sim"]),
+            device("edge-box", "edge", &["sim"]),
+            device("android-phone", "phone", &["sim"]),
+        ];
+        let refs: Vec<&DeviceProfile> = devs.iter().collect();
+        let copy = |id: &str, on: &str| {
+            task(
+                id,
+                on,
+                SIM_COPY,
+                json!({"from": "fw/v15.bin", "to": "fw/v15.bin"}),
+            )
+        };
+        let text = "Roll out fw/v15.bin from the Linux server to the edge box and my phone.";
+        let mut p = Plan {
+            tasks: vec![copy("t1", "edge-box"), copy("t2", "android-phone")],
+            edges: vec![],
+        };
+        pull_from_named_source(&mut p, &refs, text);
+        assert_eq!(p.tasks.len(), 3);
+        let reader = &p.tasks[2];
+        assert_eq!(
+            (reader.id.as_str(), &reader.target, &reader.outputs),
+            (
+                "t3",
+                &Target::Device("linux-server".into()),
+                &vec!["fw/v15.bin".to_owned()]
+            )
+        );
+        for t in &p.tasks[..2] {
+            assert_eq!(
+                t.action,
+                Some(Action::Sim {
+                    op: SIM_COPY.into(),
+                    args: json!({"from": "{{t3.files.fw/v15.bin}}", "to": "fw/v15.bin"}),
+                })
+            );
+        }
+        assert_eq!(p.edges, [edge("t3", "t1"), edge("t3", "t2")]);
+
+        // Left alone: a real copy within a device; no unused named device; a source that
+        // cannot read a simulated file.
+        let cases = [
+            (
+                task(
+                    "t1",
+                    "edge-box",
+                    SIM_COPY,
+                    json!({"from": "a.txt", "to": "b.txt"}),
+                ),
+                text,
+                &refs,
+            ),
+            (
+                copy("t1", "edge-box"),
+                "Copy fw/v15.bin on the edge box",
+                &refs,
+            ),
+            // The unused device is where the file goes, not where it comes from.
+            (
+                copy("t1", "edge-box"),
+                "Roll out fw/v15.bin from the edge box to my phone",
+                &refs,
+            ),
+        ];
+        for (t, text, refs) in cases {
+            let mut p = Plan {
+                tasks: vec![t],
+                edges: vec![],
+            };
+            let before = format!("{p:?}");
+            pull_from_named_source(&mut p, refs, text);
+            assert_eq!(format!("{p:?}"), before, "{text}");
+        }
+        let no_sim = [
+            device("linux-server", "server", &["shell"]),
+            device("edge-box", "edge", &["sim"]),
+        ];
+        let refs: Vec<&DeviceProfile> = no_sim.iter().collect();
+        let mut p = Plan {
+            tasks: vec![copy("t1", "edge-box")],
+            edges: vec![],
+        };
+        pull_from_named_source(&mut p, &refs, text);
+        assert_eq!(p.tasks.len(), 1);
     }
 
     #[test]

@@ -858,7 +858,8 @@ pub fn report_assembly() -> Vec<TaskFile> {
             &format!(
                 "Make my morning brief for {date} in {brief} on the Windows laptop: today's \
                  events from the Mac calendar, my \"Q1 planning\" note, and yesterday's steps \
-                 from the phone's fitness data; then copy the brief to the Mac's clipboard."
+                 (steps_yesterday in the phone's app data); then copy the brief to the Mac's \
+                 clipboard."
             ),
         );
         b.dev(M).notes.push(weft_agent::sim::Note {
@@ -878,6 +879,7 @@ pub fn report_assembly() -> Vec<TaskFile> {
             start: "2026-03-20T08:00".into(),
             ..Default::default()
         });
+        // The request names the key: no planner can guess where an app keeps a number.
         b.dev(P).kv.insert("steps_yesterday".into(), json!(steps));
         let t1 = b.sim(
             M,
