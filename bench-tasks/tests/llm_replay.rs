@@ -1,7 +1,7 @@
-//! The committed run of the suite with a real local model (Qwen2.5-Coder-1.5B-Instruct under
-//! llama.cpp, `bench-tasks/results/llm-qwen2.5-coder-1.5b/`), replayed from its cassette with no
-//! model: every task's plan comes from the recording, runs on real agents, and must score exactly
-//! as the committed report says.
+//! The committed runs with a real local model (Qwen2.5-Coder-1.5B-Instruct under llama.cpp) —
+//! of the suite, `bench-tasks/results/llm-qwen2.5-coder-1.5b/`, and of the held-out tasks,
+//! `…-heldout/` — replayed from their cassettes with no model: every task's plan comes from the
+//! recording, runs on real agents, and must score exactly as the committed report says.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,8 +12,8 @@ use weft_bench::suite::{Faults, LlmSettings, Mode, PlannerKind, Report, RunOptio
 
 const MODEL: &str = "qwen2.5-coder-1.5b-instruct";
 
-fn results() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results/llm-qwen2.5-coder-1.5b")
+fn dir(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
 /// What a task's score is: its outcome and each check's verdict.
@@ -40,20 +40,36 @@ fn scores(r: &Report) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_recorded_llm_run_replays_to_the_committed_scores() {
+    replays_as_committed(default_suite(), dir("results/llm-qwen2.5-coder-1.5b"), 30).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recorded_held_out_run_replays_to_the_committed_scores() {
+    replays_as_committed(
+        dir("heldout"),
+        dir("results/llm-qwen2.5-coder-1.5b-heldout"),
+        20,
+    )
+    .await;
+}
+
+/// Replays the cassette of `results` on the tasks of `suite` its report names (at least `min`)
+/// and requires the report's scores.
+async fn replays_as_committed(suite: PathBuf, results: PathBuf, min: usize) {
     let committed: Report =
-        serde_json::from_str(&std::fs::read_to_string(results().join("report.json")).unwrap())
+        serde_json::from_str(&std::fs::read_to_string(results.join("report.json")).unwrap())
             .unwrap();
     let ids: Vec<String> = committed.runs[0]
         .tasks
         .iter()
         .map(|t| t.id.clone())
         .collect();
-    assert!(ids.len() >= 30, "{} tasks recorded", ids.len());
+    assert!(ids.len() >= min, "{} tasks recorded", ids.len());
     let opts = RunOptions {
-        suite: default_suite(),
+        suite,
         planner: PlannerKind::Llm,
         llm: LlmSettings {
-            replay: Some(results().join("cassette.jsonl")),
+            replay: Some(results.join("cassette.jsonl")),
             model: Some(MODEL.into()),
             ..LlmSettings::default()
         },
