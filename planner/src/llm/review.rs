@@ -566,6 +566,35 @@ mod tests {
         );
     }
 
+    /// A simulated task on `device` (needing `shell`, which the test devices have).
+    fn sim_task(id: &str, device: &str, op: &str, args: serde_json::Value) -> PlannedTask {
+        PlannedTask {
+            id: id.into(),
+            title: "x".into(),
+            instruction: "x".into(),
+            action: Some(Action::Sim {
+                op: op.into(),
+                args,
+            }),
+            target: Target::Device(device.into()),
+            capabilities: vec!["shell".into()],
+            max_turns: None,
+            outputs: vec![],
+            inputs: vec![],
+        }
+    }
+
+    /// The device each task of `p` is bound to.
+    fn on(p: &Plan) -> Vec<String> {
+        p.tasks
+            .iter()
+            .map(|t| match &t.target {
+                Target::Device(d) => d.as_str().to_owned(),
+                _ => String::new(),
+            })
+            .collect()
+    }
+
     #[test]
     fn a_last_write_for_either_laptop_moves_to_a_laptop() {
         let devs = [
@@ -574,20 +603,7 @@ mod tests {
             device("linux-server", "server"),
         ];
         let refs: Vec<&DeviceProfile> = devs.iter().collect();
-        let sim = |id: &str, op: &str| PlannedTask {
-            id: id.into(),
-            title: "x".into(),
-            instruction: "x".into(),
-            action: Some(Action::Sim {
-                op: op.into(),
-                args: serde_json::json!({}),
-            }),
-            target: Target::Device("linux-server".into()),
-            capabilities: vec!["shell".into()],
-            max_turns: None,
-            outputs: vec![],
-            inputs: vec![],
-        };
+        let sim = |id: &str, op: &str| sim_task(id, "linux-server", op, serde_json::json!({}));
         let plan = || Plan {
             tasks: vec![
                 sim("t1", "http_get"),
@@ -608,15 +624,6 @@ mod tests {
                     condition: None,
                 },
             ],
-        };
-        let on = |p: &Plan| -> Vec<String> {
-            p.tasks
-                .iter()
-                .map(|t| match &t.target {
-                    Target::Device(d) => d.as_str().to_owned(),
-                    _ => String::new(),
-                })
-                .collect()
         };
         let mut p = plan();
         move_to_either_kind(
@@ -644,28 +651,13 @@ mod tests {
             device("linux-server", "server"),
         ];
         let refs: Vec<&DeviceProfile> = devs.iter().collect();
-        let write = |id: &str, on: &str, path: &str| PlannedTask {
-            id: id.into(),
-            title: "x".into(),
-            instruction: "x".into(),
-            action: Some(Action::Sim {
-                op: "file.write".into(),
-                args: serde_json::json!({"path": path, "content": "x"}),
-            }),
-            target: Target::Device(on.into()),
-            capabilities: vec!["shell".into()],
-            max_turns: None,
-            outputs: vec![],
-            inputs: vec![],
-        };
-        let on = |p: &Plan| -> Vec<String> {
-            p.tasks
-                .iter()
-                .map(|t| match &t.target {
-                    Target::Device(d) => d.as_str().to_owned(),
-                    _ => String::new(),
-                })
-                .collect()
+        let write = |id: &str, on: &str, path: &str| {
+            sim_task(
+                id,
+                on,
+                "file.write",
+                serde_json::json!({"path": path, "content": "x"}),
+            )
         };
         let text = "Build billing on the Linux server, copy the build log to my Mac as \
                     builds/billing.log; if it passes, notify me on the Windows laptop.";
