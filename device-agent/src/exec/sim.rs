@@ -1226,8 +1226,14 @@ async fn apply(op: Op, state: &mut State, sim: &Sim, ctx: &Ctx<'_>) -> Result<Ou
         Op::LogCollect { dir, contains } => {
             let files = walk(&dir, ctx).await?;
             let mut lines = Vec::new();
+            // A file that is not text (a crash dump, a zipped log) has no lines: its bytes
+            // read as text would put noise among them.
+            let mut binary = 0;
             for f in &files {
-                let text = read_text(f, ctx).await?;
+                let Ok(text) = String::from_utf8(read_bytes(f, ctx).await?) else {
+                    binary += 1;
+                    continue;
+                };
                 lines.extend(
                     text.lines()
                         .filter(|l| !l.trim().is_empty())
@@ -1239,7 +1245,8 @@ async fn apply(op: Op, state: &mut State, sim: &Sim, ctx: &Ctx<'_>) -> Result<Ou
             text_outcome(
                 "log.collect",
                 &lines_text(&refs),
-                json!({"dir": dir, "files": files.len(), "lines": lines.len()}),
+                json!({"dir": dir, "files": files.len(), "lines": lines.len(),
+                       "binary_files": binary}),
                 ctx,
             )
         }
@@ -1776,10 +1783,18 @@ mod tests {
             std::fs::read_to_string(d.workdir().join("logs/a.log")).unwrap(),
             "10:01 boot\n10:05 ERROR disk\n"
         );
+        // A binary file among the logs adds no lines, and is counted.
+        std::fs::write(
+            d.workdir().join("logs/core.dump"),
+            b"ERROR\xff\xfe\x00ERROR",
+        )
+        .unwrap();
         let got = d
             .ok("log.collect", json!({"dir": "logs", "contains": "ERROR"}))
             .await;
         assert_eq!(got["content"], "10:05 ERROR disk\n10:03 ERROR net\n");
+        assert_eq!(got["binary_files"], 1);
+        std::fs::remove_file(d.workdir().join("logs/core.dump")).unwrap();
         let got = d.ok("data.sort", json!({"text": got["content"]})).await;
         assert_eq!(got["content"], "10:03 ERROR net\n10:05 ERROR disk\n");
         let got = d.ok("file.list", json!({"dir": "logs"})).await;
