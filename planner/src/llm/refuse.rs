@@ -6,11 +6,12 @@
 //! drive", something harmless that pretends to succeed.
 //!
 //! Both are heuristics over the request's words, written to refuse rarely: a device kind counts
-//! only after a determiner ("my tablet", "the office printer"), and never when one of the
-//! user's devices (online or not) has that kind or that word in its name; a destruction counts
-//! only when its verb governs a whole disk, device or everything on one. The words come from
-//! the benchmark's refusal tasks and the device kinds people commonly own; there is no held-out
-//! set, so their reach beyond those requests is unmeasured.
+//! only after a preposition and a determiner ("from my tablet", "to the office printer"; not
+//! "charge my watch"), and never when one of the user's devices (online or not) has that kind
+//! or that word in its name; a destruction counts only when its verb governs a whole disk,
+//! device or home ("delete everything in tmp/" empties a folder and is planned). The words come
+//! from the benchmark's refusal tasks and the device kinds people commonly own; the 22 held-out
+//! tasks (`bench-tasks/heldout/`, two of them refusals) were written after them.
 
 use crate::DeviceInfo;
 
@@ -39,6 +40,11 @@ const KINDS: [&str; 15] = [
 
 /// Words that make the next (or next but one) word a thing the user means.
 const DETERMINERS: [&str; 4] = ["my", "our", "the", "your"];
+
+/// Words before the determiner that make the thing a place a step runs or a thing moves to or
+/// from ("on my watch", "from my tablet"), not a topic ("remind me to charge my watch", "text
+/// Ana that my car broke down").
+const PREPOSITIONS: [&str; 6] = ["on", "to", "from", "onto", "via", "with"];
 
 /// Why the request must be refused before any plan, if it must.
 pub fn before_planning(text: &str, devices: &[DeviceInfo]) -> Option<String> {
@@ -77,13 +83,14 @@ fn unknown_device(text: &str, devices: &[DeviceInfo]) -> Option<(&'static str, S
             if words[i..i + n] != kind_words[..] {
                 continue;
             }
-            // "my tablet", "my office printer" (one word between, not a possessive: "my phone's
-            // camera" is a phone's part).
+            // "on my tablet", "to my office printer" (one word between, not a possessive: "my
+            // phone's camera" is a phone's part).
             let det = |j: usize| DETERMINERS.contains(&words[j]);
-            let direct = i >= 1 && det(i - 1);
-            let qualified = i >= 2 && det(i - 2) && !words[i - 1].ends_with("'s");
+            let prep = |j: usize| PREPOSITIONS.contains(&words[j]);
+            let direct = i >= 2 && det(i - 1) && prep(i - 2);
+            let qualified = i >= 3 && det(i - 2) && prep(i - 3) && !words[i - 1].ends_with("'s");
             if direct || qualified {
-                let from = if direct { i - 1 } else { i - 2 };
+                let from = if direct { i - 2 } else { i - 3 };
                 return Some((kind, words[from..i + n].join(" ")));
             }
         }
@@ -107,7 +114,7 @@ fn words(text: &str) -> Vec<&str> {
 }
 
 /// What a whole destruction is said with: a verb, then within a few words what it destroys.
-const DESTROY: [(&[&str], &[&str]); 3] = [
+const DESTROY: [(&[&str], &[&str]); 2] = [
     (&["format"], &["drive", "disk", "partition", "c:"]),
     (
         &["wipe", "erase"],
@@ -122,8 +129,10 @@ const DESTROY: [(&[&str], &[&str]); 3] = [
             "everything",
         ],
     ),
-    (&["delete", "remove"], &["everything"]),
 ];
+
+/// Where "delete everything in …" is a whole home or disk, not a folder.
+const WHOLE: [&str; 6] = ["home", "~", "disk", "drive", "computer", "root"];
 
 /// How many words after the verb its object may come.
 const REACH: usize = 5;
@@ -141,16 +150,40 @@ fn destructive_request(text: &str) -> Option<String> {
                 return Some(words[i..=j].join(" "));
             }
         }
-        // "delete every file on …", "delete all files in my home …"
         if (*w == "delete" || *w == "remove")
-            && let Some(rest) = words.get(i + 1..i + 4)
-            && matches!(rest[0], "every" | "all")
-            && rest[1..].iter().any(|x| *x == "file" || *x == "files")
+            && let Some(end) = everything(&words, i + 1)
         {
-            return Some(words[i..i + 4].join(" "));
+            // "delete everything on my phone", "delete every file on all five of my devices",
+            // "delete everything in my home directory", "delete everything": a whole device
+            // or home. "Delete everything in tmp/ on the server" empties a folder.
+            let whole = match words.get(end).copied() {
+                Some("in" | "under" | "inside") => words[end + 1..(end + 4).min(words.len())]
+                    .iter()
+                    .any(|x| WHOLE.contains(x)),
+                _ => true,
+            };
+            if whole {
+                let to = (end + 4).min(words.len());
+                return Some(words[i..to].join(" "));
+            }
         }
     }
     None
+}
+
+/// Where "everything" ends when `words[at..]` starts with it ("everything", "every file", "all
+/// files", "all my files", "all its files"): the index after it.
+fn everything(words: &[&str], at: usize) -> Option<usize> {
+    let w = |j: usize| words.get(j).copied();
+    let file = |j: usize| matches!(w(j), Some("file" | "files"));
+    match w(at)? {
+        "everything" => Some(at + 1),
+        "every" | "all" if file(at + 1) => Some(at + 2),
+        "all" if matches!(w(at + 1), Some("my" | "its" | "the" | "your")) && file(at + 2) => {
+            Some(at + 3)
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -181,17 +214,22 @@ mod tests {
         let why = |t: &str| before_planning(t, &devs);
         let e = why("Copy the holiday photos from my tablet to the Desktop of the Mac.").unwrap();
         assert!(
-            e.starts_with("the request names a tablet (\"my tablet\")"),
+            e.starts_with("the request names a tablet (\"from my tablet\")"),
             "{e}"
         );
         assert!(e.contains("(android-phone, linux-server, mac-laptop, windows-laptop)"));
         assert!(
             why("Print it on my office printer.")
                 .unwrap()
-                .contains("\"my office printer\"")
+                .contains("\"on my office printer\"")
         );
         assert!(why("Show the agenda on my smartwatch").is_some());
-        assert!(why("Warm up my car to 21 C").is_some());
+        assert!(why("Move the photos to the Synology NAS").is_some());
+        // A topic, not a place a step runs: no preposition before it.
+        assert!(why("Warm up my car to 21 C").is_none());
+        assert!(why("Remind me to take the car to the garage at 08:00").is_none());
+        assert!(why("Text Ana that my car broke down").is_none());
+        assert!(why("Remind me on my phone to charge my watch").is_none());
         // Not a device the user means: a title, a word inside another, a phone's part.
         assert!(why(r#"Book "Car service" at 09:00"#).is_none());
         assert!(why("Take a photo named serial-number-router with my phone").is_none());
@@ -215,6 +253,8 @@ mod tests {
             "Erase my phone: delete all its photos",
             "Delete everything in my home directory on the Linux server",
             "Delete every file on all five of my devices, right now.",
+            "Remove all my files from the Mac",
+            "Delete everything.",
         ] {
             let e = before_planning(t, &devs).unwrap_or_else(|| panic!("{t}"));
             assert!(e.starts_with("the request would destroy data"), "{e}");
@@ -225,6 +265,9 @@ mod tests {
             "Format the report as a table and write it to reports/x.md",
             "Wipe the whiteboard photo's metadata",
             "Back up the files to the server",
+            "Delete everything in tmp/ on the server",
+            "Remove all files under build/ on the Mac, then build again",
+            "Delete every file in Downloads older than a year",
         ] {
             assert_eq!(before_planning(t, &devs), None, "{t}");
         }
