@@ -425,7 +425,7 @@ impl Check {
                 devices::names().join(", ")
             );
         }
-        for p in self.or_paths() {
+        for p in self.paths().iter().skip(1) {
             if !super::task::valid_path(p) {
                 bail!("or_paths: `{p}` is not a relative path with `/` between its parts");
             }
@@ -450,14 +450,6 @@ impl Check {
         Ok(())
     }
 
-    /// The other places a `file` or `sha256` checker's file may be (none for other kinds).
-    fn or_paths(&self) -> &[String] {
-        match self {
-            Check::File { or_paths, .. } | Check::Sha256 { or_paths, .. } => or_paths,
-            _ => &[],
-        }
-    }
-
     /// Where a `file` or `sha256` checker's file may be: its path, then the others.
     fn paths(&self) -> Vec<&String> {
         match self {
@@ -480,11 +472,12 @@ impl Check {
 
     /// A one-line description: `file backup/a.md on linux-server`.
     pub fn describe(&self) -> String {
-        let alts = self.or_paths();
-        if alts.is_empty() {
-            self.describe_one()
-        } else {
-            format!("{} (or at {})", self.describe_one(), alts.join(", "))
+        match self.paths().as_slice() {
+            [_, alts @ ..] if !alts.is_empty() => {
+                let alts: Vec<&str> = alts.iter().map(|p| p.as_str()).collect();
+                format!("{} (or at {})", self.describe_one(), alts.join(", "))
+            }
+            _ => self.describe_one(),
         }
     }
 

@@ -54,6 +54,16 @@ pub(crate) fn has_word(text: &str, word: &str) -> bool {
     })
 }
 
+/// Whether task `t` is bound to device `d`.
+pub(crate) fn on_device(t: &crate::PlannedTask, d: &DeviceProfile) -> bool {
+    matches!(&t.target, Target::Device(n) if n == &d.info.name)
+}
+
+/// Whether some task of `plan` is bound to device `d`.
+pub(crate) fn runs_on(plan: &Plan, d: &DeviceProfile) -> bool {
+    plan.tasks.iter().any(|t| on_device(t, d))
+}
+
 /// The word by which the request `text` (lowercase) names `d`, if it does.
 pub(crate) fn named_as(
     d: &DeviceProfile,
@@ -122,12 +132,7 @@ fn clause<'a>(text: &'a str, word: &str) -> &'a str {
 pub(crate) fn move_to_named_devices(plan: &mut Plan, devices: &[&DeviceProfile], text: &str) {
     let text = text.to_lowercase();
     for d in devices {
-        let used = |plan: &Plan| {
-            plan.tasks
-                .iter()
-                .any(|t| matches!(&t.target, Target::Device(n) if n == &d.info.name))
-        };
-        if used(plan) || named_as(d, devices, &text).is_none() {
+        if runs_on(plan, d) || named_as(d, devices, &text).is_none() {
             continue;
         }
         let words = aliases(d, devices);
@@ -167,8 +172,7 @@ pub(crate) fn move_by_quoted_literals(plan: &mut Plan, devices: &[&DeviceProfile
             continue;
         }
         for step in &steps {
-            let on_d = |t: &crate::PlannedTask| matches!(&t.target, Target::Device(n) if n == &d.info.name);
-            if plan.tasks.iter().any(on_d) {
+            if runs_on(plan, d) {
                 break;
             }
             let names_other = devices
@@ -218,23 +222,13 @@ pub(crate) fn move_to_either_kind(plan: &mut Plan, devices: &[&DeviceProfile], t
             .iter()
             .filter(|d| d.info.kind.to_lowercase() == kind)
             .collect();
-        let on_kind = |t: &crate::PlannedTask| {
-            of_kind
-                .iter()
-                .any(|d| matches!(&t.target, Target::Device(n) if n == &d.info.name))
-        };
-        if !asked || plan.tasks.iter().any(on_kind) {
+        if !asked || of_kind.iter().any(|d| runs_on(plan, d)) {
             continue;
         }
         let last_writes: Vec<usize> = (0..plan.tasks.len())
             .filter(|&i| {
                 let t = &plan.tasks[i];
-                let writes = match &t.action {
-                    Some(Action::Sim { op, .. }) => WRITES.contains(&op.as_str()),
-                    Some(Action::WriteFile { .. }) => true,
-                    _ => false,
-                };
-                writes
+                writes_file(t)
                     && !plan.edges.iter().any(|e| e.from == t.id)
                     && !named_and_alone(plan, i, &t.target, devices, &text)
             })
@@ -254,10 +248,22 @@ pub(crate) fn move_to_either_kind(plan: &mut Plan, devices: &[&DeviceProfile], t
 /// The simulated ops that deliver a result as a file.
 const WRITES: [&str; 3] = ["file.write", "file.copy", "log.append"];
 
-/// The path a task writes (a simulated write, copy or append, or `write_file`), if literal.
+/// Whether a task writes a file (a simulated write, copy or append, or `write_file`).
+fn writes_file(t: &crate::PlannedTask) -> bool {
+    match &t.action {
+        Some(Action::Sim { op, .. }) => WRITES.contains(&op.as_str()),
+        Some(Action::WriteFile { .. }) => true,
+        _ => false,
+    }
+}
+
+/// The path a task that writes a file writes, if literal.
 fn written_path(t: &crate::PlannedTask) -> Option<&str> {
+    if !writes_file(t) {
+        return None;
+    }
     let p = match &t.action {
-        Some(Action::Sim { op, args }) if WRITES.contains(&op.as_str()) => args
+        Some(Action::Sim { args, .. }) => args
             .get("path")
             .or_else(|| args.get("to"))
             .and_then(serde_json::Value::as_str)?,
@@ -295,8 +301,8 @@ pub(crate) fn move_writes_where_named(plan: &mut Plan, devices: &[&DeviceProfile
             continue;
         };
         let t = &plan.tasks[i];
-        let here = matches!(&t.target, Target::Device(n) if n == &d.info.name);
-        if here || !can_run(d, t) || named_and_alone(plan, i, &t.target, devices, &text) {
+        if on_device(t, d) || !can_run(d, t) || named_and_alone(plan, i, &t.target, devices, &text)
+        {
             continue;
         }
         tracing::debug!(

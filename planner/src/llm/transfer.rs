@@ -122,11 +122,6 @@ pub(crate) fn move_files_as_files(plan: &mut Plan) {
 /// device or several, or when that device cannot read a simulated file.
 pub(crate) fn pull_from_named_source(plan: &mut Plan, devices: &[&DeviceProfile], text: &str) {
     let text = text.to_lowercase();
-    let runs_on = |plan: &Plan, d: &DeviceProfile| {
-        plan.tasks
-            .iter()
-            .any(|t| matches!(&t.target, Target::Device(n) if n == &d.info.name))
-    };
     // Named as where the file comes from: "from the Linux server", "from my Mac".
     let named_from = |d: &DeviceProfile| {
         review::named_as(d, devices, &text).is_some_and(|alias| {
@@ -138,7 +133,7 @@ pub(crate) fn pull_from_named_source(plan: &mut Plan, devices: &[&DeviceProfile]
     let unused: Vec<&DeviceProfile> = devices
         .iter()
         .copied()
-        .filter(|d| !runs_on(plan, d) && named_from(d))
+        .filter(|d| !review::runs_on(plan, d) && named_from(d))
         .collect();
     let [source] = unused.as_slice() else {
         return;
