@@ -167,6 +167,84 @@ async fn a_second_hello_closes_the_connection() {
     h.wait_offline("laptop").await;
 }
 
+/// One HTTP/1.1 connection kept open by hand. While the caps are full the test's client must
+/// not need a new connection, which a pooled client may open at any request (hyper races a new
+/// connection against the idle one's return to the pool; the new one is then refused).
+struct KeptAlive {
+    tcp: TcpStream,
+    host: SocketAddr,
+    token: String,
+}
+
+impl KeptAlive {
+    async fn open(h: &Harness) -> KeptAlive {
+        KeptAlive {
+            tcp: connect_from("127.0.0.1", h.addr).await,
+            host: h.addr,
+            token: h.token.clone(),
+        }
+    }
+
+    /// Sends one request and reads its answer (headers, then `content-length` bytes of body).
+    async fn call(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> (u16, String) {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            self.host,
+            self.token,
+            body.len()
+        );
+        let exchange = async {
+            self.tcp.write_all(head.as_bytes()).await.unwrap();
+            self.tcp.write_all(body.as_bytes()).await.unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let end = loop {
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break i + 4;
+                }
+                let n = self.tcp.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "the server closed the kept-alive connection");
+                buf.extend_from_slice(&chunk[..n]);
+            };
+            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+            let status = head[9..12].parse().unwrap();
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().unwrap())
+                })
+                .unwrap_or_else(|| panic!("no content-length in:\n{head}"));
+            while buf.len() < end + len {
+                let n = self.tcp.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "the server closed the kept-alive connection");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            (
+                status,
+                String::from_utf8_lossy(&buf[end..end + len]).to_string(),
+            )
+        };
+        tokio::time::timeout(Duration::from_secs(10), exchange)
+            .await
+            .expect("no answer in 10 s")
+    }
+
+    async fn metrics(&mut self) -> String {
+        let (status, text) = self.call("GET", "/metrics", None).await;
+        assert_eq!(status, 200, "{text}");
+        text
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beyond_the_caps_new_connections_are_refused_and_established_ones_keep_working() {
     let mut h = Harness::start_with(|o| {
@@ -178,13 +256,20 @@ async fn beyond_the_caps_new_connections_are_refused_and_established_ones_keep_w
     let token = h.add_device("laptop", "laptop").await;
     h.start_agent("laptop", "laptop", &token);
     h.wait_online(1).await;
-    // The test's own HTTP client now holds a kept-alive connection from 127.0.0.1; the agent's
-    // counts as an agent's once its welcome is sent.
+    // The test's client is one connection of its own from now on: the pooled client's are
+    // closed (a new client, the old one's pool dropped) until the server counts only this one
+    // besides the agent's, which counts as an agent's once its welcome is sent.
+    h.http = reqwest::Client::new();
+    let mut client = KeptAlive::open(&h).await;
     let deadline = Instant::now() + Duration::from_secs(5);
-    while metric(&metrics(&h).await, "agent_connections_open") != 1 {
+    loop {
+        let m = client.metrics().await;
+        if metric(&m, "agent_connections_open") == 1 && metric(&m, "connections_open") == 1 {
+            break;
+        }
         assert!(
             Instant::now() < deadline,
-            "the agent's connection is not counted as one"
+            "not one client and one agent connection:\n{m}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -206,10 +291,37 @@ async fn beyond_the_caps_new_connections_are_refused_and_established_ones_keep_w
 
     // The established connections keep working: the agent runs a request submitted over the
     // client's kept-alive connection.
-    let v = h.submit(r#"on laptop run "echo under siege""#).await;
-    let v = h.wait_done(v.id.as_str()).await;
-    assert_eq!(v.status, RequestStatus::Succeeded);
-    let m = metrics(&h).await;
+    let (status, body) = client
+        .call(
+            "POST",
+            "/v1/requests",
+            Some(&json!({"text": r#"on laptop run "echo under siege""#})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let (code, body) = client
+            .call("GET", &format!("/v1/requests/{id}"), None)
+            .await;
+        assert_eq!(code, 200, "{body}");
+        let v: weft_protocol::rest::RequestView = serde_json::from_str(&body).unwrap();
+        if v.status.is_terminal() {
+            break v.status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "request {id} still {:?}",
+            v.status
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status, RequestStatus::Succeeded);
+    let m = client.metrics().await;
     assert!(metric(&m, "connections_refused_total") >= 2, "{m}");
 
     // Once the strangers leave, new connections are taken again.
