@@ -6,6 +6,8 @@
 //! - [`fetch_for_url_read`]: reading a file whose path is an `http(s)://` URL is fetching it.
 //! - [`split_directory_write`]: one write of several read files' contents to a directory path
 //!   (`backup/`) writes each file there, under its own relative path (a photo under its name).
+//! - [`paths_as_named`]: a file read under a folder the request never names, when the request
+//!   names the file under another, is read where the request says.
 //!
 //! After the plan is checked, `super::transfer` moves whole files as files.
 
@@ -181,6 +183,87 @@ fn free_id(plan: &Plan, taken: &[TaskId], base: &TaskId, n: usize) -> TaskId {
         .expect("an unbounded range has a free id")
 }
 
+/// The paths a request names: its words that hold a `/` and end in a file name with an
+/// extension (`talks/kickoff-2026.pptx`), without the punctuation around them.
+fn named_paths(text: &str) -> Vec<&str> {
+    let mut paths: Vec<&str> = text
+        .split(|c: char| c.is_whitespace() || matches!(c, '"' | '`' | '(' | ')' | ',' | ';'))
+        .map(|w| w.trim_end_matches(['.', ':', '!', '?', '\'']))
+        .filter(|w| {
+            w.contains('/')
+                && !w.contains("://")
+                && w.rsplit('/')
+                    .next()
+                    .is_some_and(|name| name.contains('.') && !name.ends_with('.'))
+        })
+        .collect();
+    paths.sort_unstable();
+    paths.dedup();
+    paths
+}
+
+/// A file the plan reads (`file.read`, `read_file`) at a path the request does not write, when
+/// the request names exactly one path with the same file name (read `slides/kickoff.pptx`, the
+/// request says `talks/kickoff.pptx`): the model took the folder from elsewhere (the prompt's
+/// example). The path becomes the request's everywhere the plan spells it: as any action's
+/// argument (a copy "at the same path" too) and in files references (`{{t1.files.PATH}}`).
+pub(crate) fn paths_as_named(plan: &mut Plan, text: &str) {
+    let named = named_paths(text);
+    let mut renamed: Vec<(String, String)> = Vec::new();
+    for t in &plan.tasks {
+        let path = match &t.action {
+            Some(Action::ReadFile { path }) => path.as_str(),
+            Some(Action::Sim { op, args }) if op == SIM_READ => {
+                args.get("path").and_then(Value::as_str).unwrap_or_default()
+            }
+            _ => continue,
+        };
+        let path = path.trim();
+        let Some(name) = path.rsplit('/').next().filter(|n| !n.is_empty()) else {
+            continue;
+        };
+        if path.contains("{{") || named.contains(&path) {
+            continue;
+        }
+        let same_name: Vec<&&str> = named
+            .iter()
+            .filter(|p| p.rsplit('/').next() == Some(name))
+            .collect();
+        if let [to] = same_name.as_slice() {
+            renamed.push((path.to_owned(), (**to).to_owned()));
+        }
+    }
+    for (from, to) in renamed {
+        tracing::debug!(%from, %to, "a path read as the request names it");
+        for t in &mut plan.tasks {
+            match t.action.as_mut() {
+                Some(Action::ReadFile { path }) | Some(Action::WriteFile { path, .. })
+                    if path.trim() == from =>
+                {
+                    *path = to.clone();
+                }
+                Some(Action::Sim { args, .. }) => {
+                    let Value::Object(fields) = args else {
+                        continue;
+                    };
+                    for v in fields.values_mut() {
+                        let Value::String(s) = v else { continue };
+                        if s.trim() == from {
+                            *s = to.clone();
+                        } else if s.contains(&format!(".files.{from}}}}}")) {
+                            *s = s.replace(
+                                &format!(".files.{from}}}}}"),
+                                &format!(".files.{to}}}}}"),
+                            );
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -327,6 +410,52 @@ mod tests {
                 path: "out/a.txt".into(),
                 content: "{{t1.output}}".into()
             })
+        );
+    }
+
+    #[test]
+    fn a_path_read_under_a_folder_the_request_does_not_name_is_read_where_it_does() {
+        let text = "Copy the slide deck talks/kickoff-2026.pptx from my Mac to the Windows \
+                    laptop, at the same path; and notes/a.md (not notes/b.md) too.";
+        assert_eq!(
+            named_paths(text),
+            ["notes/a.md", "notes/b.md", "talks/kickoff-2026.pptx"]
+        );
+        // The deck read at `deck`, copied at the same path; three other reads.
+        let plan = |deck: &str, b: &str| Plan {
+            tasks: vec![
+                task("t1", "mac", sim(SIM_READ, json!({ "path": deck }))),
+                task(
+                    "t2",
+                    "win",
+                    sim(
+                        "file.copy",
+                        json!({"from": format!("{{{{t1.files.{deck}}}}}"), "to": deck}),
+                    ),
+                ),
+                // Named by the request: kept.
+                task("t3", "mac", sim(SIM_READ, json!({"path": "notes/a.md"}))),
+                // No path of the request has this name: kept.
+                task("t4", "mac", sim(SIM_READ, json!({"path": "x/c.md"}))),
+                task("t5", "win", Action::ReadFile { path: b.into() }),
+            ],
+            edges: vec![edge("t1", "t2")],
+        };
+        let mut p = plan("slides/kickoff-2026.pptx", "docs/b.md");
+        paths_as_named(&mut p, text);
+        assert_eq!(
+            render(&p),
+            render(&plan("talks/kickoff-2026.pptx", "notes/b.md"))
+        );
+        // Two paths of the request with that name: which one is not guessed.
+        let mut p = Plan {
+            tasks: vec![task("t1", "mac", sim(SIM_READ, json!({"path": "x/a.md"})))],
+            edges: vec![],
+        };
+        paths_as_named(&mut p, "copy notes/a.md and old/a.md");
+        assert_eq!(
+            p.tasks[0].action,
+            Some(sim(SIM_READ, json!({"path": "x/a.md"})))
         );
     }
 

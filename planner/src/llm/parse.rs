@@ -88,7 +88,9 @@ pub(crate) fn plan(
         tasks: planned,
         edges,
     };
+    super::mend::paths_as_named(&mut plan, text);
     add_edges_for_references(&mut plan);
+    errors.extend(super::transfer::declare_referenced_files(&mut plan));
     super::mend::split_directory_write(&mut plan);
     if let Err(e) = plan.validate(&Limits::default()) {
         errors.push(e.to_string());
@@ -348,7 +350,8 @@ fn task(spec: TaskSpec, devices: &[&DeviceProfile]) -> (PlannedTask, Option<Stri
         target,
         capabilities: required.into_iter().collect(),
         max_turns: spec.max_turns,
-        // The model's schema has no files yet (docs/artifacts.md); a spec carries them through.
+        // The model declares no files: its references to them do (`declare_referenced_files`);
+        // a spec (a revision's task) carries its own through.
         outputs: spec.outputs.map(|f| f.files).unwrap_or_default(),
         inputs: spec.inputs.map(|f| f.files).unwrap_or_default(),
     };

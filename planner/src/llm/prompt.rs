@@ -68,7 +68,7 @@ struct Topic {
 
 /// The topic examples, in the order they are added. Each was written for a mistake the 1.5B
 /// model of bench-tasks/results/ made on such requests with the main example alone.
-const TOPICS: [Topic; 6] = [
+const TOPICS: [Topic; 8] = [
     Topic {
         // Merged lines written in the order they were read, not sorted (log-collection).
         asks: &[
@@ -162,6 +162,30 @@ Request (devices work-laptop and home-laptop (laptops), phone, server): "Put tog
 {"id":"t1","name":"bookings","needs":[],"on":"server","run":{"tool":"file.read","with":{"path":"bookings/rome.txt"}},"when":null},
 {"id":"t2","name":"packing list","needs":[],"on":"phone","run":{"tool":"file.read","with":{"path":"lists/packing.txt"}},"when":null},
 {"id":"t3","name":"write the notes on a laptop","needs":["t1","t2"],"on":"work-laptop","run":{"tool":"file.write","with":{"content":"{{t1.output}}\n{{t2.output}}","path":"trips/rome.md"}},"when":null}]}"#,
+    },
+    Topic {
+        // A photo moved as a description of itself (file.read, then file.write of its text).
+        asks: &["photo", "picture"],
+        tools: &["photo.take", "file.copy"],
+        example: r#"A photo taken with photo.take named NAME is the file DCIM/NAME.jpg on that device. A photo moves as a file, never as text: the device it goes to copies it with file.copy from "{{t1.files.DCIM/NAME.jpg}}" (t1 the task that took it), which is that file fetched onto the device.
+Request: "Take a photo named invoice-0415 with my phone and put it in scans/ on the server and on my laptop's Desktop."
+{"refuse":null,"tasks":[
+{"id":"t1","name":"take the photo","needs":[],"on":"phone","run":{"tool":"photo.take","with":{"name":"invoice-0415"}},"when":null},
+{"id":"t2","name":"file it on the server","needs":["t1"],"on":"server","run":{"tool":"file.copy","with":{"from":"{{t1.files.DCIM/invoice-0415.jpg}}","to":"scans/invoice-0415.jpg"}},"when":null},
+{"id":"t3","name":"put it on the laptop","needs":["t1"],"on":"laptop","run":{"tool":"file.copy","with":{"from":"{{t1.files.DCIM/invoice-0415.jpg}}","to":"Desktop/invoice-0415.jpg"}},"when":null}]}"#,
+    },
+    Topic {
+        // A PDF, an archive or a spreadsheet moved as a description of itself (read as text).
+        asks: &[
+            ".pdf", ".zip", ".xlsx", ".docx", ".pptx", ".jpg", ".jpeg", ".png", ".bin", ".apk",
+            ".tar", ".gz",
+        ],
+        tools: &["file.read", "file.copy"],
+        example: r#"A file that is not plain text (a PDF, an image, an archive, a spreadsheet, firmware) moves as a file, never as text: read it on its device (file.read), and the device it goes to copies it with file.copy from "{{t1.files.PATH}}" (PATH as t1 read it), which is that file fetched onto the device.
+Request: "Copy slides/q2-review.pptx from my laptop to the server as archive/q2-review.pptx."
+{"refuse":null,"tasks":[
+{"id":"t1","name":"read the slides","needs":[],"on":"laptop","run":{"tool":"file.read","with":{"path":"slides/q2-review.pptx"}},"when":null},
+{"id":"t2","name":"copy them to the server","needs":["t1"],"on":"server","run":{"tool":"file.copy","with":{"from":"{{t1.files.slides/q2-review.pptx}}","to":"archive/q2-review.pptx"}},"when":null}]}"#,
     },
 ];
 

@@ -204,6 +204,128 @@ pub(crate) fn pull_from_named_source(plan: &mut Plan, devices: &[&DeviceProfile]
     }
 }
 
+/// Declares every file a task's reference names as an output of the task it names: the model
+/// writes `{{t1.files.PATH}}` where it uses a file (the prompt's file examples), and the plan
+/// must say that t1 produces PATH for the file to be sent on after t1 succeeds.
+///
+/// Three readings are mended first, in the action's arguments: a name that is the last part of
+/// the one file t1 reads or makes (`{{t1.files.receipt.jpg}}` for `DCIM/receipt.jpg`) becomes
+/// that file's path; a `file.write` of one whole file reference (which would write the fetched
+/// file's local path as text) becomes a `file.copy` of it; and a `file.copy` of one whole file
+/// into a directory (`"to": "Desktop/"`) copies it to the file there (see [`destination`]). `{{t1.files}}` declares the file t1 reads
+/// or makes; when t1 makes no file known by name, the error asks for `{{t1.files.PATH}}`.
+pub(crate) fn declare_referenced_files(plan: &mut Plan) -> Vec<String> {
+    let mut errors = Vec::new();
+    // What each task reads or makes (the mends below change only copies and references).
+    let sources: Vec<(TaskId, Option<(String, bool)>)> = plan
+        .tasks
+        .iter()
+        .map(|t| (t.id.clone(), t.action.as_ref().and_then(source_file)))
+        .collect();
+    let source_of = |id: &TaskId| {
+        sources
+            .iter()
+            .find(|(t, _)| t == id)
+            .and_then(|(_, s)| s.clone())
+    };
+    for task in &mut plan.tasks {
+        let Some(Action::Sim { op, args }) = task.action.as_mut() else {
+            continue;
+        };
+        // The last part of the source's path stands for it.
+        if let Value::Object(fields) = args {
+            for v in fields.values_mut() {
+                let Value::String(text) = v else { continue };
+                let Ok(found) = refs::parse(text) else {
+                    continue;
+                };
+                for r in found {
+                    let Refers::File(name) = &r.what else {
+                        continue;
+                    };
+                    let Some((path, _)) = source_of(&r.task) else {
+                        continue;
+                    };
+                    if *name != path && path.ends_with(&format!("/{name}")) {
+                        let full = refs::Reference {
+                            task: r.task.clone(),
+                            what: Refers::File(path),
+                        };
+                        *text = text.replace(&r.to_string(), &full.to_string());
+                    }
+                }
+            }
+        }
+        // A file written whole (its path as the content) is a copy of it.
+        let written = args
+            .get("content")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let appends = args.get("append").and_then(Value::as_bool) == Some(true);
+        if op == SIM_WRITE && !appends && whole_file_reference(written).is_some() {
+            let to = args.get("path").cloned().unwrap_or_default();
+            *args = json!({"from": written.trim(), "to": to});
+            *op = SIM_COPY.to_owned();
+        }
+        // A whole file copied into a directory lands there by its name.
+        if op == SIM_COPY {
+            let from = args.get("from").and_then(Value::as_str).unwrap_or_default();
+            let to = args.get("to").and_then(Value::as_str).unwrap_or_default();
+            if let Some((task, name)) = whole_file_reference(from) {
+                let keep = source_of(&task).is_some_and(|(p, keep)| p == name && keep);
+                if let Some(dest) = destination(to, &name, keep).filter(|d| d != to) {
+                    args["to"] = Value::String(dest);
+                }
+            }
+        }
+    }
+    for w in 0..plan.tasks.len() {
+        let t = &plan.tasks[w];
+        let Ok(found) = refs::task_references(&t.instruction, t.action.as_ref()) else {
+            continue;
+        };
+        let own = t.id.clone();
+        for r in found {
+            let Some(s) = plan.tasks.iter().position(|t| t.id == r.task) else {
+                continue;
+            };
+            if r.task == own {
+                continue;
+            }
+            let name = match &r.what {
+                Refers::File(name) => name.clone(),
+                Refers::Files if plan.tasks[s].outputs.is_empty() => {
+                    match plan.tasks[s].action.as_ref().and_then(source_file) {
+                        Some((path, _)) if refs::file_name(&path).is_ok() => path,
+                        _ => {
+                            errors.push(format!(
+                                "task {own}: {r} names no file: task {} reads or makes no file \
+                                 known by name; write {{{{{}.files.PATH}}}} with the file's path",
+                                r.task, r.task
+                            ));
+                            continue;
+                        }
+                    }
+                }
+                _ => continue,
+            };
+            if !plan.tasks[s].outputs.contains(&name) {
+                plan.tasks[s].outputs.push(name);
+            }
+        }
+    }
+    errors
+}
+
+/// The task and file name of a text that is exactly one `{{ID.files.NAME}}`.
+fn whole_file_reference(text: &str) -> Option<(TaskId, String)> {
+    let [r] = <[refs::Reference; 1]>::try_from(refs::parse(text).ok()?).ok()?;
+    let Refers::File(name) = &r.what else {
+        return None;
+    };
+    (text.trim() == r.to_string()).then(|| (r.task.clone(), name.clone()))
+}
+
 /// For task `w`, a simulated write (not an append) whose content is exactly `{{ID.output}}`:
 /// that ID and the path written.
 fn whole_output_write(plan: &Plan, w: usize) -> Option<(TaskId, String)> {
@@ -503,6 +625,104 @@ mod tests {
         };
         pull_from_named_source(&mut p, &refs, text);
         assert_eq!(p.tasks.len(), 1);
+    }
+
+    fn copy_from(id: &str, on: &str, from: &str, to: &str) -> PlannedTask {
+        task(id, on, SIM_COPY, json!({"from": from, "to": to}))
+    }
+
+    #[test]
+    fn a_file_a_later_task_refers_to_is_declared_by_the_task_that_makes_it() {
+        let mut p = plan(vec![
+            task("t1", "phone", SIM_PHOTO, json!({"name": "invoice"})),
+            copy_from(
+                "t2",
+                "server",
+                "{{t1.files.DCIM/invoice.jpg}}",
+                "scans/invoice.jpg",
+            ),
+            copy_from(
+                "t3",
+                "laptop",
+                "{{t1.files.DCIM/invoice.jpg}}",
+                "Desktop/x.jpg",
+            ),
+            task("t4", "server", SIM_READ, json!({"path": "a/report.pdf"})),
+            copy_from("t5", "laptop", "{{t4.files}}", "backup/report.pdf"),
+        ]);
+        p.edges.push(edge("t4", "t5"));
+        assert_eq!(declare_referenced_files(&mut p), Vec::<String>::new());
+        assert_eq!(p.tasks[0].outputs, ["DCIM/invoice.jpg"], "declared once");
+        assert_eq!(
+            p.tasks[3].outputs,
+            ["a/report.pdf"],
+            "{{t4.files}}: what t4 read"
+        );
+        assert!(p.tasks[1].outputs.is_empty());
+        p.validate(&crate::Limits::default()).unwrap();
+    }
+
+    #[test]
+    fn a_file_named_by_its_last_part_or_copied_into_a_directory_is_mended() {
+        let mut p = plan(vec![
+            task("t1", "phone", SIM_PHOTO, json!({"name": "shelf-a"})),
+            copy_from("t2", "mac", "{{t1.files.shelf-a.jpg}}", "Desktop/"),
+            task("t3", "mac", SIM_READ, json!({"path": "docs/cv.pdf"})),
+            copy_from("t4", "server", "{{t3.files.docs/cv.pdf}}", "backup/"),
+            // Not a whole file: left as written.
+            copy_from("t5", "server", "x{{t3.files.docs/cv.pdf}}", "b/"),
+            write("t6", "Pictures/", "{{t1.files.DCIM/shelf-a.jpg}}"),
+        ]);
+        declare_referenced_files(&mut p);
+        let args = |i: usize| match &p.tasks[i].action {
+            Some(Action::Sim { args, .. }) => args.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            args(1),
+            json!({"from": "{{t1.files.DCIM/shelf-a.jpg}}", "to": "Desktop/shelf-a.jpg"}),
+            "a photo by its name, into the directory by its name"
+        );
+        assert_eq!(
+            args(3),
+            json!({"from": "{{t3.files.docs/cv.pdf}}", "to": "backup/docs/cv.pdf"}),
+            "a file read keeps its folders, as a copy under a directory does elsewhere"
+        );
+        assert_eq!(args(4)["to"], "b/");
+        assert_eq!(
+            p.tasks[5].action,
+            Some(Action::Sim {
+                op: SIM_COPY.into(),
+                args: json!({"from": "{{t1.files.DCIM/shelf-a.jpg}}", "to": "Pictures/shelf-a.jpg"})
+            }),
+            "a file written whole is copied"
+        );
+        assert_eq!(p.tasks[0].outputs, ["DCIM/shelf-a.jpg"]);
+        assert_eq!(p.tasks[2].outputs, ["docs/cv.pdf"]);
+    }
+
+    #[test]
+    fn all_files_of_a_task_that_makes_none_known_is_an_error_to_repair() {
+        let mut p = plan(vec![
+            task("t1", "server", "build.run", json!({"project": "app"})),
+            copy_from("t2", "phone", "{{t1.files}}", "Downloads/"),
+        ]);
+        let errors = declare_referenced_files(&mut p);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("{{t1.files.PATH}}"), "{}", errors[0]);
+        assert!(p.tasks[0].outputs.is_empty());
+        // Named, the file is declared: a build's artifact the model names itself.
+        let mut p = plan(vec![
+            task("t1", "server", "build.run", json!({"project": "app"})),
+            copy_from(
+                "t2",
+                "phone",
+                "{{t1.files.dist/app.apk}}",
+                "Downloads/app.apk",
+            ),
+        ]);
+        assert!(declare_referenced_files(&mut p).is_empty());
+        assert_eq!(p.tasks[0].outputs, ["dist/app.apk"]);
     }
 
     #[test]
