@@ -303,6 +303,17 @@ pub(crate) fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
+/// The shell command that puts a fetched file (`reference`, a `{{tN.files…}}` reference,
+/// which becomes its local path, quoted) at `to` in the workdir: `mkdir -p` for `to`'s
+/// directory, then `cp`.
+pub(crate) fn place_fetched_file(reference: &str, to: &str) -> String {
+    let place = format!("cp {reference} {}", shell_quote(to));
+    match to.rsplit_once('/') {
+        Some((dir, _)) => format!("mkdir -p {} && {place}", shell_quote(dir)),
+        None => place,
+    }
+}
+
 /// The main text of an output: `data.stdout`, `data.body` or `data.content`, the first that is
 /// a string, else the summary.
 fn main_text(output: &TaskOutput) -> String {

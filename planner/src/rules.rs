@@ -271,12 +271,9 @@ fn copy_tasks<D: Borrow<DeviceInfo>>(
     } else {
         format!("{{{{{id}.files}}}}")
     };
-    let place = format!("cp {reference} {}", shell_quote(path));
-    let command = match path.rsplit_once('/') {
-        Some((dir, _)) => format!("mkdir -p {} && {place}", shell_quote(dir)),
-        None => place,
+    let receive = Action::Shell {
+        command: crate::refs::place_fetched_file(&reference, path),
     };
-    let receive = Action::Shell { command };
     let shown = one_line(path);
     Ok([
         PlannedTask {
@@ -302,11 +299,6 @@ fn copy_tasks<D: Borrow<DeviceInfo>>(
             inputs: Vec::new(),
         },
     ])
-}
-
-/// `s` in single quotes for a POSIX shell (`'` written `'\''`).
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 /// The task for one understood clause; `previous` are the tasks of the step before.

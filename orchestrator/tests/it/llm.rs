@@ -187,6 +187,51 @@ async fn llm_plan_runs_end_to_end() {
     nowhere_in(h.dir.path(), KEY);
 }
 
+/// A binary file moved the way a small model writes it (`read_file` on one device, `write_file`
+/// of that whole output on another) arrives byte for byte: the planner declares it as the
+/// read's output and copies the fetched file with `shell` on the server. As text it would
+/// arrive as its lossy, cut UTF-8 reading, and the request would still succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llm_a_binary_file_read_and_written_elsewhere_arrives_byte_for_byte() {
+    let llm = ScriptedLlm::start().await;
+    llm.push(Reply::json(&json!({"refuse": null, "tasks": [
+        step("t1", "laptop", json!({"tool": "read_file", "with": {"path": "photos/cat.jpg"}}), &[]),
+        step("t2", "server", json!({"tool": "write_file",
+            "with": {"path": "backup/cat.jpg", "content": "{{t1.output}}"}}), &["t1"]),
+    ]})));
+    llm.set_fallback(finish());
+    let h = start(&llm.base_url(), |_| {}).await;
+    // Not UTF-8; its lossy reading (~120 KB) is within the agents' output and write limits.
+    let bytes: Vec<u8> = (0..100_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let photos = h.dir.path().join("agents/laptop/photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    std::fs::write(photos.join("cat.jpg"), &bytes).unwrap();
+    let (status, body) = submit(
+        &h,
+        "copy photos/cat.jpg from my laptop to the server as backup/cat.jpg",
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let v: RequestView = serde_json::from_value(body).unwrap();
+    let v = h.wait_done(v.id.as_str()).await;
+    assert_eq!(v.status, RequestStatus::Succeeded, "{v:#?}");
+    let copied = std::fs::read(h.dir.path().join("agents/server/backup/cat.jpg")).unwrap();
+    assert!(
+        copied == bytes,
+        "{} bytes arrived of {}",
+        copied.len(),
+        bytes.len()
+    );
+    let t1 = v.tasks.iter().find(|t| t.id.as_str() == "t1").unwrap();
+    assert_eq!(
+        t1.files.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+        ["photos/cat.jpg"]
+    );
+    llm.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn llm_invalid_plans_are_repaired_with_their_errors() {
     let llm = ScriptedLlm::start().await;

@@ -79,7 +79,14 @@ pub(crate) fn destination(to: &str, source: &str, keep_parents: bool) -> Option<
 /// file cannot be named as an output (a path outside the workdir, a glob character) are left as
 /// they are. The plan's tasks, ids and edges stay: the reference `{{t1.files.PATH}}` needs t1
 /// upstream just as `{{t1.output}}` did.
-pub(crate) fn move_files_as_files(plan: &mut Plan) {
+///
+/// The same for the built-in pair: a `write_file` of the whole output of a `read_file` of a
+/// file (its name has an extension, and a write to a file path keeps it: a directory's
+/// listing written to `list.txt` is text) becomes `shell` `mkdir -p DIR && cp
+/// {{t1.files.PATH}} 'DEST'`, as the rules planner's `copy` does, when the device named for the
+/// write runs `shell` (else it stays text: `write_file` has no copy beside it everywhere). As
+/// text, a binary file would arrive as its lossy, cut UTF-8 reading, reported succeeded.
+pub(crate) fn move_files_as_files(plan: &mut Plan, devices: &[&DeviceProfile]) {
     for w in 0..plan.tasks.len() {
         let Some((source, to)) = whole_output_write(plan, w) else {
             continue;
@@ -90,26 +97,65 @@ pub(crate) fn move_files_as_files(plan: &mut Plan) {
         let Some((path, keep_parents)) = plan.tasks[s].action.as_ref().and_then(source_file) else {
             continue;
         };
-        // Only files of the simulated apps: `read_file`'s device may not run `file.copy`.
-        if !matches!(plan.tasks[s].action, Some(Action::Sim { .. })) {
-            continue;
-        }
         let Some(to) = destination(&to, &path, keep_parents) else {
             continue;
         };
-        // The reference `{{tN.files.PATH}}` must be able to name it.
-        if refs::file_name(&path).is_err() {
+        // `{{tN.files.PATH}}`, or all of tN's files when PATH cannot be written in a reference
+        // and it is tN's only file (as the rules planner's `copy` does).
+        let reference = if refs::file_name(&path).is_ok() {
+            format!("{{{{{source}.files.{path}}}}}")
+        } else if plan.tasks[s].outputs.iter().all(|o| *o == path)
+            && weft_protocol::files::check_file_name(&path).is_ok()
+        {
+            format!("{{{{{source}.files}}}}")
+        } else {
             continue;
-        }
+        };
+        let action = match (&plan.tasks[s].action, &plan.tasks[w].action) {
+            (Some(Action::Sim { .. }), Some(Action::Sim { .. })) => Action::Sim {
+                op: SIM_COPY.to_owned(),
+                args: json!({"from": reference, "to": to}),
+            },
+            (Some(Action::ReadFile { .. }), Some(Action::WriteFile { .. }))
+                if extension(&path).is_some()
+                    && extension(&to).is_none_or(|e| Some(e) == extension(&path)) =>
+            {
+                let copy = Action::Shell {
+                    command: refs::place_fetched_file(&reference, &to),
+                };
+                let task = PlannedTask {
+                    capabilities: vec![copy.capability().to_owned()],
+                    action: Some(copy),
+                    ..plan.tasks[w].clone()
+                };
+                let Target::Device(name) = &task.target else {
+                    continue;
+                };
+                let runs_it = devices
+                    .iter()
+                    .any(|d| &d.info.name == name && review::can_run(d, &task));
+                if !runs_it {
+                    continue;
+                }
+                let Some(copy) = task.action else { continue };
+                plan.tasks[w].capabilities = task.capabilities;
+                copy
+            }
+            // `read_file`'s device may not run `file.copy`, and so on.
+            _ => continue,
+        };
         tracing::debug!(task = %plan.tasks[w].id, %source, %path, %to, "a whole file moves as a file");
-        plan.tasks[w].action = Some(Action::Sim {
-            op: SIM_COPY.to_owned(),
-            args: json!({"from": format!("{{{{{source}.files.{path}}}}}"), "to": to}),
-        });
+        plan.tasks[w].action = Some(action);
         if !plan.tasks[s].outputs.contains(&path) {
             plan.tasks[s].outputs.push(path);
         }
     }
+}
+
+/// The extension of a path's last part (`jpg` of `DCIM/a.jpg`; none for `.profile`), if any.
+fn extension(path: &str) -> Option<&str> {
+    let (stem, ext) = path.rsplit('/').next()?.rsplit_once('.')?;
+    (!stem.is_empty() && !ext.is_empty()).then_some(ext)
 }
 
 /// A copy of a file onto itself (`file.copy` from PATH to PATH) on some device, when the
@@ -326,17 +372,20 @@ fn whole_file_reference(text: &str) -> Option<(TaskId, String)> {
     (text.trim() == r.to_string()).then(|| (r.task.clone(), name.clone()))
 }
 
-/// For task `w`, a simulated write (not an append) whose content is exactly `{{ID.output}}`:
+/// For task `w`, a simulated write (not an append) or a `write_file` whose content is exactly
+/// `{{ID.output}}`:
 /// that ID and the path written.
 fn whole_output_write(plan: &Plan, w: usize) -> Option<(TaskId, String)> {
-    let Some(Action::Sim { op, args }) = plan.tasks[w].action.as_ref() else {
-        return None;
+    let (to, content) = match plan.tasks[w].action.as_ref()? {
+        Action::Sim { op, args }
+            if op == SIM_WRITE && args.get("append").and_then(Value::as_bool) != Some(true) =>
+        {
+            (args.get("path")?.as_str()?, args.get("content")?.as_str()?)
+        }
+        Action::WriteFile { path, content } => (path.as_str(), content.as_str()),
+        _ => return None,
     };
-    if op != SIM_WRITE || args.get("append").and_then(Value::as_bool) == Some(true) {
-        return None;
-    }
-    let to = literal(args.get("path")?.as_str()?)?;
-    let content = args.get("content")?.as_str()?;
+    let to = literal(to)?;
     let [r] = refs::parse(content).ok()?.try_into().ok()?;
     let whole = matches!(&r.what, Refers::Output(keys) if keys.is_empty())
         && content.trim() == r.to_string();
@@ -400,7 +449,7 @@ mod tests {
             write("t2", "backup/mac/", " {{t1.output}}\n"),
             write("t3", "Desktop/ch1-copy.md", "{{t1.output}}"),
         ]);
-        move_files_as_files(&mut p);
+        move_files_as_files(&mut p, &[]);
         assert_eq!(p.tasks[0].outputs, ["thesis/ch1.md"]);
         assert_eq!(
             p.tasks[0].action,
@@ -422,13 +471,35 @@ mod tests {
     }
 
     #[test]
+    fn a_name_a_reference_cannot_hold_is_all_files_of_its_task() {
+        let mut p = plan(vec![
+            task(
+                "t1",
+                "mac",
+                SIM_READ,
+                json!({"path": "My Documents/a b.md"}),
+            ),
+            write("t2", "b.md", "{{t1.output}}"),
+        ]);
+        move_files_as_files(&mut p, &[]);
+        assert_eq!(p.tasks[0].outputs, ["My Documents/a b.md"]);
+        assert_eq!(
+            p.tasks[1].action,
+            Some(Action::Sim {
+                op: SIM_COPY.into(),
+                args: json!({"from": "{{t1.files}}", "to": "b.md"})
+            })
+        );
+    }
+
+    #[test]
     fn a_photo_written_whole_is_copied_by_its_name() {
         let mut p = plan(vec![
             task("t1", "phone", SIM_PHOTO, json!({"name": "meter-gas"})),
             write("t2", "meters/2026-03/", "{{t1.output}}"),
             write("t3", "Desktop/gas.jpg", "{{t1.output}}"),
         ]);
-        move_files_as_files(&mut p);
+        move_files_as_files(&mut p, &[]);
         assert_eq!(p.tasks[0].outputs, ["DCIM/meter-gas.jpg"], "declared once");
         let Some(Action::Sim { op, args }) = &p.tasks[1].action else {
             panic!("{:?}", p.tasks[1].action)
@@ -481,21 +552,6 @@ mod tests {
                 "a path outside the workdir",
             ),
             (
-                task(
-                    "t1",
-                    "mac",
-                    SIM_READ,
-                    json!({"path": "My Documents/a b.md"}),
-                ),
-                write("t2", "b.md", "{{t1.output}}"),
-                "a name a reference cannot hold",
-            ),
-            (
-                task("t1", "phone", SIM_PHOTO, json!({"name": "a, b, c"})),
-                write("t2", "Desktop/", "{{t1.output}}"),
-                "a photo name a reference cannot hold",
-            ),
-            (
                 task("t1", "phone", SIM_PHOTO, json!({})),
                 write("t2", "Desktop/", "{{t1.output}}"),
                 "a photo of no name",
@@ -519,7 +575,7 @@ mod tests {
         for (source, w, why) in cases {
             let mut p = plan(vec![source, w]);
             let before = format!("{:?}", p.tasks);
-            move_files_as_files(&mut p);
+            move_files_as_files(&mut p, &[]);
             assert_eq!(format!("{:?}", p.tasks), before, "{why}");
         }
     }
@@ -535,6 +591,59 @@ mod tests {
             platform: None,
             tools: Vec::new(),
         }
+    }
+
+    fn built_in(id: &str, on: &str, action: Action) -> PlannedTask {
+        PlannedTask {
+            capabilities: vec![action.capability().to_owned()],
+            action: Some(action),
+            ..task(id, on, "unused", json!({}))
+        }
+    }
+
+    #[test]
+    fn a_read_file_written_whole_by_write_file_is_copied_by_shell_where_it_runs() {
+        let read = |path: &str| Action::ReadFile { path: path.into() };
+        let write = |path: &str| Action::WriteFile {
+            path: path.into(),
+            content: "{{t1.output}}".into(),
+        };
+        let server = device("server", "server", &["fs", "shell"]);
+        let phone = device("phone", "phone", &["fs"]);
+        let mut p = plan(vec![
+            built_in("t1", "laptop", read("photos/cat 1.jpg")),
+            built_in("t2", "server", write("backup/")),
+            built_in("t3", "server", write("Desktop/cat.jpg")),
+            // No shell on the phone: left as text.
+            built_in("t4", "phone", write("cat.jpg")),
+            // Another extension (a listing, a summary): text.
+            built_in("t5", "server", write("cat.txt")),
+        ]);
+        move_files_as_files(&mut p, &[&server, &phone]);
+        assert_eq!(p.tasks[0].outputs, ["photos/cat 1.jpg"]);
+        assert_eq!(
+            p.tasks[1].action,
+            Some(Action::Shell {
+                // A name a reference cannot hold: all of t1's files, which is that one.
+                command: "mkdir -p 'backup/photos' && cp {{t1.files}} 'backup/photos/cat 1.jpg'"
+                    .into()
+            })
+        );
+        assert_eq!(p.tasks[1].capabilities, ["shell"]);
+        assert!(matches!(&p.tasks[2].action, Some(Action::Shell { command })
+            if command.ends_with("'Desktop/cat.jpg'")));
+        assert_eq!(p.tasks[3].action, Some(write("cat.jpg")));
+        assert_eq!(p.tasks[4].action, Some(write("cat.txt")));
+        p.validate(&crate::Limits::default()).unwrap();
+
+        // A directory read (its listing) is text wherever it goes.
+        let mut p = plan(vec![
+            built_in("t1", "laptop", read("photos")),
+            built_in("t2", "server", write("list")),
+        ]);
+        move_files_as_files(&mut p, &[&server]);
+        assert!(p.tasks[0].outputs.is_empty());
+        assert_eq!(p.tasks[1].action, Some(write("list")));
     }
 
     #[test]
