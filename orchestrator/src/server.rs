@@ -59,7 +59,7 @@ impl Parts {
                 heartbeat_interval: self.opts.heartbeat_interval,
             },
             shutdown: shutdown.clone(),
-            web: crate::web::Web::new(self.tls.is_some()),
+            web: crate::web::Web::new(self.store.clone(), self.tls.is_some()),
             auth_limiter: self.auth_limiter.clone(),
             conns: self.conns.clone(),
             tls: self.tls.clone(),

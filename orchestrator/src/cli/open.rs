@@ -8,7 +8,7 @@ use crate::now_ms;
 /// Asks the server for a login link, prints it, and tries to open it.
 pub async fn run(client: &Client, no_browser: bool) -> anyhow::Result<i32> {
     let link = client.login_link().await?;
-    // The server that made the link (the leader, with replicas): sessions live in its memory.
+    // The server that made the link (the leader, with replicas), which serves the web view.
     let url = format!("{}{}", client.base(), link.path);
     let secs = link.expires_at_ms.saturating_sub(now_ms()) / 1000;
     println!("{url}");

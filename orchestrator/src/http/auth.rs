@@ -93,7 +93,13 @@ pub(super) async fn require_api_token(
                 "wrong API token",
             )))
         }
-        None => state.web.sessions.authenticate(req.method(), req.headers()),
+        None => {
+            state
+                .web
+                .sessions
+                .authenticate(req.method(), req.headers())
+                .await
+        }
     };
     match auth {
         Some(Ok(auth)) => {

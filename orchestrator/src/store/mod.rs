@@ -37,6 +37,7 @@ mod retention;
 #[cfg(test)]
 pub(crate) mod testing;
 mod view;
+mod web_sessions;
 mod write;
 
 pub use lease::{EVENTS_CHANNEL, LeaderRow, Renewal, SqliteLock};

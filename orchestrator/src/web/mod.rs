@@ -52,17 +52,11 @@ pub struct Web {
     layout_slot: Arc<Semaphore>,
 }
 
-impl Default for Web {
-    fn default() -> Self {
-        Self::new(false)
-    }
-}
-
 impl Web {
-    /// The web view of a server served over TLS (`secure`) or not.
-    pub fn new(secure: bool) -> Self {
+    /// The web view of a server served over TLS (`secure`) or not, its sessions in `store`.
+    pub fn new(store: crate::store::Store, secure: bool) -> Self {
         Self {
-            sessions: Arc::new(Sessions::new(secure)),
+            sessions: Arc::new(Sessions::new(store, secure)),
             layouts: Arc::default(),
             layout_slot: Arc::new(Semaphore::new(1)),
         }
@@ -216,8 +210,13 @@ const LOG_IN_AGAIN: &str = "Run `weft open` on the orchestrator's machine (or an
      API token) and open the link it prints. Links work once, for two minutes.";
 
 async fn index(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
-    let csrf =
-        session::session_cookie(&headers).and_then(|id| state.web.sessions.csrf(id, now_ms()));
+    let csrf = match session::session_cookie(&headers) {
+        Some(id) => match state.web.sessions.csrf(id, now_ms()).await {
+            Ok(csrf) => csrf,
+            Err(e) => return ApiError::from(e).into_response(),
+        },
+        None => None,
+    };
     match csrf {
         // The token is 64 hex characters: nothing to escape.
         Some(csrf) => html(StatusCode::OK, INDEX_HTML.replace("{{CSRF}}", &csrf)),
@@ -253,10 +252,13 @@ async fn login(
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         return resp;
     }
-    let new = q
-        .token
-        .as_deref()
-        .and_then(|t| state.web.sessions.redeem(t, now_ms()));
+    let new = match q.token.as_deref() {
+        Some(t) => match state.web.sessions.redeem(t, now_ms()).await {
+            Ok(new) => new,
+            Err(e) => return ApiError::from(e).into_response(),
+        },
+        None => None,
+    };
     if new.is_none()
         && let Some(ip) = ip
     {
@@ -266,13 +268,14 @@ async fn login(
         return message(
             StatusCode::UNAUTHORIZED,
             "This login link does not work",
-            &format!(
-                "It was used already, has expired, or is from before the server restarted. {LOG_IN_AGAIN}"
-            ),
+            &format!("It was used already or has expired. {LOG_IN_AGAIN}"),
         );
     };
-    if let Some(old) = session::session_cookie(&headers) {
-        state.web.sessions.end(old);
+    if let Some(old) = session::session_cookie(&headers)
+        && let Err(e) = state.web.sessions.end(old).await
+    {
+        // The new session works; the old one expires on its own.
+        tracing::warn!(error = %e, "cannot end the session a login replaced");
     }
     tracing::info!("web session started from a login link");
     let mut resp = html(StatusCode::SEE_OTHER, String::new());
@@ -301,7 +304,7 @@ async fn create_login_link(
             "login links are made with the API token (`weft open`), not from a browser session",
         ));
     }
-    let (token, expires_at_ms) = state.web.sessions.create_link(now_ms());
+    let (token, expires_at_ms) = state.web.sessions.create_link(now_ms()).await?;
     Ok((
         StatusCode::CREATED,
         Json(LoginLink {
@@ -315,8 +318,10 @@ async fn create_login_link(
 #[utoipa::path(post, path = "/v1/ui/logout", responses((status = 204)),
     security(("bearer" = [])))]
 async fn logout(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
-    if let Some(id) = session::session_cookie(&headers) {
-        state.web.sessions.end(id);
+    if let Some(id) = session::session_cookie(&headers)
+        && let Err(e) = state.web.sessions.end(id).await
+    {
+        return ApiError::from(e).into_response();
     }
     let mut resp = StatusCode::NO_CONTENT.into_response();
     if let Ok(v) = HeaderValue::from_str(&state.web.sessions.clear_cookie()) {

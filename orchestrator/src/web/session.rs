@@ -1,8 +1,9 @@
 //! Browser sessions for the web view: one-time login links, the session cookie, and the
 //! cross-site checks on state-changing calls made with that cookie.
 //!
-//! Everything is held in memory: a restart logs every browser out (run `weft open` again).
-//! Only SHA-256 hashes of link tokens and session ids are kept, like every other secret here.
+//! Links and sessions are stored (`store/web_sessions.rs`): a restart or a takeover keeps
+//! every browser logged in, and a link made through the leader works on a standby. Only
+//! SHA-256 hashes of link tokens and session ids are kept, like every other secret here.
 //!
 //! Architecture invariant: a session is created only by redeeming a login link, and a login
 //! link only by a caller holding the API token (`POST /v1/ui/login-links`). A link works once,
@@ -13,13 +14,12 @@
 //! and an `Origin` equal to the server's own origin (and `Sec-Fetch-Site`, when sent, is
 //! `same-origin`). The cookie is `HttpOnly; SameSite=Strict; Path=/`.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, Method, StatusCode, header};
 
-use crate::{ApiError, now_ms, token};
+use crate::store::Store;
+use crate::{ApiError, Error, now_ms, token};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "weft_session";
@@ -49,28 +49,14 @@ pub enum Auth {
 /// A session just created from a login link.
 #[derive(Debug)]
 pub struct NewSession {
-    /// The cookie value (the only copy; the server keeps its hash).
+    /// The cookie value (the only copy; the store keeps its hash).
     pub id: String,
 }
 
-#[derive(Debug)]
-struct Session {
-    csrf: String,
-    expires_at_ms: u64,
-}
-
-#[derive(Debug, Default)]
-struct Inner {
-    /// Link token hash → expiry.
-    links: HashMap<String, u64>,
-    /// Session id hash → session.
-    sessions: HashMap<String, Session>,
-}
-
-/// The server's login links and sessions.
-#[derive(Debug, Default)]
+/// The server's login links and sessions, kept in its store.
+#[derive(Debug, Clone)]
 pub struct Sessions {
-    inner: Mutex<Inner>,
+    store: Store,
     /// Served over TLS: the cookie is `Secure` and the page's origin is `https://`.
     secure: bool,
 }
@@ -80,12 +66,9 @@ fn millis(d: Duration) -> u64 {
 }
 
 impl Sessions {
-    /// Sessions of a server that is served over TLS (`secure`) or not.
-    pub fn new(secure: bool) -> Self {
-        Self {
-            inner: Mutex::default(),
-            secure,
-        }
+    /// The sessions in `store` of a server that is served over TLS (`secure`) or not.
+    pub fn new(store: Store, secure: bool) -> Self {
+        Self { store, secure }
     }
 
     /// The `Set-Cookie` value that stores a session in the browser.
@@ -98,91 +81,65 @@ impl Sessions {
         clear_cookie(self.secure)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        // A panic while holding the lock cannot leave the maps inconsistent (single inserts
-        // and removes), so a poisoned lock is still usable.
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     /// A new one-time login link token and when it expires.
-    pub fn create_link(&self, now: u64) -> (String, u64) {
+    pub async fn create_link(&self, now: u64) -> Result<(String, u64), Error> {
         let tok = token::generate();
         let expires = now + millis(LINK_TTL);
-        let mut inner = self.lock();
-        inner.links.retain(|_, exp| *exp > now);
-        if inner.links.len() >= MAX_LINKS
-            && let Some(oldest) = inner
-                .links
-                .iter()
-                .min_by_key(|(_, exp)| **exp)
-                .map(|(k, _)| k.clone())
-        {
-            inner.links.remove(&oldest);
-        }
-        inner.links.insert(token::hash(&tok), expires);
-        (tok, expires)
+        self.store
+            .add_login_link(&token::hash(&tok), expires, now, MAX_LINKS)
+            .await?;
+        Ok((tok, expires))
     }
 
     /// Redeems a login link: the link is used up (valid or not), and a valid one yields a new
     /// session.
-    pub fn redeem(&self, link: &str, now: u64) -> Option<NewSession> {
-        let mut inner = self.lock();
-        let expires = inner.links.remove(&token::hash(link))?;
-        if expires <= now {
-            return None;
-        }
-        inner.sessions.retain(|_, s| s.expires_at_ms > now);
-        if inner.sessions.len() >= MAX_SESSIONS
-            && let Some(oldest) = inner
-                .sessions
-                .iter()
-                .min_by_key(|(_, s)| s.expires_at_ms)
-                .map(|(k, _)| k.clone())
-        {
-            inner.sessions.remove(&oldest);
+    pub async fn redeem(&self, link: &str, now: u64) -> Result<Option<NewSession>, Error> {
+        if !self.store.take_login_link(&token::hash(link), now).await? {
+            return Ok(None);
         }
         let id = token::generate();
-        inner.sessions.insert(
-            token::hash(&id),
-            Session {
-                csrf: token::generate(),
-                expires_at_ms: now + millis(SESSION_TTL),
-            },
-        );
-        Some(NewSession { id })
+        self.store
+            .add_web_session(
+                &token::hash(&id),
+                &token::generate(),
+                now + millis(SESSION_TTL),
+                now,
+                MAX_SESSIONS,
+            )
+            .await?;
+        Ok(Some(NewSession { id }))
     }
 
     /// The CSRF token of a live session.
-    pub fn csrf(&self, session_id: &str, now: u64) -> Option<String> {
-        let inner = self.lock();
-        inner
-            .sessions
-            .get(&token::hash(session_id))
-            .filter(|s| s.expires_at_ms > now)
-            .map(|s| s.csrf.clone())
+    pub async fn csrf(&self, session_id: &str, now: u64) -> Result<Option<String>, Error> {
+        self.store
+            .web_session_csrf(&token::hash(session_id), now)
+            .await
     }
 
     /// Ends a session (log out).
-    pub fn end(&self, session_id: &str) {
-        self.lock().sessions.remove(&token::hash(session_id));
+    pub async fn end(&self, session_id: &str) -> Result<(), Error> {
+        self.store.end_web_session(&token::hash(session_id)).await
     }
 
     /// Authenticates a request by its session cookie. `None`: the request has no session
     /// cookie (the caller answers as for a missing API token).
-    pub fn authenticate(
+    pub async fn authenticate(
         &self,
         method: &Method,
         headers: &HeaderMap,
     ) -> Option<Result<Auth, ApiError>> {
         let id = session_cookie(headers)?;
-        let Some(csrf) = self.csrf(id, now_ms()) else {
-            return Some(Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "session_expired",
-                "the web session has expired or the server restarted; run `weft open` for a new login link",
-            )));
+        let csrf = match self.csrf(id, now_ms()).await {
+            Ok(Some(csrf)) => csrf,
+            Ok(None) => {
+                return Some(Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "session_expired",
+                    "the web session has expired or ended; run `weft open` for a new login link",
+                )));
+            }
+            Err(e) => return Some(Err(e.into())),
         };
         if method == Method::GET || method == Method::HEAD {
             return Some(Ok(Auth::Session));
@@ -280,56 +237,93 @@ mod tests {
         h
     }
 
-    #[test]
-    fn a_link_works_once_and_only_before_it_expires() {
-        let s = Sessions::default();
-        let (link, expires) = s.create_link(1_000);
-        assert_eq!(expires, 1_000 + millis(LINK_TTL));
-        assert!(s.redeem("not-a-link", 1_001).is_none());
-        let session = s.redeem(&link, 1_001).expect("a fresh link works");
-        assert!(s.redeem(&link, 1_002).is_none(), "a link works only once");
-        assert!(s.csrf(&session.id, 1_003).is_some());
-        assert!(s.csrf(&session.id, 1_001 + millis(SESSION_TTL)).is_none());
+    async fn sessions() -> Sessions {
+        Sessions::new(Store::open("sqlite::memory:").await.unwrap(), false)
+    }
 
-        let (late, expires) = s.create_link(5_000);
+    #[tokio::test]
+    async fn a_link_works_once_and_only_before_it_expires() {
+        let s = sessions().await;
+        let (link, expires) = s.create_link(1_000).await.unwrap();
+        assert_eq!(expires, 1_000 + millis(LINK_TTL));
+        assert!(s.redeem("not-a-link", 1_001).await.unwrap().is_none());
+        let session = s
+            .redeem(&link, 1_001)
+            .await
+            .unwrap()
+            .expect("a fresh link works");
         assert!(
-            s.redeem(&late, expires).is_none(),
+            s.redeem(&link, 1_002).await.unwrap().is_none(),
+            "a link works only once"
+        );
+        assert!(s.csrf(&session.id, 1_003).await.unwrap().is_some());
+        assert!(
+            s.csrf(&session.id, 1_001 + millis(SESSION_TTL))
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        let (late, expires) = s.create_link(5_000).await.unwrap();
+        assert!(
+            s.redeem(&late, expires).await.unwrap().is_none(),
             "expired links do not work"
         );
         assert!(
-            s.redeem(&late, 5_001).is_none(),
+            s.redeem(&late, 5_001).await.unwrap().is_none(),
             "and are used up by the attempt"
         );
     }
 
-    #[test]
-    fn links_and_sessions_are_bounded() {
-        let s = Sessions::default();
-        let links: Vec<String> = (0..MAX_LINKS + 5)
-            .map(|i| s.create_link(1_000 + i as u64).0)
-            .collect();
-        assert!(s.lock().links.len() <= MAX_LINKS);
+    #[tokio::test]
+    async fn links_and_sessions_are_bounded() {
+        let s = sessions().await;
+        let mut links = Vec::new();
+        for i in 0..MAX_LINKS + 5 {
+            links.push(s.create_link(1_000 + i as u64).await.unwrap().0);
+        }
+        assert_eq!(s.store.web_counts().await.0, MAX_LINKS as i64);
         assert!(
-            s.redeem(&links[0], 2_000).is_none(),
+            s.redeem(&links[0], 2_000).await.unwrap().is_none(),
             "the oldest link was dropped"
         );
-        assert!(s.redeem(&links[MAX_LINKS + 4], 2_000).is_some());
+        assert!(
+            s.redeem(&links[MAX_LINKS + 4], 2_000)
+                .await
+                .unwrap()
+                .is_some()
+        );
         for i in 0..MAX_SESSIONS + 5 {
-            let (l, _) = s.create_link(3_000);
-            s.redeem(&l, 3_000 + i as u64).unwrap();
+            let (l, _) = s.create_link(3_000).await.unwrap();
+            s.redeem(&l, 3_000 + i as u64).await.unwrap().unwrap();
         }
-        assert!(s.lock().sessions.len() <= MAX_SESSIONS);
+        assert_eq!(s.store.web_counts().await.1, MAX_SESSIONS as i64);
     }
 
-    #[test]
-    fn only_hashes_are_kept() {
-        let s = Sessions::default();
-        let (link, _) = s.create_link(1);
-        assert!(!s.lock().links.contains_key(&link));
-        let session = s.redeem(&link, 2).unwrap();
-        assert!(!s.lock().sessions.contains_key(&session.id));
-        s.end(&session.id);
-        assert!(s.csrf(&session.id, 3).is_none());
+    #[tokio::test]
+    async fn only_hashes_are_stored_and_a_session_outlives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("weft.db");
+        let s = Sessions::new(Store::open(db.to_str().unwrap()).await.unwrap(), false);
+        let (link, _) = s.create_link(1).await.unwrap();
+        let session = s.redeem(&link, 2).await.unwrap().unwrap();
+        let csrf = s.csrf(&session.id, 3).await.unwrap().unwrap();
+        s.store.close().await;
+        // The database and whatever WAL or journal is beside it.
+        for file in std::fs::read_dir(dir.path()).unwrap() {
+            let raw = std::fs::read(file.unwrap().path()).unwrap();
+            for secret in [&link, &session.id] {
+                assert!(
+                    !raw.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "a token is stored in the clear"
+                );
+            }
+        }
+        // As after a restart: another store on the same file knows the session.
+        let s = Sessions::new(Store::open(db.to_str().unwrap()).await.unwrap(), false);
+        assert_eq!(s.csrf(&session.id, 4).await.unwrap(), Some(csrf));
+        s.end(&session.id).await.unwrap();
+        assert!(s.csrf(&session.id, 5).await.unwrap().is_none());
     }
 
     #[test]

@@ -436,6 +436,49 @@ async fn a_standby_serves_reads_sends_writes_to_the_leader_and_takes_over_when_i
     assert_eq!(devices[0]["status"], "online", "{devices}");
     assert_eq!(devices[0]["running"], 1, "{devices}");
 
+    // The web view is the leader's, but its sessions are stored: a session started there
+    // authenticates the standby's reads too, and outlives the takeover below.
+    let link: Value = rest
+        .call_one(&a.base, reqwest::Method::POST, "/v1/ui/login-links", None)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let browser = || {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap()
+    };
+    let login = browser()
+        .get(format!("{}{}", a.base, link["path"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        login.status(),
+        StatusCode::SEE_OTHER,
+        "redeemed at the leader"
+    );
+    let cookie = login.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let with_cookie = |base: String| {
+        let cookie = cookie.clone();
+        async move {
+            browser()
+                .get(format!("{base}/v1/devices"))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(with_cookie(a.base.clone()).await, StatusCode::OK);
+    assert_eq!(with_cookie(b.base.clone()).await, StatusCode::OK);
+
     // kill -9 the leader while the task runs: the standby takes over, resumes the request
     // from the store, the agent finds it and the task's one result is applied once.
     let mut a = a;
@@ -461,6 +504,11 @@ async fn a_standby_serves_reads_sends_writes_to_the_leader_and_takes_over_when_i
     );
     let journal = rest.events(&b.base, &id).await;
     assert_each_result_applied_once(&v, &journal);
+    assert_eq!(
+        with_cookie(b.base.clone()).await,
+        StatusCode::OK,
+        "the browser session outlives the takeover"
+    );
 
     // The stream opened on the standby saw the same journal, in order, to its end.
     let streamed = sse_events(&tokio::time::timeout(WAIT, stream).await.unwrap().unwrap());

@@ -173,6 +173,55 @@ async fn a_login_link_makes_one_session_and_the_page_needs_it() {
     h.stop().await;
 }
 
+/// The status of `GET /v1/devices` with the session cookie.
+async fn devices(h: &Harness, cookie: &str) -> StatusCode {
+    h.http
+        .get(format!("{}/v1/devices", h.base))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// Sessions and links are stored: a restart keeps the browser logged in (same CSRF token), an
+/// unredeemed link still works once after it, and a logout ends the session for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_and_a_link_outlive_a_restart_and_a_logout_ends_the_session() {
+    let mut h = Harness::start().await;
+    let cookie = log_in(&h).await;
+    let csrf = csrf_of(&h, &cookie).await;
+    let (status, link) = h.post("/v1/ui/login-links", &json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{link}");
+    let link = format!("{}{}", h.base, link["path"].as_str().unwrap());
+    h.restart().await;
+
+    assert_eq!(csrf_of(&h, &cookie).await, csrf, "the same session");
+    assert_eq!(devices(&h, &cookie).await, StatusCode::OK);
+    let redeemed = no_redirects().get(&link).send().await.unwrap();
+    assert_eq!(
+        redeemed.status(),
+        StatusCode::SEE_OTHER,
+        "the link made before"
+    );
+    let again = no_redirects().get(&link).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::UNAUTHORIZED, "still only once");
+
+    let out = h
+        .http
+        .post(format!("{}/v1/ui/logout", h.base))
+        .header("cookie", &cookie)
+        .header("origin", &h.base)
+        .header("x-weft-csrf", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::NO_CONTENT);
+    h.restart().await;
+    assert_eq!(devices(&h, &cookie).await, StatusCode::UNAUTHORIZED);
+    h.stop().await;
+}
+
 #[tokio::test]
 async fn state_changing_calls_with_the_cookie_need_the_csrf_token_and_this_origin() {
     let h = Harness::with_three_agents().await;
