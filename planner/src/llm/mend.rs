@@ -183,29 +183,33 @@ fn free_id(plan: &Plan, taken: &[TaskId], base: &TaskId, n: usize) -> TaskId {
         .expect("an unbounded range has a free id")
 }
 
-/// The paths a request names: its words that hold a `/` and end in a file name with an
-/// extension (`talks/kickoff-2026.pptx`), without the punctuation around them.
+/// The paths a request names: its words whose last part is a file name with an extension
+/// (`talks/kickoff-2026.pptx`, `report.pdf`; not `v1.2` or a URL), without the punctuation
+/// around them.
 fn named_paths(text: &str) -> Vec<&str> {
+    let has_extension = |name: &str| {
+        name.rsplit_once('.').is_some_and(|(stem, ext)| {
+            !stem.is_empty()
+                && !ext.is_empty()
+                && ext.bytes().all(|b| b.is_ascii_alphanumeric())
+                && ext.bytes().any(|b| b.is_ascii_alphabetic())
+        })
+    };
     let mut paths: Vec<&str> = text
         .split(|c: char| c.is_whitespace() || matches!(c, '"' | '`' | '(' | ')' | ',' | ';'))
         .map(|w| w.trim_end_matches(['.', ':', '!', '?', '\'']))
-        .filter(|w| {
-            w.contains('/')
-                && !w.contains("://")
-                && w.rsplit('/')
-                    .next()
-                    .is_some_and(|name| name.contains('.') && !name.ends_with('.'))
-        })
+        .filter(|w| !w.contains("://") && w.rsplit('/').next().is_some_and(has_extension))
         .collect();
     paths.sort_unstable();
     paths.dedup();
     paths
 }
 
-/// A file the plan reads (`file.read`, `read_file`) at a path the request does not write, when
-/// the request names exactly one path with the same file name (read `slides/kickoff.pptx`, the
-/// request says `talks/kickoff.pptx`): the model took the folder from elsewhere (the prompt's
-/// example). The path becomes the request's everywhere the plan spells it: as any action's
+/// A file the plan reads (`file.read`, `read_file`) at a path the request does not write, in
+/// folders the request does not name, when the request names exactly one path with the same
+/// file name (read `slides/kickoff.pptx`, the request says `talks/kickoff.pptx`; read
+/// `archive/report.pdf` for "report.pdf"): the model took the folder from elsewhere (the
+/// prompt's example). The path becomes the request's everywhere the plan spells it: as any action's
 /// argument (a copy "at the same path" too) and in files references (`{{t1.files.PATH}}`).
 pub(crate) fn paths_as_named(plan: &mut Plan, text: &str) {
     let named = named_paths(text);
@@ -223,6 +227,15 @@ pub(crate) fn paths_as_named(plan: &mut Plan, text: &str) {
             continue;
         };
         if path.contains("{{") || named.contains(&path) {
+            continue;
+        }
+        // "report.pdf from the archive folder": the folder is the request's.
+        let lower = text.to_lowercase();
+        let folders = path.rsplit_once('/').map_or("", |(dir, _)| dir);
+        if folders
+            .split('/')
+            .any(|f| !f.is_empty() && lower.contains(&f.to_lowercase()))
+        {
             continue;
         }
         let same_name: Vec<&&str> = named
@@ -446,6 +459,30 @@ mod tests {
         assert_eq!(
             render(&p),
             render(&plan("talks/kickoff-2026.pptx", "notes/b.md"))
+        );
+        // A bare name: the folder the model added goes, unless the request names it.
+        let read = |path: &str| {
+            let mut p = Plan {
+                tasks: vec![task("t1", "srv", sim(SIM_READ, json!({ "path": path })))],
+                edges: vec![],
+            };
+            paths_as_named(
+                &mut p,
+                "Send report.pdf from the server's archive to my laptop",
+            );
+            p.tasks[0].action.clone()
+        };
+        assert_eq!(
+            read("reports/report.pdf"),
+            Some(sim(SIM_READ, json!({"path": "report.pdf"})))
+        );
+        assert_eq!(
+            read("archive/report.pdf"),
+            Some(sim(SIM_READ, json!({"path": "archive/report.pdf"})))
+        );
+        assert_eq!(
+            named_paths("v1.2 of x.tar.gz, see https://a.b/c.html"),
+            ["x.tar.gz"]
         );
         // Two paths of the request with that name: which one is not guessed.
         let mut p = Plan {

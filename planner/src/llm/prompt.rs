@@ -47,6 +47,14 @@ const SIM_EXAMPLE: &str = r#"Request: "Copy notes/todo.txt from my laptop to my 
 {"id":"t5","name":"text Sam","needs":[],"on":"phone","run":{"tool":"message.send","with":{"text":"{{t4.output}}","to":"Sam"}},"when":{"from":"t4","op":"equals","path":"/breach","value":true}},
 {"id":"t6","name":"log ok","needs":[],"on":"server","run":{"tool":"log.append","with":{"line":"ok","path":"health.txt"}},"when":{"from":"t4","op":"equals","path":"/breach","value":false}}]}"#;
 
+/// Rule 2 of the plan prompt when the devices offer the simulated apps' ops.
+const SIM_MOVE_RULE: &str = r#"2. To move a file or a result from one device to another, read it on the first (file.read, or the tool that produces it) and write it on the other ("file.write" with {{t1.output}} as its content). file.copy copies only within one device."#;
+
+/// Rule 2 with the built-in actions only. A coder model otherwise copies a file with one
+/// `scp`/`rsync` to the other device's name, which is no host; the read and the write it is
+/// asked for instead move the file byte for byte (`transfer.rs`).
+const BUILT_IN_MOVE_RULE: &str = r#"2. To move a file or a result from one device to another, read it on the first (read_file, or the command that produces it) and write it on the other ("write_file" with {{t1.output}} as its content): weft carries it. Devices cannot reach each other: never scp, rsync, ssh or curl to a device's name."#;
+
 /// The worked example of the plan prompt with the built-in actions only.
 const BUILT_IN_EXAMPLE: &str = r#"Request: "Count the ERROR lines of logs/app.log on the server and save the count in errors.txt on my laptop; if there are none, also write ok to status.txt there."
 {"refuse":null,"tasks":[
@@ -62,13 +70,15 @@ struct Topic {
     asks: &'static [&'static str],
     /// The tools the example uses.
     tools: &'static [&'static str],
+    /// Tools none of the devices may run for it to be shown (a better way to do it).
+    unless: &'static [&'static str],
     /// A sentence of advice, then the example.
     example: &'static str,
 }
 
 /// The topic examples, in the order they are added. Each was written for a mistake the 1.5B
 /// model of bench-tasks/results/ made on such requests with the main example alone.
-const TOPICS: [Topic; 8] = [
+const TOPICS: [Topic; 9] = [
     Topic {
         // Merged lines written in the order they were read, not sorted (log-collection).
         asks: &[
@@ -80,6 +90,7 @@ const TOPICS: [Topic; 8] = [
             "newest first",
         ],
         tools: &["log.collect", "data.sort", "file.write"],
+        unless: &[],
         example: r#"To merge lines in time order, sort them with data.sort: lines that start with a date and time sort into time order.
 Request: "Merge the WARN lines of the logs on the server and on my laptop, in time order, into warnings.log on the laptop."
 {"refuse":null,"tasks":[
@@ -101,6 +112,7 @@ Request: "Merge the WARN lines of the logs on the server and on my laptop, in ti
             "each device",
         ],
         tools: &["calendar.add"],
+        unless: &[],
         example: r#""Both laptops", "every device" and the like mean one task on each such device, and on no other.
 Request (devices work-laptop and home-laptop (laptops), phone, server): "Add "Dentist" (2026-05-04T08:30 to 2026-05-04T09:00) to the calendars of both laptops and my phone."
 {"refuse":null,"tasks":[
@@ -112,6 +124,7 @@ Request (devices work-laptop and home-laptop (laptops), phone, server): "Add "De
         // "Remind me" done as a notification now, or as a file (calendar).
         asks: &["remind"],
         tools: &["reminder.add", "file.read"],
+        unless: &[],
         example: r#"To remind the user at a time, add a reminder (reminder.add) due then, with what to remember as its text; notify shows a message now.
 Request: "At 08:00 on 2026-05-04, remind me on my phone of the open tasks in notes/todo.txt on my laptop."
 {"refuse":null,"tasks":[
@@ -122,6 +135,7 @@ Request: "At 08:00 on 2026-05-04, remind me on my phone of the open tasks in not
         // A count of a task's own output, or of the word itself (log-collection).
         asks: &["count the", "how many each"],
         tools: &["log.collect", "data.count", "file.write"],
+        unless: &[],
         example: r#"To count lines, get them first (log.collect, file.read, http_get, mail.search), then count that text with data.count ({{t1.output}}); a task never counts its own output. Name a device by its name as listed.
 Request (devices home-server, work-laptop): "Count the WARN lines in the logs of the server and of my laptop and write one line per device, "warnings on DEVICE: N", to counts.txt on the laptop."
 {"refuse":null,"tasks":[
@@ -143,6 +157,7 @@ Request (devices home-server, work-laptop): "Count the WARN lines in the logs of
             "which failed",
         ],
         tools: &["build.run", "notify", "kv.set"],
+        unless: &[],
         example: r#"A build's output data has "status" ("passed" or "failed") and "failed" (how many tests failed). A step for "if it fails" gets "when": {"from": the build, "op": "equals", "path": "/status", "value": "failed"}; one for "if it passes" the same with "passed"; a step that happens either way has no "when". Each build that fails gets its own step.
 Request: "Build and test shop on the server and on my laptop at the same time; notify me on my phone about each build that fails, and if the server's build passes, save shop as last_ok in the server's app data."
 {"refuse":null,"tasks":[
@@ -156,6 +171,7 @@ Request: "Build and test shop on the server and on my laptop at the same time; n
         // "On either laptop" done on the server, or not done (report-assembly, data-pipeline).
         asks: &["either laptop", "any laptop", "one of my laptops"],
         tools: &["file.read", "file.write"],
+        unless: &[],
         example: r#""On either laptop" means on one laptop of your choice: pick one laptop and put that step there, never on another kind of device.
 Request (devices work-laptop and home-laptop (laptops), phone, server): "Put together my trip notes in trips/rome.md on either laptop: the bookings from the server (bookings/rome.txt) and the packing list from my phone (lists/packing.txt)."
 {"refuse":null,"tasks":[
@@ -167,6 +183,7 @@ Request (devices work-laptop and home-laptop (laptops), phone, server): "Put tog
         // A photo moved as a description of itself (file.read, then file.write of its text).
         asks: &["photo", "picture"],
         tools: &["photo.take", "file.copy"],
+        unless: &[],
         example: r#"A photo taken with photo.take named NAME is the file DCIM/NAME.jpg on that device. A photo moves as a file, never as text: the device it goes to copies it with file.copy from "{{t1.files.DCIM/NAME.jpg}}" (t1 the task that took it), which is that file fetched onto the device.
 Request: "Take a photo named invoice-0415 with my phone and put it in scans/ on the server and on my laptop's Desktop."
 {"refuse":null,"tasks":[
@@ -181,11 +198,26 @@ Request: "Take a photo named invoice-0415 with my phone and put it in scans/ on 
             ".tar", ".gz",
         ],
         tools: &["file.read", "file.copy"],
+        unless: &[],
         example: r#"A file that is not plain text (a PDF, an image, an archive, a spreadsheet, firmware) moves as a file, never as text: read it on its device (file.read), and the device it goes to copies it with file.copy from "{{t1.files.PATH}}" (PATH as t1 read it), which is that file fetched onto the device.
 Request: "Copy slides/q2-review.pptx from my laptop to the server as archive/q2-review.pptx."
 {"refuse":null,"tasks":[
 {"id":"t1","name":"read the slides","needs":[],"on":"laptop","run":{"tool":"file.read","with":{"path":"slides/q2-review.pptx"}},"when":null},
 {"id":"t2","name":"copy them to the server","needs":["t1"],"on":"server","run":{"tool":"file.copy","with":{"from":"{{t1.files.slides/q2-review.pptx}}","to":"archive/q2-review.pptx"}},"when":null}]}"#,
+    },
+    Topic {
+        // A file copied with one `scp` to the other device's name, or "written" by a task from
+        // its own output (real devices, no simulated apps; seen live, not in the suite).
+        asks: &[
+            "copy", "move", "send", "back up", "backup", "transfer", "put ",
+        ],
+        tools: &["read_file", "write_file"],
+        unless: &["file.read"],
+        example: r#"A file moves from one device to another in two tasks: read_file on the device that has it, then write_file on the other with {{t1.output}} as its content (weft carries it, byte for byte).
+Request: "Copy reports/q3.pdf from my laptop to the server as archive/q3.pdf."
+{"refuse":null,"tasks":[
+{"id":"t1","name":"read the report","needs":[],"on":"laptop","run":{"tool":"read_file","with":{"path":"reports/q3.pdf"}},"when":null},
+{"id":"t2","name":"write it on the server","needs":["t1"],"on":"server","run":{"tool":"write_file","with":{"content":"{{t1.output}}","path":"archive/q3.pdf"}},"when":null}]}"#,
     },
 ];
 
@@ -197,9 +229,8 @@ fn topic_examples(text: &str, actions: &str) -> String {
         .iter()
         .filter(|t| t.asks.iter().any(|w| lower.contains(w)))
         .filter(|t| {
-            t.tools
-                .iter()
-                .all(|op| actions.contains(&format!(r#""tool":"{op}""#)))
+            let offered = |op: &&str| actions.contains(&format!(r#""tool":"{op}""#));
+            t.tools.iter().all(offered) && !t.unless.iter().any(offered)
         })
         .map(|t| format!("\n\n{}", t.example))
         .collect()
@@ -227,6 +258,11 @@ pub(crate) fn plan_system(devices: &[&DeviceProfile], catalog: &Catalog, text: &
         BUILT_IN_EXAMPLE
     };
     let topics = topic_examples(text, &actions);
+    let move_rule = if example == SIM_EXAMPLE {
+        SIM_MOVE_RULE
+    } else {
+        BUILT_IN_MOVE_RULE
+    };
     format!(
         r#"You are the planner of weft. weft runs a user's request as tasks on the user's devices. Turn the request into a plan: one JSON object.
 
@@ -240,7 +276,7 @@ A task: {{"id": "t1", "name": "a few words", "needs": [ids of tasks it waits for
 
 Rules:
 1. Run each step on the device the request names for it, or on the device that holds the data ("on my phone", "the server's log"): a device's files, app data and apps exist only on that device. Every device the request names gets its own task(s).
-2. To move a file or a result from one device to another, read it on the first (file.read, or the tool that produces it) and write it on the other ("file.write" with {{{{t1.output}}}} as its content). file.copy copies only within one device.
+{move_rule}
 3. To pass a result on, write {{{{t1.output}}}} in a later task's "with" (it becomes t1's output text) and put "t1" in that task's "needs". Fetch only URLs the request gives; never invent URLs or hosts.
 4. Tasks run at the same time unless "needs" makes one wait: list a task in "needs" only when its result is used or the request asks for that order. A task never needs itself.
 5. For a step that runs only "if ...", give it "when": {{"from": "t1", "op": "equals" (or "not_equals", "contains"), "path": "/FIELD", "value": V}} on a field of t1's output data (a tool's description names its output fields), instead of "needs"; a step for "otherwise" gets the opposite "when". A step the request wants "whatever happens" (or "either way", "whatever the outcome") has no "when".
@@ -508,6 +544,12 @@ mod tests {
             "",
             "no data.sort on any device"
         );
+        // The built-in file move: only where the simulated apps' example does not teach one.
+        let copy = "Copy a.pdf from my laptop to the server";
+        let built_in = tools(&["read_file", "write_file", "shell"]);
+        assert!(topic_examples(copy, &built_in).contains(r#""tool":"read_file""#));
+        let both = tools(&["read_file", "write_file", "file.read", "file.write"]);
+        assert_eq!(topic_examples(copy, &both), "");
     }
 
     /// An example the model copies must be a plan, and the devices must run what it shows.
