@@ -140,9 +140,18 @@ async fn try_read(path: &str, ctx: &Ctx<'_>) -> Result<Outcome, Outcome> {
         .await
         .map_err(|e| io_error("read", path, &e))?;
     let (content, truncated) = capped_text(&bytes, ctx.max_output_bytes);
+    // Not UTF-8 (a photo, a PDF): the content is its lossy reading, kept as before; the summary
+    // says what it is instead of showing a line of it.
+    let binary = std::str::from_utf8(&bytes).is_err();
+    let summary = if binary {
+        format!("{path}: {} bytes, not text", bytes.len())
+    } else {
+        summary_of(&content)
+    };
     Ok(Outcome::succeeded(
-        summary_of(&content),
-        json!({"path": path, "content": content, "bytes": bytes.len(), "truncated": truncated}),
+        summary,
+        json!({"path": path, "content": content, "bytes": bytes.len(), "truncated": truncated,
+               "binary": binary}),
     ))
 }
 
@@ -233,6 +242,15 @@ mod tests {
         let r = read("./notes/a.txt", &c).await;
         assert_eq!(r.output.data["content"], "hello\nfile");
         assert_eq!(r.output.summary, "file");
+        assert_eq!(r.output.data["binary"], false);
+        std::fs::write(
+            dir.path().join("cat.jpg"),
+            [0xff, 0xd8, 0xff, 0x00, b'\n', 0xc3],
+        )
+        .unwrap();
+        let r = read("cat.jpg", &c).await;
+        assert_eq!(r.output.summary, "cat.jpg: 6 bytes, not text");
+        assert_eq!(r.output.data["binary"], true);
         assert_eq!(code(&read("missing.txt", &c).await), "not_found");
         assert_eq!(
             code(&write("big.txt", &"x".repeat(65), &c).await),
