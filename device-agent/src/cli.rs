@@ -355,7 +355,9 @@ pub async fn check_action(c: &crate::Config, action_json: &str) -> (bool, String
                 }
             }
         }
-        Action::ReadFile { path } | Action::WriteFile { path, .. } => {
+        Action::ReadFile { path }
+        | Action::WriteFile { path, .. }
+        | Action::CopyFile { to: path, .. } => {
             lines.push(format!(
                 "  inside {}; symlinks are resolved and checked when it runs",
                 if Path::new(path).is_absolute() {

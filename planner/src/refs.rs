@@ -281,6 +281,10 @@ pub fn substitute_with_files(
         Some(Action::ReadFile { path }) => Some(Action::ReadFile {
             path: field("path", path, false)?,
         }),
+        Some(Action::CopyFile { from, to }) => Some(Action::CopyFile {
+            from: field("from", from, false)?,
+            to: field("to", to, false)?,
+        }),
         Some(Action::Sim { op, args }) => Some(Action::Sim {
             op: op.clone(),
             args: fill_json(args, "args", &up)?,
@@ -301,17 +305,6 @@ struct Upstream<'a> {
 /// `text` quoted for a POSIX shell: in single quotes, each `'` written as `'\''`.
 pub(crate) fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
-}
-
-/// The shell command that puts a fetched file (`reference`, a `{{tN.files…}}` reference,
-/// which becomes its local path, quoted) at `to` in the workdir: `mkdir -p` for `to`'s
-/// directory, then `cp`.
-pub(crate) fn place_fetched_file(reference: &str, to: &str) -> String {
-    let place = format!("cp {reference} {}", shell_quote(to));
-    match to.rsplit_once('/') {
-        Some((dir, _)) => format!("mkdir -p {} && {place}", shell_quote(dir)),
-        None => place,
-    }
 }
 
 /// The main text of an output: `data.stdout`, `data.body` or `data.content`, the first that is
@@ -341,6 +334,7 @@ fn action_fields(action: &Action) -> Vec<(&'static str, &str)> {
         Action::HttpGet { url } => vec![("url", url)],
         Action::WriteFile { path, content } => vec![("path", path), ("content", content)],
         Action::ReadFile { path } => vec![("path", path)],
+        Action::CopyFile { from, to } => vec![("from", from), ("to", to)],
         Action::Steps { .. } | Action::Phone { .. } | Action::Adb { .. } | Action::Sim { .. } => {
             vec![]
         }

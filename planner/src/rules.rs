@@ -243,8 +243,8 @@ fn success_edge(plan: &mut Plan, from: &TaskId, to: &TaskId) {
 /// The two tasks of `copy PATH from SOURCE to DEST` (or `on SOURCE send PATH to DEST`): `id`
 /// on the source declares `path` as its output (its action lists the directory the file is in,
 /// `fs`'s `read_file` of a directory: it reads none of the file's bytes, and shows its size);
-/// the next on the destination copies the fetched file to `path` in its own workdir (`shell`:
-/// `mkdir -p` for its directory, then `cp`).
+/// the next on the destination copies the fetched file to `path` in its own workdir
+/// (`copy_file`, also `fs`: it makes the directories).
 fn copy_tasks<D: Borrow<DeviceInfo>>(
     id: &TaskId,
     instruction: &str,
@@ -271,8 +271,9 @@ fn copy_tasks<D: Borrow<DeviceInfo>>(
     } else {
         format!("{{{{{id}.files}}}}")
     };
-    let receive = Action::Shell {
-        command: crate::refs::place_fetched_file(&reference, path),
+    let receive = Action::CopyFile {
+        from: reference,
+        to: path.to_owned(),
     };
     let shown = one_line(path);
     Ok([
@@ -369,6 +370,7 @@ fn title(action: &Action) -> String {
         Action::HttpGet { url } => format!("fetch {url}"),
         Action::WriteFile { path, .. } => format!("write {}", one_line(path)),
         Action::ReadFile { path } => format!("read {}", one_line(path)),
+        Action::CopyFile { to, .. } => format!("copy to {}", one_line(to)),
         Action::Steps { steps, .. } => format!("{steps} steps"),
         Action::Phone { tool, .. } => format!("phone {tool}"),
         Action::Adb { tool, .. } => format!("adb {tool}"),

@@ -16,6 +16,10 @@ pub enum Action {
     WriteFile { path: String, content: String },
     /// Read a text file inside the agent's workdir.
     ReadFile { path: String },
+    /// Copy a file inside the agent's workdir, byte for byte, whatever it holds: `from` is
+    /// usually a file fetched from an upstream task (`{{t1.files.NAME}}`), `to` where it goes
+    /// (its directories are made). The copy appears under `to` whole or not at all.
+    CopyFile { from: String, to: String },
     /// A test executor that works in turns like an LLM agent: it takes `steps` turns of
     /// `step_ms` each, reports every turn, and asks for more turns when it reaches its limit.
     /// Agents offer it (capability `steps`) only when started with `--test-executors`.
@@ -60,7 +64,7 @@ impl Action {
         match self {
             Action::Shell { .. } => "shell",
             Action::HttpGet { .. } => "http",
-            Action::WriteFile { .. } | Action::ReadFile { .. } => "fs",
+            Action::WriteFile { .. } | Action::ReadFile { .. } | Action::CopyFile { .. } => "fs",
             Action::Steps { .. } => "steps",
             Action::Phone { .. } => "phone",
             Action::Adb { .. } => "adb",
@@ -93,7 +97,7 @@ pub struct ToolSpec {
 ///
 /// For `shell`, `data` is `{"stdout": "...", "stderr": "...", "exit_code": 0}`; for `http_get`,
 /// `{"status": 200, "body": "...", "truncated": false}`; for `read_file`, `{"path", "content"}`;
-/// for `write_file`, `{"path", "bytes"}`.
+/// for `write_file`, `{"path", "bytes"}`; for `copy_file`, `{"from", "to", "bytes"}`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskOutput {

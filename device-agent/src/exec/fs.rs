@@ -125,6 +125,51 @@ async fn try_write(path: &str, content: &str, ctx: &Ctx<'_>) -> Result<Outcome, 
     ))
 }
 
+/// Copies the file `from` to `to`, byte for byte: into a temporary file beside `to`, synced,
+/// then renamed over it, so `to` is the whole copy or what it was before. Both paths are
+/// resolved as a read and a write are (inside the workdir or a root the policy allows,
+/// symlinks checked).
+pub async fn copy(from: &str, to: &str, ctx: &Ctx<'_>) -> Outcome {
+    match try_copy(from, to, ctx).await {
+        Ok(o) | Err(o) => o,
+    }
+}
+
+async fn try_copy(from: &str, to: &str, ctx: &Ctx<'_>) -> Result<Outcome, Outcome> {
+    let source = resolve_read(from, ctx).await?;
+    if tokio::fs::metadata(&source).await.is_ok_and(|m| m.is_dir()) {
+        return Err(Outcome::failed(
+            "invalid_action",
+            format!("`{from}` is a directory; copy_file copies one file"),
+        ));
+    }
+    let target = resolve_write(to, ctx).await?;
+    let name = target.file_name().unwrap_or_default().to_string_lossy();
+    let temp = crate::files::TempFile::new(
+        target.with_file_name(format!(".{name}.{:016x}.part", rand::random::<u64>())),
+    );
+    let bytes = tokio::fs::copy(&source, temp.path())
+        .await
+        .map_err(|e| io_error("copy", from, &e))?;
+    let file = tokio::fs::File::open(temp.path())
+        .await
+        .map_err(|e| io_error("copy", to, &e))?;
+    file.sync_all()
+        .await
+        .map_err(|e| io_error("copy", to, &e))?;
+    tokio::fs::rename(temp.path(), &target)
+        .await
+        .map_err(|e| io_error("copy", to, &e))?;
+    temp.disarm();
+    if let Some(dir) = target.parent() {
+        let _ = crate::files::sync_dir(dir).await;
+    }
+    Ok(Outcome::succeeded(
+        format!("copied {bytes} bytes from {from} to {to}"),
+        json!({"from": from, "to": to, "bytes": bytes}),
+    ))
+}
+
 pub async fn read(path: &str, ctx: &Ctx<'_>) -> Outcome {
     match try_read(path, ctx).await {
         Ok(o) | Err(o) => o,
@@ -215,6 +260,7 @@ mod tests {
     use super::*;
     use crate::exec::TestEnv;
     use crate::policy::Policy;
+    use weft_protocol::Action;
     use weft_protocol::wire::ResultStatus;
 
     fn small() -> TestEnv {
@@ -256,6 +302,57 @@ mod tests {
             code(&write("big.txt", &"x".repeat(65), &c).await),
             "content_too_large"
         );
+    }
+
+    #[tokio::test]
+    async fn copy_file_copies_any_bytes_whole_and_only_inside_the_workdir() {
+        let dir = tempfile::tempdir().unwrap();
+        // Larger than the output limit, and not UTF-8: a copy is not an output.
+        let bytes: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 256) as u8).collect();
+        std::fs::create_dir_all(dir.path().join("inputs/a1/t1")).unwrap();
+        std::fs::write(dir.path().join("inputs/a1/t1/cat.jpg"), &bytes).unwrap();
+        let env = small();
+        let c = env.ctx(dir.path());
+        let caps = ["fs".to_owned()];
+        let copy = |from: &str, to: &str| Action::CopyFile {
+            from: from.into(),
+            to: to.into(),
+        };
+        let o = super::super::run(
+            &copy("inputs/a1/t1/cat.jpg", "photos/new/cat.jpg"),
+            &caps,
+            &c,
+        )
+        .await;
+        assert_eq!(o.status, ResultStatus::Succeeded, "{o:?}");
+        assert_eq!(o.output.data["bytes"], 10_000);
+        assert!(std::fs::read(dir.path().join("photos/new/cat.jpg")).unwrap() == bytes);
+        // Nothing but the copy is left beside it.
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("photos/new"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["cat.jpg"]);
+        for (action, want) in [
+            (copy("missing.jpg", "x.jpg"), "not_found"),
+            (copy("inputs", "x"), "invalid_action"),
+            (copy("../outside", "x"), "path_outside_workdir"),
+            (
+                copy("inputs/a1/t1/cat.jpg", "../x.jpg"),
+                "path_outside_workdir",
+            ),
+        ] {
+            let o = super::super::run(&action, &caps, &c).await;
+            assert_eq!(code(&o), want, "{action:?}: {o:?}");
+        }
+        assert!(!dir.path().join("x.jpg").exists() && !dir.path().join("x").exists());
+        let o = super::super::run(
+            &copy("inputs/a1/t1/cat.jpg", "y"),
+            &["shell".to_owned()],
+            &c,
+        )
+        .await;
+        assert_eq!(code(&o), "unsupported_action", "copy_file needs `fs`");
     }
 
     #[tokio::test]

@@ -257,6 +257,15 @@ pub fn vet(action: &Action, capabilities: &[String], ctx: &Ctx<'_>) -> Result<()
             .check_path(FsOp::Read, path, ctx.workdir)
             .map(drop)
             .map_err(|r| r.error()),
+        Action::CopyFile { from, to } => {
+            policy
+                .check_path(FsOp::Read, from, ctx.workdir)
+                .map_err(|r| r.error())?;
+            policy
+                .check_path(FsOp::Write, to, ctx.workdir)
+                .map(drop)
+                .map_err(|r| r.error())
+        }
         Action::HttpGet { url } => {
             let parsed = http::parse_url(url).map_err(|o| {
                 o.error
@@ -293,6 +302,7 @@ pub async fn run(action: &Action, capabilities: &[String], ctx: &Ctx<'_>) -> Out
         Action::HttpGet { url } => http::get(url, ctx).await,
         Action::WriteFile { path, content } => fs::write(path, content, ctx).await,
         Action::ReadFile { path } => fs::read(path, ctx).await,
+        Action::CopyFile { from, to } => fs::copy(from, to, ctx).await,
         Action::Steps { steps, step_ms } => steps::run(*steps, *step_ms, ctx).await,
         Action::Phone { tool, args } => termux::run(tool, args, ctx).await,
         Action::Adb { tool, args } => adb::run(tool, args, ctx).await,

@@ -189,7 +189,7 @@ async fn llm_plan_runs_end_to_end() {
 
 /// A binary file moved the way a small model writes it (`read_file` on one device, `write_file`
 /// of that whole output on another) arrives byte for byte: the planner declares it as the
-/// read's output and copies the fetched file with `shell` on the server. As text it would
+/// read's output and copies the fetched file with `copy_file` on the server. As text it would
 /// arrive as its lossy, cut UTF-8 reading, and the request would still succeed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn llm_a_binary_file_read_and_written_elsewhere_arrives_byte_for_byte() {

@@ -102,7 +102,7 @@ pub(crate) fn plan(
     super::review::move_writes_where_named(&mut plan, devices, text);
     errors.extend(super::review::named_devices_unused(&plan, devices, text));
     if errors.is_empty() {
-        super::transfer::move_files_as_files(&mut plan, devices);
+        super::transfer::move_files_as_files(&mut plan);
         Ok(Answer::Plan(plan))
     } else {
         Err(errors)

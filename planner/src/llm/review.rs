@@ -346,6 +346,7 @@ fn quotes(t: &crate::PlannedTask, step: &str) -> bool {
         Some(Action::HttpGet { url }) => strings.push(url),
         Some(Action::ReadFile { path }) => strings.push(path),
         Some(Action::WriteFile { path, content }) => strings.extend([path.as_str(), content]),
+        Some(Action::CopyFile { from, to }) => strings.extend([from.as_str(), to]),
         Some(Action::Sim { args, .. } | Action::Phone { args, .. } | Action::Adb { args, .. }) => {
             collect_strings(args, &mut strings);
         }

@@ -82,11 +82,10 @@ pub(crate) fn destination(to: &str, source: &str, keep_parents: bool) -> Option<
 ///
 /// The same for the built-in pair: a `write_file` of the whole output of a `read_file` of a
 /// file (its name has an extension, and a write to a file path keeps it: a directory's
-/// listing written to `list.txt` is text) becomes `shell` `mkdir -p DIR && cp
-/// {{t1.files.PATH}} 'DEST'`, as the rules planner's `copy` does, when the device named for the
-/// write runs `shell` (else it stays text: `write_file` has no copy beside it everywhere). As
-/// text, a binary file would arrive as its lossy, cut UTF-8 reading, reported succeeded.
-pub(crate) fn move_files_as_files(plan: &mut Plan, devices: &[&DeviceProfile]) {
+/// listing written to `list.txt` is text) becomes `copy_file` from `{{t1.files.PATH}}` (also
+/// `fs`, so the writing device runs it), as the rules planner's `copy` does. As text, a binary
+/// file would arrive as its lossy, cut UTF-8 reading, reported succeeded.
+pub(crate) fn move_files_as_files(plan: &mut Plan) {
     for w in 0..plan.tasks.len() {
         let Some((source, to)) = whole_output_write(plan, w) else {
             continue;
@@ -120,26 +119,10 @@ pub(crate) fn move_files_as_files(plan: &mut Plan, devices: &[&DeviceProfile]) {
                 if extension(&path).is_some()
                     && extension(&to).is_none_or(|e| Some(e) == extension(&path)) =>
             {
-                let copy = Action::Shell {
-                    command: refs::place_fetched_file(&reference, &to),
-                };
-                let task = PlannedTask {
-                    capabilities: vec![copy.capability().to_owned()],
-                    action: Some(copy),
-                    ..plan.tasks[w].clone()
-                };
-                let Target::Device(name) = &task.target else {
-                    continue;
-                };
-                let runs_it = devices
-                    .iter()
-                    .any(|d| &d.info.name == name && review::can_run(d, &task));
-                if !runs_it {
-                    continue;
+                Action::CopyFile {
+                    from: reference,
+                    to: to.clone(),
                 }
-                let Some(copy) = task.action else { continue };
-                plan.tasks[w].capabilities = task.capabilities;
-                copy
             }
             // `read_file`'s device may not run `file.copy`, and so on.
             _ => continue,
@@ -449,7 +432,7 @@ mod tests {
             write("t2", "backup/mac/", " {{t1.output}}\n"),
             write("t3", "Desktop/ch1-copy.md", "{{t1.output}}"),
         ]);
-        move_files_as_files(&mut p, &[]);
+        move_files_as_files(&mut p);
         assert_eq!(p.tasks[0].outputs, ["thesis/ch1.md"]);
         assert_eq!(
             p.tasks[0].action,
@@ -481,7 +464,7 @@ mod tests {
             ),
             write("t2", "b.md", "{{t1.output}}"),
         ]);
-        move_files_as_files(&mut p, &[]);
+        move_files_as_files(&mut p);
         assert_eq!(p.tasks[0].outputs, ["My Documents/a b.md"]);
         assert_eq!(
             p.tasks[1].action,
@@ -499,7 +482,7 @@ mod tests {
             write("t2", "meters/2026-03/", "{{t1.output}}"),
             write("t3", "Desktop/gas.jpg", "{{t1.output}}"),
         ]);
-        move_files_as_files(&mut p, &[]);
+        move_files_as_files(&mut p);
         assert_eq!(p.tasks[0].outputs, ["DCIM/meter-gas.jpg"], "declared once");
         let Some(Action::Sim { op, args }) = &p.tasks[1].action else {
             panic!("{:?}", p.tasks[1].action)
@@ -575,7 +558,7 @@ mod tests {
         for (source, w, why) in cases {
             let mut p = plan(vec![source, w]);
             let before = format!("{:?}", p.tasks);
-            move_files_as_files(&mut p, &[]);
+            move_files_as_files(&mut p);
             assert_eq!(format!("{:?}", p.tasks), before, "{why}");
         }
     }
@@ -602,38 +585,35 @@ mod tests {
     }
 
     #[test]
-    fn a_read_file_written_whole_by_write_file_is_copied_by_shell_where_it_runs() {
+    fn a_read_file_written_whole_by_write_file_is_a_copy_file() {
         let read = |path: &str| Action::ReadFile { path: path.into() };
         let write = |path: &str| Action::WriteFile {
             path: path.into(),
             content: "{{t1.output}}".into(),
         };
-        let server = device("server", "server", &["fs", "shell"]);
-        let phone = device("phone", "phone", &["fs"]);
+        let copy = |from: &str, to: &str| {
+            Some(Action::CopyFile {
+                from: from.into(),
+                to: to.into(),
+            })
+        };
         let mut p = plan(vec![
             built_in("t1", "laptop", read("photos/cat 1.jpg")),
             built_in("t2", "server", write("backup/")),
-            built_in("t3", "server", write("Desktop/cat.jpg")),
-            // No shell on the phone: left as text.
-            built_in("t4", "phone", write("cat.jpg")),
+            built_in("t3", "phone", write("Desktop/cat.jpg")),
             // Another extension (a listing, a summary): text.
-            built_in("t5", "server", write("cat.txt")),
+            built_in("t4", "server", write("cat.txt")),
         ]);
-        move_files_as_files(&mut p, &[&server, &phone]);
+        move_files_as_files(&mut p);
         assert_eq!(p.tasks[0].outputs, ["photos/cat 1.jpg"]);
+        // A name a reference cannot hold: all of t1's files, which is that one.
         assert_eq!(
             p.tasks[1].action,
-            Some(Action::Shell {
-                // A name a reference cannot hold: all of t1's files, which is that one.
-                command: "mkdir -p 'backup/photos' && cp {{t1.files}} 'backup/photos/cat 1.jpg'"
-                    .into()
-            })
+            copy("{{t1.files}}", "backup/photos/cat 1.jpg")
         );
-        assert_eq!(p.tasks[1].capabilities, ["shell"]);
-        assert!(matches!(&p.tasks[2].action, Some(Action::Shell { command })
-            if command.ends_with("'Desktop/cat.jpg'")));
-        assert_eq!(p.tasks[3].action, Some(write("cat.jpg")));
-        assert_eq!(p.tasks[4].action, Some(write("cat.txt")));
+        assert_eq!(p.tasks[1].capabilities, ["fs"], "the write's own");
+        assert_eq!(p.tasks[2].action, copy("{{t1.files}}", "Desktop/cat.jpg"));
+        assert_eq!(p.tasks[3].action, Some(write("cat.txt")));
         p.validate(&crate::Limits::default()).unwrap();
 
         // A directory read (its listing) is text wherever it goes.
@@ -641,7 +621,7 @@ mod tests {
             built_in("t1", "laptop", read("photos")),
             built_in("t2", "server", write("list")),
         ]);
-        move_files_as_files(&mut p, &[&server]);
+        move_files_as_files(&mut p);
         assert!(p.tasks[0].outputs.is_empty());
         assert_eq!(p.tasks[1].action, Some(write("list")));
     }

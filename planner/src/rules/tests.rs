@@ -38,6 +38,7 @@ fn render_action(action: Option<&Action>) -> String {
         Some(Action::HttpGet { url }) => format!("fetch {url}"),
         Some(Action::WriteFile { path, content }) => format!("write {path} {content:?}"),
         Some(Action::ReadFile { path }) => format!("read {path}"),
+        Some(Action::CopyFile { from, to }) => format!("copy {from} {to:?}"),
         Some(Action::Steps { steps, .. }) => format!("steps {steps}"),
         Some(Action::Phone { tool, .. } | Action::Adb { tool, .. }) => format!("tool {tool}"),
         Some(Action::Sim { op, .. }) => format!("sim {op}"),
@@ -140,11 +141,11 @@ fn copy_a_file_between_devices() {
     // the fetched file to the same path in its workdir.
     check(
         "copy notes/a.txt from laptop to phone",
-        r#"t1[laptop] read notes out["notes/a.txt"]; t2[phone] shell "mkdir -p 'notes' && cp {{t1.files.notes/a.txt}} 'notes/a.txt'" | edges: t1->t2"#,
+        r#"t1[laptop] read notes out["notes/a.txt"]; t2[phone] copy {{t1.files.notes/a.txt}} "notes/a.txt" | edges: t1->t2"#,
     );
     check(
         "on laptop send photo.jpg to the phone",
-        r#"t1[laptop] read . out["photo.jpg"]; t2[phone] shell "cp {{t1.files.photo.jpg}} 'photo.jpg'" | edges: t1->t2"#,
+        r#"t1[laptop] read . out["photo.jpg"]; t2[phone] copy {{t1.files.photo.jpg}} "photo.jpg" | edges: t1->t2"#,
     );
     // A name a reference cannot spell: all of t1's files, which is that one.
     check(
@@ -154,12 +155,12 @@ fn copy_a_file_between_devices() {
     );
     check(
         "copy \"my dir/it's here.txt\" from server to laptop",
-        r#"t1[server] read my dir out["my dir/it's here.txt"]; t2[laptop] shell "mkdir -p 'my dir' && cp {{t1.files}} 'my dir/it'\\''s here.txt'" | edges: t1->t2"#,
+        r#"t1[server] read my dir out["my dir/it's here.txt"]; t2[laptop] copy {{t1.files}} "my dir/it's here.txt" | edges: t1->t2"#,
     );
     // Kinds work as for `on`.
     check(
         "copy a.txt from desktop to laptop",
-        r#"t1[kind:desktop] read . out["a.txt"]; t2[laptop] shell "cp {{t1.files.a.txt}} 'a.txt'" | edges: t1->t2"#,
+        r#"t1[kind:desktop] read . out["a.txt"]; t2[laptop] copy {{t1.files.a.txt}} "a.txt" | edges: t1->t2"#,
     );
 }
 
@@ -168,12 +169,12 @@ fn copies_in_steps() {
     // The step before leads to the sending task; the next step waits for the receiving one.
     check(
         r#"on laptop run "make" then copy build/app.apk from laptop to phone then on phone run "ls build""#,
-        r#"t1[laptop] shell "make"; t2[laptop] read build out["build/app.apk"]; t3[phone] shell "mkdir -p 'build' && cp {{t2.files.build/app.apk}} 'build/app.apk'"; t4[phone] shell "ls build" | edges: t2->t3, t1->t2, t3->t4"#,
+        r#"t1[laptop] shell "make"; t2[laptop] read build out["build/app.apk"]; t3[phone] copy {{t2.files.build/app.apk}} "build/app.apk"; t4[phone] shell "ls build" | edges: t2->t3, t1->t2, t3->t4"#,
     );
     // Two copies at once, and a copy beside a task.
     check(
         r#"copy a.txt from laptop to phone and on server send b.txt to laptop, on phone run "date""#,
-        r#"t1[laptop] read . out["a.txt"]; t2[phone] shell "cp {{t1.files.a.txt}} 'a.txt'"; t3[server] read . out["b.txt"]; t4[laptop] shell "cp {{t3.files.b.txt}} 'b.txt'"; t5[phone] shell "date" | edges: t1->t2, t3->t4"#,
+        r#"t1[laptop] read . out["a.txt"]; t2[phone] copy {{t1.files.a.txt}} "a.txt"; t3[server] read . out["b.txt"]; t4[laptop] copy {{t3.files.b.txt}} "b.txt"; t5[phone] shell "date" | edges: t1->t2, t3->t4"#,
     );
 }
 
