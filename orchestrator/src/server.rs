@@ -327,6 +327,21 @@ pub async fn start(
             Error::FailStop(inner) if matches!(*inner, Error::Deposed { .. }) => *inner,
             e => e,
         });
+        // A commit that failed otherwise while another replica took over (this one was paused
+        // past its lease, and the database ended the transaction it was paused in): deposed
+        // too, which is why; a failed write is only what it looked like from here.
+        let stopped = match (stopped, lead.epoch) {
+            (Err(Error::FailStop(inner)), Some(held)) => {
+                match tokio::time::timeout(Duration::from_secs(1), store.leader()).await {
+                    Ok(Ok(Some(row))) if row.epoch > held => Err(Error::Deposed {
+                        held,
+                        current: row.epoch,
+                    }),
+                    _ => Err(Error::FailStop(inner)),
+                }
+            }
+            (stopped, _) => stopped,
+        };
         // The engine has stopped (drained, or after a failed commit) and commits nothing
         // more: hand the lead on at once rather than a lease later. Not when deposed.
         if !matches!(stopped, Err(Error::Deposed { .. }))
