@@ -213,6 +213,7 @@ fn named_paths(text: &str) -> Vec<&str> {
 /// argument (a copy "at the same path" too) and in files references (`{{t1.files.PATH}}`).
 pub(crate) fn paths_as_named(plan: &mut Plan, text: &str) {
     let named = named_paths(text);
+    let lower = text.to_lowercase();
     let mut renamed: Vec<(String, String)> = Vec::new();
     for t in &plan.tasks {
         let path = match &t.action {
@@ -230,7 +231,6 @@ pub(crate) fn paths_as_named(plan: &mut Plan, text: &str) {
             continue;
         }
         // "report.pdf from the archive folder": the folder is the request's.
-        let lower = text.to_lowercase();
         let folders = path.rsplit_once('/').map_or("", |(dir, _)| dir);
         if folders
             .split('/')

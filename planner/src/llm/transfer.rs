@@ -241,8 +241,9 @@ pub(crate) fn pull_from_named_source(plan: &mut Plan, devices: &[&DeviceProfile]
 /// the one file t1 reads or makes (`{{t1.files.receipt.jpg}}` for `DCIM/receipt.jpg`) becomes
 /// that file's path; a `file.write` of one whole file reference (which would write the fetched
 /// file's local path as text) becomes a `file.copy` of it; and a `file.copy` of one whole file
-/// into a directory (`"to": "Desktop/"`) copies it to the file there (see [`destination`]). `{{t1.files}}` declares the file t1 reads
-/// or makes; when t1 makes no file known by name, the error asks for `{{t1.files.PATH}}`.
+/// into a directory (`"to": "Desktop/"`) copies it to the file there (see [`destination`]).
+/// `{{t1.files}}` declares the file t1 reads or makes; when t1 makes no file known by name,
+/// the error asks for `{{t1.files.PATH}}`.
 pub(crate) fn declare_referenced_files(plan: &mut Plan) -> Vec<String> {
     let mut errors = Vec::new();
     // What each task reads or makes (the mends below change only copies and references).
@@ -346,18 +347,23 @@ pub(crate) fn declare_referenced_files(plan: &mut Plan) -> Vec<String> {
     errors
 }
 
+/// The one reference a text is, whitespace around it aside (`{{t1.output}}`, `{{t1.files.a}}`).
+fn whole_reference(text: &str) -> Option<refs::Reference> {
+    let [r] = <[refs::Reference; 1]>::try_from(refs::parse(text).ok()?).ok()?;
+    (text.trim() == r.to_string()).then_some(r)
+}
+
 /// The task and file name of a text that is exactly one `{{ID.files.NAME}}`.
 fn whole_file_reference(text: &str) -> Option<(TaskId, String)> {
-    let [r] = <[refs::Reference; 1]>::try_from(refs::parse(text).ok()?).ok()?;
-    let Refers::File(name) = &r.what else {
+    let r = whole_reference(text)?;
+    let Refers::File(name) = r.what else {
         return None;
     };
-    (text.trim() == r.to_string()).then(|| (r.task.clone(), name.clone()))
+    Some((r.task, name))
 }
 
 /// For task `w`, a simulated write (not an append) or a `write_file` whose content is exactly
-/// `{{ID.output}}`:
-/// that ID and the path written.
+/// `{{ID.output}}`: that ID and the path written.
 fn whole_output_write(plan: &Plan, w: usize) -> Option<(TaskId, String)> {
     let (to, content) = match plan.tasks[w].action.as_ref()? {
         Action::Sim { op, args }
@@ -369,9 +375,8 @@ fn whole_output_write(plan: &Plan, w: usize) -> Option<(TaskId, String)> {
         _ => return None,
     };
     let to = literal(to)?;
-    let [r] = refs::parse(content).ok()?.try_into().ok()?;
-    let whole = matches!(&r.what, Refers::Output(keys) if keys.is_empty())
-        && content.trim() == r.to_string();
+    let r = whole_reference(content)?;
+    let whole = matches!(&r.what, Refers::Output(keys) if keys.is_empty());
     (whole && r.task != plan.tasks[w].id).then_some((r.task, to))
 }
 
