@@ -634,10 +634,7 @@ impl Agent {
                             return lost(format!("refused: {}: {}", error.code, error.message));
                         }
                         Ok(m) => self.on_message(m),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "unreadable frame from the orchestrator; ignored");
-                            None
-                        }
+                        Err(e) => unreadable(msg.as_str(), &e),
                     };
                     if let Some(reply) = reply
                         && let Err(e) = send(&mut ws, &reply).await {
@@ -965,6 +962,38 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// The answer to a frame this agent cannot read: a `reject` (`unreadable_assign`) when it is an
+/// assignment whose attempt id can be read — from an orchestrator newer than this agent, with
+/// an action it does not know — so that the task goes to another device at once instead of
+/// waiting for an answer; nothing otherwise.
+fn unreadable(text: &str, e: &serde_json::Error) -> Option<AgentMsg> {
+    let Some(attempt_id) = assignment_id(text) else {
+        tracing::warn!(error = %e, "unreadable frame from the orchestrator; ignored");
+        return None;
+    };
+    tracing::warn!(attempt = %attempt_id, error = %e, "unreadable assignment; rejecting it");
+    Some(AgentMsg::Reject {
+        attempt_id,
+        error: ErrorInfo::new(
+            "unreadable_assign",
+            format!(
+                "this agent (weft {}) cannot read the assignment: {e}; an agent as new as the \
+                 orchestrator can",
+                env!("CARGO_PKG_VERSION")
+            ),
+        ),
+    })
+}
+
+/// The attempt id of a frame that is an `assign`, read as loosely as JSON allows.
+fn assignment_id(text: &str) -> Option<AttemptId> {
+    let frame: serde_json::Value = serde_json::from_str(text).ok()?;
+    if frame.get("type")?.as_str()? != "assign" {
+        return None;
+    }
+    Some(AttemptId(frame.get("attempt_id")?.as_str()?.to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1035,6 +1064,34 @@ mod tests {
                 Some(Report::Progress { .. } | Report::Extend { .. }) => {}
                 None => panic!("report channel closed"),
             }
+        }
+    }
+
+    /// An assignment this agent cannot read (an action from a newer orchestrator) is rejected
+    /// by its attempt id, so that it goes elsewhere at once; other unreadable frames get no
+    /// answer.
+    #[test]
+    fn an_unreadable_assignment_is_rejected_and_other_unreadable_frames_ignored() {
+        let mut frame = serde_json::to_value(assign("a7", shell("true"))).unwrap();
+        frame["action"] = serde_json::json!({"kind": "teleport", "to": "mars"});
+        let text = frame.to_string();
+        let e = serde_json::from_str::<ServerMsg>(&text).unwrap_err();
+        match unreadable(&text, &e) {
+            Some(AgentMsg::Reject { attempt_id, error }) => {
+                assert_eq!(attempt_id.as_str(), "a7");
+                assert_eq!(error.code, "unreadable_assign");
+                assert!(error.message.contains("teleport"), "{}", error.message);
+            }
+            other => panic!("expected a reject, got {other:?}"),
+        }
+        for text in [
+            r#"{"type": "teleport", "attempt_id": "a7"}"#,
+            r#"{"type": "assign"}"#,
+            r#"{"type": "assign", "attempt_id": 7}"#,
+            "not json",
+        ] {
+            let e = serde_json::from_str::<ServerMsg>(text).unwrap_err();
+            assert_eq!(unreadable(text, &e), None, "{text}");
         }
     }
 

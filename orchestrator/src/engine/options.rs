@@ -33,3 +33,14 @@ pub struct Options {
     /// How long running attempts may still deliver their results once shutdown began.
     pub shutdown_grace: Duration,
 }
+
+impl Options {
+    /// How long a connected device may take to answer an `assign` (`accept` or `reject`; an
+    /// agent answers at once) before the attempt is placed again: 3 heartbeat intervals, and
+    /// never less than 30 s — on a slow link an `assign` may wait behind other large frames,
+    /// and the device is not silent (that is found after 2 intervals, and ends its attempts
+    /// anyway).
+    pub fn answer_timeout(&self) -> Duration {
+        (self.heartbeat_interval * 3).max(Duration::from_secs(30))
+    }
+}

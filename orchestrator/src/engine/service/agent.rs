@@ -102,6 +102,7 @@ impl Engine {
         }
         if let Some(l) = self.attempts.get_mut(&attempt_id) {
             l.status = AttemptStatus::Running;
+            l.awaiting_answer_since = None;
         }
         let Some(req) = self.requests.get_mut(&live.request) else {
             return;

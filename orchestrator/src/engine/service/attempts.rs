@@ -15,6 +15,11 @@ pub(super) struct Live {
     /// When the device's connection dropped with this attempt in flight; after the grace
     /// window the attempt is lost.
     pub lost_since: Option<u64>,
+    /// When its `assign` was sent on a live connection, until the device answers (`accept` or
+    /// `reject`), its connection drops, or it says it holds the attempt: a device that stays
+    /// connected but never answers (an agent too old to read the assignment) loses it after
+    /// the answer timeout, instead of holding it until its deadline.
+    pub awaiting_answer_since: Option<u64>,
     /// Whether the attempt draws turns from the request's pool, its limit (extensions
     /// included) and what it reported using.
     pub uses_turns: bool,
@@ -31,6 +36,19 @@ pub(super) struct Due {
     pub overdue: Vec<AttemptId>,
     /// Their device has been gone longer than the grace window.
     pub lost: Vec<AttemptId>,
+    /// Their connected device has not answered the `assign` within the answer timeout.
+    pub unanswered: Vec<AttemptId>,
+    /// When the next of the others is due, if any is live.
+    pub next_ms: Option<u64>,
+}
+
+/// The waits [`Attempts::due`] checks, in milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Waits {
+    /// How long a device that went away may take to come back.
+    pub grace_ms: u64,
+    /// How long a connected device may take to answer an `assign`.
+    pub answer_ms: u64,
 }
 
 #[derive(Debug, Default)]
@@ -79,41 +97,55 @@ impl Attempts {
     }
 
     /// The attempts whose device went away at `now` start their grace window (an attempt
-    /// already waiting keeps its start).
+    /// already waiting keeps its start); an answer is no longer awaited on that connection.
     pub fn mark_lost<'a>(&mut self, ids: impl IntoIterator<Item = &'a AttemptId>, now: u64) {
         for id in ids {
             if let Some(l) = self.live.get_mut(id) {
                 l.lost_since.get_or_insert(now);
+                l.awaiting_answer_since = None;
             }
         }
     }
 
-    /// The device came back holding these attempts: they are no longer waiting. Returns how
-    /// many were.
+    /// The device came back holding these attempts: they are no longer waiting, and holding
+    /// one is an answer to its `assign`. Returns how many were.
     pub fn reattach<'a>(&mut self, ids: impl IntoIterator<Item = &'a AttemptId>) -> usize {
         let mut n = 0;
         for id in ids {
             if let Some(l) = self.live.get_mut(id) {
                 l.lost_since = None;
+                l.awaiting_answer_since = None;
                 n += 1;
             }
         }
         n
     }
 
-    /// The attempts past their deadline, and those whose device has been gone longer than
-    /// `grace_ms`, at `now`. An attempt is in at most one list.
-    pub fn due(&self, now: u64, grace_ms: u64) -> Due {
+    /// The attempts past their deadline, those whose device has been gone longer than the
+    /// grace window, and those whose connected device has not answered their `assign` within
+    /// the answer timeout, at `now`. An attempt is in at most one list.
+    pub fn due(&self, now: u64, waits: Waits) -> Due {
         let mut due = Due::default();
         for (id, l) in &self.live {
+            let lost_at = l.lost_since.map(|t| t + waits.grace_ms);
+            let unanswered_at = l.awaiting_answer_since.map(|t| t + waits.answer_ms);
             if l.deadline_ms <= now {
                 due.overdue.push(id.clone());
-            } else if l.lost_since.is_some_and(|t| t + grace_ms <= now) {
+            } else if lost_at.is_some_and(|t| t <= now) {
                 due.lost.push(id.clone());
+            } else if unanswered_at.is_some_and(|t| t <= now) {
+                due.unanswered.push(id.clone());
+            } else {
+                let at = [lost_at, unanswered_at]
+                    .into_iter()
+                    .flatten()
+                    .fold(l.deadline_ms, u64::min);
+                due.next_ms = Some(due.next_ms.map_or(at, |n| n.min(at)));
             }
         }
         due.overdue.sort();
         due.lost.sort();
+        due.unanswered.sort();
         due
     }
 }
@@ -130,6 +162,7 @@ mod tests {
             status: AttemptStatus::Dispatched,
             deadline_ms,
             lost_since: None,
+            awaiting_answer_since: None,
             uses_turns: false,
             max_turns: 1,
             turns_used: 0,
@@ -144,6 +177,11 @@ mod tests {
         a.insert("a3".into(), live("d2", 500));
         a
     }
+
+    const W: Waits = Waits {
+        grace_ms: 50,
+        answer_ms: 40,
+    };
 
     fn ids(v: &[AttemptId]) -> Vec<&str> {
         v.iter().map(AttemptId::as_str).collect()
@@ -160,28 +198,70 @@ mod tests {
     #[test]
     fn deadlines_and_grace_windows() {
         let mut a = table();
-        assert_eq!(a.due(99, 50), Due::default());
-        let due = a.due(100, 50);
+        assert_eq!(
+            a.due(99, W),
+            Due {
+                next_ms: Some(100),
+                ..Due::default()
+            }
+        );
+        let due = a.due(100, W);
         assert_eq!((ids(&due.overdue), ids(&due.lost)), (vec!["a1"], vec![]));
         // d1 goes away at 200: a2 waits out the grace window; a1 is overdue either way.
         a.mark_lost([&"a1".into(), &"a2".into()], 200);
         assert_eq!(a.running(), 1);
-        let due = a.due(249, 50);
+        let due = a.due(249, W);
         assert_eq!((ids(&due.overdue), ids(&due.lost)), (vec!["a1"], vec![]));
-        let due = a.due(250, 50);
+        let due = a.due(250, W);
         assert_eq!(
             (ids(&due.overdue), ids(&due.lost)),
             (vec!["a1"], vec!["a2"])
         );
         // A second drop does not restart the window.
         a.mark_lost([&"a2".into()], 240);
-        assert_eq!(ids(&a.due(250, 50).lost), ["a2"]);
+        assert_eq!(ids(&a.due(250, W).lost), ["a2"]);
         // It came back in time.
         assert_eq!(a.reattach([&"a2".into(), &"a9".into()]), 1);
-        assert!(a.due(250, 50).lost.is_empty());
+        assert!(a.due(250, W).lost.is_empty());
         assert_eq!(a.running(), 2);
         assert!(a.remove(&"a1".into()).is_some());
         assert!(a.remove(&"a1".into()).is_none());
         assert_eq!(a.len(), 2);
+    }
+
+    #[test]
+    fn an_assignment_not_answered_in_time_is_due_unless_answered_or_the_device_left() {
+        let mut a = Attempts::default();
+        for id in ["a1", "a2", "a3", "a4"] {
+            a.insert(
+                id.into(),
+                Live {
+                    awaiting_answer_since: Some(100),
+                    ..live("d1", 10_000)
+                },
+            );
+        }
+        // a2 is accepted (the engine clears the wait), a3's device leaves, a4's device comes
+        // back holding it.
+        a.get_mut(&"a2".into()).unwrap().awaiting_answer_since = None;
+        a.mark_lost([&"a3".into()], 150);
+        a.mark_lost([&"a4".into()], 150);
+        a.reattach([&"a4".into()]);
+        let due = a.due(139, W);
+        assert!(due.unanswered.is_empty());
+        // The next is a1's answer timeout (a3's grace window ends at 200).
+        assert_eq!(due.next_ms, Some(140));
+        let due = a.due(140, W);
+        assert_eq!(
+            (ids(&due.overdue), ids(&due.lost), ids(&due.unanswered)),
+            (vec![], vec![], vec!["a1"])
+        );
+        // Past its deadline it is overdue, not unanswered; past the grace window, lost.
+        let due = a.due(10_000, W);
+        assert_eq!(
+            (ids(&due.overdue), ids(&due.lost), ids(&due.unanswered)),
+            (vec!["a1", "a2", "a3", "a4"], vec![], vec![])
+        );
+        assert_eq!(ids(&a.due(200, W).lost), ["a3"]);
     }
 }

@@ -82,6 +82,8 @@ impl Engine {
                 status: a.status,
                 deadline_ms: a.deadline_ms,
                 lost_since: Some(now),
+                // Its device answers by holding it when it comes back, or it is lost.
+                awaiting_answer_since: None,
                 uses_turns,
                 max_turns: a.max_turns,
                 turns_used: a.turns_used,

@@ -73,7 +73,10 @@ pub(super) fn decide(tried: Tried, error: &ErrorInfo, limits: Limits<'_>, now: u
 
 /// Failures where the device stopped, not the task: retried without a backoff.
 fn retry_at_once(code: &str) -> bool {
-    matches!(code, "device_lost" | "agent_stopping")
+    matches!(
+        code,
+        "device_lost" | "agent_stopping" | "assign_unanswered" | "unreadable_assign"
+    )
 }
 
 /// Failures that say more about the device than the task: the next attempt should go
@@ -81,7 +84,13 @@ fn retry_at_once(code: &str) -> bool {
 fn device_related(code: &str) -> bool {
     matches!(
         code,
-        "device_lost" | "timeout" | "agent_stopping" | "spawn_failed" | "workdir_unavailable"
+        "device_lost"
+            | "timeout"
+            | "agent_stopping"
+            | "spawn_failed"
+            | "workdir_unavailable"
+            | "assign_unanswered"
+            | "unreadable_assign"
     )
 }
 
@@ -131,6 +140,9 @@ mod tests {
         check("device_lost", 1, Some(NOW), "retry +0 avoid");
         check("agent_stopping", 2, None, "retry +0 avoid");
         check("timeout", 1, None, "retry +1000 avoid");
+        // The device did not answer the assignment, or could not read it.
+        check("assign_unanswered", 1, Some(NOW), "retry +0 avoid");
+        check("unreadable_assign", 2, Some(NOW), "retry +0 avoid");
         // Never retried, whatever is left.
         check("policy_denied", 1, Some(NOW), "fail policy_denied: boom");
         check("policy_denied", 2, Some(NOW), "fail policy_denied: boom");

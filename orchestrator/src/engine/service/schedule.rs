@@ -124,12 +124,15 @@ impl Engine {
             status: AttemptStatus::Dispatched,
             deadline_ms,
             lost_since: None,
+            awaiting_answer_since: Some(now),
             uses_turns,
             max_turns,
             turns_used: 0,
             inputs: inputs_taken,
         };
         self.attempts.insert(attempt_id.clone(), live);
+        // The answer timeout ends on time, not on the next tick.
+        self.wake_at(now + millis(self.opts.answer_timeout()));
         self.devices.occupy(device, &attempt_id);
         Metrics::inc(&self.metrics.attempts_dispatched_total);
         tracing::debug!(request = %rid, task = %tid, device = %device, attempt = %attempt_id, "dispatched");

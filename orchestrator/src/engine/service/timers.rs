@@ -1,11 +1,12 @@
 //! Deadlines, checked on every tick: attempts past their deadline, attempts of devices gone
-//! longer than the grace window, tasks past their overall timeout, ready tasks no device took
-//! in time.
+//! longer than the grace window, attempts a connected device did not answer in time, tasks
+//! past their overall timeout, ready tasks no device took in time.
 
 use weft_protocol::{
     AttemptId, AttemptStatus, ErrorInfo, RequestId, ServerMsg, TaskId, TaskStatus,
 };
 
+use super::attempts::Waits;
 use super::{Ending, Engine, millis};
 use crate::engine::graph::Target;
 use crate::engine::graph::Task;
@@ -29,7 +30,11 @@ impl Engine {
     /// Attempts past their deadline are stopped on their device and failed; attempts whose
     /// device did not come back within the grace window are lost.
     fn expire_attempts(&mut self, b: &mut Batch, now: u64) {
-        let due = self.attempts.due(now, millis(self.opts.lost_grace));
+        let waits = Waits {
+            grace_ms: millis(self.opts.lost_grace),
+            answer_ms: millis(self.opts.answer_timeout()),
+        };
+        let due = self.attempts.due(now, waits);
         for id in due.overdue {
             let Some(device) = self.attempts.get(&id).map(|l| l.device.clone()) else {
                 continue;
@@ -64,6 +69,32 @@ impl Engine {
                 ),
             );
             self.attempt_failed(b, &id, AttemptStatus::Lost, err, None);
+        }
+        for id in due.unanswered {
+            let Some(device) = self.attempts.get(&id).map(|l| l.device.clone()) else {
+                continue;
+            };
+            tracing::warn!(attempt = %id, device = %device, "device did not answer the assignment; placing it again");
+            Metrics::inc(&self.metrics.attempts_timed_out_total);
+            // Should it be running it after all, it stops.
+            let cancel = ServerMsg::Cancel {
+                attempt_id: id.clone(),
+                reason: "the assignment was not answered in time".into(),
+            };
+            self.send(&device, cancel);
+            let err = ErrorInfo::new(
+                "assign_unanswered",
+                format!(
+                    "device `{device}` neither accepted nor rejected the assignment within {} s \
+                     (an agent older than this orchestrator may not read it)",
+                    self.opts.answer_timeout().as_secs_f64()
+                ),
+            );
+            self.attempt_failed(b, &id, AttemptStatus::TimedOut, err, None);
+        }
+        // The next of them ends on time, not on a later tick.
+        if let Some(at) = due.next_ms {
+            self.wake_at(at);
         }
     }
 

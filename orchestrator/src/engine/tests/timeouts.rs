@@ -147,3 +147,52 @@ async fn a_cancel_the_device_never_confirms_is_given_up_on_after_10_s() {
     )
     .await;
 }
+
+/// A device that stays connected but never answers an `assign` (an agent too old to read it
+/// ignores the frame) does not hold the task until the attempt's deadline: after the answer
+/// timeout (30 s at the rig's 1 s heartbeat) the attempt fails `assign_unanswered`, the device
+/// is told to stop it, and the task goes at once to another device. An answer in time keeps
+/// it.
+#[tokio::test(start_paused = true)]
+async fn an_assignment_left_unanswered_goes_to_another_device() {
+    let (rig, [mut d1, mut d2]) = Rig::with_shells(["d1", "d2"]).await;
+    let r = rig.submit(vec![shell("t1")], vec![], None).await;
+    d1.check("assign t1#1");
+
+    // Both stay connected (in the rig no device goes silent unless a test says so).
+    rig.advance(29_990).await;
+    d1.check("");
+    d2.check("");
+    rig.advance(10).await;
+    d1.check("cancel t1#1: the assignment was not answered in time");
+    d2.check("assign t1#2");
+    rig.check(
+        &r,
+        "
+        running
+        t1 dispatched
+          #1 d1 timed_out +0..+30000 assign_unanswered
+          #2 d2 dispatched +30000
+    ",
+    )
+    .await;
+
+    // d2 answers in time: nothing happens when the answer timeout would have passed.
+    d2.accept("t1").await;
+    rig.advance(5000).await;
+    d1.check("");
+    d2.check("");
+    d2.result("t1#2", weft_protocol::wire::ResultStatus::Succeeded, None)
+        .await;
+    assert_eq!(rig.frames_for(&mut d2).await, "ack t1#2");
+    rig.check(
+        &r,
+        "
+        succeeded
+        t1 succeeded
+          #1 d1 timed_out +0..+30000 assign_unanswered
+          #2 d2 succeeded +30000..+35000
+    ",
+    )
+    .await;
+}
