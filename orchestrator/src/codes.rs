@@ -429,6 +429,11 @@ pub const CODES: &[Code] = &[
         &[Task],
         "the device was gone longer than the grace window, went silent, or came back without the attempt",
     ),
+    code(
+        "assign_unanswered",
+        &[Task],
+        "the device stayed connected but neither accepted nor rejected the assignment within 3 heartbeat intervals and at least 30 s (an agent too old to read it): placed again at once, elsewhere if possible",
+    ),
     code("timeout", &[Task, Agent], "the attempt passed its deadline"),
     code("killed", &[Agent], "the command was killed by a signal"),
     code(
@@ -481,6 +486,11 @@ pub const CODES: &[Code] = &[
         "agent_stopping",
         &[Agent],
         "the agent is stopping: retried at once elsewhere",
+    ),
+    code(
+        "unreadable_assign",
+        &[Agent],
+        "the agent could not read the assignment (an action newer than the agent): placed again at once, elsewhere if possible",
     ),
     code(
         "policy_denied",
