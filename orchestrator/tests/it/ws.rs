@@ -1,5 +1,5 @@
-//! The agent WebSocket endpoint with a raw protocol client: bad frames, bad tokens, and a device
-//! reporting on an attempt it does not hold.
+//! The agent WebSocket endpoint with a raw protocol client: bad frames, bad tokens, a device
+//! reporting on an attempt it does not hold, and one that never answers an assignment.
 
 use futures_util::SinkExt;
 use serde_json::json;
@@ -204,5 +204,74 @@ async fn heartbeats_keep_a_device_s_last_seen_current() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+    h.stop().await;
+}
+
+/// A device that stays connected and heartbeats but never answers an `assign` — as an agent
+/// older than the orchestrator ignores an action it cannot read — loses the attempt after the
+/// answer timeout (30 s at the harness's 500 ms heartbeat): it is sent a `cancel`, the attempt
+/// ends `assign_unanswered`, and the task runs on a real agent of the same kind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assignment_a_connected_device_never_answers_runs_elsewhere() {
+    let mut h = Harness::start().await;
+    let deaf_token = h.add_device("deaf-mac", "laptop").await;
+    let mut deaf = connect_as(&h, "deaf-mac", &deaf_token).await;
+    let v = h.submit(r#"on laptop run "echo elsewhere""#).await;
+    let Some(ServerMsg::Assign { attempt_id, .. }) = recv(&mut deaf).await else {
+        panic!("expected an assign");
+    };
+    let started = std::time::Instant::now();
+    // Only now a real agent of the same kind: the first attempt was the deaf device's.
+    let token = h.add_device("real-mac", "laptop").await;
+    h.start_agent("real-mac", "laptop", &token);
+
+    // The deaf device heartbeats (it is not silent) and answers nothing, until its cancel.
+    let mut beat = tokio::time::interval(std::time::Duration::from_millis(200));
+    let reason = tokio::time::timeout(std::time::Duration::from_secs(45), async {
+        loop {
+            tokio::select! {
+                _ = beat.tick() => send(&mut deaf, &AgentMsg::Heartbeat {}).await,
+                frame = futures_util::StreamExt::next(&mut deaf) => match frame {
+                    Some(Ok(Message::Text(t))) => {
+                        if let Ok(ServerMsg::Cancel { attempt_id: a, reason }) =
+                            serde_json::from_str(t.as_str())
+                        {
+                            assert_eq!(a, attempt_id);
+                            return reason;
+                        }
+                    }
+                    other => panic!("the deaf device's connection ended: {other:?}"),
+                },
+            }
+        }
+    })
+    .await
+    .expect("no cancel for the unanswered assignment");
+    let waited = started.elapsed();
+    assert_eq!(reason, "the assignment was not answered in time");
+    assert!(
+        waited >= std::time::Duration::from_secs(29),
+        "given up after {waited:?}, before the 30 s answer timeout"
+    );
+
+    let v = h.wait_done(v.id.as_str()).await;
+    assert_eq!(v.status, RequestStatus::Succeeded, "{v:#?}");
+    let t = &v.tasks[0];
+    assert_eq!(t.output.as_ref().unwrap().summary.trim(), "elsewhere");
+    let codes: Vec<(&str, &str)> = t
+        .attempts
+        .iter()
+        .map(|a| {
+            (
+                a.device.as_str(),
+                a.error.as_ref().map_or("", |e| e.code.as_str()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        [("deaf-mac", "assign_unanswered"), ("real-mac", "")],
+        "{t:#?}"
+    );
     h.stop().await;
 }
