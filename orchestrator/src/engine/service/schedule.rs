@@ -131,8 +131,6 @@ impl Engine {
             inputs: inputs_taken,
         };
         self.attempts.insert(attempt_id.clone(), live);
-        // The answer timeout ends on time, not on the next tick.
-        self.wake_at(now + millis(self.opts.answer_timeout()));
         self.devices.occupy(device, &attempt_id);
         Metrics::inc(&self.metrics.attempts_dispatched_total);
         tracing::debug!(request = %rid, task = %tid, device = %device, attempt = %attempt_id, "dispatched");

@@ -3,7 +3,7 @@
 //! past their overall timeout, ready tasks no device took in time.
 
 use weft_protocol::{
-    AttemptId, AttemptStatus, ErrorInfo, RequestId, ServerMsg, TaskId, TaskStatus,
+    AttemptId, AttemptStatus, DeviceName, ErrorInfo, RequestId, ServerMsg, TaskId, TaskStatus,
 };
 
 use super::attempts::Waits;
@@ -27,8 +27,9 @@ impl Engine {
         self.stage(b);
     }
 
-    /// Attempts past their deadline are stopped on their device and failed; attempts whose
-    /// device did not come back within the grace window are lost.
+    /// Attempts past their deadline, and those a connected device did not answer in time, are
+    /// stopped on their device and failed; attempts whose device did not come back within the
+    /// grace window are lost.
     fn expire_attempts(&mut self, b: &mut Batch, now: u64) {
         let waits = Waits {
             grace_ms: millis(self.opts.lost_grace),
@@ -40,12 +41,6 @@ impl Engine {
                 continue;
             };
             tracing::warn!(attempt = %id, device = %device, "attempt timed out; telling the device to stop");
-            Metrics::inc(&self.metrics.attempts_timed_out_total);
-            let cancel = ServerMsg::Cancel {
-                attempt_id: id.clone(),
-                reason: "the attempt passed its deadline".into(),
-            };
-            self.send(&device, cancel);
             let err = ErrorInfo::new(
                 "timeout",
                 format!(
@@ -53,7 +48,7 @@ impl Engine {
                     self.opts.attempt_timeout.as_secs_f64()
                 ),
             );
-            self.attempt_failed(b, &id, AttemptStatus::TimedOut, err, None);
+            self.time_out(b, &id, &device, "the attempt passed its deadline", err);
         }
         for id in due.lost {
             let Some(device) = self.attempts.get(&id).map(|l| l.device.clone()) else {
@@ -75,13 +70,6 @@ impl Engine {
                 continue;
             };
             tracing::warn!(attempt = %id, device = %device, "device did not answer the assignment; placing it again");
-            Metrics::inc(&self.metrics.attempts_timed_out_total);
-            // Should it be running it after all, it stops.
-            let cancel = ServerMsg::Cancel {
-                attempt_id: id.clone(),
-                reason: "the assignment was not answered in time".into(),
-            };
-            self.send(&device, cancel);
             let err = ErrorInfo::new(
                 "assign_unanswered",
                 format!(
@@ -90,12 +78,32 @@ impl Engine {
                     self.opts.answer_timeout().as_secs_f64()
                 ),
             );
-            self.attempt_failed(b, &id, AttemptStatus::TimedOut, err, None);
+            // Should it be running it after all, it stops.
+            let reason = "the assignment was not answered in time";
+            self.time_out(b, &id, &device, reason, err);
         }
         // The next of them ends on time, not on a later tick.
         if let Some(at) = due.next_ms {
             self.wake_at(at);
         }
+    }
+
+    /// Tells `device` to stop attempt `id` (`reason`) and fails the attempt `timed_out`.
+    fn time_out(
+        &mut self,
+        b: &mut Batch,
+        id: &AttemptId,
+        device: &DeviceName,
+        reason: &str,
+        err: ErrorInfo,
+    ) {
+        Metrics::inc(&self.metrics.attempts_timed_out_total);
+        let cancel = ServerMsg::Cancel {
+            attempt_id: id.clone(),
+            reason: reason.into(),
+        };
+        self.send(device, cancel);
+        self.attempt_failed(b, id, AttemptStatus::TimedOut, err, None);
     }
 
     /// Unfinished tasks past their overall timeout, and ready tasks that waited for a device
